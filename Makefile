@@ -1,0 +1,34 @@
+# Thin entry points; all logic lives in the driftloop package and .ci/run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint bench up down
+
+$(BIN)/driftloop: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("driftloop needs Python 3.11 or 3.12, found " + sys.version.split()[0]) if sys.version_info[:2] not in ((3, 11), (3, 12)) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+run: $(BIN)/driftloop          ## set up, start the local services, run the training loop
+	$(BIN)/driftloop train
+
+test: $(BIN)/driftloop         ## lint, then the whole test suite (unit + integration)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(BIN)/driftloop
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(BIN)/driftloop
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_onnx.py
+
+up: $(BIN)/driftloop
+	$(BIN)/driftloop up
+
+down: $(BIN)/driftloop
+	$(BIN)/driftloop down

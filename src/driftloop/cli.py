@@ -1,0 +1,255 @@
+"""The ``driftloop`` command: train, inspect and move models, start and stop the local services."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from driftloop.errors import DriftloopError
+from driftloop.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from flows.train import TrainingOutcome
+
+app = typer.Typer(
+    name="driftloop",
+    help="A closed MLOps loop on one box: train → gate → register → serve → monitor → retrain.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# soft_wrap: URLs and messages stay on one line when the output is a file or a narrow terminal.
+# Piped output gets a wide fixed width so tables are not squeezed to 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+
+ExistingFile = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True, resolve_path=True)]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def _export_env(settings: Settings) -> None:
+    """Make this process (and Prefect/MLflow imported after this) use the same stores as the services."""
+    os.environ.update(settings.process_env())
+
+
+def _start_services(settings: Settings) -> None:
+    from driftloop.io import services
+
+    specs = services.local_specs(settings)
+    if not specs:
+        return
+    for spec in specs:
+        if not services.is_healthy(spec.health_url):
+            out.print(f"starting {spec.name} on {spec.listen_url} (log: {spec.log_path}) ...")
+    for status in services.start_all(specs, settings.service_start_timeout):
+        verb = f"started in {status.seconds:.1f}s" if status.started_now else "already running"
+        out.print(f"  {status.name:<15} {status.url}  [green]{verb}[/]")
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, ExistingFile] = None,
+    schema: Annotated[Path | None, ExistingFile] = None,
+    model_name: Annotated[str | None, typer.Option(help="Registered model name [default: settings]")] = None,
+    estimator: Annotated[
+        str | None,
+        typer.Option(help="logistic_regression (default) | random_forest | gradient_boosting | hist_gradient_boosting"),
+    ] = None,
+    param: Annotated[list[str], typer.Option(help="Estimator parameter KEY=VALUE (repeatable)")] = [],  # noqa: B006
+    min_roc_auc: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.70,
+    min_accuracy: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.70,
+    tolerance: Annotated[float, typer.Option(help="Allowed ROC AUC drop vs the champion")] = 0.005,
+) -> None:
+    """Run the training flow: validate, train, gate, export ONNX, register, maybe promote."""
+    settings = get_settings()
+    params = _parse_params(param)
+    _start_services(settings)
+    _export_env(settings)
+    from flows.train import train_model
+
+    outcome = train_model(
+        data_path=str(data) if data else None,
+        schema_path=str(schema) if schema else None,
+        model_name=model_name,
+        **({"estimator": estimator} if estimator else {}),
+        params=params or None,
+        min_roc_auc=min_roc_auc,
+        min_accuracy=min_accuracy,
+        tolerance=tolerance,
+    )
+    _print_outcome(settings, outcome)
+
+
+def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
+    from driftloop.core.evaluation import HIGHER_IS_BETTER
+
+    headline = (
+        f"[bold green]promoted to champion[/] (was {_v(outcome.champion_version)})"
+        if outcome.promoted
+        else f"[bold yellow]not promoted[/]: champion stays {_v(outcome.champion_version)}"
+    )
+    out.rule(f"model {outcome.model_name} v{outcome.version}")
+    out.print(f"{outcome.model_name} v{outcome.version}: {headline}")
+    table = Table(box=None, show_header=True, header_style="bold")
+    for column in ("metric", "candidate", "champion", "delta"):
+        table.add_column(column)
+    for metric in HIGHER_IS_BETTER:
+        value = outcome.metrics[metric]
+        base = (outcome.champion_metrics or {}).get(metric)
+        table.add_row(
+            metric, f"{value:.4f}", "—" if base is None else f"{base:.4f}",
+            "—" if base is None else f"{value - base:+.4f}",
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"gate     {outcome.verdict}: " + "; ".join(outcome.reasons), highlight=False)
+    out.print(f"parity   {outcome.parity}", highlight=False)
+    out.print(f"data     sha256 {outcome.data_hash}")
+    out.print("\n[bold]Where to look[/]")
+    out.print(f"  Prefect flow run   {outcome.flow_run_url}")
+    out.print(f"  MLflow run         {outcome.mlflow_run_url}")
+    out.print(f"  MLflow version     {outcome.mlflow_version_url}")
+    if settings.uses_local_mlflow:
+        out.print(f"  (MLflow UI is served by `driftloop up` at {settings.mlflow_ui})")
+    out.print("  driftloop models | driftloop history")
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "none"
+
+
+def _registry(settings: Settings) -> Any:
+    from driftloop.io.registry import ModelRegistry
+
+    _export_env(settings)
+    return ModelRegistry(settings.model_name, settings.tracking_uri)
+
+
+@app.command()
+def models() -> None:
+    """List model versions with their metrics, aliases and lineage."""
+    settings = get_settings()
+    versions = _registry(settings).versions()
+    if not versions:
+        out.print(f"no versions of model {settings.model_name!r} yet: run `driftloop train`")
+        return
+    table = Table(title=f"model {settings.model_name}  ({settings.tracking_uri})", header_style="bold")
+    for column in ("version", "aliases", "created", "roc_auc", "accuracy", "gate", "parity", "data", "onnx"):
+        table.add_column(column)
+    for v in versions:
+        tags = v.tags
+        table.add_row(
+            v.version,
+            ",".join(v.aliases) or "",
+            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            tags.get("driftloop.metric.roc_auc", "?"),
+            tags.get("driftloop.metric.accuracy", "?"),
+            tags.get("driftloop.gate", "?"),
+            tags.get("driftloop.parity", "?"),
+            tags.get("driftloop.data_hash", "?")[:12],
+            tags.get("driftloop.onnx_sha256", "?")[:12],
+        )
+    out.print(table)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version to make champion")],
+    reason: Annotated[str, typer.Option(help="Why: kept in the alias history")],
+) -> None:
+    """Move the champion alias to VERSION (refused if its ONNX parity failed)."""
+    from driftloop.io.provenance import local_actor
+
+    move = _registry(get_settings()).promote(version, reason=reason, actor=local_actor("driftloop promote"))
+    out.print(f"champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
+
+
+@app.command()
+def rollback(reason: Annotated[str, typer.Option(help="Why: kept in the alias history")]) -> None:
+    """Move the champion alias back to the previous champion, taken from the history."""
+    from driftloop.io.provenance import local_actor
+
+    move = _registry(get_settings()).rollback(reason=reason, actor=local_actor("driftloop rollback"))
+    out.print(f"rolled back champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
+
+
+@app.command()
+def history() -> None:
+    """Print the append-only history of champion alias moves."""
+    from driftloop.core.history import format_history
+
+    settings = get_settings()
+    rows = format_history(_registry(settings).history())
+    if not rows:
+        out.print(f"no alias moves for model {settings.model_name!r} yet")
+        return
+    table = Table(title=f"champion history of {settings.model_name}", header_style="bold")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    out.print(table)
+
+
+@app.command()
+def up() -> None:
+    """Start the local services (Prefect server, MLflow UI) and say where they listen."""
+    settings = get_settings()
+    if not settings.uses_local_prefect and not settings.uses_local_mlflow:
+        out.print(f"using external servers: Prefect {settings.prefect_api}, MLflow {settings.tracking_uri}")
+        return
+    _start_services(settings)
+    out.print(f"data directory: {settings.home}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local services this data directory started."""
+    from driftloop.io import services
+
+    settings = get_settings()
+    for spec in services.local_specs(settings):
+        stopped = services.stop(spec)
+        out.print(f"  {spec.name:<15} {'stopped' if stopped else 'was not running'}")
+
+
+def main() -> None:
+    """Console-script entry point: driftloop's errors become one clear line and exit code 1."""
+    try:
+        app()
+    except DriftloopError as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        err.print(
+            f"[bold red]error:[/] invalid driftloop setting (DRIFTLOOP_* environment): {problems}", highlight=False
+        )
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

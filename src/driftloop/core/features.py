@@ -1,0 +1,48 @@
+"""The one mapping from raw feature values to what the model sees, shared by training and serving.
+
+onnxruntime turns any object in a string tensor into ``str(obj)`` (None → 'None', NaN → 'nan'), which would
+silently become an unknown category. So missing strings become ``""`` here, before ``fit`` and before every
+ONNX call, and the pipeline imputes ``""`` the same way in both. Numbers go in as float32 with NaN for missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from driftloop.core.schema import DatasetSchema
+
+MISSING_CATEGORY = ""
+
+
+def _category_text(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING_CATEGORY
+    return str(value)
+
+
+def to_model_frame(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """The schema's features, in schema order, typed as the model takes them (str / float32)."""
+    columns: dict[str, pd.Series | np.ndarray] = {}
+    for feature in schema.features:
+        values = frame[feature.name]
+        if feature.is_categorical:
+            columns[feature.name] = np.array([_category_text(v) for v in values], dtype=object)
+        else:
+            columns[feature.name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float32)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def onnx_feed(model_frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.ndarray]:
+    """One ``(n, 1)`` input per feature, from a frame made by ``to_model_frame``."""
+    feed: dict[str, np.ndarray] = {}
+    for feature in schema.features:
+        column = model_frame[feature.name].to_numpy()
+        dtype = object if feature.is_categorical else np.float32
+        feed[feature.name] = column.astype(dtype, copy=False).reshape(-1, 1)
+    return feed
+
+
+def encode_target(labels: pd.Series, schema: DatasetSchema) -> np.ndarray:
+    """1 for the positive class, 0 for the other (labels compared as text)."""
+    return (labels.astype(str) == schema.target.positive).to_numpy(dtype=np.int64)

@@ -1,0 +1,32 @@
+"""Names of the MLflow tags that carry a model version's lineage and decisions (one spelling everywhere)."""
+
+from __future__ import annotations
+
+PREFIX = "driftloop."
+
+DATA_HASH = "driftloop.data_hash"
+DATA_ROWS = "driftloop.data_rows"
+SCHEMA_NAME = "driftloop.schema"
+SCHEMA_FINGERPRINT = "driftloop.schema_fingerprint"
+ESTIMATOR = "driftloop.estimator"
+TRAINED_AT = "driftloop.trained_at"
+GIT_COMMIT = "driftloop.git_commit"
+FLOW_RUN_ID = "driftloop.prefect_flow_run_id"
+FLOW_RUN_URL = "driftloop.prefect_flow_run_url"
+ONNX_SHA256 = "driftloop.onnx_sha256"
+PARITY = "driftloop.parity"  # "passed" | "failed"
+PARITY_MAX_ABS_DIFF = "driftloop.parity_max_abs_diff"
+PARITY_DETAIL = "driftloop.parity_detail"
+GATE = "driftloop.gate"  # "promote" | "refuse"
+GATE_REASON = "driftloop.gate_reason"
+SKLEARN_MODEL_URI = "driftloop.sklearn_model_uri"
+
+# Registered-model tags holding the append-only champion history: one tag per move, keys sort by time.
+HISTORY_PREFIX = "driftloop.history."
+
+PASSED = "passed"
+FAILED = "failed"
+
+# Files inside the registered (ONNX-flavour) model's directory.
+ONNX_FILE = "model.onnx"
+SELFCHECK_FILE = "selfcheck.json"

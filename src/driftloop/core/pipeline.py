@@ -1,0 +1,160 @@
+"""Build the scikit-learn Pipeline (preprocessing included, so the ONNX export carries it to serving)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from driftloop.core.features import MISSING_CATEGORY
+from driftloop.core.schema import DatasetSchema
+from driftloop.errors import ConfigError
+
+DEFAULT_ESTIMATOR = "logistic_regression"
+PREPROCESS_STEP = "preprocess"
+MODEL_STEP = "model"
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """How to make one estimator: its class, driftloop's defaults, and whether it needs scaled inputs."""
+
+    cls: type[BaseEstimator]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    linear: bool = False
+
+    def valid_params(self) -> list[str]:
+        return sorted(self.cls().get_params(deep=False))
+
+    def make(self, params: Mapping[str, Any] | None = None, seed: int = 42) -> BaseEstimator:
+        """The estimator with defaults, then ``random_state=seed`` if it takes one, then ``params``."""
+        merged: dict[str, Any] = dict(self.defaults)
+        if "random_state" in self.valid_params():
+            merged["random_state"] = seed
+        merged.update(params or {})
+        return self.cls(**merged)
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {
+    "logistic_regression": EstimatorSpec(LogisticRegression, {"max_iter": 1000}, linear=True),
+    # min_samples_leaf=5: a quarter of the ONNX size of fully grown trees (2.4 vs 8.7 MB on churn) and no
+    # leaf-average probabilities of exactly 0.5, which are label ties between sklearn and ONNX.
+    "random_forest": EstimatorSpec(RandomForestClassifier, {"n_estimators": 100, "min_samples_leaf": 5}),
+    "gradient_boosting": EstimatorSpec(GradientBoostingClassifier, {"n_estimators": 100}),
+    "hist_gradient_boosting": EstimatorSpec(HistGradientBoostingClassifier, {"max_iter": 100}),
+}
+
+
+def estimator_spec(name: str) -> EstimatorSpec:
+    """The spec registered under ``name``; raises ConfigError listing the valid names."""
+    try:
+        return ESTIMATORS[name]
+    except KeyError:
+        raise ConfigError(f"unknown estimator {name!r}; choose one of: {', '.join(ESTIMATORS)}") from None
+
+
+def make_estimator(estimator: str, params: Mapping[str, Any] | None = None, seed: int = 42) -> BaseEstimator:
+    """The configured estimator, its parameter names and values checked before anything is trained.
+
+    Raises:
+        ConfigError: ``estimator`` is not in ESTIMATORS, ``params`` names a parameter it does not take, or a
+            value is of the wrong type or out of range.
+    """
+    spec = estimator_spec(estimator)
+    valid = spec.valid_params()
+    unknown = sorted(set(params or {}) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"estimator {estimator!r} does not take parameter(s) {', '.join(map(repr, unknown))}; "
+            f"valid parameters: {', '.join(valid)}"
+        )
+    model = spec.make(params, seed)
+    try:
+        # sklearn checks parameter values only inside fit(); its own validator lets a bad value fail here,
+        # before a snapshot is read or an MLflow run is opened.
+        model._validate_params()  # type: ignore[attr-defined]
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"estimator {estimator!r}: {error}") from None
+    return model
+
+
+def build_pipeline(
+    schema: DatasetSchema,
+    estimator: str = DEFAULT_ESTIMATOR,
+    params: dict[str, Any] | None = None,
+    seed: int = 42,
+) -> Pipeline:
+    """An unfitted Pipeline taking a frame made by ``core.features.to_model_frame``.
+
+    Raises:
+        ConfigError: see ``make_estimator``.
+    """
+    model = make_estimator(estimator, params, seed)
+    spec = estimator_spec(estimator)
+
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if spec.linear:
+        # Only linear models get a scaler. With float32 inputs, ONNX's Scaler rounds differently from sklearn
+        # by 1 ulp, and tree thresholds sit exactly on grid values of the data, so a scaler in front of
+        # trees flips branches and breaks ONNX parity (max |Δp| 0.23-0.32 on churn). Trees need no scaling.
+        numeric_steps.append(("scale", StandardScaler()))
+
+    categorical = Pipeline(
+        [
+            # onnx converts SimpleImputer only with a string missing value; to_model_frame maps None/NaN to "".
+            ("impute", SimpleImputer(missing_values=MISSING_CATEGORY, strategy="most_frequent")),
+            (
+                "one_hot",
+                OneHotEncoder(
+                    # The declared categories, not the ones a sample happens to contain: the model's inputs
+                    # are then fixed by the schema, and a value outside it is ignored (all zeros).
+                    categories=[list(schema.feature(name).categories or ()) for name in schema.categorical],
+                    handle_unknown="ignore",
+                    sparse_output=False,
+                ),
+            ),
+        ]
+    )
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if schema.numeric:
+        transformers.append(("numeric", Pipeline(numeric_steps), schema.numeric))
+    if schema.categorical:
+        transformers.append(("categorical", categorical, schema.categorical))
+
+    return Pipeline(
+        [
+            (PREPROCESS_STEP, ColumnTransformer(transformers, remainder="drop")),
+            (MODEL_STEP, model),
+        ]
+    )
+
+
+def estimator_name(pipeline: Pipeline) -> str:
+    """The ESTIMATORS name of the pipeline's final step, or its class name if it is not one of them."""
+    model = pipeline.steps[-1][1]
+    for name, spec in ESTIMATORS.items():
+        if type(model) is spec.cls:
+            return name
+    return type(model).__name__
+
+
+def describe_pipeline(pipeline: Pipeline) -> dict[str, str]:
+    """Flat, loggable parameters: ``estimator`` plus every scalar parameter of the final step."""
+    model = pipeline.steps[-1][1]
+    described = {"estimator": estimator_name(pipeline)}
+    for key, value in sorted(model.get_params(deep=False).items()):
+        if value is None or isinstance(value, bool | int | float | str):
+            described[key] = str(value)
+    return described

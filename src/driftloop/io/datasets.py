@@ -1,0 +1,164 @@
+"""Read dataset schema files (YAML) and data snapshots (CSV or Parquet) from disk."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+
+from driftloop.core.schema import DatasetSchema
+from driftloop.errors import ConfigError, DatasetError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+# Compression suffixes pandas infers from the file name (``compression="infer"``).
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")
+_SUPPORTED = ".csv, .csv.gz (or another compression pandas infers), .parquet, .pq"
+
+
+def load_schema(path: Path) -> DatasetSchema:
+    """Read and validate a dataset schema file.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, is not YAML, or breaks the schema's rules
+            (every broken rule is listed, each with the field it concerns).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"schema file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"schema file {path} is a directory, not a file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read schema file {path}: {exc}") from None
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"schema file {path} is not valid YAML: {_describe_yaml_error(exc)}") from None
+    if not isinstance(raw, dict):
+        found = "nothing" if raw is None else f"a {type(raw).__name__}"
+        raise ConfigError(
+            f"schema file {path} must hold a mapping with 'name', 'target' and 'features'; it holds {found}"
+        )
+
+    try:
+        return DatasetSchema.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        problems = [_describe_error(error, raw) for error in errors if not _is_echo(error, errors)]
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"schema file {path} is invalid ({len(problems)} problem(s)):\n{lines}") from None
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """``line 3, column 1: expected ',' or ']' (while parsing a flow sequence from line 2, column 11)``."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return str(exc)
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context:
+        start = exc.context_mark
+        where = f" from line {start.line + 1}, column {start.column + 1}" if start is not None else ""
+        text += f" ({exc.context}{where})"
+    return text
+
+
+def _is_echo(error: Any, errors: list[Any]) -> bool:
+    """A list's "too short" error caused only by its items failing, which the item errors already explain."""
+    loc = tuple(error["loc"])
+    return error["type"] == "too_short" and any(
+        len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == loc for other in errors
+    )
+
+
+def _describe_error(error: Any, raw: dict[str, Any]) -> str:
+    """One pydantic error as ``features[6] ('contract').categories: <message>``."""
+    location = _location(tuple(error["loc"]), raw)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] not in {"missing", "value_error", "extra_forbidden"} and _is_scalar(error.get("input")):
+        message += f" (got {error['input']!r})"
+    return f"{location}: {message}" if location else message
+
+
+def _location(loc: tuple[str | int, ...], raw: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+            if loc[:i] == ("features",):
+                name = _feature_name(raw, part)
+                if name:
+                    parts.append(f" ({name!r})")
+        else:
+            parts.append(f".{part}" if parts else str(part))
+    return "".join(parts)
+
+
+def _feature_name(raw: dict[str, Any], index: int) -> str | None:
+    features = raw.get("features")
+    if isinstance(features, list) and 0 <= index < len(features) and isinstance(features[index], dict):
+        name = features[index].get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def read_snapshot(path: Path) -> pd.DataFrame:
+    """Read a data snapshot: CSV (optionally compressed) or Parquet, chosen by the file name.
+
+    Raises:
+        DatasetError: the path is missing or a directory, the suffix is unsupported, or the file is empty or
+            cannot be parsed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"snapshot {path} does not exist")
+    if path.is_dir():
+        raise DatasetError(f"snapshot {path} is a directory, not a file")
+    kind = _snapshot_kind(path)
+    if kind is None:
+        raise DatasetError(f"snapshot {path} has an unsupported file type; use {_SUPPORTED}")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"snapshot {path} is empty (0 bytes)")
+
+    try:
+        frame = pd.read_parquet(path) if kind == "parquet" else _read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"snapshot {path} is empty (no columns)") from None
+    # The parsers report a malformed file through any of these (ParserError and pyarrow's ArrowInvalid are
+    # ValueErrors; a broken gzip is an OSError or EOFError).
+    except (ValueError, OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"cannot parse snapshot {path} as {kind}: {exc}") from None
+    if frame.empty:
+        raise DatasetError(f"snapshot {path} has no rows ({len(frame.columns)} column(s), 0 rows)")
+    return frame
+
+
+def _snapshot_kind(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if not suffixes:
+        return None
+    if suffixes[-1] in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffixes[-1] == ".csv":
+        return "csv"
+    if suffixes[-1] in _COMPRESSION_SUFFIXES and len(suffixes) >= 2 and suffixes[-2] == ".csv":
+        return "csv"
+    return None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # pandas' default NA strings stay on: a blank cell (and "NA", "null", "NaN", "None", ...) is missing. That
+    # would also swallow a category literally spelled "None" or "NA"; no schema we ship declares one, and
+    # treating the common exports' null spellings as missing matters more. Only "True"/"False" spellings are
+    # parsed as booleans by pandas, so "Yes"/"No" categories stay strings. low_memory=False types each column
+    # from the whole file rather than per chunk, so one odd value cannot leave a column half int, half str.
+    return pd.read_csv(path, keep_default_na=True, low_memory=False)

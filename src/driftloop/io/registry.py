@@ -1,0 +1,293 @@
+"""The MLflow model registry: register versions, move the champion alias, keep and read its history."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow.artifacts
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
+from onnx import load_model_from_string
+from onnx.external_data_helper import uses_external_data
+
+from driftloop import events
+from driftloop.core import lineage
+from driftloop.core.history import Action, AliasMove, rollback_target
+from driftloop.errors import PromotionRefused, RegistryError
+
+CHAMPION_SINCE = lineage.PREFIX + "champion_since"
+RETIRED_AT = lineage.PREFIX + "retired_at"
+
+# Extra files logged with a model land in this sub-directory of the MLflow model directory.
+_EXTRA_FILES_DIR = "extra_files"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]+)/?$")
+_READY = "READY"
+_NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+_INVALID = ErrorCode.Name(INVALID_PARAMETER_VALUE)
+_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
+
+
+def _error_code(exc: MlflowException) -> str:
+    return str(exc.error_code)
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    """One registered version, as a table row needs it."""
+
+    version: str
+    aliases: tuple[str, ...]
+    created_at: datetime
+    run_id: str | None
+    tags: dict[str, str]
+    status: str
+
+
+def locate_model_file(model_dir: Path, filename: str) -> Path:
+    """Find ``filename`` in a downloaded model directory: at its top, or among the logged extra files."""
+    for candidate in (model_dir / filename, model_dir / _EXTRA_FILES_DIR / filename):
+        if candidate.is_file():
+            return candidate
+    raise RegistryError(f"the model directory {model_dir} has no {filename}")
+
+
+class ModelRegistry:
+    """One registered model in one MLflow registry.
+
+    The champion alias is the truth about what serves. Every move of it is also recorded as a
+    registered-model tag (``lineage.HISTORY_PREFIX`` + time + random suffix, value ``AliasMove.to_json()``),
+    which is what rollback replays. Two moves at the same moment are not serialized here: callers run
+    promotions one at a time (a Prefect concurrency limit).
+    """
+
+    def __init__(self, model_name: str, tracking_uri: str) -> None:
+        if not _MODEL_NAME.match(model_name):
+            raise RegistryError(f"model name {model_name!r} may only contain letters, digits, '_', '.' and '-'")
+        self.model_name = model_name
+        self.tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _registered_model(self) -> RegisteredModel | None:
+        try:
+            return self._client.get_registered_model(self.model_name)
+        except MlflowException as exc:
+            if _error_code(exc) == _NOT_FOUND:
+                return None
+            raise
+
+    def champion(self) -> ModelVersion | None:
+        """The version holding the champion alias; None when there is no such model or alias yet."""
+        model = self._registered_model()
+        if model is None:
+            return None
+        version = model.aliases.get(events.CHAMPION)
+        if version is None:
+            return None
+        return self.get_version(str(version))
+
+    def get_version(self, version: str) -> ModelVersion:
+        """One version; RegistryError naming the existing versions when it does not exist."""
+        try:
+            return self._client.get_model_version(self.model_name, str(version))
+        except MlflowException as exc:
+            if _error_code(exc) not in (_NOT_FOUND, _INVALID):
+                raise
+            existing = [summary.version for summary in self.versions()]
+            known = ", ".join(existing) if existing else "none"
+            raise RegistryError(
+                f"model {self.model_name!r} has no version {version!r} (existing versions: {known})"
+            ) from exc
+
+    def register(self, model_uri: str, run_id: str, tags: Mapping[str, str], description: str = "") -> ModelVersion:
+        """Register ``model_uri`` (a ``ModelInfo.model_uri``) as a new version and wait until it is READY."""
+        try:
+            self._client.create_registered_model(self.model_name)
+        except MlflowException as exc:
+            if _error_code(exc) != _EXISTS:
+                raise
+        source, model_id = model_uri, None
+        logged_model = _LOGGED_MODEL_URI.match(model_uri)
+        if logged_model:
+            # MLflow's SQL registry store resolves a models:/m-<id> source through a default MlflowClient(),
+            # i.e. the process-global tracking URI (its own TODO says so), not this client's store. Resolving
+            # it here keeps registration on our store; the stored location is the one MLflow would store.
+            model_id = logged_model.group(1)
+            source = self._client.get_logged_model(model_id).artifact_location
+        version = self._client.create_model_version(
+            self.model_name,
+            source=source,
+            run_id=run_id,
+            tags={key: str(value) for key, value in tags.items()},
+            description=description or None,
+            model_id=model_id,
+        )
+        if str(version.status) != _READY:
+            raise RegistryError(
+                f"version {version.version} of {self.model_name!r} is {version.status}, not READY: "
+                f"{version.status_message or 'no message from MLflow'}"
+            )
+        return version
+
+    def set_version_tags(self, version: str, tags: Mapping[str, str]) -> None:
+        """Set (overwrite) tags on an existing version."""
+        self.get_version(version)
+        for key, value in tags.items():
+            self._client.set_model_version_tag(self.model_name, str(version), key, str(value))
+
+    def promote(self, version: str, reason: str, actor: str, action: Action = "promote") -> AliasMove:
+        """Give ``version`` the champion alias and record why.
+
+        Raises:
+            PromotionRefused: Empty reason or actor, unknown version, parity not passed, or already champion.
+                The registry is unchanged when this is raised.
+        """
+        if not reason.strip():
+            raise PromotionRefused(f"a reason is required to move the {events.CHAMPION} alias")
+        if not actor.strip():
+            raise PromotionRefused(
+                f"an actor (user@host or a flow run) is required to move the {events.CHAMPION} alias"
+            )
+        try:
+            target = self.get_version(version)
+        except RegistryError as exc:
+            raise PromotionRefused(str(exc)) from exc
+        parity = target.tags.get(lineage.PARITY)
+        if parity != lineage.PASSED:
+            raise PromotionRefused(
+                f"version {version} of {self.model_name!r} has {lineage.PARITY}={parity or 'unset'}: only a "
+                "version whose ONNX export passed the parity check may become champion"
+            )
+        current = self.champion()
+        current_version = str(current.version) if current is not None else None
+        if current_version == str(version):
+            raise PromotionRefused(f"version {version} of {self.model_name!r} is already {events.CHAMPION}")
+
+        move = AliasMove(
+            at=datetime.now(UTC),
+            alias=events.CHAMPION,
+            action=action,
+            from_version=current_version,
+            to_version=str(version),
+            reason=reason.strip(),
+            actor=actor,
+        )
+        # History first, then the alias: a crash in between leaves an entry saying what was intended while
+        # the alias (the truth) is unchanged; the reverse order could move the alias with no record of why.
+        self._client.set_registered_model_tag(self.model_name, move.tag_key(), move.to_json())
+        self._client.set_registered_model_alias(self.model_name, events.CHAMPION, move.to_version)
+        since = move.at.isoformat(timespec="seconds")
+        self._client.set_model_version_tag(self.model_name, move.to_version, CHAMPION_SINCE, since)
+        self._client.delete_model_version_tag(self.model_name, move.to_version, RETIRED_AT)
+        if current_version is not None:
+            self._client.set_model_version_tag(self.model_name, current_version, RETIRED_AT, since)
+        return move
+
+    def rollback(self, reason: str, actor: str) -> AliasMove:
+        """Give the champion alias back to the previous champion (see ``core.history.rollback_target``).
+
+        Raises:
+            RegistryError: No earlier champion.
+            PromotionRefused: Empty reason, or the target's parity tag is no longer ``passed``.
+        """
+        if not reason.strip():
+            raise PromotionRefused(f"a reason is required to move the {events.CHAMPION} alias")
+        current = self.champion()
+        current_version = str(current.version) if current is not None else None
+        target = rollback_target(self.history(), current_version)
+        return self.promote(target, reason, actor, action="rollback")
+
+    def history(self) -> list[AliasMove]:
+        """Every recorded alias move, oldest first; empty when the model does not exist."""
+        model = self._registered_model()
+        if model is None:
+            return []
+        moves: list[AliasMove] = []
+        for key in sorted(key for key in model.tags if key.startswith(lineage.HISTORY_PREFIX)):
+            try:
+                moves.append(AliasMove.from_json(model.tags[key]))
+            except ValueError as exc:
+                raise RegistryError(
+                    f"tag {key!r} on registered model {self.model_name!r} is not a driftloop history entry "
+                    f"({exc}); delete it in the MLflow UI or with MlflowClient().delete_registered_model_tag"
+                ) from exc
+        return moves
+
+    def versions(self) -> list[VersionSummary]:
+        """Every version of the model, newest first; empty when the model does not exist."""
+        model = self._registered_model()
+        if model is None:
+            return []
+        aliases_of: dict[str, list[str]] = {}
+        for alias, version in model.aliases.items():
+            aliases_of.setdefault(str(version), []).append(alias)
+        found: list[ModelVersion] = []
+        token: str | None = None
+        while True:
+            page = self._client.search_model_versions(f"name='{self.model_name}'", page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        summaries = [
+            VersionSummary(
+                version=str(mv.version),
+                aliases=tuple(sorted(aliases_of.get(str(mv.version), []))),
+                created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
+                run_id=mv.run_id or None,
+                tags=dict(mv.tags),
+                status=str(mv.status),
+            )
+            for mv in found
+        ]
+        return sorted(summaries, key=lambda summary: int(summary.version), reverse=True)
+
+    def download_model_dir(self, version: str, dst: Path) -> Path:
+        """Download the version's MLflow model directory into ``dst`` and return its path.
+
+        It holds ``model.onnx`` and ``MLmodel`` at the top and the logged extra files (``selfcheck.json``)
+        under ``extra_files/``; ``locate_model_file`` finds either.
+        """
+        self.get_version(version)
+        dst.mkdir(parents=True, exist_ok=True)
+        # Not "models:/name/version": MLflow resolves that through the process-global registry URI,
+        # whatever registry_uri is passed. The version's download URI comes from this client's store.
+        location = self._client.get_model_version_download_uri(self.model_name, str(version))
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(dst), tracking_uri=self.tracking_uri
+        )
+        return Path(local)
+
+    def onnx_bytes(self, version: str) -> bytes:
+        """The version's serialized ONNX graph, self-contained.
+
+        Raises:
+            RegistryError: The version has no ``model.onnx``, or it keeps weights in external data files.
+        """
+        with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
+            model_dir = self.download_model_dir(version, Path(tmp))
+            path = model_dir / lineage.ONNX_FILE
+            if not path.is_file():
+                raise RegistryError(
+                    f"version {version} of {self.model_name!r} has no {lineage.ONNX_FILE}: is it an ONNX-flavour model?"
+                )
+            data = path.read_bytes()
+        graph = load_model_from_string(data).graph
+        if any(uses_external_data(tensor) for tensor in graph.initializer):
+            raise RegistryError(
+                f"version {version} of {self.model_name!r} keeps its ONNX weights in external data files, so "
+                f"{lineage.ONNX_FILE} alone is incomplete; log it with save_as_external_data=False"
+            )
+        return data

@@ -1,0 +1,177 @@
+"""MLflow tracking for a training run: the run itself, params, metrics, plots and the two logged models.
+
+Everything goes through an explicit tracking URI and run id, never MLflow's CWD-relative default store.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import Schema, TensorSpec
+from sklearn.pipeline import Pipeline
+
+from driftloop.core import lineage
+from driftloop.core.features import onnx_feed
+from driftloop.core.schema import DatasetSchema
+
+SKLEARN_MODEL_NAME = "sklearn-model"
+ONNX_MODEL_NAME = "onnx-model"
+
+
+def use_tracking_uri(tracking_uri: str) -> MlflowClient:
+    """Point MLflow's fluent API at ``tracking_uri`` and return a client for it."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    """The experiment's id, creating it with an absolute artifact location when it is new.
+
+    Args:
+        client: A client on the target store.
+        name: Experiment name.
+        artifact_root: Where artifacts go for a local store; None lets a tracking server decide.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = (artifact_root / name).as_uri() if artifact_root is not None else None
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    return str(run.info.run_id)
+
+
+def end_run(client: MlflowClient, run_id: str, succeeded: bool) -> None:
+    status = RunStatus.to_string(RunStatus.FINISHED if succeeded else RunStatus.FAILED)
+    client.set_terminated(run_id, status=status)
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    for key, value in params.items():
+        client.log_param(run_id, key, str(value)[:6000])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], prefix: str = "") -> None:
+    for key, value in metrics.items():
+        client.log_metric(run_id, f"{prefix}{key}", float(value))
+
+
+def set_run_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def log_files(client: MlflowClient, run_id: str, paths: list[Path], artifact_path: str) -> None:
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def log_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:
+    client.log_text(run_id, text, artifact_file)
+
+
+def log_sklearn_model(run_id: str, pipeline: Pipeline, example: pd.DataFrame) -> str:
+    """Log the fitted pipeline (skops format) for inspection and reproduction; serving never loads it.
+
+    skops refuses to load types it was not told to trust; the pipeline's own types are exactly those.
+    """
+    import skops.io
+
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    signature = infer_signature(example, pipeline.predict_proba(example))
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=SKLEARN_MODEL_NAME,
+            signature=signature,
+            input_example=example.head(3),
+            skops_trusted_types=trusted,
+        )
+    return str(info.model_uri)
+
+
+def onnx_signature(schema: DatasetSchema) -> ModelSignature:
+    """One ``(-1, 1)`` tensor per feature, so ``mlflow.pyfunc`` can score a plain DataFrame with the ONNX model."""
+    inputs = [
+        TensorSpec(np.dtype(object) if f.is_categorical else np.dtype(np.float32), (-1, 1), f.name)
+        for f in schema.features
+    ]
+    outputs = [
+        TensorSpec(np.dtype(np.int64), (-1,), "label"),
+        TensorSpec(np.dtype(np.float32), (-1, 2), "probabilities"),
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def log_onnx_model(
+    run_id: str,
+    onnx_bytes: bytes,
+    schema: DatasetSchema,
+    example: pd.DataFrame,
+    selfcheck: Mapping[str, Any],
+) -> str:
+    """Log the ONNX model with its signature, input example and self-check sample; return its model URI.
+
+    Args:
+        run_id: The training run.
+        onnx_bytes: The serialized ONNX graph.
+        schema: The dataset schema (input names and types).
+        example: A few rows as made by ``to_model_frame``.
+        selfcheck: Sample inputs and the outputs recorded for them (see ``build_selfcheck``).
+    """
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    with tempfile.TemporaryDirectory() as tmp:
+        selfcheck_path = Path(tmp) / lineage.SELFCHECK_FILE
+        selfcheck_path.write_text(json.dumps(selfcheck))
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.onnx.log_model(
+                model,
+                name=ONNX_MODEL_NAME,
+                signature=onnx_signature(schema),
+                input_example=onnx_feed(example.head(3), schema),
+                extra_files=[str(selfcheck_path)],
+                onnx_execution_providers=["CPUExecutionProvider"],
+                # One self-contained model.onnx: the server and the registry read the graph as a single file.
+                save_as_external_data=False,
+            )
+    return str(info.model_uri)
+
+
+def build_selfcheck(
+    sample: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray, tolerance: float
+) -> dict[str, Any]:
+    """Sample rows (as the model takes them) with the ONNX outputs recorded at registration.
+
+    A server loading this version predicts the sample and must reproduce these outputs within ``tolerance``.
+    """
+    records = sample.astype(object).where(sample.notna(), None).to_dict(orient="records")
+    return {
+        "records": records,
+        "labels": [int(v) for v in labels],
+        "probabilities": [[float(p) for p in row] for row in probabilities],
+        "tolerance": tolerance,
+    }
+
+
+def run_url(mlflow_ui: str, experiment_id: str, run_id: str) -> str:
+    return f"{mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(mlflow_ui: str, model_name: str, version: str) -> str:
+    return f"{mlflow_ui}/#/models/{model_name}/versions/{version}"

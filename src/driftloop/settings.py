@@ -1,0 +1,125 @@
+"""The one settings object: read once from the environment (prefix ``DRIFTLOOP_``), every path absolute."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_DATA = PACKAGE_DIR / "data" / "churn" / "churn.csv.gz"
+BUNDLED_SCHEMA = PACKAGE_DIR / "data" / "churn" / "schema.yaml"
+
+# Every process driftloop starts or configures gets these: no telemetry leaves the machine.
+TELEMETRY_OFF = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+}
+
+
+class Settings(BaseSettings):
+    """driftloop's configuration. Environment variables win over defaults; see the README table."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_", frozen=True, extra="ignore")
+
+    home: Path = Field(default=Path(".driftloop"), description="Data directory for every local store.")
+    model_name: str = Field(default="churn", pattern=r"^[A-Za-z0-9_.-]+$")
+    experiment_name: str = "driftloop"
+    data_path: Path = Field(default=BUNDLED_DATA, description="Default training snapshot (CSV or Parquet).")
+    schema_path: Path = Field(default=BUNDLED_SCHEMA, description="Schema file describing data_path.")
+
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRIFTLOOP_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="Unset: MLflow on a SQLite file under home.",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None, description="Where people open MLflow; default: the tracking server, or the local UI."
+    )
+    mlflow_ui_port: int = Field(default=5000, ge=1, le=65535)
+    start_mlflow_ui: bool = Field(default=True, description="Start the MLflow UI with the local services.")
+
+    prefect_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRIFTLOOP_PREFECT_API_URL", "PREFECT_API_URL"),
+        description="Unset: a local Prefect server that driftloop starts and reuses.",
+    )
+    prefect_host: str = "127.0.0.1"
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    service_start_timeout: float = Field(default=120.0, gt=0)
+
+    seed: int = 42
+    holdout_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
+
+    @field_validator("home", "data_path", "schema_path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def uses_local_prefect(self) -> bool:
+        """True when driftloop owns the Prefect server (no PREFECT_API_URL given)."""
+        return self.prefect_api_url is None
+
+    @property
+    def uses_local_mlflow(self) -> bool:
+        """True when MLflow is the embedded SQLite store under home."""
+        return self.mlflow_tracking_uri is None
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and logs of the local services."""
+        return self.home / "run"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def prefect_api(self) -> str:
+        return self.prefect_api_url or f"http://{self.prefect_host}:{self.prefect_port}/api"
+
+    @property
+    def prefect_ui(self) -> str:
+        return self.prefect_api.removesuffix("/").removesuffix("/api")
+
+    @property
+    def mlflow_ui(self) -> str:
+        if self.mlflow_ui_url:
+            return self.mlflow_ui_url.rstrip("/")
+        if self.mlflow_tracking_uri and self.mlflow_tracking_uri.startswith("http"):
+            return self.mlflow_tracking_uri.rstrip("/")
+        return f"http://127.0.0.1:{self.mlflow_ui_port}"
+
+    def process_env(self) -> dict[str, str]:
+        """Environment for a child process (Prefect, MLflow, a flow) so it sees the same stores."""
+        env = dict(TELEMETRY_OFF)
+        env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # progress bars garble flow logs
+        env["PREFECT_API_URL"] = self.prefect_api
+        env["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        env["DRIFTLOOP_HOME"] = str(self.home)
+        if self.uses_local_prefect:
+            env["PREFECT_HOME"] = str(self.prefect_home)
+            env["PREFECT_UI_API_URL"] = self.prefect_api
+        return env
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over the driftloop library that add retries, timeouts and caching."""

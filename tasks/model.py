@@ -1,0 +1,145 @@
+"""Model tasks: fit, evaluate, export to ONNX with its parity gate, and score the current champion."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sklearn.pipeline import Pipeline
+
+from driftloop.core import lineage
+from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance
+from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.parity import ParityReport, compare_outputs
+from driftloop.core.pipeline import build_pipeline, describe_pipeline
+from driftloop.core.schema import DatasetSchema
+from driftloop.core.snapshot import Split
+from driftloop.errors import RegistryError
+from driftloop.io import plots, tracking
+from driftloop.io.onnx_export import export_onnx, onnx_sha256
+from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.registry import ModelRegistry
+
+SELFCHECK_ROWS = 16
+MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fitted pipeline and the estimator it was built from."""
+
+    pipeline: Pipeline
+    estimator: str
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Export:
+    """The ONNX model, its parity with scikit-learn, and where it was logged."""
+
+    onnx_sha256: str
+    parity: ParityReport
+    onnx_model_uri: str
+    sklearn_model_uri: str
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    version: str | None
+    metrics: Metrics | None
+
+
+@task(name="fit-candidate", cache_policy=NO_CACHE, timeout_seconds=3600)
+def fit_candidate(
+    split: Split, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int
+) -> Candidate:
+    """Fit the pipeline on the training part. Never cached: a run always trains."""
+    pipeline = build_pipeline(schema, estimator, params, seed=seed)
+    pipeline.fit(to_model_frame(split.train, schema), encode_target(split.train[schema.target.name], schema))
+    return Candidate(pipeline=pipeline, estimator=estimator, params=describe_pipeline(pipeline))
+
+
+@task(name="evaluate-candidate", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
+def evaluate_candidate(
+    candidate: Candidate, split: Split, schema: DatasetSchema, tracking_uri: str, run_id: str, seed: int
+) -> Metrics:
+    """Holdout metrics and plots, logged to the MLflow run."""
+    client = tracking.use_tracking_uri(tracking_uri)
+    holdout = to_model_frame(split.holdout, schema)
+    y_true = encode_target(split.holdout[schema.target.name], schema)
+    proba = candidate.pipeline.predict_proba(holdout)[:, 1]
+    metrics = compute_metrics(y_true, proba)
+    tracking.log_params(client, run_id, candidate.params)
+    tracking.log_metrics(client, run_id, metrics.as_dict(), prefix="holdout_")
+    importances = feature_importance(candidate.pipeline, holdout, y_true, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        classes = [schema.target.negative, schema.target.positive]
+        pngs = [
+            plots.confusion_matrix_png(y_true, (proba > 0.5).astype(int), classes, out / "confusion_matrix.png"),
+            plots.roc_curve_png(y_true, proba, out / "roc_curve.png"),
+            plots.feature_importance_png(importances, out / "feature_importance.png"),
+        ]
+        tracking.log_files(client, run_id, pngs, artifact_path="plots")
+    return metrics
+
+
+@task(name="export-onnx", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
+def export_candidate(
+    candidate: Candidate,
+    split: Split,
+    schema: DatasetSchema,
+    tracking_uri: str,
+    run_id: str,
+    parity_tolerance: float,
+) -> Export:
+    """Convert to ONNX, check parity on the whole holdout, log both models to the run."""
+    tracking.use_tracking_uri(tracking_uri)
+    holdout = to_model_frame(split.holdout, schema)
+    onnx_bytes = export_onnx(candidate.pipeline, schema)
+    onnx_labels, onnx_proba = OnnxClassifier.from_bytes(onnx_bytes, schema).predict(holdout)
+    parity = compare_outputs(
+        candidate.pipeline.predict_proba(holdout),
+        onnx_proba,
+        candidate.pipeline.predict(holdout),
+        onnx_labels,
+        tolerance=parity_tolerance,
+    )
+    sample = holdout.head(SELFCHECK_ROWS)
+    selfcheck = tracking.build_selfcheck(
+        sample, onnx_labels[:SELFCHECK_ROWS], onnx_proba[:SELFCHECK_ROWS], parity_tolerance
+    )
+    sklearn_uri = tracking.log_sklearn_model(run_id, candidate.pipeline, holdout)
+    onnx_uri = tracking.log_onnx_model(run_id, onnx_bytes, schema, holdout, selfcheck)
+    return Export(
+        onnx_sha256=onnx_sha256(onnx_bytes),
+        parity=parity,
+        onnx_model_uri=onnx_uri,
+        sklearn_model_uri=sklearn_uri,
+    )
+
+
+@task(name="score-champion", cache_policy=NO_CACHE, timeout_seconds=900, **MLFLOW_RETRIES)
+def score_champion(model_name: str, tracking_uri: str, split: Split, schema: DatasetSchema) -> ChampionScore:
+    """The current champion's metrics on this run's holdout, from its ONNX model (no pickle is loaded)."""
+    registry = ModelRegistry(model_name, tracking_uri)
+    champion = registry.champion()
+    if champion is None:
+        return ChampionScore(version=None, metrics=None)
+    version = str(champion.version)
+    trained_on = champion.tags.get(lineage.SCHEMA_FINGERPRINT)
+    if trained_on != schema.fingerprint():
+        raise RegistryError(
+            f"champion v{version} of model {model_name!r} was trained on schema "
+            f"{champion.tags.get(lineage.SCHEMA_NAME, '?')!r} (fingerprint {trained_on}), but this snapshot uses "
+            f"{schema.name!r} ({schema.fingerprint()}); the two cannot be compared. "
+            "Register it under another model name (--model-name / DRIFTLOOP_MODEL_NAME)."
+        )
+    model = OnnxClassifier.from_bytes(registry.onnx_bytes(version), schema)
+    _, proba = model.predict(to_model_frame(split.holdout, schema))
+    y_true = encode_target(split.holdout[schema.target.name], schema)
+    return ChampionScore(version=version, metrics=compute_metrics(y_true, proba[:, 1]))

@@ -1,0 +1,37 @@
+"""Data fixtures shared by every test: the bundled churn snapshot and the synthetic loans snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftloop.core.schema import DatasetSchema
+from driftloop.io.datasets import load_schema, read_snapshot
+from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
+from tests.support.loans import write_loans
+
+
+@pytest.fixture(scope="session")
+def churn_schema() -> DatasetSchema:
+    return load_schema(BUNDLED_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def _churn_frame_once() -> pd.DataFrame:
+    return read_snapshot(BUNDLED_DATA)
+
+
+@pytest.fixture
+def churn_frame(_churn_frame_once: pd.DataFrame) -> pd.DataFrame:
+    """The bundled churn snapshot; a fresh copy per test, so tests may modify it."""
+    return _churn_frame_once.copy()
+
+
+@pytest.fixture
+def loans_dir(tmp_path: Path) -> Path:
+    """A directory holding ``loans.parquet`` and ``loans.schema.yaml`` (see tests/support/loans.py)."""
+    directory = tmp_path / "loans"
+    write_loans(directory)
+    return directory

@@ -1,0 +1,255 @@
+"""The training flow end to end: the real CLI, a real Prefect server, a real MLflow store."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from driftloop.core import lineage
+from driftloop.core.features import to_model_frame
+from driftloop.core.snapshot import split_holdout
+from driftloop.io.datasets import load_schema, read_snapshot
+from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.registry import ModelRegistry
+from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF
+from tests.integration.conftest import Driftloop, PrefectServer, make_driftloop
+from tests.support.loans import write_loans
+
+pytestmark = pytest.mark.integration
+
+
+def registry_state(dl: Driftloop, model: str = "churn") -> dict[str, object]:
+    """Everything a rejected run must leave untouched."""
+    client = MlflowClient(tracking_uri=dl.tracking_uri, registry_uri=dl.tracking_uri)
+    registry = ModelRegistry(model, dl.tracking_uri)
+    runs = [
+        run.info.run_id
+        for experiment in client.search_experiments()
+        for run in client.search_runs([experiment.experiment_id])
+    ]
+    champion = registry.champion()
+    return {
+        "versions": [(v.version, tuple(v.aliases)) for v in registry.versions()],
+        "champion": None if champion is None else champion.version,
+        "history": [m.to_json() for m in registry.history()],
+        "runs": sorted(runs),
+    }
+
+
+def flow_run(prefect: PrefectServer, flow_run_id: str) -> dict[str, object]:
+    with prefect.client() as client:
+        response = client.get(f"/flow_runs/{flow_run_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
+
+def artifact_keys(prefect: PrefectServer, flow_run_id: str) -> set[str]:
+    with prefect.client() as client:
+        response = client.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+        response.raise_for_status()
+        return {a["key"] for a in response.json() if a.get("key")}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServer) -> Driftloop:
+    """One data directory with one training run of the bundled data (v1, champion)."""
+    dl = make_driftloop(tmp_path_factory.mktemp("trained"), prefect_server)
+    dl.run("train")
+    return dl
+
+
+def test_first_run_registers_v1_as_champion_with_lineage(trained: Driftloop, prefect_server: PrefectServer) -> None:
+    registry = ModelRegistry("churn", trained.tracking_uri)
+    champion = registry.champion()
+    assert champion is not None
+    assert champion.version == "1"
+    tags = champion.tags
+    schema = load_schema(BUNDLED_SCHEMA)
+    from driftloop.core.snapshot import content_hash
+
+    assert tags[lineage.DATA_HASH] == content_hash(read_snapshot(BUNDLED_DATA), schema)
+    assert tags[lineage.PARITY] == lineage.PASSED
+    assert tags[lineage.GATE] == "promote"
+    assert len(tags[lineage.ONNX_SHA256]) == 64
+    assert len(tags[lineage.GIT_COMMIT]) >= 7
+    assert float(tags["driftloop.metric.roc_auc"]) > 0.8
+
+    # The MLflow run and the Prefect flow run point at each other.
+    run = MlflowClient(tracking_uri=trained.tracking_uri).get_run(champion.run_id)
+    flow_run_id = run.data.tags[lineage.FLOW_RUN_ID]
+    assert tags[lineage.FLOW_RUN_ID] == flow_run_id
+    assert flow_run_id in run.data.tags[lineage.FLOW_RUN_URL]
+    assert flow_run(prefect_server, flow_run_id)["state_type"] == "COMPLETED"
+    assert {"promotion-decision", "model-metrics", "mlflow-run", "mlflow-model-version"} <= artifact_keys(
+        prefect_server, flow_run_id
+    )
+    artifacts = {
+        a.path for a in MlflowClient(tracking_uri=trained.tracking_uri).list_artifacts(run.info.run_id, "plots")
+    }
+    assert artifacts == {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/feature_importance.png"}
+    assert "holdout_roc_auc" in run.data.metrics
+
+
+def test_registered_onnx_matches_sklearn_on_the_holdout(trained: Driftloop) -> None:
+    registry = ModelRegistry("churn", trained.tracking_uri)
+    version = registry.champion()
+    assert version is not None
+    schema = load_schema(BUNDLED_SCHEMA)
+    holdout = split_holdout(read_snapshot(BUNDLED_DATA), schema, fraction=0.25, seed=42).holdout
+    frame = to_model_frame(holdout, schema)
+
+    onnx_labels, onnx_proba = OnnxClassifier.from_bytes(registry.onnx_bytes(version.version), schema).predict(frame)
+    mlflow.set_tracking_uri(trained.tracking_uri)
+    sklearn_model = mlflow.sklearn.load_model(version.tags[lineage.SKLEARN_MODEL_URI])
+    sk_proba = sklearn_model.predict_proba(frame)
+    assert np.max(np.abs(sk_proba - onnx_proba)) <= 1e-5
+    decided = np.abs(sk_proba[:, 1] - 0.5) > 1e-5
+    assert np.array_equal(sklearn_model.predict(frame)[decided], onnx_labels[decided])
+
+
+def test_plain_mlflow_client_loads_the_champion(trained: Driftloop) -> None:
+    # A separate interpreter that knows nothing of driftloop: only the tracking URI.
+    code = (
+        "import mlflow, pandas as pd, sys\n"
+        f"frame = pd.read_csv({str(BUNDLED_DATA)!r}).drop(columns=['churn']).head(5)\n"
+        "model = mlflow.pyfunc.load_model('models:/churn@champion')\n"
+        "out = model.predict(frame)\n"
+        "print(out['probabilities'].shape, list(out['label']))\n"
+    )
+    env = {**TELEMETRY_OFF, "MLFLOW_TRACKING_URI": trained.tracking_uri, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(5, 2)" in result.stdout
+
+
+def test_corrupted_snapshot_fails_with_every_problem_and_changes_nothing(trained: Driftloop, tmp_path: Path) -> None:
+    frame = read_snapshot(BUNDLED_DATA)
+    frame.loc[frame.index[:3], "contract"] = "Lifetime"
+    frame.loc[frame.index[3:5], "tenure"] = -4
+    frame = frame.drop(columns=["payment_method"])
+    corrupted = tmp_path / "corrupted.csv.gz"
+    with gzip.open(corrupted, "wt") as handle:
+        frame.to_csv(handle, index=False)
+    before = registry_state(trained)
+
+    result = trained.run("train", "--data", str(corrupted), check=False)
+
+    assert result.returncode == 1
+    assert "failed validation (3 problem(s))" in result.stderr
+    for needle in ("'payment_method'", "'contract'", "Lifetime", "'tenure'"):
+        assert needle in result.stderr
+    assert registry_state(trained) == before
+
+
+def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
+    first = driftloop.run("train")
+    assert "churn v1: promoted to champion" in first.stdout
+
+    # Same data, same seed: a tie with the champion, within the default tolerance → promoted.
+    second = driftloop.run("train")
+    assert "churn v2: promoted to champion (was v1)" in second.stdout
+
+    # A policy this model cannot meet → registered, refused, the champion stays.
+    third = driftloop.run("train", "--min-roc-auc", "0.99")
+    assert "churn v3: not promoted: champion stays v2" in third.stdout
+    registry = ModelRegistry("churn", driftloop.tracking_uri)
+    assert registry.get_version("3").tags[lineage.GATE] == "refuse"
+    assert registry.champion().version == "2"
+
+    rolled = driftloop.run("rollback", "--reason", "v2 misbehaves in production")
+    assert "v2 → v1" in rolled.stdout
+    assert registry.champion().version == "1"
+
+    history = driftloop.run("history").stdout
+    moves = registry.history()
+    assert [(m.action, m.from_version, m.to_version) for m in moves] == [
+        ("promote", None, "1"),
+        ("promote", "1", "2"),
+        ("rollback", "2", "1"),
+    ]
+    assert "v2 misbehaves in production" in history
+    assert "rollback" in history
+
+    listing = driftloop.run("models").stdout
+    assert "champion" in listing
+    assert "refuse" in listing
+
+
+def test_second_dataset_trains_through_the_same_flow(driftloop: Driftloop, tmp_path: Path) -> None:
+    data, schema = write_loans(tmp_path, fmt="parquet")
+    result = driftloop.run("train", "--data", str(data), "--schema", str(schema), "--model-name", "loans")
+    assert "loans v1: promoted to champion" in result.stdout
+    version = ModelRegistry("loans", driftloop.tracking_uri).champion()
+    assert version is not None
+    assert version.tags[lineage.SCHEMA_NAME] == load_schema(schema).name
+
+    # The loans data under the churn model's name: refused before anything is trained or registered.
+    driftloop.run("train")
+    before = registry_state(driftloop)
+    clash = driftloop.run("train", "--data", str(data), "--schema", str(schema), check=False)
+    assert clash.returncode == 1
+    assert "cannot be compared" in clash.stderr
+    assert registry_state(driftloop) == before
+
+
+def test_promote_refusals_are_clear(trained: Driftloop) -> None:
+    unknown = trained.run("promote", "42", "--reason", "try", check=False)
+    assert unknown.returncode == 1
+    assert "42" in unknown.stderr
+    no_reason = trained.run("promote", "1", check=False)
+    assert no_reason.returncode == 2
+    assert "--reason" in no_reason.stderr
+
+
+def test_bad_cli_arguments_give_usage_errors(driftloop: Driftloop) -> None:
+    missing = driftloop.run("train", "--data", "/nonexistent.csv", check=False)
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
+    bad_estimator = driftloop.run("train", "--estimator", "svm", check=False)
+    assert bad_estimator.returncode == 1
+    assert "hist_gradient_boosting" in bad_estimator.stderr
+
+
+def test_prefect_yaml_deploys_and_a_worker_runs_the_train_deployment(
+    driftloop: Driftloop, prefect_server: PrefectServer
+) -> None:
+    project = Path(__file__).resolve().parents[2]
+    prefect = str(Path(sys.executable).parent / "prefect")
+    env = driftloop.env
+    pool = subprocess.run(
+        [prefect, "work-pool", "create", "driftloop-process", "--type", "process", "--overwrite"],
+        env=env, cwd=project, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert pool.returncode == 0, pool.stderr
+    deploy = subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--all"],
+        env=env, cwd=project, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
+    assert "train-model/train" in deploy.stdout
+
+    worker = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", "driftloop-process", "--run-once"],
+        env={**env, "PREFECT_WORKER_QUERY_SECONDS": "2"},
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    run = subprocess.run(
+        [prefect, "deployment", "run", "train-model/train", "--watch", "--watch-timeout", "600"],
+        env=env, cwd=project, capture_output=True, text=True, timeout=700, check=False,
+    )  # fmt: skip
+    worker_log, _ = worker.communicate(timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + worker_log[-3000:]
+    assert "COMPLETED" in run.stdout.upper()
+    champion = ModelRegistry("churn", driftloop.tracking_uri).champion()
+    assert champion is not None
+    assert champion.version == "1"
+    assert champion.tags[lineage.GATE] == "promote"

@@ -1,0 +1,137 @@
+"""compute_metrics on hand-computed cases; permutation importance on a frame with one informative feature."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftloop.core.evaluation import (
+    HIGHER_IS_BETTER,
+    Metrics,
+    compute_metrics,
+    feature_importance,
+    predicted_labels,
+)
+from driftloop.core.pipeline import build_pipeline
+from driftloop.core.schema import DatasetSchema
+
+
+def test_metrics_match_a_hand_computed_case() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    # Labels at 0.5: [0, 0, 0, 1] -> TP 1, FP 0, FN 1, TN 2.
+    # AUC: of the 4 (positive, negative) pairs only (0.35, 0.4) is out of order -> 3/4.
+    metrics = compute_metrics(y, p)
+
+    assert metrics.roc_auc == pytest.approx(0.75)
+    assert metrics.accuracy == pytest.approx(0.75)
+    assert metrics.precision == pytest.approx(1.0)
+    assert metrics.recall == pytest.approx(0.5)
+    assert metrics.f1 == pytest.approx(2 / 3)
+    expected_log_loss = -(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4
+    assert metrics.log_loss == pytest.approx(expected_log_loss)
+    assert metrics.rows == 4
+    assert metrics.positive_rate == pytest.approx(0.5)
+
+
+def test_threshold_moves_the_labels_not_the_ranking() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    metrics = compute_metrics(y, p, threshold=0.3)
+    # Labels [0, 1, 1, 1]: TP 2, FP 1, FN 0.
+    assert metrics.recall == pytest.approx(1.0)
+    assert metrics.precision == pytest.approx(2 / 3)
+    assert metrics.roc_auc == pytest.approx(0.75)
+
+
+def test_a_probability_of_exactly_one_half_is_the_negative_class() -> None:
+    # Same rule as sklearn's predict and the ONNX label: argmax(p0, p1) picks class 0 on a tie.
+    assert predicted_labels(np.array([0.5, 0.5000001, 0.4999999])).tolist() == [0, 1, 0]
+    metrics = compute_metrics(np.array([1, 0]), np.array([0.5, 0.2]))
+    assert metrics.recall == 0.0
+    assert metrics.precision == 0.0  # no positive predictions: zero_division=0, not a warning or NaN
+
+
+def test_perfect_ranking() -> None:
+    metrics = compute_metrics(np.array([0, 1, 0, 1]), np.array([0.0, 1.0, 0.2, 0.9]))
+    assert metrics.roc_auc == 1.0
+    assert metrics.accuracy == 1.0
+    assert metrics.f1 == 1.0
+
+
+def test_a_single_class_leaves_roc_auc_undefined() -> None:
+    metrics = compute_metrics(np.array([0, 0, 0]), np.array([0.2, 0.6, 0.1]))
+    assert math.isnan(metrics.roc_auc)
+    assert metrics.accuracy == pytest.approx(2 / 3)
+    assert metrics.positive_rate == 0.0
+
+
+@pytest.mark.parametrize(
+    ("y", "p", "message"),
+    [
+        ([0, 1], [0.5], "equal, non-zero"),
+        ([], [], "equal, non-zero"),
+        ([0, 2], [0.1, 0.9], "must be 0 or 1"),
+        ([0, 1], [0.1, float("nan")], "not be NaN"),
+        ([0, 1], [0.1, 1.2], r"\[0, 1\]"),
+    ],
+)
+def test_bad_inputs_are_refused(y: list[float], p: list[float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        compute_metrics(np.array(y), np.array(p))
+
+
+def test_as_dict_has_every_field_and_directions_cover_the_quality_metrics() -> None:
+    metrics = compute_metrics(np.array([0, 1, 1]), np.array([0.3, 0.7, 0.4]))
+    as_dict = metrics.as_dict()
+    assert list(as_dict) == [f.name for f in dataclasses.fields(Metrics)]
+    assert as_dict["rows"] == 3
+    assert set(HIGHER_IS_BETTER) == set(as_dict) - {"rows", "positive_rate"}
+    assert HIGHER_IS_BETTER["log_loss"] is False
+    assert all(HIGHER_IS_BETTER[name] for name in ("roc_auc", "f1", "accuracy", "precision", "recall"))
+
+
+def _toy() -> tuple[DatasetSchema, pd.DataFrame, np.ndarray]:
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "toy",
+            "min_rows": 2,
+            "target": {"name": "y", "classes": ["no", "yes"], "positive": "yes"},
+            "features": [
+                {"name": "noise", "kind": "numeric"},
+                {"name": "signal", "kind": "numeric"},
+                {"name": "colour", "kind": "categorical", "categories": ["red", "blue"]},
+            ],
+        }
+    )
+    rng = np.random.default_rng(0)
+    n = 400
+    signal = rng.normal(size=n)
+    frame = pd.DataFrame(
+        {
+            "noise": rng.normal(size=n).astype(np.float32),
+            "signal": signal.astype(np.float32),
+            "colour": rng.choice(["red", "blue"], size=n).astype(object),
+        }
+    )
+    y = (signal + 0.3 * rng.normal(size=n) > 0).astype(np.int64)
+    return schema, frame, y
+
+
+def test_feature_importance_ranks_the_informative_raw_feature_first() -> None:
+    schema, frame, y = _toy()
+    pipeline = build_pipeline(schema, "logistic_regression").fit(frame, y)
+
+    importance = feature_importance(pipeline, frame, y, seed=0)
+
+    assert list(importance)[0] == "signal"
+    assert set(importance) == {"noise", "signal", "colour"}
+    assert importance["signal"] > 0.3
+    assert abs(importance["noise"]) < 0.05
+    values = list(importance.values())
+    assert values == sorted(values, reverse=True)
+    assert feature_importance(pipeline, frame, y, seed=0) == importance

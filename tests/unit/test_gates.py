@@ -1,0 +1,212 @@
+import math
+
+import pytest
+
+from driftloop.core import lineage
+from driftloop.core.gates import GatePolicy, PromotionDecision, decide_promotion
+
+POLICY = GatePolicy()  # roc_auc primary, floors roc_auc/accuracy ≥ 0.70, tolerance 0.005
+CHAMPION = {"roc_auc": 0.80, "accuracy": 0.78, "log_loss": 0.45}
+
+
+def _decide(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None = CHAMPION,
+    policy: GatePolicy = POLICY,
+    parity: bool = True,
+) -> PromotionDecision:
+    version = "3" if champion is not None else None
+    return decide_promotion(candidate, champion, version, parity, "max |Δp| 2e-7 over 200 rows", policy)
+
+
+@pytest.mark.parametrize(
+    ("case", "candidate", "champion", "policy", "verdict"),
+    [
+        ("better", {"roc_auc": 0.82, "accuracy": 0.79}, CHAMPION, POLICY, "promote"),
+        ("worse", {"roc_auc": 0.75, "accuracy": 0.79}, CHAMPION, POLICY, "refuse"),
+        ("tie", {"roc_auc": 0.80, "accuracy": 0.79}, CHAMPION, POLICY, "promote"),
+        (
+            "tie, zero tolerance",
+            {"roc_auc": 0.80, "accuracy": 0.79},
+            CHAMPION,
+            GatePolicy(tolerance=0),
+            "promote",
+        ),
+        ("within tolerance", {"roc_auc": 0.797, "accuracy": 0.79}, CHAMPION, POLICY, "promote"),
+        ("exactly at tolerance", {"roc_auc": 0.795, "accuracy": 0.79}, CHAMPION, POLICY, "promote"),
+        ("just outside tolerance", {"roc_auc": 0.7949, "accuracy": 0.79}, CHAMPION, POLICY, "refuse"),
+        (
+            "negative tolerance, small win",
+            {"roc_auc": 0.805, "accuracy": 0.79},
+            CHAMPION,
+            GatePolicy(tolerance=-0.01),
+            "refuse",
+        ),
+        (
+            "negative tolerance, enough win",
+            {"roc_auc": 0.81, "accuracy": 0.79},
+            CHAMPION,
+            GatePolicy(tolerance=-0.01),
+            "promote",
+        ),
+        ("no champion", {"roc_auc": 0.71, "accuracy": 0.70}, None, POLICY, "promote"),
+        ("no champion, floor missed", {"roc_auc": 0.69, "accuracy": 0.80}, None, POLICY, "refuse"),
+        ("roc_auc floor missed", {"roc_auc": 0.69, "accuracy": 0.80}, {"roc_auc": 0.60}, POLICY, "refuse"),
+        ("accuracy floor missed", {"roc_auc": 0.90, "accuracy": 0.69}, CHAMPION, POLICY, "refuse"),
+        (
+            "log_loss ceiling met",
+            {"roc_auc": 0.81, "accuracy": 0.79, "log_loss": 0.40},
+            CHAMPION,
+            GatePolicy(floors={"log_loss": 0.5}),
+            "promote",
+        ),
+        (
+            "log_loss ceiling exceeded",
+            {"roc_auc": 0.81, "accuracy": 0.79, "log_loss": 0.51},
+            CHAMPION,
+            GatePolicy(floors={"log_loss": 0.5}),
+            "refuse",
+        ),
+        (
+            "log_loss primary, lower better",
+            {"log_loss": 0.40},
+            CHAMPION,
+            GatePolicy(primary_metric="log_loss", floors={}),
+            "promote",
+        ),
+        (
+            "log_loss primary, higher worse",
+            {"log_loss": 0.46},
+            CHAMPION,
+            GatePolicy(primary_metric="log_loss", floors={}),
+            "refuse",
+        ),
+        (
+            "log_loss primary, within tolerance",
+            {"log_loss": 0.454},
+            CHAMPION,
+            GatePolicy(primary_metric="log_loss", floors={}),
+            "promote",
+        ),
+        ("candidate primary is NaN", {"roc_auc": math.nan, "accuracy": 0.79}, CHAMPION, POLICY, "refuse"),
+        ("champion lacks primary", {"roc_auc": 0.9, "accuracy": 0.9}, {"accuracy": 0.7}, POLICY, "refuse"),
+    ],
+)
+def test_verdicts(
+    case: str,
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    policy: GatePolicy,
+    verdict: str,
+) -> None:
+    decision = _decide(candidate, champion, policy)
+    assert decision.verdict == verdict, (case, decision.reasons)
+    assert decision.promote is (verdict == "promote")
+    assert decision.reasons
+    assert all(reason.strip() for reason in decision.reasons)
+
+
+def test_parity_failure_is_never_promotable_even_with_better_metrics() -> None:
+    decision = _decide({"roc_auc": 0.99, "accuracy": 0.99}, parity=False)
+    assert decision.verdict == "refuse"
+    assert decision.reasons == (
+        "ONNX parity check failed (max |Δp| 2e-7 over 200 rows): a model whose ONNX export disagrees with the "
+        "trained model is never promoted",
+    )
+
+
+def test_every_failed_check_is_listed() -> None:
+    decision = _decide({"roc_auc": 0.60, "accuracy": 0.65}, parity=False)
+    assert decision.verdict == "refuse"
+    assert len(decision.reasons) == 4
+    assert "parity" in decision.reasons[0]
+    assert "roc_auc 0.6000 is below the floor of 0.7000" in decision.reasons
+    assert "accuracy 0.6500 is below the floor of 0.7000" in decision.reasons
+    assert "allows at most 0.005 worse" in decision.reasons[3]
+    assert "champion v3 0.8000" in decision.reasons[3]
+
+
+def test_refusal_reasons_name_the_numbers() -> None:
+    worse = _decide({"roc_auc": 0.79, "accuracy": 0.79})
+    assert worse.reasons == ("roc_auc 0.7900 vs champion v3 0.8000 (-0.0100); the policy allows at most 0.005 worse",)
+    stricter = _decide({"roc_auc": 0.805, "accuracy": 0.79}, policy=GatePolicy(tolerance=-0.01))
+    assert "requires beating the champion by at least 0.01" in stricter.reasons[0]
+    ceiling = _decide(
+        {"roc_auc": 0.81, "accuracy": 0.79, "log_loss": 0.51}, policy=GatePolicy(floors={"log_loss": 0.5})
+    )
+    assert ceiling.reasons == ("log_loss 0.5100 is above the ceiling of 0.5000",)
+
+
+def test_missing_floor_metric_is_reported_once() -> None:
+    decision = _decide({"accuracy": 0.79})
+    assert decision.verdict == "refuse"
+    assert decision.reasons == ("candidate has no roc_auc metric, so its floor cannot be checked",)
+
+
+def test_promote_reasons_explain_the_comparison() -> None:
+    decision = _decide({"roc_auc": 0.797, "accuracy": 0.79})
+    assert decision.reasons[0] == "roc_auc 0.7970 is within the tolerance of 0.005 of champion v3 0.8000 (-0.0030)"
+    better = _decide({"roc_auc": 0.85, "accuracy": 0.79})
+    assert better.reasons[0].startswith("roc_auc 0.8500 is better than champion v3 0.8000 (+0.0500)")
+    first = _decide({"roc_auc": 0.75, "accuracy": 0.75}, champion=None)
+    assert first.reasons == ("no champion yet; the candidate meets every floor and passed ONNX parity",)
+
+
+def test_deltas_are_candidate_minus_champion_for_shared_metrics() -> None:
+    decision = _decide({"roc_auc": 0.82, "accuracy": 0.75, "f1": 0.6})
+    assert decision.deltas == pytest.approx({"roc_auc": 0.02, "accuracy": -0.03})
+    assert _decide({"roc_auc": 0.8, "accuracy": 0.8}, champion=None).deltas == {}
+    assert decision.champion_version == "3"
+    assert decision.champion == CHAMPION
+
+
+def test_markdown_has_verdict_first_then_table_reasons_policy() -> None:
+    decision = _decide({"roc_auc": 0.79, "accuracy": 0.79, "log_loss": 0.47})
+    text = decision.markdown()
+    lines = text.splitlines()
+    assert lines[0] == "# Gate verdict: **REFUSE**"
+    assert "| **roc_auc ↑** (primary) | 0.7900 | 0.8000 | -0.0100 |" in lines
+    assert "| accuracy ↑ | 0.7900 | 0.7800 | +0.0100 |" in lines
+    assert "| log_loss ↓ | 0.4700 | 0.4500 | +0.0200 |" in lines
+    assert text.index("| metric |") < text.index("## Reasons") < text.index("## Policy")
+    assert "- roc_auc 0.7900 vs champion v3 0.8000 (-0.0100); the policy allows at most 0.005 worse" in lines
+    assert "- floors: roc_auc ≥ 0.7, accuracy ≥ 0.7" in lines
+    assert "- ONNX parity (always required): passed (max |Δp| 2e-7 over 200 rows)" in lines
+
+
+def test_markdown_without_champion_uses_dashes() -> None:
+    text = _decide({"roc_auc": 0.75, "accuracy": 0.72}, champion=None).markdown()
+    assert text.startswith("# Gate verdict: **PROMOTE**")
+    assert "| **roc_auc ↑** (primary) | 0.7500 | — | — |" in text
+    assert "No champion yet" in text
+
+
+def test_tags_use_lineage_names() -> None:
+    decision = _decide({"roc_auc": 0.60, "accuracy": 0.65})
+    tags = decision.tags()
+    assert tags[lineage.GATE] == "refuse"
+    assert tags[lineage.GATE_REASON] == "; ".join(decision.reasons)
+    assert _decide({"roc_auc": 0.9, "accuracy": 0.9}).tags()[lineage.GATE] == "promote"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"primary_metric": "auc"}, {"floors": {"roc_auc": 0.7, "precsion": 0.5}}],
+)
+def test_policy_rejects_unknown_metric_names(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="valid metric names: roc_auc, f1, accuracy, log_loss, precision, recall"):
+        GatePolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"tolerance": math.nan}, {"floors": {"roc_auc": math.inf}}])
+def test_policy_rejects_non_finite_numbers(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        GatePolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_policy_keeps_its_own_copy_of_floors() -> None:
+    floors = {"roc_auc": 0.7}
+    policy = GatePolicy(floors=floors)
+    floors["roc_auc"] = 0.99
+    assert policy.floors == {"roc_auc": 0.7}
+    assert GatePolicy().floors == {"roc_auc": 0.70, "accuracy": 0.70}

@@ -1,0 +1,197 @@
+"""Export every estimator to ONNX and check it scores like scikit-learn; the runtime's checks; the plots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.dummy import DummyClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+
+from driftloop import settings
+from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.parity import compare_outputs
+from driftloop.core.pipeline import ESTIMATORS, MODEL_STEP, build_pipeline
+from driftloop.core.schema import DatasetSchema
+from driftloop.errors import ExportError
+from driftloop.io.onnx_export import export_onnx, onnx_sha256
+from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.plots import confusion_matrix_png, feature_importance_png, roc_curve_png
+from tests.support.loans import LOANS_SCHEMA_YAML, make_loans
+
+TRAIN_ROWS = 2000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class Churn:
+    """The bundled data split once: a stratified training sample and the 25 % holdout."""
+
+    def __init__(self) -> None:
+        self.schema = DatasetSchema.model_validate(yaml.safe_load(settings.BUNDLED_SCHEMA.read_text(encoding="utf-8")))
+        raw = pd.read_csv(settings.BUNDLED_DATA)
+        y = encode_target(raw[self.schema.target.name], self.schema)
+        raw_train, self.raw_holdout, y_train, self.y_holdout = train_test_split(
+            raw, y, test_size=0.25, stratify=y, random_state=42
+        )
+        raw_sample, _, self.y_train, _ = train_test_split(
+            raw_train, y_train, train_size=TRAIN_ROWS, stratify=y_train, random_state=0
+        )
+        self.train = to_model_frame(raw_sample, self.schema)
+        self.holdout = to_model_frame(self.raw_holdout, self.schema)
+        self._models: dict[str, tuple[Pipeline, bytes]] = {}
+
+    def model(self, estimator: str) -> tuple[Pipeline, bytes]:
+        """The fitted pipeline and its ONNX bytes, built once per estimator."""
+        if estimator not in self._models:
+            pipeline = build_pipeline(self.schema, estimator).fit(self.train, self.y_train)
+            self._models[estimator] = (pipeline, export_onnx(pipeline, self.schema))
+        return self._models[estimator]
+
+
+@pytest.fixture(scope="module")
+def churn() -> Churn:
+    return Churn()
+
+
+def _parity(pipeline: Pipeline, classifier: OnnxClassifier, frame: pd.DataFrame) -> str:
+    labels, proba = classifier.predict(frame)
+    report = compare_outputs(pipeline.predict_proba(frame), proba, pipeline.predict(frame), labels)
+    assert report.passed, report.summary()
+    return report.summary()
+
+
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_onnx_scores_the_holdout_like_sklearn(estimator: str, churn: Churn) -> None:
+    pipeline, model_bytes = churn.model(estimator)
+    classifier = OnnxClassifier.from_bytes(model_bytes, churn.schema)
+
+    labels, proba = classifier.predict(churn.holdout)
+
+    assert labels.dtype == np.int64
+    assert labels.shape == (len(churn.holdout),)
+    assert proba.dtype == np.float32
+    assert proba.shape == (len(churn.holdout), 2)
+    report = compare_outputs(
+        pipeline.predict_proba(churn.holdout), proba, pipeline.predict(churn.holdout), labels, tolerance=1e-5
+    )
+    assert report.passed, report.summary()
+    assert report.rows == 1761
+
+
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_missing_values_and_unknown_categories_score_the_same(estimator: str, churn: Churn) -> None:
+    pipeline, model_bytes = churn.model(estimator)
+    classifier = OnnxClassifier.from_bytes(model_bytes, churn.schema)
+    raw = churn.raw_holdout.head(8).copy().astype({"contract": object, "internet_service": object})
+    rows = raw.index
+    raw.loc[rows[3]] = raw.loc[rows[2]]
+    raw.loc[rows[4]] = raw.loc[rows[2]]
+    raw.loc[rows[0], "total_charges"] = np.nan
+    raw.loc[rows[1], ["tenure", "monthly_charges"]] = np.nan
+    raw.loc[rows[2], "contract"] = None
+    raw.loc[rows[3], "contract"] = np.nan
+    raw.loc[rows[4], "contract"] = ""
+    raw.loc[rows[5], "internet_service"] = "Satellite"
+    raw.loc[rows[6], churn.schema.categorical] = "zzz"
+    raw.loc[rows[7], churn.schema.numeric] = np.nan
+
+    frame = to_model_frame(raw, churn.schema)
+    _parity(pipeline, classifier, frame)
+    # Rows 2-4 are one customer whose contract is None, NaN and "": all "missing", so scored identically.
+    proba = pipeline.predict_proba(frame)
+    np.testing.assert_array_equal(proba[2], proba[3])
+    np.testing.assert_array_equal(proba[2], proba[4])
+
+
+def test_loans_schema_round_trips_too() -> None:
+    # A second schema (different names, kinds and a nullable numeric) goes through the same path.
+    schema = DatasetSchema.model_validate(yaml.safe_load(LOANS_SCHEMA_YAML))
+    raw = make_loans(rows=800, seed=5)
+    frame, y = to_model_frame(raw, schema), encode_target(raw[schema.target.name], schema)
+    pipeline = build_pipeline(schema).fit(frame, y)
+
+    _parity(pipeline, OnnxClassifier.from_bytes(export_onnx(pipeline, schema), schema), frame)
+
+
+def test_export_is_deterministic(churn: Churn) -> None:
+    pipeline, model_bytes = churn.model("logistic_regression")
+    digest = onnx_sha256(model_bytes)
+    assert len(digest) == 64
+    assert int(digest, 16) >= 0
+    assert onnx_sha256(export_onnx(pipeline, churn.schema)) == digest
+
+
+def test_unfitted_pipeline_is_not_exported(churn: Churn) -> None:
+    with pytest.raises(ExportError, match="random_forest pipeline .* not fitted"):
+        export_onnx(build_pipeline(churn.schema, "random_forest"), churn.schema)
+
+
+def test_a_conversion_failure_names_the_estimator_and_the_cause(churn: Churn) -> None:
+    pipeline = build_pipeline(churn.schema, "logistic_regression")
+    pipeline.steps[-1] = (MODEL_STEP, DummyClassifier())  # skl2onnx has no converter for it
+    pipeline.fit(churn.train.head(200), churn.y_train[:200])
+    with pytest.raises(ExportError, match="DummyClassifier pipeline to ONNX: MissingShapeCalculator"):
+        export_onnx(pipeline, churn.schema)
+
+
+def _variant(schema: DatasetSchema, **changes: object) -> DatasetSchema:
+    data = schema.model_dump()
+    data.update(changes)
+    return DatasetSchema.model_validate(data)
+
+
+def test_runtime_rejects_a_graph_that_does_not_fit_the_schema(churn: Churn) -> None:
+    _, model_bytes = churn.model("logistic_regression")
+    features = churn.schema.model_dump()["features"]
+
+    fewer = _variant(churn.schema, features=[f for f in features if f["name"] != "tenure"])
+    with pytest.raises(ExportError, match=r"input\(s\) \['tenure'\] are not features"):
+        OnnxClassifier.from_bytes(model_bytes, fewer)
+
+    extra = _variant(churn.schema, features=[*features, {"name": "age", "kind": "numeric"}])
+    with pytest.raises(ExportError, match=r"inputs missing for feature\(s\) \['age'\]"):
+        OnnxClassifier.from_bytes(model_bytes, extra)
+
+    retyped = [
+        {"name": f["name"], "kind": "categorical", "categories": ["0", "1"]} if f["name"] == "partner" else f
+        for f in features
+    ]
+    with pytest.raises(ExportError, match=r"input 'partner' is tensor\(float\), the schema needs tensor\(string\)"):
+        OnnxClassifier.from_bytes(model_bytes, _variant(churn.schema, features=retyped))
+
+
+def test_runtime_rejects_bytes_that_are_not_a_model(churn: Churn) -> None:
+    with pytest.raises(ExportError, match="onnxruntime cannot load the model"):
+        OnnxClassifier.from_bytes(b"not an onnx model", churn.schema)
+
+
+def test_plots_write_png_files(churn: Churn, tmp_path: Path) -> None:
+    pipeline, _ = churn.model("logistic_regression")
+    proba = pipeline.predict_proba(churn.holdout)[:, 1]
+    written = [
+        confusion_matrix_png(
+            churn.y_holdout, pipeline.predict(churn.holdout), churn.schema.target.classes, tmp_path / "cm.png"
+        ),
+        roc_curve_png(churn.y_holdout, proba, tmp_path / "roc.png"),
+        feature_importance_png({"contract": 0.08, "tenure": 0.05, "female": -0.001}, tmp_path / "sub" / "fi.png"),
+    ]
+    for path in written:
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC)
+        assert len(data) > 5_000
+
+
+def test_runtime_module_stays_free_of_training_dependencies() -> None:
+    # The model server reuses io.onnx_runtime and its image has no scikit-learn, skl2onnx, mlflow or prefect.
+    probe = (
+        "import sys, driftloop.io.onnx_runtime; "
+        "print(','.join(m for m in ('sklearn', 'skl2onnx', 'mlflow', 'prefect', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""

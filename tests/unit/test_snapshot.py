@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftloop.core.schema import DatasetSchema
+from driftloop.core.snapshot import Split, content_hash, split_holdout
+from driftloop.errors import DatasetError
+from driftloop.io.datasets import load_schema, read_snapshot
+
+
+def test_hash_is_a_sha256_hex_digest(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    digest = content_hash(churn_frame, churn_schema)
+    assert len(digest) == 64
+    assert int(digest, 16) >= 0
+    assert content_hash(churn_frame.copy(), churn_schema) == digest
+
+
+@pytest.mark.parametrize("name", ["snapshot.parquet", "snapshot.csv", "snapshot.csv.gz"])
+def test_hash_survives_a_file_round_trip(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        churn_frame.to_parquet(path, index=False)
+    else:
+        churn_frame.to_csv(path, index=False)
+    assert content_hash(read_snapshot(path), churn_schema) == content_hash(churn_frame, churn_schema)
+
+
+def test_loans_csv_and_parquet_hash_the_same(loans_dir: Path, tmp_path: Path) -> None:
+    schema = load_schema(loans_dir / "loans.schema.yaml")
+    parquet = read_snapshot(loans_dir / "loans.parquet")
+    parquet.to_csv(tmp_path / "loans.csv", index=False)
+    from_csv = read_snapshot(tmp_path / "loans.csv")
+    assert parquet["loan_amount"].isna().any()
+    assert content_hash(from_csv, schema) == content_hash(parquet, schema)
+
+
+def test_hash_ignores_int_versus_float(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    as_float = churn_frame.astype({"tenure": "float64", "female": "float64", "partner": "int32"})
+    assert content_hash(as_float, churn_schema) == content_hash(churn_frame, churn_schema)
+
+
+def test_hash_ignores_extra_columns_column_order_and_index(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    original = content_hash(churn_frame, churn_schema)
+    changed = churn_frame.iloc[:, ::-1].copy()
+    changed["customer_id"] = np.arange(len(changed))
+    changed.index = changed.index + 1000
+    assert content_hash(changed, churn_schema) == original
+
+
+def test_hash_ignores_how_missing_values_are_spelled(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    with_nan = churn_frame.copy()
+    with_nan.loc[0, "contract"] = np.nan
+    with_none = churn_frame.copy()
+    with_none.loc[0, "contract"] = None
+    assert content_hash(with_nan, churn_schema) == content_hash(with_none, churn_schema)
+    assert content_hash(with_nan, churn_schema) != content_hash(churn_frame, churn_schema)
+
+
+def _change_number(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[10, "monthly_charges"] += 0.01
+    return frame
+
+
+def _change_category(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[10, "contract"] = "Two year" if frame.loc[10, "contract"] != "Two year" else "One year"
+    return frame
+
+
+def _change_label(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[10, "churn"] = "Yes" if frame.loc[10, "churn"] == "No" else "No"
+    return frame
+
+
+def _blank_a_number(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[10, "total_charges"] = np.nan
+    return frame
+
+
+def _swap_two_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    order = list(range(len(frame)))
+    order[0], order[1] = order[1], order[0]
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _add_a_row(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([frame, frame.tail(1)], ignore_index=True)
+
+
+def _drop_a_row(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[1:]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _change_number,
+        _change_category,
+        _change_label,
+        _blank_a_number,
+        _swap_two_rows,
+        _add_a_row,
+        _drop_a_row,
+    ],
+)
+def test_hash_changes_with_the_content(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, change: Callable[[pd.DataFrame], pd.DataFrame]
+) -> None:
+    original = content_hash(churn_frame, churn_schema)
+    assert content_hash(change(churn_frame.copy()), churn_schema) != original
+
+
+def test_hash_needs_every_schema_column(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    with pytest.raises(DatasetError, match="missing column\\(s\\) 'tenure'"):
+        content_hash(churn_frame.drop(columns=["tenure"]), churn_schema)
+
+
+def test_split_sizes_and_columns(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    split = split_holdout(churn_frame, churn_schema, fraction=0.25, seed=42)
+    assert isinstance(split, Split)
+    assert len(split.holdout) == math.ceil(0.25 * len(churn_frame))
+    assert len(split.train) + len(split.holdout) == len(churn_frame)
+    assert split.train.index.intersection(split.holdout.index).empty
+    assert list(split.train.columns) == list(churn_frame.columns)
+    assert list(split.holdout.columns) == list(churn_frame.columns)
+    pd.testing.assert_frame_equal(split.holdout, churn_frame.loc[split.holdout.index])
+
+
+def test_split_is_deterministic(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    first = split_holdout(churn_frame, churn_schema, fraction=0.2, seed=7)
+    again = split_holdout(churn_frame.copy(), churn_schema, fraction=0.2, seed=7)
+    pd.testing.assert_frame_equal(first.train, again.train)
+    pd.testing.assert_frame_equal(first.holdout, again.holdout)
+
+
+def test_split_depends_on_the_seed(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    first = split_holdout(churn_frame, churn_schema, fraction=0.2, seed=7)
+    other = split_holdout(churn_frame, churn_schema, fraction=0.2, seed=8)
+    assert set(first.holdout.index) != set(other.holdout.index)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5])
+def test_split_is_stratified(churn_frame: pd.DataFrame, churn_schema: DatasetSchema, fraction: float) -> None:
+    share = (churn_frame["churn"] == "Yes").mean()
+    split = split_holdout(churn_frame, churn_schema, fraction=fraction, seed=3)
+    assert abs((split.train["churn"] == "Yes").mean() - share) < 0.01
+    assert abs((split.holdout["churn"] == "Yes").mean() - share) < 0.01
+
+
+def test_loans_split_is_stratified(loans_dir: Path) -> None:
+    schema = load_schema(loans_dir / "loans.schema.yaml")
+    frame = read_snapshot(loans_dir / "loans.parquet")
+    share = (frame["default"] == "defaulted").mean()
+    split = split_holdout(frame, schema, fraction=0.3, seed=11)
+    assert abs((split.holdout["default"] == "defaulted").mean() - share) < 0.01
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.2, 1.5])
+def test_split_rejects_a_fraction_outside_zero_one(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, fraction: float
+) -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_holdout(churn_frame, churn_schema, fraction=fraction, seed=1)
+
+
+def test_split_explains_a_class_too_small_to_stratify(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
+    frame = pd.concat(
+        [
+            churn_frame[churn_frame["churn"] == "No"].head(50),
+            churn_frame[churn_frame["churn"] == "Yes"].head(1),
+        ]
+    )
+    with pytest.raises(DatasetError, match="class counts 'No': 50, 'Yes': 1"):
+        split_holdout(frame, churn_schema, fraction=0.25, seed=1)
