@@ -37,7 +37,7 @@ def registry_state(dl: Driftloop, model: str = "churn") -> dict[str, object]:
     champion = registry.champion()
     return {
         "versions": [(v.version, tuple(v.aliases)) for v in registry.versions()],
-        "champion": None if champion is None else champion.version,
+        "champion": None if champion is None else str(champion.version),
         "history": [m.to_json() for m in registry.history()],
         "runs": sorted(runs),
     }
@@ -69,7 +69,7 @@ def test_first_run_registers_v1_as_champion_with_lineage(trained: Driftloop, pre
     registry = ModelRegistry("churn", trained.tracking_uri)
     champion = registry.champion()
     assert champion is not None
-    assert champion.version == "1"
+    assert str(champion.version) == "1"
     tags = champion.tags
     schema = load_schema(BUNDLED_SCHEMA)
     from driftloop.core.snapshot import content_hash
@@ -105,7 +105,9 @@ def test_registered_onnx_matches_sklearn_on_the_holdout(trained: Driftloop) -> N
     holdout = split_holdout(read_snapshot(BUNDLED_DATA), schema, fraction=0.25, seed=42).holdout
     frame = to_model_frame(holdout, schema)
 
-    onnx_labels, onnx_proba = OnnxClassifier.from_bytes(registry.onnx_bytes(version.version), schema).predict(frame)
+    onnx_labels, onnx_proba = OnnxClassifier.from_bytes(registry.onnx_bytes(str(version.version)), schema).predict(
+        frame
+    )
     mlflow.set_tracking_uri(trained.tracking_uri)
     sklearn_model = mlflow.sklearn.load_model(version.tags[lineage.SKLEARN_MODEL_URI])
     sk_proba = sklearn_model.predict_proba(frame)
@@ -163,11 +165,11 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     assert "churn v3: not promoted: champion stays v2" in third.stdout
     registry = ModelRegistry("churn", driftloop.tracking_uri)
     assert registry.get_version("3").tags[lineage.GATE] == "refuse"
-    assert registry.champion().version == "2"
+    assert str(registry.champion().version) == "2"
 
     rolled = driftloop.run("rollback", "--reason", "v2 misbehaves in production")
     assert "v2 → v1" in rolled.stdout
-    assert registry.champion().version == "1"
+    assert str(registry.champion().version) == "1"
 
     history = driftloop.run("history").stdout
     moves = registry.history()
@@ -251,5 +253,5 @@ def test_prefect_yaml_deploys_and_a_worker_runs_the_train_deployment(
     assert "COMPLETED" in run.stdout.upper()
     champion = ModelRegistry("churn", driftloop.tracking_uri).champion()
     assert champion is not None
-    assert champion.version == "1"
+    assert str(champion.version) == "1"
     assert champion.tags[lineage.GATE] == "promote"

@@ -30,3 +30,5 @@ FAILED = "failed"
 # Files inside the registered (ONNX-flavour) model's directory.
 ONNX_FILE = "model.onnx"
 SELFCHECK_FILE = "selfcheck.json"
+SCHEMA_FILE = "schema.json"
+MODEL_INFO_FILE = "model_info.json"  # written beside the bundle when a model is baked into an image

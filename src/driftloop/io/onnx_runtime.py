@@ -85,6 +85,11 @@ class OnnxClassifier:
     def session(self) -> ort.InferenceSession:
         return self._session
 
+    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities) for a ready feed: one ``(n, 1)`` array per feature (the serving hot path)."""
+        labels, probabilities = self._session.run(_OUTPUTS, feed)
+        return labels, probabilities
+
     def predict(self, model_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Labels int64 ``(n,)`` and probabilities float32 ``(n, 2)`` for a frame from ``to_model_frame``."""
         labels, probabilities = self._session.run(_OUTPUTS, onnx_feed(model_frame, self._schema))

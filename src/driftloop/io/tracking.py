@@ -132,6 +132,9 @@ def log_onnx_model(
         schema: The dataset schema (input names and types).
         example: A few rows as made by ``to_model_frame``.
         selfcheck: Sample inputs and the outputs recorded for them (see ``build_selfcheck``).
+
+    The model directory then holds everything a server needs without MLflow or scikit-learn:
+    ``model.onnx``, ``extra_files/schema.json`` and ``extra_files/selfcheck.json``.
     """
     import onnx
 
@@ -139,13 +142,15 @@ def log_onnx_model(
     with tempfile.TemporaryDirectory() as tmp:
         selfcheck_path = Path(tmp) / lineage.SELFCHECK_FILE
         selfcheck_path.write_text(json.dumps(selfcheck))
+        schema_path = Path(tmp) / lineage.SCHEMA_FILE
+        schema_path.write_text(schema.model_dump_json(indent=2))
         with mlflow.start_run(run_id=run_id):
             info = mlflow.onnx.log_model(
                 model,
                 name=ONNX_MODEL_NAME,
                 signature=onnx_signature(schema),
                 input_example=onnx_feed(example.head(3), schema),
-                extra_files=[str(selfcheck_path)],
+                extra_files=[str(selfcheck_path), str(schema_path)],
                 onnx_execution_providers=["CPUExecutionProvider"],
                 # One self-contained model.onnx: the server and the registry read the graph as a single file.
                 save_as_external_data=False,
