@@ -31,8 +31,6 @@ app = typer.Typer(
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
-ExistingFile = Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True, resolve_path=True)]
-
 
 def _fail(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -44,10 +42,10 @@ def _export_env(settings: Settings) -> None:
     os.environ.update(settings.process_env())
 
 
-def _start_services(settings: Settings) -> None:
+def _start_services(settings: Settings, with_model_server: bool = False) -> None:
     from driftloop.io import services
 
-    specs = services.local_specs(settings)
+    specs = services.local_specs(settings, with_model_server)
     if not specs:
         return
     for spec in specs:
@@ -73,8 +71,14 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
-    data: Annotated[Path | None, ExistingFile] = None,
-    schema: Annotated[Path | None, ExistingFile] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, resolve_path=True, help="Snapshot: CSV (.gz) or Parquet"),
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, resolve_path=True, help="The snapshot's schema file (YAML)"),
+    ] = None,
     model_name: Annotated[str | None, typer.Option(help="Registered model name [default: settings]")] = None,
     estimator: Annotated[
         str | None,
@@ -217,13 +221,15 @@ def history() -> None:
 
 @app.command()
 def up() -> None:
-    """Start the local services (Prefect server, MLflow UI) and say where they listen."""
+    """Start the local services (Prefect server, MLflow UI, model server) and say where they listen."""
     settings = get_settings()
-    if not settings.uses_local_prefect and not settings.uses_local_mlflow:
-        out.print(f"using external servers: Prefect {settings.prefect_api}, MLflow {settings.tracking_uri}")
-        return
-    _start_services(settings)
+    if not settings.uses_local_prefect:
+        out.print(f"using the Prefect server at {settings.prefect_api}")
+    if not settings.uses_local_mlflow:
+        out.print(f"using the MLflow server at {settings.tracking_uri}")
+    _start_services(settings, with_model_server=True)
     out.print(f"data directory: {settings.home}")
+    out.print(f"model server: {settings.serve_url}/docs (follows the {settings.model_name!r} champion alias)")
 
 
 @app.command()
@@ -232,9 +238,38 @@ def down() -> None:
     from driftloop.io import services
 
     settings = get_settings()
-    for spec in services.local_specs(settings):
+    for spec in services.local_specs(settings, with_model_server=True):
         stopped = services.stop(spec)
         out.print(f"  {spec.name:<15} {'stopped' if stopped else 'was not running'}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [default: settings]")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [default: settings]")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput)")] = False,
+) -> None:
+    """Serve the champion model (or DRIFTLOOP_MODEL_DIR) over HTTP; follows the alias as it moves."""
+    import logging
+
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    updates = {k: v for k, v in {"serve_host": host, "serve_port": port}.items() if v is not None}
+    settings = settings.model_copy(update=updates)
+    _export_env(settings)
+    from driftloop.serving.app import create_app
+
+    out.print(f"serving model {settings.model_name!r} on {settings.serve_url} (docs: {settings.serve_url}/docs)")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.serve_host,
+        port=settings.serve_port,
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,10 +55,31 @@ class Settings(BaseSettings):
     seed: int = 42
     holdout_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
 
-    @field_validator("home", "data_path", "schema_path")
+    # The model server.
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(default=8000, ge=1, le=65535)
+    model_source: Literal["registry", "file"] = Field(
+        default="registry", description="registry: follow the champion alias; file: serve model_dir (an image)."
+    )
+    model_dir: Path | None = Field(default=None, description="Model bundle directory for model_source=file.")
+    reload_interval: float = Field(default=2.0, gt=0, description="Seconds between checks of the champion alias.")
+    max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    unknown_categories: Literal["error", "ignore"] = Field(
+        default="error", description="A category outside the schema: 422 (error) or scored as unknown (ignore)."
+    )
+    prediction_log: bool = True
+    prediction_log_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the prediction log; default: SQLite under home."
+    )
+    prediction_log_queue: int = Field(default=20_000, ge=1, description="Pending predictions before drops.")
+    redis_url: str | None = Field(default=None, description="Set to cache responses in Redis; off by default.")
+    cache_ttl_seconds: int = Field(default=3600, ge=1)
+
+    @field_validator("home", "data_path", "schema_path", "model_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
 
     @property
     def uses_local_prefect(self) -> bool:
@@ -85,6 +107,14 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts(self) -> Path:
         return self.home / "mlartifacts"
+
+    @property
+    def predictions_url(self) -> str:
+        return self.prediction_log_url or f"sqlite:///{self.home / 'predictions.db'}"
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://{self.serve_host}:{self.serve_port}"
 
     @property
     def tracking_uri(self) -> str:

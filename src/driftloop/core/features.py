@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from driftloop.core.schema import DatasetSchema
+from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema
 
-MISSING_CATEGORY = ""
+__all__ = ["MISSING_CATEGORY", "encode_target", "onnx_feed", "to_model_frame"]
 
 
 def _category_text(value: object) -> str:

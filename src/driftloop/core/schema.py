@@ -8,6 +8,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# How a missing categorical value reaches the model: training, serving and the ONNX graph's imputer agree on it.
+MISSING_CATEGORY = ""
+
 
 class FeatureKind(StrEnum):
     """How a feature is typed and fed to the model."""

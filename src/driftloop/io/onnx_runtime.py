@@ -1,7 +1,7 @@
 """Score model frames with an exported ONNX model on onnxruntime; shared by training (parity) and serving.
 
-Deliberately light: numpy, onnxruntime and driftloop's schema/feature code only, never scikit-learn,
-skl2onnx, mlflow or prefect, so the serving image can use it as it is.
+Deliberately light: numpy, onnxruntime and driftloop's schema code only, never scikit-learn, skl2onnx,
+mlflow, prefect or (until a DataFrame is scored) pandas, so the serving image can use it as it is.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from driftloop.core.features import onnx_feed
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ExportError
 
@@ -92,5 +91,7 @@ class OnnxClassifier:
 
     def predict(self, model_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Labels int64 ``(n,)`` and probabilities float32 ``(n, 2)`` for a frame from ``to_model_frame``."""
+        from driftloop.core.features import onnx_feed  # pandas: training and tests, not the serving path
+
         labels, probabilities = self._session.run(_OUTPUTS, onnx_feed(model_frame, self._schema))
         return labels, probabilities

@@ -103,13 +103,26 @@ def mlflow_ui_spec(settings: Settings) -> ServiceSpec:
     )
 
 
-def local_specs(settings: Settings) -> list[ServiceSpec]:
+def model_server_spec(settings: Settings) -> ServiceSpec:
+    return ServiceSpec(
+        name="model-server",
+        argv=(_venv_bin("driftloop"), "serve"),
+        health_url=f"{settings.serve_url}/health",
+        listen_url=settings.serve_url,
+        env=settings.process_env(),
+        run_dir=settings.run_dir,
+    )
+
+
+def local_specs(settings: Settings, with_model_server: bool = False) -> list[ServiceSpec]:
     """The services driftloop owns under these settings (none when they point at external servers)."""
     specs = []
     if settings.uses_local_prefect:
         specs.append(prefect_server_spec(settings))
     if settings.uses_local_mlflow and settings.start_mlflow_ui:
         specs.append(mlflow_ui_spec(settings))
+    if with_model_server:
+        specs.append(model_server_spec(settings))
     return specs
 
 

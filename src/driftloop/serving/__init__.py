@@ -1,0 +1,1 @@
+"""The model server: ONNX only, several protocols, hot reload, metrics and a prediction log."""

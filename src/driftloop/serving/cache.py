@@ -1,0 +1,52 @@
+"""Optional Redis cache of model outputs, keyed by (model version, endpoint, request body).
+
+Off by default. The version is part of the key, so a new model never answers from an old one's entries. Only
+the model call is skipped on a hit: validation, metrics and the prediction log still run for every request.
+For the bundled model a Redis round trip costs more than onnxruntime itself (see bench/bench_serving.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+class PredictionCache:
+    def __init__(self, url: str, ttl_seconds: int) -> None:
+        import redis.asyncio as redis
+
+        self._client = redis.from_url(url)
+        self._ttl = ttl_seconds
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(version: str, endpoint: str, body: bytes) -> str:
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        return f"driftloop:prediction:{version}:{endpoint}:{digest}"
+
+    async def get(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        value = await self._client.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        rows = int.from_bytes(value[:4], "little")
+        labels = np.frombuffer(value[4 : 4 + 8 * rows], dtype=np.int64)
+        proba = np.frombuffer(value[4 + 8 * rows :], dtype=np.float32).reshape(rows, 2)
+        return labels, proba
+
+    async def put(self, key: str, labels: np.ndarray, proba: np.ndarray) -> None:
+        value = (
+            len(labels).to_bytes(4, "little")
+            + np.ascontiguousarray(labels, dtype=np.int64).tobytes()
+            + np.ascontiguousarray(proba, dtype=np.float32).tobytes()
+        )
+        await self._client.set(key, value, ex=self._ttl)
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,82 @@
+"""A loaded, self-checked model: the ONNX session, its schema-bound request parser and its identity."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from driftloop.errors import DriftloopError
+from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.serving.bundle import ModelBundle, ModelInfo
+from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
+
+
+class SelfCheckFailed(DriftloopError):
+    """A model version did not reproduce the outputs recorded at registration."""
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    info: ModelInfo
+    classifier: OnnxClassifier
+    parser: FeatureParser
+    class_names: tuple[str, str]
+    loaded_at: float
+
+    @property
+    def version(self) -> str:
+        return self.info.version
+
+    def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        return self.classifier.run(batch.columns)
+
+
+def load_model(bundle: ModelBundle, max_rows: int, unknown_categories: str) -> ServingModel:
+    """Build the session and prove it: predict the stored sample and compare with the recorded outputs.
+
+    Raises:
+        SelfCheckFailed: the graph does not load, does not fit its schema, or disagrees with the recording.
+    """
+    try:
+        classifier = OnnxClassifier.from_bytes(bundle.onnx_bytes, bundle.schema, intra_op_num_threads=1)
+    except DriftloopError as error:
+        raise SelfCheckFailed(f"version {bundle.info.version}: the ONNX model does not load: {error}") from None
+    model = ServingModel(
+        info=bundle.info,
+        classifier=classifier,
+        parser=FeatureParser(bundle.schema, max_rows=max_rows, unknown_categories=unknown_categories),  # type: ignore[arg-type]
+        class_names=(bundle.schema.target.negative, bundle.schema.target.positive),
+        loaded_at=time.time(),
+    )
+    _self_check(model, bundle.selfcheck)
+    return model
+
+
+def _self_check(model: ServingModel, selfcheck: dict[str, object]) -> None:
+    version = model.info.version
+    try:
+        records = selfcheck["records"]
+        expected_labels = np.asarray(selfcheck["labels"], dtype=np.int64)
+        expected_proba = np.asarray(selfcheck["probabilities"], dtype=np.float64)
+        tolerance = float(selfcheck.get("tolerance", 1e-5))  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as error:
+        raise SelfCheckFailed(f"version {version}: the self-check sample is unreadable: {error!r}") from None
+    try:
+        labels, proba = model.predict(model.parser.from_records(records))
+    except InputError as error:
+        raise SelfCheckFailed(f"version {version}: the self-check sample is rejected: {error.message}") from None
+    except Exception as error:  # onnxruntime raises its own types; any failure here means "not servable"
+        raise SelfCheckFailed(f"version {version}: prediction failed on the self-check sample: {error}") from None
+    if proba.shape != expected_proba.shape:
+        raise SelfCheckFailed(f"version {version}: outputs of shape {proba.shape}, recorded {expected_proba.shape}")
+    worst = float(np.max(np.abs(proba - expected_proba))) if proba.size else 0.0
+    if not worst <= tolerance:
+        raise SelfCheckFailed(
+            f"version {version}: probabilities differ from the recording by up to {worst:.3g} "
+            f"(tolerance {tolerance:g}) on {len(expected_labels)} sample rows"
+        )
+    decided = np.abs(expected_proba[:, 1] - 0.5) > tolerance
+    if not np.array_equal(labels[decided], expected_labels[decided]):
+        raise SelfCheckFailed(f"version {version}: predicted labels differ from the recording")

@@ -1,0 +1,62 @@
+"""Where the server's model comes from: a directory (an image) or the registry's champion alias.
+
+The registry implementation is the only seam to MLflow, imported lazily so file mode never loads it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from driftloop.serving.bundle import ModelBundle, read_bundle
+
+
+class ModelSource(Protocol):
+    def current_version(self) -> str | None:
+        """The version that should be served now (None: nothing to serve yet)."""
+        ...
+
+    def fetch(self, version: str) -> ModelBundle:
+        """The bundle of ``version``."""
+        ...
+
+
+class FileModelSource:
+    """One bundle directory, typically baked into the serving image; its version never changes."""
+
+    def __init__(self, directory: Path) -> None:
+        self._bundle = read_bundle(directory)
+
+    def current_version(self) -> str | None:
+        return self._bundle.info.version
+
+    def fetch(self, version: str) -> ModelBundle:
+        return self._bundle
+
+
+class RegistryModelSource:
+    """Follows the ``champion`` alias of a registered model; bundles are cached under ``cache_dir/<version>``."""
+
+    def __init__(self, model_name: str, tracking_uri: str, cache_dir: Path) -> None:
+        from driftloop.io.registry import ModelRegistry
+
+        self._registry = ModelRegistry(model_name, tracking_uri)
+        self._model_name = model_name
+        self._cache_dir = cache_dir
+
+    def current_version(self) -> str | None:
+        champion = self._registry.champion()
+        return None if champion is None else str(champion.version)
+
+    def fetch(self, version: str) -> ModelBundle:
+        from driftloop.events import CHAMPION
+        from driftloop.serving.bundle import ModelInfo
+
+        target = self._cache_dir / version
+        if target.exists():
+            shutil.rmtree(target)
+        model_dir = self._registry.download_model_dir(version, target)
+        registered = self._registry.get_version(version)
+        info = ModelInfo.from_tags(self._model_name, version, CHAMPION, registered.run_id, dict(registered.tags))
+        return read_bundle(model_dir, info)

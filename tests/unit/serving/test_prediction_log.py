@@ -1,0 +1,450 @@
+"""The prediction log against real SQLite files: round trip, windows, and the logger's queue under load and failure.
+
+``check_round_trip`` and ``check_windows`` are the store contract; the PostgreSQL integration test runs them too.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from driftloop.errors import ConfigError, ServiceError
+from driftloop.serving.prediction_log import (
+    WINDOW_COLUMNS,
+    NullPredictionLogger,
+    PredictionEvent,
+    PredictionLogger,
+    PredictionStore,
+    SqlPredictionStore,
+    open_prediction_log,
+)
+
+T0 = 1_790_000_000.25  # 2026-09-21 14:13:20.25 UTC
+CONTRACTS = np.array(["Month-to-month", "One year", "Two year"], dtype=object)
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(T0 + seconds, UTC)
+
+
+def make_event(
+    ts: float, request_id: str, *, rows: int = 1, version: str = "1", model: str = "churn", seed: int = 0
+) -> PredictionEvent:
+    """A request of ``rows`` rows shaped like the server's: (n, 1) feed columns, (n, 2) float32 probabilities."""
+    rng = np.random.default_rng(seed)
+    positive = rng.random((rows, 1)).astype(np.float32)
+    return PredictionEvent(
+        ts=ts,
+        request_id=request_id,
+        model_name=model,
+        model_version=version,
+        features={
+            "tenure": rng.integers(0, 72, size=(rows, 1)).astype(np.float32),
+            "contract": rng.choice(CONTRACTS, size=(rows, 1)),
+        },
+        labels=np.where(positive[:, 0] >= 0.5, "Yes", "No"),
+        probabilities=np.hstack([1 - positive, positive]),
+    )
+
+
+def check_round_trip(store: PredictionStore, model: str) -> None:
+    """Values come back as the model saw them; NaN and "" both come back as missing."""
+    three = PredictionEvent(
+        ts=T0,
+        request_id="req-a",
+        model_name=model,
+        model_version="1",
+        features={
+            "tenure": np.array([[1.0], [np.nan], [24.0]], dtype=np.float32),
+            "monthly_charges": np.array([[0.1], [70.35], [np.nan]], dtype=np.float32),
+            "contract": np.array([["One year"], [""], ["Month-to-month"]], dtype=object),
+            "term": np.array([["12"], ["24"], [""]], dtype=object),  # a category that looks like a number
+        },
+        labels=["No", "Yes", "Yes"],
+        probabilities=np.array([[0.9, 0.1], [0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
+    )
+    one = PredictionEvent(
+        ts=T0 + 1.5,
+        request_id="req-b",
+        model_name=model,
+        model_version="2",
+        features={
+            "tenure": np.array([[72.0]], dtype=np.float32),
+            "monthly_charges": np.array([[19.99]], dtype=np.float32),
+            "contract": np.array([["Two year"]], dtype=object),
+            "term": np.array([["36"]], dtype=object),
+        },
+        labels=np.array(["No"]),
+        probabilities=np.array([[0.875, 0.125]], dtype=np.float32),
+    )
+
+    assert store.write([three, one]) == 4
+    frame = store.read_window(model)
+
+    assert list(frame.columns) == [*WINDOW_COLUMNS, "tenure", "monthly_charges", "contract", "term"]
+    assert frame["ts"].dt.tz is not None
+    assert frame["ts"].tolist() == [at(0), at(0), at(0), at(1.5)]
+    assert frame["request_id"].tolist() == ["req-a", "req-a", "req-a", "req-b"]
+    assert frame["model_version"].tolist() == ["1", "1", "1", "2"]
+    assert frame["label"].tolist() == ["No", "Yes", "Yes", "No"]
+    # float32 values are logged in their shortest form, so 0.1 comes back as 0.1, not 0.10000000149011612.
+    assert frame["probability"].tolist() == [0.1, 0.75, 0.5, 0.125]
+    assert frame["tenure"].dtype == np.float64
+    np.testing.assert_array_equal(frame["tenure"].to_numpy(), [1.0, np.nan, 24.0, 72.0])
+    np.testing.assert_array_equal(frame["monthly_charges"].to_numpy(), [0.1, 70.35, np.nan, 19.99])
+    assert frame["contract"].dtype == object
+    assert frame["contract"].tolist() == ["One year", None, "Month-to-month", "Two year"]
+    assert frame["term"].tolist() == ["12", "24", None, "36"]
+    assert store.count(model) == 4
+
+
+def check_windows(store: PredictionStore, model: str) -> None:
+    """Filters combine; rows always come oldest first, whatever order they were written in."""
+    events = [make_event(T0 + i, f"r{i}", version=str(1 + i % 2), model=model, seed=i) for i in range(10)]
+    events[4] = make_event(T0 + 4, "r4", rows=2, version="1", model=model, seed=4)
+    order = [7, 2, 9, 0, 5, 3, 8, 1, 6, 4]
+    store.write([events[i] for i in order[:5]])
+    store.write([events[i] for i in order[5:]])
+    store.write([make_event(T0 + 3.5, "other", model=f"{model}-other")])
+
+    def ids(**window: object) -> list[str]:
+        frame = store.read_window(model, **window)  # type: ignore[arg-type]
+        assert frame["ts"].is_monotonic_increasing
+        return frame["request_id"].tolist()
+
+    assert ids() == ["r0", "r1", "r2", "r3", "r4", "r4", "r5", "r6", "r7", "r8", "r9"]
+    assert ids(model_version="2") == ["r1", "r3", "r5", "r7", "r9"]
+    assert ids(since=at(3), until=at(7)) == ["r3", "r4", "r4", "r5", "r6"]  # since inclusive, until exclusive
+    assert ids(last=3) == ["r7", "r8", "r9"]
+    assert ids(last=3, until=at(5)) == ["r3", "r4", "r4"]
+    assert ids(model_version="1", last=2) == ["r6", "r8"]
+    assert ids(model_version="1", since=at(2), until=at(7), last=2) == ["r4", "r6"]
+    assert ids(since=at(5).replace(tzinfo=None)) == ["r5", "r6", "r7", "r8", "r9"]  # naive means UTC
+    assert ids(since=at(8).astimezone(timezone(timedelta(hours=-5)))) == ["r8", "r9"]
+    assert ids(since=at(20)) == []
+    assert store.count(model) == 11
+    assert store.count(f"{model}-other") == 1
+    assert store.count("nobody") == 0
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "log" / "predictions.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SqlPredictionStore]:
+    opened = open_prediction_log(f"sqlite:///{db}")
+    yield opened
+    opened.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.005)
+
+
+class GatedStore:
+    """A real store whose writes wait until the test opens the gate: a database that has stalled."""
+
+    def __init__(self, inner: SqlPredictionStore) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def write(self, events: Sequence[PredictionEvent]) -> int:
+        self.entered.set()
+        if not self.gate.wait(timeout=30):
+            raise TimeoutError("the test never opened the gate")
+        return self.inner.write(events)
+
+    def read_window(self, model_name: str, **window: object) -> pd.DataFrame:
+        return self.inner.read_window(model_name, **window)  # type: ignore[arg-type]
+
+    def count(self, model_name: str | None = None) -> int:
+        return self.inner.count(model_name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_round_trip_keeps_values_and_missing(store: SqlPredictionStore) -> None:
+    check_round_trip(store, "churn")
+
+
+def test_windows_filter_and_order(store: SqlPredictionStore) -> None:
+    check_windows(store, "churn")
+
+
+def test_empty_window_has_the_fixed_columns(store: SqlPredictionStore) -> None:
+    frame = store.read_window("churn")
+    assert list(frame.columns) == list(WINDOW_COLUMNS)
+    assert len(frame) == 0
+    assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_feature_added_by_a_newer_version_is_missing_in_older_rows(store: SqlPredictionStore) -> None:
+    old = make_event(T0, "old", rows=2, version="1")
+    new = make_event(T0 + 1, "new", version="2")
+    new = PredictionEvent(
+        new.ts,
+        new.request_id,
+        new.model_name,
+        new.model_version,
+        {**new.features, "region": np.array([["north"]], dtype=object), "score": np.array([[0.5]], np.float32)},
+        new.labels,
+        new.probabilities,
+    )
+    store.write([old, new])
+    frame = store.read_window("churn")
+    assert frame["region"].tolist() == [None, None, "north"]
+    np.testing.assert_array_equal(frame["score"].to_numpy(), [np.nan, np.nan, 0.5])
+
+
+def test_feature_missing_in_every_row_comes_back_as_float_nan(store: SqlPredictionStore) -> None:
+    event = make_event(T0, "r", rows=2)
+    blank = {**event.features, "contract": np.array([[""], [""]], dtype=object)}
+    store.write([PredictionEvent(T0, "r", "churn", "1", blank, event.labels, event.probabilities)])
+    contract = store.read_window("churn")["contract"]
+    assert contract.dtype == np.float64
+    assert contract.isna().all()
+
+
+def test_feature_named_like_a_fixed_column_is_refused_on_read(store: SqlPredictionStore) -> None:
+    event = make_event(T0, "r")
+    store.write(
+        [PredictionEvent(T0, "r", "churn", "1", {"label": event.features["contract"]}, ["No"], event.probabilities)]
+    )
+    with pytest.raises(ConfigError, match="clash"):
+        store.read_window("churn")
+
+
+def test_event_with_mismatched_rows_is_refused(store: SqlPredictionStore) -> None:
+    event = make_event(T0, "bad", rows=3)
+    short = PredictionEvent(T0, "bad", "churn", "1", event.features, ["Yes", "No"], event.probabilities)
+    with pytest.raises(ValueError, match="2 label"):
+        store.write([short])
+    assert store.count() == 0
+
+
+def test_last_must_be_positive(store: SqlPredictionStore) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        store.read_window("churn", last=0)
+
+
+def test_open_creates_the_directory_and_uses_wal(db: Path, store: SqlPredictionStore) -> None:
+    assert db.parent.is_dir()
+    store.write([make_event(T0, "r")])
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_writer_waits_for_another_writer_instead_of_failing(db: Path, store: SqlPredictionStore) -> None:
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # takes the write lock, as a second server or a cleanup job would
+
+    def release() -> None:
+        time.sleep(0.3)
+        holder.execute("COMMIT")
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    started = time.monotonic()
+    assert store.write([make_event(T0, "r")]) == 1
+    assert time.monotonic() - started >= 0.25
+    releaser.join()
+    holder.close()
+    assert store.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("not a url", "not a SQLAlchemy URL"), ("nosuchdb:///x", "unknown database or driver")],
+)
+def test_bad_url_is_a_config_error(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SqlPredictionStore(url)
+
+
+def test_unreachable_database_is_a_service_error() -> None:
+    with pytest.raises(ServiceError, match="unusable") as raised:
+        SqlPredictionStore("postgresql+psycopg2://driftloop:secret@127.0.0.1:1/log?connect_timeout=2")
+    assert "secret" not in str(raised.value)
+
+
+def test_logger_flushes_everything_on_close(store: SqlPredictionStore) -> None:
+    written: list[int] = []
+    logger = PredictionLogger(store, batch_max_rows=500, on_write=written.append)
+    events = [make_event(T0 + i / 1000, f"r{i}", rows=1 + i % 4, seed=i) for i in range(4000)]
+    assert sum(event.rows for event in events) == 10_000
+    assert all(logger.submit(event) for event in events)
+    logger.close()
+    assert store.count() == 10_000
+    assert (logger.written, logger.dropped, logger.pending) == (10_000, 0, 0)
+    assert sum(written) == 10_000
+    assert max(written) <= 500 + 3  # batches stop at batch_max_rows (an event is never split)
+    assert not logger.alive
+
+
+def test_concurrent_submitters_lose_no_count(store: SqlPredictionStore) -> None:
+    drops: list[int] = []
+    logger = PredictionLogger(store, max_queue=300, batch_max_rows=100, flush_interval=0.01, on_drop=drops.append)
+    events = [make_event(T0 + i / 1000, f"r{i}", seed=i) for i in range(2000)]
+    accepted: list[int] = []
+
+    def submit_all(offset: int) -> None:
+        accepted.append(sum(logger.submit(event) for event in events[offset::4]))
+
+    threads = [threading.Thread(target=submit_all, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    logger.close()
+    assert logger.written + logger.dropped == 2000
+    assert logger.written == sum(accepted) == store.count()
+    assert sum(drops) == logger.dropped
+
+
+def test_logger_writes_within_the_flush_interval_without_close(store: SqlPredictionStore) -> None:
+    logger = PredictionLogger(store, flush_interval=0.05)
+    assert logger.submit(make_event(T0, "r", rows=3))
+    wait_for(lambda: store.count() == 3, timeout=5)
+    assert logger.pending == 0
+    logger.close()
+
+
+def test_overflow_drops_are_counted_exactly(store: SqlPredictionStore) -> None:
+    gated = GatedStore(store)
+    drops: list[int] = []
+    logger = PredictionLogger(gated, max_queue=10, batch_max_rows=4, flush_interval=0.01, on_drop=drops.append)
+
+    accepted = [logger.submit(make_event(T0 + i, f"ok{i}")) for i in range(10)]
+    assert gated.entered.wait(timeout=5)  # the writer holds a batch: rows in flight still take queue room
+    refused = [logger.submit(make_event(T0 + 10 + i, f"x{i}", rows=rows)) for i, rows in enumerate([1, 1, 5, 1])]
+
+    assert accepted == [True] * 10
+    assert refused == [False] * 4
+    assert logger.dropped == 8
+    assert drops == [1, 1, 5, 1]
+    assert logger.pending == 10
+    gated.gate.set()
+    logger.close()
+    assert (logger.written, logger.dropped, logger.pending) == (10, 8, 0)
+    assert store.read_window("churn")["request_id"].tolist() == [f"ok{i}" for i in range(10)]
+
+
+def test_failed_write_is_reported_and_the_writer_carries_on(db: Path, store: SqlPredictionStore) -> None:
+    errors: list[Exception] = []
+    drops: list[int] = []
+    failed = threading.Event()
+
+    def on_error(error: Exception) -> None:
+        errors.append(error)
+        failed.set()
+
+    logger = PredictionLogger(store, flush_interval=0.01, on_error=on_error, on_drop=drops.append)
+    with sqlite3.connect(db) as raw:
+        raw.execute("DROP TABLE predictions")  # the database loses the table under the running server
+    assert logger.submit(make_event(T0, "lost", rows=3))
+    assert failed.wait(timeout=5)
+    assert isinstance(errors[0], sa.exc.OperationalError)
+    assert "no such table" in str(errors[0])
+    assert logger.alive
+    assert (logger.dropped, drops) == (3, [3])
+
+    SqlPredictionStore(f"sqlite:///{db}").close()  # creates the table again
+    assert logger.submit(make_event(T0 + 1, "kept", rows=2))
+    logger.close()
+    assert (logger.written, logger.dropped) == (2, 3)
+    assert store.read_window("churn")["request_id"].tolist() == ["kept", "kept"]
+
+
+def test_failed_write_without_on_error_is_logged(
+    db: Path, store: SqlPredictionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = PredictionLogger(store, flush_interval=0.01)
+    with sqlite3.connect(db) as raw:
+        raw.execute("DROP TABLE predictions")
+    logger.submit(make_event(T0, "lost", rows=2))
+    logger.close()
+    assert logger.dropped == 2
+    assert "2 row(s) lost" in caplog.text
+
+
+def test_submit_after_close_returns_false(store: SqlPredictionStore) -> None:
+    logger = PredictionLogger(store)
+    logger.close()
+    logger.close()  # idempotent
+    assert not logger.alive
+    assert logger.submit(make_event(T0, "late")) is False
+    assert (logger.written, logger.dropped, logger.pending) == (0, 0, 0)
+    assert store.count() == 0
+
+
+def test_null_logger_keeps_nothing() -> None:
+    logger = NullPredictionLogger()
+    assert logger.enabled is False
+    assert logger.submit(make_event(T0, "r")) is False
+    logger.close()
+    assert (logger.written, logger.dropped, logger.pending) == (0, 0, 0)
+
+
+READER = """
+import json, sys, time
+from driftloop.serving.prediction_log import SqlPredictionStore
+store = SqlPredictionStore(sys.argv[1])
+target, counts = int(sys.argv[2]), []
+print("ready", flush=True)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    counts.append(store.count("churn"))
+    window = store.read_window("churn", last=50)
+    assert list(window["request_id"]) == sorted(window["request_id"]), "window out of order"
+    if counts[-1] >= target:
+        break
+print(json.dumps(counts))
+"""
+
+
+def test_another_process_reads_while_the_logger_writes(db: Path, store: SqlPredictionStore) -> None:
+    logger = PredictionLogger(store, flush_interval=0.01, batch_max_rows=200)
+    target = 3_000
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, f"sqlite:///{db}", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None
+    assert reader.stdout.readline() == "ready\n", reader.stderr.read() if reader.stderr else ""
+    number = 0
+    deadline = time.monotonic() + 60
+    while reader.poll() is None and time.monotonic() < deadline:
+        logger.submit(make_event(T0 + number / 1000, f"r{number:07d}", rows=10, seed=number))
+        number += 1
+        time.sleep(0.001)
+    out, err = reader.communicate(timeout=30)
+    logger.close()
+    assert reader.returncode == 0, err
+    counts = json.loads(out)
+    assert counts == sorted(counts)
+    assert len(set(counts)) > 2  # the reader saw the table grow while rows were being written
+    assert counts[-1] >= target
+    assert logger.dropped == 0
+    assert store.count() == logger.written == number * 10
