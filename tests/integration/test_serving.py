@@ -483,3 +483,31 @@ def test_a_cache_outage_does_not_fail_requests(trained: Driftloop) -> None:
         assert 'driftloop_request_errors_total{endpoint="predict",reason="cache_unavailable"} 1.0' in metrics
     finally:
         running.stop()
+
+
+def test_feedback_labels_join_the_prediction_log(trained: Driftloop) -> None:
+    from driftloop.serving.prediction_log import open_prediction_log
+
+    db = trained.home / "feedback-test.db"
+    running = start_server(trained, DRIFTLOOP_PREDICTION_LOG_URL=f"sqlite:///{db}")
+    try:
+        running.wait()
+        with running.client() as client:
+            single = client.post("/predict", json={"features": sample_rows(1)[0]})
+            batch = client.post("/predict/batch", json={"instances": sample_rows(3, start=10)})
+            ok = client.post("/feedback", json={"request_id": single.headers["x-request-id"], "label": "Yes"})
+            rows = [{"request_id": batch.headers["x-request-id"], "row": i, "label": "No"} for i in (0, 2)]
+            ok_batch = client.post("/feedback", json={"items": rows})
+            bad_label = client.post("/feedback", json={"request_id": "abc", "label": "Maybe"})
+            bad_row = client.post("/feedback", json={"request_id": "abc", "row": -1, "label": "No"})
+        assert ok.status_code == ok_batch.status_code == 202
+        assert ok_batch.json() == {"accepted": 2}
+        assert bad_label.status_code == 422
+        assert "'No' or 'Yes'" in bad_label.text
+        assert bad_row.status_code == 422
+    finally:
+        running.stop()
+    store = open_prediction_log(f"sqlite:///{db}")
+    labelled = store.read_window("churn", labelled=True)
+    assert sorted(labelled["actual"]) == ["No", "No", "Yes"]
+    assert len(store.read_window("churn")) == 4

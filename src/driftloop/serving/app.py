@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
@@ -27,9 +28,11 @@ from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
 from driftloop.serving.metrics import ServingMetrics
 from driftloop.serving.model import ServingModel
 from driftloop.serving.prediction_log import (
+    Feedback,
     NullPredictionLogger,
     PredictionEvent,
     PredictionLogger,
+    SqlPredictionStore,
     open_prediction_log,
 )
 from driftloop.serving.reloader import ModelHolder, ModelWatcher
@@ -72,6 +75,7 @@ class Server:
         self.holder = ModelHolder(source, settings.max_batch_rows, settings.unknown_categories, self._reloaded)
         self.watcher = ModelWatcher(self.holder, settings.reload_interval)
         self.logger: PredictionLogger | NullPredictionLogger = NullPredictionLogger()
+        self.store: SqlPredictionStore | None = None
         self.cache = PredictionCache(settings.redis_url, settings.cache_ttl_seconds) if settings.redis_url else None
 
     def _reloaded(self, result: str, model: ServingModel | None, error: str | None) -> None:
@@ -81,8 +85,9 @@ class Server:
 
     def start(self) -> None:
         if self.settings.prediction_log:
+            self.store = open_prediction_log(self.settings.predictions_url)
             self.logger = PredictionLogger(
-                open_prediction_log(self.settings.predictions_url),
+                self.store,
                 max_queue=self.settings.prediction_log_queue,
                 on_drop=self.metrics.log_dropped.inc,
                 on_write=self.metrics.log_written.inc,
@@ -343,6 +348,26 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
             request, "invocations", protocols.parse_invocations, _invocations_response, protocols.mlflow_error
         )
 
+    @app.post("/feedback", tags=["predict"], status_code=202, openapi_extra=_body("feedback"))
+    async def give_feedback(request: Request) -> Response:
+        """True classes for earlier predictions (by request id and row), for the drift monitor's label check.
+
+        `{"request_id": "...", "label": "Yes"}`, or `{"items": [{"request_id": "...", "row": 0, "label": "No"}]}`.
+        """
+        model = server.holder.model
+        try:
+            if server.store is None:
+                raise InputError(
+                    409, "prediction_log_off", "feedback needs the prediction log (DRIFTLOOP_PREDICTION_LOG)"
+                )
+            classes = model.class_names if model else None
+            items = parse_feedback(server.decode_json(await server.read_body(request)), classes)
+            written = await run_in_threadpool(server.store.write_feedback, server.settings.model_name, items)
+        except InputError as error:
+            server.metrics.count_error("feedback", error.reason)
+            return _json(_error_detail(error), error.status)
+        return _json({"accepted": written}, 202)
+
     @app.get("/v2", tags=["v2"])
     async def v2_server() -> dict[str, Any]:
         """V2 server metadata."""
@@ -396,6 +421,28 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
         return await server.serve(request, "v2_infer", parse, respond, lambda error: protocols.v2_error(error.message))
 
 
+def parse_feedback(body: Any, classes: tuple[str, str] | None) -> list[Feedback]:
+    """Feedback items from either body form; labels must be one of the model's classes."""
+    entries = body.get("items") if isinstance(body, dict) and "items" in body else [body]
+    if not isinstance(entries, list) or not entries:
+        raise InputError(422, "wrong_shape", 'expected {"request_id", "label"} or {"items": [...]} with items')
+    items = []
+    for index, entry in enumerate(entries):
+        where = f"item {index}: " if len(entries) > 1 else ""
+        if not isinstance(entry, dict):
+            raise InputError(422, "wrong_shape", f"{where}expected an object with request_id and label")
+        request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
+            raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")
+        if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+            raise InputError(422, "wrong_type", f"{where}row must be a row index ≥ 0, got {row!r}")
+        if not isinstance(label, str) or (classes is not None and label not in classes):
+            expected = " or ".join(repr(c) for c in classes) if classes else "a class name"
+            raise InputError(422, "unknown_label", f"{where}label must be {expected}, got {label!r}")
+        items.append(Feedback(request_id=request_id, row_index=row, actual=label))
+    return items
+
+
 def _v2_model(server: Server, name: str) -> ServingModel | Response:
     model = server.holder.model
     if model is None:
@@ -440,6 +487,8 @@ def _openapi_examples(app: FastAPI, server: Server) -> None:
             return cache[key]
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         examples = protocols.openapi_examples(model.parser.schema) if model else {}
+        if model:
+            examples["feedback"] = {"request_id": "3f2a9c0e5b7d4e1f", "label": model.class_names[1]}
         for path in spec.get("paths", {}).values():
             for operation in path.values():
                 body = operation.get("requestBody", {}).get("content", {}).get(JSON)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TABLE = "predictions"
-WINDOW_COLUMNS = ("ts", "request_id", "model_version", "label", "probability")
+WINDOW_COLUMNS = ("ts", "request_id", "model_version", "label", "probability", "actual")
 _NUMERIC_KINDS = frozenset({"floating", "integer", "mixed-integer-float", "empty"})
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -57,6 +57,28 @@ predictions = sa.Table(
     # Each index costs the writer about 4 µs a row on SQLite.
     sa.Index("ix_predictions_model_ts_version", "model_name", "ts", "model_version"),
 )
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("actual", sa.String(200), nullable=False),
+    # One label per predicted row: a later label for the same row replaces the earlier one.
+    sa.UniqueConstraint("model_name", "request_id", "row_index", name="uq_feedback_row"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """The true class of one predicted row, as it became known later."""
+
+    request_id: str
+    row_index: int
+    actual: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +117,10 @@ class PredictionStore(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         last: int | None = None,
+        labelled: bool = False,
     ) -> pd.DataFrame: ...
+
+    def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> int: ...
 
     def count(self, model_name: str | None = None) -> int: ...
 
@@ -250,6 +275,34 @@ class SqlPredictionStore:
                 connection.execute(predictions.insert(), rows)
         return len(rows)
 
+    def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> int:
+        """Record true classes; a row labelled again keeps only its latest label."""
+        if not items:
+            return 0
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "ts": now,
+                "model_name": model_name,
+                "request_id": i.request_id,
+                "row_index": i.row_index,
+                "actual": i.actual,
+            }
+            for i in items
+        ]
+        table = feedback.c
+        with self._engine.begin() as connection:
+            for item in items:
+                connection.execute(
+                    feedback.delete().where(
+                        (table.model_name == model_name)
+                        & (table.request_id == item.request_id)
+                        & (table.row_index == item.row_index)
+                    )
+                )
+            connection.execute(feedback.insert(), rows)
+        return len(rows)
+
     def _select(
         self,
         model_name: str,
@@ -257,17 +310,31 @@ class SqlPredictionStore:
         since: datetime | None,
         until: datetime | None,
         last: int | None,
+        labelled: bool = False,
     ) -> sa.Select[Any]:
         table = predictions.c
-        query = sa.select(
-            # SQLite keeps ts as ISO text: pandas parses the whole column at once, far faster than row by row.
-            sa.type_coerce(table.ts, sa.String) if self._sqlite else table.ts,
-            table.request_id,
-            table.model_version,
-            table.label,
-            table.probability,
-            table.features,
-        ).where(table.model_name == model_name)
+        truth = feedback.c
+        joined = predictions.join(
+            feedback,
+            (truth.model_name == table.model_name)
+            & (truth.request_id == table.request_id)
+            & (truth.row_index == table.row_index),
+            isouter=not labelled,
+        )
+        query = (
+            sa.select(
+                # SQLite keeps ts as ISO text: pandas parses the whole column at once, far faster than row by row.
+                sa.type_coerce(table.ts, sa.String) if self._sqlite else table.ts,
+                table.request_id,
+                table.model_version,
+                table.label,
+                table.probability,
+                table.features,
+                truth.actual,
+            )
+            .select_from(joined)
+            .where(table.model_name == model_name)
+        )
         if model_version is not None:
             query = query.where(table.model_version == model_version)
         if since is not None:
@@ -287,8 +354,12 @@ class SqlPredictionStore:
         since: datetime | None = None,
         until: datetime | None = None,
         last: int | None = None,
+        labelled: bool = False,
     ) -> pd.DataFrame:
         """Logged rows of one model, oldest first, one column per feature after ``WINDOW_COLUMNS``.
+
+        The ``actual`` column holds the true class where feedback arrived (None elsewhere); ``labelled=True``
+        keeps only those rows.
 
         Args:
             model_name: The served model.
@@ -296,6 +367,7 @@ class SqlPredictionStore:
             since: Only rows served at or after this moment (naive datetimes are taken as UTC).
             until: Only rows served before this moment.
             last: Only the ``last`` most recent rows that pass the other filters.
+            labelled: Only rows whose true class arrived as feedback.
 
         Returns:
             ``ts`` is UTC. Numeric features are float64 with NaN for missing, categorical ones object with None.
@@ -305,11 +377,11 @@ class SqlPredictionStore:
         if last is not None and last < 1:
             raise ValueError(f"last must be a positive number of rows, got {last}")
         with self._engine.connect() as connection:
-            rows = connection.execute(self._select(model_name, model_version, since, until, last)).all()
+            rows = connection.execute(self._select(model_name, model_version, since, until, last, labelled)).all()
         if last is not None:
             rows.reverse()
-        columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 6
-        ts, request_ids, versions, labels, probabilities, features = columns
+        columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 7
+        ts, request_ids, versions, labels, probabilities, features, actual = columns
         frame = pd.DataFrame(
             {
                 "ts": pd.to_datetime(ts, utc=True, format="ISO8601" if self._sqlite else None),
@@ -317,6 +389,7 @@ class SqlPredictionStore:
                 "model_version": pd.Series(versions, dtype=object),
                 "label": pd.Series(labels, dtype=object),
                 "probability": np.array(probabilities, dtype=np.float64),
+                "actual": pd.Series(actual, dtype=object),
             }
         )
         expanded = _feature_frame(features, frame.index)
