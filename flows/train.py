@@ -1,4 +1,4 @@
-"""train_model: prep → train → evaluate → export ONNX + parity → gate → register → promote."""
+"""train_model: prep → train → evaluate → export ONNX + parity → reference profile → gate → register → promote."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from driftloop.io.provenance import flow_run_url, git_commit
 from driftloop.io.tracking import model_version_url, run_url
 from driftloop.settings import get_settings
 from tasks.data import load_snapshot, split_snapshot
-from tasks.model import evaluate_candidate, export_candidate, fit_candidate, score_champion
+from tasks.model import evaluate_candidate, export_candidate, fit_candidate, save_reference, score_champion
 from tasks.registry import promote_model, register_model
 from tasks.reporting import link_mlflow, record_decision, record_metrics
 from tasks.tracking import close_run, open_run
@@ -96,6 +96,7 @@ def train_model(
         candidate = fit_candidate(split, schema, estimator, params, settings.seed)
         metrics = evaluate_candidate(candidate, split, schema, uri, run.run_id, settings.seed)
         export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance)
+        reference_uri = save_reference(split, schema, uri, run.run_id, settings.seed)
         decision = decide_promotion(
             candidate=metrics.as_dict(),
             champion=champion.metrics.as_dict() if champion.metrics else None,
@@ -119,6 +120,8 @@ def train_model(
                 lineage.PARITY_MAX_ABS_DIFF: f"{export.parity.max_abs_diff:.3g}",
                 lineage.PARITY_DETAIL: export.parity.summary(),
                 lineage.SKLEARN_MODEL_URI: export.sklearn_model_uri,
+                lineage.REFERENCE_URI: reference_uri,
+                lineage.DATA_PATH: str(snapshot.path),
             },
             description=f"{estimator} on {schema.name} ({snapshot.content_hash[:12]}): gate {decision.verdict}",
         )

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
+from driftloop.core.drift import build_profile
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.parity import ParityReport, compare_outputs
@@ -22,9 +23,11 @@ from driftloop.errors import RegistryError
 from driftloop.io import plots, tracking
 from driftloop.io.onnx_export import export_onnx, onnx_sha256
 from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
 
 SELFCHECK_ROWS = 16
+REFERENCE_ARTIFACTS = "reference"
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
 
@@ -121,6 +124,17 @@ def export_candidate(
         onnx_model_uri=onnx_uri,
         sklearn_model_uri=sklearn_uri,
     )
+
+
+@task(name="save-reference-profile", cache_policy=NO_CACHE, timeout_seconds=900, **MLFLOW_RETRIES)
+def save_reference(split: Split, schema: DatasetSchema, tracking_uri: str, run_id: str, seed: int) -> str:
+    """The drift reference (training features' statistics and a sample) as run artifacts; returns its URI."""
+    client = tracking.use_tracking_uri(tracking_uri)
+    profile = build_profile(split.train[schema.feature_names], schema.numeric, schema.categorical, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = save_profile(profile, Path(tmp))
+        tracking.log_files(client, run_id, paths, artifact_path=REFERENCE_ARTIFACTS)
+    return f"runs:/{run_id}/{REFERENCE_ARTIFACTS}"
 
 
 @task(name="score-champion", cache_policy=NO_CACHE, timeout_seconds=900, **MLFLOW_RETRIES)

@@ -8,6 +8,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from driftloop.core.history import AliasMove
+from driftloop.events import MODEL_PROMOTED
+from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ModelRegistry
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
@@ -25,4 +27,7 @@ def register_model(
 @task(name="promote-model", cache_policy=NO_CACHE, timeout_seconds=300)
 def promote_model(model_name: str, tracking_uri: str, version: str, reason: str, actor: str) -> AliasMove:
     """Move the champion alias (written to the history first). Not retried: a move is not idempotent."""
-    return ModelRegistry(model_name, tracking_uri).promote(version, reason=reason, actor=actor)
+    move = ModelRegistry(model_name, tracking_uri).promote(version, reason=reason, actor=actor)
+    emit(MODEL_PROMOTED, model_name, {"model": model_name, "from": move.from_version, "to": move.to_version,
+                                      "reason": move.reason})  # fmt: skip
+    return move

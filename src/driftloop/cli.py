@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -48,6 +49,7 @@ def _start_services(settings: Settings, with_model_server: bool = False) -> None
     specs = services.local_specs(settings, with_model_server)
     if not specs:
         return
+    services.prepare_local_mlflow(settings)
     for spec in specs:
         if not services.is_healthy(spec.health_url):
             out.print(f"starting {spec.name} on {spec.listen_url} (log: {spec.log_path}) ...")
@@ -221,26 +223,118 @@ def history() -> None:
 
 @app.command()
 def up() -> None:
-    """Start the local services (Prefect server, MLflow UI, model server) and say where they listen."""
+    """Start everything the loop needs: Prefect server, MLflow UI, model server, deployments and a worker."""
     settings = get_settings()
+    _up(settings)
+    out.print(f"data directory: {settings.home}")
+    out.print(f"model server: {settings.serve_url}/docs (follows the {settings.model_name!r} champion alias)")
+    out.print(f"Prefect UI: {settings.prefect_ui}/deployments (drift-check runs on cron {settings.drift_cron!r})")
+
+
+def _up(settings: Settings) -> None:
+    from driftloop.io import services
+    from driftloop.io.deployments import deploy_all
+    from driftloop.io.provenance import PROJECT_DIR
+
     if not settings.uses_local_prefect:
         out.print(f"using the Prefect server at {settings.prefect_api}")
     if not settings.uses_local_mlflow:
         out.print(f"using the MLflow server at {settings.tracking_uri}")
     _start_services(settings, with_model_server=True)
-    out.print(f"data directory: {settings.home}")
-    out.print(f"model server: {settings.serve_url}/docs (follows the {settings.model_name!r} champion alias)")
+    deployed = deploy_all(settings, PROJECT_DIR)
+    out.print(f"  deployments     {', '.join(deployed)} (pool {settings.work_pool})")
+    worker = services.worker_spec(settings, PROJECT_DIR)
+    (status,) = services.start_all([worker], settings.service_start_timeout)
+    verb = f"started in {status.seconds:.1f}s" if status.started_now else "already running"
+    out.print(f"  {status.name:<15} {status.url}  [green]{verb}[/]")
 
 
 @app.command()
 def down() -> None:
-    """Stop the local services this data directory started."""
-    from driftloop.io import services
+    """Stop the local services this data directory started (worker, model server, MLflow UI, Prefect)."""
+    _down(get_settings())
 
-    settings = get_settings()
-    for spec in services.local_specs(settings, with_model_server=True):
+
+def _down(settings: Settings) -> None:
+    from driftloop.io import services
+    from driftloop.io.provenance import PROJECT_DIR
+
+    specs = [services.worker_spec(settings, PROJECT_DIR), *services.local_specs(settings, with_model_server=True)]
+    for spec in specs:
         stopped = services.stop(spec)
         out.print(f"  {spec.name:<15} {'stopped' if stopped else 'was not running'}")
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the demo's services running afterwards, to explore the UIs")
+    ] = False,
+) -> None:
+    """The whole loop in a few minutes: train, serve, normal then drifted traffic, automatic retrain, swap.
+
+    Runs in its own data directory (<DRIFTLOOP_HOME>/demo) and ports (Prefect 4210, MLflow 5010, server 8010),
+    starting from scratch each time. Ctrl-C stops everything it started.
+    """
+    from driftloop.demo import demo_settings, prepare_home, run_demo
+
+    settings = demo_settings(get_settings())
+    out.rule("driftloop demo")
+    out.print(f"data directory {settings.home} (recreated); every step below is a real service or flow run")
+    prepare_home(settings, _down)
+    get_settings.cache_clear()  # flows in this process now read the demo's settings from the environment
+    from flows.train import train_model
+
+    started = time.monotonic()
+    try:
+        report = run_demo(settings, out.print, _up, train_model)
+    except BaseException:
+        out.print("[bold red]demo interrupted or failed[/]: stopping what it started")
+        _down(settings)
+        raise
+    out.rule("summary")
+    table = Table(box=None, header_style="bold")
+    for column in ("#", "step", "seconds", "what happened"):
+        table.add_column(column)
+    for number, step in enumerate(report.steps, 1):
+        table.add_row(str(number), step.name, f"{step.seconds:.1f}", step.detail)
+    out.print(table)
+    if report.loop_latency is not None:
+        out.print(f"closed loop: drift detected → v{report.final_version} serving in {report.loop_latency:.1f}s")
+    out.print(f"total {time.monotonic() - started:.0f}s")
+    for name, link in report.links.items():
+        out.print(f"  {name:<22} {link}")
+    if keep_running:
+        out.print(f"services keep running; stop them with: DRIFTLOOP_HOME={settings.home} driftloop down")
+    else:
+        _down(settings)
+
+
+@app.command("drift-check")
+def drift_check(
+    window_rows: Annotated[
+        int | None, typer.Option(min=1, help="Recent predictions to test [default: settings]")
+    ] = None,
+    min_rows: Annotated[
+        int | None, typer.Option(min=1, help="Fewer rows: insufficient data [default: settings]")
+    ] = None,
+) -> None:
+    """Run the drift check once: the champion's recent predictions vs its reference profile (and labels)."""
+    settings = get_settings()
+    _start_services(settings)
+    _export_env(settings)
+    from flows.drift import check_drift
+
+    outcome = check_drift(window_rows=window_rows, min_rows=min_rows)
+    out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
+    colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
+    out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows: drifted share {outcome.share:.2f}")
+    if outcome.drifted_columns:
+        out.print(f"drifted  {', '.join(outcome.drifted_columns)}")
+    out.print(f"labels   {outcome.concept}")
+    out.print(f"action   {outcome.note}")
+    if outcome.report_url:
+        out.print(f"MLflow   {outcome.report_url}")
 
 
 @app.command()

@@ -76,6 +76,22 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Set to cache responses in Redis; off by default.")
     cache_ttl_seconds: int = Field(default=3600, ge=1)
 
+    # Drift monitoring and retraining.
+    drift_cron: str = Field(default="*/10 * * * *", description="Schedule of the drift-check deployment (UTC).")
+    drift_window_rows: int = Field(default=1000, ge=1, description="The drift check reads the last N predictions.")
+    drift_min_rows: int = Field(default=200, ge=1, description="Fewer rows: 'insufficient data', never drift.")
+    drift_share: float = Field(default=0.5, gt=0, le=1, description="Dataset drift ⇔ drifted column share ≥ this.")
+    label_min_rows: int = Field(default=100, ge=1, description="Labelled rows needed for the concept-drift check.")
+    label_max_drop: float = Field(default=0.05, ge=0, le=1, description="Accuracy drop vs holdout that is drift.")
+    retrain_cooldown_seconds: float = Field(default=600, ge=0, description="No retrain this soon after another.")
+    retrain_min_improvement: float = Field(
+        default=0.001, gt=0, description="A retrained model must beat the champion's ROC AUC by at least this."
+    )
+    alert_webhook_url: str | None = Field(default=None, description="POST drift and rollback alerts here.")
+    work_pool: str = "driftloop-process"
+    worker_port: int = Field(default=8089, ge=1, le=65535, description="Health endpoint of the local Prefect worker.")
+    worker_poll_seconds: float = Field(default=2.0, gt=0, description="How often the local worker asks for runs.")
+
     @field_validator("home", "data_path", "schema_path", "model_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -88,8 +104,8 @@ class Settings(BaseSettings):
 
     @property
     def uses_local_mlflow(self) -> bool:
-        """True when MLflow is the embedded SQLite store under home."""
-        return self.mlflow_tracking_uri is None
+        """True when MLflow is a SQLite file (the embedded store): artifacts then go under home."""
+        return self.tracking_uri.startswith("sqlite:")
 
     @property
     def prefect_home(self) -> Path:
@@ -137,12 +153,18 @@ class Settings(BaseSettings):
         return f"http://127.0.0.1:{self.mlflow_ui_port}"
 
     def process_env(self) -> dict[str, str]:
-        """Environment for a child process (Prefect, MLflow, a flow) so it sees the same stores."""
+        """Environment for a child process (Prefect, MLflow, a worker's flow runs) so it sees these settings.
+
+        Every driftloop setting is passed on, so a flow run started by the worker behaves like the CLI that
+        started the worker (same stores, same thresholds); prefect.yaml's schedule reads DRIFTLOOP_DRIFT_CRON.
+        """
         env = dict(TELEMETRY_OFF)
         env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # progress bars garble flow logs
+        for name, value in self.model_dump(exclude={"mlflow_tracking_uri", "prefect_api_url"}).items():
+            if value is not None:
+                env[f"DRIFTLOOP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         env["PREFECT_API_URL"] = self.prefect_api
         env["MLFLOW_TRACKING_URI"] = self.tracking_uri
-        env["DRIFTLOOP_HOME"] = str(self.home)
         if self.uses_local_prefect:
             env["PREFECT_HOME"] = str(self.prefect_home)
             env["PREFECT_UI_API_URL"] = self.prefect_api

@@ -20,6 +20,13 @@ PARITY_DETAIL = "driftloop.parity_detail"
 GATE = "driftloop.gate"  # "promote" | "refuse"
 GATE_REASON = "driftloop.gate_reason"
 SKLEARN_MODEL_URI = "driftloop.sklearn_model_uri"
+DATA_PATH = "driftloop.data_path"  # the snapshot file a version was trained on (the retrain's reference data)
+REFERENCE_URI = "driftloop.reference_uri"  # the drift reference profile saved with the version
+
+# Drift episodes (see core/episodes.py): on a version, and the last retrain on the registered model.
+DRIFT_EPISODE = "driftloop.drift_episode"
+RETRAINED_EPISODE = "driftloop.retrained_episode"
+LAST_RETRAIN_AT = "driftloop.last_retrain_at"
 
 # Registered-model tags holding the append-only champion history: one tag per move, keys sort by time.
 HISTORY_PREFIX = "driftloop.history."

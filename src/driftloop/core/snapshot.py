@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import DatasetError
@@ -82,24 +81,47 @@ class Split:
 
 
 def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, seed: int) -> Split:
-    """Hold out ``fraction`` of the rows, stratified on the target.
+    """Hold out about ``fraction`` of each class, row by row, from a seeded hash of the row's content.
 
-    The same inputs give the same rows in the same order; both frames keep every column and the original
-    row index.
+    A row's side depends only on its own values and the seed, never on the other rows. So when a snapshot
+    grows (a retrain adds recent labelled rows to the champion's data), every row the champion trained on stays
+    in train, and the champion is never scored on rows it has seen; identical rows always fall on the same side.
+    The split is stratified in expectation (each class is cut at the same hash threshold), so holdout size and
+    class shares match ``fraction`` and the data up to sampling noise (about ±1% on the bundled data). Both
+    frames keep every column and the original row index and order.
 
     Raises:
         ValueError: ``fraction`` is not strictly between 0 and 1.
-        DatasetError: the target cannot be stratified (a class with a single row, or too few rows).
+        DatasetError: a class would end up with no row on one side (too few rows to hold any out).
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout fraction must be between 0 and 1 (exclusive), got {fraction}")
     labels = frame[schema.target.name].astype(str)
-    try:
-        train, holdout = train_test_split(frame, test_size=fraction, random_state=seed, shuffle=True, stratify=labels)
-    except ValueError as exc:
-        counts = ", ".join(f"{label!r}: {n}" for label, n in labels.value_counts().items())
-        raise DatasetError(
-            f"cannot hold out {fraction:.0%} of {len(frame)} rows stratified on {schema.target.name!r} "
-            f"(class counts {counts}): {exc}"
-        ) from None
-    return Split(train=train, holdout=holdout)
+    in_holdout = _row_hash_fraction(frame, schema, seed) < fraction
+    for label in labels.unique():
+        of_class = (labels == label).to_numpy()
+        held = int(np.count_nonzero(in_holdout & of_class))
+        if held == 0 or held == int(of_class.sum()):
+            counts = ", ".join(f"{name!r}: {n}" for name, n in labels.value_counts().items())
+            raise DatasetError(
+                f"cannot hold out {fraction:.0%} of {len(frame)} rows with every class on both sides of the split "
+                f"(class counts {counts}): class {label!r} would have no "
+                f"{'holdout' if held == 0 else 'training'} row"
+            )
+    return Split(train=frame[~in_holdout], holdout=frame[in_holdout])
+
+
+def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per row, from the row's schema values and the seed only."""
+    columns = [*schema.feature_names, schema.target.name]
+    kinds = {f.name: f.is_categorical for f in schema.features}
+    canonical = {}
+    for name in columns:
+        values = frame[name]
+        if not kinds.get(name, True) and pd.api.types.is_numeric_dtype(values.dtype):
+            canonical[name] = values.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # int and float alike
+        else:
+            canonical[name] = values.astype(object).where(values.notna(), _MISSING_TEXT).astype(str).to_numpy()
+    key = hashlib.sha256(f"driftloop-split-{seed}".encode()).hexdigest()[:16]
+    hashes = pd.util.hash_pandas_object(pd.DataFrame(canonical), index=False, hash_key=key).to_numpy()
+    return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)

@@ -32,6 +32,7 @@ class ServiceSpec:
     listen_url: str
     env: dict[str, str]
     run_dir: Path
+    cwd: Path | None = None
 
     @property
     def pid_path(self) -> Path:
@@ -52,7 +53,7 @@ class ServiceStatus:
     seconds: float = 0.0
 
 
-def _venv_bin(command: str) -> str:
+def venv_bin(command: str) -> str:
     """The console script installed beside the running interpreter (the same virtualenv)."""
     candidate = Path(sys.executable).parent / command
     return str(candidate) if candidate.exists() else command
@@ -64,7 +65,7 @@ def prefect_server_spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="prefect-server",
         argv=(
-            _venv_bin("prefect"),
+            venv_bin("prefect"),
             "server",
             "start",
             "--host",
@@ -83,7 +84,7 @@ def mlflow_ui_spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="mlflow-ui",
         argv=(
-            _venv_bin("mlflow"),
+            venv_bin("mlflow"),
             "server",
             "--backend-store-uri",
             settings.tracking_uri,
@@ -106,11 +107,32 @@ def mlflow_ui_spec(settings: Settings) -> ServiceSpec:
 def model_server_spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="model-server",
-        argv=(_venv_bin("driftloop"), "serve"),
+        argv=(venv_bin("driftloop"), "serve"),
         health_url=f"{settings.serve_url}/health",
         listen_url=settings.serve_url,
         env=settings.process_env(),
         run_dir=settings.run_dir,
+    )
+
+
+def worker_spec(settings: Settings, project_dir: Path) -> ServiceSpec:
+    """A process worker on the driftloop pool: it runs scheduled, triggered and UI-started flow runs."""
+    env = settings.process_env()
+    env.update(
+        {
+            "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds),
+            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+            "PREFECT_WORKER_WEBSERVER_PORT": str(settings.worker_port),
+        }
+    )
+    return ServiceSpec(
+        name="prefect-worker",
+        argv=(venv_bin("prefect"), "worker", "start", "--pool", settings.work_pool, "--with-healthcheck"),
+        health_url=f"http://127.0.0.1:{settings.worker_port}/health",
+        listen_url=f"pool {settings.work_pool}",
+        env=env,
+        run_dir=settings.run_dir,
+        cwd=project_dir,
     )
 
 
@@ -124,6 +146,19 @@ def local_specs(settings: Settings, with_model_server: bool = False) -> list[Ser
     if with_model_server:
         specs.append(model_server_spec(settings))
     return specs
+
+
+def prepare_local_mlflow(settings: Settings) -> None:
+    """Create the embedded MLflow database once, before several processes open it at the same moment.
+
+    Two processes creating a fresh SQLite store at once race in MLflow's migrations ("expected to match one row").
+    """
+    if not settings.uses_local_mlflow or settings.mlflow_db.exists():
+        return
+    from mlflow import MlflowClient
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    MlflowClient(tracking_uri=settings.tracking_uri).search_experiments(max_results=1)
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
@@ -161,7 +196,7 @@ def launch(spec: ServiceSpec) -> int | None:
     env = {**os.environ, **spec.env}
     with spec.log_path.open("ab") as log:
         process = subprocess.Popen(
-            spec.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+            spec.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True, cwd=spec.cwd
         )
     spec.pid_path.write_text(str(process.pid))
     return process.pid

@@ -1,0 +1,1 @@
+"""Baseline servers the serving benchmark measures driftloop's model server against."""

@@ -1,0 +1,131 @@
+"""check_drift: read the champion's recent predictions → test them against its reference → report → maybe alarm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from prefect import flow
+
+from driftloop.core.drift import check_drift as test_drift
+from driftloop.core.label_check import check_labels
+from driftloop.settings import get_settings
+from tasks.drift import (
+    baseline_accuracy,
+    find_champion,
+    handle_episode,
+    load_reference,
+    publish_verdict,
+    read_window,
+    record_check,
+)
+
+
+@dataclass(frozen=True)
+class DriftCheckOutcome:
+    """What one drift check found and did."""
+
+    model_name: str
+    version: str | None
+    verdict: str
+    concept: str
+    share: float
+    drifted_columns: list[str]
+    rows: int
+    action: str
+    episode: str | None
+    note: str
+    report_url: str | None
+
+
+@flow(name="check-drift")
+def check_drift(
+    model_name: str | None = None,
+    window_rows: int | None = None,
+    min_rows: int | None = None,
+    drift_share: float | None = None,
+) -> DriftCheckOutcome:
+    """Test the champion's last predictions for data drift (and, where labels arrived, concept drift).
+
+    Args:
+        model_name: Registered model; default: settings.
+        window_rows: How many recent predictions to read; default: settings (DRIFTLOOP_DRIFT_WINDOW_ROWS).
+        min_rows: Below this many rows the verdict is "insufficient data"; default: settings.
+        drift_share: Dataset drift when at least this share of columns drifted; default: settings.
+    """
+    settings = get_settings()
+    name = model_name or settings.model_name
+    uri = settings.tracking_uri
+    champion = find_champion(name, uri)
+    if champion is None:
+        note = f"model {name!r} has no champion yet: nothing to check"
+        publish_verdict(f"# Drift check skipped\n\n{note}\n", "skipped", settings.mlflow_ui)
+        return DriftCheckOutcome(name, None, "skipped", "skipped", 0.0, [], 0, "none", None, note, None)
+
+    window = read_window(settings.predictions_url, name, champion.version, window_rows or settings.drift_window_rows)
+    profile = load_reference(uri, champion.tags["driftloop.reference_uri"])
+    verdict = test_drift(
+        profile,
+        window,
+        drift_share=drift_share or settings.drift_share,
+        min_rows=min_rows or settings.drift_min_rows,
+    )
+    labelled = window[window["actual"].notna()]
+    labels = check_labels(
+        labelled["label"].to_numpy(),
+        labelled["actual"].to_numpy(),
+        baseline_accuracy(champion.tags),
+        settings.label_min_rows,
+        settings.label_max_drop,
+    )
+    drifted = verdict.status == "drift" or labels.status == "degraded"
+    report_url = record_check(
+        uri,
+        settings.mlflow_artifacts if settings.uses_local_mlflow else None,
+        settings.mlflow_ui,
+        name,
+        champion.version,
+        verdict,
+        labels,
+        profile,
+        window,
+        with_report=drifted,  # the HTML report only when there is something to look at (it is slow)
+    )
+    payload = {
+        "model": name,
+        "version": champion.version,
+        "kind": "data" if verdict.status == "drift" else "concept",
+        "share": round(verdict.share, 4),
+        "drifted_columns": verdict.drifted_columns,
+        "rows": verdict.rows,
+        "window_start": str(window["ts"].min()) if len(window) else None,
+        "window_end": str(window["ts"].max()) if len(window) else None,
+        "accuracy": None if labels.accuracy is None else round(labels.accuracy, 4),
+        "report": report_url,
+        "reason": f"{verdict.summary()}; {labels.summary()}",
+    }
+    episode = handle_episode(
+        name, uri, champion.version, drifted, verdict.status == "insufficient data" and labels.accuracy is None, payload
+    )
+    publish_verdict(
+        f"{verdict.markdown()}\n\n{labels.summary()}\n\n**Action**: {episode.note}\n\n[MLflow run]({report_url})\n",
+        verdict.status if labels.status != "degraded" else "concept drift",
+        report_url,
+    )
+    return DriftCheckOutcome(
+        model_name=name,
+        version=champion.version,
+        verdict=verdict.status,
+        concept=labels.status,
+        share=float(np.round(verdict.share, 4)),
+        drifted_columns=verdict.drifted_columns,
+        rows=verdict.rows,
+        action=episode.action,
+        episode=episode.episode,
+        note=episode.note,
+        report_url=report_url,
+    )
+
+
+if __name__ == "__main__":
+    check_drift()

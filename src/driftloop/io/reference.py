@@ -1,0 +1,89 @@
+"""A reference profile on disk: one folder, no pickle.
+
+    profile.json    format, row count, per column: kind, and std/distinct (numerical) or category counts
+    numeric.npz     each numerical column's sorted reference values (float64), keyed c0, c1, ... as in profile.json
+    sample.parquet  the seeded sample of reference rows, for the HTML report
+
+The folder is logged as-is next to each model version (MLflow artifact path ``reference/``).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from driftloop.core.drift import CategoricalReference, NumericReference, ReferenceProfile
+from driftloop.errors import DatasetError
+
+__all__ = ["FORMAT", "PROFILE_FILE", "SAMPLE_FILE", "VALUES_FILE", "load_profile", "save_profile"]
+
+FORMAT = "driftloop.reference-profile/1"
+PROFILE_FILE = "profile.json"
+VALUES_FILE = "numeric.npz"
+SAMPLE_FILE = "sample.parquet"
+
+
+def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
+    """Write the profile's three files into ``directory`` (created if needed); returns their paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    columns: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
+    for index, (name, ref) in enumerate(profile.numeric.items()):
+        key = f"c{index}"
+        arrays[key] = ref.values
+        columns.append({"name": name, "kind": "numerical", "values": key, "std": ref.std, "distinct": ref.distinct})
+    for name, ref in profile.categorical.items():
+        columns.append({"name": name, "kind": "categorical", "counts": dict(ref.counts)})
+    document = {"format": FORMAT, "rows": profile.rows, "sample_rows": len(profile.sample), "columns": columns}
+
+    meta_path = directory / PROFILE_FILE
+    values_path = directory / VALUES_FILE
+    sample_path = directory / SAMPLE_FILE
+    meta_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    np.savez(values_path, **arrays)
+    profile.sample.to_parquet(sample_path, index=False)
+    return [meta_path, values_path, sample_path]
+
+
+def load_profile(directory: Path) -> ReferenceProfile:
+    """Read a profile written by ``save_profile``.
+
+    Raises:
+        DatasetError: a file is missing, unreadable or not in this format.
+    """
+    directory = Path(directory)
+    meta_path = directory / PROFILE_FILE
+    try:
+        document = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"no reference profile in {directory} ({PROFILE_FILE} is missing)") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        found = document.get("format") if isinstance(document, dict) else None
+        raise DatasetError(f"{meta_path} is not a {FORMAT} file (format: {found!r})")
+
+    numeric: dict[str, NumericReference] = {}
+    categorical: dict[str, CategoricalReference] = {}
+    try:
+        with np.load(directory / VALUES_FILE, allow_pickle=False) as arrays:
+            for column in document["columns"]:
+                if column["kind"] == "numerical":
+                    values = np.asarray(arrays[column["values"]], dtype=np.float64)
+                    numeric[column["name"]] = NumericReference(
+                        values=values, std=float(column["std"]), distinct=int(column["distinct"])
+                    )
+                else:
+                    counts = {str(k): int(v) for k, v in column["counts"].items()}
+                    categorical[column["name"]] = CategoricalReference(counts=counts)
+        sample = pd.read_parquet(directory / SAMPLE_FILE)
+        rows = int(document["rows"])
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"the reference profile in {directory} is incomplete or damaged: {exc!r}") from exc
+    return ReferenceProfile(rows=rows, numeric=numeric, categorical=categorical, sample=sample)
