@@ -12,8 +12,8 @@ $(BIN)/driftloop: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-run: $(BIN)/driftloop          ## set up, start the local services, run the training loop
-	$(BIN)/driftloop train
+run: $(BIN)/driftloop          ## set up, then the whole loop once (services stay up to explore)
+	$(BIN)/driftloop demo --keep-running
 
 test: $(BIN)/driftloop         ## lint, then the whole test suite (unit + integration)
 	$(BIN)/ruff check .
@@ -26,6 +26,9 @@ lint: $(BIN)/driftloop
 bench: $(BIN)/driftloop
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_onnx.py
+	$(BIN)/python bench/bench_serving.py
+	$(BIN)/python bench/bench_drift.py
+	$(BIN)/python bench/bench_prediction_log.py
 
 up: $(BIN)/driftloop
 	$(BIN)/driftloop up

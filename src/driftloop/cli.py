@@ -190,8 +190,11 @@ def promote(
     """Move the champion alias to VERSION (refused if its ONNX parity failed)."""
     from driftloop.io.provenance import local_actor
 
-    move = _registry(get_settings()).promote(version, reason=reason, actor=local_actor("driftloop promote"))
+    settings = get_settings()
+    move = _registry(settings).promote(version, reason=reason, actor=local_actor("driftloop promote"))
     out.print(f"champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
+    payload = {"model": settings.model_name, "from": move.from_version, "to": move.to_version, "reason": reason}
+    _emit_if_prefect_is_up(settings, "driftloop.model.promoted", payload)
 
 
 @app.command()
@@ -199,8 +202,23 @@ def rollback(reason: Annotated[str, typer.Option(help="Why: kept in the alias hi
     """Move the champion alias back to the previous champion, taken from the history."""
     from driftloop.io.provenance import local_actor
 
-    move = _registry(get_settings()).rollback(reason=reason, actor=local_actor("driftloop rollback"))
+    settings = get_settings()
+    move = _registry(settings).rollback(reason=reason, actor=local_actor("driftloop rollback"))
     out.print(f"rolled back champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
+    payload = {"model": settings.model_name, "from": move.from_version, "to": move.to_version, "reason": reason}
+    _emit_if_prefect_is_up(settings, "driftloop.model.rolled_back", payload)
+
+
+def _emit_if_prefect_is_up(settings: Settings, event: str, payload: dict[str, Any]) -> None:
+    """Tell Prefect (automations, alerts) about an alias move made from the command line, when it listens."""
+    from driftloop.io.services import is_healthy
+
+    if not is_healthy(f"{settings.prefect_api}/health"):
+        out.print(f"(Prefect is not running at {settings.prefect_api}: no {event} event was emitted)")
+        return
+    from driftloop.io.prefect_events import emit
+
+    emit(event, settings.model_name, payload)
 
 
 @app.command()
@@ -241,8 +259,14 @@ def _up(settings: Settings) -> None:
     if not settings.uses_local_mlflow:
         out.print(f"using the MLflow server at {settings.tracking_uri}")
     _start_services(settings, with_model_server=True)
+    _export_env(settings)  # Prefect calls below (alerts) must reach this server, never an ephemeral one
     deployed = deploy_all(settings, PROJECT_DIR)
     out.print(f"  deployments     {', '.join(deployed)} (pool {settings.work_pool})")
+    if settings.alert_webhook_url:
+        from driftloop.io.alerts import install_alerts
+
+        install_alerts(settings.alert_webhook_url)
+        out.print(f"  alerts          drift and rollback events → {settings.alert_webhook_url}")
     worker = services.worker_spec(settings, PROJECT_DIR)
     (status,) = services.start_all([worker], settings.service_start_timeout)
     verb = f"started in {status.seconds:.1f}s" if status.started_now else "already running"

@@ -3,11 +3,13 @@ drift checks, the event → automation → retrain path, episode dedupe, the lab
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -83,12 +85,21 @@ def replay(dl: Driftloop, frame: pd.DataFrame) -> None:
 
 @pytest.fixture
 def stack(tmp_path) -> Iterator[Driftloop]:  # type: ignore[no-untyped-def]
+    """`driftloop up` with alerts going to the example receiver (scripts/alert_receiver.py)."""
     dl = own_stack(tmp_path)
+    port = free_port()
+    receiver = subprocess.Popen(
+        [str(VENV_BIN / "python"), "scripts/alert_receiver.py", "--port", str(port), "--out", str(tmp_path / "alerts")],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    dl.env["DRIFTLOOP_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/alerts"
     try:
         dl.run("up", timeout=400)
         yield dl
     finally:
         dl.run("down", check=False)
+        receiver.terminate()
+        receiver.wait(timeout=10)
 
 
 def test_drift_checks_events_and_one_retrain_per_episode(stack: Driftloop, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -141,6 +152,16 @@ def test_drift_checks_events_and_one_retrain_per_episode(stack: Driftloop, tmp_p
     assert "requires beating the champion" in retrained.tags[lineage.GATE_REASON]
     assert str(registry.champion().version) == "1"
     assert registry.get_version("1").tags[lineage.RETRAINED_EPISODE] == payload["episode"]
+
+    # The alert automation posted the drift event to the webhook, once.
+    alerts_file = tmp_path / "alerts"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not alerts_file.exists():
+        time.sleep(1)
+    alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()]
+    assert len(alerts) == 1
+    assert "driftloop.drift.detected" in alerts[0]["subject"]
+    assert payload["episode"] in alerts[0]["body"]
 
 
 def test_concept_drift_with_unchanged_features_is_caught_by_labels(tmp_path, prefect_server) -> None:  # type: ignore[no-untyped-def]

@@ -307,3 +307,11 @@ def test_threads_do_not_change_the_verdict() -> None:
     current["age"] += 4
     profile = build_profile(reference, ["age", "flag", "income"], ["city"])
     assert check_drift(profile, current, workers=1) == check_drift(profile, current, workers=4)
+
+
+def test_an_empty_window_without_columns_is_insufficient_data() -> None:
+    reference = pd.DataFrame({"x": np.arange(300.0), "c": ["a", "b", "c"] * 100})
+    profile = build_profile(reference, ["x"], ["c"])
+    verdict = check_drift(profile, pd.DataFrame({"ts": []}), min_rows=100)
+    assert verdict.status == "insufficient data"
+    assert verdict.rows == 0

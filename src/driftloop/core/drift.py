@@ -302,10 +302,10 @@ def check_drift(
         raise DatasetError(f"drift_share must be in (0, 1], got {drift_share}")
     if min_rows < 1:
         raise DatasetError(f"min_rows must be at least 1, got {min_rows}")
-    _require_columns(current, profile.columns, "current")
     rows = len(current)
-    if rows < min_rows:
+    if rows < min_rows:  # before the column check: an empty window (no predictions yet) has no feature columns
         return DriftVerdict("insufficient data", rows, min_rows, drift_share, 0.0, [], [], profile.rows)
+    _require_columns(current, profile.columns, "current")
 
     tests: list[Callable[[], ColumnDrift]] = [
         partial(_numeric_drift, name, ref, current[name]) for name, ref in profile.numeric.items()
