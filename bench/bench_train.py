@@ -54,7 +54,7 @@ def _plain_training(model_name: str) -> None:
     from driftloop.core.gates import GatePolicy, decide_promotion
     from driftloop.settings import get_settings
     from tasks.data import load_snapshot, split_snapshot
-    from tasks.model import evaluate_candidate, export_candidate, fit_candidate, score_champion
+    from tasks.model import evaluate_candidate, export_candidate, fit_candidate, save_reference, score_champion
     from tasks.registry import promote_model, register_model
     from tasks.tracking import close_run, open_run
 
@@ -67,6 +67,7 @@ def _plain_training(model_name: str) -> None:
     candidate = fit_candidate.fn(split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
     metrics = evaluate_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, s.seed)
     export = export_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, 1e-5)
+    save_reference.fn(split, snapshot.schema, uri, run.run_id, s.seed)
     decision = decide_promotion(
         metrics.as_dict(),
         champion.metrics.as_dict() if champion.metrics else None,
@@ -75,7 +76,12 @@ def _plain_training(model_name: str) -> None:
         export.parity.summary(),
         GatePolicy(),
     )
-    tags = {"driftloop.parity": "passed" if export.parity.passed else "failed", **decision.tags()}
+    tags = {
+        "driftloop.parity": "passed" if export.parity.passed else "failed",
+        "driftloop.schema": snapshot.schema.name,
+        "driftloop.schema_fingerprint": snapshot.schema.fingerprint(),
+        **decision.tags(),
+    }
     version = register_model.fn(model_name, uri, export.onnx_model_uri, run.run_id, tags, "bench")
     if decision.promote:
         promote_model.fn(model_name, uri, version, "bench", "bench")
