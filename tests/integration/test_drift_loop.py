@@ -125,6 +125,9 @@ def test_drift_checks_events_and_one_retrain_per_episode(stack: Driftloop, tmp_p
     assert all("verdict  drift" in out for out in outputs)
     assert "event emitted" in outputs[0]
     assert all("no new event" in out for out in outputs[1:])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not drift_events(stack, started):
+        time.sleep(1)  # the server persists events asynchronously
     events = drift_events(stack, started)
     assert len(events) == 1
     payload = events[0]["payload"]
@@ -200,10 +203,16 @@ def test_concept_drift_with_unchanged_features_is_caught_by_labels(tmp_path, pre
     assert "verdict  no drift" in result.stdout
     assert "labels   degraded" in result.stdout
     assert "event emitted" in result.stdout
+    # The server persists events asynchronously: poll for it.
+    body = {"filter": {"event": {"name": [DRIFT_EVENT]}, "occurred": {"since": started.isoformat()}}}
+    deadline = time.monotonic() + 60
+    kinds: list[str] = []
     with httpx.Client(base_url=prefect_server.api_url, timeout=30) as client:
-        body = {"filter": {"event": {"name": [DRIFT_EVENT]}, "occurred": {"since": started.isoformat()}}}
-        events = client.post("/events/filter", json=body).json()["events"]
-    assert [e["payload"]["kind"] for e in events if e["payload"]["episode"].startswith("churn-v1")] == ["concept"]
+        while time.monotonic() < deadline and not kinds:
+            events = client.post("/events/filter", json=body).json()["events"]
+            kinds = [e["payload"]["kind"] for e in events if e["payload"]["episode"].startswith("churn-v1")]
+            time.sleep(1)
+    assert kinds == ["concept"]
 
 
 def test_demo_runs_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -226,7 +226,8 @@ def test_prefect_yaml_deploys_and_a_worker_runs_the_train_deployment(
 ) -> None:
     project = Path(__file__).resolve().parents[2]
     prefect = str(Path(sys.executable).parent / "prefect")
-    env = driftloop.env
+    # prefect.yaml reads the drift-check schedule from the environment, as `driftloop up` provides it.
+    env = {**driftloop.env, "DRIFTLOOP_DRIFT_CRON": "0 0 1 1 *"}
     pool = subprocess.run(
         [prefect, "work-pool", "create", "driftloop-process", "--type", "process", "--overwrite"],
         env=env, cwd=project, capture_output=True, text=True, timeout=120, check=False,
