@@ -247,6 +247,7 @@ def up() -> None:
     out.print(f"data directory: {settings.home}")
     out.print(f"model server: {settings.serve_url}/docs (follows the {settings.model_name!r} champion alias)")
     out.print(f"Prefect UI: {settings.prefect_ui}/deployments (drift-check runs on cron {settings.drift_cron!r})")
+    out.print(f"MLflow UI: {settings.mlflow_ui}")
 
 
 def _up(settings: Settings) -> None:
@@ -329,7 +330,8 @@ def demo(
     for name, link in report.links.items():
         out.print(f"  {name:<22} {link}")
     if keep_running:
-        out.print(f"services keep running; stop them with: DRIFTLOOP_HOME={settings.home} driftloop down")
+        command = Path(sys.argv[0]).resolve() if sys.argv and Path(sys.argv[0]).exists() else "driftloop"
+        out.print(f"services keep running; stop them with: DRIFTLOOP_HOME={settings.home} {command} down")
     else:
         _down(settings)
 
@@ -352,7 +354,8 @@ def drift_check(
     outcome = check_drift(window_rows=window_rows, min_rows=min_rows)
     out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
-    out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows: drifted share {outcome.share:.2f}")
+    share = f": drifted share {outcome.share:.2f}" if outcome.verdict in ("drift", "no drift") else ""
+    out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows{share}")
     if outcome.drifted_columns:
         out.print(f"drifted  {', '.join(outcome.drifted_columns)}")
     out.print(f"labels   {outcome.concept}")
