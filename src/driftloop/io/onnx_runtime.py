@@ -60,16 +60,26 @@ class OnnxClassifier:
             raise ExportError(f"the ONNX model does not match schema {schema.name!r}: " + "; ".join(problems))
         self._session = session
         self._schema = schema
+        # The inputs were checked against the schema above, and onnxruntime's C++ side still refuses a feed
+        # that lacks one: skip the Python wrapper's per-call input check (4 µs of a 40 µs one-row run).
+        binding = getattr(session, "_sess", None)
+        self._run = binding.run if binding is not None else session.run
 
     @classmethod
     def from_bytes(cls, model_bytes: bytes, schema: DatasetSchema, intra_op_num_threads: int = 0) -> OnnxClassifier:
         """Load on the CPU provider. ``intra_op_num_threads`` 0 lets onnxruntime choose.
+
+        A single-threaded session (1: the server's) also goes without onnxruntime's CPU memory arena: for
+        the small tensors of a one-row run plain malloc is cheaper (35 instead of 38 µs for the churn model),
+        for 1,000 rows the arena is 5% faster.
 
         Raises:
             ExportError: the bytes are not a loadable ONNX model, or its inputs/outputs do not fit the schema.
         """
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_num_threads
+        if intra_op_num_threads == 1:
+            options.enable_cpu_mem_arena = False
         try:
             session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own pybind exception types, one per failure kind
@@ -86,7 +96,7 @@ class OnnxClassifier:
 
     def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(labels, probabilities) for a ready feed: one ``(n, 1)`` array per feature (the serving hot path)."""
-        labels, probabilities = self._session.run(_OUTPUTS, feed)
+        labels, probabilities = self._run(_OUTPUTS, feed, None)
         return labels, probabilities
 
     def predict(self, model_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from driftloop.serving.prediction_log import (
     NullPredictionLogger,
     PredictionEvent,
     PredictionLogger,
+    PredictionRow,
     PredictionStore,
     SqlPredictionStore,
     open_prediction_log,
@@ -234,6 +235,28 @@ def test_feature_named_like_a_fixed_column_is_refused_on_read(store: SqlPredicti
         store.read_window("churn")
 
 
+def test_a_prediction_row_is_stored_as_its_one_row_event(db: Path, store: SqlPredictionStore) -> None:
+    events = [make_event(T0 + i, f"r{i}", seed=i) for i in range(3)]
+    missing = {"tenure": np.array([[np.nan]], dtype=np.float32), "contract": np.array([[""]], dtype=object)}
+    events.append(PredictionEvent(T0 + 3, "r3", "churn", "1", missing, ["No"], events[0].probabilities))
+    rows = [
+        PredictionRow(
+            event.ts, event.request_id, event.model_name, event.model_version, tuple(event.features),
+            tuple(column.item() for column in event.features.values()), str(event.labels[0]),
+            event.probabilities[0].tolist(),
+        )
+        for event in events
+    ]  # fmt: skip
+    assert rows[0].features == {"tenure": events[0].features["tenure"].item(), "contract": rows[0].values[1]}
+    assert store.write([*events, *rows]) == 8  # one batch holding both kinds
+    with sqlite3.connect(db) as raw:
+        stored = raw.execute("SELECT * FROM predictions ORDER BY id").fetchall()
+    assert [row[1:] for row in stored[:4]] == [row[1:] for row in stored[4:]]
+    assert json.loads(stored[7][-1]) == {"tenure": None, "contract": None}
+    frame = store.read_window("churn")
+    assert frame["probability"].iloc[0] == float(str(events[0].probabilities[0, 1]))  # float32's shortest text
+
+
 def test_event_with_mismatched_rows_is_refused(store: SqlPredictionStore) -> None:
     event = make_event(T0, "bad", rows=3)
     short = PredictionEvent(T0, "bad", "churn", "1", event.features, ["Yes", "No"], event.probabilities)
@@ -410,6 +433,7 @@ import json, sys, time
 from driftloop.serving.prediction_log import SqlPredictionStore
 store = SqlPredictionStore(sys.argv[1])
 target, counts = int(sys.argv[2]), []
+store.read_window("churn", last=50)  # warm up (pandas loads here) so the first reads are not seconds apart
 print("ready", flush=True)
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
