@@ -511,3 +511,25 @@ def test_feedback_labels_join_the_prediction_log(trained: Driftloop) -> None:
     labelled = store.read_window("churn", labelled=True)
     assert sorted(labelled["actual"]) == ["No", "No", "Yes"]
     assert len(store.read_window("churn")) == 4
+
+
+def test_an_overlong_request_id_is_replaced_not_logged(trained: Driftloop) -> None:
+    db = trained.home / "long-id-test.db"
+    running = start_server(trained, DRIFTLOOP_PREDICTION_LOG_URL=f"sqlite:///{db}")
+    try:
+        running.wait()
+        body = {"features": sample_rows(1)[0]}
+        with running.client() as client:
+            short = client.post("/predict", json=body, headers={"x-request-id": "abc-1"})
+            long = client.post("/predict", json=body, headers={"x-request-id": "x" * 500})
+        assert short.headers["x-request-id"] == "abc-1"
+        assert long.status_code == 200
+        assert len(long.headers["x-request-id"]) <= 128
+    finally:
+        running.stop()
+    from driftloop.serving.prediction_log import open_prediction_log
+
+    ids = set(open_prediction_log(f"sqlite:///{db}").read_window("churn")["request_id"])
+    assert "abc-1" in ids
+    assert len(ids) == 2
+    assert all(len(i) <= 128 for i in ids)

@@ -49,6 +49,8 @@ JSON = "application/json"
 JSON_BYTES = JSON.encode()
 VERSION_HEADER = "x-model-version"
 REQUEST_ID_HEADER = "x-request-id"
+# The prediction log's column width: a longer incoming id is replaced, or its batch of log rows would be lost.
+MAX_REQUEST_ID = 128
 
 Parse = Callable[[Any, FeatureParser], FeatureBatch]
 Respond = Callable[[np.ndarray, np.ndarray, ServingModel], Any]
@@ -179,7 +181,8 @@ class Server:
         """``handle`` for a Starlette request; ``text`` is a body already read as text (CSV)."""
         started = time.perf_counter()
         model = self.holder.model
-        request_id = request.headers.get(REQUEST_ID_HEADER) or self.new_request_id()
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        request_id = incoming if incoming and len(incoming) <= MAX_REQUEST_ID else self.new_request_id()
         raw: bytes | InputError = b""
         if text is not None:
             raw = text.encode()
@@ -243,7 +246,7 @@ class Server:
         for key, value in scope["headers"]:  # the first of repeated headers counts, as in Starlette
             if key == b"content-length" and declared is None:
                 declared = value
-            elif key == b"x-request-id" and request_id is None:
+            elif key == b"x-request-id" and request_id is None and len(value) <= MAX_REQUEST_ID:
                 request_id = value
             elif key == b"content-type" and content_type is None:
                 content_type = value
