@@ -27,12 +27,11 @@ from driftloop.core import lineage
 from driftloop.core.episodes import Episode
 from driftloop.core.history import Action, AliasMove, rollback_target
 from driftloop.errors import PromotionRefused, RegistryError
+from driftloop.serving.bundle import BundleError, find_model_file
 
 CHAMPION_SINCE = lineage.PREFIX + "champion_since"
 RETIRED_AT = lineage.PREFIX + "retired_at"
 
-# Extra files logged with a model land in this sub-directory of the MLflow model directory.
-_EXTRA_FILES_DIR = "extra_files"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]+)/?$")
 _READY = "READY"
@@ -58,11 +57,11 @@ class VersionSummary:
 
 
 def locate_model_file(model_dir: Path, filename: str) -> Path:
-    """Find ``filename`` in a downloaded model directory: at its top, or among the logged extra files."""
-    for candidate in (model_dir / filename, model_dir / _EXTRA_FILES_DIR / filename):
-        if candidate.is_file():
-            return candidate
-    raise RegistryError(f"the model directory {model_dir} has no {filename}")
+    """Find ``filename`` in a downloaded model directory (the bundle layout); RegistryError when absent."""
+    try:
+        return find_model_file(model_dir, filename)
+    except BundleError as error:
+        raise RegistryError(str(error)) from None
 
 
 class ModelRegistry:

@@ -67,7 +67,8 @@ class ModelBundle:
     info: ModelInfo
 
 
-def _find(directory: Path, filename: str) -> Path:
+def find_model_file(directory: Path, filename: str) -> Path:
+    """``filename`` in a model directory: at its top, or among MLflow's logged extra files."""
     for candidate in (directory / filename, directory / _EXTRA_FILES / filename):
         if candidate.is_file():
             return candidate
@@ -89,16 +90,16 @@ def read_bundle(directory: Path, info: ModelInfo | None = None) -> ModelBundle:
     if not directory.is_dir():
         raise BundleError(f"model directory {directory} does not exist")
     try:
-        schema = DatasetSchema.model_validate(_read_json(_find(directory, lineage.SCHEMA_FILE)))
+        schema = DatasetSchema.model_validate(_read_json(find_model_file(directory, lineage.SCHEMA_FILE)))
     except ValueError as error:
         raise BundleError(f"invalid {lineage.SCHEMA_FILE} in {directory}: {error}") from None
     if info is None:
-        info = ModelInfo(**_read_json(_find(directory, lineage.MODEL_INFO_FILE)))
+        info = ModelInfo(**_read_json(find_model_file(directory, lineage.MODEL_INFO_FILE)))
     return ModelBundle(
         directory=directory,
-        onnx_bytes=_find(directory, lineage.ONNX_FILE).read_bytes(),
+        onnx_bytes=find_model_file(directory, lineage.ONNX_FILE).read_bytes(),
         schema=schema,
-        selfcheck=_read_json(_find(directory, lineage.SELFCHECK_FILE)),
+        selfcheck=_read_json(find_model_file(directory, lineage.SELFCHECK_FILE)),
         info=info,
     )
 
