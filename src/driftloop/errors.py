@@ -8,6 +8,7 @@
   + RegistryError           the model registry refuses or lacks what was asked
     - PromotionRefused        a version may not become champion (parity failed, unknown version, ...)
   + ServiceError            a local service (Prefect server, MLflow UI) did not start or stop
+  + DeployError             no Docker engine, an image build failed, the proxy cannot be configured
 """
 
 from __future__ import annotations
@@ -49,3 +50,7 @@ class PromotionRefused(RegistryError):
 
 class ServiceError(DriftloopError):
     """A local service failed to start, answer or stop."""
+
+
+class DeployError(DriftloopError):
+    """Containers: no Docker engine, a failed image build, a proxy or slot that cannot be driven."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA = PACKAGE_DIR / "data" / "churn" / "churn.csv.gz"
@@ -92,10 +92,60 @@ class Settings(BaseSettings):
     worker_port: int = Field(default=8089, ge=1, le=65535, description="Health endpoint of the local Prefect worker.")
     worker_poll_seconds: float = Field(default=2.0, gt=0, description="How often the local worker asks for runs.")
 
-    @field_validator("home", "data_path", "schema_path", "model_dir")
+    # Containers: off by default (deploy=local: the local server follows the champion alias). With deploy=docker
+    # the pipeline builds a serving image per promoted version and rolls it out behind nginx.
+    deploy: Literal["local", "docker"] = Field(
+        default="local", description="local: `driftloop serve` follows the alias; docker: image build + rollout."
+    )
+    image_prefix: str = Field(
+        default="driftloop",
+        pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+        description="Serving images are named <prefix>/<model>-serving:v<version>.",
+    )
+    docker_network: str = Field(default="host", description="Network of builds and serving slots ('host' here).")
+    proxy_container: str = Field(default="driftloop-proxy", description="The nginx container in front of the slots.")
+    proxy_image: str = Field(default="nginx:1.27", description="Image for the proxy when driftloop starts it.")
+    proxy_port: int = Field(default=8080, ge=1, le=65535, description="Where nginx serves the model.")
+    proxy_config_dir: Path | None = Field(
+        default=None, description="Directory nginx includes the routing from; default: <home>/proxy."
+    )
+    slot_ports: Annotated[tuple[int, int], NoDecode] = Field(
+        default=(8101, 8102), description="Ports of the blue and green slots, e.g. 8101,8102."
+    )
+    rollout_strategy: Literal["blue-green", "canary"] = "blue-green"
+    canary_steps: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(10, 50, 100), description="Candidate traffic % at each canary step, e.g. 10,50,100."
+    )
+    canary_bake_seconds: float = Field(default=30.0, ge=0, description="Watch time at each canary step.")
+    rollout_ready_timeout: float = Field(default=30.0, gt=0, description="Seconds a candidate has to get ready.")
+    rollout_max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Candidate error-rate alarm.")
+    rollout_max_p99_ms: float = Field(default=250.0, gt=0, description="Candidate p99 latency alarm (absolute).")
+    rollout_max_p99_ratio: float = Field(default=3.0, gt=1, description="Candidate p99 alarm relative to the old.")
+    drain_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for old nginx workers to exit.")
+
+    @field_validator("home", "data_path", "schema_path", "model_dir", "proxy_config_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
+
+    @field_validator("slot_ports", "canary_steps", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("slot_ports")
+    @classmethod
+    def _two_ports(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] == value[1] or not all(1 <= port <= 65535 for port in value):
+            raise ValueError(f"need two different ports in 1..65535, got {value}")
+        return value
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _rising_percentages(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or list(value) != sorted(set(value)) or value[0] <= 0 or value[-1] != 100:
+            raise ValueError(f"need rising percentages in 1..100 ending at 100, got {value}")
+        return value
 
     @property
     def uses_local_prefect(self) -> bool:
@@ -123,6 +173,10 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts(self) -> Path:
         return self.home / "mlartifacts"
+
+    @property
+    def proxy_dir(self) -> Path:
+        return self.proxy_config_dir or self.home / "proxy"
 
     @property
     def predictions_url(self) -> str:
@@ -162,13 +216,21 @@ class Settings(BaseSettings):
         env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # progress bars garble flow logs
         for name, value in self.model_dump(exclude={"mlflow_tracking_uri", "prefect_api_url"}).items():
             if value is not None:
-                env[f"DRIFTLOOP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+                env[f"DRIFTLOOP_{name.upper()}"] = _env_value(value)
         env["PREFECT_API_URL"] = self.prefect_api
         env["MLFLOW_TRACKING_URI"] = self.tracking_uri
         if self.uses_local_prefect:
             env["PREFECT_HOME"] = str(self.prefect_home)
             env["PREFECT_UI_API_URL"] = self.prefect_api
         return env
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 @lru_cache(maxsize=1)

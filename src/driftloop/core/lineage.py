@@ -22,6 +22,8 @@ GATE_REASON = "driftloop.gate_reason"
 SKLEARN_MODEL_URI = "driftloop.sklearn_model_uri"
 DATA_PATH = "driftloop.data_path"  # the snapshot file a version was trained on (the retrain's reference data)
 REFERENCE_URI = "driftloop.reference_uri"  # the drift reference profile saved with the version
+IMAGE_ID = "driftloop.image_id"  # the serving image built for the version (sha256:...)
+IMAGE_TAG = "driftloop.image_tag"
 
 # Drift episodes (see core/episodes.py): on a version, and the last retrain on the registered model.
 DRIFT_EPISODE = "driftloop.drift_episode"
