@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     )
     image_prefix: str = Field(
         default="driftloop",
-        pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+        pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+(/[a-z0-9]+([._/-][a-z0-9]+)*)+)?$",
         description="Serving images are named <prefix>/<model>-serving:v<version>.",
     )
     docker_network: str = Field(default="host", description="Network of builds and serving slots ('host' here).")

@@ -50,3 +50,9 @@ def test_proxy_directory_defaults_under_home(monkeypatch: pytest.MonkeyPatch, tm
     assert Settings().proxy_dir == tmp_path / "proxy"
     monkeypatch.setenv("DRIFTLOOP_PROXY_CONFIG_DIR", str(tmp_path / "nginx"))
     assert Settings().proxy_dir == tmp_path / "nginx"
+
+
+@pytest.mark.parametrize("prefix", ["driftloop", "registry.example.com/ml", "localhost:5000/ml/team"])
+def test_image_prefix_accepts_registry_hosts_with_ports(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
+    monkeypatch.setenv("DRIFTLOOP_IMAGE_PREFIX", prefix)
+    assert Settings().image_prefix == prefix
