@@ -1,0 +1,49 @@
+"""The Docker engine: one way to get a client, and a clear error when no engine answers."""
+
+from __future__ import annotations
+
+import os
+
+import docker
+from docker.errors import DockerException
+from requests.exceptions import RequestException
+
+from driftloop.errors import DeployError
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+# Image builds stream their log; a quiet step (a large pip download) must not time the read out.
+CLIENT_TIMEOUT_SECONDS = 300
+
+
+def engine_address() -> str:
+    """Where docker-py looks for the engine: ``DOCKER_HOST``, else the default socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+
+
+def docker_client(timeout: float = CLIENT_TIMEOUT_SECONDS) -> docker.DockerClient:
+    """A client of the engine at ``DOCKER_HOST`` (or the default socket) that has answered a ping.
+
+    The API version is negotiated, never pinned: docker-py's default would be too new for older engines.
+
+    Raises:
+        DeployError: No engine answers there; the message says how to start one.
+    """
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+    except (DockerException, RequestException) as error:
+        raise DeployError(
+            f"no Docker engine answers at {engine_address()} ({error}). Start one (as root: "
+            "`../shared/ci/docker-engine.sh start` from the project directory, or `dockerd &`), "
+            "or point DOCKER_HOST at a running engine."
+        ) from None
+    return client
+
+
+def engine_available() -> bool:
+    """True when a Docker engine answers at ``DOCKER_HOST`` (or the default socket)."""
+    try:
+        docker_client(timeout=10).close()
+    except DeployError:
+        return False
+    return True
