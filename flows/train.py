@@ -1,4 +1,7 @@
-"""train_model: prep → train → evaluate → export ONNX + parity → reference profile → gate → register → promote."""
+"""train_model: prep → train → evaluate → export ONNX + parity → reference profile → gate → register → promote.
+
+With DRIFTLOOP_DEPLOY=docker a promotion continues in flows/ship.py: build the serving image → roll it out.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from driftloop.core import lineage
 from driftloop.core.evaluation import HIGHER_IS_BETTER
 from driftloop.core.gates import GatePolicy, decide_promotion
 from driftloop.core.pipeline import DEFAULT_ESTIMATOR, make_estimator
+from driftloop.errors import DeployError
 from driftloop.io.provenance import flow_run_url, git_commit
 from driftloop.io.tracking import model_version_url, run_url
 from driftloop.settings import get_settings
+from flows.ship import ship_model
 from tasks.data import load_snapshot, split_snapshot
 from tasks.model import evaluate_candidate, export_candidate, fit_candidate, save_reference, score_champion
 from tasks.registry import promote_model, register_model
@@ -41,6 +46,7 @@ class TrainingOutcome:
     mlflow_run_url: str
     mlflow_version_url: str
     flow_run_url: str
+    shipped: str | None = None  # deploy=docker: what the image build and rollout did; None: the alias is enough
 
 
 @flow(name="train-model")
@@ -136,6 +142,7 @@ def train_model(
     mlflow_version = model_version_url(settings.mlflow_ui, name, version)
     record_metrics(_metric_rows(metrics.as_dict(), champion.metrics.as_dict() if champion.metrics else None))
     link_mlflow(mlflow_run, mlflow_version)
+    shipped = _ship(name, version) if decision.promote and settings.deploy == "docker" else None
     return TrainingOutcome(
         model_name=name,
         version=version,
@@ -150,7 +157,18 @@ def train_model(
         mlflow_run_url=mlflow_run,
         mlflow_version_url=mlflow_version,
         flow_run_url=provenance[lineage.FLOW_RUN_URL],
+        shipped=shipped,
     )
+
+
+def _ship(model_name: str, version: str) -> str:
+    """Image → rollout for the new champion. A failure is reported, not raised: the model itself is registered."""
+    try:
+        shipped = ship_model(version=version, model_name=model_name)
+    except DeployError as error:
+        return f"not shipped: {error}"
+    rollout = shipped.rollout
+    return f"v{version} serving from {shipped.image.image.tag} ({rollout.strategy}, slot {rollout.slot})"
 
 
 def _actor() -> str:

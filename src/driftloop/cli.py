@@ -135,6 +135,8 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
     out.print(f"gate     {outcome.verdict}: " + "; ".join(outcome.reasons), highlight=False)
     out.print(f"parity   {outcome.parity}", highlight=False)
     out.print(f"data     sha256 {outcome.data_hash}")
+    if outcome.shipped:
+        out.print(f"shipped  {outcome.shipped}", highlight=False)
     out.print("\n[bold]Where to look[/]")
     out.print(f"  Prefect flow run   {outcome.flow_run_url}")
     out.print(f"  MLflow run         {outcome.mlflow_run_url}")
@@ -239,13 +241,76 @@ def history() -> None:
     out.print(table)
 
 
+@app.command("build-image")
+def build_image(
+    version: Annotated[str | None, typer.Argument(help="Model version [default: the champion]")] = None,
+) -> None:
+    """Build the serving image of VERSION (ONNX model baked in, no training stack) and record it on the version."""
+    settings = get_settings()
+    _start_services(settings)
+    _export_env(settings)
+    from flows.ship import build_model_image
+
+    image = build_model_image(version=version)
+    built = image.image
+    out.print(f"[bold green]built[/] {built.tag}  {built.id[:19]}  {built.size_bytes / 1e6:.0f} MB  "
+              f"in {built.seconds:.1f}s (recorded on v{image.version} as driftloop.image_id)")  # fmt: skip
+
+
+@app.command()
+def rollout(
+    version: Annotated[str | None, typer.Argument(help="Model version [default: the champion]")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="blue-green | canary [default: DRIFTLOOP_ROLLOUT_STRATEGY]")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="Build the image again even if the version has one")] = False,
+) -> None:
+    """Put VERSION's serving image into service behind nginx; a failing candidate is rolled back by itself."""
+    if strategy not in (None, "blue-green", "canary"):
+        raise typer.BadParameter(f"{strategy!r}: use blue-green or canary", param_hint="--strategy")
+    settings = get_settings()
+    _start_services(settings)
+    _export_env(settings)
+    from flows.ship import RolloutRolledBack, ship_model
+
+    try:
+        shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild)
+    except RolloutRolledBack as rolled_back:
+        out.print(rolled_back.result.markdown(), highlight=False)
+        raise _fail(str(rolled_back)) from None
+    out.print(shipped.rollout.markdown(), highlight=False)
+    out.print(f"[bold green]v{shipped.rollout.version} serves[/] at http://127.0.0.1:{settings.proxy_port}")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """What serves traffic behind nginx: per slot its version, image, weight, container state and health."""
+    settings = get_settings()
+    from driftloop.deploy.engine import docker_client
+    from driftloop.deploy.slots import Slots
+    from driftloop.deploy.status import deployment_status
+
+    client = docker_client()
+    try:
+        report = deployment_status(settings, Slots(settings, client))
+    finally:
+        client.close()
+    if as_json:
+        out.print_json(data=report.as_dict())
+        return
+    out.print(report.table(), highlight=False)
+
+
 @app.command()
 def up() -> None:
     """Start everything the loop needs: Prefect server, MLflow UI, model server, deployments and a worker."""
     settings = get_settings()
     _up(settings)
     out.print(f"data directory: {settings.home}")
-    out.print(f"model server: {settings.serve_url}/docs (follows the {settings.model_name!r} champion alias)")
+    if settings.deploy == "local":
+        out.print(f"model server: {settings.serve_url}/docs (follows the {settings.model_name!r} champion alias)")
+    else:
+        out.print(f"model server: http://127.0.0.1:{settings.proxy_port} (nginx → the slot `driftloop status` shows)")
     out.print(f"Prefect UI: {settings.prefect_ui}/deployments (drift-check runs on cron {settings.drift_cron!r})")
     out.print(f"MLflow UI: {settings.mlflow_ui}")
 
@@ -259,7 +324,7 @@ def _up(settings: Settings) -> None:
         out.print(f"using the Prefect server at {settings.prefect_api}")
     if not settings.uses_local_mlflow:
         out.print(f"using the MLflow server at {settings.tracking_uri}")
-    _start_services(settings, with_model_server=True)
+    _start_services(settings, with_model_server=settings.deploy == "local")
     _export_env(settings)  # Prefect calls below (alerts) must reach this server, never an ephemeral one
     deployed = deploy_all(settings, PROJECT_DIR)
     out.print(f"  deployments     {', '.join(deployed)} (pool {settings.work_pool})")

@@ -173,3 +173,28 @@ def build_image_for_version(
             engine.close()
     registry.set_version_tags(str(version), {lineage.IMAGE_ID: built.id, lineage.IMAGE_TAG: built.tag})
     return VersionImage(model_name=settings.model_name, version=str(version), image=built, labels=labels)
+
+
+def image_for_version(
+    settings: Settings, version: str, *, client: docker.DockerClient | None = None
+) -> VersionImage | None:
+    """The image already built for ``version``, if the engine still has it under the id the version records."""
+    registered = ModelRegistry(settings.model_name, settings.tracking_uri).get_version(version)
+    image_id, tag = registered.tags.get(lineage.IMAGE_ID), registered.tags.get(lineage.IMAGE_TAG)
+    if not image_id or not tag:
+        return None
+    engine = client or docker_client()
+    try:
+        image = engine.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    except (DockerException, RequestException) as error:
+        raise DeployError(f"cannot inspect image {tag}: the Docker engine said: {error}") from None
+    finally:
+        if client is None:
+            engine.close()
+    if image.id != image_id:
+        return None  # the tag was rebuilt or reused by hand since: build again rather than trust it
+    labels = {key: value for key, value in (image.labels or {}).items() if key.startswith(("org.", "driftloop."))}
+    built = BuiltImage(id=str(image.id), tag=tag, size_bytes=int(image.attrs.get("Size", 0)), seconds=0.0)
+    return VersionImage(model_name=settings.model_name, version=str(version), image=built, labels=labels)

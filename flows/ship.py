@@ -1,0 +1,86 @@
+"""ship_model: build the version's serving image → roll it out behind nginx (blue-green or canary).
+
+The train flow calls this after a promotion when ``DRIFTLOOP_DEPLOY=docker``; ``driftloop build-image`` and
+``driftloop rollout`` run the same steps by hand. The champion alias follows the outcome: a version whose image
+cannot be built, or whose rollout is rolled back, does not keep it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from driftloop.deploy.image_build import VersionImage
+from driftloop.deploy.rollout import RolloutResult, Strategy
+from driftloop.errors import DeployError, RegistryError
+from driftloop.io.registry import ModelRegistry
+from driftloop.settings import Settings, get_settings
+from tasks.deploy import build_image, restore_champion, roll_out
+
+
+class RolloutRolledBack(DeployError):
+    """The rollout ran and was rolled back (its decision record says why); the old version keeps serving."""
+
+    def __init__(self, result: RolloutResult) -> None:
+        self.result = result
+        super().__init__(f"rollout of v{result.version} rolled back: {result.reason} (record: {result.record_path})")
+
+
+@dataclass(frozen=True)
+class ShipOutcome:
+    image: VersionImage
+    rollout: RolloutResult
+
+
+@flow(name="build-image")
+def build_model_image(version: str | None = None, model_name: str | None = None) -> VersionImage:
+    """Build (always anew) the serving image of a version (default: the champion) and record it on the version."""
+    settings = _settings(model_name)
+    return build_image(settings, version or _champion(settings))
+
+
+@flow(name="ship-model")
+def ship_model(
+    version: str | None = None,
+    model_name: str | None = None,
+    strategy: Strategy | None = None,
+    rebuild: bool = False,
+) -> ShipOutcome:
+    """Put a version (default: the champion) into service: its image (built unless it exists), then the rollout.
+
+    Args:
+        version: The registered version to ship; default: the champion.
+        model_name: Registered model name; default: settings.
+        strategy: blue-green or canary; default: settings (``DRIFTLOOP_ROLLOUT_STRATEGY``).
+        rebuild: Build the image even when the version already has one in the engine.
+
+    Raises:
+        RolloutRolledBack: The candidate failed (not ready, smoke test, canary alarm) and was rolled back.
+        DeployError: No Docker engine or a failed build; the alias then goes back if it had moved to this version.
+    """
+    settings = _settings(model_name)
+    version = version or _champion(settings)
+    actor = f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
+    try:
+        image = build_image(settings, version, reuse=not rebuild)
+    except DeployError as error:
+        restore_champion(settings, version, f"no serving image for v{version}: {error}", actor)
+        raise
+    result = roll_out(settings, version, image.image.tag, strategy, actor)
+    if not result.ok:
+        raise RolloutRolledBack(result)
+    return ShipOutcome(image, result)
+
+
+def _settings(model_name: str | None) -> Settings:
+    settings = get_settings()
+    return settings.model_copy(update={"model_name": model_name}) if model_name else settings
+
+
+def _champion(settings: Settings) -> str:
+    champion = ModelRegistry(settings.model_name, settings.tracking_uri).champion()
+    if champion is None:
+        raise RegistryError(f"model {settings.model_name!r} has no champion: name the version")
+    return str(champion.version)

@@ -1,0 +1,78 @@
+"""Container tasks: build a version's serving image, roll it out behind nginx, put the alias back on a failed build."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from driftloop.deploy.image_build import VersionImage, build_image_for_version, image_for_version
+from driftloop.deploy.rollout import RolloutResult, Strategy, rollout
+from driftloop.events import ROLLOUT_ROLLED_BACK
+from driftloop.io.prefect_events import emit
+from driftloop.io.registry import ModelRegistry
+from driftloop.settings import Settings
+
+
+@task(name="build-image", cache_policy=NO_CACHE, timeout_seconds=1800)
+def build_image(settings: Settings, version: str, reuse: bool = False) -> VersionImage:
+    """The version's serving image, its build log streamed to the run log; ``reuse`` keeps an existing one."""
+    logger = get_run_logger()
+    existing = image_for_version(settings, version) if reuse else None
+    image = existing or build_image_for_version(settings, version, on_log=logger.info)
+    verdict = "reused (already built)" if existing else f"built in {image.image.seconds:.1f}s"
+    create_markdown_artifact(
+        key="image-build",
+        markdown=_image_markdown(image, verdict),
+        description=f"serving image of {image.model_name} v{version}: {verdict}",
+    )
+    return image
+
+
+@task(name="rollout", cache_policy=NO_CACHE, timeout_seconds=3600)
+def roll_out(settings: Settings, version: str, image_tag: str, strategy: Strategy | None, actor: str) -> RolloutResult:
+    """Blue-green or canary behind nginx; rolls back by itself. The decision record becomes an artifact."""
+    logger = get_run_logger()
+    result = rollout(
+        settings,
+        version,
+        image_tag,
+        strategy,
+        emit=emit,
+        actor=actor,
+        on_step=lambda step: logger.info("%-22s %6.2fs  %s", step.name, step.seconds, step.detail),
+    )
+    create_markdown_artifact(
+        key="rollout-decision",
+        markdown=result.markdown(),
+        description=f"rollout of v{version}: {result.outcome} ({result.reason})",
+    )
+    return result
+
+
+@task(name="restore-champion", cache_policy=NO_CACHE, timeout_seconds=300)
+def restore_champion(settings: Settings, version: str, reason: str, actor: str) -> str:
+    """A version that never got an image must not hold the alias: move it back to the previous champion."""
+    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
+    champion = registry.champion()
+    if champion is None or str(champion.version) != version:
+        return f"champion unchanged ({'none' if champion is None else 'v' + str(champion.version)})"
+    move = registry.rollback(reason=reason, actor=actor)
+    emit(ROLLOUT_ROLLED_BACK, settings.model_name, {"version": version, "outcome": "rolled_back", "reason": reason,
+                                                    "previous_version": move.to_version})  # fmt: skip
+    return f"champion moved back v{move.from_version} → v{move.to_version}"
+
+
+def _image_markdown(image: VersionImage, verdict: str) -> str:
+    built = image.image
+    rows: list[tuple[str, Any]] = [
+        ("image", f"`{built.tag}`"),
+        ("id", f"`{built.id}`"),
+        ("size", f"{built.size_bytes / 1e6:.0f} MB"),
+        ("build", verdict),
+        *((name, f"`{value}`") for name, value in sorted(image.labels.items())),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return f"# Serving image of {image.model_name} v{image.version}\n\n| | |\n|---|---|\n{table}\n"
