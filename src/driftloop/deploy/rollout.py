@@ -1,0 +1,543 @@
+"""Put a version's serving image into service behind nginx, blue-green or canary, rolling back on any failure.
+
+Blue-green: candidate on the idle slot → ready → smoke test → switch 100% → drain → stop the old slot.
+Canary: the same, then traffic in steps (``settings.canary_steps``), each baked for ``canary_bake_seconds`` while
+both slots' ``/metrics`` are scraped directly and the window judged (``canary.judge``); the old slot stops last.
+First rollout (nothing serving): start, ready, smoke, route 100%.
+
+A candidate that crashes, never gets ready, fails the smoke test or trips an alarm is rolled back: the old slot
+gets 100% again (applied and drained), the candidate is stopped, the champion alias goes back to the old slot's
+version if it had moved to this one, ``driftloop.rollout.rolled_back`` is emitted. Every rollout writes a decision
+record (markdown) under ``<home>/rollouts/``. No Prefect here: events go through the ``emit`` callable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from docker.errors import DockerException, ImageNotFound
+
+from driftloop import events
+from driftloop.core import lineage
+from driftloop.deploy import proxy
+from driftloop.deploy.canary import Judgement, Thresholds, judge, parse_metrics, window
+from driftloop.deploy.engine import docker_client
+from driftloop.deploy.routing import Routing, SlotName, SlotRoute, idle_slot, other_slot
+from driftloop.deploy.slots import SlotFailed, Slots, registry_selfcheck
+from driftloop.errors import DeployError, DriftloopError, PromotionRefused, RegistryError
+from driftloop.settings import Settings
+
+Strategy = Literal["blue-green", "canary"]
+Outcome = Literal["completed", "rolled_back"]
+Emit = Callable[[str, str, Mapping[str, Any]], object]
+STRATEGIES: tuple[Strategy, ...] = ("blue-green", "canary")
+WATCH_SECONDS = 0.25
+LOCK_FILE = ".rollout.lock"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    at: float  # seconds since the rollout started, when the step ended
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class JudgedWindow:
+    percent: int
+    seconds: float
+    candidate: str
+    baseline: str
+    alarm: str | None
+    detail: str
+
+
+@dataclass
+class RolloutResult:
+    """What a rollout did and decided; ``markdown()`` is the decision record the flow publishes."""
+
+    model_name: str
+    version: str
+    image: str
+    strategy: Strategy
+    started_at: datetime
+    outcome: Outcome = "completed"
+    reason: str = ""
+    slot: SlotName | None = None
+    previous: SlotRoute | None = None
+    steps: list[Step] = field(default_factory=list)
+    windows: list[JudgedWindow] = field(default_factory=list)
+    champion: str = ""
+    event: str = ""
+    seconds: float = 0.0
+    record_path: Path | None = None
+    routed: bool = False  # the proxy was told to send the candidate traffic (a rollback must re-route)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "completed"
+
+    @property
+    def summary(self) -> str:
+        """The reason's first line (the rest, if any, is the candidate's log tail)."""
+        return self.reason.split("\n", 1)[0]
+
+    def markdown(self) -> str:
+        title = "rolled out" if self.ok else "ROLLED BACK"
+        old = f"v{self.previous.version} on {self.previous.slot}" if self.previous else "nothing (first rollout)"
+        lines = [
+            f"# Rollout of {self.model_name} v{self.version}: {title}",
+            "",
+            f"- **verdict**: {self.outcome} ({self.strategy}) in {self.seconds:.2f}s",
+            f"- **reason**: {self.summary}",
+            f"- **image**: `{self.image}` on slot **{self.slot or '-'}**",
+            f"- **was serving**: {old}",
+            f"- **champion alias**: {self.champion or 'unchanged'}",
+            f"- **event**: {self.event or 'none'}",
+            f"- **started**: {self.started_at.isoformat(timespec='seconds')}",
+            "",
+            *_details(self.reason),
+            "## Steps",
+            "",
+            "| # | step | ended at (s) | took (s) | detail |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {i} | {s.name} | {s.at:.2f} | {s.seconds:.2f} | {_cell(s.detail)} |"
+            for i, s in enumerate(self.steps, 1)
+        ]
+        if self.windows:
+            lines += [
+                "",
+                "## Windows judged",
+                "",
+                "| candidate % | seconds | candidate | old version | verdict |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {w.percent} | {w.seconds:.1f} | {_cell(w.candidate)} | {_cell(w.baseline)} | "
+                f"{_cell('ALARM: ' + w.alarm if w.alarm else w.detail.split(' (')[0])} |"
+                for w in self.windows
+            ]
+        return "\n".join(lines) + "\n"
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "image": self.image,
+            "strategy": self.strategy,
+            "outcome": self.outcome,
+            "reason": self.summary,
+            "detail": self.reason,
+            "slot": self.slot,
+            "previous_version": self.previous.version if self.previous else None,
+            "seconds": round(self.seconds, 3),
+            "record": str(self.record_path) if self.record_path else None,
+        }
+
+
+def _details(reason: str) -> list[str]:
+    _, _, rest = reason.partition("\n")
+    if not rest.strip():
+        return []
+    return ["## Details", "", "```", *(line.removeprefix("  ") for line in rest.splitlines()), "```", ""]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+class CanaryAlarm(DeployError):
+    """A canary window tripped an alarm."""
+
+
+class _Clock:
+    def __init__(self, result: RolloutResult, on_step: Callable[[Step], None] | None) -> None:
+        self._result = result
+        self._on_step = on_step
+        self.origin = time.monotonic()
+        self._last = self.origin
+
+    def step(self, name: str, detail: str = "") -> Step:
+        now = time.monotonic()
+        step = Step(name, now - self.origin, now - self._last, detail)
+        self._last = now
+        self._result.steps.append(step)
+        if self._on_step is not None:
+            self._on_step(step)
+        return step
+
+    def mark(self) -> None:
+        """Start timing the next step now (time in between is not charged to it)."""
+        self._last = time.monotonic()
+
+
+def rollout(
+    settings: Settings,
+    version: str,
+    image_tag: str,
+    strategy: Strategy | None = None,
+    *,
+    emit: Emit | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    actor: str | None = None,
+    slots: Slots | None = None,
+) -> RolloutResult:
+    """Roll ``image_tag`` (the serving image of ``version``) out behind the proxy; roll back on any failure.
+
+    Args:
+        settings: Thresholds, ports, proxy and registry to use.
+        version: The registered version being rolled out.
+        image_tag: Its serving image (``image_build.build_image_for_version``), in the local engine.
+        strategy: ``blue-green`` or ``canary``; default ``settings.rollout_strategy``.
+        emit: ``emit(event, model_name, payload)``, e.g. ``io.prefect_events.emit``; None emits nothing.
+        on_step: called with each step as it ends (progress output).
+        actor: who moves the champion alias (default ``user@host via driftloop rollout``).
+        slots: the slots to use (tests pass one with a name prefix and labels); default: the engine's.
+
+    Returns:
+        The result, completed or rolled back, with its decision record written under ``<home>/rollouts/``.
+
+    Raises:
+        DeployError: Before anything changed: no engine, the proxy cannot start, another rollout holds the lock,
+            an unknown strategy, or a version whose ONNX parity did not pass.
+        RegistryError: No such version.
+    """
+    strategy = strategy or settings.rollout_strategy
+    if strategy not in STRATEGIES:
+        raise DeployError(f"unknown rollout strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if actor is None:
+        from driftloop.io.provenance import local_actor
+
+        actor = local_actor("driftloop rollout")
+    _check_parity(settings, version)
+    slots = slots or Slots(settings, docker_client())
+    result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC))
+    clock = _Clock(result, on_step)
+    with _rollout_lock(settings):
+        proxy.ensure_proxy(slots.client, settings, slots.labels)
+        previous_routing = proxy.read_routing(settings)
+        result.previous = _serving_baseline(slots, previous_routing)
+        clock.step("proxy ready", _baseline_note(result.previous, previous_routing))
+        selfcheck = registry_selfcheck(settings, str(version))
+        clock.step("self-check sample", f"{len(selfcheck.get('records', []))} rows from the registry")
+        slot = other_slot(result.previous.slot) if result.previous else idle_slot(previous_routing)
+        result.slot = slot
+        try:
+            _deploy(settings, slots, result, clock, selfcheck, strategy, slot)
+        except (DriftloopError, DockerException, httpx.HTTPError) as failure:
+            result.outcome, result.reason = "rolled_back", _reason(failure)
+            _roll_back(settings, slots, result, clock, previous_routing)
+        except BaseException as failure:
+            result.outcome, result.reason = "rolled_back", f"unexpected error: {failure!r}"
+            _roll_back(settings, slots, result, clock, previous_routing)
+            raise
+        finally:
+            result.seconds = time.monotonic() - clock.origin
+        _settle_champion(settings, result, actor)
+        result.record_path = _record_path(settings, result)
+        _emit(emit, result)
+        result.record_path.write_text(result.markdown())
+    return result
+
+
+def resolve_version_image(settings: Settings, version: str | None) -> tuple[str, str]:
+    """The version to roll out (``version``, or the champion) and its serving image's tag.
+
+    The tag is the one ``build-image`` recorded on the version (``driftloop.image_tag``), else the conventional one.
+
+    Raises:
+        RegistryError: No such version, or no champion when ``version`` is None.
+        DeployError: The image is not in the local engine.
+    """
+    from driftloop.deploy.image_context import serving_image_tag
+    from driftloop.io.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
+    if version is None:
+        champion = registry.champion()
+        if champion is None:
+            raise RegistryError(f"model {settings.model_name!r} has no champion: name the version to roll out")
+        version = str(champion.version)
+    tags = registry.get_version(version).tags
+    tag = tags.get(lineage.IMAGE_TAG) or serving_image_tag(settings.image_prefix, settings.model_name, version)
+    client = docker_client()
+    try:
+        client.images.get(tag)
+    except ImageNotFound:
+        raise DeployError(
+            f"no image {tag} for version {version} in the local engine: run `driftloop build-image {version}`"
+        ) from None
+    finally:
+        client.close()
+    return version, tag
+
+
+def _check_parity(settings: Settings, version: str) -> None:
+    from driftloop.io.registry import ModelRegistry
+
+    registered = ModelRegistry(settings.model_name, settings.tracking_uri).get_version(str(version))
+    parity = registered.tags.get(lineage.PARITY)
+    if parity != lineage.PASSED:
+        raise DeployError(
+            f"version {version} of {settings.model_name!r} has {lineage.PARITY}={parity or 'unset'}: only a "
+            "version whose ONNX export passed the parity check is rolled out"
+        )
+
+
+@contextmanager
+def _rollout_lock(settings: Settings) -> Iterator[None]:
+    settings.proxy_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.proxy_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeployError(
+                f"another rollout of {settings.model_name} is in progress (lock {settings.proxy_dir / LOCK_FILE})"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _serving_baseline(slots: Slots, routing: Routing | None) -> SlotRoute | None:
+    """The slot serving now, if its container runs and answers ``/ready``; None otherwise (a first rollout)."""
+    primary = routing.primary() if routing else None
+    if primary is None or not slots.is_running(primary.slot):
+        return None
+    try:
+        ready = httpx.get(slots.url(primary.slot) + "/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        ready = False
+    return primary if ready else None
+
+
+def _baseline_note(baseline: SlotRoute | None, routing: Routing | None) -> str:
+    if baseline is not None:
+        return f"serving now: v{baseline.version} on {baseline.slot} ({baseline.weight}%)"
+    primary = routing.primary() if routing else None
+    if primary is not None:
+        return f"the routed slot {primary.slot} (v{primary.version}) is not running or not ready: a first rollout"
+    return "nothing serving yet: a first rollout"
+
+
+def _deploy(
+    settings: Settings,
+    slots: Slots,
+    result: RolloutResult,
+    clock: _Clock,
+    selfcheck: dict[str, Any],
+    strategy: Strategy,
+    slot: SlotName,
+) -> None:
+    """Start, check and route the candidate; any failure raises (the caller rolls back)."""
+    container = slots.start(slot, result.image, result.version)
+    clock.step("candidate started", f"{container.name} on {slots.address(slot)}")
+    slots.wait_ready(slot, container, result.version, settings.rollout_ready_timeout)
+    clock.step("candidate ready", "/ready answered 200 for this version")
+    smoke = slots.smoke_test(slot, selfcheck)
+    clock.step("smoke test", f"{smoke.rows} rows match the registry's outputs (max |Δp| {smoke.max_abs_diff:.2g})")
+    candidate = slots.route(slot, result.version, result.image)
+    old = result.previous
+    result.routed = True  # from here on the proxy may send the candidate traffic
+    if old is None:
+        applied = proxy.apply(slots.client, settings, Routing(settings.model_name, (_at(candidate, 100),)))
+        clock.step("routed 100%", _applied_note(applied))
+        result.reason = "first rollout: candidate ready and smoke-tested, routed 100%"
+    elif strategy == "blue-green":
+        applied = proxy.apply(slots.client, settings, Routing(settings.model_name, (_at(candidate, 100),)))
+        clock.step("switched 100%", _applied_note(applied))
+        _stop_old(slots, old, clock)
+        result.reason = "candidate ready and smoke-tested; traffic switched at once"
+    else:
+        _canary(settings, slots, result, clock, candidate, old)
+        _stop_old(slots, old, clock)
+        result.reason = f"every canary step ({_steps(settings)}) baked without an alarm"
+    try:
+        slots.keep_running(slot)
+    except DockerException as error:
+        clock.step("restart policy NOT set", f"{type(error).__name__}: {error}")
+
+
+def _at(route: SlotRoute, weight: int) -> SlotRoute:
+    return SlotRoute(route.slot, route.address, weight, route.version, route.image, route.container)
+
+
+def _applied_note(applied: proxy.Applied) -> str:
+    drained = "old workers drained" if applied.drained else "old workers STILL RUNNING at the drain timeout"
+    return (
+        f"weights {applied.routing.weights()}; reload {applied.reload_seconds:.2f}s, {drained} after "
+        f"{applied.drain_seconds:.2f}s"
+    )
+
+
+def _steps(settings: Settings) -> str:
+    return " → ".join(f"{p}%" for p in settings.canary_steps)
+
+
+def _stop_old(slots: Slots, old: SlotRoute, clock: _Clock) -> None:
+    # The candidate serves 100% by now: a slot that will not stop is reported, never a reason to roll back.
+    try:
+        stopped = slots.stop(old.slot)
+    except DriftloopError as error:
+        clock.step("old slot NOT stopped", str(error))
+        return
+    clock.step("old slot stopped", f"{old.slot} (v{old.version})" if stopped else f"{old.slot} was already gone")
+
+
+def _canary(
+    settings: Settings, slots: Slots, result: RolloutResult, clock: _Clock, candidate: SlotRoute, old: SlotRoute
+) -> None:
+    thresholds = Thresholds.from_settings(settings)
+    for percent in settings.canary_steps:
+        routes = (_at(candidate, percent),) if percent == 100 else (_at(old, 100 - percent), _at(candidate, percent))
+        applied = proxy.apply(slots.client, settings, Routing(settings.model_name, routes))
+        clock.step(f"canary {percent}%", _applied_note(applied))
+        judged = _bake(settings, slots, candidate.slot, old.slot, percent, thresholds)
+        result.windows.append(judged)
+        clock.step(f"bake {percent}%", judged.alarm or judged.detail)
+        if judged.alarm:
+            raise CanaryAlarm(f"canary alarm at {percent}%: {judged.alarm}")
+
+
+def _bake(
+    settings: Settings, slots: Slots, slot: SlotName, old_slot: SlotName, percent: int, thresholds: Thresholds
+) -> JudgedWindow:
+    """Scrape both slots, watch the candidate for ``canary_bake_seconds``, scrape again, judge the window."""
+    with httpx.Client(timeout=5) as http:
+        before = (_scrape(http, slots, slot), _scrape(http, slots, old_slot))
+        deadline = time.monotonic() + settings.canary_bake_seconds
+        container = slots.find(slot)
+        while time.monotonic() < deadline:
+            if container is None or _exited(container):
+                raise SlotFailed("crashed", f"slot {slot} stopped during the {percent}% bake:\n{_logs(container)}")
+            time.sleep(min(WATCH_SECONDS, max(0.0, deadline - time.monotonic())))
+        after = (_scrape(http, slots, slot), _scrape(http, slots, old_slot))
+    candidate = window(before[0], after[0])
+    baseline = window(before[1], after[1])
+    verdict: Judgement = judge(candidate, baseline, thresholds)
+    return JudgedWindow(
+        percent=percent,
+        seconds=candidate.seconds,
+        candidate=candidate.describe(),
+        baseline=baseline.describe(),
+        alarm=verdict.alarm,
+        detail=verdict.detail,
+    )
+
+
+def _scrape(http: httpx.Client, slots: Slots, slot: SlotName):  # noqa: ANN202 (canary.Scrape)
+    try:
+        answer = http.get(slots.url(slot) + "/metrics")
+        answer.raise_for_status()
+    except httpx.HTTPError as error:
+        raise SlotFailed("crashed", f"slot {slot}: /metrics did not answer: {error}") from None
+    return parse_metrics(answer.text, time.monotonic())
+
+
+def _exited(container: Any) -> bool:
+    try:
+        container.reload()
+    except DockerException:
+        return True
+    return container.status in ("exited", "dead")
+
+
+def _logs(container: Any) -> str:
+    return proxy.logs_tail(container) if container is not None else "  (container gone)"
+
+
+def _reason(failure: BaseException) -> str:
+    if isinstance(failure, SlotFailed):
+        label = {"crashed": "candidate crashed", "not_ready": "candidate never ready", "smoke_failed": "smoke test"}
+        return f"{label[failure.kind]}: {failure}"
+    if isinstance(failure, CanaryAlarm):
+        return str(failure)
+    return f"{type(failure).__name__}: {failure}"
+
+
+def _roll_back(
+    settings: Settings,
+    slots: Slots,
+    result: RolloutResult,
+    clock: _Clock,
+    previous: Routing | None,
+) -> None:
+    """Traffic back to where it was, the candidate stopped; each part attempted even if another fails."""
+    clock.mark()
+    old = result.previous
+    try:
+        if not result.routed:
+            clock.step("routing kept", "the candidate never received traffic")
+        else:
+            back = Routing(settings.model_name, (_at(old, 100),)) if old else (previous or Routing(settings.model_name))
+            applied = proxy.apply(slots.client, settings, back)
+            clock.step("rolled back routing", _applied_note(applied))
+    except (DriftloopError, DockerException) as error:
+        clock.step("ROLLBACK OF ROUTING FAILED", f"{type(error).__name__}: {error}")
+    if result.slot is not None:
+        try:
+            clock.mark()
+            stopped = slots.stop(result.slot)
+            clock.step("candidate stopped", result.slot if stopped else f"{result.slot} was already gone")
+        except (DriftloopError, DockerException) as error:
+            clock.step("CANDIDATE NOT STOPPED", f"{type(error).__name__}: {error}")
+
+
+def _settle_champion(settings: Settings, result: RolloutResult, actor: str) -> None:
+    """Success: the champion is this version. Rollback: back to the old slot's version if it moved to this one."""
+    from driftloop.io.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
+    current = registry.champion()
+    champion = str(current.version) if current is not None else None
+    try:
+        if result.ok:
+            if champion == result.version:
+                result.champion = f"already v{result.version}"
+                return
+            registry.promote(result.version, reason=f"rolled out ({result.strategy})", actor=actor)
+            result.champion = f"moved v{champion} → v{result.version} (rolled out)"
+            return
+        old = result.previous.version if result.previous else None
+        if old is None or champion != result.version or old == champion:
+            result.champion = f"unchanged (v{champion}): " + (
+                "nothing served before this rollout" if old is None else f"it does not name v{result.version}"
+            )
+            return
+        move = registry.promote(
+            old, reason=f"rollout of v{result.version} rolled back: {result.summary}", actor=actor, action="rollback"
+        )
+        result.champion = f"moved back v{move.from_version} → v{move.to_version} (rollback)"
+    except PromotionRefused as refused:
+        result.champion = f"NOT MOVED: {refused}"
+
+
+def _emit(emit: Emit | None, result: RolloutResult) -> None:
+    name = events.ROLLOUT_COMPLETED if result.ok else events.ROLLOUT_ROLLED_BACK
+    if emit is None:
+        result.event = f"{name} (not emitted: no emitter)"
+        return
+    try:
+        emit(name, result.model_name, result.payload())
+        result.event = name
+    except Exception as error:  # an event is a notification: its failure must not undo a finished rollout
+        result.event = f"{name} NOT EMITTED: {error}"
+
+
+def _record_path(settings: Settings, result: RolloutResult) -> Path:
+    directory = settings.home / "rollouts"
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = result.started_at.strftime("%Y%m%dT%H%M%S")
+    return directory / f"{stamp}-{result.model_name}-v{result.version}-{result.outcome}.md"

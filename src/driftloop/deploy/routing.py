@@ -1,0 +1,217 @@
+"""Which slot gets which share of traffic, as a value: JSON for ``status``, an nginx config for the proxy.
+
+Pure: no files, no Docker. ``proxy.apply`` writes what this renders.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from driftloop.errors import DeployError
+
+SlotName = Literal["blue", "green"]
+SLOTS: tuple[SlotName, SlotName] = ("blue", "green")
+UPSTREAM = "driftloop_slots"
+PROXY_HEALTH = "/proxy-health"
+# uvicorn closes idle keep-alive connections after 5 s: nginx must drop its own idle upstream connections first,
+# or a request can go out on a connection the slot is closing.
+UPSTREAM_KEEPALIVE_TIMEOUT = "4s"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class SlotRoute:
+    """One slot as the proxy sees it: where it listens, its share of traffic, and what it serves."""
+
+    slot: SlotName
+    address: str
+    weight: int = 0
+    version: str | None = None
+    image: str | None = None
+    container: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.slot not in SLOTS:
+            raise DeployError(f"unknown slot {self.slot!r}: slots are {', '.join(SLOTS)}")
+        if not 0 <= self.weight <= 100:
+            raise DeployError(f"slot {self.slot}: weight {self.weight} is outside 0..100")
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit() or any(c in self.address for c in " ;{}#"):
+            raise DeployError(f"slot {self.slot}: address {self.address!r} is not host:port")
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The traffic split of one model's two slots. Weights are percentages summing to 100, or all 0 (nothing)."""
+
+    model_name: str
+    slots: tuple[SlotRoute, ...] = field(default_factory=tuple)
+    updated_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _MODEL_NAME.match(self.model_name):
+            raise DeployError(f"model name {self.model_name!r} may only contain letters, digits, '_', '.' and '-'")
+        names = [route.slot for route in self.slots]
+        if len(set(names)) != len(names):
+            raise DeployError(f"routing lists a slot twice: {names}")
+        total = sum(route.weight for route in self.slots)
+        if total not in (0, 100):
+            raise DeployError(f"routing weights sum to {total}, not 100: {self.weights()}")
+
+    def route(self, slot: SlotName) -> SlotRoute | None:
+        return next((route for route in self.slots if route.slot == slot), None)
+
+    def weights(self) -> dict[str, int]:
+        return {route.slot: route.weight for route in self.slots}
+
+    def live(self) -> list[SlotRoute]:
+        """The slots that receive traffic (weight > 0)."""
+        return [route for route in self.slots if route.weight > 0]
+
+    def primary(self) -> SlotRoute | None:
+        """The slot with the largest share (blue on a tie); None when nothing receives traffic."""
+        live = self.live()
+        return max(live, key=lambda route: (route.weight, route.slot == "blue")) if live else None
+
+    def with_slot(self, route: SlotRoute) -> Routing:
+        """This routing with ``route`` added, or replacing the slot of the same name."""
+        others = tuple(r for r in self.slots if r.slot != route.slot)
+        slots = tuple(sorted((*others, route), key=lambda r: SLOTS.index(r.slot)))
+        return Routing(self.model_name, slots, self.updated_at)
+
+    def with_weights(self, weights: dict[SlotName, int]) -> Routing:
+        """The same slots with new weights; a slot not named gets 0, and the weights must sum to 100 (or 0)."""
+        unknown = set(weights) - {route.slot for route in self.slots}
+        if unknown:
+            raise DeployError(f"no route for slot(s) {sorted(unknown)}; known: {[r.slot for r in self.slots]}")
+        return Routing(
+            self.model_name,
+            tuple(replace(route, weight=weights.get(route.slot, 0)) for route in self.slots),
+            self.updated_at,
+        )
+
+    def without(self, slot: SlotName) -> Routing:
+        """This routing with ``slot`` removed (its weight must already be 0)."""
+        return Routing(self.model_name, tuple(r for r in self.slots if r.slot != slot), self.updated_at)
+
+    def stamped(self, at: str) -> Routing:
+        return replace(self, updated_at=at)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Routing:
+        try:
+            raw: dict[str, Any] = json.loads(text)
+            slots = tuple(SlotRoute(**route) for route in raw.get("slots", ()))
+            return cls(model_name=raw["model_name"], slots=slots, updated_at=raw.get("updated_at"))
+        except (ValueError, TypeError, KeyError) as error:
+            raise DeployError(f"unreadable routing: {error!r}") from None
+
+
+def idle_slot(routing: Routing | None) -> SlotName:
+    """The slot a candidate goes to: the one that gets no traffic (blue when nothing is routed yet)."""
+    primary = routing.primary() if routing else None
+    if primary is None:
+        return "blue"
+    return "green" if primary.slot == "blue" else "blue"
+
+
+def other_slot(slot: SlotName) -> SlotName:
+    return "green" if slot == "blue" else "blue"
+
+
+@dataclass(frozen=True)
+class ProxyLimits:
+    """Seconds nginx waits on a slot, how long it may spend retrying on the other one, the largest body."""
+
+    connect: float = 2.0
+    send: float = 60.0
+    read: float = 60.0
+    retry_window: float = 10.0
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+def render_nginx_config(routing: Routing, listen_port: int, limits: ProxyLimits | None = None) -> str:
+    """The ``conf.d`` file (http context): an upstream of the live slots by weight, a server on ``listen_port``.
+
+    A slot at weight 0 is left out of the upstream. With nothing live, every request but ``/proxy-health`` gets a
+    503 naming the reason (an upstream with no server is not a valid nginx config).
+    """
+    limits = limits or ProxyLimits()
+    if not 1 <= listen_port <= 65535:
+        raise DeployError(f"proxy port {listen_port} is outside 1..65535")
+    live = routing.live()
+    lines = [
+        f"# Rendered by driftloop for model {routing.model_name}; `driftloop rollout` rewrites it: do not edit.",
+        f"# weights: {json.dumps(routing.weights(), sort_keys=True)}  updated: {routing.updated_at or 'never'}",
+        "",
+        "# A client's X-Request-Id reaches the slot (and its prediction log); otherwise nginx makes one.",
+        "map $http_x_request_id $driftloop_request_id {",
+        '  "" $request_id;',
+        "  default $http_x_request_id;",
+        "}",
+        "",
+    ]
+    if live:
+        lines.append(f"upstream {UPSTREAM} {{")
+        for route in live:
+            lines.append(f"  # {route.slot}: version {route.version or '?'}, image {route.image or '?'}")
+            # max_fails=0: never take a slot out on its own; the weights are exactly what the rollout set.
+            lines.append(f"  server {route.address} weight={route.weight} max_fails=0;")
+        lines += ["  keepalive 32;", f"  keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT};", "}", ""]
+    lines += [
+        "server {",
+        f"  listen {listen_port};",
+        "  server_name _;",
+        f"  client_max_body_size {limits.max_body_bytes};",
+        f"  location = {PROXY_HEALTH} {{",
+        "    access_log off;",
+        "    default_type text/plain;",
+        '    return 200 "ok\\n";',
+        "  }",
+        "  location / {",
+    ]
+    if live:
+        lines += [
+            f"    proxy_pass http://{UPSTREAM};",
+            "    proxy_http_version 1.1;",
+            '    proxy_set_header Connection "";',
+            "    proxy_set_header Host $host;",
+            "    proxy_set_header X-Request-Id $driftloop_request_id;",
+            "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            f"    proxy_connect_timeout {_duration(limits.connect)};",
+            f"    proxy_send_timeout {_duration(limits.send)};",
+            f"    proxy_read_timeout {_duration(limits.read)};",
+            "    # A slot that refuses, drops or answers 502/503 costs no request: the other slot answers it.",
+            "    # non_idempotent: every prediction endpoint is a POST, and repeating a prediction is safe.",
+            "    proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
+            "    proxy_next_upstream_tries 2;",
+            f"    proxy_next_upstream_timeout {_duration(limits.retry_window)};",
+        ]
+    else:
+        body = f'{{"detail": "no version of model {routing.model_name} is rolled out yet", "reason": "no_route"}}'
+        lines += ["    default_type application/json;", f"    return 503 '{body}';"]
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+__all__ = [
+    "PROXY_HEALTH",
+    "SLOTS",
+    "ProxyLimits",
+    "Routing",
+    "SlotName",
+    "SlotRoute",
+    "idle_slot",
+    "other_slot",
+    "render_nginx_config",
+]

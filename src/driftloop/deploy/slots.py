@@ -1,0 +1,278 @@
+"""The blue and green serving containers: start a candidate, wait until it is ready, smoke-test it, stop it.
+
+Each slot listens on 127.0.0.1:<port> (host networking; ``settings.slot_ports`` = blue, green) and is named
+``<prefix>-<model>-<slot>``. Without ``settings.prediction_log_url`` a slot logs predictions to SQLite inside
+its own container, which the drift check cannot read and which goes with the container: drift monitoring of
+slots needs a shared log (PostgreSQL, as the compose stack sets).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+import httpx
+import numpy as np
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+
+from driftloop.core import lineage
+from driftloop.deploy.proxy import logs_tail
+from driftloop.deploy.routing import SLOTS, SlotName, SlotRoute
+from driftloop.errors import DeployError
+from driftloop.settings import Settings
+
+ROLE = "serving-slot"
+MANAGED_LABEL = "driftloop.managed"
+ROLE_LABEL = "driftloop.role"
+SLOT_LABEL = "driftloop.slot"
+PROXY_LABEL = "driftloop.proxy"
+MODEL_NAME_LABEL = "driftloop.model.name"  # the same keys the serving image carries (image_context)
+MODEL_VERSION_LABEL = "driftloop.model.version"
+STOP_TIMEOUT = 15  # uvicorn finishes requests in flight for up to 10 s (serving/__main__.py)
+POLL_SECONDS = 0.1
+
+FailureKind = Literal["crashed", "not_ready", "smoke_failed"]
+
+
+class SlotFailed(DeployError):
+    """A candidate that cannot take traffic; ``kind`` says how it failed."""
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    rows: int
+    max_abs_diff: float
+    seconds: float
+
+
+@dataclass
+class Slots:
+    """The two slots of ``settings.model_name`` on one engine.
+
+    ``name_prefix`` and ``labels`` exist for tests: unique container names, and labels their cleanup finds.
+    """
+
+    settings: Settings
+    client: docker.DockerClient
+    name_prefix: str = "driftloop"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def port(self, slot: SlotName) -> int:
+        return self.settings.slot_ports[SLOTS.index(slot)]
+
+    def address(self, slot: SlotName) -> str:
+        return f"127.0.0.1:{self.port(slot)}"
+
+    def url(self, slot: SlotName) -> str:
+        return f"http://{self.address(slot)}"
+
+    def container_name(self, slot: SlotName) -> str:
+        return f"{self.name_prefix}-{self.settings.model_name}-{slot}"
+
+    def find(self, slot: SlotName) -> Container | None:
+        try:
+            return self.client.containers.get(self.container_name(slot))
+        except NotFound:
+            return None
+
+    def route(self, slot: SlotName, version: str | None, image: str | None, weight: int = 0) -> SlotRoute:
+        return SlotRoute(slot, self.address(slot), weight, version, image, self.container_name(slot))
+
+    def environment(self, slot: SlotName) -> dict[str, str]:
+        s = self.settings
+        env = {
+            "DRIFTLOOP_SERVE_PORT": str(self.port(slot)),
+            "DRIFTLOOP_MAX_BATCH_ROWS": str(s.max_batch_rows),
+            "DRIFTLOOP_MAX_BODY_BYTES": str(s.max_body_bytes),
+            "DRIFTLOOP_UNKNOWN_CATEGORIES": s.unknown_categories,
+            "DRIFTLOOP_PREDICTION_LOG": str(s.prediction_log).lower(),
+        }
+        if s.docker_network == "host":
+            env["DRIFTLOOP_SERVE_HOST"] = "127.0.0.1"  # only nginx (and Prometheus) reach it, on this host
+        if s.prediction_log_url:
+            env["DRIFTLOOP_PREDICTION_LOG_URL"] = s.prediction_log_url
+        if s.redis_url:
+            env["DRIFTLOOP_REDIS_URL"] = s.redis_url
+        return env
+
+    def start(self, slot: SlotName, image: str, version: str) -> Container:
+        """Run ``image`` on ``slot``, replacing whatever container of that name is left (never one serving).
+
+        Raises:
+            DeployError: The image is not local, or something else listens on the slot's port.
+        """
+        leftover = self.find(slot)
+        if leftover is not None:
+            leftover.remove(force=True)
+        port = self.port(slot)
+        if port_in_use(port):
+            raise DeployError(
+                f"slot {slot}: port {port} is taken by another process; free it or change DRIFTLOOP_SLOT_PORTS"
+            )
+        labels = {
+            MANAGED_LABEL: "true",
+            ROLE_LABEL: ROLE,
+            SLOT_LABEL: slot,
+            PROXY_LABEL: self.settings.proxy_container,
+            MODEL_NAME_LABEL: self.settings.model_name,
+            MODEL_VERSION_LABEL: str(version),
+            **self.labels,
+        }
+        try:
+            return self.client.containers.run(
+                image,
+                name=self.container_name(slot),
+                detach=True,
+                network_mode=self.settings.docker_network,
+                environment=self.environment(slot),
+                labels=labels,
+            )
+        except ImageNotFound:
+            raise DeployError(
+                f"image {image!r} is not in the local engine: build it (`driftloop build-image`)"
+            ) from None
+        except APIError as error:
+            raise DeployError(f"cannot start slot {slot} from {image}: {error.explanation or error}") from None
+
+    def wait_ready(self, slot: SlotName, container: Container, version: str, timeout: float) -> float:
+        """Seconds until the slot's ``/ready`` says 200 for ``version``.
+
+        Raises:
+            SlotFailed: ``crashed`` as soon as the container exits, ``not_ready`` after ``timeout`` (with the
+                last reason ``/ready`` gave and the container's last log lines).
+        """
+        started = time.monotonic()
+        last = "no answer"
+        with httpx.Client(timeout=2) as http:
+            while True:
+                container.reload()
+                if container.status in ("exited", "dead"):
+                    code = container.attrs.get("State", {}).get("ExitCode")
+                    raise SlotFailed(
+                        "crashed",
+                        f"slot {slot} ({container.name}) exited with code {code} before it was ready:\n"
+                        f"{logs_tail(container)}",
+                    )
+                try:
+                    answer = http.get(self.url(slot) + "/ready")
+                    if answer.status_code == 200:
+                        served = str(answer.json().get("model_version"))
+                        if served == str(version):
+                            return time.monotonic() - started
+                        last = f"ready, but serving version {served} instead of {version}"
+                    else:
+                        last = f"{answer.status_code}: {answer.json().get('reason', answer.text)}"
+                except (httpx.HTTPError, ValueError) as error:
+                    last = f"no answer ({type(error).__name__})"
+                if time.monotonic() - started > timeout:
+                    raise SlotFailed(
+                        "not_ready",
+                        f"slot {slot} ({container.name}) was not ready after {timeout:g}s; /ready said: {last}\n"
+                        f"{logs_tail(container)}",
+                    )
+                time.sleep(POLL_SECONDS)
+
+    def smoke_test(self, slot: SlotName, selfcheck: Mapping[str, Any]) -> SmokeResult:
+        """POST the registry's self-check sample to the slot; its outputs must match the recorded ones.
+
+        Raises:
+            SlotFailed: ``smoke_failed`` with what differed (or what the slot answered instead).
+        """
+        started = time.monotonic()
+        try:
+            records = list(selfcheck["records"])
+        except (KeyError, TypeError) as error:
+            raise DeployError(f"the registry's self-check sample is unreadable: {error!r}") from None
+        try:
+            answer = httpx.post(self.url(slot) + "/predict/batch", json={"instances": records}, timeout=30)
+        except httpx.HTTPError as error:
+            raise SlotFailed("smoke_failed", f"slot {slot}: the smoke test request failed: {error}") from None
+        if answer.status_code != 200:
+            raise SlotFailed(
+                "smoke_failed", f"slot {slot}: the smoke test got {answer.status_code}: {answer.text[:500]}"
+            )
+        body = answer.json()
+        problem, worst = compare_outputs(selfcheck, body.get("predictions"), body.get("probabilities"))
+        if problem:
+            raise SlotFailed("smoke_failed", f"slot {slot}: {problem}")
+        return SmokeResult(rows=len(records), max_abs_diff=worst, seconds=time.monotonic() - started)
+
+    def stop(self, slot: SlotName) -> bool:
+        """Stop (gracefully) and remove the slot's container; False when there was none."""
+        container = self.find(slot)
+        if container is None:
+            return False
+        try:
+            container.stop(timeout=STOP_TIMEOUT)
+            container.remove(force=True)
+        except NotFound:
+            return False
+        except DockerException as error:
+            raise DeployError(f"cannot stop slot {slot} ({container.name}): {error}") from None
+        return True
+
+    def keep_running(self, slot: SlotName) -> None:
+        """Once a slot serves, the engine restarts it if it dies (a candidate gets no restarts: it must not crash)."""
+        container = self.find(slot)
+        if container is not None:
+            container.update(restart_policy={"Name": "unless-stopped"})
+
+    def is_running(self, slot: SlotName) -> bool:
+        container = self.find(slot)
+        return container is not None and container.status == "running"
+
+
+def compare_outputs(selfcheck: Mapping[str, Any], labels: Any, probabilities: Any) -> tuple[str | None, float]:
+    """What differs between a slot's answer and the outputs recorded at registration, and the largest |Δp|.
+
+    None when nothing differs. The same tolerance and rule as the server's own self-check (serving/model.py).
+    """
+    expected_labels = np.asarray(selfcheck["labels"], dtype=np.int64)
+    expected = np.asarray(selfcheck["probabilities"], dtype=np.float64)
+    tolerance = float(selfcheck.get("tolerance", 1e-5))
+    try:
+        got = np.asarray(probabilities, dtype=np.float64)
+        got_labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        return "the answer has no numeric predictions/probabilities", float("inf")
+    if got.shape != expected.shape or got_labels.shape != expected_labels.shape:
+        return f"outputs of shape {got.shape}, recorded {expected.shape}", float("inf")
+    worst = float(np.max(np.abs(got - expected))) if got.size else 0.0
+    if not worst <= tolerance:
+        return (
+            f"probabilities differ from those recorded at registration by up to {worst:.3g} "
+            f"(tolerance {tolerance:g}) on {len(expected)} sample rows",
+            worst,
+        )
+    decided = np.abs(expected[:, 1] - 0.5) > tolerance
+    if not np.array_equal(got_labels[decided], expected_labels[decided]):
+        return "predicted labels differ from those recorded at registration", worst
+    return None, worst
+
+
+def registry_selfcheck(settings: Settings, version: str) -> dict[str, Any]:
+    """The self-check sample stored with ``version`` in the registry (not the image's copy)."""
+    from driftloop.io.registry import ModelRegistry, locate_model_file
+
+    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="driftloop-smoke-") as tmp:
+        model_dir = registry.download_model_dir(version, Path(tmp))
+        return json.loads(locate_model_file(model_dir, lineage.SELFCHECK_FILE).read_text())
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
