@@ -33,9 +33,8 @@ def docker_client(timeout: float = CLIENT_TIMEOUT_SECONDS) -> docker.DockerClien
         client.ping()
     except (DockerException, RequestException) as error:
         raise DeployError(
-            f"no Docker engine answers at {engine_address()} ({error}). Start one (as root: "
-            "`../shared/ci/docker-engine.sh start` from the project directory, or `dockerd &`), "
-            "or point DOCKER_HOST at a running engine."
+            f"no Docker engine answers at {engine_address()} ({error}). Start one (`systemctl start docker`, "
+            "or as root `dockerd &`), point DOCKER_HOST at a running engine, or set DRIFTLOOP_DEPLOY=local."
         ) from None
     return client
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# One image, several roles. Every role first refuses missing or placeholder secrets (the same check the stack's
+# one-shot `preflight` service runs), then execs its server so it is PID 1's only child (compose adds `init`).
+#   check           verify the secrets in the environment, exit 0 or 1
+#   prefect-server  Prefect API + UI on PostgreSQL (asyncpg)
+#   worker          work pool + `prefect deploy --all` (prefect.yaml), then a process worker with a health port
+#   mlflow          MLflow tracking server on PostgreSQL (psycopg2), artifacts proxied from a volume
+#   <anything else> exec'd as given (e.g. `driftloop status`, `bash`)
+set -euo pipefail
+
+die() { echo "driftloop-entrypoint: $*" >&2; exit 1; }
+need() { [ -n "${!1:-}" ] || die "$1 is not set (see .env.example)"; }
+
+# Every *_PASSWORD variable in the environment must be set, not a .env.example placeholder, long enough and
+# URL-safe: the compose file builds connection URLs from them by plain interpolation.
+check_secrets() {
+  local name value found=0 bad=0
+  for name in $(compgen -e | grep -E '_PASSWORD$' || true); do
+    found=1
+    value="${!name}"
+    if [ -z "$value" ]; then
+      echo "refusing to start: $name is empty" >&2; bad=1
+    elif [[ "${value,,}" == *change-me* || "${value,,}" == *changeme* ]]; then
+      echo "refusing to start: $name still has the placeholder from .env.example; set a real secret in .env" >&2; bad=1
+    elif [ "${#value}" -lt 12 ]; then
+      echo "refusing to start: $name is shorter than 12 characters" >&2; bad=1
+    elif [[ ! "$value" =~ ^[A-Za-z0-9_.~-]+$ ]]; then
+      echo "refusing to start: $name may only contain letters, digits and _ . ~ - (it goes into URLs)" >&2; bad=1
+    fi
+  done
+  [ "$found" = 1 ] || die "no *_PASSWORD variable in the environment: nothing to check (is .env loaded?)"
+  [ "$bad" = 0 ] || exit 1
+}
+
+role="${1:-help}"
+case "$role" in
+  check)
+    check_secrets
+    echo "driftloop-entrypoint: secrets look real"
+    ;;
+  prefect-server)
+    check_secrets
+    need POSTGRES_PORT; need PREFECT_PORT; need PREFECT_DB_PASSWORD
+    export PREFECT_HOME="${PREFECT_HOME:-/var/lib/prefect}"
+    export PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg
+    export PREFECT_SERVER_DATABASE_HOST="${POSTGRES_HOST:-postgres}"
+    export PREFECT_SERVER_DATABASE_PORT="$POSTGRES_PORT"
+    export PREFECT_SERVER_DATABASE_USER=prefect
+    export PREFECT_SERVER_DATABASE_NAME=prefect
+    export PREFECT_SERVER_DATABASE_PASSWORD="$PREFECT_DB_PASSWORD"
+    export PREFECT_UI_API_URL="${PREFECT_UI_API_URL:-http://${STACK_PUBLIC_HOST:-127.0.0.1}:$PREFECT_PORT/api}"
+    unset PREFECT_API_URL
+    exec prefect server start --host "${STACK_BIND_ADDRESS:-127.0.0.1}" --port "$PREFECT_PORT"
+    ;;
+  worker)
+    check_secrets
+    need PREFECT_API_URL; need WORKER_HEALTH_PORT
+    pool="${DRIFTLOOP_WORK_POOL:-driftloop-process}"
+    # Idempotent: the pool is created with --overwrite and deployments are upserted by name.
+    python - <<'PY'
+from pathlib import Path
+
+from driftloop.io.deployments import deploy_all
+from driftloop.settings import get_settings
+
+names = deploy_all(get_settings(), Path("/opt/driftloop"))
+print("driftloop-entrypoint: deployed", ", ".join(names) or "(none reported)", flush=True)
+PY
+    export PREFECT_WORKER_WEBSERVER_HOST=127.0.0.1
+    export PREFECT_WORKER_WEBSERVER_PORT="$WORKER_HEALTH_PORT"
+    export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-${DRIFTLOOP_WORKER_POLL_SECONDS:-5}}"
+    exec prefect worker start --pool "$pool" --type process --with-healthcheck --name "driftloop-worker-$(hostname)"
+    ;;
+  mlflow)
+    check_secrets
+    need POSTGRES_PORT; need MLFLOW_PORT; need MLFLOW_DB_PASSWORD
+    port="$MLFLOW_PORT"
+    hosts="mlflow,mlflow:$port,localhost,localhost:$port,127.0.0.1,127.0.0.1:$port"
+    [ -z "${MLFLOW_EXTRA_ALLOWED_HOSTS:-}" ] || hosts="$hosts,$MLFLOW_EXTRA_ALLOWED_HOSTS"
+    cd /var/lib/mlflow
+    exec mlflow server \
+      --backend-store-uri "postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT}/mlflow" \
+      --artifacts-destination /var/lib/mlflow/artifacts --serve-artifacts \
+      --host "${STACK_BIND_ADDRESS:-127.0.0.1}" --port "$port" --workers "${MLFLOW_WORKERS:-2}" \
+      --allowed-hosts "$hosts"
+    ;;
+  help | --help | -h)
+    sed -n '2,9p' "$0"
+    ;;
+  *)
+    exec "$@"
+    ;;
+esac

@@ -1,0 +1,294 @@
+"""The production stack for real: build the substitute and project images, `docker-compose up` everything but
+Grafana (no substitute for it) on free ports, check every service answers, run the `train` deployment in the
+stack and get a prediction through nginx from the version it rolled out, then `down -v` and nothing is left.
+
+Needs a Docker engine, a local python:3.11-slim and docker-compose: skipped without them, failed in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+import redis
+
+from driftloop.io.datasets import read_snapshot
+from driftloop.settings import BUNDLED_DATA
+from tests.integration.conftest import free_port
+from tests.support.docker_engine import require_base_image, require_docker, unavailable
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = ("-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.substitutes.yml"))
+SERVICES = ("postgres", "prefect-server", "mlflow", "redis", "nginx", "prefect-worker", "prometheus")
+PORTS = ("POSTGRES", "PREFECT", "MLFLOW", "REDIS", "PROMETHEUS", "GRAFANA", "WORKER_HEALTH", "PROXY", "BLUE", "GREEN")
+HEALTHY_TIMEOUT = 420.0
+TRAIN_TIMEOUT = 1200.0
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "PREFECT_DB_PASSWORD",
+    "MLFLOW_DB_PASSWORD",
+    "DRIFTLOOP_DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    unavailable("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    return []  # unreachable: unavailable() raises
+
+
+def stack_env(run_id: str, ports: dict[str, int], proxy_dir: Path, secret: str) -> dict[str, str]:
+    return {
+        **{name: f"{secret}-{index}" for index, name in enumerate(SECRETS)},
+        "POSTGRES_PORT": str(ports["POSTGRES"]),
+        "PREFECT_PORT": str(ports["PREFECT"]),
+        "MLFLOW_PORT": str(ports["MLFLOW"]),
+        "REDIS_PORT": str(ports["REDIS"]),
+        "PROMETHEUS_PORT": str(ports["PROMETHEUS"]),
+        "GRAFANA_PORT": str(ports["GRAFANA"]),
+        "WORKER_HEALTH_PORT": str(ports["WORKER_HEALTH"]),
+        "DRIFTLOOP_PROXY_PORT": str(ports["PROXY"]),
+        "DRIFTLOOP_SLOT_PORTS": f"{ports['BLUE']},{ports['GREEN']}",
+        "DRIFTLOOP_PROXY_CONTAINER": f"dltest-{run_id}-proxy",
+        "DRIFTLOOP_PROXY_DIR": str(proxy_dir),
+        "DRIFTLOOP_MODEL_NAME": f"stack{run_id}",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+    }
+
+
+@dataclass
+class Stack:
+    project: str
+    env_file: Path
+    env: dict[str, str]
+    client: docker.DockerClient
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        clean = {key: value for key, value in os.environ.items() if key not in self.env}
+        argv = [*compose_command(), "-p", self.project, "--env-file", str(self.env_file), *FILES, *args]
+        result = subprocess.run(argv, cwd=ROOT, env=clean, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        return result
+
+    def port(self, name: str) -> int:
+        return int(self.env[name])
+
+    def containers(self) -> list[docker.models.containers.Container]:
+        return self.client.containers.list(all=True, filters={"label": f"com.docker.compose.project={self.project}"})
+
+    def container(self, service: str) -> docker.models.containers.Container:
+        (found,) = [c for c in self.containers() if c.labels.get("com.docker.compose.service") == service]
+        return found
+
+    def health(self) -> dict[str, str]:
+        states = {}
+        for container in self.containers():
+            container.reload()
+            state = container.attrs["State"]
+            states[container.labels["com.docker.compose.service"]] = (
+                state.get("Health", {}).get("Status") or state["Status"]
+            )
+        return states
+
+    def logs(self, service: str, tail: int = 80) -> str:
+        return self.compose("logs", "--no-color", "--tail", str(tail), service, check=False).stdout
+
+    def model_containers(self) -> list[docker.models.containers.Container]:
+        model = self.env["DRIFTLOOP_MODEL_NAME"]
+        return self.client.containers.list(all=True, filters={"label": f"driftloop.model.name={model}"})
+
+    def down(self) -> None:
+        self.compose("down", "-v", "--remove-orphans", "-t", "10", check=False, timeout=300)
+        for container in self.model_containers():
+            container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def images() -> docker.DockerClient:
+    """The substitute images and the project image, built (or found up to date) by scripts/stack-images.sh."""
+    client = require_docker()
+    require_base_image(client)
+    compose_command()
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stack-images.sh")], cwd=ROOT, capture_output=True, text=True, timeout=3600
+    )
+    assert result.returncode == 0, f"scripts/stack-images.sh failed:\n{result.stdout}{result.stderr[-4000:]}"
+    print(f"\n{result.stdout}images ready in {time.monotonic() - started:.1f}s")  # noqa: T201
+    return client
+
+
+@pytest.fixture(scope="module")
+def stack(images: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    run_id = uuid.uuid4().hex[:8]
+    workdir = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in PORTS}
+    assert len(set(ports.values())) == len(ports)
+    env = stack_env(run_id, ports, workdir / "proxy", secret=f"test-secret-{run_id}")
+    env_file = workdir / "stack.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    stack = Stack(project=f"dlstack{run_id}", env_file=env_file, env=env, client=images)
+    try:
+        started = time.monotonic()
+        stack.compose("up", "-d", *SERVICES, timeout=900)
+        stack.timings["up_returned"] = time.monotonic() - started
+        deadline = started + HEALTHY_TIMEOUT
+        while time.monotonic() < deadline:
+            states = stack.health()
+            if all(states.get(service) == "healthy" for service in SERVICES):
+                break
+            if any(states.get(service) in {"unhealthy", "exited", "dead"} for service in SERVICES):
+                break
+            time.sleep(2)
+        stack.timings["healthy"] = time.monotonic() - started
+        up, healthy = stack.timings["up_returned"], stack.timings["healthy"]
+        print(f"\ncompose up returned after {up:.1f}s, all healthy after {healthy:.1f}s")  # noqa: T201
+        yield stack
+    finally:
+        stack.down()
+        for image in images.images.list(name=f"driftloop/{env['DRIFTLOOP_MODEL_NAME']}-serving"):
+            images.images.remove(image.id, force=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_compose_refuses_the_example_placeholders(images: docker.DockerClient, tmp_path: Path) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    env = stack_env(run_id, {name: free_port() for name in PORTS}, tmp_path / "proxy", secret="unused")
+    env.update(dict.fromkeys(SECRETS, "change-me"))  # what .env.example ships
+    env_file = tmp_path / "placeholders.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    stack = Stack(project=f"dlrefuse{run_id}", env_file=env_file, env=env, client=images)
+    try:
+        result = stack.compose("up", "-d", "redis", check=False, timeout=300)
+        assert result.returncode != 0
+        assert stack.container("preflight").attrs["State"]["ExitCode"] == 1
+        logs = stack.logs("preflight")
+        for name in SECRETS:
+            assert f"refusing to start: {name} still has the placeholder from .env.example" in logs
+        states = stack.health()
+        assert "redis" not in states, "redis was started although the preflight check failed"
+    finally:
+        stack.down()
+    assert stack.containers() == []
+
+
+def test_every_service_becomes_healthy(stack: Stack) -> None:
+    states = stack.health()
+    unhealthy = {service: states.get(service) for service in SERVICES if states.get(service) != "healthy"}
+    assert not unhealthy, "\n".join(f"{s}: {state}\n{stack.logs(s)}" for s, state in unhealthy.items())
+    assert stack.container("preflight").attrs["State"]["ExitCode"] == 0
+    assert "grafana" not in states
+    assert stack.container("nginx").name == stack.env["DRIFTLOOP_PROXY_CONTAINER"]
+
+
+def test_services_answer_on_their_ports(stack: Stack) -> None:
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api/health").json() is True
+        mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_PORT')}"
+        assert http.get(f"{mlflow}/health").text.strip() == "OK"
+        # Containers address MLflow by service name: its host check must let that through.
+        by_name = http.get(f"{mlflow}/version", headers={"Host": f"mlflow:{stack.port('MLFLOW_PORT')}"})
+        assert by_name.status_code == 200, by_name.text
+        prometheus = f"http://127.0.0.1:{stack.port('PROMETHEUS_PORT')}"
+        assert http.get(f"{prometheus}/-/ready").status_code == 200
+        targets = http.get(f"{prometheus}/api/v1/targets").json()["data"]["activeTargets"]
+        serving = {t["labels"]["slot"]: t["scrapeUrl"] for t in targets if t["labels"]["job"] == "driftloop-serving"}
+        blue, green = stack.env["DRIFTLOOP_SLOT_PORTS"].split(",")
+        assert serving == {
+            "blue": f"http://slot-blue:{blue}/metrics",
+            "green": f"http://slot-green:{green}/metrics",
+        }
+        proxy = f"http://127.0.0.1:{stack.port('DRIFTLOOP_PROXY_PORT')}"
+        assert http.get(f"{proxy}/proxy-health").status_code == 200
+    cache = redis.Redis(host="127.0.0.1", port=stack.port("REDIS_PORT"), password=stack.env["REDIS_PASSWORD"])
+    assert cache.ping() is True
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=stack.port("REDIS_PORT")).ping()
+
+
+def test_postgres_has_a_database_per_consumer(stack: Stack) -> None:
+    port = stack.env["POSTGRES_PORT"]
+    query = "select datname || ':' || pg_get_userbyid(datdba) from pg_database order by 1"
+    result = stack.container("postgres").exec_run(["psql", "-p", port, "-U", "postgres", "-Atc", query])
+    assert result.exit_code == 0, result.output
+    owners = set(result.output.decode().split())
+    assert {"mlflow:mlflow", "prefect:prefect", "predictions:driftloop"} <= owners
+
+
+def test_prometheus_config_passes_promtool(images: docker.DockerClient) -> None:
+    output = images.containers.run(
+        "driftloop/prometheus:local",
+        entrypoint="promtool",
+        command=["check", "config", "/cfg/prometheus.yml"],
+        volumes={str(ROOT / "deployments" / "prometheus"): {"bind": "/cfg", "mode": "ro"}},
+        network_mode="host",
+        remove=True,
+    )
+    assert b"is valid prometheus config file syntax" in output
+
+
+def sample_row() -> dict[str, object]:
+    frame = read_snapshot(BUNDLED_DATA).drop(columns=["churn"]).iloc[:1]
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_dict(orient="records")[0]
+
+
+def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) -> None:
+    """The chain the worker runs with DRIFTLOOP_DEPLOY=docker: train → register → build image → roll out."""
+    api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
+    model = stack.env["DRIFTLOOP_MODEL_NAME"]
+    with httpx.Client(base_url=api, timeout=30) as prefect:
+        deployment = prefect.get("/deployments/name/train-model/train")
+        assert deployment.status_code == 200, f"no train deployment:\n{stack.logs('prefect-worker')}"
+        run = prefect.post(f"/deployments/{deployment.json()['id']}/create_flow_run", json={}).json()
+        started = time.monotonic()
+        state = {}
+        while time.monotonic() - started < TRAIN_TIMEOUT:
+            state = prefect.get(f"/flow_runs/{run['id']}").json()["state"]
+            if state["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+                break
+            time.sleep(3)
+        print(f"\ntrain flow run: {state.get('type')} after {time.monotonic() - started:.1f}s")  # noqa: T201
+        assert state.get("type") == "COMPLETED", f"{state}\n{stack.logs('prefect-worker', tail=200)}"
+
+    mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_PORT')}/api/2.0/mlflow"
+    alias = httpx.get(f"{mlflow}/registered-models/alias", params={"name": model, "alias": "champion"}, timeout=10)
+    assert alias.status_code == 200, alias.text
+    champion = alias.json()["model_version"]["version"]
+
+    proxy = f"http://127.0.0.1:{stack.port('DRIFTLOOP_PROXY_PORT')}"
+    deadline = time.monotonic() + 60
+    response = None
+    while time.monotonic() < deadline:
+        response = httpx.post(f"{proxy}/predict", json={"features": sample_row()}, timeout=10)
+        if response.status_code == 200:
+            break
+        time.sleep(1)
+    assert response is not None
+    assert response.status_code == 200, f"{response.text}\n{stack.logs('prefect-worker', tail=200)}"
+    assert response.headers["x-model-version"] == champion
+    assert any(c.status == "running" for c in stack.model_containers()), "no serving slot of the model is running"
+
+
+def test_down_leaves_no_container(stack: Stack) -> None:
+    stack.down()
+    assert stack.containers() == []
+    assert stack.model_containers() == []
+    volumes = stack.client.volumes.list(filters={"label": f"com.docker.compose.project={stack.project}"})
+    assert volumes == []
