@@ -29,6 +29,8 @@ bench: $(BIN)/driftloop
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_drift.py
 	$(BIN)/python bench/bench_prediction_log.py
+	$(BIN)/python bench/bench_image.py
+	$(BIN)/python bench/bench_rollout.py
 
 up: $(BIN)/driftloop
 	$(BIN)/driftloop up

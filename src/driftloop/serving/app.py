@@ -231,6 +231,11 @@ class Server:
         except NotReady:
             self.metrics.count_error(endpoint.name, "not_ready")
             status, content = 503, endpoint.error_body(InputError(503, "not_ready", self.not_ready_reason()))
+        except Exception:
+            # A bug, never bad input: counted (the canary's error rate must see it), then a 500 from the caller.
+            self.metrics.count_error(endpoint.name, "internal")
+            self.metrics.request_timer(endpoint.name).observe(time.perf_counter() - started)
+            raise
         body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
         self.metrics.request_timer(endpoint.name).observe(time.perf_counter() - started)
         return status, body
