@@ -287,7 +287,7 @@ def test_without_an_engine_the_build_says_how_to_start_one(
     built: Built, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    with pytest.raises(DeployError, match=r"no Docker engine answers at unix://.*no-engine\.sock.*docker-engine\.sh"):
+    with pytest.raises(DeployError, match=r"no Docker engine answers at unix://.*no-engine\.sock.*Start one"):
         build_image_for_version(built.settings, "1", on_log=print)
 
 

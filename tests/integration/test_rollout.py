@@ -17,12 +17,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +31,8 @@ from docker.errors import DockerException, ImageNotFound
 
 from driftloop import events
 from driftloop.deploy import proxy
-from driftloop.deploy.image_build import build_image_for_version
-from driftloop.deploy.rollout import RolloutResult, Step, resolve_version_image, rollout
+from driftloop.deploy.image_build import build_image_for_version, image_for_version
+from driftloop.deploy.rollout import RolloutResult, Step, rollout
 from driftloop.deploy.slots import Slots
 from driftloop.deploy.status import deployment_status
 from driftloop.io.registry import ModelRegistry
@@ -48,6 +46,7 @@ from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     require_base_image,
     require_docker,
 )
+from tests.support.load import PredictLoad
 
 pytestmark = pytest.mark.integration
 
@@ -57,58 +56,6 @@ ACTOR = "pytest@test_rollout"
 
 
 # ------------------------------------------------------------------------------------------------- load
-
-
-@dataclass
-class LoadReport:
-    ok: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    versions: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def failed(self) -> int:
-        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300) + sum(self.errors.values())
-
-
-class Load:
-    """``threads`` clients POSTing /predict through nginx in a loop until stopped, one connection per request."""
-
-    def __init__(self, url: str, threads: int = 6) -> None:
-        self.url = url
-        self.rows = sample_rows(50)
-        self.report = LoadReport()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-
-    def _run(self, index: int) -> None:
-        limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(base_url=self.url, timeout=30, limits=limits) as client:
-            n = index
-            while not self._stop.is_set():
-                n += 1
-                try:
-                    answer = client.post("/predict", json={"features": self.rows[n % len(self.rows)]})
-                except httpx.HTTPError as error:
-                    with self._lock:
-                        self.report.errors[type(error).__name__] += 1
-                    continue
-                with self._lock:
-                    self.report.statuses[answer.status_code] += 1
-                    if answer.status_code == 200:
-                        self.report.ok += 1
-                        self.report.versions[answer.headers.get("x-model-version", "?")] += 1
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
 
 
 # ------------------------------------------------------------------------------------------------- fixtures
@@ -277,7 +224,7 @@ def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestR
     stage = make_stage(images, run, tmp_path)
     first_rollout_of_v1(stage, images)
     steps: list[Step] = []
-    with Load(stage.url) as load:
+    with PredictLoad(stage.url, sample_rows(50), keep_alive=False) as load:
         time.sleep(1)
         to_v2 = stage.rollout("2", images.v2, on_step=steps.append)
         time.sleep(1)
@@ -310,9 +257,9 @@ def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestR
     record = to_v2.record_path.read_text()
     assert "Rollout of churn v2: rolled out" in record
     assert "switched 100%" in record
-    # What the CLI rolls out by default: the champion, with the image build-image recorded on it.
-    assert resolve_version_image(stage.settings, None) == ("1", images.v1)
-    assert resolve_version_image(stage.settings, "2") == ("2", images.v2)
+    # What the ship flow reuses instead of building again: the image build-image recorded on the version.
+    assert image_for_version(stage.settings, "1").image.tag == images.v1
+    assert image_for_version(stage.settings, "2").image.tag == images.v2
     status = deployment_status(stage.settings, stage.slots)
     assert [(s.slot, s.weight, s.state, s.version) for s in status.serving] == [("blue", 100, "running", "1")]
     assert status.proxy.answers
@@ -323,7 +270,7 @@ def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestR
 def test_canary_under_load_fails_no_request(images: Images, run: DockerTestRun, tmp_path: Path) -> None:
     stage = make_stage(images, run, tmp_path)
     first_rollout_of_v1(stage, images)
-    with Load(stage.url) as load:
+    with PredictLoad(stage.url, sample_rows(50), keep_alive=False) as load:
         time.sleep(1)
         result = stage.rollout("2", images.v2, "canary")
         time.sleep(1)
@@ -364,7 +311,7 @@ def test_a_bad_candidate_is_rolled_back(kind: str, images: Images, run: DockerTe
     stage = make_stage(images, run, tmp_path, **bad.overrides)
     first_rollout_of_v1(stage, images)
     make_champion(stage, "2")  # what the training flow's gate did before the rollout
-    with Load(stage.url, threads=3) as load:
+    with PredictLoad(stage.url, sample_rows(50), 3, keep_alive=False) as load:
         result = stage.rollout("2", bad.image, bad.strategy)
     assert result.outcome == "rolled_back", result.markdown()
     assert result.reason.startswith(bad.reason), result.reason
@@ -390,7 +337,7 @@ def test_a_slow_canary_trips_the_p99_alarm(images: Images, run: DockerTestRun, t
             container.update(cpu_period=100_000, cpu_quota=1_000)
             throttled.append(container.name)
 
-    with Load(stage.url, threads=6) as load:
+    with PredictLoad(stage.url, sample_rows(50), 6, keep_alive=False) as load:
         time.sleep(1)
         result = stage.rollout("2", images.v2, "canary", on_step=throttle_at_first_step)
     assert throttled, "the canary never started"

@@ -8,9 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from driftloop.serving.bundle import write_model_info
 from driftloop.serving.source import RegistryModelSource
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
 from tests.integration.conftest import VENV_BIN, Driftloop, PrefectServer, free_port, make_driftloop
+from tests.support.load import PredictLoad
 
 pytestmark = pytest.mark.integration
 
@@ -285,47 +284,6 @@ def test_schemathesis_finds_no_server_error(server: RunningServer, tmp_path: Pat
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-class LoadClient:
-    """A concurrent client hammering /predict, counting every non-2xx and the versions that answered."""
-
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url = url
-        self.failures: list[str] = []
-        self.versions: Counter[str] = Counter()
-        self.requests = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
-        self._rows = sample_rows(50)
-
-    def _loop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            i = 0
-            while not self._stop.is_set():
-                i += 1
-                try:
-                    response = client.post("/predict", json={"features": self._rows[i % len(self._rows)]})
-                    outcome = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
-                    version = response.headers.get("x-model-version", "?")
-                except httpx.HTTPError as error:
-                    outcome, version = f"transport: {error!r}", "?"
-                with self._lock:
-                    self.requests += 1
-                    self.versions[version] += 1
-                    if outcome:
-                        self.failures.append(outcome)
-
-    def __enter__(self) -> LoadClient:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-
 def wait_for_version(server: RunningServer, version: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -341,7 +299,7 @@ def test_promote_and_rollback_under_load_fail_no_request(tmp_path: Path, prefect
     running = start_server(dl)
     try:
         running.wait()
-        with LoadClient(running.url) as load:
+        with PredictLoad(running.url, sample_rows(50)) as load:
             dl.run("train")  # v2 takes the alias through the pipeline
             wait_for_version(running, "2")
             dl.run("rollback", "--reason", "hot-reload test")
@@ -349,11 +307,11 @@ def test_promote_and_rollback_under_load_fail_no_request(tmp_path: Path, prefect
             dl.run("promote", "2", "--reason", "and back again")
             wait_for_version(running, "2")
             time.sleep(1)
-        assert load.failures == [], load.failures[:5]
-        assert load.requests > 100
-        assert load.versions["1"] > 0
-        assert load.versions["2"] > 0
-        assert set(load.versions) == {"1", "2"}
+        assert load.report.failures == [], load.report.failures[:5]
+        assert load.report.requests > 100
+        assert load.report.versions["1"] > 0
+        assert load.report.versions["2"] > 0
+        assert set(load.report.versions) == {"1", "2"}
     finally:
         running.stop()
 
@@ -384,7 +342,7 @@ def test_a_version_failing_its_self_check_is_not_swapped_in(tmp_path: Path, pref
     running = start_server(dl)
     try:
         running.wait()
-        with LoadClient(running.url) as load:
+        with PredictLoad(running.url, sample_rows(50)) as load:
             dl.run("promote", str(broken.version), "--reason", "self-check test")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -395,8 +353,8 @@ def test_a_version_failing_its_self_check_is_not_swapped_in(tmp_path: Path, pref
         assert model["version"] == "1"
         assert model["last_reload_failure"]["version"] == str(broken.version)
         assert "differ from the recording" in model["last_reload_failure"]["error"]
-        assert load.failures == []
-        assert set(load.versions) == {"1"}
+        assert load.report.failures == []
+        assert set(load.report.versions) == {"1"}
         metrics = httpx.get(running.url + "/metrics").text
         assert 'driftloop_model_reloads_total{result="failure"} 1.0' in metrics
         assert httpx.get(running.url + "/ready").status_code == 200

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import DockerException
 
 from driftloop import events
 from driftloop.core import lineage
@@ -33,7 +33,7 @@ from driftloop.deploy.canary import Judgement, Thresholds, judge, parse_metrics,
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.routing import Routing, SlotName, SlotRoute, idle_slot, other_slot
 from driftloop.deploy.slots import SlotFailed, Slots, registry_selfcheck
-from driftloop.errors import DeployError, DriftloopError, PromotionRefused, RegistryError
+from driftloop.errors import DeployError, DriftloopError, PromotionRefused
 from driftloop.settings import Settings
 
 Strategy = Literal["blue-green", "canary"]
@@ -249,38 +249,6 @@ def rollout(
         _emit(emit, result)
         result.record_path.write_text(result.markdown())
     return result
-
-
-def resolve_version_image(settings: Settings, version: str | None) -> tuple[str, str]:
-    """The version to roll out (``version``, or the champion) and its serving image's tag.
-
-    The tag is the one ``build-image`` recorded on the version (``driftloop.image_tag``), else the conventional one.
-
-    Raises:
-        RegistryError: No such version, or no champion when ``version`` is None.
-        DeployError: The image is not in the local engine.
-    """
-    from driftloop.deploy.image_context import serving_image_tag
-    from driftloop.io.registry import ModelRegistry
-
-    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
-    if version is None:
-        champion = registry.champion()
-        if champion is None:
-            raise RegistryError(f"model {settings.model_name!r} has no champion: name the version to roll out")
-        version = str(champion.version)
-    tags = registry.get_version(version).tags
-    tag = tags.get(lineage.IMAGE_TAG) or serving_image_tag(settings.image_prefix, settings.model_name, version)
-    client = docker_client()
-    try:
-        client.images.get(tag)
-    except ImageNotFound:
-        raise DeployError(
-            f"no image {tag} for version {version} in the local engine: run `driftloop build-image {version}`"
-        ) from None
-    finally:
-        client.close()
-    return version, tag
 
 
 def _check_parity(settings: Settings, version: str) -> None:
