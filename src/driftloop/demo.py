@@ -38,6 +38,7 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "retrain_cooldown_seconds": 0.0,
     "reload_interval": 1.0,
     "worker_poll_seconds": 2.0,
+    "deploy": "local",  # the demo shows the loop on embedded defaults: its server follows the alias
 }
 NORMAL_ROWS = 400
 # Trees gain from the new segment's labels; a linear model already extrapolates to it and ties (the gate then
