@@ -58,7 +58,8 @@ def ship_model(
 
     Raises:
         RolloutRolledBack: The candidate failed (not ready, smoke test, canary alarm) and was rolled back.
-        DeployError: No Docker engine or a failed build; the alias then goes back if it had moved to this version.
+        DeployError: No Docker engine, a failed build, or a rollout refused before it began (no proxy, another
+            rollout running); the alias then goes back if it had moved to this version.
     """
     settings = _settings(model_name)
     version = version or _champion(settings)
@@ -68,7 +69,11 @@ def ship_model(
     except DeployError as error:
         restore_champion(settings, version, f"no serving image for v{version}: {error}", actor)
         raise
-    result = roll_out(settings, version, image.image.tag, strategy, actor)
+    try:
+        result = roll_out(settings, version, image.image.tag, strategy, actor)
+    except DeployError as error:  # refused before any traffic moved: no engine, no proxy, another rollout running
+        restore_champion(settings, version, f"v{version} could not be rolled out: {error}", actor)
+        raise
     if not result.ok:
         raise RolloutRolledBack(result)
     return ShipOutcome(image, result)

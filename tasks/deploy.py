@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from driftloop.deploy.image_build import VersionImage, build_image_for_version, image_for_version
 from driftloop.deploy.rollout import RolloutResult, Strategy, rollout
+from driftloop.errors import RegistryError
 from driftloop.events import ROLLOUT_ROLLED_BACK
 from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ModelRegistry
@@ -59,7 +60,11 @@ def restore_champion(settings: Settings, version: str, reason: str, actor: str) 
     champion = registry.champion()
     if champion is None or str(champion.version) != version:
         return f"champion unchanged ({'none' if champion is None else 'v' + str(champion.version)})"
-    move = registry.rollback(reason=reason, actor=actor)
+    try:
+        move = registry.rollback(reason=reason, actor=actor)
+    except RegistryError as error:  # a first version: no earlier champion that could serve instead
+        get_run_logger().warning("champion stays v%s: %s", version, error)
+        return f"champion stays v{version}: no earlier champion to give it back to"
     emit(ROLLOUT_ROLLED_BACK, settings.model_name, {"version": version, "outcome": "rolled_back", "reason": reason,
                                                     "previous_version": move.to_version})  # fmt: skip
     return f"champion moved back v{move.from_version} → v{move.to_version}"

@@ -116,3 +116,25 @@ def test_without_a_docker_engine_the_alias_goes_back_and_nothing_is_lost(shippin
     status = dl.run("status", check=False)
     assert status.returncode == 1
     assert "no Docker engine" in status.stderr
+
+
+def test_a_missing_proxy_image_is_never_pulled_and_the_alias_goes_back(shipping: Driftloop) -> None:
+    dl = shipping
+    model = dl.env["DRIFTLOOP_MODEL_NAME"]
+    dl.run("train")  # v1 ships behind the real proxy
+    registry = ModelRegistry(model, dl.tracking_uri)
+    # The proxy container gone, and its image one the engine does not have (and cannot pull: no registry here).
+    client = docker.from_env()
+    try:
+        client.containers.get(f"{model}-proxy").remove(force=True)
+    finally:
+        client.close()
+    dl.env["DRIFTLOOP_PROXY_IMAGE"] = f"driftloop/{model}-no-such-nginx:1"
+    second = dl.run("train", "--tolerance", "0.05")
+    assert "promoted to champion" in second.stdout
+    assert "not shipped" in second.stdout
+    assert "is never pulled" in second.stdout
+    assert str(registry.champion().version) == "1"
+    last = registry.history()[-1]
+    assert (last.action, last.from_version, last.to_version) == ("rollback", "2", "1")
+    assert "could not be rolled out" in last.reason

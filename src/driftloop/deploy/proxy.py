@@ -104,20 +104,21 @@ def ensure_proxy(client: docker.DockerClient, settings: Settings, labels: Mappin
             if container.status != "running":
                 container.start()
         else:
-            container = client.containers.run(
+            # create + start, not run: docker-py's run() pulls a missing image, and nothing is ever pulled here.
+            container = client.containers.create(
                 settings.proxy_image,
                 name=settings.proxy_container,
-                detach=True,
                 network_mode=settings.docker_network,
                 volumes={str(proxy_dir): {"bind": CONTAINER_CONF_DIR, "mode": "ro"}},
                 labels={**MANAGED, "driftloop.model.name": settings.model_name, **(labels or {})},
                 restart_policy={"Name": "unless-stopped"},
             )
+            container.start()
     except ImageNotFound:
         raise DeployError(
             f"proxy image {settings.proxy_image!r} is not in the local engine and is never pulled: build the "
             "substitute (docker build --network host -t driftloop/nginx:local deployments/substitutes/nginx) and "
-            "set DRIFTLOOP_PROXY_IMAGE=driftloop/nginx:local, or load the official image"
+            "set DRIFTLOOP_PROXY_IMAGE=driftloop/nginx:local, or `docker pull` the image where a registry is reachable"
         ) from None
     except APIError as error:
         raise DeployError(f"cannot start the proxy {settings.proxy_container}: {error.explanation or error}") from None

@@ -131,14 +131,15 @@ class Slots:
             **self.labels,
         }
         try:
-            return self.client.containers.run(
+            container = self.client.containers.create(  # create + start: run() would pull a missing image
                 image,
                 name=self.container_name(slot),
-                detach=True,
                 network_mode=self.settings.docker_network,
                 environment=self.environment(slot),
                 labels=labels,
             )
+            container.start()
+            return container
         except ImageNotFound:
             raise DeployError(
                 f"image {image!r} is not in the local engine: build it (`driftloop build-image`)"
