@@ -49,6 +49,8 @@ case "$role" in
     export PREFECT_SERVER_DATABASE_NAME=prefect
     export PREFECT_SERVER_DATABASE_PASSWORD="$PREFECT_DB_PASSWORD"
     export PREFECT_UI_API_URL="${PREFECT_UI_API_URL:-http://${STACK_PUBLIC_HOST:-127.0.0.1}:$PREFECT_PORT/api}"
+    # The UI is copied out of the (read-only to this user) package at start: give it a directory we own.
+    export PREFECT_SERVER_UI_STATIC_DIRECTORY="${PREFECT_SERVER_UI_STATIC_DIRECTORY:-$PREFECT_HOME/ui}"
     unset PREFECT_API_URL
     exec prefect server start --host "${STACK_BIND_ADDRESS:-127.0.0.1}" --port "$PREFECT_PORT"
     ;;

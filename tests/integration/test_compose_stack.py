@@ -200,6 +200,9 @@ def test_every_service_becomes_healthy(stack: Stack) -> None:
 def test_services_answer_on_their_ports(stack: Stack) -> None:
     with httpx.Client(timeout=10) as http:
         assert http.get(f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api/health").json() is True
+        ui = http.get(f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/")
+        assert ui.status_code == 200, f"no Prefect UI:\n{stack.logs('prefect-server')}"
+        assert "<html" in ui.text.lower()
         mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_PORT')}"
         assert http.get(f"{mlflow}/health").text.strip() == "OK"
         # Containers address MLflow by service name: its host check must let that through.
