@@ -47,6 +47,8 @@ def ship_model(
     model_name: str | None = None,
     strategy: Strategy | None = None,
     rebuild: bool = False,
+    canary_steps: list[int] | None = None,
+    canary_bake_seconds: float | None = None,
 ) -> ShipOutcome:
     """Put a version (default: the champion) into service: its image (built unless it exists), then the rollout.
 
@@ -55,23 +57,25 @@ def ship_model(
         model_name: Registered model name; default: settings.
         strategy: blue-green or canary; default: settings (``DRIFTLOOP_ROLLOUT_STRATEGY``).
         rebuild: Build the image even when the version already has one in the engine.
+        canary_steps: Candidate traffic % at each canary step, ending at 100; default: settings (10, 50, 100).
+        canary_bake_seconds: Watch time at each canary step; default: settings.
 
     Raises:
         RolloutRolledBack: The candidate failed (not ready, smoke test, canary alarm) and was rolled back.
-        DeployError: No Docker engine, a failed build, or a rollout refused before it began (no proxy, another
-            rollout running); the alias then goes back if it had moved to this version.
+        DeployError: No Docker engine, a failed build, or a rollout refused before it began (no proxy, a lock
+            held too long). On any such failure the alias goes back if it had moved to this version.
     """
-    settings = _settings(model_name)
+    settings = _settings(model_name, canary_steps, canary_bake_seconds)
     version = version or _champion(settings)
     actor = f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
     try:
         image = build_image(settings, version, reuse=not rebuild)
-    except DeployError as error:
+    except Exception as error:
         restore_champion(settings, version, f"no serving image for v{version}: {error}", actor)
         raise
     try:
         result = roll_out(settings, version, image.image.tag, strategy, actor)
-    except DeployError as error:  # refused before any traffic moved: no engine, no proxy, another rollout running
+    except Exception as error:  # refused before any traffic moved: no engine, no proxy, registry unreachable
         restore_champion(settings, version, f"v{version} could not be rolled out: {error}", actor)
         raise
     if not result.ok:
@@ -79,9 +83,21 @@ def ship_model(
     return ShipOutcome(image, result)
 
 
-def _settings(model_name: str | None) -> Settings:
+def _settings(
+    model_name: str | None = None, canary_steps: list[int] | None = None, canary_bake_seconds: float | None = None
+) -> Settings:
+    """The process settings with this run's parameters; validated like the environment would be."""
+    overrides = {
+        name: value
+        for name, value in {
+            "model_name": model_name,
+            "canary_steps": tuple(canary_steps) if canary_steps else None,
+            "canary_bake_seconds": canary_bake_seconds,
+        }.items()
+        if value is not None
+    }
     settings = get_settings()
-    return settings.model_copy(update={"model_name": model_name}) if model_name else settings
+    return Settings.model_validate({**settings.model_dump(), **overrides}) if overrides else settings
 
 
 def _champion(settings: Settings) -> str:

@@ -167,6 +167,8 @@ def _ship(model_name: str, version: str) -> str:
         shipped = ship_model(version=version, model_name=model_name)
     except DeployError as error:
         return f"not shipped: {error}"
+    except Exception as error:  # the ship flow already gave the alias back; the training result still stands
+        return f"not shipped: {type(error).__name__}: {error}"
     rollout = shipped.rollout
     return f"v{version} serving from {shipped.image.image.tag} ({rollout.strategy}, slot {rollout.slot})"
 

@@ -56,18 +56,28 @@ def roll_out(settings: Settings, version: str, image_tag: str, strategy: Strateg
 @task(name="restore-champion", cache_policy=NO_CACHE, timeout_seconds=300)
 def restore_champion(settings: Settings, version: str, reason: str, actor: str) -> str:
     """A version that never got an image must not hold the alias: move it back to the previous champion."""
+    outcome = _restore(settings, version, reason, actor)
+    create_markdown_artifact(
+        key="rollout-decision",
+        markdown=f"# v{version} not shipped\n\n- **why**: {reason}\n- **champion alias**: {outcome}\n",
+        description=f"v{version} not shipped: {outcome}",
+    )
+    return outcome
+
+
+def _restore(settings: Settings, version: str, reason: str, actor: str) -> str:
     registry = ModelRegistry(settings.model_name, settings.tracking_uri)
     champion = registry.champion()
     if champion is None or str(champion.version) != version:
-        return f"champion unchanged ({'none' if champion is None else 'v' + str(champion.version)})"
+        return f"unchanged ({'none' if champion is None else 'v' + str(champion.version)})"
     try:
         move = registry.rollback(reason=reason, actor=actor)
     except RegistryError as error:  # a first version: no earlier champion that could serve instead
         get_run_logger().warning("champion stays v%s: %s", version, error)
-        return f"champion stays v{version}: no earlier champion to give it back to"
-    emit(ROLLOUT_ROLLED_BACK, settings.model_name, {"version": version, "outcome": "rolled_back", "reason": reason,
-                                                    "previous_version": move.to_version})  # fmt: skip
-    return f"champion moved back v{move.from_version} → v{move.to_version}"
+        return f"stays v{version}: no earlier champion to give it back to"
+    payload = {"version": version, "outcome": "rolled_back", "reason": reason, "previous_version": move.to_version}
+    emit(ROLLOUT_ROLLED_BACK, settings.model_name, payload)
+    return f"moved back v{move.from_version} → v{move.to_version}"
 
 
 def _image_markdown(image: VersionImage, verdict: str) -> str:

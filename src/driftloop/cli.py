@@ -193,6 +193,7 @@ def promote(
     from driftloop.io.provenance import local_actor
 
     settings = get_settings()
+    _refuse_alias_only_moves(settings, f"driftloop rollout {version}")
     move = _registry(settings).promote(version, reason=reason, actor=local_actor("driftloop promote"))
     out.print(f"champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
     payload = {"model": settings.model_name, "from": move.from_version, "to": move.to_version, "reason": reason}
@@ -205,10 +206,20 @@ def rollback(reason: Annotated[str, typer.Option(help="Why: kept in the alias hi
     from driftloop.io.provenance import local_actor
 
     settings = get_settings()
+    _refuse_alias_only_moves(settings, "driftloop rollout <the previous version> (see driftloop history)")
     move = _registry(settings).rollback(reason=reason, actor=local_actor("driftloop rollback"))
     out.print(f"rolled back champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
     payload = {"model": settings.model_name, "from": move.from_version, "to": move.to_version, "reason": reason}
     _emit_if_prefect_is_up(settings, "driftloop.model.rolled_back", payload)
+
+
+def _refuse_alias_only_moves(settings: Settings, instead: str) -> None:
+    """With containers the champion is what serves: the alias moves with a rollout, never on its own."""
+    if settings.deploy == "docker":
+        raise _fail(
+            f"DRIFTLOOP_DEPLOY=docker: the champion is the version that serves, so it moves only with a rollout "
+            f"(which moves it back if the rollout fails): run `{instead}`"
+        )
 
 
 def _emit_if_prefect_is_up(settings: Settings, event: str, payload: dict[str, Any]) -> None:

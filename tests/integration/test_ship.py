@@ -78,6 +78,17 @@ def test_a_promotion_is_built_and_rolled_out_behind_nginx(shipping: Driftloop) -
     tags = ModelRegistry(model, dl.tracking_uri).get_version("1").tags
     assert tags[lineage.IMAGE_TAG] == f"driftloop/{model}-serving:v1"
     assert tags[lineage.IMAGE_ID].startswith("sha256:")
+    client = docker.from_env()
+    try:
+        host = client.containers.get(f"driftloop-{model}-blue").attrs["HostConfig"]
+    finally:
+        client.close()
+    assert (host["ReadonlyRootfs"], host["CapDrop"], host["SecurityOpt"]) == (True, ["ALL"], ["no-new-privileges"])
+
+    # The champion is what serves: the alias does not move on its own.
+    refused = dl.run("promote", "1", "--reason", "by hand", check=False)
+    assert refused.returncode == 1
+    assert "moves only with a rollout" in refused.stderr
 
     # A tie within tolerance is promoted, so v2 ships too: blue-green onto the other slot.
     second = dl.run("train", "--tolerance", "0.05")

@@ -14,12 +14,18 @@ from driftloop.settings import Settings
 THRESHOLDS = Thresholds(max_error_rate=0.01, max_p99_ms=250, max_p99_ratio=3.0, min_requests=20)
 
 
-def serve(metrics: ServingMetrics, latencies: list[float], errors: int = 0, endpoint: str = "predict") -> None:
-    """What the server records per request: one latency each; the first ``errors`` of them rejected."""
+def serve(
+    metrics: ServingMetrics,
+    latencies: list[float],
+    errors: int = 0,
+    endpoint: str = "predict",
+    reason: str = "invalid_value",
+) -> None:
+    """What the server records per request: one latency each; the first ``errors`` of them failed (``reason``)."""
     for index, seconds in enumerate(latencies):
         metrics.request_timer(endpoint).observe(seconds)
         if index < errors:
-            metrics.count_error(endpoint, "invalid_value")
+            metrics.count_error(endpoint, reason)
         else:
             metrics.count_predictions("7", "No")
 
@@ -90,10 +96,10 @@ def test_histogram_quantile_matches_prometheus() -> None:
         histogram_quantile(1.5, buckets)
 
 
-def make_window(requests: int, errors: int = 0, seconds_each: float = 0.002) -> Window:
+def make_window(requests: int, errors: int = 0, seconds_each: float = 0.002, reason: str = "internal") -> Window:
     metrics = ServingMetrics()
     before = scrape(metrics, 0)
-    serve(metrics, [seconds_each] * requests, errors=errors)
+    serve(metrics, [seconds_each] * requests, errors=errors, reason=reason)
     return window(before, scrape(metrics, 5))
 
 
@@ -109,11 +115,23 @@ def test_healthy_candidate_is_no_alarm() -> None:
     assert "200 requests" in verdict.detail
 
 
-def test_error_rate_alarm_names_the_rate_and_the_reasons() -> None:
+def test_server_fault_rate_alarm_names_the_rate_and_the_reasons() -> None:
     verdict = judge(make_window(100, errors=5), make_window(400), THRESHOLDS)
     assert verdict.alarm is not None
-    assert "error rate 5.00% > 1.00%" in verdict.alarm
-    assert "invalid_value 5" in verdict.alarm
+    assert "server fault rate 5.00% > 1.00%" in verdict.alarm
+    assert "internal 5" in verdict.alarm
+
+
+def test_rejected_client_input_is_not_the_candidates_fault() -> None:
+    verdict = judge(make_window(100, errors=30, reason="invalid_value"), make_window(400), THRESHOLDS)
+    assert verdict.alarm is None
+    assert "rejected input 30.00%" in verdict.detail
+
+
+def test_too_few_requests_are_not_judged_even_with_faults() -> None:
+    verdict = judge(make_window(5, errors=2), make_window(400), THRESHOLDS)
+    assert verdict.alarm is None
+    assert "too few to judge" in verdict.detail
 
 
 def test_absolute_p99_alarm() -> None:

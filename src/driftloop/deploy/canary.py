@@ -3,7 +3,8 @@
 Pure: the rollout scrapes, this module reads the Prometheus text (metric names from ``serving/metrics.py``),
 subtracts, and decides. Every request a slot handles is timed in ``driftloop_request_latency_seconds`` (by
 endpoint, errors included) and every rejected or failed one is counted in ``driftloop_request_errors_total``,
-so error rate = errors / requests and p99 comes from the latency buckets, summed over endpoints.
+so the fault rate = server faults / requests and p99 comes from the latency buckets, summed over endpoints.
+Rejected input (a 4xx) is the client's doing, not the candidate's: only ``SERVER_FAULTS`` count against it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ REQUEST_LATENCY = "driftloop_request_latency_seconds"
 REQUEST_ERRORS = "driftloop_request_errors"
 PREDICTIONS = "driftloop_predictions"
 MODEL_INFO = "driftloop_model_info"
+# Error reasons that are the server's fault (500: an unexpected error; 503: no model loaded).
+SERVER_FAULTS = frozenset({"internal", "not_ready"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,14 @@ class Window:
     def error_rate(self) -> float | None:
         return self.error_count / self.requests if self.requests > 0 else None
 
+    @property
+    def faults(self) -> dict[str, float]:
+        return {reason: count for reason, count in self.errors.items() if reason in SERVER_FAULTS}
+
+    @property
+    def fault_rate(self) -> float | None:
+        return sum(self.faults.values()) / self.requests if self.requests > 0 else None
+
     def quantile_ms(self, q: float) -> float | None:
         seconds = histogram_quantile(q, self.buckets)
         return None if seconds is None else seconds * 1000
@@ -104,10 +115,12 @@ class Window:
     def describe(self) -> str:
         if self.requests <= 0:
             return f"no requests in {self.seconds:.1f}s"
-        rate = self.error_rate or 0.0
         p99 = self.p99_ms
         p99_text = "n/a" if p99 is None else f"{p99:.1f} ms"
-        return f"{self.requests:.0f} requests in {self.seconds:.1f}s, error rate {rate:.2%}, p99 {p99_text}"
+        return (
+            f"{self.requests:.0f} requests in {self.seconds:.1f}s, server faults {self.fault_rate or 0.0:.2%}, "
+            f"rejected input {self.error_rate or 0.0:.2%}, p99 {p99_text}"
+        )
 
 
 def window(before: Scrape, after: Scrape) -> Window:
@@ -160,9 +173,9 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
 class Thresholds:
     """When a candidate's window raises an alarm.
 
-    ``min_requests``: fewer requests than this in the candidate's window say nothing about its p99 (judged on
-    errors only). ``relative_floor_ms``: the ratio to the old p99 applies only above this, because 1 ms against
-    0.3 ms is scheduling noise on a busy host, not a regression.
+    ``min_requests``: fewer requests than this in the candidate's window say nothing (no alarm, and the
+    decision record says so). ``relative_floor_ms``: the ratio to the old p99 applies only above this, because
+    1 ms against 0.3 ms is scheduling noise on a busy host, not a regression.
     """
 
     max_error_rate: float
@@ -193,17 +206,12 @@ def judge(candidate: Window, baseline: Window | None, thresholds: Thresholds) ->
     seen = f"candidate: {candidate.describe()}; old: {baseline.describe() if baseline else 'none'}"
     if candidate.requests <= 0:
         return Judgement(None, f"no alarm: the candidate got no traffic, nothing to judge ({seen})")
-    rate = candidate.error_rate or 0.0
-    if rate > thresholds.max_error_rate:
-        reasons = ", ".join(f"{reason} {count:.0f}" for reason, count in sorted(candidate.errors.items()))
-        return Judgement(
-            f"error rate {rate:.2%} > {thresholds.max_error_rate:.2%} ({reasons})",
-            seen,
-        )
     if candidate.requests < thresholds.min_requests:
-        return Judgement(
-            None, f"no alarm: errors fine; {candidate.requests:.0f} requests are too few to judge p99 ({seen})"
-        )
+        return Judgement(None, f"no alarm: {candidate.requests:.0f} requests are too few to judge ({seen})")
+    rate = candidate.fault_rate or 0.0
+    if rate > thresholds.max_error_rate:
+        reasons = ", ".join(f"{reason} {count:.0f}" for reason, count in sorted(candidate.faults.items()))
+        return Judgement(f"server fault rate {rate:.2%} > {thresholds.max_error_rate:.2%} ({reasons})", seen)
     p99 = candidate.p99_ms
     if p99 is not None and p99 > thresholds.max_p99_ms:
         return Judgement(f"p99 {p99:.1f} ms > {thresholds.max_p99_ms:g} ms", seen)

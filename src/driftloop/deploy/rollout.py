@@ -29,7 +29,7 @@ from docker.errors import DockerException
 from driftloop import events
 from driftloop.core import lineage
 from driftloop.deploy import proxy
-from driftloop.deploy.canary import Judgement, Thresholds, judge, parse_metrics, window
+from driftloop.deploy.canary import Judgement, Scrape, Thresholds, judge, parse_metrics, window
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.routing import Routing, SlotName, SlotRoute, idle_slot, other_slot
 from driftloop.deploy.slots import SlotFailed, Slots, registry_selfcheck
@@ -42,6 +42,7 @@ Emit = Callable[[str, str, Mapping[str, Any]], object]
 STRATEGIES: tuple[Strategy, ...] = ("blue-green", "canary")
 WATCH_SECONDS = 0.25
 LOCK_FILE = ".rollout.lock"
+LOCK_WAIT_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,25 @@ def rollout(
 
         actor = local_actor("driftloop rollout")
     _check_parity(settings, version)
+    own_client = slots is None
     slots = slots or Slots(settings, docker_client())
+    try:
+        return _rollout(settings, version, image_tag, strategy, slots, emit, on_step, actor)
+    finally:
+        if own_client:
+            slots.client.close()
+
+
+def _rollout(
+    settings: Settings,
+    version: str,
+    image_tag: str,
+    strategy: Strategy,
+    slots: Slots,
+    emit: Emit | None,
+    on_step: Callable[[Step], None] | None,
+    actor: str,
+) -> RolloutResult:
     result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC))
     clock = _Clock(result, on_step)
     with _rollout_lock(settings):
@@ -233,21 +252,24 @@ def rollout(
         clock.step("self-check sample", f"{len(selfcheck.get('records', []))} rows from the registry")
         slot = other_slot(result.previous.slot) if result.previous else idle_slot(previous_routing)
         result.slot = slot
+        interrupted: BaseException | None = None
         try:
             _deploy(settings, slots, result, clock, selfcheck, strategy, slot)
-        except (DriftloopError, DockerException, httpx.HTTPError) as failure:
+        except Exception as failure:  # any failure of the candidate's rollout is a rollback, never a crash
             result.outcome, result.reason = "rolled_back", _reason(failure)
             _roll_back(settings, slots, result, clock, previous_routing)
-        except BaseException as failure:
-            result.outcome, result.reason = "rolled_back", f"unexpected error: {failure!r}"
+        except BaseException as failure:  # cancelled or interrupted: undo, keep the records, then stop
+            result.outcome, result.reason = "rolled_back", f"interrupted: {failure!r}"
             _roll_back(settings, slots, result, clock, previous_routing)
-            raise
+            interrupted = failure
         finally:
             result.seconds = time.monotonic() - clock.origin
         _settle_champion(settings, result, actor)
         result.record_path = _record_path(settings, result)
         _emit(emit, result)
         result.record_path.write_text(result.markdown())
+        if interrupted is not None:
+            raise interrupted
     return result
 
 
@@ -268,27 +290,30 @@ def _rollout_lock(settings: Settings) -> Iterator[None]:
     settings.proxy_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(settings.proxy_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DeployError(
-                f"another rollout of {settings.model_name} is in progress (lock {settings.proxy_dir / LOCK_FILE})"
-            ) from None
+        # A train and a retrain may promote at once: the second rollout waits its turn rather than fail.
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DeployError(
+                        f"another rollout of {settings.model_name} held the lock for {LOCK_WAIT_SECONDS:.0f}s "
+                        f"({settings.proxy_dir / LOCK_FILE})"
+                    ) from None
+                time.sleep(0.5)
         yield
     finally:
         os.close(fd)
 
 
 def _serving_baseline(slots: Slots, routing: Routing | None) -> SlotRoute | None:
-    """The slot serving now, if its container runs and answers ``/ready``; None otherwise (a first rollout)."""
+    """The slot traffic goes to now, if its container runs (ready or not: it is what the candidate replaces)."""
     primary = routing.primary() if routing else None
     if primary is None or not slots.is_running(primary.slot):
         return None
-    try:
-        ready = httpx.get(slots.url(primary.slot) + "/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        ready = False
-    return primary if ready else None
+    return primary
 
 
 def _baseline_note(baseline: SlotRoute | None, routing: Routing | None) -> str:
@@ -296,7 +321,7 @@ def _baseline_note(baseline: SlotRoute | None, routing: Routing | None) -> str:
         return f"serving now: v{baseline.version} on {baseline.slot} ({baseline.weight}%)"
     primary = routing.primary() if routing else None
     if primary is not None:
-        return f"the routed slot {primary.slot} (v{primary.version}) is not running or not ready: a first rollout"
+        return f"the routed slot {primary.slot} (v{primary.version}) is not running: a first rollout"
     return "nothing serving yet: a first rollout"
 
 
@@ -384,34 +409,42 @@ def _bake(
 ) -> JudgedWindow:
     """Scrape both slots, watch the candidate for ``canary_bake_seconds``, scrape again, judge the window."""
     with httpx.Client(timeout=5) as http:
-        before = (_scrape(http, slots, slot), _scrape(http, slots, old_slot))
+        before = (_scrape(http, slots, slot), _scrape_old(http, slots, old_slot))
         deadline = time.monotonic() + settings.canary_bake_seconds
         container = slots.find(slot)
         while time.monotonic() < deadline:
             if container is None or _exited(container):
                 raise SlotFailed("crashed", f"slot {slot} stopped during the {percent}% bake:\n{_logs(container)}")
             time.sleep(min(WATCH_SECONDS, max(0.0, deadline - time.monotonic())))
-        after = (_scrape(http, slots, slot), _scrape(http, slots, old_slot))
+        after = (_scrape(http, slots, slot), _scrape_old(http, slots, old_slot))
     candidate = window(before[0], after[0])
-    baseline = window(before[1], after[1])
+    # The old slot's figures are only a comparison: if it cannot be read, the candidate is judged on thresholds.
+    baseline = window(before[1], after[1]) if before[1] is not None and after[1] is not None else None
     verdict: Judgement = judge(candidate, baseline, thresholds)
     return JudgedWindow(
         percent=percent,
         seconds=candidate.seconds,
         candidate=candidate.describe(),
-        baseline=baseline.describe(),
+        baseline=baseline.describe() if baseline is not None else "its /metrics did not answer",
         alarm=verdict.alarm,
         detail=verdict.detail,
     )
 
 
-def _scrape(http: httpx.Client, slots: Slots, slot: SlotName):  # noqa: ANN202 (canary.Scrape)
+def _scrape(http: httpx.Client, slots: Slots, slot: SlotName) -> Scrape:
     try:
         answer = http.get(slots.url(slot) + "/metrics")
         answer.raise_for_status()
     except httpx.HTTPError as error:
         raise SlotFailed("crashed", f"slot {slot}: /metrics did not answer: {error}") from None
     return parse_metrics(answer.text, time.monotonic())
+
+
+def _scrape_old(http: httpx.Client, slots: Slots, slot: SlotName) -> Scrape | None:
+    try:
+        return _scrape(http, slots, slot)
+    except DriftloopError:
+        return None
 
 
 def _exited(container: Any) -> bool:
@@ -453,7 +486,9 @@ def _roll_back(
             applied = proxy.apply(slots.client, settings, back)
             clock.step("rolled back routing", _applied_note(applied))
     except (DriftloopError, DockerException) as error:
-        clock.step("ROLLBACK OF ROUTING FAILED", f"{type(error).__name__}: {error}")
+        # Stopping the candidate now would leave nginx routing to a dead slot: keep it and say so loudly.
+        clock.step("ROLLBACK OF ROUTING FAILED: candidate left running", f"{type(error).__name__}: {error}")
+        return
     if result.slot is not None:
         try:
             clock.mark()

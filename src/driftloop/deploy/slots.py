@@ -57,6 +57,18 @@ class SmokeResult:
     seconds: float
 
 
+# The serving image's user and writable home (deployments/serving/Dockerfile): everything else is read-only.
+SLOT_UID = 10001
+SLOT_HOME = "/var/lib/driftloop"
+HARDENING: dict[str, Any] = {
+    "read_only": True,
+    "tmpfs": {SLOT_HOME: f"uid={SLOT_UID},gid={SLOT_UID},mode=0700", "/tmp": "mode=1777"},  # noqa: S108 (in the container)
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "mem_limit": "1g",
+}
+
+
 @dataclass
 class Slots:
     """The two slots of ``settings.model_name`` on one engine.
@@ -137,6 +149,7 @@ class Slots:
                 network_mode=self.settings.docker_network,
                 environment=self.environment(slot),
                 labels=labels,
+                **HARDENING,
             )
             container.start()
             return container
