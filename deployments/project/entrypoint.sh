@@ -80,8 +80,9 @@ PY
     hosts="mlflow,mlflow:$port,localhost,localhost:$port,127.0.0.1,127.0.0.1:$port"
     [ -z "${MLFLOW_EXTRA_ALLOWED_HOSTS:-}" ] || hosts="$hosts,$MLFLOW_EXTRA_ALLOWED_HOSTS"
     cd /var/lib/mlflow
+    # The store URI holds the password: pass it in the environment (MLflow reads it there), not in argv for ps.
+    export MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT}/mlflow"
     exec mlflow server \
-      --backend-store-uri "postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT}/mlflow" \
       --artifacts-destination /var/lib/mlflow/artifacts --serve-artifacts \
       --host "${STACK_BIND_ADDRESS:-127.0.0.1}" --port "$port" --workers "${MLFLOW_WORKERS:-2}" \
       --allowed-hosts "$hosts"

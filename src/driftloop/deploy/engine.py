@@ -37,12 +37,3 @@ def docker_client(timeout: float = CLIENT_TIMEOUT_SECONDS) -> docker.DockerClien
             "or as root `dockerd &`), point DOCKER_HOST at a running engine, or set DRIFTLOOP_DEPLOY=local."
         ) from None
     return client
-
-
-def engine_available() -> bool:
-    """True when a Docker engine answers at ``DOCKER_HOST`` (or the default socket)."""
-    try:
-        docker_client(timeout=10).close()
-    except DeployError:
-        return False
-    return True

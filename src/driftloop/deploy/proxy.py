@@ -244,12 +244,3 @@ def _wait_until_gone(container: Container, old: set[str], deadline: float) -> bo
         if time.monotonic() > deadline:
             return False
         time.sleep(POLL_SECONDS)
-
-
-def remove_proxy(client: docker.DockerClient, settings: Settings) -> bool:
-    """Stop and remove the proxy container; False when there was none."""
-    container = find_proxy(client, settings)
-    if container is None:
-        return False
-    container.remove(force=True)
-    return True

@@ -24,6 +24,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from driftloop.core import lineage
+from driftloop.deploy.image_context import MODEL_NAME_LABEL, MODEL_VERSION_LABEL
 from driftloop.deploy.proxy import logs_tail
 from driftloop.deploy.routing import SLOTS, SlotName, SlotRoute
 from driftloop.errors import DeployError
@@ -34,8 +35,6 @@ MANAGED_LABEL = "driftloop.managed"
 ROLE_LABEL = "driftloop.role"
 SLOT_LABEL = "driftloop.slot"
 PROXY_LABEL = "driftloop.proxy"
-MODEL_NAME_LABEL = "driftloop.model.name"  # the same keys the serving image carries (image_context)
-MODEL_VERSION_LABEL = "driftloop.model.version"
 STOP_TIMEOUT = 15  # uvicorn finishes requests in flight for up to 10 s (serving/__main__.py)
 POLL_SECONDS = 0.1
 

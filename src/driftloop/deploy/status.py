@@ -10,8 +10,9 @@ from docker.errors import DockerException
 
 from driftloop.deploy import proxy
 from driftloop.deploy.engine import docker_client
+from driftloop.deploy.image_context import MODEL_VERSION_LABEL
 from driftloop.deploy.routing import PROXY_HEALTH, SLOTS, SlotName
-from driftloop.deploy.slots import MODEL_VERSION_LABEL, Slots
+from driftloop.deploy.slots import Slots
 from driftloop.settings import Settings
 
 
