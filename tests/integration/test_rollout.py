@@ -33,6 +33,7 @@ from driftloop import events
 from driftloop.deploy import proxy
 from driftloop.deploy.image_build import build_image_for_version, image_for_version
 from driftloop.deploy.rollout import RolloutResult, Step, rollout
+from driftloop.deploy.routing import Routing, SlotRoute
 from driftloop.deploy.slots import Slots
 from driftloop.deploy.status import deployment_status
 from driftloop.io.registry import ModelRegistry
@@ -367,3 +368,29 @@ def assert_restored(stage: Stage, result: RolloutResult) -> None:
     record = result.record_path.read_text()
     assert "ROLLED BACK" in record
     assert "moved back v2 → v1" in record
+
+
+def test_a_split_left_by_an_interrupted_canary_is_recovered(images: Images, run: DockerTestRun, tmp_path: Path) -> None:
+    stage = make_stage(images, run, tmp_path)
+    first_rollout_of_v1(stage, images)
+    # What a killed canary leaves behind: v2 running on green with half of the traffic.
+    green = stage.slots.start("green", images.v2, "2")
+    stage.slots.wait_ready("green", green, "2", 30)
+    blue = proxy.read_routing(stage.settings).primary()
+    split = (
+        SlotRoute("blue", blue.address, 50, "1", images.v1, blue.container),
+        stage.slots.route("green", "2", images.v2, 50),
+    )
+    proxy.apply(stage.slots.client, stage.settings, Routing("churn", split))
+    make_champion(stage, "2")
+
+    with PredictLoad(stage.url, sample_rows(50), keep_alive=False) as load:
+        time.sleep(1)
+        result = stage.rollout("2", images.v2)
+        time.sleep(1)
+    assert result.ok, result.markdown()
+    names = [step.name for step in result.steps]
+    assert names.index("recovered split routing") < names.index("candidate started")
+    assert load.report.failed == 0, load.report
+    assert proxy.read_routing(stage.settings).weights() == {"green": 100}
+    assert stage.served_version() == "2"

@@ -252,6 +252,11 @@ def _rollout(
         clock.step("self-check sample", f"{len(selfcheck.get('records', []))} rows from the registry")
         slot = other_slot(result.previous.slot) if result.previous else idle_slot(previous_routing)
         result.slot = slot
+        if result.previous is not None and previous_routing is not None and len(previous_routing.live()) > 1:
+            # An interrupted canary left traffic split: all of it back to the baseline before its slot is reused.
+            applied = proxy.apply(slots.client, settings, Routing(settings.model_name, (_at(result.previous, 100),)))
+            previous_routing = applied.routing
+            clock.step("recovered split routing", _applied_note(applied))
         interrupted: BaseException | None = None
         try:
             _deploy(settings, slots, result, clock, selfcheck, strategy, slot)
