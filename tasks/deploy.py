@@ -1,4 +1,4 @@
-"""Container tasks: build a version's serving image, roll it out behind nginx, put the alias back on a failed build."""
+"""Container tasks: build a version's serving image, roll it out behind nginx, give the alias back if it cannot ship."""
 
 from __future__ import annotations
 
