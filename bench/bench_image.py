@@ -20,10 +20,7 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -39,10 +36,10 @@ from driftloop.deploy.image_build import build_image_for_version, build_serving_
 from driftloop.deploy.image_context import image_labels, serving_image_tag, stage_build_context
 from driftloop.io.registry import ModelRegistry
 from driftloop.serving.bundle import ModelInfo, write_model_info
-from driftloop.settings import TELEMETRY_OFF, Settings
+from driftloop.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
+from common import free_port, train_versions
+
 MB = 1_000_000  # decimal, as `docker images` shows sizes
 
 TARGET_SIZE_MB = 300
@@ -50,31 +47,6 @@ TARGET_REBUILD_S = 2.0
 TARGET_READY_S = 2.0
 MLFLOW_BUILD_DOCKER_GB = 3  # "MLflow's build-docker makes 3+ GB for a tiny model" (the issue)
 RUN_LABELS = {"driftloop.managed": "true", "driftloop.role": "bench"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def train_two_versions(home: Path) -> float:
-    env = {**os.environ, **TELEMETRY_OFF, "DRIFTLOOP_HOME": str(home), "DRIFTLOOP_START_MLFLOW_UI": "false"}
-    env["DRIFTLOOP_PREFECT_PORT"] = str(free_port())
-    env.pop("PREFECT_API_URL", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    started = time.perf_counter()
-    try:
-        for estimator in ("logistic_regression", "gradient_boosting"):
-            done = subprocess.run(
-                [str(VENV_BIN / "driftloop"), "train", "--estimator", estimator],
-                cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if done.returncode != 0:
-                raise RuntimeError(f"driftloop train failed:\n{(done.stdout + done.stderr)[-3000:]}")
-    finally:
-        subprocess.run([str(VENV_BIN / "driftloop"), "down"], cwd=ROOT, env=env, capture_output=True, check=False)
-    return time.perf_counter() - started
 
 
 def quiet(_line: str) -> None:
@@ -145,7 +117,7 @@ def main() -> None:
     tags: list[str] = []
     try:
         home = args.home.resolve() if args.home else work / "home"
-        train_seconds = None if args.home else train_two_versions(home)
+        train_seconds = None if args.home else train_versions(home, ("logistic_regression", "gradient_boosting"))
         settings = Settings(home=home, image_prefix=prefix, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
         registry = ModelRegistry(settings.model_name, settings.tracking_uri)
         v1 = registry.get_version("1")

@@ -23,10 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,36 +42,12 @@ from driftloop.deploy.rollout import RolloutResult, rollout
 from driftloop.deploy.slots import Slots
 from driftloop.io.datasets import read_snapshot
 from driftloop.io.registry import ModelRegistry
-from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF, Settings
+from driftloop.settings import BUNDLED_DATA, Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
+from common import ROOT, free_port, train_versions
+
 PROXY_IMAGE = os.environ.get("DRIFTLOOP_PROXY_IMAGE", "driftloop/nginx:local")
 NOTE = "note (docker-offline.md §6): 1.1-2.1 s per deploy; 4 switches: 25,566 requests, 0 non-2xx, 1 socket error"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def train(home: Path, estimator: str) -> None:
-    env = {**os.environ, **TELEMETRY_OFF, "DRIFTLOOP_HOME": str(home), "DRIFTLOOP_START_MLFLOW_UI": "false"}
-    env["DRIFTLOOP_PREFECT_PORT"] = str(free_port())
-    env.pop("PREFECT_API_URL", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    home.mkdir(parents=True, exist_ok=True)
-    try:
-        with (home / "train.log").open("ab") as out:
-            done = subprocess.run(
-                [str(VENV_BIN / "driftloop"), "train", "--estimator", estimator],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
-            )  # fmt: skip
-    finally:
-        subprocess.run([str(VENV_BIN / "driftloop"), "down"], cwd=ROOT, env=env, capture_output=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"driftloop train failed (exit {done.returncode}); see {home / 'train.log'}")
 
 
 @dataclass
@@ -153,10 +126,10 @@ def main() -> None:  # noqa: C901 (one linear script)
     known = {summary.version for summary in registry.versions()}
     if "1" not in known:
         print("training v1 ...", flush=True)
-        train(home, "logistic_regression")
+        train_versions(home, ["logistic_regression"])
     if "2" not in known:
         print("training v2 ...", flush=True)
-        train(home, "hist_gradient_boosting")
+        train_versions(home, ["hist_gradient_boosting"])
 
     run_id = uuid.uuid4().hex[:8]
     proxy_port, blue, green = free_port(), free_port(), free_port()

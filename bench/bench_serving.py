@@ -32,7 +32,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -48,8 +47,8 @@ import httpx
 
 from driftloop.settings import TELEMETRY_OFF
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
+from common import ROOT, VENV_BIN, free_port, train_versions
+
 LUA = ROOT / "bench" / "wrk" / "post.lua"
 SERVER_CORE = "0"
 LOAD_CORE = "1"
@@ -62,12 +61,6 @@ OURS, OURS_NOLOG, TUTORIAL, CEILING, MLFLOW = "driftloop", "driftloop log-off", 
 
 
 # ---------------------------------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -277,32 +270,6 @@ class Prepared:
     batch: list[list[Any]]  # BATCH_ROWS holdout rows, missing values as null
     float_batch: list[list[Any]]
     train_seconds: float | None
-
-
-def train(home: Path, estimator: str, prefect_port: int) -> float:
-    env = {
-        **os.environ,
-        **TELEMETRY_OFF,
-        "DRIFTLOOP_HOME": str(home),
-        "DRIFTLOOP_PREFECT_PORT": str(prefect_port),
-        "DRIFTLOOP_START_MLFLOW_UI": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    started = time.perf_counter()
-    log = home / "train.log"
-    try:
-        with log.open("wb") as out:
-            done = subprocess.run(
-                [str(VENV_BIN / "driftloop"), "train", "--estimator", estimator],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
-            )  # fmt: skip
-    finally:
-        subprocess.run([str(VENV_BIN / "driftloop"), "down"], cwd=ROOT, env=env, capture_output=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"driftloop train failed (exit {done.returncode}, log {log}):\n{tail}")
-    return time.perf_counter() - started
 
 
 def _json_value(value: Any, categorical: bool, as_float: bool) -> Any:
@@ -655,7 +622,7 @@ def main() -> None:
             home = work / "home"
             home.mkdir()
             print(f"training a champion ({args.estimator}) into {home} ...", flush=True)
-            train_seconds = train(home, args.estimator, free_port())
+            train_seconds = train_versions(home, [args.estimator])
         prep = prepare(home, work, train_seconds)
         print(f"champion churn v{prep.version} ({prep.estimator}); pipeline dumped to {prep.joblib_path}")
         os.sched_setaffinity(0, {int(LOAD_CORE)})  # the harness (batch client, parsing) stays off the server core
