@@ -24,7 +24,8 @@ import redis
 from driftloop.io.datasets import read_snapshot
 from driftloop.settings import BUNDLED_DATA
 from tests.integration.conftest import free_port
-from tests.support.docker_engine import require_base_image, require_docker, unavailable
+from tests.support.compose import SECRETS, compose_command
+from tests.support.docker_engine import require_base_image, require_docker
 
 pytestmark = pytest.mark.integration
 
@@ -34,21 +35,6 @@ SERVICES = ("postgres", "prefect-server", "mlflow", "redis", "nginx", "prefect-w
 PORTS = ("POSTGRES", "PREFECT", "MLFLOW", "REDIS", "PROMETHEUS", "GRAFANA", "WORKER_HEALTH", "PROXY", "BLUE", "GREEN")
 HEALTHY_TIMEOUT = 420.0
 TRAIN_TIMEOUT = 1200.0
-SECRETS = (
-    "POSTGRES_PASSWORD",
-    "PREFECT_DB_PASSWORD",
-    "MLFLOW_DB_PASSWORD",
-    "DRIFTLOOP_DB_PASSWORD",
-    "REDIS_PASSWORD",
-    "GRAFANA_ADMIN_PASSWORD",
-)
-
-
-def compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    unavailable("docker-compose is not installed (Debian: apt-get install docker-compose)")
-    return []  # unreachable: unavailable() raises
 
 
 def stack_env(run_id: str, ports: dict[str, int], proxy_dir: Path, secret: str) -> dict[str, str]:

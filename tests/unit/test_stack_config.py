@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import yaml
 
 from driftloop.serving.metrics import ServingMetrics
 from driftloop.settings import Settings
+from tests.support.compose import SECRETS, compose_command
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -26,27 +26,7 @@ PROMETHEUS_DIR = ROOT / "deployments" / "prometheus"
 GRAFANA_DIR = ROOT / "deployments" / "grafana"
 SUBSTITUTED = {"postgres", "redis", "nginx", "prometheus"}
 ONE_SHOT = {"preflight"}
-SECRETS = (
-    "POSTGRES_PASSWORD",
-    "PREFECT_DB_PASSWORD",
-    "MLFLOW_DB_PASSWORD",
-    "DRIFTLOOP_DB_PASSWORD",
-    "REDIS_PASSWORD",
-    "GRAFANA_ADMIN_PASSWORD",
-)
 METRIC_NAME = re.compile(r"\b(driftloop_[a-z0-9_]+|up)\b")
-
-
-def compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    message = "neither docker-compose (Debian: apt-get install docker-compose) nor `docker compose` is installed"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-    return []  # unreachable
 
 
 def example_env() -> dict[str, str]:
