@@ -447,26 +447,14 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput)")] = False,
 ) -> None:
     """Serve the champion model (or DRIFTLOOP_MODEL_DIR) over HTTP; follows the alias as it moves."""
-    import logging
-
-    import uvicorn
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     updates = {k: v for k, v in {"serve_host": host, "serve_port": port}.items() if v is not None}
     settings = settings.model_copy(update=updates)
     _export_env(settings)
-    from driftloop.serving.app import create_app
+    from driftloop.serving.__main__ import serve as run_server
 
     out.print(f"serving model {settings.model_name!r} on {settings.serve_url} (docs: {settings.serve_url}/docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.serve_host,
-        port=settings.serve_port,
-        access_log=access_log,
-        log_level="info",
-        timeout_graceful_shutdown=10,
-    )
+    run_server(settings, access_log=access_log)
 
 
 def main() -> None:

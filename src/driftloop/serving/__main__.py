@@ -12,22 +12,26 @@ import logging
 import uvicorn
 
 from driftloop.serving.app import create_app
-from driftloop.settings import get_settings
+from driftloop.settings import Settings, get_settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def main() -> None:
+def serve(settings: Settings, access_log: bool = False) -> None:
+    """Run the server in this process until SIGTERM/SIGINT (also what ``driftloop serve`` runs)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
     uvicorn.run(
         create_app(settings),
         host=settings.serve_host,
         port=settings.serve_port,
-        access_log=False,
+        access_log=access_log,
         log_level="info",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+
+
+def main() -> None:
+    serve(get_settings())
 
 
 if __name__ == "__main__":
