@@ -1,12 +1,16 @@
-"""ONNX (onnxruntime) against scikit-learn predict_proba on the bundled churn data, 1 row and 1,000 rows.
+"""ONNX (onnxruntime) against scikit-learn on the bundled churn data, 1 row and 1,000 rows, and our graphs
+against the one skl2onnx makes of the whole pipeline (what driftloop exported before).
 
-Run: .venv/bin/python bench/bench_onnx.py   (about 30 s; prints one table, asserts nothing)
+Run: .venv/bin/python bench/bench_onnx.py   (about a minute; prints one table, asserts nothing)
 
-Three ways to score the same model frame (the output of core.features.to_model_frame):
-  sklearn    Pipeline.predict_proba(frame)
-  onnx       OnnxClassifier.predict(frame): builds the per-column feed, then session.run
-  run        session.run on a feed built beforehand: the floor the server could reach
-Each figure is the median over REPEATS timeit repeats of the time per call.
+Ways to score the same model frame (the output of core.features.to_model_frame), every session single-threaded
+as the server runs it:
+  sklearn       Pipeline.predict_proba(frame)
+  skl2onnx      session.run of skl2onnx's conversion of the whole Pipeline: one input per feature, ~75
+                preprocessing nodes (the baseline)
+  model.onnx    session.run of export_onnx's graph: one input per feature, 9-10 preprocessing nodes
+  serving.onnx  session.run of grouped_onnx's graph (what the server runs): two inputs, the same nodes
+Feeds are built beforehand. Each figure is the median over REPEATS timeit repeats of the time per call.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import timeit
 from collections.abc import Callable
 from functools import partial
 
+import numpy as np
 import onnxruntime
 import pandas as pd
 import sklearn
@@ -28,8 +33,10 @@ from driftloop import settings
 from driftloop.core.features import encode_target, onnx_feed, to_model_frame
 from driftloop.core.pipeline import DEFAULT_ESTIMATOR, build_pipeline
 from driftloop.core.schema import DatasetSchema
-from driftloop.io.onnx_export import export_onnx
+from driftloop.io.onnx_export import export_onnx, grouped_onnx
 from driftloop.io.onnx_runtime import OnnxClassifier
+
+from baselines.skl2onnx_pipeline import convert_whole_pipeline
 
 ESTIMATORS = (DEFAULT_ESTIMATOR, "random_forest")
 BATCHES = (1, 1000)
@@ -63,24 +70,30 @@ def main() -> None:
         f"onnxruntime {onnxruntime.__version__}; trained on {len(train):,} rows, median of {REPEATS} repeats"
     )
     header = (
-        f"{'estimator':<24}{'rows':>6}{'sklearn':>14}{'onnx predict':>15}{'onnx run':>13}"
-        f"{'sklearn/predict':>17}{'sklearn/run':>13}"
+        f"{'estimator':<22}{'rows':>6}{'sklearn':>12}{'skl2onnx':>12}{'model.onnx':>12}{'serving.onnx':>14}"
+        f"{'skl2onnx/serving':>18}{'sklearn/serving':>17}"
     )
     print(header)
     print("-" * len(header))
     for estimator in ESTIMATORS:
         pipeline = build_pipeline(schema, estimator).fit(train, y_train)
-        classifier = OnnxClassifier.from_bytes(export_onnx(pipeline, schema), schema)
-        session = classifier.session
+        model_bytes = export_onnx(pipeline, schema)
+        per_feature = OnnxClassifier.from_bytes(model_bytes, schema, intra_op_num_threads=1)
+        grouped = OnnxClassifier.from_bytes(grouped_onnx(model_bytes), schema, intra_op_num_threads=1)
+        baseline = OnnxClassifier.from_bytes(convert_whole_pipeline(pipeline, schema), schema, intra_op_num_threads=1)
         for rows in BATCHES:
             batch = holdout.iloc[:rows]
             feed = onnx_feed(batch, schema)
+            grouped_feed = grouped.grouped_feed(
+                batch[schema.numeric].to_numpy(np.float32), batch[schema.categorical].to_numpy(object)
+            )
             t_sklearn = per_call_seconds(partial(pipeline.predict_proba, batch))
-            t_predict = per_call_seconds(partial(classifier.predict, batch))
-            t_run = per_call_seconds(partial(session.run, None, feed))
+            t_baseline = per_call_seconds(partial(baseline.run, feed))
+            t_model = per_call_seconds(partial(per_feature.run, feed))
+            t_serving = per_call_seconds(partial(grouped.run, grouped_feed))
             print(
-                f"{estimator:<24}{rows:>6,}{fmt_time(t_sklearn):>14}{fmt_time(t_predict):>15}{fmt_time(t_run):>13}"
-                f"{t_sklearn / t_predict:>16.1f}×{t_sklearn / t_run:>12.1f}×"
+                f"{estimator:<22}{rows:>6,}{fmt_time(t_sklearn):>12}{fmt_time(t_baseline):>12}{fmt_time(t_model):>12}"
+                f"{fmt_time(t_serving):>14}{t_baseline / t_serving:>17.1f}×{t_sklearn / t_serving:>16.1f}×"
             )
 
 

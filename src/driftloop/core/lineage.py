@@ -38,6 +38,8 @@ FAILED = "failed"
 
 # Files inside the registered (ONNX-flavour) model's directory.
 ONNX_FILE = "model.onnx"
+# The same graph with the features grouped into two inputs, what the server runs when the bundle has it.
+SERVING_ONNX_FILE = "serving.onnx"
 SELFCHECK_FILE = "selfcheck.json"
 SCHEMA_FILE = "schema.json"
 MODEL_INFO_FILE = "model_info.json"  # written beside the bundle when a model is baked into an image
