@@ -119,6 +119,7 @@ def test_health_ready_model_metrics(server: RunningServer, trained: Driftloop) -
         assert info["run_id"]
         assert info["trained_at"]
         assert info["loaded_at"]
+        assert info["served_graph"] == "serving.onnx"  # the grouped graph training registered with v1
         client.post("/predict", json={"features": sample_rows(1)[0]})
         metrics = client.get("/metrics")
         assert metrics.headers["x-model-version"] == "1"

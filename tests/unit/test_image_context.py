@@ -144,6 +144,16 @@ def test_the_context_holds_the_dockerfile_the_code_and_the_model(model_dir: Path
     assert model_files == ["model.onnx", "model_info.json", "schema.json", "selfcheck.json"]
     assert (context / "model" / "model.onnx").read_bytes() == b"onnx graph bytes"
     assert read_bundle(context / "model").info == INFO
+    assert read_bundle(context / "model").serving_onnx_bytes is None  # an older version: model.onnx serves
+
+
+def test_the_grouped_serving_graph_is_staged_when_the_version_has_one(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "extra_files" / lineage.SERVING_ONNX_FILE).write_bytes(b"grouped graph bytes")
+
+    context = stage_build_context(model_dir, INFO, tmp_path / "context")
+
+    assert (context / "model" / lineage.SERVING_ONNX_FILE).read_bytes() == b"grouped graph bytes"
+    assert read_bundle(context / "model").serving_onnx_bytes == b"grouped graph bytes"
 
 
 def test_the_context_has_the_package_source_without_data_or_byte_code(model_dir: Path, tmp_path: Path) -> None:

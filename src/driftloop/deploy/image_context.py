@@ -9,6 +9,7 @@ A staged context looks like this (the Dockerfile's layers follow the same order)
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ PACKAGE_DIR = Path(driftloop.__file__).resolve().parent
 SERVING_DEPLOYMENT = PACKAGE_DIR.parents[1] / "deployments" / "serving"
 SERVING_FILES = ("Dockerfile", "requirements.txt", "slim_venv.py")
 MODEL_FILES = (lineage.ONNX_FILE, lineage.SCHEMA_FILE, lineage.SELFCHECK_FILE)
+OPTIONAL_MODEL_FILES = (lineage.SERVING_ONNX_FILE,)  # versions registered before it existed lack it
 PACKAGE_SKIP = ("__pycache__", "*.pyc", "*.pyo")
 PACKAGE_SKIP_TOP = ("data",)  # the bundled training data: the server never reads it
 CODE_DIR = "driftloop"
@@ -153,6 +155,9 @@ def stage_build_context(model_dir: Path, info: ModelInfo, dest: Path, *, serving
         model_files = [find_model_file(model_dir, name) for name in MODEL_FILES]
     except BundleError as error:
         raise DeployError(f"cannot build the image of {what}: {error}") from None
+    for name in OPTIONAL_MODEL_FILES:
+        with contextlib.suppress(BundleError):
+            model_files.append(find_model_file(model_dir, name))
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in SERVING_FILES:

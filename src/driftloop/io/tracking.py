@@ -123,6 +123,7 @@ def log_onnx_model(
     schema: DatasetSchema,
     example: pd.DataFrame,
     selfcheck: Mapping[str, Any],
+    serving_onnx_bytes: bytes | None = None,
 ) -> str:
     """Log the ONNX model with its signature, input example and self-check sample; return its model URI.
 
@@ -132,9 +133,11 @@ def log_onnx_model(
         schema: The dataset schema (input names and types).
         example: A few rows as made by ``to_model_frame``.
         selfcheck: Sample inputs and the outputs recorded for them (see ``build_selfcheck``).
+        serving_onnx_bytes: The same graph with grouped inputs (``onnx_export.grouped_onnx``), if any.
 
     The model directory then holds everything a server needs without MLflow or scikit-learn:
-    ``model.onnx``, ``extra_files/schema.json`` and ``extra_files/selfcheck.json``.
+    ``model.onnx``, ``extra_files/schema.json``, ``extra_files/selfcheck.json`` and, when given,
+    ``extra_files/serving.onnx``.
     """
     import onnx
 
@@ -144,13 +147,18 @@ def log_onnx_model(
         selfcheck_path.write_text(json.dumps(selfcheck))
         schema_path = Path(tmp) / lineage.SCHEMA_FILE
         schema_path.write_text(schema.model_dump_json(indent=2))
+        extra_files = [str(selfcheck_path), str(schema_path)]
+        if serving_onnx_bytes is not None:
+            serving_path = Path(tmp) / lineage.SERVING_ONNX_FILE
+            serving_path.write_bytes(serving_onnx_bytes)
+            extra_files.append(str(serving_path))
         with mlflow.start_run(run_id=run_id):
             info = mlflow.onnx.log_model(
                 model,
                 name=ONNX_MODEL_NAME,
                 signature=onnx_signature(schema),
                 input_example=onnx_feed(example.head(3), schema),
-                extra_files=[str(selfcheck_path), str(schema_path)],
+                extra_files=extra_files,
                 onnx_execution_providers=["CPUExecutionProvider"],
                 # One self-contained model.onnx: the server and the registry read the graph as a single file.
                 save_as_external_data=False,

@@ -110,7 +110,6 @@ class Server:
         # Request ids: unique per process start, and a counter is a tenth of uuid4's cost.
         self._boot = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
-        self._names: tuple[str, tuple[str, ...]] = ("", ())  # (model version, its feature names): one tuple per model
 
     def _reloaded(self, result: str, model: ServingModel | None, error: str | None) -> None:
         self.metrics.reloads.labels(result).inc()
@@ -337,17 +336,16 @@ class Server:
         proba: np.ndarray,
     ) -> PredictionEvent | PredictionRow:
         if batch.rows == 1:
-            if self._names[0] != model.version:
-                self._names = (model.version, tuple(batch.columns))
             return PredictionRow(
-                ts=time.time(),
-                request_id=request_id,
-                model_name=model.info.name,
-                model_version=model.version,
-                names=self._names[1],
-                values=tuple(map(np.ndarray.item, batch.columns.values())),
-                label=names[0],
-                probabilities=proba[0].tolist(),
+                time.time(),
+                request_id,
+                model.info.name,
+                model.version,
+                batch.layout,
+                batch.numeric,
+                batch.categorical,
+                names[0],
+                proba[0],
             )
         return PredictionEvent(
             ts=time.time(),
@@ -469,6 +467,7 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
         content: dict[str, Any] = {
             **(model.info.as_dict() if model else {"name": server.settings.model_name, "version": None}),
             "loaded_at": _iso(model.loaded_at) if model else None,
+            "served_graph": model.graph if model else None,
             "last_reload_failure": None
             if failure is None
             else {"version": failure.version, "error": failure.error, "at": _iso(failure.at)},

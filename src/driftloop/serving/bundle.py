@@ -3,6 +3,7 @@
 Layout (an MLflow ONNX model directory, or the same files baked into an image)::
 
     model.onnx                     the graph (preprocessing included)
+    extra_files/serving.onnx       the same graph with grouped inputs (optional: the server prefers it)
     extra_files/schema.json        the dataset schema the model was trained on
     extra_files/selfcheck.json     sample inputs and the outputs recorded at registration
     model_info.json                name, version, run, lineage (written when baked into an image)
@@ -65,6 +66,7 @@ class ModelBundle:
     schema: DatasetSchema
     selfcheck: dict[str, Any]
     info: ModelInfo
+    serving_onnx_bytes: bytes | None = None
 
 
 def find_model_file(directory: Path, filename: str) -> Path:
@@ -95,12 +97,17 @@ def read_bundle(directory: Path, info: ModelInfo | None = None) -> ModelBundle:
         raise BundleError(f"invalid {lineage.SCHEMA_FILE} in {directory}: {error}") from None
     if info is None:
         info = ModelInfo(**_read_json(find_model_file(directory, lineage.MODEL_INFO_FILE)))
+    try:
+        serving_onnx: bytes | None = find_model_file(directory, lineage.SERVING_ONNX_FILE).read_bytes()
+    except BundleError:
+        serving_onnx = None  # registered before driftloop wrote it: the per-feature graph serves
     return ModelBundle(
         directory=directory,
         onnx_bytes=find_model_file(directory, lineage.ONNX_FILE).read_bytes(),
         schema=schema,
         selfcheck=_read_json(find_model_file(directory, lineage.SELFCHECK_FILE)),
         info=info,
+        serving_onnx_bytes=serving_onnx,
     )
 
 

@@ -1,9 +1,10 @@
 """Turn decoded request values into the model's feed, checking each one against the schema.
 
 Every protocol ends here: rows (values in schema order), records (objects keyed by feature name) or columns
-(feature name → list of values), already decoded from JSON or CSV. The result is a ``FeatureBatch``: one
-``(n, 1)`` array per feature, typed as ``core.features.to_model_frame`` types them (float32 with NaN for a
-missing number, ``str`` with ``""`` for a missing category), ready to be the onnxruntime feed.
+(feature name → list of values), already decoded from JSON or CSV. The result is a ``FeatureBatch``: the
+numeric features as one matrix and the categorical ones as another, typed as ``core.features.to_model_frame``
+types them (float32 with NaN for a missing number, ``str`` with ``""`` for a missing category), ready to be
+the onnxruntime feed of the grouped graph (or, column by column, of the per-feature one).
 
 Rules (the first problem found is reported, as an ``InputError`` naming row, feature, value and expectation):
 
@@ -67,12 +68,48 @@ class InputError(Exception):
         return f"InputError({self.status}, {self.reason!r}, {self.message!r})"
 
 
-@dataclass(frozen=True, eq=False, slots=True)
-class FeatureBatch:
-    """The validated feed: one ``(n, 1)`` array per schema feature, in schema order."""
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Where each feature sits in a ``FeatureBatch``: schema order, and the column of its group's matrix."""
 
-    columns: dict[str, np.ndarray]
+    names: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    # Per feature in schema order: (name, whether it is categorical, its column in that group's matrix).
+    positions: tuple[tuple[str, bool, int], ...]
+
+    @classmethod
+    def of(cls, schema: DatasetSchema) -> FeatureLayout:
+        numeric, categorical = schema.numeric, schema.categorical
+        positions = tuple(
+            (f.name, f.is_categorical, (categorical if f.is_categorical else numeric).index(f.name))
+            for f in schema.features
+        )
+        return cls(tuple(schema.feature_names), tuple(numeric), tuple(categorical), positions)
+
+
+@dataclass(eq=False, slots=True)
+class FeatureBatch:
+    """The validated rows as two matrices, columns in schema order.
+
+    ``numeric``: the numeric and binary features, float32 ``(n, k)``, NaN where missing. ``categorical``: str
+    objects ``(n, m)``, "" where missing. The grouped ONNX graph takes the two matrices as they are;
+    ``columns`` gives the per-feature feed.
+    """
+
+    numeric: np.ndarray
+    categorical: np.ndarray
+    layout: FeatureLayout
     rows: int
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """One ``(n, 1)`` view per feature, in schema order: the feed of a per-feature graph."""
+        numeric, categorical = self.numeric, self.categorical
+        return {
+            name: (categorical if is_categorical else numeric)[:, index : index + 1]
+            for name, is_categorical, index in self.layout.positions
+        }
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-friendly dict per row (float / str, ``None`` where missing), for the prediction log."""
@@ -85,8 +122,12 @@ class FeatureBatch:
                 # Through float32's shortest text, so 29.85 is logged as 29.85, not 29.850000381469727.
                 values = flat.astype(str).astype(np.float64).tolist()
                 lists.append([None if value != value else value for value in values])
-        names = list(self.columns)
+        names = list(self.layout.names)
         return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+
+
+def _matrix(columns: list[np.ndarray], rows: int, dtype: type) -> np.ndarray:
+    return np.hstack(columns) if columns else np.empty((rows, 0), dtype=dtype)
 
 
 def _show(value: Any) -> str:
@@ -158,13 +199,9 @@ class FeatureParser:
         self._names = [s.name for s in self._specs]
         self._name_set = frozenset(self._names)
         self._count = len(self._specs)
-        # The one-row fast path: (kind, lo, hi, categories, spec) per feature, and where each feature's
-        # array sits in [numeric arrays..., categorical arrays...].
+        self._layout = FeatureLayout.of(schema)
+        # The one-row fast path: (kind, lo, hi, categories, spec) per feature.
         self._fast = [(s.kind, s.lo, s.hi, s.allowed, s) for s in self._specs]
-        numeric = [s for s in self._specs if s.kind != _CATEGORICAL]
-        categorical = [s for s in self._specs if s.kind == _CATEGORICAL]
-        position = {s.index: p for p, s in enumerate(numeric + categorical)}
-        self._order = [position[i] for i in range(self._count)]
         self._getter = itemgetter(*self._names) if self._count > 1 else lambda record: (record[self._names[0]],)
         self._order_text = ", ".join(self._names)
 
@@ -183,6 +220,10 @@ class FeatureParser:
     @property
     def feature_names(self) -> list[str]:
         return list(self._names)
+
+    @property
+    def layout(self) -> FeatureLayout:
+        return self._layout
 
     # ---------------------------------------------------------------- one row (the /predict hot path)
 
@@ -232,11 +273,12 @@ class FeatureParser:
                 numbers.append(value)
             else:
                 numbers.append(self._check(spec, value, None))
-        parts = [
-            *np.array(numbers, dtype=np.float32).reshape(len(numbers), 1, 1),
-            *np.array(strings, dtype=object).reshape(len(strings), 1, 1),
-        ]
-        return FeatureBatch(dict(zip(self._names, map(parts.__getitem__, self._order), strict=True)), 1)
+        return FeatureBatch(
+            np.array(numbers, dtype=np.float32).reshape(1, len(numbers)),
+            np.array(strings, dtype=object).reshape(1, len(strings)),
+            self._layout,
+            1,
+        )
 
     # ---------------------------------------------------------------- batches
 
@@ -363,13 +405,14 @@ class FeatureParser:
 
     def _from_column_values(self, columns: Sequence[Sequence[Any]], rows: int) -> FeatureBatch:
         """Vectorised checks per column; any doubt falls back to the per-value checks for the exact error."""
-        arrays: dict[str, np.ndarray] = {}
+        numeric: list[np.ndarray] = []
+        categorical: list[np.ndarray] = []
         for spec, column in zip(self._specs, columns, strict=True):
             array = self._column(spec, column, rows)
             if array is None:
                 self._diagnose(columns, rows)
-            arrays[spec.name] = array
-        return FeatureBatch(arrays, rows)
+            (categorical if spec.kind == _CATEGORICAL else numeric).append(array)
+        return FeatureBatch(_matrix(numeric, rows, np.float32), _matrix(categorical, rows, object), self._layout, rows)
 
     def _column(self, spec: _Spec, column: Sequence[Any], rows: int) -> np.ndarray | None:
         types = set(map(type, column))

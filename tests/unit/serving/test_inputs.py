@@ -14,7 +14,7 @@ from driftloop import settings
 from driftloop.core.features import encode_target, onnx_feed, to_model_frame
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
-from driftloop.io.onnx_export import export_onnx
+from driftloop.io.onnx_export import export_onnx, grouped_onnx
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
 
@@ -418,7 +418,9 @@ class ChurnModel:
         pipeline = build_pipeline(self.schema).fit(
             to_model_frame(train, self.schema), encode_target(train[self.schema.target.name], self.schema)
         )
-        self.classifier = OnnxClassifier.from_bytes(export_onnx(pipeline, self.schema), self.schema)
+        model_bytes = export_onnx(pipeline, self.schema)
+        self.classifier = OnnxClassifier.from_bytes(model_bytes, self.schema)
+        self.grouped = OnnxClassifier.from_bytes(grouped_onnx(model_bytes), self.schema)
         blanks = frame[frame["total_charges"].isna()]
         self.holdout = pd.concat([frame.drop(train.index).head(200), blanks]).reset_index(drop=True)
 
@@ -429,7 +431,11 @@ def churn_model() -> ChurnModel:
 
 
 def _run(model: ChurnModel, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+    """The batch through the per-feature graph (its columns) and the grouped one (its two matrices): the same."""
     labels, proba = model.classifier.session.run(["label", "probabilities"], batch.columns)
+    grouped_labels, grouped_proba = model.grouped.run(model.grouped.grouped_feed(batch.numeric, batch.categorical))
+    np.testing.assert_array_equal(grouped_labels, labels)
+    np.testing.assert_array_equal(grouped_proba, proba)
     return labels, proba
 
 

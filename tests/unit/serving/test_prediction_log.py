@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from driftloop.errors import ConfigError, ServiceError
+from driftloop.serving.inputs import FeatureLayout
 from driftloop.serving.prediction_log import (
     WINDOW_COLUMNS,
     NullPredictionLogger,
@@ -239,15 +240,24 @@ def test_a_prediction_row_is_stored_as_its_one_row_event(db: Path, store: SqlPre
     events = [make_event(T0 + i, f"r{i}", seed=i) for i in range(3)]
     missing = {"tenure": np.array([[np.nan]], dtype=np.float32), "contract": np.array([[""]], dtype=object)}
     events.append(PredictionEvent(T0 + 3, "r3", "churn", "1", missing, ["No"], events[0].probabilities))
+    layout = FeatureLayout(
+        names=("tenure", "contract"),
+        numeric=("tenure",),
+        categorical=("contract",),
+        positions=(("tenure", False, 0), ("contract", True, 0)),
+    )
     rows = [
         PredictionRow(
-            event.ts, event.request_id, event.model_name, event.model_version, tuple(event.features),
-            tuple(column.item() for column in event.features.values()), str(event.labels[0]),
-            event.probabilities[0].tolist(),
+            event.ts, event.request_id, event.model_name, event.model_version, layout,
+            event.features["tenure"].reshape(1, 1), event.features["contract"].astype(object).reshape(1, 1),
+            str(event.labels[0]), event.probabilities[0],
         )
         for event in events
     ]  # fmt: skip
-    assert rows[0].features == {"tenure": events[0].features["tenure"].item(), "contract": rows[0].values[1]}
+    assert rows[0].features == {
+        "tenure": events[0].features["tenure"].item(),
+        "contract": events[0].features["contract"].item(),
+    }
     assert store.write([*events, *rows]) == 8  # one batch holding both kinds
     with sqlite3.connect(db) as raw:
         stored = raw.execute("SELECT * FROM predictions ORDER BY id").fetchall()
