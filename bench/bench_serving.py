@@ -9,6 +9,8 @@ What it does, in one run so the ratios share the machine's mood:
   2. starts, one at a time and each pinned to core 0 (`taskset -c 0`), on free ports:
        driftloop          `driftloop serve` (registry mode, validation + metrics + prediction log on)
        driftloop log-off  the same with DRIFTLOOP_PREDICTION_LOG=false
+       driftloop cache    the same with the Redis prediction cache on (only if redis-server is installed; Redis
+                          runs on the load generator's core)
        tutorial           bench/baselines/tutorial_app.py (FastAPI + joblib, predict + predict_proba per request)
        ceiling            bench/baselines/constant_app.py (a FastAPI route returning a constant)
        mlflow serve       `mlflow models serve -m models:/churn@champion --env-manager local --workers 1`
@@ -32,6 +34,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -58,6 +61,7 @@ BATCH_ROWS = 1000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 OURS, OURS_NOLOG, TUTORIAL, CEILING, MLFLOW = "driftloop", "driftloop log-off", "tutorial", "ceiling", "mlflow serve"
+OURS_CACHE = "driftloop cache"
 
 
 # ---------------------------------------------------------------------------------------------------- processes
@@ -331,7 +335,32 @@ def prepare(home: Path, work: Path, train_seconds: float | None) -> Prepared:
 # ---------------------------------------------------------------------------------------------------- servers
 
 
-def make_servers(prep: Prepared, work: Path) -> dict[str, Server]:
+@contextlib.contextmanager
+def redis_server(work: Path) -> Iterator[str | None]:
+    """A redis-server on a free port, pinned to the load generator's core; None when it is not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("redis-server is not installed: no prediction-cache run (apt-get install -y redis-server)")
+        yield None
+        return
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work)]
+    process = subprocess.Popen(
+        ["taskset", "-c", LOAD_CORE, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def make_servers(prep: Prepared, work: Path, redis_url: str | None) -> dict[str, Server]:
     base = {**os.environ, **TELEMETRY_OFF, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "DRIFTLOOP_PREDICTION_LOG"):
         base.pop(key, None)
@@ -341,8 +370,17 @@ def make_servers(prep: Prepared, work: Path) -> dict[str, Server]:
     def server(name: str, argv: list[str], env: dict[str, str], ready: str, port: int) -> Server:
         return Server(name, argv, env, ready, port, work / f"{name.replace(' ', '-')}.log")
 
-    ours_port, nolog_port, tutorial_port, ceiling_port, mlflow_port = (free_port() for _ in range(5))
+    ours_port, nolog_port, tutorial_port, ceiling_port, mlflow_port, cache_port = (free_port() for _ in range(6))
     driftloop = str(VENV_BIN / "driftloop")
+    cached = {}
+    if redis_url:
+        cached[OURS_CACHE] = server(
+            OURS_CACHE,
+            [driftloop, "serve", "--port", str(cache_port)],
+            {**ours_env, "DRIFTLOOP_REDIS_URL": redis_url},
+            "/ready",
+            cache_port,
+        )
     return {
         OURS: server(OURS, [driftloop, "serve", "--port", str(ours_port)], ours_env, "/ready", ours_port),
         OURS_NOLOG: server(
@@ -386,8 +424,9 @@ def make_servers(prep: Prepared, work: Path) -> dict[str, Server]:
             {**base, "MLFLOW_TRACKING_URI": f"sqlite:///{prep.home / 'mlflow.db'}"},
             "/ping",
             mlflow_port,
-        ),  # fmt: skip
-    }
+        ),
+        **cached,
+    }  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -418,6 +457,8 @@ def make_targets(servers: dict[str, Server], prep: Prepared) -> list[Target]:
         Target(servers[OURS], "/invocations", split),
         Target(servers[MLFLOW], "/invocations", split),
     ]
+    if OURS_CACHE in servers:  # the same body every time: every request after the first is a cache hit
+        targets.insert(4, Target(servers[OURS_CACHE], "/predict", features, connections=(16,)))
     return [t for t in targets if t.server.up]
 
 
@@ -554,7 +595,14 @@ def report(
         on, off = _median_run(log_on).rps, _median_run(log_off).rps
         cost = ratio((OURS, "/predict"), (OURS_NOLOG, "/predict"), 16) or 1.0
         print(f"  prediction log   on {on:,.0f} req/s vs off {off:,.0f} req/s at c=16: throughput cost {1 - cost:.1%}")
-    print(f"  prediction log   rows written by the log-on server: {extras['log_rows']}")
+    print(f"  prediction log   rows written by the log-on servers: {extras['log_rows']}")
+    cache_on = runs_by.get((OURS_CACHE, "/predict", 16))
+    if cache_on and log_on:
+        gain = ratio((OURS_CACHE, "/predict"), (OURS, "/predict"), 16) or 1.0
+        print(
+            f"  Redis cache      on {_median_run(cache_on).rps:,.0f} req/s (every request a hit) vs off "
+            f"{_median_run(log_on).rps:,.0f} req/s at c=16: {gain:.2f}x"
+        )
     print("  memory after warm-up (MiB; the serving process, and all of its session's processes):")
     for name, mem in memory.items():
         if mem:
@@ -626,9 +674,10 @@ def main() -> None:
         prep = prepare(home, work, train_seconds)
         print(f"champion churn v{prep.version} ({prep.estimator}); pipeline dumped to {prep.joblib_path}")
         os.sched_setaffinity(0, {int(LOAD_CORE)})  # the harness (batch client, parsing) stays off the server core
-        servers = make_servers(prep, work)
-        with running(servers, timeout=120):
-            _measure(servers, prep, seconds, rounds, warmup, batch_requests, train_seconds)
+        with redis_server(work) as redis_url:
+            servers = make_servers(prep, work, redis_url)
+            with running(servers, timeout=120):
+                _measure(servers, prep, seconds, rounds, warmup, batch_requests, train_seconds)
     except KeyboardInterrupt:
         print("\ninterrupted: servers stopped", file=sys.stderr)
         sys.exit(130)
