@@ -189,6 +189,7 @@ def test_the_container_gets_healthy_and_serves_the_version(
         model = http.get("/model").json()
         assert (model["name"], model["version"], model["source"]) == ("churn", "1", "image")
         assert model["onnx_sha256"] == built.result.labels["driftloop.model.onnx_sha256"]
+        assert model["served_graph"] == lineage.SERVING_ONNX_FILE  # the grouped graph went into the image
         for record, label, probabilities in zip(
             selfcheck["records"][:5], selfcheck["labels"], selfcheck["probabilities"], strict=False
         ):
