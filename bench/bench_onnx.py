@@ -84,8 +84,9 @@ def main() -> None:
         for rows in BATCHES:
             batch = holdout.iloc[:rows]
             feed = onnx_feed(batch, schema)
-            grouped_feed = grouped.grouped_feed(
-                batch[schema.numeric].to_numpy(np.float32), batch[schema.categorical].to_numpy(object)
+            grouped_feed = grouped.grouped_feed(  # row-major, as the server's parser builds them
+                np.ascontiguousarray(batch[schema.numeric].to_numpy(np.float32)),
+                np.ascontiguousarray(batch[schema.categorical].to_numpy(object)),
             )
             t_sklearn = per_call_seconds(partial(pipeline.predict_proba, batch))
             t_baseline = per_call_seconds(partial(baseline.run, feed))

@@ -351,10 +351,15 @@ def redis_server(work: Path) -> Iterator[str | None]:
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            except OSError:
+                time.sleep(0.1)
+                continue
+            yield f"redis://127.0.0.1:{port}/0"
+            return
+        print(f"redis-server did not answer on port {port}: no prediction-cache run")
+        yield None
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -21,7 +21,7 @@ from driftloop.core.parity import compare_outputs
 from driftloop.core.pipeline import ESTIMATORS, MODEL_STEP, build_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ExportError
-from driftloop.io.onnx_export import export_onnx, grouped_onnx, onnx_sha256
+from driftloop.io.onnx_export import export_onnx, grouped_onnx, onnx_sha256, proven_grouped_onnx
 from driftloop.io.onnx_preprocess import PREFIX
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.io.plots import confusion_matrix_png, feature_importance_png, roc_curve_png
@@ -161,12 +161,66 @@ def test_the_preprocessing_is_nine_nodes_for_nineteen_features(churn: Churn) -> 
     assert len(graph.node) - len(ours) == 1  # the forest itself: one TreeEnsembleClassifier
 
 
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values")
+@pytest.mark.parametrize("estimator", ["logistic_regression", "random_forest"])
+def test_a_numeric_feature_missing_in_every_training_row_is_dropped_as_scikit_learn_does(
+    estimator: str, churn: Churn
+) -> None:
+    train = churn.train.assign(total_charges=np.float32("nan"))  # a nullable feature the snapshot never filled
+    pipeline = build_pipeline(churn.schema, estimator).fit(train, churn.y_train)
+
+    _parity(pipeline, export_onnx(pipeline, churn.schema), churn.schema, churn.holdout)
+
+
+def test_a_scaler_that_does_not_centre_is_exported_as_it_scales(churn: Churn) -> None:
+    pipeline = build_pipeline(churn.schema)
+    pipeline.set_params(preprocess__numeric__scale__with_mean=False)
+    pipeline.fit(churn.train, churn.y_train)
+
+    _parity(pipeline, export_onnx(pipeline, churn.schema), churn.schema, churn.holdout)
+
+
+def test_many_distinct_categories_get_one_encoder_per_column(churn: Churn) -> None:
+    # 3 columns x 400 categories of their own: one-hot over the union would make [n, 3, 1200] tensors.
+    rng = np.random.default_rng(3)
+    categories = {f"code_{c}": [f"{c}-{i}" for i in range(400)] for c in "abc"}
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "codes",
+            "target": {"name": "y", "classes": ["0", "1"], "positive": "1"},
+            "features": [{"name": "amount", "kind": "numeric", "nullable": True}]
+            + [{"name": n, "kind": "categorical", "categories": c, "nullable": True} for n, c in categories.items()],
+        }
+    )
+    rows = 3000
+    raw = pd.DataFrame({n: rng.choice([*c, None, "unseen"], size=rows) for n, c in categories.items()})
+    raw["amount"] = rng.normal(size=rows)
+    y = ((raw["code_a"].str.len().fillna(0) + raw["amount"]) > 5.5).astype(np.int64).to_numpy()
+    frame = to_model_frame(raw, schema)
+    pipeline = build_pipeline(schema).fit(frame, y)
+
+    model_bytes = export_onnx(pipeline, schema)
+
+    _parity(pipeline, model_bytes, schema, frame)
+    encoders = [n for n in onnx.load_from_string(model_bytes).graph.node if n.op_type == "OneHotEncoder"]
+    assert [len(n.attribute[0].strings) for n in encoders] == [400, 400, 400]
+
+
 def test_a_grouped_graph_refuses_a_schema_with_its_columns_in_another_order(churn: Churn) -> None:
     grouped = grouped_onnx(churn.model("logistic_regression")[1])
     features = churn.schema.model_dump()["features"]
     reordered = _variant(churn.schema, features=[features[4], *features[:4], *features[5:]])  # tenure first
     with pytest.raises(ExportError, match=r"input 'numeric' holds columns \['female'"):
         OnnxClassifier.from_bytes(grouped, reordered)
+
+
+def test_the_grouped_graph_is_proven_on_rows_before_it_is_used(churn: Churn) -> None:
+    _, model_bytes = churn.model("logistic_regression")
+    assert proven_grouped_onnx(model_bytes, churn.schema, churn.holdout) == grouped_onnx(model_bytes)
+    foreign = onnx.load_from_string(model_bytes)
+    foreign.graph.node[0].output[0] = "renamed"  # its inputs no longer reach the model the way export_onnx wires them
+    with pytest.raises(ExportError, match="cannot group them"):
+        proven_grouped_onnx(foreign.SerializeToString(), churn.schema, churn.holdout)
 
 
 def test_only_graphs_made_by_export_onnx_are_grouped() -> None:

@@ -4,7 +4,8 @@ A staged context looks like this (the Dockerfile's layers follow the same order)
 
     Dockerfile, requirements.txt, slim_venv.py    from deployments/serving/
     driftloop/                                    the package source, without data/ and byte code
-    model/                                        model.onnx, schema.json, selfcheck.json, model_info.json
+    model/                                        model.onnx, serving.onnx (versions that have it), schema.json,
+                                                  selfcheck.json, model_info.json
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import onnx
+import pandas as pd
 from onnx import GraphProto, ModelProto, helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
@@ -29,6 +31,7 @@ from driftloop.io.onnx_runtime import (
     LABEL_OUTPUT,
     NUMERIC_INPUT,
     PROBABILITIES_OUTPUT,
+    OnnxClassifier,
 )
 
 _PROTOBUF_HINT = "Expected an int, got a boolean"
@@ -178,8 +181,31 @@ def grouped_onnx(model_bytes: bytes) -> bytes:
     helper.set_model_props(
         grouped, {GROUPED_COLUMNS_METADATA[name]: json.dumps(group) for name, group in columns.items()}
     )
-    onnx.checker.check_model(grouped, full_check=True)
+    try:
+        onnx.checker.check_model(grouped, full_check=True)
+    except Exception as exc:  # onnx raises ValidationError and shape-inference errors alike
+        raise ExportError(f"the grouped graph is not valid ONNX: {exc}") from exc
     return grouped.SerializeToString()
+
+
+def proven_grouped_onnx(model_bytes: bytes, schema: DatasetSchema, frame: pd.DataFrame) -> bytes:
+    """``grouped_onnx``, once it has scored ``frame`` (from ``to_model_frame``) exactly as ``model_bytes`` does.
+
+    Raises:
+        ExportError: the grouped graph cannot be made or run, or its outputs differ in any value.
+    """
+    grouped = grouped_onnx(model_bytes)
+    try:
+        labels, proba = OnnxClassifier.from_bytes(model_bytes, schema).predict(frame)
+        grouped_labels, grouped_proba = OnnxClassifier.from_bytes(grouped, schema).predict(frame)
+    except ExportError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own types for a graph it cannot run
+        raise ExportError(f"the grouped graph does not run: {exc}") from exc
+    if not (np.array_equal(labels, grouped_labels) and np.array_equal(proba, grouped_proba)):
+        worst = float(np.max(np.abs(proba - grouped_proba))) if proba.shape == grouped_proba.shape else float("inf")
+        raise ExportError(f"the grouped graph scores {len(frame)} rows differently (max |Δp| {worst:.3g})")
+    return grouped
 
 
 def onnx_sha256(model_bytes: bytes) -> str:

@@ -114,7 +114,7 @@ class OnnxClassifier:
         self._session = session
         self._schema = schema
         # The inputs were checked against the schema above, and onnxruntime's C++ side still refuses a feed
-        # that lacks one: skip the Python wrapper's per-call input check (4 µs of a 40 µs one-row run).
+        # that lacks one: skip the Python wrapper's per-call input check (1.3 µs of a 7.6 µs one-row run).
         binding = getattr(session, "_sess", None)
         self._run = binding.run if binding is not None else session.run
         self._groups = tuple(i.name for i in session.get_inputs()) if self.grouped else ()

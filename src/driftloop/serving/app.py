@@ -468,6 +468,7 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
             **(model.info.as_dict() if model else {"name": server.settings.model_name, "version": None}),
             "loaded_at": _iso(model.loaded_at) if model else None,
             "served_graph": model.graph if model else None,
+            "served_graph_sha256": model.graph_sha256 if model else None,
             "last_reload_failure": None
             if failure is None
             else {"version": failure.version, "error": failure.error, "at": _iso(failure.at)},

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn
 
 import numpy as np
 
@@ -88,8 +88,7 @@ class FeatureLayout:
         return cls(tuple(schema.feature_names), tuple(numeric), tuple(categorical), positions)
 
 
-@dataclass(eq=False, slots=True)
-class FeatureBatch:
+class FeatureBatch(NamedTuple):
     """The validated rows as two matrices, columns in schema order.
 
     ``numeric``: the numeric and binary features, float32 ``(n, k)``, NaN where missing. ``categorical``: str
@@ -112,7 +111,7 @@ class FeatureBatch:
         }
 
     def records(self) -> list[dict[str, Any]]:
-        """One JSON-friendly dict per row (float / str, ``None`` where missing), for the prediction log."""
+        """One JSON-friendly dict per row (float / str, ``None`` where missing)."""
         lists: list[list[Any]] = []
         for column in self.columns.values():
             flat = column.reshape(-1)

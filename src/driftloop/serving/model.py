@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -20,20 +21,19 @@ class SelfCheckFailed(DriftloopError):
 
 @dataclass(frozen=True)
 class ServingModel:
+    """``graph``: which of the bundle's files serves (``serving.onnx`` when the bundle has it), and its sha256."""
+
     info: ModelInfo
     classifier: OnnxClassifier
     parser: FeatureParser
     class_names: tuple[str, str]
     loaded_at: float
+    graph: str
+    graph_sha256: str
 
     @property
     def version(self) -> str:
         return self.info.version
-
-    @property
-    def graph(self) -> str:
-        """Which of the bundle's graphs is served: the grouped one when the bundle has it."""
-        return lineage.SERVING_ONNX_FILE if self.classifier.grouped else lineage.ONNX_FILE
 
     def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         classifier = self.classifier
@@ -49,26 +49,31 @@ def load_model(bundle: ModelBundle, max_rows: int, unknown_categories: str) -> S
         SelfCheckFailed: the graph does not load, does not fit its schema, or disagrees with the recording.
     """
     # The grouped graph is the same model with two inputs instead of one per feature: half the time a row.
-    graph = lineage.ONNX_FILE if bundle.serving_onnx_bytes is None else lineage.SERVING_ONNX_FILE
+    # Once a bundle has it, it is what must pass (a broken one refuses the version rather than hide behind
+    # model.onnx).
+    if bundle.serving_onnx_bytes is None:
+        graph, graph_bytes = lineage.ONNX_FILE, bundle.onnx_bytes
+    else:
+        graph, graph_bytes = lineage.SERVING_ONNX_FILE, bundle.serving_onnx_bytes
     try:
-        classifier = OnnxClassifier.from_bytes(
-            bundle.serving_onnx_bytes or bundle.onnx_bytes, bundle.schema, intra_op_num_threads=1
-        )
+        classifier = OnnxClassifier.from_bytes(graph_bytes, bundle.schema, intra_op_num_threads=1)
     except DriftloopError as error:
-        raise SelfCheckFailed(f"version {bundle.info.version}: {graph} does not load: {error}") from None
+        raise SelfCheckFailed(f"version {bundle.info.version} ({graph}) does not load: {error}") from None
     model = ServingModel(
         info=bundle.info,
         classifier=classifier,
         parser=FeatureParser(bundle.schema, max_rows=max_rows, unknown_categories=unknown_categories),  # type: ignore[arg-type]
         class_names=(bundle.schema.target.negative, bundle.schema.target.positive),
         loaded_at=time.time(),
+        graph=graph,
+        graph_sha256=hashlib.sha256(graph_bytes).hexdigest(),
     )
     _self_check(model, bundle.selfcheck)
     return model
 
 
 def _self_check(model: ServingModel, selfcheck: dict[str, object]) -> None:
-    version = model.info.version
+    version = f"{model.info.version} ({model.graph})"
     try:
         records = selfcheck["records"]
         expected_labels = np.asarray(selfcheck["labels"], dtype=np.int64)

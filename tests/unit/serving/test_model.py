@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def test_the_grouped_graph_serves_when_the_bundle_has_it(graphs: Graphs, tmp_pat
     model = load_model(write_bundle(tmp_path / "b", graphs, grouped_onnx(graphs.linear)), 100, "error")
 
     assert model.graph == lineage.SERVING_ONNX_FILE
+    assert model.graph_sha256 == hashlib.sha256(grouped_onnx(graphs.linear)).hexdigest()
     labels, proba = model.predict(model.parser.from_records(graphs.selfcheck["records"] * 2))
     np.testing.assert_array_equal(labels, np.tile(graphs.labels[:20], 2))
     np.testing.assert_array_equal(proba, np.tile(graphs.proba[:20], (2, 1)))
@@ -80,11 +82,11 @@ def test_a_bundle_without_it_serves_model_onnx_with_the_same_answers(graphs: Gra
 
 def test_a_serving_graph_of_another_model_fails_the_self_check(graphs: Graphs, tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "b", graphs, grouped_onnx(graphs.forest))
-    with pytest.raises(SelfCheckFailed, match="version 3: probabilities differ from the recording"):
+    with pytest.raises(SelfCheckFailed, match=r"version 3 \(serving.onnx\): probabilities differ from the recording"):
         load_model(bundle, 100, "error")
 
 
 def test_a_serving_graph_that_does_not_load_is_refused_by_name(graphs: Graphs, tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "b", graphs, b"not a graph")
-    with pytest.raises(SelfCheckFailed, match="version 3: serving.onnx does not load: onnxruntime cannot load"):
+    with pytest.raises(SelfCheckFailed, match=r"version 3 \(serving.onnx\) does not load: onnxruntime cannot load"):
         load_model(bundle, 100, "error")
