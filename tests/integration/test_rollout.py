@@ -125,11 +125,11 @@ def images(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServ
             client, f'FROM {v2}\nUSER root\nRUN ["python", "-c", "{alter}"]\nUSER 10001:10001\n', f"{base}:never-ready"
         )
         tags.append(never_ready)
-        # v1's graph and sample in v2's image: consistent with itself, not with the registry's v2.
+        # v1's graphs and sample in v2's image: consistent with itself, not with the registry's v2.
         wrong = build_derived(
             client,
             f"FROM {v1} AS other\nFROM {v2}\n"
-            "COPY --from=other /opt/model/model.onnx /opt/model/selfcheck.json /opt/model/\n",
+            "COPY --from=other /opt/model/model.onnx /opt/model/serving.onnx /opt/model/selfcheck.json /opt/model/\n",
             f"{base}:wrong-outputs",
         )
         tags.append(wrong)
