@@ -1,7 +1,7 @@
 """ONNX (onnxruntime) against scikit-learn on the bundled churn data, 1 row and 1,000 rows, and our graphs
 against the one skl2onnx makes of the whole pipeline (what driftloop exported before).
 
-Run: .venv/bin/python bench/bench_onnx.py   (about a minute; prints one table, asserts nothing)
+Run: .venv/bin/python bench/bench_onnx.py   (under a minute; prints one table, asserts nothing)
 
 Ways to score the same model frame (the output of core.features.to_model_frame), every session single-threaded
 as the server runs it:

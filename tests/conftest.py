@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 
 import pandas as pd
 import pytest
@@ -11,6 +13,19 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.io.datasets import load_schema, read_snapshot
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
 from tests.support.loans import write_loans
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """SIGTERM (a CI job cancelled, ``timeout make test``) unwinds like Ctrl-C, so fixtures tear down.
+
+    Otherwise pytest dies at once and leaves what the integration fixtures started running: servers, the
+    compose stack's containers and volumes, and its Prefect worker, which goes on training and deploying.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")

@@ -228,7 +228,10 @@ BAD_REQUESTS: list[tuple[str, str, object, int, str]] = [
     ("empty batch", "/predict/batch", {"instances": []}, 422, "empty"),
     ("oversized batch", "/predict/batch", "oversized", 413, "1,000"),
     ("invocations two forms", "/invocations", "two_forms", 400, ""),
-    ("invocations params", "/invocations", "params", 422, "params"),
+    # /invocations answers as `mlflow models serve` does: 400 for any input it cannot score.
+    ("invocations params", "/invocations", "params", 400, "params"),
+    ("invocations unknown category", "/invocations", "records_unknown_category", 400, "Lifetime"),
+    ("overflowing number", "/predict", "overflowing_tenure", 422, "'tenure': inf is not allowed"),
 ]
 
 
@@ -246,6 +249,10 @@ def _bad_body(kind: object) -> object:
         return {"dataframe_records": [row], "instances": [row]}
     if kind == "params":
         return {"dataframe_records": [row], "params": {"threshold": 0.3}}
+    if kind == "overflowing_tenure":  # a number no double holds: orjson refuses it, Python's json reads inf
+        return json.dumps({"features": {**row, "tenure": 7}}).replace('"tenure": 7', '"tenure": 1e999').encode()
+    if kind == "records_unknown_category":
+        return {"dataframe_records": [{**row, "contract": "Lifetime"}]}
     return kind
 
 

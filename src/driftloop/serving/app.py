@@ -74,6 +74,8 @@ class Endpoint:
     parse: Parse
     respond: Respond
     error_body: ErrorBody
+    # The status for content that breaks the schema: 422, or 400 where the protocol says so (MLflow's server).
+    invalid_status: int = 422
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -164,9 +166,10 @@ class Server:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as error:
-            if b"NaN" in body or b"Infinity" in body:
-                # Python's json.dumps and tritonclient write NaN/Infinity literals: read them, and let the
-                # parser treat NaN as a missing value where allowed and refuse infinities by name.
+            if b"NaN" in body or b"Infinity" in body or "infinity" in str(error):
+                # Python's json.dumps and tritonclient write NaN/Infinity literals, and 1e999 overflows a double
+                # (orjson refuses both): read them, and let the parser treat NaN as a missing value where
+                # allowed and refuse infinities by name.
                 try:
                     return json.loads(body)
                 except ValueError:
@@ -226,7 +229,8 @@ class Server:
             status, content = 200, endpoint.respond(labels, proba, model)
         except InputError as error:
             self.metrics.count_error(endpoint.name, error.reason)
-            status, content = error.status, endpoint.error_body(error)
+            status = endpoint.invalid_status if error.status == 422 else error.status
+            content = endpoint.error_body(error)
         except NotReady:
             self.metrics.count_error(endpoint.name, "not_ready")
             status, content = 503, endpoint.error_body(InputError(503, "not_ready", self.not_ready_reason()))
@@ -656,9 +660,10 @@ def _parse_invocations(body: Any, parser: FeatureParser) -> FeatureBatch:
 
 PREDICT = Endpoint("predict", protocols.parse_predict, _predict_response, _error_detail)
 PREDICT_BATCH = Endpoint("predict_batch", protocols.parse_predict_batch, _batch_response, _error_detail)
-INVOCATIONS = Endpoint("invocations", _parse_invocations, _invocations_response, protocols.mlflow_error)
+# `mlflow models serve` answers every input it cannot score with 400 BAD_REQUEST: so does /invocations.
+INVOCATIONS = Endpoint("invocations", _parse_invocations, _invocations_response, protocols.mlflow_error, 400)
 INVOCATIONS_CSV = Endpoint(
-    "invocations", protocols.parse_invocations_csv, _invocations_response, protocols.mlflow_error
+    "invocations", protocols.parse_invocations_csv, _invocations_response, protocols.mlflow_error, 400
 )
 # The routes the ASGI fast path answers (JSON bodies; /invocations with another content type goes to its route).
 FAST_PATHS = {"/predict": PREDICT, "/predict/batch": PREDICT_BATCH, "/invocations": INVOCATIONS}
