@@ -27,13 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal, NamedTuple, NoReturn
+from typing import Any, Literal, NamedTuple, NoReturn, TypeVar
 
 import numpy as np
 
 from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind
 
 UnknownCategories = Literal["error", "ignore"]
+T = TypeVar("T")
 
 _NUMERIC, _BINARY, _CATEGORICAL = 0, 1, 2
 _KIND_CODE = {FeatureKind.NUMERIC: _NUMERIC, FeatureKind.BINARY: _BINARY, FeatureKind.CATEGORICAL: _CATEGORICAL}
@@ -73,19 +74,20 @@ class FeatureLayout:
     """Where each feature sits in a ``FeatureBatch``: schema order, and the column of its group's matrix."""
 
     names: tuple[str, ...]
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    # Per feature in schema order: (name, whether it is categorical, its column in that group's matrix).
-    positions: tuple[tuple[str, bool, int], ...]
+    # Per feature in schema order: (whether it is categorical, its column in that group's matrix).
+    positions: tuple[tuple[bool, int], ...]
 
     @classmethod
     def of(cls, schema: DatasetSchema) -> FeatureLayout:
         numeric, categorical = schema.numeric, schema.categorical
         positions = tuple(
-            (f.name, f.is_categorical, (categorical if f.is_categorical else numeric).index(f.name))
-            for f in schema.features
+            (f.is_categorical, (categorical if f.is_categorical else numeric).index(f.name)) for f in schema.features
         )
-        return cls(tuple(schema.feature_names), tuple(numeric), tuple(categorical), positions)
+        return cls(tuple(schema.feature_names), positions)
+
+    def in_schema_order(self, numeric: Sequence[T], categorical: Sequence[T]) -> list[T]:
+        """One item per feature in schema order, from one per numeric and one per categorical feature."""
+        return [categorical[index] if is_categorical else numeric[index] for is_categorical, index in self.positions]
 
 
 class FeatureBatch(NamedTuple):
@@ -104,11 +106,9 @@ class FeatureBatch(NamedTuple):
     @property
     def columns(self) -> dict[str, np.ndarray]:
         """One ``(n, 1)`` view per feature, in schema order: the feed of a per-feature graph."""
-        numeric, categorical = self.numeric, self.categorical
-        return {
-            name: (categorical if is_categorical else numeric)[:, index : index + 1]
-            for name, is_categorical, index in self.layout.positions
-        }
+        numeric = [self.numeric[:, index : index + 1] for index in range(self.numeric.shape[1])]
+        categorical = [self.categorical[:, index : index + 1] for index in range(self.categorical.shape[1])]
+        return dict(zip(self.layout.names, self.layout.in_schema_order(numeric, categorical), strict=True))
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-friendly dict per row (float / str, ``None`` where missing)."""

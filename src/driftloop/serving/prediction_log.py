@@ -153,11 +153,8 @@ class PredictionRow(NamedTuple):
     @property
     def features(self) -> dict[str, float | str]:
         """The row's features in schema order, as Python values."""
-        numeric, categorical = self.numeric[0].tolist(), self.categorical[0].tolist()
-        return {
-            name: categorical[index] if is_categorical else numeric[index]
-            for name, is_categorical, index in self.layout.positions
-        }
+        values = self.layout.in_schema_order(self.numeric[0].tolist(), self.categorical[0].tolist())
+        return dict(zip(self.layout.names, values, strict=True))
 
 
 Logged = PredictionEvent | PredictionRow
@@ -218,7 +215,7 @@ def _layout_columns(layout: FeatureLayout, numeric: np.ndarray, categorical: np.
     """Each feature's values from the two matrices, in schema order; None where missing."""
     numbers: list[Any] = _float_column(np.ascontiguousarray(numeric.T)) if numeric.size else []
     texts = [_text_values(column) for column in categorical.T.tolist()]
-    return [texts[index] if is_categorical else numbers[index] for _, is_categorical, index in layout.positions]
+    return layout.in_schema_order(numbers, texts)
 
 
 def _timestamps(events: Sequence[Logged], sqlite: bool) -> list[Any]:

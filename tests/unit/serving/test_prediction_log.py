@@ -240,12 +240,7 @@ def test_a_prediction_row_is_stored_as_its_one_row_event(db: Path, store: SqlPre
     events = [make_event(T0 + i, f"r{i}", seed=i) for i in range(3)]
     missing = {"tenure": np.array([[np.nan]], dtype=np.float32), "contract": np.array([[""]], dtype=object)}
     events.append(PredictionEvent(T0 + 3, "r3", "churn", "1", missing, ["No"], events[0].probabilities))
-    layout = FeatureLayout(
-        names=("tenure", "contract"),
-        numeric=("tenure",),
-        categorical=("contract",),
-        positions=(("tenure", False, 0), ("contract", True, 0)),
-    )
+    layout = FeatureLayout(names=("tenure", "contract"), positions=((False, 0), (True, 0)))
     rows = [
         PredictionRow(
             event.ts, event.request_id, event.model_name, event.model_version, layout,
