@@ -7,6 +7,8 @@
   + ExportError             a model cannot be converted to ONNX
   + RegistryError           the model registry refuses or lacks what was asked
     - PromotionRefused        a version may not become champion (parity failed, unknown version, ...)
+      . ChampionMoved           the champion is no longer the one the gate compared with
+      . ChampionPinned          an automatic promotion while an operator has pinned the champion
   + ServiceError            a local service (Prefect server, MLflow UI) did not start or stop
   + DeployError             no Docker engine, an image build failed, the proxy cannot be configured
 """
@@ -46,6 +48,47 @@ class RegistryError(DriftloopError):
 
 class PromotionRefused(RegistryError):
     """A version may not take the champion alias."""
+
+
+class ChampionMoved(PromotionRefused):
+    """The champion moved since the gate compared with it: gate the candidate again against ``current``.
+
+    ``expected`` and ``current`` are version strings, None meaning "no champion".
+    """
+
+    def __init__(self, model_name: str, version: str, expected: str | None, current: str | None) -> None:
+        self.model_name = model_name
+        self.version = version
+        self.expected = expected
+        self.current = current
+
+        def shown(champion: str | None) -> str:
+            return f"v{champion}" if champion is not None else "none"
+
+        super().__init__(
+            f"the champion of {model_name!r} moved from {shown(expected)} to {shown(current)} since the gate "
+            f"compared v{version} with it: v{version} was not promoted; gate it again against {shown(current)}"
+        )
+
+    def __reduce__(self) -> tuple[type[ChampionMoved], tuple[str, str, str | None, str | None]]:
+        # An exception unpickles as cls(*args), and args holds only the message (Prefect pickles task failures).
+        return (type(self), (self.model_name, self.version, self.expected, self.current))
+
+
+class ChampionPinned(PromotionRefused):
+    """An operator pinned the champion: automatic promotions are refused until ``driftloop unpin``."""
+
+    def __init__(self, version: str, actor: str, reason: str) -> None:
+        self.version = version
+        self.actor = actor
+        self.reason = reason
+        self.pinned_by = f"{actor} at v{version} ({reason})"
+        super().__init__(
+            f"champion pinned by {self.pinned_by}: automatic promotions are refused until `driftloop unpin`"
+        )
+
+    def __reduce__(self) -> tuple[type[ChampionPinned], tuple[str, str, str]]:
+        return (type(self), (self.version, self.actor, self.reason))
 
 
 class ServiceError(DriftloopError):

@@ -30,7 +30,23 @@ DRIFT_EPISODE = "driftloop.drift_episode"
 RETRAINED_EPISODE = "driftloop.retrained_episode"
 LAST_RETRAIN_AT = "driftloop.last_retrain_at"
 
-# Registered-model tags holding the append-only champion history: one tag per move, keys sort by time.
+# The champion's append-only history (core/history.py): one MLflow run per entry in this experiment, found by
+# the model tag, chained by hashes; the registered model carries one compact current-state tag (STATE).
+HISTORY_EXPERIMENT = "driftloop-history"
+HISTORY_MODEL = "driftloop.history.model"
+HISTORY_SEQ = "driftloop.history.seq"
+HISTORY_ACTION = "driftloop.history.action"
+HISTORY_FROM = "driftloop.history.from"
+HISTORY_TO = "driftloop.history.to"
+HISTORY_ACTOR = "driftloop.history.actor"
+HISTORY_REASON = "driftloop.history.reason"
+HISTORY_AT = "driftloop.history.at"
+HISTORY_ENTRY = "driftloop.history.entry"  # the canonical JSON the hash is taken of
+HISTORY_PREV = "driftloop.history.prev"
+HISTORY_HASH = "driftloop.history.hash"
+STATE = "driftloop.state"
+
+# Older versions kept one registered-model tag per move under this prefix: still read, never written.
 HISTORY_PREFIX = "driftloop.history."
 
 PASSED = "passed"

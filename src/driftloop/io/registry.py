@@ -7,7 +7,9 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
+from typing import Final
 
 import mlflow.artifacts
 from mlflow import MlflowClient
@@ -25,8 +27,20 @@ from onnx.external_data_helper import uses_external_data
 from driftloop import events
 from driftloop.core import lineage
 from driftloop.core.episodes import Episode
-from driftloop.core.history import Action, AliasMove, rollback_target
-from driftloop.errors import PromotionRefused, RegistryError
+from driftloop.core.history import (
+    ALIAS_MOVES,
+    Action,
+    AliasMove,
+    ChampionState,
+    HistoryReport,
+    LogEntry,
+    Pin,
+    check_history,
+    pin_after,
+    rollback_target,
+)
+from driftloop.errors import ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
+from driftloop.io.history_log import HistoryLog
 from driftloop.serving.bundle import BundleError, find_model_file
 
 CHAMPION_SINCE = lineage.PREFIX + "champion_since"
@@ -44,6 +58,16 @@ def _error_code(exc: MlflowException) -> str:
     return str(exc.error_code)
 
 
+class AnyChampion(Enum):
+    """The type of ``ANY_CHAMPION``."""
+
+    ANY = "any"
+
+
+# ``promote(expected_champion=ANY_CHAMPION)``: move the alias whoever holds it (a person's command).
+ANY_CHAMPION: Final = AnyChampion.ANY
+
+
 @dataclass(frozen=True)
 class VersionSummary:
     """One registered version, as a table row needs it."""
@@ -54,6 +78,14 @@ class VersionSummary:
     run_id: str | None
     tags: dict[str, str]
     status: str
+
+
+def _required(reason: str, actor: str, doing: str) -> tuple[str, str]:
+    if not reason.strip():
+        raise PromotionRefused(f"a reason is required to {doing}")
+    if not actor.strip():
+        raise PromotionRefused(f"an actor (user@host or a flow run) is required to {doing}")
+    return reason.strip(), actor
 
 
 def locate_model_file(model_dir: Path, filename: str) -> Path:
@@ -67,10 +99,15 @@ def locate_model_file(model_dir: Path, filename: str) -> Path:
 class ModelRegistry:
     """One registered model in one MLflow registry.
 
-    The champion alias is the truth about what serves. Every move of it is also recorded as a
-    registered-model tag (``lineage.HISTORY_PREFIX`` + time + random suffix, value ``AliasMove.to_json()``),
-    which is what rollback replays. Two moves at the same moment are not serialized here: callers run
-    promotions one at a time (a Prefect concurrency limit).
+    The champion alias is the truth about what serves. Every move of it, and every pin and unpin, is first
+    appended to the history log (``io.history_log``: one run per entry in the ``driftloop-history`` experiment,
+    hash-chained), then the alias moves, then the registered model's one ``driftloop.state`` tag is rewritten
+    (champion, pin, the log's head hash, entry count). A crash in between leaves an entry saying what was
+    intended and a state tag that no longer matches, which ``history_report`` points out. Older versions'
+    ``driftloop.history.*`` registered-model tags are still read, never written.
+
+    Nothing here serializes two writers: the compare-and-swap in ``promote(expected_champion=...)`` is only
+    atomic under ``io.prefect_concurrency.promotion_lock``, which every caller that moves the alias holds.
     """
 
     def __init__(self, model_name: str, tracking_uri: str) -> None:
@@ -79,6 +116,7 @@ class ModelRegistry:
         self.model_name = model_name
         self.tracking_uri = tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._log = HistoryLog(self._client, tracking_uri)
 
     def _registered_model(self) -> RegisteredModel | None:
         try:
@@ -147,19 +185,37 @@ class ModelRegistry:
         for key, value in tags.items():
             self._client.set_model_version_tag(self.model_name, str(version), key, str(value))
 
-    def promote(self, version: str, reason: str, actor: str, action: Action = "promote") -> AliasMove:
+    def promote(
+        self,
+        version: str,
+        reason: str,
+        actor: str,
+        action: Action = "promote",
+        expected_champion: str | None | AnyChampion = ANY_CHAMPION,
+        automatic: bool = False,
+    ) -> AliasMove:
         """Give ``version`` the champion alias and record why.
 
+        Args:
+            version: The version to make champion.
+            reason: Why, kept in the history.
+            actor: ``user@host`` or the flow run that decides.
+            action: ``promote``, or ``rollback`` when this restores an earlier champion.
+            expected_champion: The champion the gate compared with (None: there was none). When given and the
+                champion is another one now, nothing changes and ``ChampionMoved`` says which. Not given (a
+                person's command): no comparison.
+            automatic: A flow decided, not a person. Refused with ``ChampionPinned`` while the champion is
+                pinned. A person's move is never refused by a pin: the pin follows it to the new champion, and
+                the entry's reason says so.
+
         Raises:
+            ChampionPinned: ``automatic`` while pinned.
+            ChampionMoved: The champion is not ``expected_champion``.
             PromotionRefused: Empty reason or actor, unknown version, parity not passed, or already champion.
-                The registry is unchanged when this is raised.
+                The registry is unchanged when any of these is raised.
         """
-        if not reason.strip():
-            raise PromotionRefused(f"a reason is required to move the {events.CHAMPION} alias")
-        if not actor.strip():
-            raise PromotionRefused(
-                f"an actor (user@host or a flow run) is required to move the {events.CHAMPION} alias"
-            )
+        reason, actor = _required(reason, actor, f"move the {events.CHAMPION} alias")
+        version = str(version)
         try:
             target = self.get_version(version)
         except RegistryError as exc:
@@ -170,60 +226,125 @@ class ModelRegistry:
                 f"version {version} of {self.model_name!r} has {lineage.PARITY}={parity or 'unset'}: only a "
                 "version whose ONNX export passed the parity check may become champion"
             )
-        current = self.champion()
-        current_version = str(current.version) if current is not None else None
-        if current_version == str(version):
+        current, report = self._read()
+        pin = report.pinned
+        if automatic and pin is not None:
+            raise ChampionPinned(pin.version, pin.actor, pin.reason)
+        if not isinstance(expected_champion, AnyChampion):
+            expected = None if expected_champion is None else str(expected_champion)
+            if current != expected:
+                raise ChampionMoved(self.model_name, version, expected, current)
+        if current == version:
             raise PromotionRefused(f"version {version} of {self.model_name!r} is already {events.CHAMPION}")
-
+        if pin is not None:
+            reason = f"{reason} (the pin by {pin.actor} moves to v{version})"
         move = AliasMove(
             at=datetime.now(UTC),
             alias=events.CHAMPION,
             action=action,
-            from_version=current_version,
-            to_version=str(version),
-            reason=reason.strip(),
+            from_version=current,
+            to_version=version,
+            reason=reason,
             actor=actor,
         )
-        # History first, then the alias: a crash in between leaves an entry saying what was intended while
-        # the alias (the truth) is unchanged; the reverse order could move the alias with no record of why.
-        self._client.set_registered_model_tag(self.model_name, move.tag_key(), move.to_json())
-        self._client.set_registered_model_alias(self.model_name, events.CHAMPION, move.to_version)
-        since = move.at.isoformat(timespec="seconds")
-        self._client.set_model_version_tag(self.model_name, move.to_version, CHAMPION_SINCE, since)
-        self._client.delete_model_version_tag(self.model_name, move.to_version, RETIRED_AT)
-        if current_version is not None:
-            self._client.set_model_version_tag(self.model_name, current_version, RETIRED_AT, since)
+        self._commit(report, move, current)
         return move
 
     def rollback(self, reason: str, actor: str) -> AliasMove:
         """Give the champion alias back to the previous champion (see ``core.history.rollback_target``).
 
+        Only entries that pass the history's checks count. A person's rollback is allowed while pinned.
+
         Raises:
             RegistryError: No earlier champion.
             PromotionRefused: Empty reason, or the target's parity tag is no longer ``passed``.
         """
-        if not reason.strip():
-            raise PromotionRefused(f"a reason is required to move the {events.CHAMPION} alias")
-        current = self.champion()
-        current_version = str(current.version) if current is not None else None
-        target = rollback_target(self.history(), current_version)
+        reason, actor = _required(reason, actor, f"move the {events.CHAMPION} alias")
+        current, report = self._read()
+        target = rollback_target(report.moves, current)
         return self.promote(target, reason, actor, action="rollback")
 
+    def pin(self, version: str, reason: str, actor: str) -> list[AliasMove]:
+        """Pin the champion at ``version``: automatic promotions are refused until ``unpin``.
+
+        When ``version`` is not champion it first becomes champion by a person's promote (parity must have
+        passed). Pinning again replaces who and why.
+
+        Returns:
+            The entries written, in order: that promote if there was one, then the pin.
+
+        Raises:
+            PromotionRefused: Empty reason or actor, or ``version`` may not become champion.
+        """
+        reason, actor = _required(reason, actor, f"pin the {events.CHAMPION}")
+        version = str(version)
+        current, report = self._read()
+        written: list[AliasMove] = []
+        if current != version:
+            written.append(self.promote(version, f"to pin it: {reason}", actor))
+            current, report = self._read()
+        pin = AliasMove(datetime.now(UTC), events.CHAMPION, "pin", version, version, reason, actor)
+        self._commit(report, pin, current)
+        written.append(pin)
+        return written
+
+    def unpin(self, reason: str, actor: str) -> AliasMove:
+        """Lift the pin: automatic promotions may move the champion again.
+
+        Raises:
+            PromotionRefused: Empty reason or actor.
+            RegistryError: The champion is not pinned.
+        """
+        reason, actor = _required(reason, actor, f"unpin the {events.CHAMPION}")
+        current, report = self._read()
+        pin = report.pinned
+        if pin is None:
+            raise RegistryError(f"the {events.CHAMPION} of {self.model_name!r} is not pinned: nothing to unpin")
+        move = AliasMove(datetime.now(UTC), events.CHAMPION, "unpin", pin.version, pin.version, reason, actor)
+        self._commit(report, move, current)
+        return move
+
+    def pinned(self) -> Pin | None:
+        """The pin in force, as the verified history log says (the state tag only summarizes it)."""
+        return self._read()[1].pinned
+
     def history(self) -> list[AliasMove]:
-        """Every recorded alias move, oldest first; empty when the model does not exist."""
+        """Every recorded move, pin and unpin that passes the checks, oldest first; a bad entry never raises."""
+        return list(self.history_report().moves)
+
+    def history_report(self) -> HistoryReport:
+        """The history with what is wrong with it: skipped or suspicious entries, a state tag that disagrees."""
+        return self._read()[1]
+
+    def _read(self) -> tuple[str | None, HistoryReport]:
+        """The champion now and the checked history, from one read of the registered model."""
         model = self._registered_model()
-        if model is None:
-            return []
-        moves: list[AliasMove] = []
-        for key in sorted(key for key in model.tags if key.startswith(lineage.HISTORY_PREFIX)):
-            try:
-                moves.append(AliasMove.from_json(model.tags[key]))
-            except ValueError as exc:
-                raise RegistryError(
-                    f"tag {key!r} on registered model {self.model_name!r} is not a driftloop history entry "
-                    f"({exc}); delete it in the MLflow UI or with MlflowClient().delete_registered_model_tag"
-                ) from exc
-        return moves
+        tags: dict[str, str] = dict(model.tags) if model is not None else {}
+        champion = model.aliases.get(events.CHAMPION) if model is not None else None
+        current = str(champion) if champion is not None else None
+        stored = self._log.entries(self.model_name)
+        return current, check_history(self.model_name, tags, stored, tags.get(lineage.STATE), current)
+
+    def _commit(self, report: HistoryReport, move: AliasMove, champion_before: str | None) -> LogEntry:
+        # History first, then the alias, then the state tag: a crash in between leaves an entry saying what was
+        # intended while the alias (the truth) is unchanged; the reverse order could move the alias with no
+        # record of why.
+        entry = LogEntry(seq=report.next_seq, prev=report.head, move=move)
+        self._log.append(self.model_name, entry)
+        champion = champion_before
+        if move.action in ALIAS_MOVES:
+            champion = move.to_version
+            self._client.set_registered_model_alias(self.model_name, events.CHAMPION, move.to_version)
+            since = move.at.isoformat(timespec="seconds")
+            self._client.set_model_version_tag(self.model_name, move.to_version, CHAMPION_SINCE, since)
+            self._client.delete_model_version_tag(self.model_name, move.to_version, RETIRED_AT)
+            if champion_before is not None:
+                self._client.set_model_version_tag(self.model_name, champion_before, RETIRED_AT, since)
+        state = ChampionState(
+            champion=champion, pinned=pin_after((*report.moves, move)), head=entry.sha256, entries=entry.seq
+        )
+        self._client.set_registered_model_tag(self.model_name, lineage.STATE, state.to_json())
+        return entry
 
     def versions(self) -> list[VersionSummary]:
         """Every version of the model, newest first; empty when the model does not exist."""
