@@ -54,7 +54,7 @@ def _start_services(settings: Settings, with_model_server: bool = False) -> None
         if not services.is_healthy(spec.health_url):
             out.print(f"starting {spec.name} on {spec.listen_url} (log: {spec.log_path}) ...")
     for status in services.start_all(specs, settings.service_start_timeout):
-        verb = f"started in {status.seconds:.1f}s" if status.started_now else "already running"
+        verb = f"started in {status.seconds:.1f}s" if status.started_now else status.note or "already running"
         out.print(f"  {status.name:<15} {status.url}  [green]{verb}[/]")
 
 
@@ -346,7 +346,7 @@ def _up(settings: Settings) -> None:
         out.print(f"  alerts          drift and rollback events → {settings.alert_webhook_url}")
     worker = services.worker_spec(settings, PROJECT_DIR)
     (status,) = services.start_all([worker], settings.service_start_timeout)
-    verb = f"started in {status.seconds:.1f}s" if status.started_now else "already running"
+    verb = f"started in {status.seconds:.1f}s" if status.started_now else status.note or "already running"
     out.print(f"  {status.name:<15} {status.url}  [green]{verb}[/]")
 
 

@@ -3,23 +3,34 @@
 Each runs detached in its own session (so ``down`` can stop the whole process group), logs to
 ``<home>/run/<name>.log`` and records its pid in ``<home>/run/<name>.pid``. A service that already answers its
 health URL is reused, whoever started it.
+
+Starting is serialised per data directory by ``<home>/run/services.lock`` (``flock``, so a process that dies lets
+go of it): from "does it answer?" to "it answers", one process decides, and a second CLI waits, then finds the
+service answering and reuses it instead of launching a copy that can only fail to bind. The pid file names the
+process that serves: one launched here that exits, or that finds another process serving its port, loses it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from driftloop.errors import ServiceError
 from driftloop.settings import Settings
+
+LOCK_NAME = "services.lock"
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class ServiceStatus:
     pid: int | None
     started_now: bool = False
     seconds: float = 0.0
+    note: str = ""  # set when the health URL answers from another process than the one started here
 
 
 def venv_bin(command: str) -> str:
@@ -153,12 +165,48 @@ def prepare_local_mlflow(settings: Settings) -> None:
 
     Two processes creating a fresh SQLite store at once race in MLflow's migrations ("expected to match one row").
     """
-    if not settings.uses_local_mlflow or settings.mlflow_db.exists():
+    if not settings.uses_local_mlflow:
         return
-    from mlflow import MlflowClient
+    # Under the start lock: the file exists before its migrations finish, so checking outside it is not enough.
+    with start_lock(settings.run_dir, settings.service_start_timeout):
+        if settings.mlflow_db.exists():
+            return
+        from mlflow import MlflowClient
 
-    settings.home.mkdir(parents=True, exist_ok=True)
-    MlflowClient(tracking_uri=settings.tracking_uri).search_experiments(max_results=1)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        MlflowClient(tracking_uri=settings.tracking_uri).search_experiments(max_results=1)
+
+
+@contextlib.contextmanager
+def start_lock(run_dir: Path, timeout: float) -> Iterator[Path]:
+    """Hold the exclusive lock on starting this data directory's services (``<run_dir>/services.lock``).
+
+    Waits up to ``timeout`` seconds for another process to let go, then raises ServiceError naming the lock file.
+    The lock is an ``flock``: the kernel releases it when the holder closes it or dies, so a killed CLI never
+    leaves it taken. Not re-entrant: a process that holds it must not ask for it again.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inheritable: services started under it never hold it
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = path.read_text(errors="replace").strip() or "?"
+                    raise ServiceError(
+                        f"could not take {path} within {timeout:g}s: another driftloop process (pid {holder}) "
+                        "is still starting this data directory's services"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the message above
+        yield path
+    finally:
+        os.close(fd)
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
@@ -174,11 +222,14 @@ def _read_pid(spec: ServiceSpec) -> int | None:
         pid = int(spec.pid_path.read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return None
-    return pid
+    return pid if _alive(pid) else None
+
+
+def _forget_pid(spec: ServiceSpec, pid: int) -> None:
+    """Remove the pid file if it still names ``pid``."""
+    with contextlib.suppress(OSError, ValueError):
+        if int(spec.pid_path.read_text().strip()) == pid:
+            spec.pid_path.unlink()
 
 
 def _log_tail(spec: ServiceSpec, lines: int = 15) -> str:
@@ -188,9 +239,89 @@ def _log_tail(spec: ServiceSpec, lines: int = 15) -> str:
         return "(no log)"
 
 
+def _address(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _port_taken(url: str) -> bool:
+    """Something accepts connections on the URL's host and port (whether or not it speaks HTTP)."""
+    try:
+        with socket.create_connection(_address(url), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _proc_ids(pid: int) -> tuple[int, int] | None:
+    """(process group, session) of a live process, from /proc (Linux); None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state ppid pgrp session ...
+    return int(fields[2]), int(fields[3])
+
+
+def _listening_pids(port: int) -> set[int]:
+    """The processes (of those this user may inspect) holding a listening TCP socket on ``port``; Linux only.
+
+    Empty when it cannot be told: no /proc, or the socket belongs to a process of another user.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    pids: set[int] = set()
+    if not inodes:
+        return pids
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):  # gone, or another user's
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    if str(fd.readlink()) in inodes:
+                        pids.add(int(fd_dir.parent.name))
+                        break
+    return pids
+
+
+def _serves(pid: int, url: str) -> bool:
+    """The process we launched (or a child in its session) holds the URL's listening socket.
+
+    Where that cannot be told (no /proc, or the listener is not ours to inspect) a live process is assumed to serve.
+    """
+    listeners = _listening_pids(_address(url)[1])
+    if not listeners:
+        return True
+    return any(owner == pid or (_proc_ids(owner) or (0, 0))[1] == pid for owner in listeners)
+
+
+def _runs(spec: ServiceSpec, pid: int) -> bool:
+    """The live process ``pid`` runs this service's program (not a stranger that reused a stale pid); Linux only."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return not Path("/proc/self").exists()  # no /proc: trust the pid file
+    program = Path(spec.argv[0]).name
+    return any(Path(os.fsdecode(arg)).name == program for arg in argv if arg)
+
+
 def launch(spec: ServiceSpec) -> int | None:
-    """Start the service unless it already answers; return the new pid, or None when it was already up."""
+    """Start the service unless it already answers; return the new pid, or None when none was started.
+
+    Call it holding ``start_lock(spec.run_dir, ...)`` (``start_all`` does). None also when the pid file names a live
+    process of this service that does not answer yet (an earlier start, still booting): ``wait_healthy`` waits for
+    it rather than launching a second copy that could only fail to bind. The pid file is written at once, so
+    ``down`` can stop a process whose start was interrupted; ``wait_healthy`` removes it if the process does not
+    turn out to serve.
+    """
     if is_healthy(spec.health_url):
+        return None
+    earlier = _read_pid(spec)
+    if earlier is not None and _runs(spec, earlier):
         return None
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **spec.env}
@@ -202,28 +333,79 @@ def launch(spec: ServiceSpec) -> int | None:
     return process.pid
 
 
+def _answered(spec: ServiceSpec, launched: int | None, exited: bool, started_at: float) -> ServiceStatus:
+    """The health URL answers: keep the pid file only for a process of ours that serves it."""
+    seconds = time.monotonic() - started_at
+    if launched is None:
+        running = _read_pid(spec)
+        if running is None:
+            spec.pid_path.unlink(missing_ok=True)  # a stale pid of a process long gone
+        return ServiceStatus(spec.name, spec.listen_url, True, running, False, seconds)
+    alive = not exited and _alive(launched)
+    if alive and _serves(launched, spec.health_url):
+        spec.pid_path.write_text(str(launched))
+        return ServiceStatus(spec.name, spec.listen_url, True, launched, True, seconds)
+    # Another process answers on this port; ours exited (it could not bind) or is about to: it never serves.
+    if alive:
+        _stop_group(launched, grace=5.0)
+    _forget_pid(spec, launched)
+    port = _address(spec.health_url)[1]
+    note = f"reused: port {port} is served by another process, not by the one started here (log: {spec.log_path})"
+    return ServiceStatus(spec.name, spec.listen_url, True, None, False, seconds, note)
+
+
 def wait_healthy(spec: ServiceSpec, pid: int | None, timeout: float, started_at: float) -> ServiceStatus:
-    """Poll the health URL until it answers, the process dies, or ``timeout`` passes."""
+    """Poll the health URL until it answers, the process dies, or ``timeout`` passes.
+
+    ``pid`` is what ``launch`` returned. The returned status names the pid that serves; ``started_now`` only when
+    it is the one launched here. A launched process that exits while another one holds the port is reported as that
+    other process serving the port: reused if it answers the health URL in time, a ServiceError if it does not.
+    """
     deadline = started_at + timeout
+    earlier = _read_pid(spec) if pid is None else None  # an earlier start of ours, still booting
+    port = _address(spec.health_url)[1]
+    exited = False
     while time.monotonic() < deadline:
         if is_healthy(spec.health_url):
-            return ServiceStatus(
-                spec.name, spec.listen_url, True, pid or _read_pid(spec), pid is not None,
-                time.monotonic() - started_at,
-            )  # fmt: skip
-        if pid is not None and _read_pid(spec) is None:
-            raise ServiceError(f"{spec.name} exited while starting (log: {spec.log_path}):\n{_log_tail(spec)}")
+            return _answered(spec, pid, exited, started_at)
+        if pid is not None and not exited and not _alive(pid):
+            exited = True
+            _forget_pid(spec, pid)
+            if not _port_taken(spec.health_url):
+                raise ServiceError(f"{spec.name} exited while starting (log: {spec.log_path}):\n{_log_tail(spec)}")
+        if earlier is not None and not _alive(earlier):
+            _forget_pid(spec, earlier)
+            raise ServiceError(
+                f"{spec.name} (pid {earlier}, started earlier from this data directory) exited while starting "
+                f"(log: {spec.log_path}):\n{_log_tail(spec)}"
+            )
         time.sleep(0.25)
+    if exited:
+        raise ServiceError(
+            f"port {port} is served by another process that does not answer {spec.health_url} within {timeout:.0f}s; "
+            f"the {spec.name} started here could not take the port and exited (log: {spec.log_path}):\n"
+            f"{_log_tail(spec)}"
+        )
+    running = pid or earlier
+    still = f"; it is still starting as pid {running} (`driftloop down` stops it)" if running else ""
     raise ServiceError(
-        f"{spec.name} did not answer {spec.health_url} within {timeout:.0f}s (log: {spec.log_path}):\n{_log_tail(spec)}"
+        f"{spec.name} did not answer {spec.health_url} within {timeout:.0f}s{still} (log: {spec.log_path}):\n"
+        f"{_log_tail(spec)}"
     )
 
 
 def start_all(specs: list[ServiceSpec], timeout: float) -> list[ServiceStatus]:
-    """Start every service at once (they boot in parallel), then wait for each to be healthy."""
-    started_at = time.monotonic()
-    pids = [launch(spec) for spec in specs]
-    return [wait_healthy(spec, pid, timeout, started_at) for spec, pid in zip(specs, pids, strict=True)]
+    """Start every service at once (they boot in parallel), then wait for each to be healthy.
+
+    Holds the start lock of every run directory involved throughout (see ``start_lock``), so concurrent callers on
+    the same data directory start each service once; the others wait, then reuse it.
+    """
+    with contextlib.ExitStack() as locks:
+        for run_dir in sorted({spec.run_dir for spec in specs}):
+            locks.enter_context(start_lock(run_dir, timeout))
+        started_at = time.monotonic()
+        pids = [launch(spec) for spec in specs]
+        return [wait_healthy(spec, pid, timeout, started_at) for spec, pid in zip(specs, pids, strict=True)]
 
 
 def stop(spec: ServiceSpec, grace: float = 10.0) -> bool:
@@ -232,6 +414,12 @@ def stop(spec: ServiceSpec, grace: float = 10.0) -> bool:
     spec.pid_path.unlink(missing_ok=True)
     if pid is None:
         return False
+    _stop_group(pid, grace)
+    return True
+
+
+def _stop_group(pid: int, grace: float) -> None:
+    """Stop the process group ``pid`` leads (a service runs in its own session), escalating if it lingers."""
     # Prefect workers and servers may ignore the first SIGTERM; escalate to SIGINT, then SIGKILL.
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGINT, 3.0), (signal.SIGKILL, 3.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -239,9 +427,8 @@ def stop(spec: ServiceSpec, grace: float = 10.0) -> bool:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not _alive(pid):
-                return True
+                return
             time.sleep(0.1)
-    return True
 
 
 def _alive(pid: int) -> bool:
@@ -255,7 +442,15 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    return _proc_state(pid) != "Z"  # a zombie nobody reaped yet (an orphan where init does not reap) is dead
+
+
+def _proc_state(pid: int) -> str:
+    """The state letter of a process from /proc (Linux): R, S, Z, ...; empty when unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def status(spec: ServiceSpec) -> ServiceStatus:
