@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from driftloop.errors import DriftloopError
@@ -161,10 +165,18 @@ def _registry(settings: Settings) -> Any:
 def models() -> None:
     """List model versions with their metrics, aliases and lineage."""
     settings = get_settings()
-    versions = _registry(settings).versions()
+    registry = _registry(settings)
+    versions = registry.versions()
     if not versions:
         out.print(f"no versions of model {settings.model_name!r} yet: run `driftloop train`")
         return
+    pin = registry.pinned()
+    if pin is not None:
+        out.print(
+            f"[bold yellow]champion pinned at v{pin.version}[/] by {escape(pin.actor)}: {escape(pin.reason)} "
+            f"(since {pin.at:%Y-%m-%d %H:%M}Z; automatic promotions are refused until `driftloop unpin`)",
+            highlight=False,
+        )
     table = Table(title=f"model {settings.model_name}  ({settings.tracking_uri})", header_style="bold")
     for column in ("version", "aliases", "created", "roc_auc", "accuracy", "gate", "parity", "data", "onnx"):
         table.add_column(column)
@@ -189,13 +201,14 @@ def promote(
     version: Annotated[str, typer.Argument(help="The model version to make champion")],
     reason: Annotated[str, typer.Option(help="Why: kept in the alias history")],
 ) -> None:
-    """Move the champion alias to VERSION (refused if its ONNX parity failed)."""
+    """Move the champion alias to VERSION (refused if its ONNX parity failed; allowed while pinned)."""
     from driftloop.io.provenance import local_actor
 
     settings = get_settings()
     _refuse_alias_only_moves(settings, f"driftloop rollout {version}")
-    move = _registry(settings).promote(version, reason=reason, actor=local_actor("driftloop promote"))
-    out.print(f"champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
+    with _promotion_lock(settings):
+        move = _registry(settings).promote(version, reason=reason, actor=local_actor("driftloop promote"))
+    out.print(f"champion: {_v(move.from_version)} → v{move.to_version} ({escape(move.reason)})", highlight=False)
     payload = {"model": settings.model_name, "from": move.from_version, "to": move.to_version, "reason": reason}
     _emit_if_prefect_is_up(settings, "driftloop.model.promoted", payload)
 
@@ -207,10 +220,70 @@ def rollback(reason: Annotated[str, typer.Option(help="Why: kept in the alias hi
 
     settings = get_settings()
     _refuse_alias_only_moves(settings, "driftloop rollout <the previous version> (see driftloop history)")
-    move = _registry(settings).rollback(reason=reason, actor=local_actor("driftloop rollback"))
-    out.print(f"rolled back champion: {_v(move.from_version)} → v{move.to_version} ({move.reason})")
+    with _promotion_lock(settings):
+        move = _registry(settings).rollback(reason=reason, actor=local_actor("driftloop rollback"))
+    moved = f"{_v(move.from_version)} → v{move.to_version} ({escape(move.reason)})"
+    out.print(f"rolled back champion: {moved}", highlight=False)
     payload = {"model": settings.model_name, "from": move.from_version, "to": move.to_version, "reason": reason}
     _emit_if_prefect_is_up(settings, "driftloop.model.rolled_back", payload)
+
+
+@app.command()
+def pin(
+    version: Annotated[str, typer.Argument(help="The version to pin as champion (promoted first if it is not)")],
+    reason: Annotated[str, typer.Option(help="Why: kept in the alias history")],
+) -> None:
+    """Pin the champion at VERSION: automatic promotions are refused (retrains still run) until `unpin`."""
+    from driftloop.io.provenance import local_actor
+
+    settings = get_settings()
+    registry = _registry(settings)
+    champion = registry.champion()
+    if champion is None or str(champion.version) != version:
+        _refuse_alias_only_moves(settings, f"driftloop rollout {version}, then driftloop pin {version}")
+    with _promotion_lock(settings):
+        written = registry.pin(version, reason=reason, actor=local_actor("driftloop pin"))
+    for move in written[:-1]:
+        out.print(f"champion: {_v(move.from_version)} → v{move.to_version} ({escape(move.reason)})", highlight=False)
+        payload = {"model": settings.model_name, "from": move.from_version, "to": move.to_version, "reason": reason}
+        _emit_if_prefect_is_up(settings, "driftloop.model.promoted", payload)
+    out.print(
+        f"champion pinned at v{version} ({escape(reason)}): automatic promotions are refused until `driftloop unpin`",
+        highlight=False,
+    )
+
+
+@app.command()
+def unpin(reason: Annotated[str, typer.Option(help="Why: kept in the alias history")]) -> None:
+    """Lift the pin: automatic promotions may move the champion again."""
+    from driftloop.io.provenance import local_actor
+
+    settings = get_settings()
+    with _promotion_lock(settings):
+        move = _registry(settings).unpin(reason=reason, actor=local_actor("driftloop unpin"))
+    out.print(
+        f"champion unpinned (was pinned at v{move.to_version}; {escape(reason)}): automatic promotions may move "
+        "it again",
+        highlight=False,
+    )
+
+
+@contextmanager
+def _promotion_lock(settings: Settings) -> Iterator[None]:
+    """The lock flows take to promote, when a Prefect server answers; without one no flow can be promoting."""
+    from driftloop.io.services import is_healthy
+
+    if not is_healthy(f"{settings.prefect_api}/health"):
+        yield
+        return
+    _export_env(settings)
+    from driftloop.io.prefect_concurrency import promotion_lock
+
+    # The lock's acquired/released events are still being sent as the command exits; Prefect's events worker
+    # then prints "Still processing items: ..." under our one-line answer. They are sent all the same.
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)
+    with promotion_lock(settings.model_name):
+        yield
 
 
 def _refuse_alias_only_moves(settings: Settings, instead: str) -> None:
@@ -236,20 +309,28 @@ def _emit_if_prefect_is_up(settings: Settings, event: str, payload: dict[str, An
 
 @app.command()
 def history() -> None:
-    """Print the append-only history of champion alias moves."""
+    """Print the append-only history of the champion alias (moves, pins), then anything wrong with it."""
+    from driftloop.core import lineage
     from driftloop.core.history import format_history
 
     settings = get_settings()
-    rows = format_history(_registry(settings).history())
+    report = _registry(settings).history_report()
+    rows = format_history(report.moves)
     if not rows:
         out.print(f"no alias moves for model {settings.model_name!r} yet")
-        return
-    table = Table(title=f"champion history of {settings.model_name}", header_style="bold")
-    for column in rows[0]:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row.values())
-    out.print(table)
+    else:
+        table = Table(
+            title=f"champion history of {settings.model_name}",
+            caption=f"full log: MLflow experiment {lineage.HISTORY_EXPERIMENT}",
+            header_style="bold",
+        )
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(escape(value) for value in row.values()))
+        out.print(table)
+    for problem in report.problems:
+        out.print(f"[yellow]warning: {escape(problem)}[/]", highlight=False)
 
 
 @app.command("build-image")
