@@ -1,8 +1,8 @@
 """A Prefect global concurrency limit as a lock: one champion move per model at a time, across processes.
 
 The limit lives on the Prefect server, so it serializes every process that talks to that server: flow runs
-promoting after their gate, and the CLI's ``promote``/``rollback``/``pin``/``unpin``. Prefect is imported lazily
-(the rest of the library never needs it).
+promoting after their gate, and the CLI's ``promote``/``rollback``/``pin``/``unpin``. Prefect is imported lazily,
+as in ``io.prefect_events``: importing the library never loads it.
 """
 
 from __future__ import annotations
