@@ -1,9 +1,19 @@
+import json
 import math
 
+import numpy as np
 import pytest
 
 from driftloop.core import lineage
-from driftloop.core.gates import GatePolicy, PromotionDecision, decide_promotion
+from driftloop.core.gates import (
+    RECENT,
+    GatePolicy,
+    PromotionDecision,
+    SegmentComparison,
+    compare_segments,
+    decide_promotion,
+)
+from driftloop.core.significance import MetricDifference
 
 POLICY = GatePolicy()  # roc_auc primary, floors roc_auc/accuracy ≥ 0.70, tolerance 0.005
 CHAMPION = {"roc_auc": 0.80, "accuracy": 0.78, "log_loss": 0.45}
@@ -210,3 +220,141 @@ def test_policy_keeps_its_own_copy_of_floors() -> None:
     floors["roc_auc"] = 0.99
     assert policy.floors == {"roc_auc": 0.7}
     assert GatePolicy().floors == {"roc_auc": 0.70, "accuracy": 0.70}
+
+
+# --- segments: the paired comparison against the champion ------------------------------------------------------
+
+
+def _difference(improvement: float, low: float, high: float, rows: int = 400) -> MetricDifference:
+    return MetricDifference("roc_auc", rows, rows, 0.8 + improvement, 0.8, improvement, low, high, 0.95, 2000)
+
+
+def _segments(**by_name: MetricDifference | None) -> tuple[SegmentComparison, ...]:
+    return tuple(
+        SegmentComparison(name, 400 if d is not None else 12, d, "" if d is not None else "too few rows (12)")
+        for name, d in by_name.items()
+    )
+
+
+RETRAIN = GatePolicy(improve_on=RECENT)
+GOOD = {"roc_auc": 0.82, "accuracy": 0.79}
+
+
+def _segment_decide(segments: tuple[SegmentComparison, ...], policy: GatePolicy = RETRAIN, pinned: str | None = None):  # type: ignore[no-untyped-def]
+    return decide_promotion(GOOD, CHAMPION, "3", True, "ok", policy, segments=segments, pinned_by=pinned)
+
+
+def test_a_retrain_significantly_better_where_it_was_meant_to_help_is_promoted() -> None:
+    decision = _segment_decide(
+        _segments(
+            reference=_difference(-0.002, -0.01, 0.006),
+            recent=_difference(0.06, 0.02, 0.10),
+            all=_difference(0.004, -0.003, 0.011),
+        )
+    )
+    assert decision.verdict == "promote"
+    assert decision.rule.startswith("retrain: significantly better on recent")
+    assert any(reason.startswith("significantly better on recent") for reason in decision.reasons)
+    assert any("not significantly worse on reference" in reason for reason in decision.reasons)
+
+
+def test_a_retrain_that_is_not_significantly_better_is_refused_even_when_ahead() -> None:
+    decision = _segment_decide(
+        _segments(reference=_difference(0.003, -0.004, 0.01), recent=_difference(0.004, -0.03, 0.04))
+    )
+    assert decision.verdict == "refuse"
+    assert any("no significant improvement on recent" in reason for reason in decision.reasons)
+
+
+def test_min_effect_raises_the_bar() -> None:
+    segments = _segments(recent=_difference(0.03, 0.01, 0.05))
+    assert _segment_decide(segments).verdict == "promote"
+    assert _segment_decide(segments, GatePolicy(improve_on=RECENT, min_effect=0.02)).verdict == "refuse"
+
+
+def test_a_retrain_with_too_few_labelled_rows_is_refused_and_says_so() -> None:
+    decision = _segment_decide(_segments(reference=_difference(0.0, -0.01, 0.01), recent=None))
+    assert decision.verdict == "refuse"
+    assert any("cannot tell whether the retrain helps on recent: too few rows" in r for r in decision.reasons)
+
+
+def test_a_significant_regression_anywhere_refuses() -> None:
+    decision = _segment_decide(
+        _segments(reference=_difference(-0.02, -0.03, -0.008), recent=_difference(0.08, 0.04, 0.12))
+    )
+    assert decision.verdict == "refuse"
+    assert any(reason.startswith("significantly worse than champion v3 on reference") for reason in decision.reasons)
+
+
+def test_an_ordinary_run_within_tolerance_is_still_refused_when_significantly_worse() -> None:
+    decision = _segment_decide(_segments(all=_difference(-0.004, -0.007, -0.001)), POLICY)
+    assert decision.verdict == "refuse"
+    assert _segment_decide(_segments(all=_difference(-0.004, -0.012, 0.004)), POLICY).verdict == "promote"
+
+
+def test_a_pinned_champion_refuses_automatic_promotion() -> None:
+    segments = _segments(recent=_difference(0.06, 0.02, 0.10))
+    decision = _segment_decide(segments, pinned="alice@host at v3 (release freeze)")
+    assert decision.verdict == "refuse"
+    assert any(r.startswith("champion pinned by alice@host at v3 (release freeze)") for r in decision.reasons)
+
+
+def test_the_record_shows_each_segment_and_the_rule() -> None:
+    decision = _segment_decide(
+        _segments(reference=_difference(-0.002, -0.01, 0.006), recent=_difference(0.06, 0.02, 0.10), all=None)
+    )
+    markdown = decision.markdown()
+    assert "| reference | 400 | 0.7980 | 0.8000 | -0.0020 | 95% [-0.0100, +0.0060] | no significant difference |" in (
+        markdown
+    )
+    assert "| recent | 400 | 0.8600 | 0.8000 | +0.0600 | 95% [+0.0200, +0.1000] | significantly better |" in markdown
+    assert "| all | 12 | — | — | — | — | not tested: too few rows (12) |" in markdown
+    assert f"**Rule**: {decision.rule}" in markdown
+    tags = decision.tags()
+    assert tags[lineage.GATE_RULE] == decision.rule
+    records = json.loads(tags[lineage.GATE_SEGMENTS])
+    assert [r["segment"] for r in records] == ["reference", "recent", "all"]
+    assert records[1]["low"] == 0.02
+    assert records[2] == {"segment": "all", "rows": 12, "tested": False}
+
+
+def test_without_a_champion_segments_are_not_recorded() -> None:
+    decision = decide_promotion(GOOD, None, None, True, "ok", RETRAIN, segments=_segments(recent=None))
+    assert decision.verdict == "promote"
+    assert decision.rule == "first version: the floors and ONNX parity"
+    assert lineage.GATE_SEGMENTS not in decision.tags()
+
+
+def test_compare_segments_skips_small_or_one_class_segments() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    candidate = np.clip(y * 0.6 + rng.normal(0.2, 0.2, y.size), 0, 1)
+    champion = np.clip(y * 0.3 + rng.normal(0.35, 0.2, y.size), 0, 1)
+    small = np.zeros(y.size, dtype=bool)
+    small[:30] = True
+    one_class = y == 1
+    comparisons = compare_segments(
+        y, candidate, champion, {"all": np.ones(y.size, bool), "small": small, "ones": one_class},
+        GatePolicy(resamples=300), seed=1,
+    )  # fmt: skip
+    assert [c.segment for c in comparisons] == ["all", "small", "ones"]
+    assert comparisons[0].difference is not None
+    assert comparisons[0].difference.significantly_better
+    assert comparisons[1].difference is None
+    assert "30 (need 50" in comparisons[1].note
+    assert comparisons[2].difference is None
+    assert "the smaller class has 0" in comparisons[2].note
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"min_effect": -0.1}, "min_effect"),
+        ({"confidence": 1.0}, "confidence"),
+        ({"min_segment_rows": 3}, "min_segment_rows"),
+        ({"resamples": 5}, "resamples"),
+    ],
+)
+def test_policy_rejects_bad_significance_settings(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        GatePolicy(**kwargs)  # type: ignore[arg-type]

@@ -1,14 +1,25 @@
-"""The promotion gate: may a candidate take the champion alias, and why (or why not)."""
+"""The promotion gate: may a candidate take the champion alias, and why (or why not).
+
+Point estimates on a few thousand rows cannot tell a better model from a worse one by a few thousandths, so
+against a champion the gate compares both models on the same holdout rows, segment by segment (the champion's
+own holdout, the recent labelled rows, all of them), with a paired bootstrap interval of the difference
+(``core.significance``). A retrain must improve significantly where it was meant to help; no candidate may be
+significantly worse on any segment.
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+import numpy as np
 
 from driftloop.core import lineage
 from driftloop.core.evaluation import HIGHER_IS_BETTER as _HIGHER_IS_BETTER
+from driftloop.core.significance import MetricDifference, paired_bootstrap
 
 METRIC_NAMES: tuple[str, ...] = tuple(_HIGHER_IS_BETTER)
 
@@ -17,6 +28,13 @@ _EPSILON = 1e-9
 _MAX_REASON_TAG_CHARS = 4_000
 
 Verdict = Literal["promote", "refuse"]
+
+# Holdout segments: the champion's own holdout rows, the recent labelled rows held out, and both together.
+REFERENCE = "reference"
+RECENT = "recent"
+ALL = "all"
+# A class metric on a segment with fewer rows of either class than this is not tested (too few to mean anything).
+MIN_ROWS_PER_CLASS = 5
 
 
 def _check_metric_name(name: str, what: str) -> None:
@@ -35,13 +53,25 @@ class GatePolicy:
     Attributes:
         primary_metric: The metric compared with the champion.
         floors: Minimum value per metric; for a lower-is-better metric (log_loss) it is a ceiling.
-        tolerance: How much worse than the champion on the primary metric a candidate may be and still be
-            promoted. 0 means at least equal; a negative value means it must beat the champion by that much.
+        tolerance: How much worse than the champion on the primary metric (point estimate, whole holdout) a
+            candidate may be and still be promoted. 0 means at least equal; a negative value means it must beat
+            the champion by that much.
+        improve_on: The segment where the candidate must be significantly better (a retrain: ``recent``, or
+            ``all`` when it retrains on a changed source); None for an ordinary training run.
+        min_effect: With ``improve_on``: the interval's lower end must lie above this improvement.
+        confidence: Coverage of the paired bootstrap intervals.
+        min_segment_rows: A segment with fewer holdout rows is not tested (and, as ``improve_on``, refuses).
+        resamples: Bootstrap replicates per segment.
     """
 
     primary_metric: str = "roc_auc"
     floors: Mapping[str, float] = field(default_factory=_default_floors)
     tolerance: float = 0.005
+    improve_on: str | None = None
+    min_effect: float = 0.0
+    confidence: float = 0.95
+    min_segment_rows: int = 50
+    resamples: int = 2000
 
     def __post_init__(self) -> None:
         _check_metric_name(self.primary_metric, "primary metric")
@@ -53,6 +83,14 @@ class GatePolicy:
             floors[name] = float(value)
         if not math.isfinite(self.tolerance):
             raise ValueError(f"tolerance must be a finite number, got {self.tolerance!r}")
+        if not math.isfinite(self.min_effect) or self.min_effect < 0:
+            raise ValueError(f"min_effect must be a finite number ≥ 0, got {self.min_effect!r}")
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError(f"confidence must lie in [0.5, 1), got {self.confidence!r}")
+        if self.min_segment_rows < 10:
+            raise ValueError(f"min_segment_rows must be at least 10, got {self.min_segment_rows!r}")
+        if self.resamples < 100:
+            raise ValueError(f"resamples must be at least 100, got {self.resamples!r}")
         # A private copy, so the caller's dict cannot change a policy after the fact.
         object.__setattr__(self, "floors", floors)
         object.__setattr__(self, "tolerance", float(self.tolerance))
@@ -79,7 +117,88 @@ class GatePolicy:
             lines.append("floors: " + ", ".join(parts))
         else:
             lines.append("floors: none")
+        lines.append(
+            f"segments: {self.confidence:.0%} paired bootstrap intervals ({self.resamples} resamples) on every "
+            f"segment with at least {self.min_segment_rows} holdout rows; significantly worse on any refuses"
+        )
+        if self.improve_on:
+            lines.append(
+                f"retrain: must be significantly better on {self.improve_on} (interval above {self.min_effect:g})"
+            )
         return lines
+
+    def as_dict(self) -> dict[str, object]:
+        """The policy as plain values, to record on a version so a retrain applies the same one."""
+        return {
+            "primary_metric": self.primary_metric,
+            "floors": dict(self.floors),
+            "tolerance": self.tolerance,
+            "min_effect": self.min_effect,
+            "confidence": self.confidence,
+            "min_segment_rows": self.min_segment_rows,
+            "resamples": self.resamples,
+        }
+
+
+@dataclass(frozen=True)
+class SegmentComparison:
+    """Both models on one segment of the holdout.
+
+    Attributes:
+        segment: ``reference``, ``recent`` or ``all``.
+        rows: Holdout rows in the segment.
+        difference: The paired comparison; None when the segment is too small to test (``note`` says why).
+        note: Why the segment was not tested, or "".
+    """
+
+    segment: str
+    rows: int
+    difference: MetricDifference | None
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.difference is None:
+            return f"{self.segment} ({self.rows} rows): not tested, {self.note}"
+        return f"{self.segment} ({self.rows} rows): {self.difference.describe()}"
+
+
+def compare_segments(
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    segments: Mapping[str, np.ndarray],
+    policy: GatePolicy,
+    seed: int,
+) -> tuple[SegmentComparison, ...]:
+    """Compare the two models' positive-class probabilities on each segment (a boolean mask over the rows).
+
+    Segments with fewer than ``policy.min_segment_rows`` rows, or fewer than ``MIN_ROWS_PER_CLASS`` of either
+    class, are listed but not tested.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    comparisons = []
+    for offset, (name, mask) in enumerate(segments.items()):
+        rows = int(np.count_nonzero(mask))
+        positives = int(y[mask].sum())
+        smallest_class = min(positives, rows - positives)
+        if rows < policy.min_segment_rows or smallest_class < MIN_ROWS_PER_CLASS:
+            note = (
+                f"too few rows for a meaningful test: {rows} (need {policy.min_segment_rows}, with at least "
+                f"{MIN_ROWS_PER_CLASS} of each class; the smaller class has {smallest_class})"
+            )
+            comparisons.append(SegmentComparison(name, rows, None, note))
+            continue
+        difference = paired_bootstrap(
+            policy.primary_metric,
+            y[mask],
+            np.asarray(candidate)[mask],
+            np.asarray(champion)[mask],
+            confidence=policy.confidence,
+            resamples=policy.resamples,
+            seed=seed + offset,
+        )
+        comparisons.append(SegmentComparison(name, rows, difference))
+    return tuple(comparisons)
 
 
 @dataclass(frozen=True)
@@ -95,18 +214,33 @@ class PromotionDecision:
     policy: GatePolicy
     parity_passed: bool
     parity_summary: str
+    rule: str = ""
+    segments: tuple[SegmentComparison, ...] = ()
 
     @property
     def promote(self) -> bool:
         """True when the verdict is ``promote``."""
         return self.verdict == "promote"
 
+    def refused(self, reason: str) -> PromotionDecision:
+        """This decision turned into a refusal for ``reason`` (something changed after the gate passed)."""
+        return replace(self, verdict="refuse", reasons=(reason, *self.reasons))
+
+    def noted(self, note: str) -> PromotionDecision:
+        """This decision with ``note`` first among its reasons."""
+        return replace(self, reasons=(note, *self.reasons))
+
     def tags(self) -> dict[str, str]:
         """MLflow model-version tags recording the decision."""
         reason = "; ".join(self.reasons)
         if len(reason) > _MAX_REASON_TAG_CHARS:
             reason = reason[: _MAX_REASON_TAG_CHARS - 1] + "…"
-        return {lineage.GATE: self.verdict, lineage.GATE_REASON: reason}
+        tags = {lineage.GATE: self.verdict, lineage.GATE_REASON: reason, lineage.GATE_RULE: self.rule}
+        if self.segments:
+            tags[lineage.GATE_SEGMENTS] = json.dumps(
+                [_segment_record(comparison) for comparison in self.segments], separators=(",", ":")
+            )
+        return tags
 
     def markdown(self) -> str:
         """A decision record for the Prefect UI: verdict, metrics table, reasons, policy."""
@@ -129,7 +263,16 @@ class PromotionDecision:
                 f"| {label} | {_cell(self.candidate.get(name))} | {_cell(champion_value)} "
                 f"| {'—' if delta is None else f'{delta:+.4f}'} |"
             )
-        lines += ["", "## Reasons", ""]
+        if self.segments:
+            lines += [
+                "",
+                f"## Segments: {self.policy.primary_metric} on the same holdout rows",
+                "",
+                "| segment | rows | candidate | champion | improvement | interval | verdict |",
+                "|---|---:|---:|---:|---:|---|---|",
+            ]
+            lines += [_segment_row(comparison) for comparison in self.segments]
+        lines += ["", f"**Rule**: {self.rule}", "", "## Reasons", ""]
         lines += [f"- {reason}" for reason in self.reasons]
         lines += ["", "## Policy", ""]
         lines += [f"- {line}" for line in self.policy.describe()]
@@ -141,6 +284,39 @@ class PromotionDecision:
 
 def _cell(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+def _segment_row(comparison: SegmentComparison) -> str:
+    difference = comparison.difference
+    if difference is None:
+        return f"| {comparison.segment} | {comparison.rows} | — | — | — | — | not tested: {comparison.note} |"
+    verdict = (
+        "significantly better"
+        if difference.significantly_better
+        else "significantly worse"
+        if difference.significantly_worse
+        else "no significant difference"
+    )
+    interval = f"{difference.confidence:.0%} [{difference.low:+.4f}, {difference.high:+.4f}]"
+    return (
+        f"| {comparison.segment} | {comparison.rows} | {difference.candidate:.4f} | {difference.champion:.4f} "
+        f"| {difference.improvement:+.4f} | {interval} | {verdict} |"
+    )
+
+
+def _segment_record(comparison: SegmentComparison) -> dict[str, object]:
+    difference = comparison.difference
+    if difference is None:
+        return {"segment": comparison.segment, "rows": comparison.rows, "tested": False}
+    return {
+        "segment": comparison.segment,
+        "rows": comparison.rows,
+        "candidate": round(difference.candidate, 6),
+        "champion": round(difference.champion, 6),
+        "improvement": round(difference.improvement, 6),
+        "low": round(difference.low, 6),
+        "high": round(difference.high, 6),
+    }
 
 
 def _ordered_metrics(*tables: Mapping[str, float]) -> list[str]:
@@ -170,12 +346,19 @@ def decide_promotion(
     parity_passed: bool,
     parity_summary: str,
     policy: GatePolicy,
+    segments: Sequence[SegmentComparison] = (),
+    pinned_by: str | None = None,
 ) -> PromotionDecision:
     """Decide whether the candidate may become champion; every failed check becomes a reason.
 
     Refused when ONNX parity failed, when any floor is not met, when a metric the policy needs is missing or
-    not a number, or when the candidate is worse than the champion on the primary metric by more than
-    ``policy.tolerance``.
+    not a number, when the champion is pinned (``pinned_by`` says by whom and why), and against a champion:
+
+    - when the candidate is significantly worse on any tested segment;
+    - for an ordinary run (``policy.improve_on`` None), when its primary metric on the whole holdout is worse
+      than the champion's by more than ``policy.tolerance``;
+    - for a retrain, unless it is significantly better on ``policy.improve_on`` (the interval's lower end above
+      ``policy.min_effect``); a segment too small to test refuses, saying so.
     """
     failures: list[str] = []
     if not parity_passed:
@@ -195,6 +378,9 @@ def decide_promotion(
         elif not _HIGHER_IS_BETTER[name] and value > floor + _EPSILON:
             failures.append(f"{name} {value:.4f} is above the ceiling of {floor:.4f}")
 
+    if pinned_by is not None:
+        failures.append(f"champion pinned by {pinned_by}: automatic promotions are refused (the version is registered)")
+
     primary = policy.primary_metric
     higher = _HIGHER_IS_BETTER[primary]
     cand_primary = _finite(candidate, primary)
@@ -204,7 +390,11 @@ def decide_promotion(
     champion_metrics = {k: float(v) for k, v in champion.items()} if champion is not None else None
     champion_label = f"champion v{champion_version}" if champion_version else "the champion"
     comparison = ""
+    segment_findings: list[str] = []
     if champion_metrics is not None:
+        segment_failures, segment_findings = _judge_segments(segments, policy, champion_label)
+        failures += segment_failures
+    if champion_metrics is not None and policy.improve_on is None:
         champ_primary = _finite(champion_metrics, primary)
         if champ_primary is None:
             failures.append(
@@ -248,7 +438,11 @@ def decide_promotion(
         if champion_metrics is None:
             reasons = (f"no champion yet; the candidate {floors_met} and passed ONNX parity",)
         else:
-            reasons = (comparison, f"the candidate {floors_met} and passed ONNX parity")
+            reasons = (
+                *filter(None, [comparison]),
+                *segment_findings,
+                f"the candidate {floors_met} and passed ONNX parity",
+            )
 
     return PromotionDecision(
         verdict=verdict,
@@ -260,4 +454,52 @@ def decide_promotion(
         policy=policy,
         parity_passed=parity_passed,
         parity_summary=parity_summary,
+        rule=_rule(policy, champion_metrics is not None),
+        segments=tuple(segments) if champion_metrics is not None else (),
     )
+
+
+def _rule(policy: GatePolicy, has_champion: bool) -> str:
+    """The rule this decision applied, in one sentence (shown beside the verdict)."""
+    if not has_champion:
+        return "first version: the floors and ONNX parity"
+    tested = f"{policy.confidence:.0%} paired bootstrap on {policy.primary_metric}"
+    if policy.improve_on is None:
+        return (
+            f"not significantly worse on any segment ({tested}) and within {policy.tolerance:g} of the champion "
+            "on the whole holdout"
+        )
+    return (
+        f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}) and not "
+        f"significantly worse on any segment ({tested})"
+    )
+
+
+def _judge_segments(
+    segments: Sequence[SegmentComparison], policy: GatePolicy, champion_label: str
+) -> tuple[list[str], list[str]]:
+    """(failures, findings) from the segment comparisons against ``champion_label``."""
+    failures: list[str] = []
+    findings: list[str] = []
+    for comparison in segments:
+        difference = comparison.difference
+        if difference is not None and difference.significantly_worse:
+            failures.append(f"significantly worse than {champion_label} on {comparison.describe()}")
+    if policy.improve_on is not None:
+        target = next((c for c in segments if c.segment == policy.improve_on), None)
+        if target is None:
+            failures.append(f"no {policy.improve_on} segment to test the improvement on: there were no such rows")
+        elif target.difference is None:
+            failures.append(f"cannot tell whether the retrain helps on {policy.improve_on}: {target.note}")
+        elif not target.difference.low > policy.min_effect:
+            failures.append(
+                f"no significant improvement on {target.describe()}; the interval must lie above {policy.min_effect:g}"
+            )
+        else:
+            findings.append(f"significantly better on {target.describe()}")
+    others = [c for c in segments if c.segment != policy.improve_on]
+    tested = [c.describe() for c in others if c.difference is not None]
+    if tested:
+        findings.append("not significantly worse on " + "; ".join(tested))
+    findings += [c.describe() for c in others if c.difference is None]
+    return failures, findings
