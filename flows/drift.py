@@ -11,6 +11,7 @@ from driftloop.core.drift import check_drift as test_drift
 from driftloop.core.label_check import check_labels
 from driftloop.settings import get_settings
 from tasks.drift import (
+    EpisodePolicy,
     baseline_accuracy,
     find_champion,
     handle_episode,
@@ -104,9 +105,11 @@ def check_drift(
         "report": report_url,
         "reason": f"{verdict.summary()}; {labels.summary()}",
     }
-    episode = handle_episode(
-        name, uri, champion.version, drifted, verdict.status == "insufficient data" and labels.accuracy is None, payload
+    insufficient = verdict.status == "insufficient data" and labels.accuracy is None
+    policy = EpisodePolicy(
+        settings.retrain_cooldown_seconds, settings.retrain_min_new_labels, settings.retrain_timeout_seconds
     )
+    episode = handle_episode(name, uri, settings.predictions_url, champion, drifted, insufficient, payload, policy)
     publish_verdict(
         f"{verdict.markdown()}\n\n{labels.summary()}\n\n**Action**: {episode.note}\n\n[MLflow run]({report_url})\n",
         verdict.status if labels.status != "degraded" else "concept drift",

@@ -1,14 +1,35 @@
-"""retrain_model: dedupe/cooldown → reference + labelled recent data → train_model (must beat the champion)."""
+"""retrain_model: claim the attempt → what is new? → champion's recipe on its snapshot + new labels → train_model.
+
+A retrain runs only when there is something new to learn from (labelled rows the champion has not seen, or a
+changed data source); otherwise it records why it skipped, keeps the episode open and alerts. Whatever happens,
+the episode learns the outcome: a retrain that fails is released, so the next drift check asks again.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from prefect import flow
+from prefect.runtime import flow_run
 
+from driftloop.core.episodes import MANUAL, RetrainState
+from driftloop.core.recipe import RetrainInput, SplitSpec
+from driftloop.core.retrain import plan_retrain
+from driftloop.errors import RegistryError
 from driftloop.settings import get_settings
 from flows.train import TrainingOutcome, train_model
-from tasks.retrain import build_snapshot, claim_retrain, record_retrain
+from tasks.drift import find_champion
+from tasks.retrain import (
+    alert_without_labels,
+    check_source,
+    claim_retrain,
+    collect_new_labels,
+    fetch_base,
+    read_recipe,
+    record_retrain,
+    record_retrain_on_version,
+    settle_episode,
+)
 
 
 @dataclass(frozen=True)
@@ -24,59 +45,110 @@ class RetrainOutcome:
 def retrain_model(
     model_name: str | None = None,
     version: str | None = None,
-    episode: str = "manual",
+    episode: str = MANUAL,
     reason: str = "manual retrain",
+    attempt: int = 1,
 ) -> RetrainOutcome:
-    """Retrain the drifted champion on its reference data plus the labelled recent predictions.
+    """Retrain the drifted champion as it was configured, on its training snapshot plus the new labelled rows.
 
-    Triggered by ``driftloop.drift.detected`` (prefect.yaml). Runs at most once per drift episode and not within
-    the cooldown after another retrain; each suppressed run leaves a ``retrain-decision`` artifact saying why.
+    Triggered by ``driftloop.drift.detected`` (prefect.yaml). Each attempt of an episode runs once, never within
+    the cooldown after another retrain; every run leaves a ``retrain-decision`` artifact saying what it did.
 
     Args:
         model_name: Registered model; default: settings.
         version: The champion version the drift was found on; default: the current champion.
-        episode: The drift episode key from the event (dedupe key).
+        episode: The drift episode key from the event; ``manual`` for a retrain started by hand.
         reason: Why the retrain was asked for (the drift verdict).
+        attempt: The episode's attempt number from the event (a duplicate event carries the same one).
     """
     settings = get_settings()
     name = model_name or settings.model_name
     uri = settings.tracking_uri
     drifted = version or _current_champion(name, uri)
-    decision = claim_retrain(name, uri, drifted, episode, settings.retrain_cooldown_seconds)
-    if not decision.run:
-        record_retrain(
-            f"# Retrain skipped\n\nmodel `{name}` v{drifted}: {decision.reason}\n\nasked because: {reason}\n", "skipped"
-        )
-        return RetrainOutcome(name, drifted, False, decision.reason, None)
+    claim = claim_retrain(name, uri, drifted, episode, attempt, settings.retrain_cooldown_seconds, str(flow_run.id))
+    if not claim.run:
+        record_retrain(f"# Retrain skipped\n\nmodel `{name}` v{drifted}: {claim.reason}\n\nasked because: {reason}\n",
+                       "skipped")  # fmt: skip
+        return RetrainOutcome(name, drifted, False, claim.reason, None)
 
-    snapshot, schema, labelled_rows, estimator = build_snapshot(name, uri, drifted, settings.predictions_url,
-                                                     settings.home / "snapshots")  # fmt: skip
+    try:
+        outcome = _retrain(name, uri, drifted, episode, reason)
+    except BaseException:
+        settle_episode(name, uri, drifted, episode, "failed", 0)  # released: the next drift check asks again
+        raise
+    return outcome
+
+
+def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str) -> RetrainOutcome:
+    settings = get_settings()
+    work = settings.home / "snapshots" / f"{name}-v{drifted}-{flow_run.id}"
+    champion = read_recipe(name, uri, drifted, SplitSpec(settings.holdout_fraction, settings.seed), work)
+    recipe, schema = champion.recipe, champion.schema
+    labels = collect_new_labels(settings.predictions_url, name, schema, recipe.labels_through, work / "recent.parquet")
+    source = check_source(recipe, schema)
+    plan = plan_retrain(drifted, labels.rows, source.check)
+    unusable = f" ({labels.unusable} labelled rows left out: their label is not a class)" if labels.unusable else ""
+    if not plan.run:
+        settle_episode(name, uri, drifted, episode, "waiting_for_labels", labels.rows)
+        record_retrain_on_version(name, uri, drifted, f"skipped: {plan.reason}")
+        alert_without_labels(name, drifted, episode, plan.reason)
+        record_retrain(
+            f"# Retrain skipped: no new labelled data\n\nmodel `{name}` v{drifted}, episode `{episode}`\n\n"
+            f"- asked because: {reason}\n- decision: {plan.reason}{unusable}\n- the episode stays open; "
+            f"the drift check asks again once {settings.retrain_min_new_labels} new labelled rows have arrived\n",
+            "skipped: no new labels",
+        )
+        return RetrainOutcome(name, drifted, False, plan.reason, None)
+
+    base = _source_path(recipe.source) if plan.base == "source" else fetch_base(uri, recipe, schema, work)
     training = train_model(
-        data_path=str(snapshot),
-        schema_path=str(schema),
+        data_path=str(base),
+        schema_path=str(champion.schema_path),
         model_name=name,
-        estimator=estimator,  # the champion's estimator, refitted on the grown snapshot
-        # A retrained model must beat the champion, not merely tie it.
-        tolerance=-settings.retrain_min_improvement,
+        estimator=recipe.estimator,
+        params=dict(recipe.params) or None,
+        floors=dict(recipe.gate.floors),
+        tolerance=recipe.gate.tolerance,
+        confidence=recipe.gate.confidence,
+        min_segment_rows=recipe.gate.min_segment_rows,
+        holdout_fraction=recipe.split.fraction,
+        split_seed=recipe.split.seed,
+        retrain=RetrainInput(
+            drifted_version=drifted,
+            recent_data_path=str(labels.path) if labels.path else None,
+            improve_on=plan.improve_on,
+            min_effect=settings.retrain_min_improvement,
+            source=recipe.source,
+            source_hash=source.current_hash or recipe.source_hash,
+            labels_through=labels.latest or recipe.labels_through,
+        ),
     )
+    state: RetrainState = "promoted" if training.promoted else "refused"
+    settle_episode(name, uri, drifted, episode, state, labels.rows)
     verdict = f"v{training.version} promoted" if training.promoted else f"v{training.version} refused"
+    record_retrain_on_version(name, uri, drifted, f"{verdict}: {training.rule}")
     record_retrain(
         f"# Retrain: {verdict}\n\nmodel `{name}`, drifted champion v{drifted}, episode `{episode}`\n\n"
-        f"- asked because: {reason}\n- data: the reference snapshot plus {labelled_rows} labelled recent rows\n"
-        f"- gate: {training.verdict}: {'; '.join(training.reasons)}\n- MLflow: {training.mlflow_version_url}\n",
+        f"- asked because: {reason}\n- data: {plan.reason}{unusable}\n"
+        f"- estimator: {recipe.estimator} {dict(recipe.params) or ''}\n"
+        f"- gate rule: {training.rule}\n- gate: {training.verdict}: {'; '.join(training.reasons)}\n"
+        f"- MLflow: {training.mlflow_version_url}\n",
         verdict,
     )
-    return RetrainOutcome(name, drifted, True, decision.reason, training)
+    return RetrainOutcome(name, drifted, True, plan.reason, training)
+
+
+def _source_path(source: str | None) -> str:
+    if not source:
+        raise RegistryError("the plan names the data source, but the version records none")
+    return source
 
 
 def _current_champion(model_name: str, tracking_uri: str) -> str:
-    from driftloop.errors import RegistryError
-    from driftloop.io.registry import ModelRegistry
-
-    champion = ModelRegistry(model_name, tracking_uri).champion()
+    champion = find_champion(model_name, tracking_uri)
     if champion is None:
         raise RegistryError(f"model {model_name!r} has no champion to retrain")
-    return str(champion.version)
+    return champion.version
 
 
 if __name__ == "__main__":

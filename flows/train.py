@@ -1,5 +1,8 @@
 """train_model: prep → train → evaluate → export ONNX + parity → reference profile → gate → register → promote.
 
+The gate compares the candidate with the champion on the same holdout rows, per segment, with paired bootstrap
+intervals. Promotion is a compare-and-swap on the champion the gate compared with: if another run or a person
+moved the champion meanwhile, the candidate is scored against the new one and gated again.
 With DRIFTLOOP_DEPLOY=docker a promotion continues in flows/ship.py: build the serving image → roll it out.
 """
 
@@ -15,18 +18,33 @@ from prefect.runtime import flow_run
 
 from driftloop.core import lineage
 from driftloop.core.evaluation import HIGHER_IS_BETTER
-from driftloop.core.gates import GatePolicy, decide_promotion
+from driftloop.core.gates import GatePolicy, PromotionDecision, decide_promotion
 from driftloop.core.pipeline import DEFAULT_ESTIMATOR, make_estimator
+from driftloop.core.recipe import RetrainInput, SplitSpec, TrainingRecipe
+from driftloop.core.snapshot import Split
 from driftloop.errors import DeployError
 from driftloop.io.provenance import flow_run_url, git_commit
 from driftloop.io.tracking import model_version_url, run_url
 from driftloop.settings import get_settings
 from flows.ship import ship_model
-from tasks.data import load_snapshot, split_snapshot
-from tasks.model import evaluate_candidate, export_candidate, fit_candidate, save_reference, score_champion
+from tasks.data import Snapshot, load_snapshot, split_snapshot, store_training_snapshot
+from tasks.model import (
+    ChampionScore,
+    Evaluation,
+    Export,
+    compare_with_champion,
+    evaluate_candidate,
+    export_candidate,
+    fit_candidate,
+    save_reference,
+    score_champion,
+)
 from tasks.registry import promote_model, register_model
-from tasks.reporting import link_mlflow, record_decision, record_metrics
+from tasks.reporting import link_mlflow, record_decision, record_metrics, update_decision
 from tasks.tracking import close_run, open_run
+
+# How many times a candidate is gated again when the champion moves under it before giving up.
+MAX_REGATES = 3
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class TrainingOutcome:
     mlflow_version_url: str
     flow_run_url: str
     shipped: str | None = None  # deploy=docker: what the image build and rollout did; None: the alias is enough
+    rule: str = ""  # the gate's rule that decided
 
 
 @flow(name="train-model")
@@ -60,6 +79,12 @@ def train_model(
     min_accuracy: float = 0.70,
     tolerance: float = 0.005,
     parity_tolerance: float = 1e-5,
+    floors: dict[str, float] | None = None,
+    confidence: float = 0.95,
+    min_segment_rows: int = 50,
+    holdout_fraction: float | None = None,
+    split_seed: int | None = None,
+    retrain: RetrainInput | None = None,
 ) -> TrainingOutcome:
     """Train a candidate and promote it to champion only if it passes the gate and ONNX parity.
 
@@ -71,18 +96,36 @@ def train_model(
         params: Estimator parameters overriding driftloop's defaults.
         min_roc_auc: Floor on holdout ROC AUC.
         min_accuracy: Floor on holdout accuracy.
-        tolerance: How much lower than the champion's ROC AUC the candidate may score and still be promoted.
+        tolerance: How much lower than the champion's ROC AUC (whole holdout) the candidate may score and still
+            be promoted (an ordinary run; a retrain must instead be significantly better where it should help).
         parity_tolerance: Largest |Δprobability| allowed between ONNX and scikit-learn on the holdout.
+        floors: Minimum (maximum, for log_loss) per metric; replaces min_roc_auc and min_accuracy when given.
+        confidence: Coverage of the gate's paired bootstrap intervals.
+        min_segment_rows: Holdout rows a segment needs to be tested.
+        holdout_fraction: Share of rows held out; default: settings.
+        split_seed: Seed of the split and of the model; default: settings.
+        retrain: Set by the retrain flow: the recent labelled rows, the segment to improve on, the source.
     """
     settings = get_settings()
     name = model_name or settings.model_name
     uri = settings.tracking_uri
-    policy = GatePolicy(floors={"roc_auc": min_roc_auc, "accuracy": min_accuracy}, tolerance=tolerance)
-    make_estimator(estimator, params, settings.seed)  # a bad estimator or parameter fails before any work
+    seed = settings.seed if split_seed is None else split_seed
+    split_spec = SplitSpec(holdout_fraction or settings.holdout_fraction, seed)
+    policy = GatePolicy(
+        floors=floors if floors is not None else {"roc_auc": min_roc_auc, "accuracy": min_accuracy},
+        tolerance=tolerance,
+        confidence=confidence,
+        min_segment_rows=min_segment_rows,
+        improve_on=retrain.improve_on if retrain else None,
+        min_effect=retrain.min_effect if retrain else 0.0,
+    )
+    make_estimator(estimator, params, seed)  # a bad estimator or parameter fails before any work
 
-    snapshot = load_snapshot(Path(data_path or settings.data_path), Path(schema_path or settings.schema_path))
+    data = Path(data_path or settings.data_path)
+    recent = Path(retrain.recent_data_path) if retrain and retrain.recent_data_path else None
+    snapshot = load_snapshot(data, Path(schema_path or settings.schema_path), recent)
     schema = snapshot.schema
-    split = split_snapshot(snapshot, fraction=settings.holdout_fraction, seed=settings.seed)
+    split = split_snapshot(snapshot, fraction=split_spec.fraction, seed=split_spec.seed)
     champion = score_champion(name, uri, split, schema)
 
     provenance = {
@@ -96,22 +139,30 @@ def train_model(
         lineage.FLOW_RUN_ID: str(flow_run.id),
         lineage.FLOW_RUN_URL: flow_run_url(settings.prefect_ui, str(flow_run.id)),
     }
+    if retrain is not None:
+        provenance[lineage.RETRAIN_OF] = retrain.drifted_version
     artifact_root = settings.mlflow_artifacts if settings.uses_local_mlflow else None
     run = open_run(uri, settings.experiment_name, artifact_root, f"train-{name}-{flow_run.name}", provenance)
     try:
-        candidate = fit_candidate(split, schema, estimator, params, settings.seed)
-        metrics = evaluate_candidate(candidate, split, schema, uri, run.run_id, settings.seed)
+        source = retrain.source if retrain and retrain.source else str(snapshot.path)
+        snapshot_uri = store_training_snapshot(uri, artifact_root, run.run_id, snapshot, source)
+        candidate = fit_candidate(split, schema, estimator, params, seed)
+        evaluation = evaluate_candidate(candidate, split, schema, uri, run.run_id, seed)
         export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance)
-        reference_uri = save_reference(split, schema, uri, run.run_id, settings.seed)
-        decision = decide_promotion(
-            candidate=metrics.as_dict(),
-            champion=champion.metrics.as_dict() if champion.metrics else None,
-            champion_version=champion.version,
-            parity_passed=export.parity.passed,
-            parity_summary=export.parity.summary(),
-            policy=policy,
-        )
+        reference_uri = save_reference(split, schema, uri, run.run_id, seed)
+        decision = _gate(evaluation, export, champion, split, snapshot, policy, seed)
         record_decision(uri, run.run_id, decision.markdown(), decision.tags(), decision.verdict)
+        recipe = TrainingRecipe(
+            estimator=estimator,
+            params=params or {},
+            gate=policy,
+            split=split_spec,
+            snapshot_uri=snapshot_uri,
+            data_hash=snapshot.content_hash,
+            source=source,
+            source_hash=(retrain.source_hash if retrain else None) or snapshot.content_hash,
+            labels_through=retrain.labels_through if retrain else None,
+        )
         version = register_model(
             name,
             uri,
@@ -119,8 +170,9 @@ def train_model(
             run.run_id,
             {
                 **provenance,
+                **recipe.to_tags(),
                 **decision.tags(),
-                **{f"{lineage.PREFIX}metric.{k}": f"{v:.6g}" for k, v in metrics.as_dict().items()},
+                **{f"{lineage.PREFIX}metric.{k}": f"{v:.6g}" for k, v in evaluation.metrics.as_dict().items()},
                 lineage.ONNX_SHA256: export.onnx_sha256,
                 lineage.PARITY: lineage.PASSED if export.parity.passed else lineage.FAILED,
                 lineage.PARITY_MAX_ABS_DIFF: f"{export.parity.max_abs_diff:.3g}",
@@ -132,12 +184,14 @@ def train_model(
             description=f"{estimator} on {schema.name} ({snapshot.content_hash[:12]}): gate {decision.verdict}",
         )
         if decision.promote:
-            promote_model(name, uri, version, reason=_promotion_reason(decision.reasons), actor=_actor())
+            decision, champion = _promote(name, uri, version, decision, champion, evaluation, export, split,
+                                          snapshot, policy, seed, run.run_id)  # fmt: skip
     except BaseException:
         close_run(uri, run.run_id, succeeded=False)
         raise
     close_run(uri, run.run_id, succeeded=True)
 
+    metrics = evaluation.metrics
     mlflow_run = run_url(settings.mlflow_ui, run.experiment_id, run.run_id)
     mlflow_version = model_version_url(settings.mlflow_ui, name, version)
     record_metrics(_metric_rows(metrics.as_dict(), champion.metrics.as_dict() if champion.metrics else None))
@@ -158,7 +212,57 @@ def train_model(
         mlflow_version_url=mlflow_version,
         flow_run_url=provenance[lineage.FLOW_RUN_URL],
         shipped=shipped,
+        rule=decision.rule,
     )
+
+
+def _gate(
+    evaluation: Evaluation, export: Export, champion: ChampionScore, split: Split, snapshot: Snapshot,
+    policy: GatePolicy, seed: int,
+) -> PromotionDecision:  # fmt: skip
+    """The gate's decision against ``champion``: floors, parity, pin, and the per-segment comparison."""
+    segments = compare_with_champion(evaluation, champion, split, snapshot.schema, snapshot.base_rows, policy, seed)
+    return decide_promotion(
+        candidate=evaluation.metrics.as_dict(),
+        champion=champion.metrics.as_dict() if champion.metrics else None,
+        champion_version=champion.version,
+        parity_passed=export.parity.passed,
+        parity_summary=export.parity.summary(),
+        policy=policy,
+        segments=segments,
+        pinned_by=champion.pinned_by,
+    )
+
+
+def _promote(
+    name: str, uri: str, version: str, decision: PromotionDecision, champion: ChampionScore, evaluation: Evaluation,
+    export: Export, split: Split, snapshot: Snapshot, policy: GatePolicy, seed: int, run_id: str,
+) -> tuple[PromotionDecision, ChampionScore]:  # fmt: skip
+    """Compare-and-swap: move the alias only if the champion is still the one the gate compared with.
+
+    If it moved (another run, a person), the candidate is scored against the new champion and gated again; if
+    the champion got pinned meanwhile, the promotion is refused. Returns the final decision and champion.
+    """
+    for _ in range(MAX_REGATES + 1):
+        attempt = promote_model(name, uri, version, reason=_promotion_reason(decision), actor=_actor(),
+                                expected_champion=champion.version, automatic=True)  # fmt: skip
+        if attempt.pinned is not None:
+            refused = decision.refused(f"champion pinned by {attempt.pinned} after the gate passed: not promoted")
+            update_decision(uri, run_id, name, version, refused.markdown(), refused.tags(), refused.verdict)
+            return refused, champion
+        if not attempt.champion_moved:  # promoted (or someone else already made it champion)
+            return decision, champion
+        champion = score_champion(name, uri, split, snapshot.schema)
+        decision = _gate(evaluation, export, champion, split, snapshot, policy, seed)
+        now = f"v{champion.version}" if champion.version else "no champion"
+        note = f"the champion changed to {now} while this run was gated: gated again against it"
+        decision = decision.noted(note)
+        update_decision(uri, run_id, name, version, decision.markdown(), decision.tags(), decision.verdict)
+        if not decision.promote:
+            return decision, champion
+    refused = decision.refused(f"the champion kept moving: gated {MAX_REGATES + 1} times, not promoted")
+    update_decision(uri, run_id, name, version, refused.markdown(), refused.tags(), refused.verdict)
+    return refused, champion
 
 
 def _ship(model_name: str, version: str) -> str:
@@ -177,8 +281,8 @@ def _actor() -> str:
     return f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
 
 
-def _promotion_reason(reasons: tuple[str, ...]) -> str:
-    return "gate passed: " + "; ".join(reasons) if reasons else "gate passed"
+def _promotion_reason(decision: PromotionDecision) -> str:
+    return f"gate passed ({decision.rule}): " + "; ".join(decision.reasons)
 
 
 def _metric_rows(candidate: dict[str, float], champion: dict[str, float] | None) -> list[dict[str, str]]:

@@ -10,40 +10,69 @@ from typing import Any
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.snapshot import Split, content_hash, split_holdout
 from driftloop.core.validation import find_problems
 from driftloop.errors import DatasetValidationError
+from driftloop.io import tracking
 from driftloop.io.datasets import load_schema, read_snapshot
+from driftloop.io.snapshots import log_training_input, store_snapshot
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A validated data snapshot and its identity."""
+    """A validated data snapshot and its identity.
+
+    Attributes:
+        path: The file it was read from (the base file, for a retrain).
+        frame: The rows: the base file's first, then any recent labelled rows (index 0..n-1).
+        schema: The schema they were validated against.
+        content_hash: The identity of all the rows (``core.snapshot.content_hash``).
+        base_rows: How many of the rows came from the base file; the rest are recent labelled rows.
+    """
 
     path: Path
     frame: pd.DataFrame
     schema: DatasetSchema
     content_hash: str
+    base_rows: int
 
 
 @task(name="load-snapshot", timeout_seconds=600)
-def load_snapshot(data_path: Path, schema_path: Path) -> Snapshot:
-    """Read and validate; a snapshot that breaks its schema stops here with every problem listed."""
+def load_snapshot(data_path: Path, schema_path: Path, recent_path: Path | None = None) -> Snapshot:
+    """Read and validate; a snapshot that breaks its schema stops here with every problem listed.
+
+    ``recent_path`` (a retrain's recent labelled rows) is validated the same way and appended to the base rows.
+    """
     schema = load_schema(schema_path)
-    frame = read_snapshot(data_path)
-    problems = find_problems(frame, schema)
+    frames = [_validated(data_path, schema, schema_path)]
+    if recent_path is not None:
+        frames.append(_validated(recent_path, schema, schema_path, min_rows=1))
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    return Snapshot(
+        path=data_path,
+        frame=frame,
+        schema=schema,
+        content_hash=content_hash(frame, schema),
+        base_rows=len(frames[0]),
+    )
+
+
+def _validated(path: Path, schema: DatasetSchema, schema_path: Path, min_rows: int | None = None) -> pd.DataFrame:
+    frame = read_snapshot(path)
+    problems = find_problems(frame, schema, min_rows)
     if problems:
         listing = "\n".join(f"- {p}" for p in problems)
         create_markdown_artifact(
             key="snapshot-rejected",
-            markdown=f"# Snapshot rejected: nothing was trained or registered\n\n`{data_path}` "
+            markdown=f"# Snapshot rejected: nothing was trained or registered\n\n`{path}` "
             f"against schema `{schema.name}` ({schema_path}):\n\n{listing}\n",
-            description=f"{len(problems)} schema problem(s) in {data_path.name}",
+            description=f"{len(problems)} schema problem(s) in {path.name}",
         )
-        raise DatasetValidationError(str(data_path), problems)
-    return Snapshot(path=data_path, frame=frame, schema=schema, content_hash=content_hash(frame, schema))
+        raise DatasetValidationError(str(path), problems)
+    return frame
 
 
 def _split_cache_key(_context: Any, parameters: dict[str, Any]) -> str:
@@ -62,3 +91,18 @@ def _split_cache_key(_context: Any, parameters: dict[str, Any]) -> str:
 def split_snapshot(snapshot: Snapshot, fraction: float, seed: int) -> Split:
     """Seeded, stratified train/holdout split; cached on the content hash, so a re-run reuses it."""
     return split_holdout(snapshot.frame, snapshot.schema, fraction=fraction, seed=seed)
+
+
+@task(name="store-training-snapshot", cache_policy=NO_CACHE, timeout_seconds=1800, retries=2, retry_delay_seconds=3)
+def store_training_snapshot(
+    tracking_uri: str, artifact_root: Path | None, run_id: str, snapshot: Snapshot, source: str
+) -> str:
+    """Keep the snapshot in the artifact store under its content hash (once) and log it as the run's input.
+
+    Returns:
+        Its ``runs:/`` URI, which a retrain reads back (and checks against the hash) on any machine.
+    """
+    client = tracking.use_tracking_uri(tracking_uri)
+    uri = store_snapshot(client, snapshot.frame, snapshot.schema, snapshot.content_hash, artifact_root)
+    log_training_input(client, run_id, snapshot.schema, snapshot.content_hash, uri, len(snapshot.frame), source)
+    return uri

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,11 @@ from driftloop.core.label_check import LabelCheck
 from driftloop.events import DRIFT_DETECTED
 from driftloop.io import tracking
 from driftloop.io.drift_report import build_report
+from driftloop.io.episode_store import EpisodeStore
 from driftloop.io.prefect_events import emit
+from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.reference import load_profile
-from driftloop.io.registry import EpisodeTags, ModelRegistry
+from driftloop.io.registry import ModelRegistry
 from driftloop.serving.prediction_log import open_prediction_log
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
@@ -102,26 +104,62 @@ class EpisodeOutcome:
     note: str
 
 
+@dataclass(frozen=True)
+class EpisodePolicy:
+    """When an episode asks for another retrain attempt (from settings)."""
+
+    cooldown_seconds: float
+    min_new_labels: int
+    retrain_timeout_seconds: float
+
+
 @task(name="handle-drift-episode", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
 def handle_episode(
-    model_name: str, tracking_uri: str, version: str, drifted: bool, insufficient: bool, payload: Mapping[str, Any]
+    model_name: str,
+    tracking_uri: str,
+    predictions_url: str,
+    champion: Champion,
+    drifted: bool,
+    insufficient: bool,
+    payload: Mapping[str, Any],
+    policy: EpisodePolicy,
 ) -> EpisodeOutcome:
-    """Open an episode and emit the event once; later checks of the same episode only record it."""
-    episodes = EpisodeTags(ModelRegistry(model_name, tracking_uri))
-    current = episodes.open_episode(version)
-    action = drift_action(drifted, insufficient, current)
-    if action == "emit":
-        episode = Episode.start(model_name, version, datetime.now(UTC))
-        episodes.start_episode(version, episode)
-        event_id = emit(DRIFT_DETECTED, model_name, {**payload, "episode": episode.key})
-        return EpisodeOutcome(action, episode.key, event_id, f"drift episode {episode.key} opened; event emitted")
-    if action == "already_open" and current is not None:
-        note = f"drift persists in episode {current.key} (since {current.started_at:%H:%M:%S}); no new event"
-        return EpisodeOutcome(action, current.key, None, note)
-    if action == "close" and current is not None:
-        episodes.close_episode(version)
-        return EpisodeOutcome(action, current.key, None, f"no drift: episode {current.key} closed")
-    return EpisodeOutcome(action, None, None, "no episode open" if not insufficient else "not judged: too few rows")
+    """Open an episode and emit the event; ask again only when the last attempt failed or new labels arrived."""
+    store = EpisodeStore(model_name, tracking_uri)
+    now = datetime.now(UTC)
+    current = store.open_episode(champion.version)
+    if current is not None and current.retrain == "running" and current.flow_run_id:
+        current = current.running_ended(flow_run_state(current.flow_run_id), now, policy.retrain_timeout_seconds)
+    decision = drift_action(
+        drifted,
+        insufficient,
+        current,
+        now=now,
+        cooldown_seconds=policy.cooldown_seconds,
+        new_labels=_new_labels(predictions_url, model_name, champion.tags) if current is not None else 0,
+        min_new_labels=policy.min_new_labels,
+    )
+    if decision.action == "emit":
+        episode = Episode.start(model_name, champion.version, now)
+    elif decision.action == "re_emit" and current is not None:
+        episode = replace(current, attempt=current.attempt + 1, retrain="pending")
+    else:
+        if decision.action == "close":
+            store.close(champion.version)
+        return EpisodeOutcome(decision.action, current.key if current else None, None, decision.note)
+    store.save(champion.version, episode)
+    event_id = emit(DRIFT_DETECTED, model_name, {**payload, "episode": episode.key, "attempt": episode.attempt})
+    return EpisodeOutcome(decision.action, episode.key, event_id, f"{decision.note} (episode {episode.key})")
+
+
+def _new_labels(predictions_url: str, model_name: str, tags: Mapping[str, str]) -> int:
+    """Labelled predictions newer than the newest label the champion was trained on."""
+    through = tags.get(lineage.LABELS_THROUGH)
+    store = open_prediction_log(predictions_url)
+    try:
+        return store.count_labelled(model_name, datetime.fromisoformat(through) if through else None)
+    finally:
+        store.close()
 
 
 @task(name="publish-drift-verdict", cache_policy=NO_CACHE)

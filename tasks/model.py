@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -16,6 +17,7 @@ from driftloop.core import lineage
 from driftloop.core.drift import build_profile
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance
 from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_outputs
 from driftloop.core.pipeline import build_pipeline, describe_pipeline
 from driftloop.core.schema import DatasetSchema
@@ -52,9 +54,27 @@ class Export:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """The candidate's holdout metrics and its positive-class probability for each holdout row."""
+
+    metrics: Metrics
+    scores: np.ndarray
+
+
+@dataclass(frozen=True)
 class ChampionScore:
+    """The champion on this run's holdout (all None when there is no champion), and its pin if any.
+
+    Attributes:
+        version: The champion version the candidate is compared with.
+        metrics: Its holdout metrics.
+        scores: Its positive-class probability for each holdout row, in holdout order.
+    """
+
     version: str | None
     metrics: Metrics | None
+    scores: np.ndarray | None = None
+    pinned_by: str | None = None  # who pinned the champion, at which version and why (automatic promotions refused)
 
 
 @task(name="fit-candidate", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -70,7 +90,7 @@ def fit_candidate(
 @task(name="evaluate-candidate", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
 def evaluate_candidate(
     candidate: Candidate, split: Split, schema: DatasetSchema, tracking_uri: str, run_id: str, seed: int
-) -> Metrics:
+) -> Evaluation:
     """Holdout metrics and plots, logged to the MLflow run."""
     client = tracking.use_tracking_uri(tracking_uri)
     holdout = to_model_frame(split.holdout, schema)
@@ -89,7 +109,7 @@ def evaluate_candidate(
             plots.feature_importance_png(importances, out / "feature_importance.png"),
         ]
         tracking.log_files(client, run_id, pngs, artifact_path="plots")
-    return metrics
+    return Evaluation(metrics, proba)
 
 
 @task(name="export-onnx", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
@@ -156,8 +176,10 @@ def score_champion(model_name: str, tracking_uri: str, split: Split, schema: Dat
     """The current champion's metrics on this run's holdout, from its ONNX model (no pickle is loaded)."""
     registry = ModelRegistry(model_name, tracking_uri)
     champion = registry.champion()
+    pin = registry.pinned()
+    pinned_by = pin.by() if pin is not None else None
     if champion is None:
-        return ChampionScore(version=None, metrics=None)
+        return ChampionScore(version=None, metrics=None, pinned_by=pinned_by)
     version = str(champion.version)
     trained_on = champion.tags.get(lineage.SCHEMA_FINGERPRINT)
     if trained_on != schema.fingerprint():
@@ -170,4 +192,21 @@ def score_champion(model_name: str, tracking_uri: str, split: Split, schema: Dat
     model = OnnxClassifier.from_bytes(registry.onnx_bytes(version), schema)
     _, proba = model.predict(to_model_frame(split.holdout, schema))
     y_true = encode_target(split.holdout[schema.target.name], schema)
-    return ChampionScore(version=version, metrics=compute_metrics(y_true, proba[:, 1]))
+    scores = proba[:, 1].astype(np.float64)
+    return ChampionScore(version, compute_metrics(y_true, scores), scores, pinned_by)
+
+
+@task(name="compare-with-champion", cache_policy=NO_CACHE, timeout_seconds=900)
+def compare_with_champion(
+    candidate: Evaluation, champion: ChampionScore, split: Split, schema: DatasetSchema, base_rows: int,
+    policy: GatePolicy, seed: int,
+) -> tuple[SegmentComparison, ...]:  # fmt: skip
+    """Both models on the same holdout rows, per segment: the base data's rows, the recent rows, all of them."""
+    if champion.scores is None:
+        return ()
+    recent = np.asarray(split.holdout.index >= base_rows)
+    segments = {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(recent.size, dtype=bool)}
+    if not recent.any():  # an ordinary run: one data set, one segment
+        segments = {ALL: segments[ALL]}
+    y_true = encode_target(split.holdout[schema.target.name], schema)
+    return compare_segments(y_true, candidate.scores, champion.scores, segments, policy, seed)

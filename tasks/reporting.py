@@ -9,6 +9,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 
 from driftloop.io import tracking
+from driftloop.io.registry import ModelRegistry
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
@@ -20,6 +21,15 @@ def record_decision(tracking_uri: str, run_id: str, markdown: str, tags: Mapping
     client = tracking.use_tracking_uri(tracking_uri)
     tracking.set_run_tags(client, run_id, tags)
     tracking.log_text(client, run_id, markdown, "decision.md")
+
+
+@task(name="update-decision", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+def update_decision(
+    tracking_uri: str, run_id: str, model_name: str, version: str, markdown: str, tags: Mapping[str, str], verdict: str
+) -> None:
+    """The gate decided again after registration (the champion moved, or got pinned): the record follows."""
+    record_decision.fn(tracking_uri, run_id, markdown, tags, verdict)
+    ModelRegistry(model_name, tracking_uri).set_version_tags(version, tags)
 
 
 @task(name="record-metrics", cache_policy=NO_CACHE)

@@ -1,7 +1,8 @@
-"""Retrain tasks: the dedupe/cooldown decision and the retraining snapshot (reference + labelled recent data)."""
+"""Retrain tasks: claim an attempt, read how the champion was trained, gather what is new, settle the episode."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,24 +12,56 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from driftloop.core import lineage
-from driftloop.core.episodes import RetrainDecision, decide_retrain
+from driftloop.core.episodes import MANUAL, RetrainDecision, RetrainState, decide_retrain
+from driftloop.core.recipe import SplitSpec, TrainingRecipe
+from driftloop.core.retrain import SourceCheck
 from driftloop.core.schema import DatasetSchema
+from driftloop.core.snapshot import content_hash
+from driftloop.errors import DatasetError, RegistryError
+from driftloop.events import DRIFT_WITHOUT_LABELS
 from driftloop.io.datasets import read_snapshot
-from driftloop.io.registry import EpisodeTags, ModelRegistry, locate_model_file
+from driftloop.io.episode_store import EpisodeStore
+from driftloop.io.prefect_events import emit
+from driftloop.io.registry import ModelRegistry, locate_model_file
+from driftloop.io.snapshots import fetch_snapshot
 from driftloop.serving.prediction_log import open_prediction_log
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
 
 @task(name="decide-retrain", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
-def claim_retrain(model_name: str, tracking_uri: str, version: str, episode: str, cooldown: float) -> RetrainDecision:
-    """Decide, and when the answer is yes, claim the episode at once so a duplicate event finds it taken."""
-    episodes = EpisodeTags(ModelRegistry(model_name, tracking_uri))
+def claim_retrain(
+    model_name: str, tracking_uri: str, version: str, episode: str, attempt: int, cooldown: float, flow_run_id: str
+) -> RetrainDecision:
+    """Decide, and when the answer is yes, claim the attempt at once so a duplicate event finds it taken."""
+    store = EpisodeStore(model_name, tracking_uri)
     now = datetime.now(UTC)
-    decision = decide_retrain(episode, episodes.retrained_episode(version), episodes.last_retrain_at(), now, cooldown)
+    current = store.open_episode(version) if episode != MANUAL else None
+    last = store.last_retrain_at()
+    decision = decide_retrain(episode, attempt, current, last, now, cooldown)
     if decision.run:
-        episodes.mark_retrain(version, episode, now)
+        store.mark_retrain_started(now)
+        if current is not None:
+            running = replace(
+                current, retrain="running", claimed_attempt=attempt, attempt_at=now, flow_run_id=flow_run_id
+            )
+            store.save(version, running)
+    elif decision.state is not None and current is not None:
+        store.save(version, replace(current, retrain=decision.state, claimed_attempt=attempt, attempt_at=last))
     return decision
+
+
+@task(name="settle-drift-episode", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+def settle_episode(
+    model_name: str, tracking_uri: str, version: str, episode: str, state: RetrainState, labels_seen: int
+) -> None:
+    """Record how the claimed attempt ended, if the episode is still the one it claimed."""
+    if episode == MANUAL:
+        return
+    store = EpisodeStore(model_name, tracking_uri)
+    current = store.open_episode(version)
+    if current is not None and current.key == episode:
+        store.save(version, replace(current, retrain=state, labels_seen=labels_seen))
 
 
 @task(name="record-retrain-decision", cache_policy=NO_CACHE)
@@ -36,34 +69,126 @@ def record_retrain(markdown: str, verdict: str) -> None:
     create_markdown_artifact(key="retrain-decision", markdown=markdown, description=f"retrain: {verdict}")
 
 
-@task(name="build-retrain-snapshot", cache_policy=NO_CACHE, timeout_seconds=900, **MLFLOW_RETRIES)
-def build_snapshot(
-    model_name: str, tracking_uri: str, version: str, predictions_url: str, out_dir: Path
-) -> tuple[Path, Path, int, str]:
-    """The champion's training data plus every labelled prediction, as a new snapshot and its schema file.
+@task(name="record-retrain-on-version", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+def record_retrain_on_version(model_name: str, tracking_uri: str, version: str, decision: str) -> None:
+    """The latest retrain decision about this version, as a version tag (what `driftloop models` can show)."""
+    ModelRegistry(model_name, tracking_uri).set_version_tags(version, {lineage.RETRAIN_DECISION: decision[:4000]})
 
-    Returns:
-        (snapshot path, schema path, number of labelled rows added, the champion's estimator)
-    """
+
+@task(name="alert-drift-without-labels", cache_policy=NO_CACHE)
+def alert_without_labels(model_name: str, version: str, episode: str, reason: str) -> str | None:
+    """The model drifts and there is nothing to retrain on: tell people (the alert automation posts it)."""
+    payload = {"model": model_name, "version": version, "episode": episode, "reason": reason}
+    return emit(DRIFT_WITHOUT_LABELS, model_name, payload)
+
+
+@dataclass(frozen=True)
+class ChampionRecipe:
+    recipe: TrainingRecipe
+    schema: DatasetSchema
+    schema_path: Path
+
+
+@task(name="read-training-recipe", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+def read_recipe(
+    model_name: str, tracking_uri: str, version: str, default_split: SplitSpec, out_dir: Path
+) -> ChampionRecipe:
+    """How the drifted version was trained (estimator, parameters, gate, split, data) and its schema."""
     registry = ModelRegistry(model_name, tracking_uri)
     tags = registry.get_version(version).tags
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        recipe = TrainingRecipe.from_tags(tags, default_split)
+    except ValueError as error:
+        raise RegistryError(f"v{version} of {model_name!r}: {error}") from error
     model_dir = registry.download_model_dir(version, out_dir / f"v{version}-model")
-    schema = DatasetSchema.model_validate_json(locate_model_file(model_dir, lineage.SCHEMA_FILE).read_text())
-    reference = read_snapshot(Path(tags[lineage.DATA_PATH]))[[*schema.feature_names, schema.target.name]]
+    schema_path = locate_model_file(model_dir, lineage.SCHEMA_FILE)
+    return ChampionRecipe(recipe, DatasetSchema.model_validate_json(schema_path.read_text()), schema_path)
+
+
+@dataclass(frozen=True)
+class NewLabels:
+    """Labelled predictions the champion was not trained on, as snapshot rows.
+
+    Attributes:
+        path: A Parquet file of the rows (features + target); None when there are none.
+        rows: How many rows it holds.
+        unusable: Labelled rows left out because their label is not a class of the schema.
+        latest: The newest label time among them (ISO 8601), None when there are none.
+    """
+
+    path: Path | None
+    rows: int
+    unusable: int
+    latest: str | None
+
+
+@task(name="collect-new-labels", cache_policy=NO_CACHE, timeout_seconds=900)
+def collect_new_labels(
+    predictions_url: str, model_name: str, schema: DatasetSchema, labelled_after: str | None, out: Path
+) -> NewLabels:
+    """Every prediction of the model whose true class arrived after ``labelled_after`` (all of them if None)."""
     store = open_prediction_log(predictions_url)
     try:
-        labelled = store.read_window(model_name, labelled=True)
+        after = datetime.fromisoformat(labelled_after) if labelled_after else None
+        window = store.read_window(model_name, labelled=True, labelled_after=after)
     finally:
         store.close()
-    recent = labelled[schema.feature_names].assign(**{schema.target.name: labelled["actual"].to_numpy()})
+    usable = window["actual"].astype(str).isin(schema.target.classes)
+    rows = window[usable]
+    if rows.empty:
+        return NewLabels(None, 0, int((~usable).sum()), None)
+    recent = pd.DataFrame({name: rows.get(name) for name in schema.feature_names})
     for feature in schema.features:
         if not feature.is_categorical:
             recent[feature.name] = pd.to_numeric(recent[feature.name])
-    combined = pd.concat([reference, recent], ignore_index=True)
-    snapshot = out_dir / f"retrain-{model_name}-v{version}-{stamp}.parquet"
-    combined.to_parquet(snapshot, index=False)
-    schema_path = out_dir / f"retrain-{model_name}-v{version}-{stamp}.schema.json"
-    schema_path.write_text(schema.model_dump_json(indent=2))
-    return snapshot, schema_path, len(recent), tags[lineage.ESTIMATOR]
+    recent[schema.target.name] = rows["actual"].to_numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recent.to_parquet(out, index=False)
+    latest = rows["labelled_at"].max().isoformat()
+    return NewLabels(out, len(recent), int((~usable).sum()), latest)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    check: SourceCheck
+    current_hash: str | None
+
+
+@task(name="check-data-source", cache_policy=NO_CACHE, timeout_seconds=1800)
+def check_source(recipe: TrainingRecipe, schema: DatasetSchema) -> SourceState:
+    """Has the champion's data source changed since it was trained (by content hash)? None if unreadable here."""
+    if not recipe.source:
+        return SourceState(SourceCheck(None, "no data source recorded"), None)
+    path = Path(recipe.source)
+    if not path.is_file():
+        return SourceState(SourceCheck(None, f"the source {recipe.source} is not readable here"), None)
+    try:
+        found = content_hash(read_snapshot(path), schema)
+    except DatasetError as error:
+        return SourceState(SourceCheck(None, f"the source {recipe.source} cannot be hashed: {error}"), None)
+    if found == recipe.source_hash:
+        return SourceState(SourceCheck(False, f"the source {recipe.source} is unchanged"), found)
+    recorded = (recipe.source_hash or "?")[:12]
+    return SourceState(SourceCheck(True, f"{recipe.source}: content hash {recorded}… → {found[:12]}…"), found)
+
+
+@task(name="fetch-training-snapshot", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
+def fetch_base(tracking_uri: str, recipe: TrainingRecipe, schema: DatasetSchema, out_dir: Path) -> Path:
+    """The champion's training snapshot from the artifact store, checked against its content hash.
+
+    Versions registered before snapshots were stored fall back to the file they were trained from, if it is
+    still here with the same content.
+    """
+    if recipe.data_hash is None:
+        raise DatasetError("the version records no data hash: its training data cannot be identified")
+    if recipe.snapshot_uri:
+        return fetch_snapshot(
+            tracking_uri, recipe.snapshot_uri, out_dir / recipe.data_hash[:16], schema, recipe.data_hash
+        )
+    path = Path(recipe.source or "")
+    if path.is_file() and content_hash(read_snapshot(path), schema) == recipe.data_hash:
+        return path
+    raise DatasetError(
+        f"the version predates stored snapshots and its training file {recipe.source} is gone or changed: "
+        "train it again with `driftloop train` to retrain it later"
+    )

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from driftloop.core import lineage
 from driftloop.errors import DriftloopError
 from driftloop.settings import Settings, get_settings
 
@@ -137,6 +138,7 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
         )  # fmt: skip
     out.print(table)
     out.print(f"gate     {outcome.verdict}: " + "; ".join(outcome.reasons), highlight=False)
+    out.print(f"rule     {outcome.rule}", highlight=False)
     out.print(f"parity   {outcome.parity}", highlight=False)
     out.print(f"data     sha256 {outcome.data_hash}")
     if outcome.shipped:
@@ -178,22 +180,31 @@ def models() -> None:
             highlight=False,
         )
     table = Table(title=f"model {settings.model_name}  ({settings.tracking_uri})", header_style="bold")
-    for column in ("version", "aliases", "created", "roc_auc", "accuracy", "gate", "parity", "data", "onnx"):
-        table.add_column(column)
+    columns = ("version", "aliases", "created", "estimator", "roc_auc", "accuracy", "gate", "why", "parity", "data")
+    for column in columns:
+        table.add_column(column, overflow="fold" if column == "why" else "ellipsis")
     for v in versions:
         tags = v.tags
         table.add_row(
             v.version,
             ",".join(v.aliases) or "",
             v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            tags.get("driftloop.metric.roc_auc", "?"),
-            tags.get("driftloop.metric.accuracy", "?"),
-            tags.get("driftloop.gate", "?"),
-            tags.get("driftloop.parity", "?"),
-            tags.get("driftloop.data_hash", "?")[:12],
-            tags.get("driftloop.onnx_sha256", "?")[:12],
+            tags.get(lineage.ESTIMATOR, "?"),
+            tags.get(f"{lineage.PREFIX}metric.roc_auc", "?"),
+            tags.get(f"{lineage.PREFIX}metric.accuracy", "?"),
+            tags.get(lineage.GATE, "?"),
+            escape(_first_reason(tags.get(lineage.GATE_REASON, ""))),
+            tags.get(lineage.PARITY, "?"),
+            tags.get(lineage.DATA_HASH, "?")[:12],
         )
     out.print(table)
+    out.print("the gate's rule, every segment and interval: `driftloop.gate_*` tags and decision.md of each run")
+
+
+def _first_reason(reason: str, limit: int = 110) -> str:
+    """The gate's deciding reason (the first), short enough for a table cell."""
+    first = reason.split("; ")[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 @app.command()
@@ -483,6 +494,7 @@ def demo(
     out.print(table)
     if report.loop_latency is not None:
         out.print(f"closed loop: drift detected → v{report.final_version} serving in {report.loop_latency:.1f}s")
+        out.print(f"promoted by the gate's rule: {report.retrain_rule}", highlight=False)
     out.print(f"total {time.monotonic() - started:.0f}s")
     for name, link in report.links.items():
         out.print(f"  {name:<22} {link}")

@@ -1,9 +1,11 @@
 """`driftloop demo`: the whole loop on one box, narrated.
 
-It starts the services in a data directory of its own, trains v1 on mostly long-tenure customers, serves it,
-replays normal traffic (the scheduled drift check finds nothing), then a wave of new, short-tenure customers with
-their true labels (the check finds drift, the automation starts the retrain deployment, the retrained model meets
-the gate or is refused, the server follows the alias), and prints each step with its time and links.
+It starts the services in a data directory of its own, trains v1 on long-tenure customers, serves it, replays
+normal traffic (the scheduled drift check finds nothing), then a wave of new, short-tenure customers whose
+behaviour is new: a competitor's fibre offer makes the ones on DSL leave. Their outcomes come back as labels; the
+check finds drift, the automation starts the retrain deployment, the gate promotes the retrained model only if it
+is significantly better on those recent rows and not significantly worse on v1's own holdout, and the server
+follows the alias. Each step is printed with its time and links.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "deploy": "local",  # the demo shows the loop on embedded defaults: its server follows the alias
 }
 NORMAL_ROWS = 400
-# Trees gain from the new segment's labels; a linear model already extrapolates to it and ties (the gate then
-# refuses the retrain, which the demo would show just as well, but less instructively).
+# Trees can learn a relation confined to the new segment (short tenure) without unlearning the old one; a linear
+# model would have to trade one for the other, and the gate would refuse it for the regression on v1's holdout.
 ESTIMATOR = "hist_gradient_boosting"
 DRIFTED_ROWS = 600
 SEED = 11
@@ -66,6 +68,7 @@ class DemoReport:
     loop_latency: float | None = None
     final_version: str | None = None
     retrain_verdict: str = ""
+    retrain_rule: str = ""
 
 
 class Demo:
@@ -86,7 +89,7 @@ class Demo:
     # --- data -------------------------------------------------------------------------------------------
     def write_reference(self) -> Path:
         full = pd.read_csv(BUNDLED_DATA)
-        reference = scenarios.longer_tenure_reference(full, seed=SEED)
+        reference = scenarios.longer_tenure_reference(full, seed=SEED, share_new=0.0)
         path = self.settings.home / "data" / "reference.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         reference.to_csv(path, index=False)
@@ -168,6 +171,14 @@ def verdict_line(markdown: str) -> str:
     return markdown.strip().splitlines()[0] if markdown.strip() else "?"
 
 
+def rule_line(markdown: str) -> str:
+    """The gate's rule and first reason from a retrain-decision record."""
+    rule = next(
+        (line.split(":", 1)[1].strip() for line in markdown.splitlines() if line.startswith("- gate rule:")), ""
+    )
+    return rule or "?"
+
+
 def prepare_home(settings: Settings, stop: Callable[[Settings], None]) -> None:
     """Stop a previous demo's services and start from an empty data directory."""
     stop(settings)
@@ -189,7 +200,7 @@ def run_demo(settings: Settings, say: Say, up: Callable[[Settings], None], train
     reference = demo.write_reference()
     outcome = train(data_path=str(reference), schema_path=str(BUNDLED_SCHEMA), estimator=ESTIMATOR)
     demo.report.links["v1 MLflow"] = outcome.mlflow_version_url
-    demo.step("train v1", f"v{outcome.version} ({ESTIMATOR}) on {reference.name}, mostly customers with tenure > 12: "
+    demo.step("train v1", f"v{outcome.version} ({ESTIMATOR}) on {reference.name}, customers with tenure > 12: "
                           f"{outcome.verdict}, ROC AUC {outcome.metrics['roc_auc']:.4f}")  # fmt: skip
     demo.wait_served(outcome.version)
     demo.step("serve v1", f"{settings.serve_url}/predict answers with v{outcome.version}")
@@ -203,8 +214,10 @@ def run_demo(settings: Settings, say: Say, up: Callable[[Settings], None], train
 
     drift_since = datetime.now(UTC)
     drifted = scenarios.new_customers(full, DRIFTED_ROWS, SEED)
+    drifted[schema_target] = scenarios.competitor_offer_labels(drifted, SEED)
     ok, failed = demo.replay(drifted, schema_target)
-    demo.step("drifted traffic", f"{ok} predictions from new customers (tenure ≤ 12) ({failed} failed) + labels")
+    demo.step("drifted traffic", f"{ok} predictions from new customers (tenure ≤ 12) ({failed} failed); a competitor's "
+                                 "offer makes those on DSL leave: their outcomes come back as labels")  # fmt: skip
     check = demo.wait_run("check-drift", drift_since, 150, "waiting for the scheduled drift check")
     detected_at = datetime.fromisoformat(check["end_time"])
     demo.report.links["drift check (drifted)"] = demo.run_url(check)
@@ -214,7 +227,8 @@ def run_demo(settings: Settings, say: Say, up: Callable[[Settings], None], train
     decision = demo.artifact(retrain["id"], "retrain-decision")
     demo.report.links["retrain"] = demo.run_url(retrain)
     demo.report.retrain_verdict = verdict_line(decision)
-    demo.step("retrain", f"{retrain['state_name']}: {demo.report.retrain_verdict}")
+    demo.report.retrain_rule = rule_line(decision)
+    demo.step("retrain", f"{retrain['state_name']}: {demo.report.retrain_verdict} ({demo.report.retrain_rule})")
     promoted = "promoted" in demo.report.retrain_verdict
     if promoted:
         version = demo.report.retrain_verdict.split("v", 1)[1].split()[0]

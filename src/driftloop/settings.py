@@ -85,7 +85,15 @@ class Settings(BaseSettings):
     label_max_drop: float = Field(default=0.05, ge=0, le=1, description="Accuracy drop vs holdout that is drift.")
     retrain_cooldown_seconds: float = Field(default=600, ge=0, description="No retrain this soon after another.")
     retrain_min_improvement: float = Field(
-        default=0.001, gt=0, description="A retrained model must beat the champion's ROC AUC by at least this."
+        default=0.0,
+        ge=0,
+        description="A retrain's improvement interval (on the recent rows) must lie above this, not just above 0.",
+    )
+    retrain_min_new_labels: int = Field(
+        default=100, ge=1, description="New labelled rows that make a refused or skipped retrain worth another try."
+    )
+    retrain_timeout_seconds: float = Field(
+        default=7200, gt=0, description="A retrain still running after this long is taken as failed."
     )
     alert_webhook_url: str | None = Field(default=None, description="POST drift and rollback alerts here.")
     work_pool: str = "driftloop-process"

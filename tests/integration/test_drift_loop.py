@@ -20,86 +20,16 @@ from driftloop.core import lineage, scenarios
 from driftloop.io.registry import ModelRegistry
 from driftloop.serving.prediction_log import Feedback, PredictionEvent, open_prediction_log
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
-from tests.integration.conftest import VENV_BIN, Driftloop, free_port
+from tests.integration.conftest import VENV_BIN, Driftloop
+from tests.support.stack import DRIFT_EVENT, alerts, drift_events, flow_runs, replay, running_stack
 
 pytestmark = pytest.mark.integration
 
-DRIFT_EVENT = "driftloop.drift.detected"
-
-
-def own_stack(tmp_path) -> Driftloop:  # type: ignore[no-untyped-def]
-    """A data directory with its own Prefect server, model server and worker on free ports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_"))}
-    env.update(TELEMETRY_OFF)
-    env.update(
-        {
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "DRIFTLOOP_HOME": str(tmp_path / "home"),
-            "DRIFTLOOP_PREFECT_PORT": str(free_port()),
-            "DRIFTLOOP_SERVE_PORT": str(free_port()),
-            "DRIFTLOOP_WORKER_PORT": str(free_port()),
-            "DRIFTLOOP_START_MLFLOW_UI": "false",
-            # The tests run every check themselves; a schedule firing mid-test would add checks.
-            "DRIFTLOOP_DRIFT_CRON": "0 0 1 1 *",
-            "DRIFTLOOP_DRIFT_MIN_ROWS": "200",
-            "DRIFTLOOP_DRIFT_WINDOW_ROWS": "500",
-            "DRIFTLOOP_LABEL_MIN_ROWS": "100",
-            "DRIFTLOOP_RETRAIN_COOLDOWN_SECONDS": "0",
-            "DRIFTLOOP_RELOAD_INTERVAL": "0.5",
-            "COLUMNS": "200",
-        }
-    )
-    return Driftloop(home=tmp_path / "home", env=env)
-
-
-def api(dl: Driftloop) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{dl.env['DRIFTLOOP_PREFECT_PORT']}/api", timeout=30)
-
-
-def drift_events(dl: Driftloop, since: datetime) -> list[dict[str, object]]:
-    body = {"filter": {"event": {"name": [DRIFT_EVENT]}, "occurred": {"since": since.isoformat()}}, "limit": 50}
-    with api(dl) as client:
-        response = client.post("/events/filter", json=body)
-        response.raise_for_status()
-        return list(response.json()["events"])
-
-
-def flow_runs(dl: Driftloop, flow_name: str) -> list[dict[str, object]]:
-    with api(dl) as client:
-        response = client.post("/flow_runs/filter", json={"flows": {"name": {"any_": [flow_name]}}})
-        response.raise_for_status()
-        return list(response.json())
-
-
-def replay(dl: Driftloop, frame: pd.DataFrame) -> None:
-    url = f"http://127.0.0.1:{dl.env['DRIFTLOOP_SERVE_PORT']}"
-    labels = frame["churn"].to_numpy()
-    features = frame.drop(columns=["churn"])
-    rows = features.astype(object).where(features.notna(), None).to_dict(orient="records")
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for row, label in zip(rows, labels, strict=True):
-            response = client.post("/predict", json={"features": row})
-            assert response.status_code == 200, response.text
-            client.post("/feedback", json={"request_id": response.headers["x-request-id"], "label": label})
-
 
 @pytest.fixture
-def stack(tmp_path) -> Iterator[Driftloop]:  # type: ignore[no-untyped-def]
-    """`driftloop up` with alerts going to the example receiver (scripts/alert_receiver.py)."""
-    dl = own_stack(tmp_path)
-    port = free_port()
-    receiver = subprocess.Popen(
-        [str(VENV_BIN / "python"), "scripts/alert_receiver.py", "--port", str(port), "--out", str(tmp_path / "alerts")],
-        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    dl.env["DRIFTLOOP_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/alerts"
-    try:
-        dl.run("up", timeout=400)
+def stack(tmp_path: Path) -> Iterator[Driftloop]:
+    with running_stack(tmp_path) as dl:
         yield dl
-    finally:
-        dl.run("down", check=False)
-        receiver.terminate()
-        receiver.wait(timeout=10)
 
 
 def test_drift_checks_events_and_one_retrain_per_episode(stack: Driftloop, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -148,23 +78,29 @@ def test_drift_checks_events_and_one_retrain_per_episode(stack: Driftloop, tmp_p
     assert runs[0]["state_type"] == "COMPLETED"
     assert runs[0]["parameters"]["episode"] == payload["episode"]
 
-    # The retrained logistic regression ties the champion: "not better" is refused, with the reason recorded.
+    # The retrained logistic regression is not significantly better on the recent rows: refused, with the
+    # rule and the per-segment comparison recorded; the episode knows its retrain was refused.
     registry = ModelRegistry("churn", stack.tracking_uri)
     retrained = registry.get_version("2")
     assert retrained.tags[lineage.GATE] == "refuse"
-    assert "requires beating the champion" in retrained.tags[lineage.GATE_REASON]
+    assert "no significant improvement on recent" in retrained.tags[lineage.GATE_REASON]
+    assert retrained.tags[lineage.GATE_RULE].startswith("retrain: significantly better on recent")
+    assert [s["segment"] for s in json.loads(retrained.tags[lineage.GATE_SEGMENTS])] == ["reference", "recent", "all"]
     assert str(registry.champion().version) == "1"
-    assert registry.get_version("1").tags[lineage.RETRAINED_EPISODE] == payload["episode"]
+    episode = json.loads(registry.get_version("1").tags[lineage.DRIFT_EPISODE])
+    assert (episode["key"], episode["retrain"], episode["claimed_attempt"]) == (payload["episode"], "refused", 1)
+    assert "v2 refused" in registry.get_version("1").tags[lineage.RETRAIN_DECISION]
+    # No new labels since: the next check stays quiet.
+    assert "waiting for labels (0 new since the last retrain" in stack.run("drift-check").stdout
 
     # The alert automation posted the drift event to the webhook, once.
-    alerts_file = tmp_path / "alerts"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not alerts_file.exists():
+    while time.monotonic() < deadline and not alerts(stack):
         time.sleep(1)
-    alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()]
-    assert len(alerts) == 1
-    assert "driftloop.drift.detected" in alerts[0]["subject"]
-    assert payload["episode"] in alerts[0]["body"]
+    received = alerts(stack)
+    assert len(received) == 1
+    assert "driftloop.drift.detected" in received[0]["subject"]
+    assert payload["episode"] in received[0]["body"]
 
 
 def test_concept_drift_with_unchanged_features_is_caught_by_labels(tmp_path, prefect_server) -> None:  # type: ignore[no-untyped-def]

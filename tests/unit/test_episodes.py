@@ -1,13 +1,20 @@
-from __future__ import annotations
-
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftloop.core.episodes import Episode, decide_retrain, drift_action
+from driftloop.core.episodes import MANUAL, Episode, decide_retrain, drift_action
 
-NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
-OPEN = Episode.start("churn", "3", NOW - timedelta(minutes=5))
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+OPEN = Episode(key="churn-v1-20261125T120000Z", started_at=T0)
+
+
+def _act(
+    drifted: bool, episode: Episode | None, *, now: datetime = T0, new_labels: int = 0, insufficient: bool = False
+):  # type: ignore[no-untyped-def]
+    return drift_action(
+        drifted, insufficient, episode, now=now, cooldown_seconds=600, new_labels=new_labels, min_new_labels=100
+    )
 
 
 @pytest.mark.parametrize(
@@ -22,25 +29,117 @@ OPEN = Episode.start("churn", "3", NOW - timedelta(minutes=5))
     ],
 )
 def test_drift_action(drifted: bool, insufficient: bool, episode: Episode | None, action: str) -> None:
-    assert drift_action(drifted, insufficient, episode) == action
+    assert _act(drifted, episode, insufficient=insufficient).action == action
+
+
+def test_a_running_retrain_silences_the_check() -> None:
+    running = replace(OPEN, retrain="running", claimed_attempt=1, attempt_at=T0, flow_run_id="abc")
+    decision = _act(True, running, now=T0 + timedelta(hours=1), new_labels=10_000)
+    assert decision.action == "already_open"
+    assert "retrain running (abc)" in decision.note
+
+
+def test_a_failed_retrain_is_asked_for_again_after_the_cooldown() -> None:
+    failed = replace(OPEN, retrain="failed", claimed_attempt=1, attempt_at=T0)
+    soon = _act(True, failed, now=T0 + timedelta(seconds=60))
+    assert soon.action == "already_open"
+    assert "retry after the cooldown (540s left)" in soon.note
+    later = _act(True, failed, now=T0 + timedelta(seconds=601))
+    assert later.action == "re_emit"
+    assert "the last retrain failed" in later.note
+
+
+def test_a_failed_retrain_is_not_asked_for_when_the_drift_is_gone() -> None:
+    failed = replace(OPEN, retrain="failed", claimed_attempt=1, attempt_at=T0)
+    assert _act(False, failed, now=T0 + timedelta(hours=2)).action == "close"
+
+
+@pytest.mark.parametrize("state", ["refused", "waiting_for_labels"])
+def test_a_refused_or_label_starved_retrain_waits_for_enough_new_labels(state: str) -> None:
+    waited = replace(OPEN, retrain=state, claimed_attempt=1, attempt_at=T0, labels_seen=40)  # type: ignore[arg-type]
+    later = T0 + timedelta(hours=1)
+    few = _act(True, waited, now=later, new_labels=139)
+    assert few.action == "already_open"
+    assert "waiting for labels (99 new since the last retrain, need 100)" in few.note
+    assert _act(True, waited, now=later, new_labels=140).action == "re_emit"
+    # Enough labels, but still within the cooldown.
+    assert _act(True, waited, now=T0 + timedelta(seconds=30), new_labels=5_000).action == "already_open"
+
+
+def test_a_promoted_retrain_never_asks_again() -> None:
+    promoted = replace(OPEN, retrain="promoted", claimed_attempt=1, attempt_at=T0)
+    assert _act(True, promoted, now=T0 + timedelta(days=1), new_labels=10_000).action == "already_open"
+
+
+@pytest.mark.parametrize(
+    ("run_state", "elapsed", "expected"),
+    [
+        ("RUNNING", 60, "running"),
+        ("COMPLETED", 60, "running"),  # the flow settles the episode itself; a completed run already did
+        ("FAILED", 60, "failed"),
+        ("CRASHED", 60, "failed"),
+        ("CANCELLED", 60, "failed"),
+        (None, 60, "failed"),  # the flow run does not exist (deleted, another server)
+        ("RUNNING", 7201, "failed"),  # running longer than the timeout
+    ],
+)
+def test_a_retrain_whose_run_died_is_taken_as_failed(run_state: str | None, elapsed: int, expected: str) -> None:
+    running = replace(OPEN, retrain="running", claimed_attempt=1, attempt_at=T0, flow_run_id="abc")
+    assert running.running_ended(run_state, T0 + timedelta(seconds=elapsed), 7200).retrain == expected
+
+
+def test_episode_json_round_trip_and_the_older_form() -> None:
+    episode = replace(
+        OPEN, attempt=3, retrain="refused", claimed_attempt=2, attempt_at=T0, flow_run_id="x", labels_seen=7
+    )
+    assert Episode.from_json(episode.to_json()) == episode
+    legacy = Episode.from_json(f"{OPEN.key}@{T0.isoformat()}")
+    assert (legacy.key, legacy.started_at, legacy.retrain, legacy.claimed_attempt) == (OPEN.key, T0, "pending", 0)
+    handled = Episode.from_json(f"{OPEN.key}@{T0.isoformat()}", legacy_retrained_episode=OPEN.key)
+    assert (handled.retrain, handled.claimed_attempt) == ("refused", 1)
+    with pytest.raises(ValueError, match="unknown retrain state 'bogus'"):
+        Episode.from_json(episode.to_json().replace('"refused"', '"bogus"'))
 
 
 def test_episode_key_names_model_version_and_start() -> None:
-    assert OPEN.key == "churn-v3-20261125T025500Z"
+    assert Episode.start("churn", "3", T0).key == "churn-v3-20261125T120000Z"
 
 
-def test_one_retrain_per_episode() -> None:
-    decision = decide_retrain(OPEN.key, OPEN.key, None, NOW, cooldown_seconds=0)
+def test_retrain_runs_once_per_attempt() -> None:
+    first = decide_retrain(OPEN.key, 1, OPEN, None, T0, 600)
+    assert first.run
+    claimed = replace(OPEN, retrain="refused", claimed_attempt=1, attempt_at=T0)
+    duplicate = decide_retrain(OPEN.key, 1, claimed, T0, T0 + timedelta(hours=1), 600)
+    assert not duplicate.run
+    assert "attempt 1 of episode" in duplicate.reason
+    assert "already taken" in duplicate.reason
+    second = decide_retrain(OPEN.key, 2, replace(claimed, attempt=2), T0, T0 + timedelta(hours=1), 600)
+    assert second.run
+
+
+def test_retrain_waits_for_a_running_one_and_skips_a_closed_episode() -> None:
+    running = replace(OPEN, attempt=2, retrain="running", claimed_attempt=1, attempt_at=T0, flow_run_id="abc")
+    assert not decide_retrain(OPEN.key, 2, running, T0, T0 + timedelta(hours=1), 600).run
+    closed = decide_retrain(OPEN.key, 1, None, None, T0, 600)
+    assert not closed.run
+    assert "is over" in closed.reason
+    other = decide_retrain("churn-v1-20200101T000000Z", 1, OPEN, None, T0, 600)
+    assert not other.run
+
+
+def test_retrain_cooldown_defers() -> None:
+    decision = decide_retrain(OPEN.key, 1, OPEN, T0, T0 + timedelta(seconds=300), 600)
     assert not decision.run
-    assert "already retrained" in decision.reason
+    assert decision.state == "deferred"
+    assert "cooldown: the last retrain started 300s ago" in decision.reason
+    assert decide_retrain(OPEN.key, 1, OPEN, T0, T0 + timedelta(seconds=600), 600).run
 
 
-def test_cooldown_blocks_a_new_episode_too_soon() -> None:
-    decision = decide_retrain(OPEN.key, "older", NOW - timedelta(seconds=30), NOW, cooldown_seconds=120)
-    assert not decision.run
-    assert "30s ago" in decision.reason
+def test_a_deferred_attempt_is_asked_for_again_after_the_cooldown() -> None:
+    deferred = replace(OPEN, retrain="deferred", claimed_attempt=1, attempt_at=T0)
+    assert _act(True, deferred, now=T0 + timedelta(seconds=100)).action == "already_open"
+    assert _act(True, deferred, now=T0 + timedelta(seconds=600)).action == "re_emit"
 
 
-def test_retrain_runs_after_cooldown_for_a_new_episode() -> None:
-    assert decide_retrain(OPEN.key, "older", NOW - timedelta(seconds=121), NOW, cooldown_seconds=120).run
-    assert decide_retrain(OPEN.key, None, None, NOW, cooldown_seconds=120).run
+def test_a_manual_retrain_always_runs() -> None:
+    assert decide_retrain(MANUAL, 1, None, T0, T0, 600).run

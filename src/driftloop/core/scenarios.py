@@ -7,6 +7,9 @@ The bundled churn snapshot has no time order, so drift is staged by resampling r
 * ``price_increase``: monthly charges up by ``factor``; total charges scaled alike so the two stay consistent.
 * ``concept_drift_labels``: features unchanged, outcomes changed for long-standing customers, so a model's
   accuracy drops while a feature-drift check sees nothing.
+* ``competitor_offer_labels``: a learnable change of the relation to the label: a competitor's fibre offer makes
+  customers on DSL leave, whatever else they look like. A model trained on these labels can learn it.
+* ``random_labels``: outcomes that carry no information (a broken label feed): nothing to learn.
 * ``longer_tenure_reference``: the demo's training data, mostly longer-tenure customers, against which the
   new-customer window clearly drifts.
 
@@ -23,20 +26,24 @@ import pandas as pd
 from driftloop.errors import DatasetError
 
 __all__ = [
+    "INTERNET_SERVICE",
     "MONTHLY_CHARGES",
     "NEW_CUSTOMER_MAX_TENURE",
     "TENURE",
     "TOTAL_CHARGES",
+    "competitor_offer_labels",
     "concept_drift_labels",
     "longer_tenure_reference",
     "new_customers",
     "normal_traffic",
     "price_increase",
+    "random_labels",
 ]
 
 TENURE = "tenure"
 MONTHLY_CHARGES = "monthly_charges"
 TOTAL_CHARGES = "total_charges"
+INTERNET_SERVICE = "internet_service"
 NEW_CUSTOMER_MAX_TENURE = 12  # months; customers at or below are "new"
 CHURNED, STAYED = "Yes", "No"
 
@@ -111,6 +118,37 @@ def concept_drift_labels(
     changed = labels.copy()
     changed[segment & draws] = churned
     return changed
+
+
+def competitor_offer_labels(
+    frame: pd.DataFrame,
+    seed: int,
+    noise: float = 0.1,
+    *,
+    internet_service: str = INTERNET_SERVICE,
+    targeted: str = "DSL",
+    churned: str = CHURNED,
+    stayed: str = STAYED,
+) -> pd.Series:
+    """Outcomes after a competitor's fibre offer: customers on ``targeted`` internet leave, the others stay.
+
+    Each outcome is then flipped with probability ``noise``. The relation to the label is new (a model trained
+    before the offer believes fibre customers are the ones who leave) and learnable from these labels.
+    """
+    if not 0 <= noise < 0.5:
+        raise DatasetError(f"competitor_offer_labels: noise must be in [0, 0.5), got {noise}")
+    _require(frame, [internet_service], "competitor_offer_labels")
+    leaves = (frame[internet_service] == targeted).to_numpy()
+    flipped = np.random.default_rng(seed).random(len(frame)) < noise
+    return pd.Series(np.where(leaves ^ flipped, churned, stayed), index=frame.index, name="churn")
+
+
+def random_labels(frame: pd.DataFrame, seed: int, classes: Sequence[str] = (STAYED, CHURNED)) -> pd.Series:
+    """One class drawn uniformly at random for each row: labels that carry no information."""
+    if len(classes) < 2:
+        raise DatasetError(f"random_labels: need at least two classes, got {list(classes)}")
+    drawn = np.random.default_rng(seed).choice(np.asarray(classes, dtype=object), size=len(frame))
+    return pd.Series(drawn, index=frame.index, name="churn")
 
 
 def longer_tenure_reference(

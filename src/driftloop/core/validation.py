@@ -25,11 +25,12 @@ def validate_snapshot(frame: pd.DataFrame, schema: DatasetSchema, dataset: str) 
         raise DatasetValidationError(dataset, problems)
 
 
-def find_problems(frame: pd.DataFrame, schema: DatasetSchema) -> list[str]:
+def find_problems(frame: pd.DataFrame, schema: DatasetSchema, min_rows: int | None = None) -> list[str]:
     """Every way the snapshot breaks the schema, one human-readable line each; empty when it is valid.
 
     Columns the schema does not mention are ignored. A column whose name appears more than once is reported
-    once as duplicated and not checked further.
+    once as duplicated and not checked further. ``min_rows`` replaces the schema's own minimum (a part of a
+    snapshot, such as a retrain's recent rows, may be small).
     """
     problems: list[str] = []
     columns = pd.Index(frame.columns)
@@ -44,8 +45,9 @@ def find_problems(frame: pd.DataFrame, schema: DatasetSchema) -> list[str]:
     if target not in columns:
         problems.append(f"missing target column {target!r}")
 
-    if len(frame) < schema.min_rows:
-        problems.append(f"only {len(frame)} row(s); the schema requires at least {schema.min_rows}")
+    least = schema.min_rows if min_rows is None else min_rows
+    if len(frame) < least:
+        problems.append(f"only {len(frame)} row(s); the schema requires at least {least}")
 
     for feature in schema.features:
         if feature.name in columns and feature.name not in duplicated:

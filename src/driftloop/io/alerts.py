@@ -1,4 +1,4 @@
-"""Alerts: a Prefect automation that posts drift and rollback events to a webhook (a Prefect notification block).
+"""Alerts: a Prefect automation that posts drift, drift-without-labels and rollback events to a webhook.
 
 Created by `driftloop up` when DRIFTLOOP_ALERT_WEBHOOK_URL is set; `scripts/alert_receiver.py` is a runnable
 receiver to try it. Re-running replaces the block and the automation (same names), so it is idempotent.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 
-from driftloop.events import DRIFT_DETECTED, MODEL_ROLLED_BACK, ROLLOUT_ROLLED_BACK
+from driftloop.events import DRIFT_DETECTED, DRIFT_WITHOUT_LABELS, MODEL_ROLLED_BACK, ROLLOUT_ROLLED_BACK
 
 AUTOMATION_NAME = "driftloop-alerts"
 BLOCK_NAME = "driftloop-alert-webhook"
-ALERT_EVENTS = (DRIFT_DETECTED, MODEL_ROLLED_BACK, ROLLOUT_ROLLED_BACK)
+ALERT_EVENTS = (DRIFT_DETECTED, DRIFT_WITHOUT_LABELS, MODEL_ROLLED_BACK, ROLLOUT_ROLLED_BACK)
 
 _SUBJECT = "driftloop: {{ event.event }} for {{ event.resource.name }}"
 _BODY = (

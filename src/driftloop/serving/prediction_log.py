@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TABLE = "predictions"
-WINDOW_COLUMNS = ("ts", "request_id", "model_version", "label", "probability", "actual")
+WINDOW_COLUMNS = ("ts", "request_id", "model_version", "label", "probability", "actual", "labelled_at")
 ROW_COLUMNS = (
     "ts",
     "request_id",
@@ -172,11 +172,14 @@ class PredictionStore(Protocol):
         until: datetime | None = None,
         last: int | None = None,
         labelled: bool = False,
+        labelled_after: datetime | None = None,
     ) -> pd.DataFrame: ...
 
     def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> int: ...
 
     def count(self, model_name: str | None = None) -> int: ...
+
+    def count_labelled(self, model_name: str, labelled_after: datetime | None = None) -> int: ...
 
     def close(self) -> None: ...
 
@@ -452,30 +455,28 @@ class SqlPredictionStore:
         until: datetime | None,
         last: int | None,
         labelled: bool = False,
+        labelled_after: datetime | None = None,
     ) -> sa.Select[Any]:
         table = predictions.c
         truth = feedback.c
-        joined = predictions.join(
-            feedback,
-            (truth.model_name == table.model_name)
-            & (truth.request_id == table.request_id)
-            & (truth.row_index == table.row_index),
-            isouter=not labelled,
-        )
+        # SQLite keeps ts as ISO text: pandas parses the whole column at once, far faster than row by row.
+        as_text = sa.String if self._sqlite else None
         query = (
             sa.select(
-                # SQLite keeps ts as ISO text: pandas parses the whole column at once, far faster than row by row.
-                sa.type_coerce(table.ts, sa.String) if self._sqlite else table.ts,
+                sa.type_coerce(table.ts, as_text) if as_text else table.ts,
                 table.request_id,
                 table.model_version,
                 table.label,
                 table.probability,
                 table.features,
                 truth.actual,
+                sa.type_coerce(truth.ts, as_text) if as_text else truth.ts,
             )
-            .select_from(joined)
+            .select_from(self._joined(labelled or labelled_after is not None))
             .where(table.model_name == model_name)
         )
+        if labelled_after is not None:
+            query = query.where(truth.ts > _as_utc(labelled_after))
         if model_version is not None:
             query = query.where(table.model_version == model_version)
         if since is not None:
@@ -487,6 +488,17 @@ class SqlPredictionStore:
             return query.order_by(table.ts, table.model_version, table.id)
         return query.order_by(table.ts.desc(), table.model_version.desc(), table.id.desc()).limit(last)
 
+    def _joined(self, labelled: bool) -> sa.Join:
+        table = predictions.c
+        truth = feedback.c
+        return predictions.join(
+            feedback,
+            (truth.model_name == table.model_name)
+            & (truth.request_id == table.request_id)
+            & (truth.row_index == table.row_index),
+            isouter=not labelled,
+        )
+
     def read_window(
         self,
         model_name: str,
@@ -496,11 +508,12 @@ class SqlPredictionStore:
         until: datetime | None = None,
         last: int | None = None,
         labelled: bool = False,
+        labelled_after: datetime | None = None,
     ) -> pd.DataFrame:
         """Logged rows of one model, oldest first, one column per feature after ``WINDOW_COLUMNS``.
 
-        The ``actual`` column holds the true class where feedback arrived (None elsewhere); ``labelled=True``
-        keeps only those rows.
+        The ``actual`` column holds the true class where feedback arrived (None elsewhere) and ``labelled_at``
+        when it arrived; ``labelled=True`` keeps only those rows.
 
         Args:
             model_name: The served model.
@@ -509,28 +522,33 @@ class SqlPredictionStore:
             until: Only rows served before this moment.
             last: Only the ``last`` most recent rows that pass the other filters.
             labelled: Only rows whose true class arrived as feedback.
+            labelled_after: Only rows whose true class arrived after this moment (implies ``labelled``).
 
         Returns:
-            ``ts`` is UTC. Numeric features are float64 with NaN for missing, categorical ones object with None.
+            ``ts`` and ``labelled_at`` are UTC. Numeric features are float64 with NaN for missing, categorical
+            ones object with None.
         """
         import pandas as pd
 
         if last is not None and last < 1:
             raise ValueError(f"last must be a positive number of rows, got {last}")
+        query = self._select(model_name, model_version, since, until, last, labelled, labelled_after)
         with self._engine.connect() as connection:
-            rows = connection.execute(self._select(model_name, model_version, since, until, last, labelled)).all()
+            rows = connection.execute(query).all()
         if last is not None:
             rows.reverse()
-        columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 7
-        ts, request_ids, versions, labels, probabilities, features, actual = columns
+        columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 8
+        ts, request_ids, versions, labels, probabilities, features, actual, labelled_at = columns
+        time_format = "ISO8601" if self._sqlite else None
         frame = pd.DataFrame(
             {
-                "ts": pd.to_datetime(ts, utc=True, format="ISO8601" if self._sqlite else None),
+                "ts": pd.to_datetime(ts, utc=True, format=time_format),
                 "request_id": pd.Series(request_ids, dtype=object),
                 "model_version": pd.Series(versions, dtype=object),
                 "label": pd.Series(labels, dtype=object),
                 "probability": np.array(probabilities, dtype=np.float64),
                 "actual": pd.Series(actual, dtype=object),
+                "labelled_at": pd.to_datetime(pd.Series(labelled_at, dtype=object), utc=True, format=time_format),
             }
         )
         expanded = _feature_frame(features, frame.index)
@@ -543,6 +561,14 @@ class SqlPredictionStore:
         query = sa.select(sa.func.count()).select_from(predictions)
         if model_name is not None:
             query = query.where(predictions.c.model_name == model_name)
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def count_labelled(self, model_name: str, labelled_after: datetime | None = None) -> int:
+        """Predicted rows of ``model_name`` whose true class arrived (after ``labelled_after``, when given)."""
+        query = sa.select(sa.func.count()).select_from(self._joined(True)).where(predictions.c.model_name == model_name)
+        if labelled_after is not None:
+            query = query.where(feedback.c.ts > _as_utc(labelled_after))
         with self._engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 

@@ -1,0 +1,223 @@
+"""The loop's own decisions on real services: retrain without labels, failed retrains, the gate on noise and on a
+learnable shift (labels sent through the real server's /feedback), and the retrain rebuilding the champion's
+configuration from the artifact store.
+
+Each test brings up its own loop (`driftloop up`: Prefect server, deployments, worker, model server) and drives
+it as an operator would: traffic to /predict, labels to /feedback, `driftloop drift-check`; the retrains are
+started by the Prefect automation, as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from driftloop.core import lineage, scenarios
+from driftloop.events import DRIFT_WITHOUT_LABELS
+from driftloop.io.registry import ModelRegistry
+from driftloop.settings import BUNDLED_DATA
+from tests.integration.conftest import Driftloop
+from tests.support.stack import (
+    alerts,
+    api,
+    artifact,
+    drift_events,
+    events,
+    finished_runs,
+    flow_runs,
+    replay,
+    running_stack,
+    server_url,
+    wait_for,
+    wait_logged,
+)
+
+pytestmark = pytest.mark.integration
+
+SEED = 5
+
+
+def _reference(tmp_path: Path) -> Path:
+    """Long-tenure customers only: new customers are a segment the champion has never seen."""
+    path = tmp_path / "reference.csv"
+    scenarios.longer_tenure_reference(pd.read_csv(BUNDLED_DATA), seed=SEED, share_new=0.0).to_csv(path, index=False)
+    return path
+
+
+def _new_customers(rows: int, seed: int, labels: str) -> pd.DataFrame:
+    frame = scenarios.new_customers(pd.read_csv(BUNDLED_DATA), rows, seed=seed)
+    if labels == "competitor":
+        frame["churn"] = scenarios.competitor_offer_labels(frame, seed)
+    elif labels == "random":
+        frame["churn"] = scenarios.random_labels(frame, seed)
+    return frame
+
+
+def _episode(dl: Driftloop) -> dict[str, object]:
+    return dict(json.loads(ModelRegistry("churn", dl.tracking_uri).get_version("1").tags[lineage.DRIFT_EPISODE]))
+
+
+def _served(dl: Driftloop) -> str | None:
+    response = httpx.get(f"{server_url(dl)}/ready", timeout=10)
+    return str(response.json().get("model_version")) if response.status_code == 200 else None
+
+
+def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retrain_as_configured(
+    tmp_path: Path,
+) -> None:
+    with running_stack(tmp_path) as dl:
+        reference = _reference(tmp_path)
+        dl.run(
+            "train", "--data", str(reference), "--estimator", "hist_gradient_boosting", "--param", "max_iter=80",
+            "--param", "learning_rate=0.08", "--min-accuracy", "0.65", "--min-roc-auc", "0.6",
+        )  # fmt: skip
+        # The retrain must not need the file the champion was trained from: it reads the stored snapshot.
+        reference.rename(tmp_path / "moved-away.csv")
+        started = datetime.now(UTC)
+
+        # 1,000 new customers, no labels: drift, one event, and a retrain that decides it cannot help yet.
+        replay(dl, _new_customers(1000, seed=21, labels="none"), labels=False)
+        wait_logged(dl, 1000)
+        first = dl.run("drift-check").stdout
+        assert "verdict  drift" in first
+        assert "drift episode opened; event emitted" in first
+        (run,) = finished_runs(dl, "retrain-model", 1)
+        assert run["state_type"] == "COMPLETED", run
+        decision = artifact(dl, run["id"], "retrain-decision")
+        assert "no new labelled data since v1: retraining cannot help yet" in decision
+        registry = ModelRegistry("churn", dl.tracking_uri)
+        assert [v.version for v in registry.versions()] == ["1"]
+        assert registry.get_version("1").tags[lineage.RETRAIN_DECISION].startswith("skipped: no new labelled data")
+        assert (_episode(dl)["retrain"], _episode(dl)["attempt"]) == ("waiting_for_labels", 1)
+        wait_for(
+            "the drift-without-labels alert", lambda: any(DRIFT_WITHOUT_LABELS in a["subject"] for a in alerts(dl)), 60
+        )
+        # The server persists events a little after it acts on them.
+        wait_for("the drift-without-labels event", lambda: events(dl, DRIFT_WITHOUT_LABELS, started), 60)
+        assert len(events(dl, DRIFT_WITHOUT_LABELS, started)) == 1
+
+        # Still drifting, still no labels: the episode stays open, and nobody is asked again for nothing.
+        again = dl.run("drift-check").stdout
+        assert "waiting for labels (0 new since the last retrain, need 100)" in again
+        assert len(drift_events(dl, started)) == 1
+
+        # Labels arrive (a competitor's offer makes new DSL customers leave): the next check asks again, and the
+        # retrain rebuilds v1's configuration on its stored snapshot plus the new rows, and is promoted.
+        replay(dl, _new_customers(600, seed=22, labels="competitor"))
+        wait_logged(dl, 1600)
+        third = dl.run("drift-check").stdout
+        assert "600 new labelled rows since the last retrain: event emitted again" in third
+        second_run = finished_runs(dl, "retrain-model", 2)[-1]
+        assert second_run["state_type"] == "COMPLETED", second_run
+        assert second_run["parameters"]["attempt"] == 2
+        retrained = registry.get_version("2")
+        assert retrained.tags[lineage.GATE] == "promote", retrained.tags[lineage.GATE_REASON]
+        assert retrained.tags[lineage.GATE_REASON].startswith("significantly better on recent")
+        v1 = registry.get_version("1").tags
+        for tag in (lineage.ESTIMATOR, lineage.PARAMS, lineage.GATE_POLICY, lineage.SPLIT, lineage.SOURCE):
+            assert retrained.tags[tag] == v1[tag], tag
+        assert json.loads(retrained.tags[lineage.PARAMS]) == {"max_iter": 80, "learning_rate": 0.08}
+        assert json.loads(retrained.tags[lineage.GATE_POLICY])["floors"] == {"roc_auc": 0.6, "accuracy": 0.65}
+        assert retrained.tags[lineage.RETRAIN_OF] == "1"
+        assert retrained.tags[lineage.LABELS_THROUGH]
+        assert str(registry.champion().version) == "2"
+        assert _episode(dl)["retrain"] == "promoted"
+        wait_for("the server to swap to v2", lambda: _served(dl) == "2", 60)
+        models = dl.run("models").stdout
+        assert "significantly better on recent" in models
+
+
+def _flow_run_pid(flow_run_id: str) -> int | None:
+    """The process running a flow run (the process worker starts it with PREFECT__FLOW_RUN_ID in its env)."""
+    needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0"):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def _task_started(dl: Driftloop, task_name: str, after: str) -> bool:
+    """A task run of that name started after ``after`` (the retrain's tasks run in its train-model subflow)."""
+    body = {"task_runs": {"name": {"like_": task_name}, "start_time": {"after_": after}}}
+    with api(dl) as client:
+        return bool(client.post("/task_runs/filter", json=body).json())
+
+
+def _flow_run_logs(dl: Driftloop, flow_run_id: str) -> str:
+    with api(dl) as client:
+        logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
+    return "\n".join(str(entry["message"]) for entry in logs)
+
+
+def test_noise_is_refused_and_a_failed_or_killed_retrain_is_asked_for_again(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as dl:
+        dl.run("train", "--data", str(_reference(tmp_path)), "--estimator", "hist_gradient_boosting")
+        started = datetime.now(UTC)
+        registry = ModelRegistry("churn", dl.tracking_uri)
+
+        # New customers whose labels carry no information: the retrain is not significantly better where it was
+        # meant to help, so it is refused even if it scores higher on a pooled holdout.
+        replay(dl, _new_customers(600, seed=31, labels="random"))
+        wait_logged(dl, 600)
+        assert "event emitted" in dl.run("drift-check").stdout
+        (first,) = finished_runs(dl, "retrain-model", 1)
+        assert first["state_type"] == "COMPLETED"
+        refused = registry.get_version("2").tags
+        assert refused[lineage.GATE] == "refuse"
+        assert "no significant improvement on recent" in refused[lineage.GATE_REASON]
+        assert str(registry.champion().version) == "1"
+        assert _episode(dl)["retrain"] == "refused"
+
+        # The artifact store is damaged: the stored snapshot no longer matches its hash. New labels make the
+        # check ask again; that retrain fails, and the episode is released for the next check.
+        snapshot_uri = registry.get_version("1").tags[lineage.SNAPSHOT_URI]
+        (stored,) = (dl.home / "mlartifacts").rglob(f"{snapshot_uri.split('/')[1]}/artifacts/snapshot.parquet")
+        original = stored.read_bytes()
+        pd.read_parquet(stored).iloc[1:].to_parquet(stored, index=False)
+        replay(dl, _new_customers(150, seed=32, labels="random"))
+        wait_logged(dl, 750)
+        assert "150 new labelled rows since the last retrain: event emitted again" in dl.run("drift-check").stdout
+        second = finished_runs(dl, "retrain-model", 2)[-1]
+        assert second["state_type"] == "FAILED", second
+        assert "content hash" in _flow_run_logs(dl, second["id"])
+        assert _episode(dl)["retrain"] == "failed"
+
+        # Repaired; the next check asks again, and that retrain is killed mid-run (SIGKILL: no chance to record
+        # anything). The check after it finds its flow run crashed and asks again.
+        stored.write_bytes(original)
+        assert "the last retrain failed: event emitted again" in dl.run("drift-check").stdout
+        third = wait_for("the third retrain run", lambda: (r := _runs_after(dl, 2)) and r[0], 120)
+        wait_for("it to start training", lambda: _task_started(dl, "fit-candidate", third["created"]), 180, every=0.2)
+        pid = wait_for("the flow run's process", lambda: _flow_run_pid(third["id"]), 30)
+        os.kill(pid, signal.SIGKILL)
+        crashed = wait_for("the killed run to be marked", lambda: _final(dl, third["id"]), 120)
+        assert crashed in ("CRASHED", "FAILED"), crashed
+        assert _episode(dl)["retrain"] == "running"  # it never got to say otherwise
+        assert "the last retrain failed: event emitted again" in dl.run("drift-check").stdout
+        assert (_episode(dl)["attempt"], _episode(dl)["retrain"]) == (4, "pending")
+        assert sorted(e["payload"]["attempt"] for e in drift_events(dl, started)) == [1, 2, 3, 4]
+        assert str(registry.champion().version) == "1"
+
+
+def _runs_after(dl: Driftloop, count: int) -> list[dict[str, object]]:
+    return flow_runs(dl, "retrain-model")[count:]
+
+
+def _final(dl: Driftloop, flow_run_id: str) -> str | None:
+    with api(dl) as client:
+        state = client.get(f"/flow_runs/{flow_run_id}").json()["state_type"]
+    time.sleep(0.5)
+    return state if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
