@@ -26,7 +26,6 @@ from onnx.external_data_helper import uses_external_data
 
 from driftloop import events
 from driftloop.core import lineage
-from driftloop.core.episodes import Episode
 from driftloop.core.history import (
     ALIAS_MOVES,
     Action,
@@ -412,37 +411,3 @@ class ModelRegistry:
                 f"{lineage.ONNX_FILE} alone is incomplete; log it with save_as_external_data=False"
             )
         return data
-
-
-class EpisodeTags:
-    """Drift-episode state kept as registry tags, so every process (drift flow, retrain flow) sees the same."""
-
-    def __init__(self, registry: ModelRegistry) -> None:
-        self._registry = registry
-        self._client = registry._client
-
-    def open_episode(self, version: str) -> Episode | None:
-        raw = self._registry.get_version(version).tags.get(lineage.DRIFT_EPISODE)
-        if not raw:
-            return None
-        key, _, started = raw.partition("@")
-        return Episode(key=key, started_at=datetime.fromisoformat(started))
-
-    def start_episode(self, version: str, episode: Episode) -> None:
-        value = f"{episode.key}@{episode.started_at.isoformat()}"
-        self._registry.set_version_tags(version, {lineage.DRIFT_EPISODE: value})
-
-    def close_episode(self, version: str) -> None:
-        self._client.delete_model_version_tag(self._registry.model_name, str(version), lineage.DRIFT_EPISODE)
-
-    def retrained_episode(self, version: str) -> str | None:
-        return self._registry.get_version(version).tags.get(lineage.RETRAINED_EPISODE)
-
-    def last_retrain_at(self) -> datetime | None:
-        model = self._registry._registered_model()
-        raw = model.tags.get(lineage.LAST_RETRAIN_AT) if model else None
-        return datetime.fromisoformat(raw) if raw else None
-
-    def mark_retrain(self, version: str, episode_key: str, at: datetime) -> None:
-        self._registry.set_version_tags(version, {lineage.RETRAINED_EPISODE: episode_key})
-        self._client.set_registered_model_tag(self._registry.model_name, lineage.LAST_RETRAIN_AT, at.isoformat())

@@ -24,6 +24,7 @@ from driftloop.errors import ConfigError, ServiceError
 from driftloop.serving.inputs import FeatureLayout
 from driftloop.serving.prediction_log import (
     WINDOW_COLUMNS,
+    Feedback,
     NullPredictionLogger,
     PredictionEvent,
     PredictionLogger,
@@ -260,6 +261,27 @@ def test_a_prediction_row_is_stored_as_its_one_row_event(db: Path, store: SqlPre
     assert json.loads(stored[7][-1]) == {"tenure": None, "contract": None}
     frame = store.read_window("churn")
     assert frame["probability"].iloc[0] == float(str(events[0].probabilities[0, 1]))  # float32's shortest text
+
+
+def test_labels_are_read_with_their_arrival_time_and_filtered_by_it(store: SqlPredictionStore) -> None:
+    store.write([make_event(T0 + i, f"r{i}", seed=i) for i in range(5)])
+    assert store.count_labelled("churn") == 0
+    assert store.read_window("churn", labelled=True).empty
+    store.write_feedback("churn", [Feedback("r0", 0, "Yes"), Feedback("r1", 0, "No")])
+    first = store.read_window("churn", labelled=True)
+    assert first["request_id"].tolist() == ["r0", "r1"]
+    assert first["labelled_at"].dt.tz is not None
+    watermark = first["labelled_at"].max()
+    time.sleep(0.01)
+    store.write_feedback("churn", [Feedback("r3", 0, "Yes"), Feedback("unknown", 0, "Yes")])
+    newer = store.read_window("churn", labelled_after=watermark.to_pydatetime())
+    assert newer["request_id"].tolist() == ["r3"]
+    assert newer["actual"].tolist() == ["Yes"]
+    assert store.count_labelled("churn") == 3  # a label for no logged prediction joins nothing
+    assert store.count_labelled("churn", watermark.to_pydatetime()) == 1
+    assert store.count_labelled("churn", datetime.now(UTC) + timedelta(seconds=5)) == 0
+    window = store.read_window("churn")
+    assert window["labelled_at"].isna().tolist() == [False, False, True, False, True]
 
 
 def test_event_with_mismatched_rows_is_refused(store: SqlPredictionStore) -> None:
