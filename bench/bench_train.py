@@ -53,28 +53,42 @@ def _plain_training(model_name: str) -> None:
     """The flow's steps without Prefect: the same library calls, in the same order."""
     from driftloop.core.gates import GatePolicy, decide_promotion
     from driftloop.settings import get_settings
-    from tasks.data import load_snapshot, split_snapshot
-    from tasks.model import evaluate_candidate, export_candidate, fit_candidate, save_reference, score_champion
+    from tasks.data import load_snapshot, split_snapshot, store_training_snapshot
+    from tasks.model import (
+        compare_with_champion,
+        evaluate_candidate,
+        export_candidate,
+        fit_candidate,
+        save_reference,
+        score_champion,
+    )
     from tasks.registry import promote_model, register_model
     from tasks.tracking import close_run, open_run
 
     s = get_settings()
     uri = s.tracking_uri
+    policy = GatePolicy()
     snapshot = load_snapshot.fn(s.data_path, s.schema_path)
     split = split_snapshot.fn(snapshot, fraction=s.holdout_fraction, seed=s.seed)
     champion = score_champion.fn(model_name, uri, split, snapshot.schema)
     run = open_run.fn(uri, s.experiment_name, s.mlflow_artifacts, "bench-plain", {})
+    store_training_snapshot.fn(uri, s.mlflow_artifacts, run.run_id, snapshot, str(s.data_path))
     candidate = fit_candidate.fn(split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
-    metrics = evaluate_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, s.seed)
+    evaluation = evaluate_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, s.seed)
     export = export_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, 1e-5)
     save_reference.fn(split, snapshot.schema, uri, run.run_id, s.seed)
+    segments = compare_with_champion.fn(
+        evaluation, champion, split, snapshot.schema, snapshot.base_rows, policy, s.seed
+    )
     decision = decide_promotion(
-        metrics.as_dict(),
+        evaluation.metrics.as_dict(),
         champion.metrics.as_dict() if champion.metrics else None,
         champion.version,
         export.parity.passed,
         export.parity.summary(),
-        GatePolicy(),
+        policy,
+        segments=segments,
+        pinned_by=champion.pinned_by,
     )
     tags = {
         "driftloop.parity": "passed" if export.parity.passed else "failed",
@@ -84,7 +98,7 @@ def _plain_training(model_name: str) -> None:
     }
     version = register_model.fn(model_name, uri, export.onnx_model_uri, run.run_id, tags, "bench")
     if decision.promote:
-        promote_model.fn(model_name, uri, version, "bench", "bench")
+        promote_model.fn(model_name, uri, version, "bench", "bench", expected_champion=champion.version, automatic=True)
     close_run.fn(uri, run.run_id, True)
 
 

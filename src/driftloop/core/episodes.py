@@ -138,17 +138,22 @@ def drift_action(
     waited = (now - episode.attempt_at).total_seconds() if episode.attempt_at else float("inf")
     cooled = waited >= cooldown_seconds
     wait_note = f"retry after the cooldown ({cooldown_seconds - waited:.0f}s left)"
+    quiet = "no new event"
     if episode.retrain == "pending":
-        return DriftDecision("already_open", f"drift persists {since}; retrain requested, not started yet")
+        return DriftDecision("already_open", f"drift persists {since}; retrain requested, not started yet; {quiet}")
     if episode.retrain == "running":
-        return DriftDecision("already_open", f"drift persists {since}; retrain running ({episode.flow_run_id})")
+        return DriftDecision(
+            "already_open", f"drift persists {since}; retrain running ({episode.flow_run_id}); {quiet}"
+        )
     if episode.retrain == "promoted":
-        return DriftDecision("already_open", f"drift persists {since}; its retrain was promoted")
+        return DriftDecision("already_open", f"drift persists {since}; its retrain was promoted; {quiet}")
     if episode.retrain in ("failed", "deferred"):
         if cooled:
             what = "failed" if episode.retrain == "failed" else "was deferred by the cooldown"
             return DriftDecision("re_emit", f"drift persists {since}; the last retrain {what}: event emitted again")
-        return DriftDecision("already_open", f"drift persists {since}; the last retrain {episode.retrain}: {wait_note}")
+        return DriftDecision(
+            "already_open", f"drift persists {since}; the last retrain {episode.retrain}: {wait_note}; {quiet}"
+        )
     fresh = new_labels - episode.labels_seen
     outcome = "was refused" if episode.retrain == "refused" else "had no new labels"
     if fresh >= min_new_labels and cooled:
@@ -160,7 +165,7 @@ def drift_action(
         if fresh < min_new_labels
         else wait_note
     )
-    return DriftDecision("already_open", f"drift persists {since}; the last retrain {outcome}; {waiting}")
+    return DriftDecision("already_open", f"drift persists {since}; the last retrain {outcome}; {waiting}; {quiet}")
 
 
 @dataclass(frozen=True)
