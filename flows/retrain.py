@@ -90,7 +90,7 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str) -> Re
     unusable = f" ({labels.unusable} labelled rows left out: their label is not a class)" if labels.unusable else ""
     if not plan.run:
         settle_episode(name, uri, drifted, episode, "waiting_for_labels", labels.rows)
-        record_retrain_on_version(name, uri, drifted, f"skipped: {plan.reason}")
+        record_retrain_on_version(name, uri, drifted, f"skipped: {plan.reason}", _actor(), in_history=True)
         alert_without_labels(name, drifted, episode, plan.reason)
         record_retrain(
             f"# Retrain skipped: no new labelled data\n\nmodel `{name}` v{drifted}, episode `{episode}`\n\n"
@@ -126,7 +126,7 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str) -> Re
     state: RetrainState = "promoted" if training.promoted else "refused"
     settle_episode(name, uri, drifted, episode, state, labels.rows)
     verdict = f"v{training.version} promoted" if training.promoted else f"v{training.version} refused"
-    record_retrain_on_version(name, uri, drifted, f"{verdict}: {training.rule}")
+    record_retrain_on_version(name, uri, drifted, f"{verdict}: {training.rule}", _actor())
     record_retrain(
         f"# Retrain: {verdict}\n\nmodel `{name}`, drifted champion v{drifted}, episode `{episode}`\n\n"
         f"- asked because: {reason}\n- data: {plan.reason}{unusable}\n"
@@ -142,6 +142,10 @@ def _source_path(source: str | None) -> str:
     if not source:
         raise RegistryError("the plan names the data source, but the version records none")
     return source
+
+
+def _actor() -> str:
+    return f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
 
 
 def _current_champion(model_name: str, tracking_uri: str) -> str:

@@ -21,6 +21,7 @@ from driftloop.errors import DatasetError, RegistryError
 from driftloop.events import DRIFT_WITHOUT_LABELS
 from driftloop.io.datasets import read_snapshot
 from driftloop.io.episode_store import EpisodeStore
+from driftloop.io.prefect_concurrency import promotion_lock
 from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ModelRegistry, locate_model_file
 from driftloop.io.snapshots import fetch_snapshot
@@ -70,9 +71,15 @@ def record_retrain(markdown: str, verdict: str) -> None:
 
 
 @task(name="record-retrain-on-version", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
-def record_retrain_on_version(model_name: str, tracking_uri: str, version: str, decision: str) -> None:
-    """The latest retrain decision about this version, as a version tag (what `driftloop models` can show)."""
-    ModelRegistry(model_name, tracking_uri).set_version_tags(version, {lineage.RETRAIN_DECISION: decision[:4000]})
+def record_retrain_on_version(
+    model_name: str, tracking_uri: str, version: str, decision: str, actor: str, in_history: bool = False
+) -> None:
+    """The latest retrain decision about this version as a version tag, and (a skip) in the champion's history."""
+    registry = ModelRegistry(model_name, tracking_uri)
+    registry.set_version_tags(version, {lineage.RETRAIN_DECISION: decision[:4000]})
+    if in_history:  # a promotion or a refusal is in the history already, through its own version
+        with promotion_lock(model_name):
+            registry.note(version, f"retrain {decision}", actor)
 
 
 @task(name="alert-drift-without-labels", cache_policy=NO_CACHE)

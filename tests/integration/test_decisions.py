@@ -97,6 +97,8 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         assert [v.version for v in registry.versions()] == ["1"]
         assert registry.get_version("1").tags[lineage.RETRAIN_DECISION].startswith("skipped: no new labelled data")
         assert (_episode(dl)["retrain"], _episode(dl)["attempt"]) == ("waiting_for_labels", 1)
+        history = dl.run("history").stdout
+        assert "retrain skipped: no new labelled data since v1" in history
         wait_for(
             "the drift-without-labels alert", lambda: any(DRIFT_WITHOUT_LABELS in a["subject"] for a in alerts(dl)), 60
         )

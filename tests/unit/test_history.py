@@ -461,3 +461,18 @@ def test_legacy_tags_are_read_in_time_order_and_junk_is_skipped() -> None:
     assert [m.to_version for m in report.moves] == ["1", "2", "3"]
     assert report.problems == tuple(problems)
     assert rollback_target(report.moves, "3") == "2"
+
+
+def test_a_retrain_note_moves_neither_the_pin_nor_the_rollback_target() -> None:
+    from driftloop.core.history import pin_after
+
+    moves = [
+        *_promotes("1", "2"),
+        _move("2", action="pin", frm="2", minutes=5, reason="freeze"),
+        _move("2", action="retrain", frm="2", minutes=6, reason="retrain skipped: no new labelled data since v2"),
+    ]
+    pin = pin_after(moves)
+    assert pin is not None
+    assert pin.version == "2"
+    assert rollback_target(moves, "2") == "1"
+    assert format_history(moves)[-1]["action"] == "retrain"

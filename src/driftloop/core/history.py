@@ -19,9 +19,10 @@ from typing import Any, Literal
 from driftloop.core import lineage
 from driftloop.errors import RegistryError
 
-Action = Literal["promote", "rollback", "pin", "unpin"]
-ACTIONS: tuple[str, ...] = ("promote", "rollback", "pin", "unpin")
-# The actions that move the alias; pin and unpin record a decision about it.
+Action = Literal["promote", "rollback", "pin", "unpin", "retrain"]
+ACTIONS: tuple[str, ...] = ("promote", "rollback", "pin", "unpin", "retrain")
+# The actions that move the alias; pin and unpin record a decision about it, retrain one the loop took about the
+# champion without moving it (a retrain that skipped: nothing new to learn from).
 ALIAS_MOVES: tuple[str, ...] = ("promote", "rollback")
 
 # Stays well under MLflow's tag value limits (8,000 characters on a run) with seq and prev added.
@@ -420,7 +421,7 @@ def pin_after(moves: Sequence[AliasMove]) -> Pin | None:
             pin = Pin(move.to_version, move.actor, move.reason, move.at)
         elif move.action == "unpin":
             pin = None
-        elif pin is not None:
+        elif pin is not None and move.action in ALIAS_MOVES:
             pin = replace(pin, version=move.to_version)
     return pin
 

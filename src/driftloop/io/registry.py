@@ -303,6 +303,14 @@ class ModelRegistry:
         self._commit(report, move, current)
         return move
 
+    def note(self, version: str, reason: str, actor: str) -> AliasMove:
+        """Record in the history a decision the loop took about ``version`` that moved nothing (a skipped retrain)."""
+        reason, actor = _required(reason, actor, "record a decision")
+        current, report = self._read()
+        move = AliasMove(datetime.now(UTC), events.CHAMPION, "retrain", str(version), str(version), reason, actor)
+        self._commit(report, move, current)
+        return move
+
     def pinned(self) -> Pin | None:
         """The pin in force, as the verified history log says (the state tag only summarizes it)."""
         return self._read()[1].pinned
