@@ -171,12 +171,10 @@ def verdict_line(markdown: str) -> str:
     return markdown.strip().splitlines()[0] if markdown.strip() else "?"
 
 
-def rule_line(markdown: str) -> str:
-    """The gate's rule and first reason from a retrain-decision record."""
-    rule = next(
-        (line.split(":", 1)[1].strip() for line in markdown.splitlines() if line.startswith("- gate rule:")), ""
-    )
-    return rule or "?"
+def record_line(markdown: str, field: str) -> str:
+    """The value of a ``- field: value`` line of a retrain-decision record ("?" when absent)."""
+    prefix = f"- {field}: "
+    return next((line.removeprefix(prefix) for line in markdown.splitlines() if line.startswith(prefix)), "?")
 
 
 def prepare_home(settings: Settings, stop: Callable[[Settings], None]) -> None:
@@ -227,8 +225,9 @@ def run_demo(settings: Settings, say: Say, up: Callable[[Settings], None], train
     decision = demo.artifact(retrain["id"], "retrain-decision")
     demo.report.links["retrain"] = demo.run_url(retrain)
     demo.report.retrain_verdict = verdict_line(decision)
-    demo.report.retrain_rule = rule_line(decision)
-    demo.step("retrain", f"{retrain['state_name']}: {demo.report.retrain_verdict} ({demo.report.retrain_rule})")
+    demo.report.retrain_rule = record_line(decision, "gate rule")
+    why = record_line(decision, "gate").split(": ", 1)[-1].split("; ")[0]  # "promote: <first reason>; ..."
+    demo.step("retrain", f"{retrain['state_name']}: {demo.report.retrain_verdict}: {why}")
     promoted = "promoted" in demo.report.retrain_verdict
     if promoted:
         version = demo.report.retrain_verdict.split("v", 1)[1].split()[0]

@@ -38,7 +38,9 @@ MODEL_VERSION_LABEL = MODEL_LABEL + "version"
 
 # Docker's grammar for one path component of a repository name, and for a tag.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+# A registry host with a port may come first (``registry.example.com:5000/team``): a host alone looks like a component.
+_REGISTRY_WITH_PORT = r"[a-z0-9]+(?:[.-][a-z0-9]+)*:[0-9]{1,5}"
+_REPOSITORY = re.compile(rf"^(?:{_REGISTRY_WITH_PORT}|{_COMPONENT})(?:/{_COMPONENT})*$")
 _VERSION = re.compile(r"^[A-Za-z0-9_.-]{1,127}$")  # with the "v" in front: a tag, [\w][\w.-]{0,127}
 _SEPARATORS = re.compile(r"[._-]+")
 _MAX_REPOSITORY = 255
