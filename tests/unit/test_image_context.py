@@ -25,7 +25,9 @@ from driftloop.serving.bundle import ModelInfo, read_bundle
 
 # Docker's reference grammar (distribution/reference), written out independently of the module under test.
 COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-REFERENCE = re.compile(rf"^{COMPONENT}(?:/{COMPONENT})*:[\w][\w.-]{{0,127}}$")
+DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+DOMAIN = rf"{DOMAIN_COMPONENT}(?:\.{DOMAIN_COMPONENT})*(?::[0-9]+)?"
+REFERENCE = re.compile(rf"^(?:{DOMAIN}/)?{COMPONENT}(?:/{COMPONENT})*:[\w][\w.-]{{0,127}}$")
 
 INFO = ModelInfo(
     name="Churn",
