@@ -34,8 +34,8 @@ from docker.errors import ImageNotFound
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.image_build import build_image_for_version, build_serving_image
 from driftloop.deploy.image_context import image_labels, serving_image_tag, stage_build_context
+from driftloop.io.bundle import ModelInfo, write_model_info
 from driftloop.io.registry import ModelRegistry
-from driftloop.serving.bundle import ModelInfo, write_model_info
 from driftloop.settings import Settings
 
 from common import free_port, train_versions

@@ -35,7 +35,8 @@ import sqlalchemy
 from driftloop import settings
 from driftloop.core.features import onnx_feed, to_model_frame
 from driftloop.io.datasets import load_schema, read_snapshot
-from driftloop.serving.prediction_log import PredictionEvent, PredictionLogger, SqlPredictionStore
+from driftloop.io.prediction_store import PredictionEvent, SqlPredictionStore
+from driftloop.serving.prediction_log import PredictionLogger
 
 MODEL = "churn"
 SUBMIT_CALLS = 200_000

@@ -23,11 +23,11 @@ from driftloop.events import DRIFT_DETECTED
 from driftloop.io import tracking
 from driftloop.io.drift_report import build_report
 from driftloop.io.episode_store import EpisodeStore
+from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
 from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.reference import load_profile
 from driftloop.io.registry import ModelRegistry
-from driftloop.serving.prediction_log import open_prediction_log
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 MONITORING_EXPERIMENT = "driftloop-monitoring"

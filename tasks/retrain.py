@@ -21,11 +21,11 @@ from driftloop.errors import DatasetError, RegistryError
 from driftloop.events import DRIFT_WITHOUT_LABELS
 from driftloop.io.datasets import read_snapshot
 from driftloop.io.episode_store import EpisodeStore
+from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_concurrency import promotion_lock
 from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ModelRegistry, locate_model_file
 from driftloop.io.snapshots import fetch_snapshot
-from driftloop.serving.prediction_log import open_prediction_log
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 

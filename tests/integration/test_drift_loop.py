@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from driftloop.core import lineage, scenarios
+from driftloop.io.prediction_store import Feedback, PredictionEvent, open_prediction_log
 from driftloop.io.registry import ModelRegistry
-from driftloop.serving.prediction_log import Feedback, PredictionEvent, open_prediction_log
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
 from tests.integration.conftest import VENV_BIN, Driftloop
 from tests.support.stack import DRIFT_EVENT, alerts, drift_events, flow_runs, replay, running_stack

@@ -25,8 +25,8 @@ from driftloop.core import lineage
 from driftloop.deploy.image_build import VersionImage, build_image_for_version, build_serving_image
 from driftloop.deploy.image_context import stage_build_context
 from driftloop.errors import DeployError
+from driftloop.io.bundle import ModelInfo, write_model_info
 from driftloop.io.registry import ModelRegistry
-from driftloop.serving.bundle import ModelInfo, write_model_info
 from driftloop.settings import Settings
 from tests.integration.conftest import Driftloop, PrefectServer, free_port, make_driftloop
 from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)

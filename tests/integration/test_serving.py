@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 
 from driftloop.core import lineage
+from driftloop.io.bundle import write_model_info
 from driftloop.io.datasets import read_snapshot
 from driftloop.io.registry import ModelRegistry
-from driftloop.serving.bundle import write_model_info
 from driftloop.serving.source import RegistryModelSource
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
 from tests.integration.conftest import VENV_BIN, Driftloop, PrefectServer, free_port, make_driftloop
@@ -452,7 +452,7 @@ def test_a_cache_outage_does_not_fail_requests(trained: Driftloop) -> None:
 
 
 def test_feedback_labels_join_the_prediction_log(trained: Driftloop) -> None:
-    from driftloop.serving.prediction_log import open_prediction_log
+    from driftloop.io.prediction_store import open_prediction_log
 
     db = trained.home / "feedback-test.db"
     running = start_server(trained, DRIFTLOOP_PREDICTION_LOG_URL=f"sqlite:///{db}")
@@ -493,7 +493,7 @@ def test_an_overlong_request_id_is_replaced_not_logged(trained: Driftloop) -> No
         assert len(long.headers["x-request-id"]) <= 128
     finally:
         running.stop()
-    from driftloop.serving.prediction_log import open_prediction_log
+    from driftloop.io.prediction_store import open_prediction_log
 
     ids = set(open_prediction_log(f"sqlite:///{db}").read_window("churn")["request_id"])
     assert "abc-1" in ids

@@ -159,7 +159,7 @@ def replay(dl: Driftloop, frame: pd.DataFrame, target: str = "churn", labels: bo
 
 def wait_logged(dl: Driftloop, rows: int, timeout: float = 60) -> None:
     """The server writes the prediction log in the background: wait until ``rows`` rows are in it."""
-    from driftloop.serving.prediction_log import open_prediction_log
+    from driftloop.io.prediction_store import open_prediction_log
 
     store = open_prediction_log(f"sqlite:///{dl.home / 'predictions.db'}")
     try:

@@ -21,7 +21,7 @@ from driftloop.deploy.image_context import (
     stage_build_context,
 )
 from driftloop.errors import DeployError
-from driftloop.serving.bundle import ModelInfo, read_bundle
+from driftloop.io.bundle import ModelInfo, read_bundle
 
 # Docker's reference grammar (distribution/reference), written out independently of the module under test.
 COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"

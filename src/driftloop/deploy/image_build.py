@@ -20,8 +20,8 @@ from driftloop.core import lineage
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.image_context import image_labels, serving_image_tag, stage_build_context
 from driftloop.errors import DeployError, RegistryError
+from driftloop.io.bundle import ModelInfo
 from driftloop.io.registry import ModelRegistry
-from driftloop.serving.bundle import ModelInfo
 from driftloop.settings import Settings
 
 LOG_TAIL_LINES = 30

@@ -39,8 +39,8 @@ from driftloop.core.history import (
     rollback_target,
 )
 from driftloop.errors import ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
+from driftloop.io.bundle import BundleError, find_model_file
 from driftloop.io.history_log import HistoryLog
-from driftloop.serving.bundle import BundleError, find_model_file
 
 CHAMPION_SINCE = lineage.PREFIX + "champion_since"
 RETIRED_AT = lineage.PREFIX + "retired_at"

@@ -25,20 +25,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
+from driftloop.io.prediction_store import (
+    Feedback,
+    PredictionEvent,
+    PredictionRow,
+    SqlPredictionStore,
+    open_prediction_log,
+)
 from driftloop.serving import protocols
 from driftloop.serving.cache import PredictionCache
 from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
 from driftloop.serving.metrics import ServingMetrics
 from driftloop.serving.model import ServingModel
-from driftloop.serving.prediction_log import (
-    Feedback,
-    NullPredictionLogger,
-    PredictionEvent,
-    PredictionLogger,
-    PredictionRow,
-    SqlPredictionStore,
-    open_prediction_log,
-)
+from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
 from driftloop.serving.reloader import ModelHolder, ModelWatcher
 from driftloop.serving.source import FileModelSource, ModelSource, RegistryModelSource
 from driftloop.settings import Settings, get_settings

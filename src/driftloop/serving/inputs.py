@@ -25,16 +25,15 @@ that are not what the endpoint expects are reported by ``serving.protocols`` (40
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal, NamedTuple, NoReturn, TypeVar
+from typing import Any, Literal, NamedTuple, NoReturn
 
 import numpy as np
 
+from driftloop.core.layout import FeatureLayout
 from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind
 
 UnknownCategories = Literal["error", "ignore"]
-T = TypeVar("T")
 
 _NUMERIC, _BINARY, _CATEGORICAL = 0, 1, 2
 _KIND_CODE = {FeatureKind.NUMERIC: _NUMERIC, FeatureKind.BINARY: _BINARY, FeatureKind.CATEGORICAL: _CATEGORICAL}
@@ -67,27 +66,6 @@ class InputError(Exception):
 
     def __repr__(self) -> str:
         return f"InputError({self.status}, {self.reason!r}, {self.message!r})"
-
-
-@dataclass(frozen=True)
-class FeatureLayout:
-    """Where each feature sits in a ``FeatureBatch``: schema order, and the column of its group's matrix."""
-
-    names: tuple[str, ...]
-    # Per feature in schema order: (whether it is categorical, its column in that group's matrix).
-    positions: tuple[tuple[bool, int], ...]
-
-    @classmethod
-    def of(cls, schema: DatasetSchema) -> FeatureLayout:
-        numeric, categorical = schema.numeric, schema.categorical
-        positions = tuple(
-            (f.is_categorical, (categorical if f.is_categorical else numeric).index(f.name)) for f in schema.features
-        )
-        return cls(tuple(schema.feature_names), positions)
-
-    def in_schema_order(self, numeric: Sequence[T], categorical: Sequence[T]) -> list[T]:
-        """One item per feature in schema order, from one per numeric and one per categorical feature."""
-        return [categorical[index] if is_categorical else numeric[index] for is_categorical, index in self.positions]
 
 
 class FeatureBatch(NamedTuple):

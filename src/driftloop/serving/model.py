@@ -10,8 +10,8 @@ import numpy as np
 
 from driftloop.core import lineage
 from driftloop.errors import DriftloopError
+from driftloop.io.bundle import ModelBundle, ModelInfo
 from driftloop.io.onnx_runtime import OnnxClassifier
-from driftloop.serving.bundle import ModelBundle, ModelInfo
 from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
 
 

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from driftloop.serving.bundle import ModelBundle, read_bundle
+from driftloop.io.bundle import ModelBundle, read_bundle
 
 _NO_CHAMPION = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
@@ -71,7 +71,7 @@ class RegistryModelSource:
 
     def fetch(self, version: str) -> ModelBundle:
         from driftloop.events import CHAMPION
-        from driftloop.serving.bundle import ModelInfo
+        from driftloop.io.bundle import ModelInfo
 
         target = self._cache_dir / version
         if target.exists():

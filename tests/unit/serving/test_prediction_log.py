@@ -20,19 +20,18 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from driftloop.core.layout import FeatureLayout
 from driftloop.errors import ConfigError, ServiceError
-from driftloop.serving.inputs import FeatureLayout
-from driftloop.serving.prediction_log import (
+from driftloop.io.prediction_store import (
     WINDOW_COLUMNS,
     Feedback,
-    NullPredictionLogger,
     PredictionEvent,
-    PredictionLogger,
     PredictionRow,
     PredictionStore,
     SqlPredictionStore,
     open_prediction_log,
 )
+from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
 
 T0 = 1_790_000_000.25  # 2026-09-21 14:13:20.25 UTC
 CONTRACTS = np.array(["Month-to-month", "One year", "Two year"], dtype=object)
@@ -457,7 +456,7 @@ def test_null_logger_keeps_nothing() -> None:
 
 READER = """
 import json, sys, time
-from driftloop.serving.prediction_log import SqlPredictionStore
+from driftloop.io.prediction_store import SqlPredictionStore
 store = SqlPredictionStore(sys.argv[1])
 target, counts = int(sys.argv[2]), []
 store.read_window("churn", last=50)  # warm up (pandas loads here) so the first reads are not seconds apart
