@@ -13,13 +13,13 @@ from driftloop.settings import get_settings
 from tasks.drift import (
     EpisodePolicy,
     baseline_accuracy,
-    find_champion,
     handle_episode,
     load_reference,
     publish_verdict,
     read_window,
     record_check,
 )
+from tasks.registry import find_champion
 
 
 @dataclass(frozen=True)

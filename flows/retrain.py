@@ -18,7 +18,7 @@ from driftloop.core.retrain import plan_retrain
 from driftloop.errors import RegistryError
 from driftloop.settings import get_settings
 from flows.train import TrainingOutcome, train_model
-from tasks.drift import find_champion
+from tasks.registry import find_champion
 from tasks.retrain import (
     alert_without_labels,
     check_source,

@@ -8,24 +8,19 @@ cannot be built, or whose rollout is rolled back, does not keep it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from driftloop.deploy.image_build import VersionImage
-from driftloop.deploy.rollout import RolloutResult, Strategy
-from driftloop.errors import DeployError, RegistryError
-from driftloop.io.registry import ModelRegistry
-from driftloop.settings import Settings, get_settings
+from driftloop.errors import RegistryError, RolloutRolledBack
+from driftloop.settings import RolloutStrategy, Settings, get_settings
 from tasks.deploy import build_image, restore_champion, roll_out
+from tasks.registry import find_champion
 
-
-class RolloutRolledBack(DeployError):
-    """The rollout ran and was rolled back (its decision record says why); the old version keeps serving."""
-
-    def __init__(self, result: RolloutResult) -> None:
-        self.result = result
-        super().__init__(f"rollout of v{result.version} rolled back: {result.reason} (record: {result.record_path})")
+if TYPE_CHECKING:
+    from driftloop.deploy.image_build import VersionImage
+    from driftloop.deploy.rollout import RolloutResult
 
 
 @dataclass(frozen=True)
@@ -45,7 +40,7 @@ def build_model_image(version: str | None = None, model_name: str | None = None)
 def ship_model(
     version: str | None = None,
     model_name: str | None = None,
-    strategy: Strategy | None = None,
+    strategy: RolloutStrategy | None = None,
     rebuild: bool = False,
     canary_steps: list[int] | None = None,
     canary_bake_seconds: float | None = None,
@@ -101,7 +96,7 @@ def _settings(
 
 
 def _champion(settings: Settings) -> str:
-    champion = ModelRegistry(settings.model_name, settings.tracking_uri).champion()
+    champion = find_champion(settings.model_name, settings.tracking_uri)
     if champion is None:
         raise RegistryError(f"model {settings.model_name!r} has no champion: name the version")
-    return str(champion.version)
+    return champion.version

@@ -23,8 +23,6 @@ from driftloop.core.pipeline import DEFAULT_ESTIMATOR, make_estimator
 from driftloop.core.recipe import RetrainInput, SplitSpec, TrainingRecipe
 from driftloop.core.snapshot import Split
 from driftloop.errors import DeployError
-from driftloop.io.provenance import flow_run_url, git_commit
-from driftloop.io.tracking import model_version_url, run_url
 from driftloop.settings import get_settings
 from flows.ship import ship_model
 from tasks.data import Snapshot, load_snapshot, split_snapshot, store_training_snapshot
@@ -41,7 +39,7 @@ from tasks.model import (
 )
 from tasks.registry import promote_model, register_model
 from tasks.reporting import link_mlflow, record_decision, record_metrics, update_decision
-from tasks.tracking import close_run, open_run
+from tasks.tracking import close_run, code_and_run, open_run, version_url
 
 # How many times a candidate is gated again when the champion moves under it before giving up.
 MAX_REGATES = 3
@@ -135,9 +133,7 @@ def train_model(
         lineage.SCHEMA_FINGERPRINT: schema.fingerprint(),
         lineage.ESTIMATOR: estimator,
         lineage.TRAINED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-        lineage.GIT_COMMIT: git_commit(),
-        lineage.FLOW_RUN_ID: str(flow_run.id),
-        lineage.FLOW_RUN_URL: flow_run_url(settings.prefect_ui, str(flow_run.id)),
+        **code_and_run(settings.prefect_ui, str(flow_run.id)),
     }
     if retrain is not None:
         provenance[lineage.RETRAIN_OF] = retrain.drifted_version
@@ -192,8 +188,8 @@ def train_model(
     close_run(uri, run.run_id, succeeded=True)
 
     metrics = evaluation.metrics
-    mlflow_run = run_url(settings.mlflow_ui, run.experiment_id, run.run_id)
-    mlflow_version = model_version_url(settings.mlflow_ui, name, version)
+    mlflow_run = run.url(settings.mlflow_ui)
+    mlflow_version = version_url(settings.mlflow_ui, name, version)
     record_metrics(_metric_rows(metrics.as_dict(), champion.metrics.as_dict() if champion.metrics else None))
     link_mlflow(mlflow_run, mlflow_version)
     shipped = _ship(name, version) if decision.promote and settings.deploy == "docker" else None

@@ -27,22 +27,10 @@ from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
 from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.reference import load_profile
-from driftloop.io.registry import ModelRegistry
+from tasks.registry import Champion
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 MONITORING_EXPERIMENT = "driftloop-monitoring"
-
-
-@dataclass(frozen=True)
-class Champion:
-    version: str
-    tags: dict[str, str]
-
-
-@task(name="find-champion", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
-def find_champion(model_name: str, tracking_uri: str) -> Champion | None:
-    champion = ModelRegistry(model_name, tracking_uri).champion()
-    return None if champion is None else Champion(str(champion.version), dict(champion.tags))
 
 
 @task(name="read-prediction-window", cache_policy=NO_CACHE, timeout_seconds=600)

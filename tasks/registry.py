@@ -18,6 +18,18 @@ from driftloop.io.registry import ANY_CHAMPION, AnyChampion, ModelRegistry
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
 
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    tags: dict[str, str]
+
+
+@task(name="find-champion", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+def find_champion(model_name: str, tracking_uri: str) -> Champion | None:
+    champion = ModelRegistry(model_name, tracking_uri).champion()
+    return None if champion is None else Champion(str(champion.version), dict(champion.tags))
+
+
 @task(name="register-model", cache_policy=NO_CACHE, timeout_seconds=600, **MLFLOW_RETRIES)
 def register_model(
     model_name: str, tracking_uri: str, model_uri: str, run_id: str, tags: Mapping[str, str], description: str

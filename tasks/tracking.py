@@ -9,7 +9,9 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from driftloop.core import lineage
 from driftloop.io import tracking
+from driftloop.io.provenance import flow_run_url, git_commit
 
 MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
@@ -18,6 +20,24 @@ MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 class RunRef:
     experiment_id: str
     run_id: str
+
+    def url(self, mlflow_ui: str) -> str:
+        """The run's page in the MLflow UI."""
+        return tracking.run_url(mlflow_ui, self.experiment_id, self.run_id)
+
+
+def code_and_run(prefect_ui: str, flow_run_id: str) -> dict[str, str]:
+    """The lineage of the code and the orchestration: git commit, the Prefect flow run and its page."""
+    return {
+        lineage.GIT_COMMIT: git_commit(),
+        lineage.FLOW_RUN_ID: flow_run_id,
+        lineage.FLOW_RUN_URL: flow_run_url(prefect_ui, flow_run_id),
+    }
+
+
+def version_url(mlflow_ui: str, model_name: str, version: str) -> str:
+    """A model version's page in the MLflow UI."""
+    return tracking.model_version_url(mlflow_ui, model_name, version)
 
 
 @task(name="open-mlflow-run", cache_policy=NO_CACHE, **MLFLOW_RETRIES)

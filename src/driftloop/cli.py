@@ -374,7 +374,8 @@ def rollout(
     settings = get_settings()
     _start_services(settings)
     _export_env(settings)
-    from flows.ship import RolloutRolledBack, ship_model
+    from driftloop.errors import RolloutRolledBack
+    from flows.ship import ship_model
 
     try:
         shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild)

@@ -9,11 +9,25 @@
     - PromotionRefused        a version may not become champion (parity failed, unknown version, ...)
       . ChampionMoved           the champion is no longer the one the gate compared with
       . ChampionPinned          an automatic promotion while an operator has pinned the champion
+  + BundleError             a model directory lacks a file or holds one that cannot be read
+  + SelfCheckFailed         a model version did not reproduce the outputs recorded at registration
+  + ModelNotReady           the server has no model that passed its self-check yet
+  + InputError              a request the server refuses (400, 413, 422), with the reason for the client
   + ServiceError            a local service (Prefect server, MLflow UI) did not start or stop
   + DeployError             no Docker engine, an image build failed, the proxy cannot be configured
+    - SlotFailed              a candidate slot crashed, never got ready, or failed its smoke test
+    - CanaryAlarm             a canary window tripped an alarm
+    - RolloutRolledBack       the rollout ran and was rolled back; the old version keeps serving
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from driftloop.deploy.rollout import RolloutResult
+
+SlotFailureKind = Literal["crashed", "not_ready", "smoke_failed"]
 
 
 class DriftloopError(Exception):
@@ -97,3 +111,48 @@ class ServiceError(DriftloopError):
 
 class DeployError(DriftloopError):
     """Containers: no Docker engine, a failed image build, a proxy or slot that cannot be driven."""
+
+
+class BundleError(DriftloopError):
+    """A model directory lacks a file or holds one that cannot be read."""
+
+
+class SelfCheckFailed(DriftloopError):
+    """A model version did not reproduce the outputs recorded at registration."""
+
+
+class ModelNotReady(DriftloopError):
+    """No model has passed its self-check yet."""
+
+
+class InputError(DriftloopError):
+    """A request the server refuses: ``status`` (400/413/422), a snake_case ``reason`` label, a client ``message``."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"InputError({self.status}, {self.reason!r}, {self.message!r})"
+
+
+class SlotFailed(DeployError):
+    """A candidate that cannot take traffic; ``kind`` says how it failed."""
+
+    def __init__(self, kind: SlotFailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class CanaryAlarm(DeployError):
+    """A canary window tripped an alarm."""
+
+
+class RolloutRolledBack(DeployError):
+    """The rollout ran and was rolled back (its decision record says why); the old version keeps serving."""
+
+    def __init__(self, result: RolloutResult) -> None:
+        self.result = result
+        super().__init__(f"rollout of v{result.version} rolled back: {result.reason} (record: {result.record_path})")

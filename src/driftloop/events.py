@@ -8,7 +8,6 @@ DRIFT_DETECTED = "driftloop.drift.detected"
 # The model drifts and a retrain cannot help yet: no labelled rows it has not seen, and its data source is unchanged.
 DRIFT_WITHOUT_LABELS = "driftloop.drift.without_labels"
 MODEL_PROMOTED = "driftloop.model.promoted"
-MODEL_REFUSED = "driftloop.model.refused"
 MODEL_ROLLED_BACK = "driftloop.model.rolled_back"
 ROLLOUT_COMPLETED = "driftloop.rollout.completed"
 ROLLOUT_ROLLED_BACK = "driftloop.rollout.rolled_back"

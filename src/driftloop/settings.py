@@ -13,6 +13,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA = PACKAGE_DIR / "data" / "churn" / "churn.csv.gz"
 BUNDLED_SCHEMA = PACKAGE_DIR / "data" / "churn" / "schema.yaml"
 
+RolloutStrategy = Literal["blue-green", "canary"]
+
 # Every process driftloop starts or configures gets these: no telemetry leaves the machine.
 TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
     slot_ports: Annotated[tuple[int, int], NoDecode] = Field(
         default=(8101, 8102), description="Ports of the blue and green slots, e.g. 8101,8102."
     )
-    rollout_strategy: Literal["blue-green", "canary"] = "blue-green"
+    rollout_strategy: RolloutStrategy = "blue-green"
     canary_steps: Annotated[tuple[int, ...], NoDecode] = Field(
         default=(10, 50, 100), description="Candidate traffic % at each canary step, e.g. 10,50,100."
     )

@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from driftloop import settings
 from driftloop.core.features import encode_target, to_model_frame
-from driftloop.core.parity import ParityReport, compare_outputs
+from driftloop.core.parity import ParityReport, compare_outputs, compare_with_recording
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.io.onnx_export import export_onnx
@@ -141,3 +141,23 @@ def test_report_renders_as_dict_and_one_line(outputs: Outputs) -> None:
     failed = compare_outputs(np.zeros((1, 2)), np.ones((1, 2)), np.zeros(1), np.zeros(1)).summary()
     assert failed.startswith("parity FAILED")
     assert "max |Δp| 1.00e+00 > tolerance 1e-05" in failed
+
+
+def test_outputs_are_compared_with_the_recording_by_the_same_rule() -> None:
+    recording = {"labels": [0, 1, 1], "probabilities": [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]], "tolerance": 1e-5}
+    same = compare_with_recording(recording, [0, 1, 0], [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    assert same.passed  # the third row is a tie: its label may go either way
+    drifted = compare_with_recording(recording, [0, 1, 1], [[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
+    assert not drifted.passed
+    assert (
+        drifted.mismatch() == "probabilities differ from the recording by up to 0.2 (tolerance 1e-05) on 3 sample rows"
+    )
+    flipped = compare_with_recording(recording, [1, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    assert flipped.mismatch("those recorded") == "predicted labels differ from those recorded on 1 row(s)"
+    garbage = compare_with_recording(recording, None, "not numbers")
+    assert not garbage.passed
+    assert "not numeric" in garbage.mismatch()
+    short = compare_with_recording(recording, [0], [[0.9, 0.1]])
+    assert "cannot be compared" in short.mismatch()
+    with pytest.raises(ValueError, match="recorded self-check outputs are unreadable"):
+        compare_with_recording({"labels": [0]}, [0], [[1.0, 0.0]])

@@ -1,8 +1,14 @@
-"""Does the exported model score like the one it was exported from? Probabilities and labels, compared."""
+"""Do two models score alike? Probabilities and labels, compared: the one rule for every such comparison.
+
+It decides ONNX parity at export (scikit-learn vs ONNX on the holdout), the server's self-check when it loads a
+version (its outputs vs those recorded at registration) and a rollout's smoke test (a slot's answers vs the same
+recording).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +38,17 @@ class ParityReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def mismatch(self, reference: str = "the recording") -> str:
+        """What differs, in a sentence, for a failed comparison against ``reference``."""
+        if math.isnan(self.max_abs_diff):
+            return f"outputs cannot be compared with {reference}: {self.reason}"
+        if self.max_abs_diff > self.tolerance:
+            return (
+                f"probabilities differ from {reference} by up to {self.max_abs_diff:.3g} "
+                f"(tolerance {self.tolerance:g}) on {self.rows} sample rows"
+            )
+        return f"predicted labels differ from {reference} on {self.label_mismatches_outside_tie_band} row(s)"
 
     def summary(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
@@ -118,3 +135,26 @@ def compare_outputs(
         passed=not problems,
         reason="; ".join(problems) if problems else "within tolerance",
     )
+
+
+def compare_with_recording(selfcheck: Mapping[str, Any], labels: Any, probabilities: Any) -> ParityReport:
+    """Compare outputs with those recorded at registration (``selfcheck``: labels, probabilities, tolerance).
+
+    The recording's tolerance is also its tie band: a label may differ only where the recorded positive
+    probability is that close to 0.5. Outputs that are not numbers fail with the reason.
+
+    Raises:
+        ValueError: the recording itself is unreadable.
+    """
+    try:
+        expected_labels = np.asarray(selfcheck["labels"], dtype=np.int64)
+        expected = np.asarray(selfcheck["probabilities"], dtype=np.float64)
+        tolerance = float(selfcheck.get("tolerance", 1e-5))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"the recorded self-check outputs are unreadable: {error!r}") from None
+    try:
+        got = np.asarray(probabilities, dtype=np.float64)
+        got_labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        return _failed(len(expected), tolerance, tolerance, "the outputs are not numeric labels and probabilities")
+    return compare_outputs(expected, got, expected_labels, got_labels, tolerance=tolerance, tie_band=tolerance)

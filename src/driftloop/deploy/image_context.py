@@ -17,8 +17,8 @@ from pathlib import Path
 
 import driftloop
 from driftloop.core import lineage
-from driftloop.errors import DeployError
-from driftloop.io.bundle import BundleError, ModelInfo, find_model_file, read_bundle, write_model_info
+from driftloop.errors import BundleError, DeployError
+from driftloop.io.bundle import ModelInfo, find_model_file, read_bundle, write_model_info
 
 PACKAGE_DIR = Path(driftloop.__file__).resolve().parent
 # A source checkout: <root>/src/driftloop and <root>/deployments/serving.

@@ -32,11 +32,11 @@ from driftloop.deploy import proxy
 from driftloop.deploy.canary import Judgement, Scrape, Thresholds, judge, parse_metrics, window
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.routing import Routing, SlotName, SlotRoute, idle_slot, other_slot
-from driftloop.deploy.slots import SlotFailed, Slots, registry_selfcheck
-from driftloop.errors import DeployError, DriftloopError, PromotionRefused
-from driftloop.settings import Settings
+from driftloop.deploy.slots import Slots, registry_selfcheck
+from driftloop.errors import CanaryAlarm, DeployError, DriftloopError, PromotionRefused, SlotFailed
+from driftloop.settings import RolloutStrategy, Settings
 
-Strategy = Literal["blue-green", "canary"]
+Strategy = RolloutStrategy
 Outcome = Literal["completed", "rolled_back"]
 Emit = Callable[[str, str, Mapping[str, Any]], object]
 STRATEGIES: tuple[Strategy, ...] = ("blue-green", "canary")
@@ -156,10 +156,6 @@ def _details(reason: str) -> list[str]:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-class CanaryAlarm(DeployError):
-    """A canary window tripped an alarm."""
 
 
 class _Clock:

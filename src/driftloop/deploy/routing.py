@@ -93,10 +93,6 @@ class Routing:
             self.updated_at,
         )
 
-    def without(self, slot: SlotName) -> Routing:
-        """This routing with ``slot`` removed (its weight must already be 0)."""
-        return Routing(self.model_name, tuple(r for r in self.slots if r.slot != slot), self.updated_at)
-
     def stamped(self, at: str) -> Routing:
         return replace(self, updated_at=at)
 

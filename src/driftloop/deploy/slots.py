@@ -15,19 +15,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import docker
 import httpx
-import numpy as np
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from driftloop.core import lineage
+from driftloop.core.parity import compare_with_recording
 from driftloop.deploy.image_context import MODEL_NAME_LABEL, MODEL_VERSION_LABEL
 from driftloop.deploy.proxy import logs_tail
 from driftloop.deploy.routing import SLOTS, SlotName, SlotRoute
-from driftloop.errors import DeployError
+from driftloop.errors import DeployError, SlotFailed
 from driftloop.settings import Settings
 
 ROLE = "serving-slot"
@@ -37,16 +37,6 @@ SLOT_LABEL = "driftloop.slot"
 PROXY_LABEL = "driftloop.proxy"
 STOP_TIMEOUT = 15  # uvicorn finishes requests in flight for up to 10 s (serving/__main__.py)
 POLL_SECONDS = 0.1
-
-FailureKind = Literal["crashed", "not_ready", "smoke_failed"]
-
-
-class SlotFailed(DeployError):
-    """A candidate that cannot take traffic; ``kind`` says how it failed."""
-
-    def __init__(self, kind: FailureKind, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -217,10 +207,13 @@ class Slots:
                 "smoke_failed", f"slot {slot}: the smoke test got {answer.status_code}: {answer.text[:500]}"
             )
         body = answer.json()
-        problem, worst = compare_outputs(selfcheck, body.get("predictions"), body.get("probabilities"))
-        if problem:
-            raise SlotFailed("smoke_failed", f"slot {slot}: {problem}")
-        return SmokeResult(rows=len(records), max_abs_diff=worst, seconds=time.monotonic() - started)
+        try:
+            report = compare_with_recording(selfcheck, body.get("predictions"), body.get("probabilities"))
+        except ValueError as error:
+            raise DeployError(f"the registry's self-check sample is unreadable: {error}") from None
+        if not report.passed:
+            raise SlotFailed("smoke_failed", f"slot {slot}: {report.mismatch('those recorded at registration')}")
+        return SmokeResult(rows=len(records), max_abs_diff=report.max_abs_diff, seconds=time.monotonic() - started)
 
     def stop(self, slot: SlotName) -> bool:
         """Stop (gracefully) and remove the slot's container; False when there was none."""
@@ -245,34 +238,6 @@ class Slots:
     def is_running(self, slot: SlotName) -> bool:
         container = self.find(slot)
         return container is not None and container.status == "running"
-
-
-def compare_outputs(selfcheck: Mapping[str, Any], labels: Any, probabilities: Any) -> tuple[str | None, float]:
-    """What differs between a slot's answer and the outputs recorded at registration, and the largest |Δp|.
-
-    None when nothing differs. The same tolerance and rule as the server's own self-check (serving/model.py).
-    """
-    expected_labels = np.asarray(selfcheck["labels"], dtype=np.int64)
-    expected = np.asarray(selfcheck["probabilities"], dtype=np.float64)
-    tolerance = float(selfcheck.get("tolerance", 1e-5))
-    try:
-        got = np.asarray(probabilities, dtype=np.float64)
-        got_labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        return "the answer has no numeric predictions/probabilities", float("inf")
-    if got.shape != expected.shape or got_labels.shape != expected_labels.shape:
-        return f"outputs of shape {got.shape}, recorded {expected.shape}", float("inf")
-    worst = float(np.max(np.abs(got - expected))) if got.size else 0.0
-    if not worst <= tolerance:
-        return (
-            f"probabilities differ from those recorded at registration by up to {worst:.3g} "
-            f"(tolerance {tolerance:g}) on {len(expected)} sample rows",
-            worst,
-        )
-    decided = np.abs(expected[:, 1] - 0.5) > tolerance
-    if not np.array_equal(got_labels[decided], expected_labels[decided]):
-        return "predicted labels differ from those recorded at registration", worst
-    return None, worst
 
 
 def registry_selfcheck(settings: Settings, version: str) -> dict[str, Any]:

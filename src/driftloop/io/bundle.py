@@ -18,13 +18,9 @@ from typing import Any
 
 from driftloop.core import lineage
 from driftloop.core.schema import DatasetSchema
-from driftloop.errors import DriftloopError
+from driftloop.errors import BundleError
 
 _EXTRA_FILES = "extra_files"
-
-
-class BundleError(DriftloopError):
-    """A model directory lacks a file or holds one that cannot be read."""
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from driftloop.core.history import (
     pin_after,
     rollback_target,
 )
-from driftloop.errors import ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
-from driftloop.io.bundle import BundleError, find_model_file
+from driftloop.errors import BundleError, ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
+from driftloop.io.bundle import find_model_file
 from driftloop.io.history_log import HistoryLog
 
 CHAMPION_SINCE = lineage.PREFIX + "champion_since"

@@ -25,6 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
+from driftloop.errors import InputError, ModelNotReady
 from driftloop.io.prediction_store import (
     Feedback,
     PredictionEvent,
@@ -34,7 +35,7 @@ from driftloop.io.prediction_store import (
 )
 from driftloop.serving import protocols
 from driftloop.serving.cache import PredictionCache
-from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
+from driftloop.serving.inputs import FeatureBatch, FeatureParser
 from driftloop.serving.metrics import ServingMetrics
 from driftloop.serving.model import ServingModel
 from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
@@ -59,10 +60,6 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 _SERVER_ERROR = b"Internal Server Error"
-
-
-class NotReady(Exception):
-    """No model has passed its self-check yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +209,7 @@ class Server:
         """
         try:
             if model is None:
-                raise NotReady
+                raise ModelNotReady
             if isinstance(raw, InputError):
                 raise raw
             batch = endpoint.parse(text if text is not None else self.decode_json(raw), model.parser)
@@ -230,7 +227,7 @@ class Server:
             self.metrics.count_error(endpoint.name, error.reason)
             status = endpoint.invalid_status if error.status == 422 else error.status
             content = endpoint.error_body(error)
-        except NotReady:
+        except ModelNotReady:
             self.metrics.count_error(endpoint.name, "not_ready")
             status, content = 503, endpoint.error_body(InputError(503, "not_ready", self.not_ready_reason()))
         except Exception:

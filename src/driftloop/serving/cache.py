@@ -18,8 +18,6 @@ class PredictionCache:
 
         self._client = redis.from_url(url)
         self._ttl = ttl_seconds
-        self.hits = 0
-        self.misses = 0
 
     @staticmethod
     def key(version: str, endpoint: str, body: bytes) -> str:
@@ -29,9 +27,7 @@ class PredictionCache:
     async def get(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
         value = await self._client.get(key)
         if value is None:
-            self.misses += 1
             return None
-        self.hits += 1
         rows = int.from_bytes(value[:4], "little")
         labels = np.frombuffer(value[4 : 4 + 8 * rows], dtype=np.int64)
         proba = np.frombuffer(value[4 + 8 * rows :], dtype=np.float32).reshape(rows, 2)

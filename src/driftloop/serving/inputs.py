@@ -32,6 +32,7 @@ import numpy as np
 
 from driftloop.core.layout import FeatureLayout
 from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind
+from driftloop.errors import InputError
 
 UnknownCategories = Literal["error", "ignore"]
 
@@ -53,19 +54,6 @@ _JSON_TYPES: dict[type, str] = {
     float: "a number",
     type(None): "null",
 }
-
-
-class InputError(Exception):
-    """A request the server refuses: ``status`` (400/413/422), a snake_case ``reason`` label, a client ``message``."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"InputError({self.status}, {self.reason!r}, {self.message!r})"
 
 
 class FeatureBatch(NamedTuple):

@@ -9,14 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from driftloop.core import lineage
-from driftloop.errors import DriftloopError
+from driftloop.core.parity import compare_with_recording
+from driftloop.errors import DriftloopError, InputError, SelfCheckFailed
 from driftloop.io.bundle import ModelBundle, ModelInfo
 from driftloop.io.onnx_runtime import OnnxClassifier
-from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
-
-
-class SelfCheckFailed(DriftloopError):
-    """A model version did not reproduce the outputs recorded at registration."""
+from driftloop.serving.inputs import FeatureBatch, FeatureParser
 
 
 @dataclass(frozen=True)
@@ -76,25 +73,17 @@ def _self_check(model: ServingModel, selfcheck: dict[str, object]) -> None:
     version = f"{model.info.version} ({model.graph})"
     try:
         records = selfcheck["records"]
-        expected_labels = np.asarray(selfcheck["labels"], dtype=np.int64)
-        expected_proba = np.asarray(selfcheck["probabilities"], dtype=np.float64)
-        tolerance = float(selfcheck.get("tolerance", 1e-5))  # type: ignore[arg-type]
-    except (KeyError, TypeError, ValueError) as error:
+    except KeyError as error:
         raise SelfCheckFailed(f"version {version}: the self-check sample is unreadable: {error!r}") from None
     try:
-        labels, proba = model.predict(model.parser.from_records(records))
+        labels, proba = model.predict(model.parser.from_records(records))  # type: ignore[arg-type]
     except InputError as error:
         raise SelfCheckFailed(f"version {version}: the self-check sample is rejected: {error.message}") from None
     except Exception as error:  # onnxruntime raises its own types; any failure here means "not servable"
         raise SelfCheckFailed(f"version {version}: prediction failed on the self-check sample: {error}") from None
-    if proba.shape != expected_proba.shape:
-        raise SelfCheckFailed(f"version {version}: outputs of shape {proba.shape}, recorded {expected_proba.shape}")
-    worst = float(np.max(np.abs(proba - expected_proba))) if proba.size else 0.0
-    if not worst <= tolerance:
-        raise SelfCheckFailed(
-            f"version {version}: probabilities differ from the recording by up to {worst:.3g} "
-            f"(tolerance {tolerance:g}) on {len(expected_labels)} sample rows"
-        )
-    decided = np.abs(expected_proba[:, 1] - 0.5) > tolerance
-    if not np.array_equal(labels[decided], expected_labels[decided]):
-        raise SelfCheckFailed(f"version {version}: predicted labels differ from the recording")
+    try:
+        report = compare_with_recording(selfcheck, labels, proba)
+    except ValueError as error:
+        raise SelfCheckFailed(f"version {version}: {error}") from None
+    if not report.passed:
+        raise SelfCheckFailed(f"version {version}: {report.mismatch()}")

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
+from driftloop.errors import InputError
 from driftloop.io.onnx_runtime import LABEL_OUTPUT, PROBABILITIES_OUTPUT
-from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError, json_type
+from driftloop.serving.inputs import FeatureBatch, FeatureParser, json_type
 
 V2_BINARY_HEADER = "Inference-Header-Content-Length"
 V2_PLATFORM = "onnxruntime_onnx"

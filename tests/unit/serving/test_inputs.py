@@ -14,9 +14,10 @@ from driftloop import settings
 from driftloop.core.features import encode_target, onnx_feed, to_model_frame
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
+from driftloop.errors import InputError
 from driftloop.io.onnx_export import export_onnx, grouped_onnx
 from driftloop.io.onnx_runtime import OnnxClassifier
-from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
+from driftloop.serving.inputs import FeatureBatch, FeatureParser
 
 CONTRACTS = "'Month-to-month', 'One year', 'Two year'"
 

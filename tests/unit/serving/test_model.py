@@ -16,11 +16,12 @@ from driftloop.core import lineage
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
+from driftloop.errors import SelfCheckFailed
 from driftloop.io.bundle import ModelBundle, ModelInfo, read_bundle, write_model_info
 from driftloop.io.onnx_export import export_onnx, grouped_onnx
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.io.tracking import build_selfcheck
-from driftloop.serving.model import SelfCheckFailed, load_model
+from driftloop.serving.model import load_model
 
 INFO = ModelInfo(name="churn", version="3")
 

@@ -20,8 +20,9 @@ from tritonclient.http._utils import _get_inference_request
 from driftloop import settings
 from driftloop.core.features import onnx_feed, to_model_frame
 from driftloop.core.schema import DatasetSchema
+from driftloop.errors import InputError
 from driftloop.serving import protocols
-from driftloop.serving.inputs import FeatureBatch, FeatureParser, InputError
+from driftloop.serving.inputs import FeatureBatch, FeatureParser
 from tests.unit.serving.test_inputs import assert_columns_equal, records_of
 
 LABELS = np.array([1, 0, 1], dtype=np.int64)
