@@ -15,13 +15,14 @@ $(BIN)/driftloop: pyproject.toml
 run: $(BIN)/driftloop          ## set up, then the whole loop once (services stay up to explore)
 	$(BIN)/driftloop demo --keep-running
 
-test: $(BIN)/driftloop         ## lint, then the whole test suite (unit + integration)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+test: lint                     ## lint, then the whole test suite (unit + integration)
+	$(BIN)/pytest tests/unit tests/integration
 
-lint: $(BIN)/driftloop
+lint: $(BIN)/driftloop         ## ruff, the import contracts, mypy, actionlint
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/mypy
+	$(BIN)/actionlint -no-color .github/workflows/*.yml
 
 bench: $(BIN)/driftloop
 	$(BIN)/python bench/bench_train.py

@@ -18,7 +18,15 @@ def loaded_after_import(module: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["driftloop.serving.app", "driftloop.serving.prediction_log", "driftloop.io.onnx_runtime", "driftloop.settings"],
+    [
+        "driftloop.serving.app",
+        "driftloop.serving.server",
+        "driftloop.serving.prediction_log",
+        "driftloop.io.prediction_store",
+        "driftloop.io.bundle",
+        "driftloop.io.onnx_runtime",
+        "driftloop.settings",
+    ],
 )
 def test_serving_path_imports_no_training_or_orchestration_stack(module: str) -> None:
     assert loaded_after_import(module) == []

@@ -23,6 +23,7 @@ import numpy as np
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
 from driftloop.errors import InputError
 from driftloop.io.onnx_runtime import LABEL_OUTPUT, PROBABILITIES_OUTPUT
+from driftloop.io.prediction_store import Feedback
 from driftloop.serving.inputs import FeatureBatch, FeatureParser, json_type
 
 V2_BINARY_HEADER = "Inference-Header-Content-Length"
@@ -522,3 +523,25 @@ def openapi_examples(schema: DatasetSchema) -> dict[str, Any]:
             "outputs": [{"name": LABEL_OUTPUT}, {"name": PROBABILITIES_OUTPUT}],
         },
     }
+
+
+def parse_feedback(body: Any, classes: tuple[str, str] | None) -> list[Feedback]:
+    """Feedback items from either body form; labels must be one of the model's classes."""
+    entries = body.get("items") if isinstance(body, dict) and "items" in body else [body]
+    if not isinstance(entries, list) or not entries:
+        raise InputError(422, "wrong_shape", 'expected {"request_id", "label"} or {"items": [...]} with items')
+    items = []
+    for index, entry in enumerate(entries):
+        where = f"item {index}: " if len(entries) > 1 else ""
+        if not isinstance(entry, dict):
+            raise InputError(422, "wrong_shape", f"{where}expected an object with request_id and label")
+        request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
+            raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")
+        if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+            raise InputError(422, "wrong_type", f"{where}row must be a row index ≥ 0, got {row!r}")
+        if not isinstance(label, str) or (classes is not None and label not in classes):
+            expected = " or ".join(repr(c) for c in classes) if classes else "a class name"
+            raise InputError(422, "unknown_label", f"{where}label must be {expected}, got {label!r}")
+        items.append(Feedback(request_id=request_id, row_index=row, actual=label))
+    return items

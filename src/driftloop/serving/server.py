@@ -1,0 +1,350 @@
+"""The server's core: the state one app owns and the path every prediction takes (validate, predict, count, log).
+
+``Server.handle`` is that path; ``Server.answer`` serves a JSON request straight from ASGI messages (the fast
+path, skipping Starlette's request and routing machinery), ``Server.serve`` a Starlette request (the routes).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+
+from driftloop.errors import InputError, ModelNotReady
+from driftloop.io.prediction_store import PredictionEvent, PredictionRow, SqlPredictionStore, open_prediction_log
+from driftloop.serving.cache import PredictionCache
+from driftloop.serving.endpoints import INVOCATIONS, Endpoint
+from driftloop.serving.inputs import FeatureBatch
+from driftloop.serving.metrics import ServingMetrics
+from driftloop.serving.model import ServingModel
+from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
+from driftloop.serving.reloader import ModelHolder, ModelWatcher
+from driftloop.serving.source import FileModelSource, ModelSource, RegistryModelSource
+from driftloop.settings import Settings
+
+log = logging.getLogger("driftloop.serving")
+
+JSON = "application/json"
+JSON_BYTES = JSON.encode()
+VERSION_HEADER = "x-model-version"
+REQUEST_ID_HEADER = "x-request-id"
+VERSION_HEADER_BYTES = VERSION_HEADER.encode()
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
+# The prediction log's column width: a longer incoming id is replaced, or its batch of log rows would be lost.
+MAX_REQUEST_ID = 128
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+_SERVER_ERROR = b"Internal Server Error"
+
+
+def _start(status: int, body: bytes, content_type: bytes, version: bytes, request_id: bytes | None = None) -> Any:
+    """An ``http.response.start`` message with the headers, in the order, the FastAPI route would send."""
+    headers = [(REQUEST_ID_HEADER_BYTES, request_id)] if request_id is not None else []
+    headers += [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
+    headers.append((VERSION_HEADER_BYTES, version))
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def default_source(settings: Settings) -> ModelSource:
+    if settings.model_source == "file":
+        if settings.model_dir is None:
+            raise ValueError("DRIFTLOOP_MODEL_SOURCE=file needs DRIFTLOOP_MODEL_DIR (a model bundle directory)")
+        return FileModelSource(settings.model_dir)
+    return RegistryModelSource(settings.model_name, settings.tracking_uri, settings.home / "serving-cache")
+
+
+class Server:
+    """The state one app instance owns: the model holder, metrics, the prediction logger."""
+
+    def __init__(self, settings: Settings, source: ModelSource) -> None:
+        self.settings = settings
+        self.metrics = ServingMetrics()
+        self.holder = ModelHolder(source, settings.max_batch_rows, settings.unknown_categories, self._reloaded)
+        self.watcher = ModelWatcher(self.holder, settings.reload_interval)
+        self.logger: PredictionLogger | NullPredictionLogger = NullPredictionLogger()
+        self.store: SqlPredictionStore | None = None
+        self.cache = PredictionCache(settings.redis_url, settings.cache_ttl_seconds) if settings.redis_url else None
+        # Request ids: unique per process start, and a counter is a tenth of uuid4's cost.
+        self._boot = uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
+
+    def _reloaded(self, result: str, model: ServingModel | None, error: str | None) -> None:
+        self.metrics.reloads.labels(result).inc()
+        if model is not None:
+            self.metrics.set_model(model.info.name, model.version, model.info.onnx_sha256)
+
+    def start(self) -> None:
+        if self.settings.prediction_log:
+            self.store = open_prediction_log(self.settings.predictions_url)
+            self.logger = PredictionLogger(
+                self.store,
+                max_queue=self.settings.prediction_log_queue,
+                # The writer holds the GIL while it converts a batch; 500 rows (~5 ms) keep the request
+                # latency spikes it causes shorter than 2,000 would (p99 8-9 instead of 11-12 ms at c=16).
+                batch_max_rows=500,
+                on_drop=self.metrics.log_dropped.inc,
+                on_write=self.metrics.log_written.inc,
+                on_error=lambda error: log.error("prediction log write failed: %s", error),
+            )
+        self.metrics.log_pending.set_function(lambda: self.logger.pending)
+        self.holder.refresh()
+        # Everything alive now (libraries, the model) lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise walk a few hundred thousand objects and stall requests.
+        gc.collect()
+        gc.freeze()
+        self.watcher.start()
+
+    async def stop(self) -> None:
+        self.watcher.stop()
+        self.logger.close()
+        if self.cache is not None:
+            await self.cache.close()
+
+    async def read_body(self, request: Request) -> bytes:
+        """The body of a Starlette request, within the size limit (``receive_body``)."""
+        body = await self.receive_body(request.receive, request.headers.get("content-length"))
+        if body is None:
+            raise ClientDisconnect
+        if isinstance(body, InputError):
+            raise body
+        return body
+
+    @staticmethod
+    def decode_json(body: bytes) -> Any:
+        if not body:
+            raise InputError(400, "malformed_json", "empty request body; expected a JSON document")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            if b"NaN" in body or b"Infinity" in body or "infinity" in str(error):
+                # Python's json.dumps and tritonclient write NaN/Infinity literals, and 1e999 overflows a double
+                # (orjson refuses both): read them, and let the parser treat NaN as a missing value where
+                # allowed and refuse infinities by name.
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    pass
+            raise InputError(400, "malformed_json", f"malformed JSON: {error}") from None
+
+    def new_request_id(self) -> str:
+        return f"{self._boot}-{next(self._ids)}"
+
+    async def serve(self, request: Request, endpoint: Endpoint, text: str | None = None) -> Response:
+        """``handle`` for a Starlette request; ``text`` is a body already read as text (CSV)."""
+        started = time.perf_counter()
+        model = self.holder.model
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        request_id = incoming if incoming and len(incoming) <= MAX_REQUEST_ID else self.new_request_id()
+        raw: bytes | InputError = b""
+        if text is not None:
+            raw = text.encode()
+        elif model is not None:
+            try:
+                raw = await self.read_body(request)
+            except InputError as error:
+                raw = error
+        status, body = await self.handle(endpoint, model, raw, request_id, started, text)
+        return Response(body, status, {REQUEST_ID_HEADER: request_id}, media_type=JSON)
+
+    async def handle(
+        self,
+        endpoint: Endpoint,
+        model: ServingModel | None,
+        raw: bytes | InputError,
+        request_id: str,
+        started: float,
+        text: str | None = None,
+    ) -> tuple[int, bytes]:
+        """Validate, predict, count, log: the status and JSON body; bad input is a 4xx in the protocol's shape.
+
+        The core of every prediction endpoint, whatever carried the request (the FastAPI routes or the ASGI
+        fast path). ``raw`` is the body, or the error met reading it; ``text`` the body decoded as text (CSV),
+        otherwise the body is decoded as JSON; ``started`` is when the request arrived (perf_counter).
+        """
+        try:
+            if model is None:
+                raise ModelNotReady
+            if isinstance(raw, InputError):
+                raise raw
+            batch = endpoint.parse(text if text is not None else self.decode_json(raw), model.parser)
+            if self.cache is None:
+                began = time.perf_counter()
+                labels, proba = model.predict(batch)
+                self.metrics.model_latency.observe(time.perf_counter() - began)
+            else:
+                labels, proba = await self.predict(model, batch, endpoint.name, raw)
+            names = self._count(model, labels)
+            if self.logger.enabled:
+                self.logger.submit(self._logged(model, batch, request_id, names, proba))
+            status, content = 200, endpoint.respond(labels, proba, model)
+        except InputError as error:
+            self.metrics.count_error(endpoint.name, error.reason)
+            status = endpoint.invalid_status if error.status == 422 else error.status
+            content = endpoint.error_body(error)
+        except ModelNotReady:
+            self.metrics.count_error(endpoint.name, "not_ready")
+            status, content = 503, endpoint.error_body(InputError(503, "not_ready", self.not_ready_reason()))
+        except Exception:
+            # A bug, never bad input: counted (the canary's error rate must see it), then a 500 from the caller.
+            self.metrics.count_error(endpoint.name, "internal")
+            self.metrics.request_timer(endpoint.name).observe(time.perf_counter() - started)
+            raise
+        body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        self.metrics.request_timer(endpoint.name).observe(time.perf_counter() - started)
+        return status, body
+
+    async def answer(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> bool:
+        """The ASGI fast path: ``handle`` a JSON request straight from ASGI messages, skipping Starlette.
+
+        The same status, body and headers as the FastAPI route. False, with nothing read or sent, for a
+        request the route must see instead (a content type other than JSON on /invocations).
+        """
+        started = time.perf_counter()
+        request_id = declared = content_type = None
+        for key, value in scope["headers"]:  # the first of repeated headers counts, as in Starlette
+            if key == b"content-length" and declared is None:
+                declared = value
+            elif key == REQUEST_ID_HEADER_BYTES and request_id is None and len(value) <= MAX_REQUEST_ID:
+                request_id = value
+            elif key == b"content-type" and content_type is None:
+                content_type = value
+        if (
+            endpoint is INVOCATIONS
+            and content_type is not None
+            and content_type.decode("latin-1").split(";")[0].strip().lower() != JSON
+        ):
+            return False
+        model = self.holder.model
+        raw: bytes | InputError = b""
+        if model is not None:
+            read = await self.receive_body(receive, None if declared is None else declared.decode("latin-1"))
+            if read is None:
+                return True  # the client went away: nobody to answer
+            raw = read
+        rid = request_id.decode("latin-1") if request_id else self.new_request_id()
+        version = b"none" if model is None else model.version.encode()
+        try:
+            status, body = await self.handle(endpoint, model, raw, rid, started)
+        except Exception:
+            # What Starlette's ServerErrorMiddleware does: a plain 500, then the error for the server to log.
+            await send(_start(500, _SERVER_ERROR, b"text/plain; charset=utf-8", version))
+            await send({"type": "http.response.body", "body": _SERVER_ERROR})
+            raise
+        await send(_start(status, body, JSON_BYTES, version, rid.encode("latin-1")))
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+    async def receive_body(self, receive: Receive, declared: str | None) -> bytes | InputError | None:
+        """The body from ASGI messages; a 413 error past the size limit; None when the client disconnected.
+
+        ``declared`` is the content-length header, if any: a body declared too large is refused unread.
+        """
+        limit = self.settings.max_body_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return InputError(413, "body_too_large", f"request body of {declared} bytes exceeds the limit of {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        return InputError(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            elif message["type"] == "http.disconnect":
+                return None
+
+    async def predict(
+        self, model: ServingModel, batch: FeatureBatch, endpoint: str, raw: bytes
+    ) -> tuple[np.ndarray, np.ndarray]:
+        key = None
+        if self.cache is not None:
+            key = PredictionCache.key(model.version, endpoint, raw)
+            try:
+                cached = await self.cache.get(key)
+            except Exception as error:  # a cache outage must not fail a request: fall through to the model
+                self.metrics.count_error(endpoint, "cache_unavailable")
+                log.warning("prediction cache unavailable: %s", error)
+                cached, key = None, None
+            if key is not None:
+                self.metrics.cache.labels("hit" if cached is not None else "miss").inc()
+            if cached is not None:
+                return cached
+        started = time.perf_counter()
+        labels, proba = model.predict(batch)
+        self.metrics.model_latency.observe(time.perf_counter() - started)
+        if self.cache is not None and key is not None:
+            try:
+                await self.cache.put(key, labels, proba)
+            except Exception as error:
+                log.warning("prediction cache unavailable: %s", error)
+        return labels, proba
+
+    def _logged(
+        self,
+        model: ServingModel,
+        batch: FeatureBatch,
+        request_id: str,
+        names: Sequence[str] | np.ndarray,
+        proba: np.ndarray,
+    ) -> PredictionEvent | PredictionRow:
+        if batch.rows == 1:
+            return PredictionRow(
+                time.time(),
+                request_id,
+                model.info.name,
+                model.version,
+                batch.layout,
+                batch.numeric,
+                batch.categorical,
+                names[0],
+                proba[0],
+            )
+        return PredictionEvent(
+            ts=time.time(),
+            request_id=request_id,
+            model_name=model.info.name,
+            model_version=model.version,
+            features=batch.columns,
+            labels=names,
+            probabilities=proba,
+        )
+
+    def _count(self, model: ServingModel, labels: np.ndarray) -> Sequence[str] | np.ndarray:
+        """Count predictions by class; the class name of each row."""
+        if labels.shape[0] == 1:
+            name = model.class_names[int(labels[0])]
+            self.metrics.count_predictions(model.version, name)
+            return (name,)
+        for index, rows in enumerate(np.bincount(labels, minlength=2)):
+            if rows:
+                self.metrics.count_predictions(model.version, model.class_names[index], int(rows))
+        return np.asarray(model.class_names, dtype=object)[labels]
+
+    def not_ready_reason(self) -> str:
+        holder = self.holder
+        if holder.last_failure is not None:
+            return f"no model is serving: version {holder.last_failure.version} failed: {holder.last_failure.error}"
+        if holder.last_check_error is not None:
+            return f"no model yet: cannot read the model source: {holder.last_check_error}"
+        if self.settings.model_source == "registry":
+            return f"no model yet: model {self.settings.model_name!r} has no champion (run `driftloop train`)"
+        return "no model loaded yet"
