@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.snapshot import Split, content_hash, split_holdout
@@ -19,6 +18,7 @@ from driftloop.errors import DatasetValidationError
 from driftloop.io import tracking
 from driftloop.io.datasets import load_schema, read_snapshot
 from driftloop.io.snapshots import log_training_input, store_snapshot
+from tasks.policies import mlflow_task
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def split_snapshot(snapshot: Snapshot, fraction: float, seed: int) -> Split:
     return split_holdout(snapshot.frame, snapshot.schema, fraction=fraction, seed=seed)
 
 
-@task(name="store-training-snapshot", cache_policy=NO_CACHE, timeout_seconds=1800, retries=2, retry_delay_seconds=3)
+@mlflow_task("store-training-snapshot", timeout_seconds=1800)
 def store_training_snapshot(
     tracking_uri: str, artifact_root: Path | None, run_id: str, snapshot: Snapshot, source: str
 ) -> str:

@@ -27,9 +27,9 @@ from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
 from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.reference import load_profile
+from tasks.policies import mlflow_task
 from tasks.registry import Champion
 
-MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 MONITORING_EXPERIMENT = "driftloop-monitoring"
 
 
@@ -43,14 +43,14 @@ def read_window(predictions_url: str, model_name: str, version: str, rows: int) 
         store.close()
 
 
-@task(name="load-reference-profile", cache_policy=NO_CACHE, timeout_seconds=600, **MLFLOW_RETRIES)
+@mlflow_task("load-reference-profile", timeout_seconds=600)
 def load_reference(tracking_uri: str, reference_uri: str) -> ReferenceProfile:
     with tempfile.TemporaryDirectory(prefix="driftloop-reference-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=reference_uri, dst_path=tmp, tracking_uri=tracking_uri)
         return load_profile(Path(local))
 
 
-@task(name="record-drift-check", cache_policy=NO_CACHE, timeout_seconds=900, **MLFLOW_RETRIES)
+@mlflow_task("record-drift-check", timeout_seconds=900)
 def record_check(
     tracking_uri: str,
     artifact_root: Path | None,
@@ -101,7 +101,7 @@ class EpisodePolicy:
     retrain_timeout_seconds: float
 
 
-@task(name="handle-drift-episode", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("handle-drift-episode")
 def handle_episode(
     model_name: str,
     tracking_uri: str,

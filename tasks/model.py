@@ -28,10 +28,10 @@ from driftloop.io.onnx_export import export_onnx, onnx_sha256, proven_grouped_on
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
+from tasks.policies import mlflow_task
 
 SELFCHECK_ROWS = 16
 REFERENCE_ARTIFACTS = "reference"
-MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def fit_candidate(
     return Candidate(pipeline=pipeline, estimator=estimator, params=describe_pipeline(pipeline))
 
 
-@task(name="evaluate-candidate", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
+@mlflow_task("evaluate-candidate", timeout_seconds=1800)
 def evaluate_candidate(
     candidate: Candidate, split: Split, schema: DatasetSchema, tracking_uri: str, run_id: str, seed: int
 ) -> Evaluation:
@@ -112,7 +112,7 @@ def evaluate_candidate(
     return Evaluation(metrics, proba)
 
 
-@task(name="export-onnx", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
+@mlflow_task("export-onnx", timeout_seconds=1800)
 def export_candidate(
     candidate: Candidate,
     split: Split,
@@ -160,7 +160,7 @@ def _grouped_graph(onnx_bytes: bytes, schema: DatasetSchema, holdout: pd.DataFra
         return None
 
 
-@task(name="save-reference-profile", cache_policy=NO_CACHE, timeout_seconds=900, **MLFLOW_RETRIES)
+@mlflow_task("save-reference-profile", timeout_seconds=900)
 def save_reference(split: Split, schema: DatasetSchema, tracking_uri: str, run_id: str, seed: int) -> str:
     """The drift reference (training features' statistics and a sample) as run artifacts; returns its URI."""
     client = tracking.use_tracking_uri(tracking_uri)
@@ -171,7 +171,7 @@ def save_reference(split: Split, schema: DatasetSchema, tracking_uri: str, run_i
     return f"runs:/{run_id}/{REFERENCE_ARTIFACTS}"
 
 
-@task(name="score-champion", cache_policy=NO_CACHE, timeout_seconds=900, **MLFLOW_RETRIES)
+@mlflow_task("score-champion", timeout_seconds=900)
 def score_champion(model_name: str, tracking_uri: str, split: Split, schema: DatasetSchema) -> ChampionScore:
     """The current champion's metrics on this run's holdout, from its ONNX model (no pickle is loaded)."""
     registry = ModelRegistry(model_name, tracking_uri)

@@ -14,8 +14,7 @@ from driftloop.events import MODEL_PROMOTED
 from driftloop.io.prefect_concurrency import promotion_lock
 from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ANY_CHAMPION, AnyChampion, ModelRegistry
-
-MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
+from tasks.policies import mlflow_task
 
 
 @dataclass(frozen=True)
@@ -24,13 +23,13 @@ class Champion:
     tags: dict[str, str]
 
 
-@task(name="find-champion", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("find-champion")
 def find_champion(model_name: str, tracking_uri: str) -> Champion | None:
     champion = ModelRegistry(model_name, tracking_uri).champion()
     return None if champion is None else Champion(str(champion.version), dict(champion.tags))
 
 
-@task(name="register-model", cache_policy=NO_CACHE, timeout_seconds=600, **MLFLOW_RETRIES)
+@mlflow_task("register-model", timeout_seconds=600)
 def register_model(
     model_name: str, tracking_uri: str, model_uri: str, run_id: str, tags: Mapping[str, str], description: str
 ) -> str:

@@ -10,11 +10,10 @@ from prefect.cache_policies import NO_CACHE
 
 from driftloop.io import tracking
 from driftloop.io.registry import ModelRegistry
+from tasks.policies import mlflow_task
 
-MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
-
-@task(name="record-decision", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("record-decision")
 def record_decision(tracking_uri: str, run_id: str, markdown: str, tags: Mapping[str, str], verdict: str) -> None:
     """The gate's decision as a Prefect markdown artifact and as MLflow run tags plus ``decision.md``."""
     create_markdown_artifact(key="promotion-decision", markdown=markdown, description=f"gate verdict: {verdict}")
@@ -23,7 +22,7 @@ def record_decision(tracking_uri: str, run_id: str, markdown: str, tags: Mapping
     tracking.log_text(client, run_id, markdown, "decision.md")
 
 
-@task(name="update-decision", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("update-decision")
 def update_decision(
     tracking_uri: str, run_id: str, model_name: str, version: str, markdown: str, tags: Mapping[str, str], verdict: str
 ) -> None:

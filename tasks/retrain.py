@@ -26,11 +26,10 @@ from driftloop.io.prefect_concurrency import promotion_lock
 from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ModelRegistry, locate_model_file
 from driftloop.io.snapshots import fetch_snapshot
+from tasks.policies import mlflow_task
 
-MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
-
-@task(name="decide-retrain", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("decide-retrain")
 def claim_retrain(
     model_name: str, tracking_uri: str, version: str, episode: str, attempt: int, cooldown: float, flow_run_id: str
 ) -> RetrainDecision:
@@ -52,7 +51,7 @@ def claim_retrain(
     return decision
 
 
-@task(name="settle-drift-episode", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("settle-drift-episode")
 def settle_episode(
     model_name: str, tracking_uri: str, version: str, episode: str, state: RetrainState, labels_seen: int
 ) -> None:
@@ -70,7 +69,7 @@ def record_retrain(markdown: str, verdict: str) -> None:
     create_markdown_artifact(key="retrain-decision", markdown=markdown, description=f"retrain: {verdict}")
 
 
-@task(name="record-retrain-on-version", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("record-retrain-on-version")
 def record_retrain_on_version(
     model_name: str, tracking_uri: str, version: str, decision: str, actor: str, in_history: bool = False
 ) -> None:
@@ -96,7 +95,7 @@ class ChampionRecipe:
     schema_path: Path
 
 
-@task(name="read-training-recipe", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("read-training-recipe")
 def read_recipe(
     model_name: str, tracking_uri: str, version: str, default_split: SplitSpec, out_dir: Path
 ) -> ChampionRecipe:
@@ -179,7 +178,7 @@ def check_source(recipe: TrainingRecipe, schema: DatasetSchema) -> SourceState:
     return SourceState(SourceCheck(True, f"{recipe.source}: content hash {recorded}… → {found[:12]}…"), found)
 
 
-@task(name="fetch-training-snapshot", cache_policy=NO_CACHE, timeout_seconds=1800, **MLFLOW_RETRIES)
+@mlflow_task("fetch-training-snapshot", timeout_seconds=1800)
 def fetch_base(tracking_uri: str, recipe: TrainingRecipe, schema: DatasetSchema, out_dir: Path) -> Path:
     """The champion's training snapshot from the artifact store, checked against its content hash.
 

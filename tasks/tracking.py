@@ -6,14 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from driftloop.core import lineage
 from driftloop.io import tracking
 from driftloop.io.provenance import flow_run_url, git_commit
-
-MLFLOW_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
+from tasks.policies import mlflow_task
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ def version_url(mlflow_ui: str, model_name: str, version: str) -> str:
     return tracking.model_version_url(mlflow_ui, model_name, version)
 
 
-@task(name="open-mlflow-run", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("open-mlflow-run")
 def open_run(
     tracking_uri: str, experiment: str, artifact_root: Path | None, run_name: str, tags: Mapping[str, str]
 ) -> RunRef:
@@ -49,6 +45,6 @@ def open_run(
     return RunRef(experiment_id, tracking.start_run(client, experiment_id, run_name, tags))
 
 
-@task(name="close-mlflow-run", cache_policy=NO_CACHE, **MLFLOW_RETRIES)
+@mlflow_task("close-mlflow-run")
 def close_run(tracking_uri: str, run_id: str, succeeded: bool) -> None:
     tracking.end_run(tracking.use_tracking_uri(tracking_uri), run_id, succeeded)
