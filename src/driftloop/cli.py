@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard, get_args
 
 import typer
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from rich.table import Table
 
 from driftloop.core import lineage
 from driftloop.errors import DriftloopError
-from driftloop.settings import Settings, get_settings
+from driftloop.settings import RolloutStrategy, Settings, get_settings
 
 if TYPE_CHECKING:
     from flows.train import TrainingOutcome
@@ -101,13 +101,14 @@ def train(
     params = _parse_params(param)
     _start_services(settings)
     _export_env(settings)
+    from driftloop.core.pipeline import DEFAULT_ESTIMATOR
     from flows.train import train_model
 
     outcome = train_model(
         data_path=str(data) if data else None,
         schema_path=str(schema) if schema else None,
         model_name=model_name,
-        **({"estimator": estimator} if estimator else {}),
+        estimator=estimator or DEFAULT_ESTIMATOR,
         params=params or None,
         min_roc_auc=min_roc_auc,
         min_accuracy=min_accuracy,
@@ -369,7 +370,7 @@ def rollout(
     rebuild: Annotated[bool, typer.Option(help="Build the image again even if the version has one")] = False,
 ) -> None:
     """Put VERSION's serving image into service behind nginx; a failing candidate is rolled back by itself."""
-    if strategy not in (None, "blue-green", "canary"):
+    if not _is_strategy(strategy):
         raise typer.BadParameter(f"{strategy!r}: use blue-green or canary", param_hint="--strategy")
     settings = get_settings()
     _start_services(settings)
@@ -384,6 +385,10 @@ def rollout(
         raise _fail(str(rolled_back)) from None
     out.print(shipped.rollout.markdown(), highlight=False)
     out.print(f"[bold green]v{shipped.rollout.version} serves[/] at http://127.0.0.1:{settings.proxy_port}")
+
+
+def _is_strategy(value: str | None) -> TypeGuard[RolloutStrategy | None]:
+    return value is None or value in get_args(RolloutStrategy)
 
 
 @app.command()

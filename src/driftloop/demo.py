@@ -99,7 +99,8 @@ class Demo:
         """Send every row to /predict, then its true class to /feedback; returns (ok, failed)."""
         labels = frame[target].astype(str).to_numpy()
         features = frame.drop(columns=[target])
-        rows = features.astype(object).where(features.notna(), None).to_dict(orient="records")
+        # pandas-stubs reject other=None, which pandas takes (None where missing, on object dtype)
+        rows = features.astype(object).where(features.notna(), None).to_dict(orient="records")  # type: ignore[call-overload]
         ok = failed = 0
         for row, label in zip(rows, labels, strict=True):
             response = self.server.post("/predict", json={"features": row})

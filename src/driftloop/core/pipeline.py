@@ -84,7 +84,7 @@ def make_estimator(estimator: str, params: Mapping[str, Any] | None = None, seed
     try:
         # sklearn checks parameter values only inside fit(); its own validator lets a bad value fail here,
         # before a snapshot is read or an MLflow run is opened.
-        model._validate_params()  # type: ignore[attr-defined]
+        model._validate_params()
     except (ValueError, TypeError) as error:
         raise ConfigError(f"estimator {estimator!r}: {error}") from None
     return model

@@ -36,12 +36,14 @@ def _auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
     below = np.cumsum(negatives, axis=1) - negatives
     pairs = positives.sum(axis=1) * negatives.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (positives * (below + 0.5 * negatives)).sum(axis=1) / pairs
+        auc: np.ndarray = (positives * (below + 0.5 * negatives)).sum(axis=1) / pairs
+    return auc
 
 
 def _mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (weights @ values) / weights.sum(axis=1)
+        mean: np.ndarray = (weights @ values) / weights.sum(axis=1)
+    return mean
 
 
 def _accuracy(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:

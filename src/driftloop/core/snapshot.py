@@ -115,7 +115,7 @@ def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) ->
     """A uniform number in [0, 1) per row, from the row's schema values and the seed only."""
     columns = [*schema.feature_names, schema.target.name]
     kinds = {f.name: f.is_categorical for f in schema.features}
-    canonical = {}
+    canonical: dict[str, np.ndarray] = {}
     for name in columns:
         values = frame[name]
         if not kinds.get(name, True) and pd.api.types.is_numeric_dtype(values.dtype):

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import docker
 import httpx
@@ -111,7 +112,8 @@ def ensure_proxy(client: docker.DockerClient, settings: Settings, labels: Mappin
                 network_mode=settings.docker_network,
                 volumes={str(proxy_dir): {"bind": CONTAINER_CONF_DIR, "mode": "ro"}},
                 labels={**MANAGED, "driftloop.model.name": settings.model_name, **(labels or {})},
-                restart_policy={"Name": "unless-stopped"},
+                # types-docker's _RestartPolicy omits "unless-stopped", a restart policy the engine takes
+                restart_policy={"Name": "unless-stopped"},  # type: ignore[arg-type]
             )
             container.start()
     except ImageNotFound:
@@ -178,7 +180,8 @@ def worker_pids(container: Container) -> set[str]:
 
 def _exec(container: Container, argv: list[str]) -> tuple[int, str]:
     result = container.exec_run(argv)
-    return int(result.exit_code or 0), (result.output or b"").decode(errors="replace").strip()
+    output = cast("bytes | None", result.output)  # not streamed (stream=False): the whole output, as bytes
+    return int(result.exit_code or 0), (output or b"").decode(errors="replace").strip()
 
 
 def apply(client: docker.DockerClient, settings: Settings, routing: Routing, *, drain: bool = True) -> Applied:

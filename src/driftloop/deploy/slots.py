@@ -233,7 +233,8 @@ class Slots:
         """Once a slot serves, the engine restarts it if it dies (a candidate gets no restarts: it must not crash)."""
         container = self.find(slot)
         if container is not None:
-            container.update(restart_policy={"Name": "unless-stopped"})
+            # types-docker's _RestartPolicy omits "unless-stopped", a restart policy the engine takes
+            container.update(restart_policy={"Name": "unless-stopped"})  # type: ignore[arg-type]
 
     def is_running(self, slot: SlotName) -> bool:
         container = self.find(slot)
@@ -247,7 +248,8 @@ def registry_selfcheck(settings: Settings, version: str) -> dict[str, Any]:
     registry = ModelRegistry(settings.model_name, settings.tracking_uri)
     with tempfile.TemporaryDirectory(prefix="driftloop-smoke-") as tmp:
         model_dir = registry.download_model_dir(version, Path(tmp))
-        return json.loads(locate_model_file(model_dir, lineage.SELFCHECK_FILE).read_text())
+        selfcheck: dict[str, Any] = json.loads(locate_model_file(model_dir, lineage.SELFCHECK_FILE).read_text())
+    return selfcheck
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -7,6 +7,7 @@ receiver to try it. Re-running replaces the block and the automation (same names
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 from driftloop.events import DRIFT_DETECTED, DRIFT_WITHOUT_LABELS, MODEL_ROLLED_BACK, ROLLOUT_ROLLED_BACK
 
@@ -32,17 +33,22 @@ def install_alerts(webhook_url: str) -> str:
         name=BLOCK_NAME, url=webhook_url, json_data={"subject": "{{subject}}", "body": "{{body}}"}
     )
     block_id = block.save(BLOCK_NAME, overwrite=True)
+    # Prefect's read() and create() run sync or async by context (async_dispatch) and are typed as the coroutine
+    # (read) or either (create); called outside an event loop, as here, they return the Automation itself.
     with contextlib.suppress(ValueError):  # Automation.read raises ValueError when there is none yet
-        Automation.read(name=AUTOMATION_NAME).delete()
-    automation = Automation(
-        name=AUTOMATION_NAME,
-        description="driftloop: notify on drift and on rollbacks",
-        trigger=EventTrigger(
-            expect=set(ALERT_EVENTS),
-            match={"prefect.resource.id": "driftloop.model.*"},
-            posture=Posture.Reactive,
-            threshold=1,
-        ),
-        actions=[SendNotification(block_document_id=block_id, subject=_SUBJECT, body=_BODY)],
-    ).create()
+        cast("Automation", Automation.read(name=AUTOMATION_NAME)).delete()
+    automation = cast(
+        "Automation",
+        Automation(
+            name=AUTOMATION_NAME,
+            description="driftloop: notify on drift and on rollbacks",
+            trigger=EventTrigger(
+                expect=set(ALERT_EVENTS),
+                match={"prefect.resource.id": "driftloop.model.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[SendNotification(block_document_id=block_id, subject=_SUBJECT, body=_BODY)],
+        ).create(),
+    )
     return str(automation.id)

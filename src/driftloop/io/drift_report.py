@@ -8,7 +8,7 @@ never by position.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ _DRIFTED_COLUMNS = "evidently:metric_v2:DriftedColumnsCount"
 _FAILED = "FAIL"  # a drift test that fails = drift detected
 
 
-class _Note(MetricContainer):
+class _Note(MetricContainer):  # type: ignore[misc]  # evidently ships no types: MetricContainer is Any
     """A one-line header (a counter widget, as every report has) and a Markdown block; computes nothing."""
 
     headline: str
@@ -132,7 +132,7 @@ def evidently_column_verdicts(
     return EvidentlyDrift(columns=verdicts, share=share, drift=drift)
 
 
-def _definition(kinds: dict[str, str], columns: Sequence[str]) -> DataDefinition:
+def _definition(kinds: Mapping[str, str], columns: Sequence[str]) -> DataDefinition:
     return DataDefinition(
         numerical_columns=[c for c in columns if kinds[c] == "numerical"],
         categorical_columns=[c for c in columns if kinds[c] == "categorical"],

@@ -95,7 +95,7 @@ def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
 def _convert_estimator(pipeline: Pipeline, name: str, width: int) -> ModelProto:
     estimator = pipeline.steps[-1][1]
     try:
-        model = convert_sklearn(
+        model: ModelProto = convert_sklearn(
             estimator,
             initial_types=[("features", FloatTensorType([None, width]))],
             options={"zipmap": False},

@@ -179,9 +179,17 @@ class PredictionStore(Protocol):
 
 
 def _float_column(values: np.ndarray) -> list[float | None]:
+    """A 1-D array's values."""
     # orjson writes float32 in its shortest form (0.1, not 0.10000000149011612) and non-finite values as null,
     # so one C round trip gives the values the model saw as Python floats, with None for missing.
-    return orjson.loads(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))  # type: ignore[no-any-return]
+    column: list[float | None] = orjson.loads(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))
+    return column
+
+
+def _float_rows(values: np.ndarray) -> list[list[float | None]]:
+    """A 2-D array's rows, each as ``_float_column`` gives a column."""
+    rows: list[list[float | None]] = orjson.loads(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))
+    return rows
 
 
 def _text_values(values: list[Any]) -> list[Any]:
@@ -210,7 +218,7 @@ def _raise_misshapen(events: Sequence[PredictionEvent]) -> None:
 
 def _layout_columns(layout: FeatureLayout, numeric: np.ndarray, categorical: np.ndarray) -> list[list[Any]]:
     """Each feature's values from the two matrices, in schema order; None where missing."""
-    numbers: list[Any] = _float_column(np.ascontiguousarray(numeric.T)) if numeric.size else []
+    numbers: list[Any] = _float_rows(np.ascontiguousarray(numeric.T)) if numeric.size else []
     texts = [_text_values(column) for column in categorical.T.tolist()]
     return layout.in_schema_order(numbers, texts)
 
@@ -260,7 +268,7 @@ def _rows_of(events: Sequence[Logged], sqlite: bool) -> list[tuple[Any, ...]]:
         columns, labels, probabilities = _event_parts(events, names)  # type: ignore[arg-type]
     dumps = orjson.dumps
     feature_texts = [dumps(dict(zip(names, values, strict=True))).decode() for values in zip(*columns, strict=True)]
-    pairs = _float_column(probabilities)
+    pairs = _float_rows(probabilities)
     stamps = _timestamps(events, sqlite)
     if len(labels) == len(events):
         fields: list[Any] = [
@@ -321,7 +329,8 @@ def _feature_frame(texts: list[str], index: pd.Index) -> pd.DataFrame:
             frame[name] = pd.to_numeric(column).astype(np.float64)
         elif column.hasnans:
             # A feature absent from some rows (a newer model added it) comes out of pandas as NaN.
-            frame[name] = column.astype(object).where(column.notna(), None)
+            # pandas-stubs reject other=None, which pandas takes (None where missing, on object dtype)
+            frame[name] = column.astype(object).where(column.notna(), None)  # type: ignore[call-overload]
     return frame
 
 
@@ -530,7 +539,7 @@ class SqlPredictionStore:
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
         if last is not None:
-            rows.reverse()
+            rows = rows[::-1]
         columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 8
         ts, request_ids, versions, labels, probabilities, features, actual, labelled_at = columns
         time_format = "ISO8601" if self._sqlite else None

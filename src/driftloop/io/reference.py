@@ -38,15 +38,15 @@ def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
         key = f"c{index}"
         arrays[key] = ref.values
         columns.append({"name": name, "kind": "numerical", "values": key, "std": ref.std, "distinct": ref.distinct})
-    for name, ref in profile.categorical.items():
-        columns.append({"name": name, "kind": "categorical", "counts": dict(ref.counts)})
+    for name, categories in profile.categorical.items():
+        columns.append({"name": name, "kind": "categorical", "counts": dict(categories.counts)})
     document = {"format": FORMAT, "rows": profile.rows, "sample_rows": len(profile.sample), "columns": columns}
 
     meta_path = directory / PROFILE_FILE
     values_path = directory / VALUES_FILE
     sample_path = directory / SAMPLE_FILE
     meta_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    np.savez(values_path, **arrays)
+    np.savez(values_path, allow_pickle=False, **arrays)  # float64 values only, as load_profile reads them
     profile.sample.to_parquet(sample_path, index=False)
     return [meta_path, values_path, sample_path]
 

@@ -212,7 +212,8 @@ def start_lock(run_dir: Path, timeout: float) -> Iterator[Path]:
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback URL from settings)
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
 

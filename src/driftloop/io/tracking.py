@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.types import Schema, TensorSpec
+from mlflow.types import ColSpec, Schema, TensorSpec
 from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
@@ -106,11 +106,11 @@ def log_sklearn_model(run_id: str, pipeline: Pipeline, example: pd.DataFrame) ->
 
 def onnx_signature(schema: DatasetSchema) -> ModelSignature:
     """One ``(-1, 1)`` tensor per feature, so ``mlflow.pyfunc`` can score a plain DataFrame with the ONNX model."""
-    inputs = [
+    inputs: list[ColSpec | TensorSpec] = [
         TensorSpec(np.dtype(object) if f.is_categorical else np.dtype(np.float32), (-1, 1), f.name)
         for f in schema.features
     ]
-    outputs = [
+    outputs: list[ColSpec | TensorSpec] = [
         TensorSpec(np.dtype(np.int64), (-1,), "label"),
         TensorSpec(np.dtype(np.float32), (-1, 2), "probabilities"),
     ]
@@ -173,7 +173,8 @@ def build_selfcheck(
 
     A server loading this version predicts the sample and must reproduce these outputs within ``tolerance``.
     """
-    records = sample.astype(object).where(sample.notna(), None).to_dict(orient="records")
+    # pandas-stubs reject other=None, which pandas takes (None where missing, on object dtype)
+    records = sample.astype(object).where(sample.notna(), None).to_dict(orient="records")  # type: ignore[call-overload]
     return {
         "records": records,
         "labels": [int(v) for v in labels],

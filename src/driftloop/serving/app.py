@@ -163,9 +163,11 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
                 return _json(protocols.mlflow_error(reason), reason.status)
             return await server.serve(request, INVOCATIONS_CSV, text=text)
         if content_type != JSON:
-            error = InputError(415, "unsupported", f"content type {content_type!r}: send application/json or text/csv")
-            server.metrics.count_error("invocations", error.reason)
-            return _json(protocols.mlflow_error(error), error.status)
+            unsupported = InputError(
+                415, "unsupported", f"content type {content_type!r}: send application/json or text/csv"
+            )
+            server.metrics.count_error("invocations", unsupported.reason)
+            return _json(protocols.mlflow_error(unsupported), unsupported.status)
         return await server.serve(request, INVOCATIONS)
 
     @app.post("/feedback", tags=["predict"], status_code=202, openapi_extra=request_body("feedback"))

@@ -8,6 +8,7 @@ For the bundled model a Redis round trip costs more than onnxruntime itself (see
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 import numpy as np
 
@@ -25,7 +26,8 @@ class PredictionCache:
         return f"driftloop:prediction:{version}:{endpoint}:{digest}"
 
     async def get(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        value = await self._client.get(key)
+        # redis types values as bytes | str; this client never decodes responses (decode_responses is off): bytes.
+        value = cast("bytes | None", await self._client.get(key))
         if value is None:
             return None
         rows = int.from_bytes(value[:4], "little")

@@ -76,7 +76,7 @@ def _self_check(model: ServingModel, selfcheck: dict[str, object]) -> None:
     except KeyError as error:
         raise SelfCheckFailed(f"version {version}: the self-check sample is unreadable: {error!r}") from None
     try:
-        labels, proba = model.predict(model.parser.from_records(records))  # type: ignore[arg-type]
+        labels, proba = model.predict(model.parser.from_records(records))
     except InputError as error:
         raise SelfCheckFailed(f"version {version}: the self-check sample is rejected: {error.message}") from None
     except Exception as error:  # onnxruntime raises its own types; any failure here means "not servable"

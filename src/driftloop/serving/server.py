@@ -337,7 +337,8 @@ class Server:
         for index, rows in enumerate(np.bincount(labels, minlength=2)):
             if rows:
                 self.metrics.count_predictions(model.version, model.class_names[index], int(rows))
-        return np.asarray(model.class_names, dtype=object)[labels]
+        names: np.ndarray = np.asarray(model.class_names, dtype=object)[labels]
+        return names
 
     def not_ready_reason(self) -> str:
         holder = self.holder
