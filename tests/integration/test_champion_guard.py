@@ -17,7 +17,8 @@ from driftloop.core import lineage
 from driftloop.io.prefect_concurrency import promotion_limit_name
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import TELEMETRY_OFF
-from tests.integration.conftest import Driftloop, PrefectServer, free_port
+from tests.support.cli import Driftloop, PrefectServer
+from tests.support.host import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,9 @@ import redis
 
 from driftloop.io.datasets import read_snapshot
 from driftloop.settings import BUNDLED_DATA
-from tests.integration.conftest import free_port
 from tests.support.compose import SECRETS, compose_command
 from tests.support.docker_engine import require_base_image, require_docker
+from tests.support.host import free_port
 
 pytestmark = pytest.mark.integration
 

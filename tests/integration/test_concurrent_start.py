@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from driftloop.settings import TELEMETRY_OFF
-from tests.integration.conftest import VENV_BIN, Driftloop, free_port
+from tests.support.cli import Driftloop
+from tests.support.host import VENV_BIN, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from driftloop.core import lineage, scenarios
 from driftloop.events import DRIFT_WITHOUT_LABELS
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import BUNDLED_DATA
-from tests.integration.conftest import Driftloop
+from tests.support.cli import Driftloop
 from tests.support.stack import (
     alerts,
     api,

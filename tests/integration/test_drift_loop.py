@@ -20,7 +20,8 @@ from driftloop.core import lineage, scenarios
 from driftloop.io.prediction_store import Feedback, PredictionEvent, open_prediction_log
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
-from tests.integration.conftest import VENV_BIN, Driftloop
+from tests.support.cli import Driftloop
+from tests.support.host import VENV_BIN
 from tests.support.stack import DRIFT_EVENT, alerts, drift_events, flow_runs, replay, running_stack
 
 pytestmark = pytest.mark.integration
@@ -104,7 +105,7 @@ def test_drift_checks_events_and_one_retrain_per_episode(stack: Driftloop, tmp_p
 
 
 def test_concept_drift_with_unchanged_features_is_caught_by_labels(tmp_path, prefect_server) -> None:  # type: ignore[no-untyped-def]
-    from tests.integration.conftest import make_driftloop
+    from tests.support.cli import make_driftloop
 
     dl = make_driftloop(tmp_path, prefect_server)
     dl.env.update({"DRIFTLOOP_DRIFT_MIN_ROWS": "200", "DRIFTLOOP_LABEL_MIN_ROWS": "100"})

@@ -28,7 +28,7 @@ from driftloop.errors import DeployError
 from driftloop.io.bundle import ModelInfo, write_model_info
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import Settings
-from tests.integration.conftest import Driftloop, PrefectServer, free_port, make_driftloop
+from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     DockerTestRun,
     docker_engine,
@@ -36,6 +36,7 @@ from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     labelled_run,
     require_base_image,
 )
+from tests.support.host import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from driftloop.io.prediction_store import SqlPredictionStore, open_prediction_log
 from driftloop.serving.prediction_log import PredictionLogger
 from tests.support.postgres import running_postgres
-from tests.unit.serving.test_prediction_log import T0, check_round_trip, check_windows, make_event
+from tests.support.prediction_log import T0, check_round_trip, check_windows, make_event
 
 pytestmark = pytest.mark.integration
 

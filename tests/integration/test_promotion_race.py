@@ -14,7 +14,8 @@ import pytest
 
 from driftloop.core import lineage
 from driftloop.io.registry import ModelRegistry
-from tests.integration.conftest import VENV_BIN, Driftloop, PrefectServer
+from tests.support.cli import Driftloop, PrefectServer
+from tests.support.host import VENV_BIN
 
 pytestmark = pytest.mark.integration
 

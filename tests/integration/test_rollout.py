@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import DockerException
 
 from driftloop import events
 from driftloop.deploy import proxy
@@ -38,8 +37,8 @@ from driftloop.deploy.slots import Slots
 from driftloop.deploy.status import deployment_status
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import Settings
-from tests.integration.conftest import PROJECT_DIR, Driftloop, PrefectServer, free_port, make_driftloop
-from tests.integration.test_serving import sample_rows
+from tests.support.churn import sample_rows
+from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     DockerTestRun,
     docker_engine,
@@ -47,12 +46,12 @@ from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     require_base_image,
     require_docker,
 )
+from tests.support.host import free_port
 from tests.support.load import PredictLoad
+from tests.support.proxy_image import PROXY_IMAGE, ensure_proxy_image
 
 pytestmark = pytest.mark.integration
 
-PROXY_IMAGE = os.environ.get("DRIFTLOOP_PROXY_IMAGE", "driftloop/nginx:local")
-NGINX_SUBSTITUTE = PROJECT_DIR / "deployments" / "substitutes" / "nginx"
 ACTOR = "pytest@test_rollout"
 
 
@@ -78,18 +77,6 @@ def build_derived(client: docker.DockerClient, dockerfile: str, tag: str) -> str
         fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False, network_mode="host"
     )
     return tag
-
-
-def ensure_proxy_image(client: docker.DockerClient) -> None:
-    try:
-        client.images.get(PROXY_IMAGE)
-    except ImageNotFound:
-        if PROXY_IMAGE != "driftloop/nginx:local":
-            pytest.fail(f"DRIFTLOOP_PROXY_IMAGE={PROXY_IMAGE} is not a local image (nothing is pulled)")
-        require_base_image(client)
-        client.images.build(
-            path=str(NGINX_SUBSTITUTE), tag=PROXY_IMAGE, rm=True, forcerm=True, pull=False, network_mode="host"
-        )
 
 
 @pytest.fixture(scope="module")

@@ -25,18 +25,14 @@ from driftloop.io.datasets import read_snapshot
 from driftloop.io.registry import ModelRegistry
 from driftloop.serving.source import RegistryModelSource
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
-from tests.integration.conftest import VENV_BIN, Driftloop, PrefectServer, free_port, make_driftloop
+from tests.support.churn import sample_rows
+from tests.support.cli import Driftloop, PrefectServer, make_driftloop
+from tests.support.host import VENV_BIN, free_port
 from tests.support.load import PredictLoad
 
 pytestmark = pytest.mark.integration
 
 FEATURES = [c for c in read_snapshot(BUNDLED_DATA).columns if c != "churn"]
-
-
-def sample_rows(n: int, start: int = 0) -> list[dict[str, object]]:
-    frame = read_snapshot(BUNDLED_DATA).drop(columns=["churn"]).iloc[start : start + n]
-    frame = frame.astype(object).where(frame.notna(), None)
-    return [dict(r) for r in frame.to_dict(orient="records")]
 
 
 @dataclass

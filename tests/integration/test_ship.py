@@ -17,10 +17,11 @@ import pytest
 
 from driftloop.core import lineage
 from driftloop.io.registry import ModelRegistry
-from tests.integration.conftest import Driftloop, PrefectServer, free_port, make_driftloop
-from tests.integration.test_rollout import PROXY_IMAGE, ensure_proxy_image
-from tests.integration.test_serving import sample_rows
+from tests.support.churn import sample_rows
+from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.docker_engine import docker_engine, require_base_image  # noqa: F401 (pytest fixture)
+from tests.support.host import free_port
+from tests.support.proxy_image import PROXY_IMAGE, ensure_proxy_image
 
 pytestmark = pytest.mark.integration
 

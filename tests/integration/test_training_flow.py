@@ -19,7 +19,7 @@ from driftloop.io.datasets import load_schema, read_snapshot
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF
-from tests.integration.conftest import Driftloop, PrefectServer, make_driftloop
+from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.loans import write_loans
 
 pytestmark = pytest.mark.integration

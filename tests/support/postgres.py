@@ -14,7 +14,6 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.support.host import free_port
 
 POSTGRES_GLOB = "/usr/lib/postgresql/*/bin"
 SYSTEM_USER = "postgres"
@@ -52,12 +53,6 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"PostgreSQL is required in CI: {reason}", pytrace=False)
     pytest.skip(f"PostgreSQL not available: {reason}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_server_user() -> list[str]:

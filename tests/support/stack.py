@@ -20,7 +20,8 @@ import httpx
 import pandas as pd
 
 from driftloop.settings import TELEMETRY_OFF
-from tests.integration.conftest import VENV_BIN, Driftloop, free_port
+from tests.support.cli import Driftloop
+from tests.support.host import VENV_BIN, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DRIFT_EVENT = "driftloop.drift.detected"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from driftloop.errors import InputError
 from driftloop.io.onnx_export import export_onnx, grouped_onnx
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.serving.inputs import FeatureBatch, FeatureParser
+from tests.support.features import assert_columns_equal, records_of
 
 CONTRACTS = "'Month-to-month', 'One year', 'Two year'"
 
@@ -32,24 +32,6 @@ def _with_changes(schema: DatasetSchema, **features: dict[str, Any]) -> DatasetS
     for feature in data["features"]:
         feature.update(features.get(feature["name"], {}))
     return DatasetSchema.model_validate(data)
-
-
-def records_of(frame: pd.DataFrame, schema: DatasetSchema) -> list[dict[str, Any]]:
-    """Rows as JSON would decode them: Python int/float/str, None for NaN."""
-    records = frame[schema.feature_names].to_dict(orient="records")
-    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in records]
-
-
-def assert_columns_equal(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
-    assert list(actual) == list(expected)
-    for name, want in expected.items():
-        got = actual[name]
-        assert got.shape == want.shape, name
-        assert got.dtype == want.dtype, name
-        if got.dtype == object:
-            assert got.tolist() == want.tolist(), name
-        else:
-            np.testing.assert_array_equal(got, want, err_msg=name)  # NaN == NaN here
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The prediction log against real SQLite files: round trip, windows, and the logger's queue under load and failure.
 
-``check_round_trip`` and ``check_windows`` are the store contract; the PostgreSQL integration test runs them too.
+The store contract itself (``check_round_trip``, ``check_windows``) lives in tests/support/prediction_log.py: the
+PostgreSQL integration test runs it too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,118 +28,11 @@ from driftloop.io.prediction_store import (
     Feedback,
     PredictionEvent,
     PredictionRow,
-    PredictionStore,
     SqlPredictionStore,
     open_prediction_log,
 )
 from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
-
-T0 = 1_790_000_000.25  # 2026-09-21 14:13:20.25 UTC
-CONTRACTS = np.array(["Month-to-month", "One year", "Two year"], dtype=object)
-
-
-def at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(T0 + seconds, UTC)
-
-
-def make_event(
-    ts: float, request_id: str, *, rows: int = 1, version: str = "1", model: str = "churn", seed: int = 0
-) -> PredictionEvent:
-    """A request of ``rows`` rows shaped like the server's: (n, 1) feed columns, (n, 2) float32 probabilities."""
-    rng = np.random.default_rng(seed)
-    positive = rng.random((rows, 1)).astype(np.float32)
-    return PredictionEvent(
-        ts=ts,
-        request_id=request_id,
-        model_name=model,
-        model_version=version,
-        features={
-            "tenure": rng.integers(0, 72, size=(rows, 1)).astype(np.float32),
-            "contract": rng.choice(CONTRACTS, size=(rows, 1)),
-        },
-        labels=np.where(positive[:, 0] >= 0.5, "Yes", "No"),
-        probabilities=np.hstack([1 - positive, positive]),
-    )
-
-
-def check_round_trip(store: PredictionStore, model: str) -> None:
-    """Values come back as the model saw them; NaN and "" both come back as missing."""
-    three = PredictionEvent(
-        ts=T0,
-        request_id="req-a",
-        model_name=model,
-        model_version="1",
-        features={
-            "tenure": np.array([[1.0], [np.nan], [24.0]], dtype=np.float32),
-            "monthly_charges": np.array([[0.1], [70.35], [np.nan]], dtype=np.float32),
-            "contract": np.array([["One year"], [""], ["Month-to-month"]], dtype=object),
-            "term": np.array([["12"], ["24"], [""]], dtype=object),  # a category that looks like a number
-        },
-        labels=["No", "Yes", "Yes"],
-        probabilities=np.array([[0.9, 0.1], [0.25, 0.75], [0.5, 0.5]], dtype=np.float32),
-    )
-    one = PredictionEvent(
-        ts=T0 + 1.5,
-        request_id="req-b",
-        model_name=model,
-        model_version="2",
-        features={
-            "tenure": np.array([[72.0]], dtype=np.float32),
-            "monthly_charges": np.array([[19.99]], dtype=np.float32),
-            "contract": np.array([["Two year"]], dtype=object),
-            "term": np.array([["36"]], dtype=object),
-        },
-        labels=np.array(["No"]),
-        probabilities=np.array([[0.875, 0.125]], dtype=np.float32),
-    )
-
-    assert store.write([three, one]) == 4
-    frame = store.read_window(model)
-
-    assert list(frame.columns) == [*WINDOW_COLUMNS, "tenure", "monthly_charges", "contract", "term"]
-    assert frame["ts"].dt.tz is not None
-    assert frame["ts"].tolist() == [at(0), at(0), at(0), at(1.5)]
-    assert frame["request_id"].tolist() == ["req-a", "req-a", "req-a", "req-b"]
-    assert frame["model_version"].tolist() == ["1", "1", "1", "2"]
-    assert frame["label"].tolist() == ["No", "Yes", "Yes", "No"]
-    # float32 values are logged in their shortest form, so 0.1 comes back as 0.1, not 0.10000000149011612.
-    assert frame["probability"].tolist() == [0.1, 0.75, 0.5, 0.125]
-    assert frame["tenure"].dtype == np.float64
-    np.testing.assert_array_equal(frame["tenure"].to_numpy(), [1.0, np.nan, 24.0, 72.0])
-    np.testing.assert_array_equal(frame["monthly_charges"].to_numpy(), [0.1, 70.35, np.nan, 19.99])
-    assert frame["contract"].dtype == object
-    assert frame["contract"].tolist() == ["One year", None, "Month-to-month", "Two year"]
-    assert frame["term"].tolist() == ["12", "24", None, "36"]
-    assert store.count(model) == 4
-
-
-def check_windows(store: PredictionStore, model: str) -> None:
-    """Filters combine; rows always come oldest first, whatever order they were written in."""
-    events = [make_event(T0 + i, f"r{i}", version=str(1 + i % 2), model=model, seed=i) for i in range(10)]
-    events[4] = make_event(T0 + 4, "r4", rows=2, version="1", model=model, seed=4)
-    order = [7, 2, 9, 0, 5, 3, 8, 1, 6, 4]
-    store.write([events[i] for i in order[:5]])
-    store.write([events[i] for i in order[5:]])
-    store.write([make_event(T0 + 3.5, "other", model=f"{model}-other")])
-
-    def ids(**window: object) -> list[str]:
-        frame = store.read_window(model, **window)  # type: ignore[arg-type]
-        assert frame["ts"].is_monotonic_increasing
-        return frame["request_id"].tolist()
-
-    assert ids() == ["r0", "r1", "r2", "r3", "r4", "r4", "r5", "r6", "r7", "r8", "r9"]
-    assert ids(model_version="2") == ["r1", "r3", "r5", "r7", "r9"]
-    assert ids(since=at(3), until=at(7)) == ["r3", "r4", "r4", "r5", "r6"]  # since inclusive, until exclusive
-    assert ids(last=3) == ["r7", "r8", "r9"]
-    assert ids(last=3, until=at(5)) == ["r3", "r4", "r4"]
-    assert ids(model_version="1", last=2) == ["r6", "r8"]
-    assert ids(model_version="1", since=at(2), until=at(7), last=2) == ["r4", "r6"]
-    assert ids(since=at(5).replace(tzinfo=None)) == ["r5", "r6", "r7", "r8", "r9"]  # naive means UTC
-    assert ids(since=at(8).astimezone(timezone(timedelta(hours=-5)))) == ["r8", "r9"]
-    assert ids(since=at(20)) == []
-    assert store.count(model) == 11
-    assert store.count(f"{model}-other") == 1
-    assert store.count("nobody") == 0
+from tests.support.prediction_log import T0, check_round_trip, check_windows, make_event
 
 
 @pytest.fixture

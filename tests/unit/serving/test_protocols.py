@@ -23,7 +23,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.errors import InputError
 from driftloop.serving import protocols
 from driftloop.serving.inputs import FeatureBatch, FeatureParser
-from tests.unit.serving.test_inputs import assert_columns_equal, records_of
+from tests.support.features import assert_columns_equal, records_of
 
 LABELS = np.array([1, 0, 1], dtype=np.int64)
 PROBA = np.array([[0.25, 0.75], [0.875, 0.125], [0.4, 0.6]], dtype=np.float32)

@@ -1,0 +1,69 @@
+"""The real `driftloop` console script for integration tests, against one data directory and a Prefect server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from driftloop.settings import TELEMETRY_OFF
+from tests.support.host import VENV_BIN
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    api_url: str
+    home: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=30)
+
+
+@dataclass(frozen=True)
+class Driftloop:
+    """Runs the real console script against one data directory and the session's Prefect server."""
+
+    home: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(VENV_BIN / "driftloop"), *args],
+            env=self.env,
+            cwd=self.home.parent,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"driftloop {' '.join(args)} exited {result.returncode}\n"
+                f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+
+def make_driftloop(tmp: Path, prefect: PrefectServer, **settings: str) -> Driftloop:
+    """A fresh data directory under ``tmp`` using ``prefect``; ``settings`` become ``DRIFTLOOP_<KEY>`` variables."""
+    home = tmp / "home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_"))}
+    env.update(TELEMETRY_OFF)
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "DRIFTLOOP_HOME": str(home),
+            "PREFECT_API_URL": prefect.api_url,
+            "DRIFTLOOP_START_MLFLOW_UI": "false",
+            "COLUMNS": "200",
+        }
+    )
+    env.update({f"DRIFTLOOP_{key.upper()}": value for key, value in settings.items()})
+    return Driftloop(home=home, env=env)
