@@ -5,11 +5,11 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test lint bench up down
 
-$(BIN)/driftloop: pyproject.toml
+$(BIN)/driftloop: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("driftloop needs Python 3.11 or 3.12, found " + sys.version.split()[0]) if sys.version_info[:2] not in ((3, 11), (3, 12)) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 run: $(BIN)/driftloop          ## set up, then the whole loop once (services stay up to explore)

@@ -153,7 +153,9 @@ def test_the_datasets_cover_every_method_and_both_verdicts(
 
 def test_report_is_built_from_samples_and_says_so(tmp_path: Path) -> None:
     case = make_cases()["churn-new-customers"]
-    profile = build_profile(case.reference, case.numeric, case.categorical, sample_rows=800)
+    # Three columns, not nineteen: Evidently's plots take a second a column, and the sampling is the same.
+    numeric, categorical = ["tenure", "monthly_charges"], ["contract"]
+    profile = build_profile(case.reference, numeric, categorical, sample_rows=800)
     verdict = our_check(profile, case.current)
     path = build_report(profile, case.current, tmp_path / "drift" / "report.html", max_rows=500, verdict=verdict)
     html = path.read_text(encoding="utf-8")

@@ -216,14 +216,26 @@ def test_a_deployment_directory_without_the_dockerfile_is_refused(model_dir: Pat
 # ------------------------------------------------------------------------------------------ the image's runtime
 
 
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            pins[name.strip().lower().replace("_", "-")] = pinned.strip()
+    return pins
+
+
+def test_the_serving_pins_are_the_projects_constraints() -> None:
+    # make installs the venv with -c constraints.txt; the image must serve with the same versions the tests ran.
+    constraints = _pins(Path(__file__).parents[2] / "constraints.txt")
+    serving = _pins(serving_deployment_dir() / "requirements.txt")
+    assert {name: constraints.get(name) for name in serving} == serving
+
+
 def test_requirements_pin_the_venvs_versions_and_no_training_stack() -> None:
     from importlib.metadata import version
 
-    pins = {}
-    for line in (serving_deployment_dir() / "requirements.txt").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, pinned = line.partition("==")
-            pins[name.strip().lower()] = pinned.strip()
+    pins = _pins(serving_deployment_dir() / "requirements.txt")
     assert {"fastapi", "uvicorn", "onnxruntime", "numpy", "orjson", "prometheus-client"} <= set(pins)
     assert not {"scikit-learn", "mlflow", "mlflow-skinny", "prefect", "pandas", "skl2onnx"} & set(pins)
     assert {name: version(name) for name in pins} == pins

@@ -14,17 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from mlflow import MlflowClient
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from driftloop import events
 from driftloop.cli import app
+from driftloop.settings import get_settings
+from tests.support.workflows import CD, WORKFLOWS, champion_env, clean_env, load, make_champion
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = ROOT / ".github" / "workflows"
-CD = WORKFLOWS / "cd.yml"
 ROLLOUT = ROOT / "deployments" / "k8s" / "rollout.sh"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -35,10 +32,6 @@ LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 def workflow_files() -> list[Path]:
     return sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
-
-
-def load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
 
 
 def without_comments(script: str) -> str:
@@ -157,31 +150,33 @@ def test_cd_calls_rollout_sh_with_a_subcommand_it_supports() -> None:
     assert [argv[1] for _, argv in calls] == ["set-image"]
 
 
-def clean_env(tmp_path: Path, **env: str) -> dict[str, str]:
-    """This environment without driftloop's, MLflow's and Prefect's variables: an empty store under tmp_path."""
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_"))}
-    return {**kept, "DRIFTLOOP_HOME": str(tmp_path / "home"), **env}
+def champion_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    """What CHAMPION_PY prints, run by this interpreter in the CD job's environment.
+
+    tests/integration/test_cd_snippets.py runs it as the job does, ``python -c`` in a fresh interpreter: seconds
+    of imports a run, on top of MLflow creating its store.
+    """
+    for name in list(os.environ):
+        if name.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_")):
+            monkeypatch.delenv(name)
+    for name, value in champion_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    get_settings.cache_clear()  # the snippet reads the settings through it: from this environment, then forgotten
+    try:
+        exec(compile(load(CD)["env"]["CHAMPION_PY"], "CHAMPION_PY", "exec"), {})  # noqa: S102 (the workflow's code)
+    finally:
+        get_settings.cache_clear()
+    return capsys.readouterr().out
 
 
-def champion_query(tmp_path: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", load(CD)["env"]["CHAMPION_PY"]],
-        env=clean_env(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", DRIFTLOOP_MODEL_NAME="m"),
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_the_champion_query_prints_the_champions_version(tmp_path: Path) -> None:
+def test_the_champion_query_prints_the_champions_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """CHAMPION_PY prints an empty line without a champion (the jobs then ship nothing), else its version."""
-    assert champion_query(tmp_path) == "\n"
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    client.create_registered_model("m")
-    for _ in range(2):
-        client.create_model_version("m", source=str(tmp_path))
-    client.set_registered_model_alias("m", events.CHAMPION, "2")
-    assert champion_query(tmp_path) == "2\n"
+    assert champion_query(tmp_path, monkeypatch, capsys) == "\n"
+    make_champion(tmp_path)
+    assert champion_query(tmp_path, monkeypatch, capsys) == "2\n"
 
 
 STUB_KUBECTL = """#!/usr/bin/env bash

@@ -410,14 +410,14 @@ def _bake(
 ) -> JudgedWindow:
     """Scrape both slots, watch the candidate for ``canary_bake_seconds``, scrape again, judge the window."""
     with httpx.Client(timeout=5) as http:
-        before = (_scrape(http, slots, slot), _scrape_old(http, slots, old_slot))
+        before = (_scrape(http, slots, slot, percent), _scrape_old(http, slots, old_slot, percent))
         deadline = time.monotonic() + settings.canary_bake_seconds
         container = slots.find(slot)
         while time.monotonic() < deadline:
             if container is None or _exited(container):
                 raise SlotFailed("crashed", f"slot {slot} stopped during the {percent}% bake:\n{_logs(container)}")
             time.sleep(min(WATCH_SECONDS, max(0.0, deadline - time.monotonic())))
-        after = (_scrape(http, slots, slot), _scrape_old(http, slots, old_slot))
+        after = (_scrape(http, slots, slot, percent), _scrape_old(http, slots, old_slot, percent))
     candidate = window(before[0], after[0])
     # The old slot's figures are only a comparison: if it cannot be read, the candidate is judged on thresholds.
     baseline = window(before[1], after[1]) if before[1] is not None and after[1] is not None else None
@@ -432,18 +432,24 @@ def _bake(
     )
 
 
-def _scrape(http: httpx.Client, slots: Slots, slot: SlotName) -> Scrape:
+def _scrape(http: httpx.Client, slots: Slots, slot: SlotName, percent: int) -> Scrape:
     try:
         answer = http.get(slots.url(slot) + "/metrics")
         answer.raise_for_status()
+    except httpx.TimeoutException:
+        # Still running but too slow to answer its own metrics: an overloaded candidate, which is what a canary
+        # alarm is for (a refused connection or an error status is a crash).
+        raise CanaryAlarm(
+            f"canary alarm at {percent}%: slot {slot}'s /metrics did not answer within {http.timeout.read:g}s"
+        ) from None
     except httpx.HTTPError as error:
         raise SlotFailed("crashed", f"slot {slot}: /metrics did not answer: {error}") from None
     return parse_metrics(answer.text, time.monotonic())
 
 
-def _scrape_old(http: httpx.Client, slots: Slots, slot: SlotName) -> Scrape | None:
+def _scrape_old(http: httpx.Client, slots: Slots, slot: SlotName, percent: int) -> Scrape | None:
     try:
-        return _scrape(http, slots, slot)
+        return _scrape(http, slots, slot, percent)
     except DriftloopError:
         return None
 

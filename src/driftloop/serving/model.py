@@ -75,8 +75,11 @@ def _self_check(model: ServingModel, selfcheck: dict[str, object]) -> None:
         records = selfcheck["records"]
     except KeyError as error:
         raise SelfCheckFailed(f"version {version}: the self-check sample is unreadable: {error!r}") from None
+    # The sample is the server's own check, not a request: the request row limit (max_batch_rows) does not apply.
+    rows = len(records) if isinstance(records, list) else 1
+    parser = FeatureParser(model.parser.schema, max(rows, 1), model.parser.unknown_categories)
     try:
-        labels, proba = model.predict(model.parser.from_records(records))
+        labels, proba = model.predict(parser.from_records(records))
     except InputError as error:
         raise SelfCheckFailed(f"version {version}: the self-check sample is rejected: {error.message}") from None
     except Exception as error:  # onnxruntime raises its own types; any failure here means "not servable"

@@ -16,7 +16,7 @@ from driftloop.core import lineage
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
-from driftloop.errors import SelfCheckFailed
+from driftloop.errors import InputError, SelfCheckFailed
 from driftloop.io.bundle import ModelBundle, ModelInfo, read_bundle, write_model_info
 from driftloop.io.onnx_export import export_onnx, grouped_onnx
 from driftloop.io.onnx_runtime import OnnxClassifier
@@ -91,3 +91,15 @@ def test_a_serving_graph_that_does_not_load_is_refused_by_name(graphs: Graphs, t
     bundle = write_bundle(tmp_path / "b", graphs, b"not a graph")
     with pytest.raises(SelfCheckFailed, match=r"version 3 \(serving.onnx\) does not load: onnxruntime cannot load"):
         load_model(bundle, 100, "error")
+
+
+def test_a_server_taking_fewer_rows_than_the_self_check_sample_still_checks_and_serves(
+    graphs: Graphs, tmp_path: Path
+) -> None:
+    # The self-check is the server's own, not a request: DRIFTLOOP_MAX_BATCH_ROWS below the sample's 20 rows used
+    # to refuse every version ("the batch has 20 rows; this server takes at most 5 rows per request").
+    model = load_model(write_bundle(tmp_path / "b", graphs, grouped_onnx(graphs.linear)), 5, "error")
+
+    assert model.parser.max_rows == 5  # requests still get the limit
+    with pytest.raises(InputError, match="at most 5 rows"):
+        model.parser.from_records(graphs.selfcheck["records"])
