@@ -82,6 +82,9 @@ PY
     cd /var/lib/mlflow
     # The store URI holds the password: pass it in the environment (MLflow reads it there), not in argv for ps.
     export MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT}/mlflow"
+    # MLflow's job runner (about eight huey consumer processes, 250 MB each) serves GenAI features driftloop does
+    # not use.
+    export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
     exec mlflow server \
       --artifacts-destination /var/lib/mlflow/artifacts --serve-artifacts \
       --host "${STACK_BIND_ADDRESS:-127.0.0.1}" --port "$port" --workers "${MLFLOW_WORKERS:-2}" \

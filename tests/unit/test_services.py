@@ -116,3 +116,11 @@ def test_the_lock_is_not_held_by_the_service_it_started(tmp_path: Path, cleanup:
 
     with services.start_lock(spec.run_dir, timeout=0.5):  # the service lives on; the lock is free
         assert services.status(spec).healthy
+
+
+def test_the_local_mlflow_server_starts_without_its_job_runner(tmp_path: Path) -> None:
+    from driftloop.settings import Settings
+
+    spec = services.mlflow_ui_spec(Settings(home=tmp_path))
+    assert spec.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert spec.env["MLFLOW_TRACKING_URI"].startswith("sqlite:")

@@ -111,7 +111,9 @@ def mlflow_ui_spec(settings: Settings) -> ServiceSpec:
         ),
         health_url=f"{settings.mlflow_ui}/health",
         listen_url=settings.mlflow_ui,
-        env=settings.process_env(),
+        # MLflow's job runner (about eight huey consumer processes, 250 MB each) serves GenAI features driftloop
+        # does not use.
+        env={**settings.process_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         run_dir=settings.run_dir,
     )
 
