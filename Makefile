@@ -15,8 +15,8 @@ $(BIN)/driftloop: pyproject.toml constraints.txt
 run: $(BIN)/driftloop          ## set up, then the whole loop once (services stay up to explore)
 	$(BIN)/driftloop demo --keep-running
 
-test: lint                     ## lint, then the whole test suite (unit + integration)
-	$(BIN)/pytest tests/unit tests/integration
+test: lint                     ## lint, then the whole test suite (unit + integration), three modules at a time
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder tests/unit tests/integration
 
 lint: $(BIN)/driftloop         ## ruff, the import contracts, mypy, actionlint
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

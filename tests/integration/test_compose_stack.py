@@ -106,7 +106,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def images() -> docker.DockerClient:
+def images() -> Iterator[docker.DockerClient]:
     """The substitute images and the project image, built (or found up to date) by scripts/stack-images.sh."""
     client = require_docker()
     require_base_image(client)
@@ -117,7 +117,8 @@ def images() -> docker.DockerClient:
     )
     assert result.returncode == 0, f"scripts/stack-images.sh failed:\n{result.stdout}{result.stderr[-4000:]}"
     print(f"\n{result.stdout}images ready in {time.monotonic() - started:.1f}s")  # noqa: T201
-    return client
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")

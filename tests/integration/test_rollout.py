@@ -125,6 +125,7 @@ def images(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServ
         for tag in reversed(tags):
             with contextlib.suppress(DockerException):
                 client.images.remove(tag, force=True)
+        client.close()
 
 
 @pytest.fixture

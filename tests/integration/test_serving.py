@@ -74,13 +74,13 @@ class RunningServer:
 def start_server(dl: Driftloop, **env: str) -> RunningServer:
     port = free_port()
     log = dl.home.parent / f"server-{port}.log"
-    handle = log.open("wb")
-    process = subprocess.Popen(
-        [str(VENV_BIN / "driftloop"), "serve", "--port", str(port)],
-        env={**dl.env, "DRIFTLOOP_RELOAD_INTERVAL": "0.5", **env},
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as handle:  # the server writes to its own copy of the descriptor
+        process = subprocess.Popen(
+            [str(VENV_BIN / "driftloop"), "serve", "--port", str(port)],
+            env={**dl.env, "DRIFTLOOP_RELOAD_INTERVAL": "0.5", **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     return RunningServer(process, f"http://127.0.0.1:{port}", dl.home, log)
 
 

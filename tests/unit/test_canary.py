@@ -96,10 +96,17 @@ def test_histogram_quantile_matches_prometheus() -> None:
         histogram_quantile(1.5, buckets)
 
 
-def make_window(requests: int, errors: int = 0, seconds_each: float = 0.002, reason: str = "internal") -> Window:
+def make_window(
+    requests: int,
+    errors: int = 0,
+    seconds_each: float = 0.002,
+    reason: str = "internal",
+    slowest: tuple[float, ...] = (),
+) -> Window:
+    """``requests`` requests taking ``seconds_each``, except the last few, which take ``slowest``."""
     metrics = ServingMetrics()
     before = scrape(metrics, 0)
-    serve(metrics, [seconds_each] * requests, errors=errors, reason=reason)
+    serve(metrics, [seconds_each] * (requests - len(slowest)) + list(slowest), errors=errors, reason=reason)
     return window(before, scrape(metrics, 5))
 
 
@@ -148,6 +155,23 @@ def test_relative_p99_alarm_against_the_old_version() -> None:
     assert verdict.alarm is not None
     assert "the old version's" in verdict.alarm
     assert "limit 3×" in verdict.alarm
+
+
+def test_relative_alarm_needs_enough_requests_in_both_windows() -> None:
+    # The case seen in a real rollout: a healthy candidate's 62 requests, one of them cold, against a busy old slot.
+    cold = make_window(62, seconds_each=0.004, slowest=(0.0157,))
+    busy_old = make_window(554, seconds_each=0.004)
+    verdict = judge(cold, busy_old, THRESHOLDS)
+    assert verdict.alarm is None
+    assert "the ratio needs 100" in verdict.detail
+    # The same slowdown on every request of a window big enough to measure a p99 is an alarm ...
+    slow = judge(make_window(150, seconds_each=0.016), busy_old, THRESHOLDS)
+    assert slow.alarm is not None
+    assert "the old version's" in slow.alarm
+    # ... and so is one too few for the ratio but over the absolute limit.
+    assert judge(make_window(62, seconds_each=0.4), busy_old, THRESHOLDS).alarm is not None
+    # A small old window is no baseline.
+    assert judge(make_window(150, seconds_each=0.016), make_window(60, seconds_each=0.004), THRESHOLDS).alarm is None
 
 
 def test_relative_alarm_ignores_noise_below_the_floor_and_tiny_windows() -> None:

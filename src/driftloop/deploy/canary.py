@@ -175,7 +175,10 @@ class Thresholds:
 
     ``min_requests``: fewer requests than this in the candidate's window say nothing (no alarm, and the
     decision record says so). ``relative_floor_ms``: the ratio to the old p99 applies only above this, because
-    1 ms against 0.3 ms is scheduling noise on a busy host, not a regression.
+    1 ms against 0.3 ms is scheduling noise on a busy host, not a regression. ``min_requests_for_ratio``: the
+    ratio needs this many requests in both windows; with fewer, a p99 is the slowest request or two (a new
+    container's first, cold ones), and a healthy candidate was rolled back for 15.7 ms against 4.6 ms measured on
+    62 requests. The absolute ``max_p99_ms`` still applies to small windows.
     """
 
     max_error_rate: float
@@ -183,6 +186,7 @@ class Thresholds:
     max_p99_ratio: float
     min_requests: int = 20
     relative_floor_ms: float = 10.0
+    min_requests_for_ratio: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
@@ -215,13 +219,20 @@ def judge(candidate: Window, baseline: Window | None, thresholds: Thresholds) ->
     p99 = candidate.p99_ms
     if p99 is not None and p99 > thresholds.max_p99_ms:
         return Judgement(f"p99 {p99:.1f} ms > {thresholds.max_p99_ms:g} ms", seen)
-    old_p99 = baseline.p99_ms if baseline is not None and baseline.requests >= thresholds.min_requests else None
+    enough = thresholds.min_requests_for_ratio
+    old_p99 = baseline.p99_ms if baseline is not None and baseline.requests >= enough else None
     if p99 is not None and old_p99 is not None and old_p99 > 0 and p99 > thresholds.relative_floor_ms:
         ratio = p99 / old_p99
-        if ratio > thresholds.max_p99_ratio:
+        if ratio > thresholds.max_p99_ratio and candidate.requests >= enough:
             return Judgement(
                 f"p99 {p99:.1f} ms is {ratio:.1f}× the old version's {old_p99:.1f} ms "
                 f"(limit {thresholds.max_p99_ratio:g}×)",
                 seen,
+            )
+        if ratio > thresholds.max_p99_ratio:
+            return Judgement(
+                None,
+                f"no alarm: p99 {ratio:.1f}× the old version's, but on {candidate.requests:.0f} requests (the ratio "
+                f"needs {enough}: fewer make p99 the slowest one or two) ({seen})",
             )
     return Judgement(None, f"no alarm ({seen})")

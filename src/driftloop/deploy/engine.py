@@ -30,10 +30,18 @@ def docker_client(timeout: float = CLIENT_TIMEOUT_SECONDS) -> docker.DockerClien
     """
     try:
         client = docker.from_env(timeout=int(timeout))
+    except (DockerException, RequestException) as error:
+        raise _no_engine(error) from None
+    try:
         client.ping()
     except (DockerException, RequestException) as error:
-        raise DeployError(
-            f"no Docker engine answers at {engine_address()} ({error}). Start one (`systemctl start docker`, "
-            "or as root `dockerd &`), point DOCKER_HOST at a running engine, or set DRIFTLOOP_DEPLOY=local."
-        ) from None
+        client.close()  # its connection pool holds a socket
+        raise _no_engine(error) from None
     return client
+
+
+def _no_engine(error: Exception) -> DeployError:
+    return DeployError(
+        f"no Docker engine answers at {engine_address()} ({error}). Start one (`systemctl start docker`, "
+        "or as root `dockerd &`), point DOCKER_HOST at a running engine, or set DRIFTLOOP_DEPLOY=local."
+    )

@@ -79,7 +79,12 @@ def deployment_status(settings: Settings, slots: Slots | None = None) -> Deploym
     Raises:
         DeployError: No Docker engine answers.
     """
-    slots = slots or Slots(settings, docker_client())
+    if slots is None:
+        client = docker_client()
+        try:
+            return deployment_status(settings, Slots(settings, client))
+        finally:
+            client.close()
     routing = proxy.read_routing(settings)
     container = proxy.find_proxy(slots.client, settings)
     url = f"http://127.0.0.1:{settings.proxy_port}"

@@ -1,0 +1,68 @@
+"""The promotion gate's cost: the paired bootstrap per segment vs the single pooled comparison it replaced.
+
+The old gate computed ROC AUC once per model on a pooled holdout and compared the two numbers. The gate now scores
+both models on the same rows and bootstraps the difference (2,000 Poisson-weighted replicates, the default policy)
+on three segments: the reference holdout, the recent labelled window's holdout, and all of them. For context, the
+same rows' HistGradientBoosting fit (what a retrain spends anyway). Synthetic scores, seeded; times are the median
+of a few repeats. Run: `.venv/bin/python bench/bench_gate.py`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+
+from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, compare_segments
+
+
+def _median_seconds(action: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _holdout(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=rows)
+    y = (signal + rng.normal(size=rows) > 0).astype(np.int64)
+    champion = 1 / (1 + np.exp(-(signal + rng.normal(scale=1.0, size=rows))))
+    candidate = 1 / (1 + np.exp(-(signal + rng.normal(scale=0.9, size=rows))))
+    recent = np.zeros(rows, dtype=bool)
+    recent[: rows // 3] = True
+    return y, candidate, champion, {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(rows, dtype=bool)}
+
+
+def main(sizes: list[int]) -> None:
+    policy = GatePolicy()
+    print(f"gate policy: {policy.primary_metric}, {policy.resamples} resamples, {policy.confidence:.0%} intervals")
+    print(f"{'holdout rows':>12}  {'pooled (old)':>12}  {'bootstrap x3':>12}  {'ratio':>8}  {'HGB fit':>9}  gate/fit")
+    for rows in sizes:
+        pooled, gate, fit = _measure(rows, policy)
+        print(
+            f"{rows:>12,}  {pooled * 1000:>10.1f}ms  {gate * 1000:>10.0f}ms  {gate / pooled:>7.0f}x  "
+            f"{fit:>8.2f}s  {gate / fit:>7.2f}"
+        )
+
+
+def _measure(rows: int, policy: GatePolicy) -> tuple[float, float, float]:
+    """Seconds for the old pooled comparison, the segment bootstrap, and one HistGradientBoosting fit."""
+    y, candidate, champion, segments = _holdout(rows, seed=rows)
+    repeats = 5 if rows <= 20_000 else 2
+    pooled = _median_seconds(lambda: (roc_auc_score(y, candidate), roc_auc_score(y, champion)), repeats)
+    gate = _median_seconds(lambda: compare_segments(y, candidate, champion, segments, policy, seed=0), repeats)
+    features = np.random.default_rng(rows).normal(size=(rows, 20))
+    fit = _median_seconds(lambda: HistGradientBoostingClassifier(max_iter=100).fit(features, y), 1)
+    return pooled, gate, fit
+
+
+if __name__ == "__main__":
+    main([int(arg) for arg in sys.argv[1:]] or [1_000, 10_000, 50_000, 200_000])
