@@ -26,6 +26,7 @@ lint: $(BIN)/driftloop         ## ruff, the import contracts, mypy, actionlint
 
 bench: $(BIN)/driftloop
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_gate.py
 	$(BIN)/python bench/bench_onnx.py
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_drift.py

@@ -119,3 +119,70 @@ def test_bad_arguments_are_refused(kwargs: dict[str, float], match: str) -> None
 def test_unequal_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="same non-zero number"):
         paired_bootstrap("roc_auc", np.array([0, 1]), np.array([0.1, 0.9]), np.array([0.5]))
+
+
+# ------------------------------------------------------------------------------------------ DeLong (ROC AUC)
+
+
+def _brute_force_delong(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """DeLong's difference and its variance straight from the definition: every positive against every negative."""
+
+    def placements(score: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        pos, neg = score[y == 1], score[y == 0]
+        wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        return float(wins.mean()), wins.mean(axis=1), wins.mean(axis=0)
+
+    auc_a, pa, na = placements(a)
+    auc_b, pb, nb = placements(b)
+    variance = np.var(pa - pb, ddof=1) / pa.size + np.var(na - nb, ddof=1) / na.size
+    return auc_a - auc_b, float(variance)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_delong_matches_its_definition_and_sklearn(seed: int) -> None:
+    y, a = _data(400, seed=seed)
+    _, b = _data(400, seed=seed + 100)
+    b = np.where(y == 1, b, a)  # correlated with a, as two models of the same rows are
+    got = significance.delong_difference(y, a, b, confidence=0.95)
+    difference, variance = _brute_force_delong(y, a, b)
+    assert got.candidate == pytest.approx(skm.roc_auc_score(y, a), abs=1e-12)
+    assert got.champion == pytest.approx(skm.roc_auc_score(y, b), abs=1e-12)
+    assert got.improvement == pytest.approx(difference, abs=1e-12)
+    half_width = 1.959963984540054 * np.sqrt(variance)
+    assert (got.low, got.high) == pytest.approx((difference - half_width, difference + half_width), abs=1e-9)
+    assert (got.method, got.resamples) == ("DeLong", 0)
+
+
+def test_delong_and_the_bootstrap_agree_on_the_interval() -> None:
+    y, a = _data(5000, seed=3, signal=1.2)
+    _, b = _data(5000, seed=4, signal=1.0)
+    delong = significance.delong_difference(y, a, b)
+    bootstrap = paired_bootstrap("roc_auc", y, a, b, resamples=2000, seed=0)
+    width_delong, width_bootstrap = delong.high - delong.low, bootstrap.high - bootstrap.low
+    assert width_delong == pytest.approx(width_bootstrap, rel=0.15)
+    assert delong.improvement == pytest.approx(bootstrap.improvement, abs=1e-12)
+
+
+def test_delong_is_wrong_one_time_in_twenty_at_95_percent_on_equal_models() -> None:
+    """Two models of equal skill (independent noise on the same signal): 'significant' about 5% of the time."""
+    rng = np.random.default_rng(11)
+    trials, significant = 400, 0
+    for _ in range(trials):
+        signal = rng.normal(size=300)
+        y = (signal + rng.normal(size=300) > 0).astype(np.int64)
+        a, b = signal + rng.normal(size=300), signal + rng.normal(size=300)
+        result = significance.delong_difference(y, a, b)
+        significant += result.significantly_better or result.significantly_worse
+    assert 0.02 <= significant / trials <= 0.09
+
+
+def test_compare_metric_uses_delong_for_roc_auc_only() -> None:
+    y, a = _data(500, seed=5)
+    _, b = _data(500, seed=6)
+    assert significance.compare_metric("roc_auc", y, a, b).method == "DeLong"
+    assert significance.compare_metric("accuracy", y, a, b, resamples=200).method == "paired bootstrap"
+
+
+def test_delong_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="needs both classes; got 3 positive and 0 negative"):
+        significance.delong_difference(np.ones(3), np.array([0.1, 0.2, 0.3]), np.array([0.3, 0.2, 0.1]))

@@ -2,9 +2,9 @@
 
 Point estimates on a few thousand rows cannot tell a better model from a worse one by a few thousandths, so
 against a champion the gate compares both models on the same holdout rows, segment by segment (the champion's
-own holdout, the recent labelled rows, all of them), with a paired bootstrap interval of the difference
-(``core.significance``). A retrain must improve significantly where it was meant to help; no candidate may be
-significantly worse on any segment.
+own holdout, the recent labelled rows, all of them), with an interval of the difference (``core.significance``:
+DeLong's for ROC AUC, a paired bootstrap for other metrics). A retrain must improve significantly where it was
+meant to help; no candidate may be significantly worse on any segment.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from driftloop.core import lineage
 from driftloop.core.evaluation import HIGHER_IS_BETTER as _HIGHER_IS_BETTER
-from driftloop.core.significance import MetricDifference, paired_bootstrap
+from driftloop.core.significance import MetricDifference, compare_metric, interval_method
 
 METRIC_NAMES: tuple[str, ...] = tuple(_HIGHER_IS_BETTER)
 
@@ -59,9 +59,9 @@ class GatePolicy:
         improve_on: The segment where the candidate must be significantly better (a retrain: ``recent``, or
             ``all`` when it retrains on a changed source); None for an ordinary training run.
         min_effect: With ``improve_on``: the interval's lower end must lie above this improvement.
-        confidence: Coverage of the paired bootstrap intervals.
+        confidence: Coverage of the intervals (DeLong's for ROC AUC, a paired bootstrap for other metrics).
         min_segment_rows: A segment with fewer holdout rows is not tested (and, as ``improve_on``, refuses).
-        resamples: Bootstrap replicates per segment.
+        resamples: Bootstrap replicates per segment (metrics other than ROC AUC).
     """
 
     primary_metric: str = "roc_auc"
@@ -117,9 +117,12 @@ class GatePolicy:
             lines.append("floors: " + ", ".join(parts))
         else:
             lines.append("floors: none")
+        method = interval_method(self.primary_metric)
+        if method == "paired bootstrap":
+            method += f" ({self.resamples} resamples)"
         lines.append(
-            f"segments: {self.confidence:.0%} paired bootstrap intervals ({self.resamples} resamples) on every "
-            f"segment with at least {self.min_segment_rows} holdout rows; significantly worse on any refuses"
+            f"segments: {self.confidence:.0%} {method} intervals on every segment with at least "
+            f"{self.min_segment_rows} holdout rows; significantly worse on any refuses"
         )
         if self.improve_on:
             lines.append(
@@ -188,7 +191,7 @@ def compare_segments(
             )
             comparisons.append(SegmentComparison(name, rows, None, note))
             continue
-        difference = paired_bootstrap(
+        difference = compare_metric(
             policy.primary_metric,
             y[mask],
             np.asarray(candidate)[mask],
@@ -463,7 +466,7 @@ def _rule(policy: GatePolicy, has_champion: bool) -> str:
     """The rule this decision applied, in one sentence (shown beside the verdict)."""
     if not has_champion:
         return "first version: the floors and ONNX parity"
-    tested = f"{policy.confidence:.0%} paired bootstrap on {policy.primary_metric}"
+    tested = f"{policy.confidence:.0%} {interval_method(policy.primary_metric)} interval on {policy.primary_metric}"
     if policy.improve_on is None:
         return (
             f"not significantly worse on any segment ({tested}) and within {policy.tolerance:g} of the champion "

@@ -1,10 +1,11 @@
-"""How sure is "the candidate is better"? Paired bootstrap intervals for a metric difference on the same rows.
+"""How sure is "the candidate is better"? Intervals for a metric difference between two models on the same rows.
 
-Both models are scored on the same labelled rows; each bootstrap replicate reweights those rows (Poisson(1)
-weights, the streaming form of resampling with replacement) and recomputes the metric for both, so the interval
-of the difference accounts for the rows being shared. Metrics are written as weighted sums over rows, vectorised
-across replicates, so 2,000 replicates of 10,000 rows take well under a second. With unit weights each equals
-scikit-learn's metric of the same name (tested).
+ROC AUC uses DeLong's method: the variance of the difference of two correlated AUCs from their placement values,
+exact in O(n log n), so a 200,000-row holdout takes milliseconds. Every other metric uses a paired bootstrap:
+each replicate reweights the shared rows (Poisson(1) weights, the streaming form of resampling with replacement)
+and recomputes the metric for both models, so the interval accounts for the rows being shared. Those metrics are
+weighted sums over rows, vectorised across replicates (2,000 replicates of 10,000 rows: about a second on a
+2-core machine); with unit weights each equals scikit-learn's metric of the same name (tested).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -127,7 +129,8 @@ class MetricDifference:
         low: Lower end of the interval of ``improvement``.
         high: Upper end of the interval of ``improvement``.
         confidence: The interval's confidence level, e.g. 0.95.
-        resamples: Bootstrap replicates.
+        resamples: Bootstrap replicates (0 for DeLong's interval).
+        method: How the interval was computed: ``paired bootstrap`` or ``DeLong``.
     """
 
     metric: str
@@ -140,6 +143,7 @@ class MetricDifference:
     high: float
     confidence: float
     resamples: int
+    method: str = "paired bootstrap"
 
     @property
     def significantly_better(self) -> bool:
@@ -226,4 +230,93 @@ def paired_bootstrap(
         high=high,
         confidence=confidence,
         resamples=resamples,
+    )
+
+
+def interval_method(metric: str) -> str:
+    """How ``compare_metric`` computes the interval for ``metric``."""
+    return "DeLong" if metric == "roc_auc" else "paired bootstrap"
+
+
+def compare_metric(
+    metric: str,
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> MetricDifference:
+    """The candidate's improvement over the champion with an interval: DeLong for ROC AUC, else the bootstrap."""
+    if interval_method(metric) == "DeLong":
+        return delong_difference(y, candidate, champion, confidence=confidence)
+    return paired_bootstrap(metric, y, candidate, champion, confidence=confidence, resamples=resamples, seed=seed)
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing the mean of the ranks they span."""
+    order = np.argsort(values, kind="mergesort")
+    _, inverse, counts = np.unique(values[order], return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts  # 0-based position where each distinct value starts
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = (first + (counts + 1) / 2)[inverse]
+    return ranks
+
+
+def _placements(positives: np.ndarray, negatives: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong's placement values.
+
+    Per positive: the share of negatives it outranks (ties count ½); per negative: the share of positives that
+    outrank it.
+    """
+    m, n = positives.size, negatives.size
+    combined = _midranks(np.concatenate([positives, negatives]))
+    among_positives, among_negatives = _midranks(positives), _midranks(negatives)
+    positive_placements = (combined[:m] - among_positives) / n
+    negative_placements = 1.0 - (combined[m:] - among_negatives) / m
+    return float(positive_placements.mean()), positive_placements, negative_placements
+
+
+def delong_difference(
+    y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, *, confidence: float = 0.95
+) -> MetricDifference:
+    """ROC AUC of the candidate minus the champion's on the same rows, with DeLong's normal interval.
+
+    Raises:
+        ValueError: unequal lengths, no rows, a bad confidence, or rows of only one class.
+    """
+    y = np.asarray(y, dtype=np.int64).ravel()
+    a = np.asarray(candidate, dtype=np.float64).ravel()
+    b = np.asarray(champion, dtype=np.float64).ravel()
+    if y.size == 0 or not y.size == a.size == b.size:
+        raise ValueError(f"need the same non-zero number of labels and scores; got {y.size}, {a.size}, {b.size}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    positive = y == 1
+    m, n = int(positive.sum()), int((~positive).sum())
+    if m == 0 or n == 0:
+        raise ValueError(f"ROC AUC needs both classes; got {m} positive and {n} negative rows")
+    auc_a, pos_a, neg_a = _placements(a[positive], a[~positive])
+    auc_b, pos_b, neg_b = _placements(b[positive], b[~positive])
+    # Var(AUC_a - AUC_b) = Var_pos(V_a - V_b) / m + Var_neg(V_a - V_b) / n, over the placement values.
+    variance = 0.0
+    if m > 1:
+        variance += float(np.var(pos_a - pos_b, ddof=1)) / m
+    if n > 1:
+        variance += float(np.var(neg_a - neg_b, ddof=1)) / n
+    half_width = NormalDist().inv_cdf(0.5 + confidence / 2) * math.sqrt(variance)
+    improvement = auc_a - auc_b
+    return MetricDifference(
+        metric="roc_auc",
+        rows=int(y.size),
+        rows_used=int(y.size),
+        candidate=auc_a,
+        champion=auc_b,
+        improvement=improvement,
+        low=improvement - half_width,
+        high=improvement + half_width,
+        confidence=confidence,
+        resamples=0,
+        method="DeLong",
     )
