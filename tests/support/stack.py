@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,6 +21,7 @@ import pandas as pd
 from driftloop.settings import TELEMETRY_OFF
 from tests.support.cli import Driftloop
 from tests.support.host import VENV_BIN, free_port
+from tests.support.serving import wait_until
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DRIFT_EVENT = "driftloop.drift.detected"
@@ -120,14 +120,7 @@ def artifact(dl: Driftloop, flow_run_id: str, key: str) -> str:
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+    return wait_until(what, condition, timeout, every)
 
 
 def finished_runs(dl: Driftloop, flow_name: str, count: int, timeout: float = 300) -> list[dict[str, Any]]:

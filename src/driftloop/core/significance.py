@@ -164,6 +164,24 @@ class MetricDifference:
         )
 
 
+def _paired(
+    y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and both models' scores as flat arrays of one length.
+
+    Raises:
+        ValueError: unequal lengths, no rows, or a confidence outside (0, 1).
+    """
+    y = np.asarray(y, dtype=np.int64).ravel()
+    a = np.asarray(candidate, dtype=np.float64).ravel()
+    b = np.asarray(champion, dtype=np.float64).ravel()
+    if y.size == 0 or not y.size == a.size == b.size:
+        raise ValueError(f"need the same non-zero number of labels and scores; got {y.size}, {a.size}, {b.size}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    return y, a, b
+
+
 def paired_bootstrap(
     metric: str,
     y: np.ndarray,
@@ -188,13 +206,7 @@ def paired_bootstrap(
     Raises:
         ValueError: unequal lengths, no rows, a bad confidence or resample count, or an unknown metric.
     """
-    y = np.asarray(y, dtype=np.int64).ravel()
-    a = np.asarray(candidate, dtype=np.float64).ravel()
-    b = np.asarray(champion, dtype=np.float64).ravel()
-    if y.size == 0 or not y.size == a.size == b.size:
-        raise ValueError(f"need the same non-zero number of labels and scores; got {y.size}, {a.size}, {b.size}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    y, a, b = _paired(y, candidate, champion, confidence)
     if resamples < 100:
         raise ValueError(f"need at least 100 bootstrap resamples, got {resamples}")
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
@@ -286,13 +298,7 @@ def delong_difference(
     Raises:
         ValueError: unequal lengths, no rows, a bad confidence, or rows of only one class.
     """
-    y = np.asarray(y, dtype=np.int64).ravel()
-    a = np.asarray(candidate, dtype=np.float64).ravel()
-    b = np.asarray(champion, dtype=np.float64).ravel()
-    if y.size == 0 or not y.size == a.size == b.size:
-        raise ValueError(f"need the same non-zero number of labels and scores; got {y.size}, {a.size}, {b.size}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    y, a, b = _paired(y, candidate, champion, confidence)
     positive = y == 1
     m, n = int(positive.sum()), int((~positive).sum())
     if m == 0 or n == 0:
