@@ -21,7 +21,6 @@ from driftloop.core.episodes import Episode, drift_action
 from driftloop.core.label_check import LabelCheck
 from driftloop.events import DRIFT_DETECTED
 from driftloop.io import tracking
-from driftloop.io.drift_report import build_report
 from driftloop.io.episode_store import EpisodeStore
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
@@ -74,6 +73,9 @@ def record_check(
             tracking.log_metrics(client, run_id, {"labelled_accuracy": labels.accuracy})
         tracking.log_text(client, run_id, verdict.markdown() + "\n\n" + labels.summary() + "\n", "verdict.md")
         if with_report:
+            # Evidently takes seconds of CPU to import: only a drifting check, which builds its report, pays that.
+            from driftloop.io.drift_report import build_report
+
             with tempfile.TemporaryDirectory() as tmp:
                 report = build_report(profile, window[list(profile.columns)], Path(tmp) / "drift_report.html")
                 tracking.log_files(client, run_id, [report], artifact_path="report")
