@@ -84,6 +84,17 @@ def log_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -
     client.log_text(run_id, text, artifact_file)
 
 
+def _pinned(*distributions: str) -> list[str]:
+    """The running environment's exact versions of ``distributions``, as a model's pip requirements.
+
+    Without them MLflow infers the requirements by loading the model in subprocesses that record what it imports:
+    15 of the 35 CPU seconds of a training run on the bundled data, for the same answer.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in distributions]
+
+
 def log_sklearn_model(run_id: str, pipeline: Pipeline, example: pd.DataFrame) -> str:
     """Log the fitted pipeline (skops format) for inspection and reproduction; serving never loads it.
 
@@ -100,6 +111,7 @@ def log_sklearn_model(run_id: str, pipeline: Pipeline, example: pd.DataFrame) ->
             signature=signature,
             input_example=example.head(3),
             skops_trusted_types=trusted,
+            pip_requirements=_pinned("scikit-learn", "skops", "scipy", "numpy", "pandas"),
         )
     return str(info.model_uri)
 
@@ -160,6 +172,7 @@ def log_onnx_model(
                 input_example=onnx_feed(example.head(3), schema),
                 extra_files=extra_files,
                 onnx_execution_providers=["CPUExecutionProvider"],
+                pip_requirements=_pinned("onnx", "onnxruntime", "numpy"),
                 # One self-contained model.onnx: the server and the registry read the graph as a single file.
                 save_as_external_data=False,
             )
