@@ -28,11 +28,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-# `make test` runs the suite on pytest-xdist workers (--dist loadgroup --no-loadscope-reorder): each takes a group at a
-# time, in collection order. A group is a module (its tests share module-scoped fixtures: a trained registry, built
-# images, a running server), except in the modules below whose tests each start what they need, which are spread
-# test by test. The longest modules go first, so no worker starts one of them last while the others sit idle.
-# Longest first, as measured one after another on a 2-core machine.
+# `make test` runs the suite on pytest-xdist workers that each take a whole module at a time, in collection order
+# (--dist loadfile --no-loadscope-reorder): a module's tests share module-scoped fixtures (a trained registry, built
+# images, a running server). The longest modules go first, so no worker starts one of them last while the others
+# sit idle. Longest first, as measured one after another on a 2-core machine.
 LONGEST_MODULES_FIRST = (
     "test_drift_loop",  # ~700 s
     "test_decisions",  # ~660 s
@@ -47,18 +46,10 @@ LONGEST_MODULES_FIRST = (
 )
 
 
-SPREAD_TEST_BY_TEST = frozenset({"test_drift_loop", "test_decisions", "test_promotion_race", "test_champion_guard"})
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: position for position, name in enumerate(LONGEST_MODULES_FIRST)}
     # A stable sort: tests keep their order within a module, and the other modules theirs after these.
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
-    for position, item in enumerate(items):
-        module = item.nodeid.split("::")[0]
-        group = f"{module}:{position}" if item.path.stem in SPREAD_TEST_BY_TEST else module
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
