@@ -16,7 +16,7 @@ run: $(BIN)/driftloop          ## set up, then the whole loop once (services sta
 	$(BIN)/driftloop demo --keep-running
 
 test: lint                     ## lint, then the whole test suite (unit + integration), three modules at a time
-	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder tests/unit tests/integration
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25 tests/unit tests/integration
 
 lint: $(BIN)/driftloop         ## ruff, the import contracts, mypy, actionlint
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

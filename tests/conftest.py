@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -33,9 +35,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # images, a running server). The longest modules go first, so no worker starts one of them last while the others
 # sit idle. Longest first, as measured one after another on a 2-core machine.
 LONGEST_MODULES_FIRST = (
-    "test_drift_loop",  # ~700 s
-    "test_decisions",  # ~660 s
+    "test_decisions",  # ~700 s
     "test_compose_stack",  # ~480 s on a fresh machine (builds the stack's images)
+    "test_drift_loop",  # ~360 s
     "test_promotion_race",  # ~350 s
     "test_training_flow",  # ~350 s
     "test_serving",  # ~280 s
@@ -50,6 +52,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: position for position, name in enumerate(LONGEST_MODULES_FIRST)}
     # A stable sort: tests keep their order within a module, and the other modules theirs after these.
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_uri_left_in_the_environment() -> Iterator[None]:
+    """A test that pointed MLflow somewhere must not leave that store to the next test on its worker.
+
+    ``Settings`` reads ``MLFLOW_TRACKING_URI``; a URI left in the environment by one module (``mlflow.set_tracking_uri``
+    writes it there) made another module's in-process rollouts use the first module's registry.
+    """
+    before = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""The loop's own decisions on real services: retrain without labels, failed retrains, the gate on noise and on a
-learnable shift (labels sent through the real server's /feedback), and the retrain rebuilding the champion's
-configuration from the artifact store.
+"""The loop's own decisions on real services: no drift and drift (one event and one alert per episode), retrain
+without labels, failed retrains, the gate on noise and on a learnable shift (labels sent through the real server's
+/feedback), and the retrain rebuilding the champion's configuration from the artifact store.
 
 Each test brings up its own loop (`driftloop up`: Prefect server, deployments, worker, model server) and drives
 it as an operator would: traffic to /predict, labels to /feedback, `driftloop drift-check`; the retrains are
@@ -26,6 +26,7 @@ from driftloop.io.registry import ModelRegistry
 from driftloop.settings import BUNDLED_DATA
 from tests.support.cli import Driftloop
 from tests.support.stack import (
+    DRIFT_EVENT,
     alerts,
     api,
     artifact,
@@ -79,17 +80,31 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
             "train", "--data", str(reference), "--estimator", "hist_gradient_boosting", "--param", "max_iter=80",
             "--param", "learning_rate=0.08", "--min-accuracy", "0.65", "--min-roc-auc", "0.6",
         )  # fmt: skip
+        like_the_reference = scenarios.normal_traffic(pd.read_csv(reference), 300, seed=4)
         # The retrain must not need the file the champion was trained from: it reads the stored snapshot.
         reference.rename(tmp_path / "moved-away.csv")
         started = datetime.now(UTC)
 
+        # No traffic yet: too few rows to judge, never drift. Then traffic like the reference: no drift. Neither
+        # emits an event (the one event counted below is the drift's).
+        assert "insufficient data" in dl.run("drift-check").stdout
+        replay(dl, like_the_reference, labels=False)
+        wait_logged(dl, 300)
+        assert "verdict  no drift" in dl.run("drift-check").stdout
+
         # 1,000 new customers, no labels: drift, one event, and a retrain that decides it cannot help yet.
         replay(dl, _new_customers(1000, seed=21, labels="none"), labels=False)
-        wait_logged(dl, 1000)
+        wait_logged(dl, 1300)
         first = dl.run("drift-check").stdout
         assert "verdict  drift" in first
         assert "drift episode opened; event emitted" in first
+        (event,) = wait_for("the drift event", lambda: drift_events(dl, started), 60)
+        payload = event["payload"]
+        assert (payload["model"], payload["version"]) == ("churn", "1")
+        assert "tenure" in payload["drifted_columns"]
+        assert payload["episode"].startswith("churn-v1-")
         (run,) = finished_runs(dl, "retrain-model", 1)
+        assert run["parameters"]["episode"] == payload["episode"]
         assert run["state_type"] == "COMPLETED", run
         decision = artifact(dl, run["id"], "retrain-decision")
         assert "no new labelled data since v1: retraining cannot help yet" in decision
@@ -102,6 +117,9 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         wait_for(
             "the drift-without-labels alert", lambda: any(DRIFT_WITHOUT_LABELS in a["subject"] for a in alerts(dl)), 60
         )
+        # The alert automation posted the drift event to the webhook, once.
+        (drift_alert,) = wait_for("the drift alert", lambda: [a for a in alerts(dl) if DRIFT_EVENT in a["subject"]], 60)
+        assert payload["episode"] in drift_alert["body"]
         # The server persists events a little after it acts on them.
         wait_for("the drift-without-labels event", lambda: events(dl, DRIFT_WITHOUT_LABELS, started), 60)
         assert len(events(dl, DRIFT_WITHOUT_LABELS, started)) == 1
@@ -114,7 +132,7 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         # Labels arrive (a competitor's offer makes new DSL customers leave): the next check asks again, and the
         # retrain rebuilds v1's configuration on its stored snapshot plus the new rows, and is promoted.
         replay(dl, _new_customers(600, seed=22, labels="competitor"))
-        wait_logged(dl, 1600)
+        wait_logged(dl, 1900)
         third = dl.run("drift-check").stdout
         assert "600 new labelled rows since the last retrain: event emitted again" in third
         second_run = finished_runs(dl, "retrain-model", 2)[-1]
@@ -135,6 +153,7 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         wait_for("the server to swap to v2", lambda: _served(dl) == "2", 60)
         models = dl.run("models").stdout
         assert "significantly better on recent" in models
+        assert len(flow_runs(dl, "retrain-model")) == 2  # one per time the check asked, no duplicate
 
 
 def _flow_run_pid(flow_run_id: str) -> int | None:
@@ -180,8 +199,12 @@ def test_noise_is_refused_and_a_failed_or_killed_retrain_is_asked_for_again(tmp_
         refused = registry.get_version("2").tags
         assert refused[lineage.GATE] == "refuse"
         assert "no significant improvement on recent" in refused[lineage.GATE_REASON]
+        # The rule and the per-segment comparison are recorded with the decision.
+        assert refused[lineage.GATE_RULE].startswith("retrain: significantly better on recent")
+        assert [s["segment"] for s in json.loads(refused[lineage.GATE_SEGMENTS])] == ["reference", "recent", "all"]
         assert str(registry.champion().version) == "1"
         assert _episode(dl)["retrain"] == "refused"
+        assert "v2 refused" in registry.get_version("1").tags[lineage.RETRAIN_DECISION]
 
         # The artifact store is damaged: the stored snapshot no longer matches its hash. New labels make the
         # check ask again; that retrain fails, and the episode is released for the next check.

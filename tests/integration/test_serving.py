@@ -23,6 +23,7 @@ from driftloop.core import lineage
 from driftloop.io.bundle import write_model_info
 from driftloop.io.datasets import read_snapshot
 from driftloop.io.registry import ModelRegistry
+from driftloop.io.tracking import use_tracking_uri
 from driftloop.serving.source import RegistryModelSource
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
 from tests.support.churn import sample_rows
@@ -330,7 +331,7 @@ def test_a_version_failing_its_self_check_is_not_swapped_in(tmp_path: Path, pref
     selfcheck = json.loads(selfcheck_path.read_text())
     selfcheck["probabilities"] = [[1 - p0, 1 - p1] for p0, p1 in selfcheck["probabilities"]]
     selfcheck_path.write_text(json.dumps(selfcheck))
-    mlflow.set_tracking_uri(dl.tracking_uri)
+    use_tracking_uri(dl.tracking_uri)  # not mlflow.set_tracking_uri: it leaves MLFLOW_TRACKING_URI set
     onnx_path = model_dir / lineage.ONNX_FILE
     import onnx
 

@@ -18,6 +18,7 @@ from driftloop.core.snapshot import split_holdout
 from driftloop.io.datasets import load_schema, read_snapshot
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.io.registry import ModelRegistry
+from driftloop.io.tracking import use_tracking_uri
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.loans import write_loans
@@ -108,7 +109,7 @@ def test_registered_onnx_matches_sklearn_on_the_holdout(trained: Driftloop) -> N
     onnx_labels, onnx_proba = OnnxClassifier.from_bytes(registry.onnx_bytes(str(version.version)), schema).predict(
         frame
     )
-    mlflow.set_tracking_uri(trained.tracking_uri)
+    use_tracking_uri(trained.tracking_uri)  # not mlflow.set_tracking_uri: it leaves MLFLOW_TRACKING_URI set
     sklearn_model = mlflow.sklearn.load_model(version.tags[lineage.SKLEARN_MODEL_URI])
     sk_proba = sklearn_model.predict_proba(frame)
     assert np.max(np.abs(sk_proba - onnx_proba)) <= 1e-5

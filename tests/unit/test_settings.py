@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,32 @@ def test_proxy_directory_defaults_under_home(monkeypatch: pytest.MonkeyPatch, tm
 def test_image_prefix_accepts_registry_hosts_with_ports(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
     monkeypatch.setenv("DRIFTLOOP_IMAGE_PREFIX", prefix)
     assert Settings().image_prefix == prefix
+
+
+def test_pointing_mlflow_at_a_store_does_not_change_the_settings_read_afterwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, which Settings reads: a process
+    # that trained into one home and then read another home's settings used the first home's registry.
+    import mlflow
+
+    from driftloop.io.tracking import use_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("DRIFTLOOP_MLFLOW_TRACKING_URI", raising=False)
+    other_store = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    try:
+        use_tracking_uri(other_store)
+        assert mlflow.get_tracking_uri() == other_store
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+        assert "MLFLOW_REGISTRY_URI" not in os.environ
+        home = tmp_path / "home"
+        assert Settings(home=home).tracking_uri == f"sqlite:///{home / 'mlflow.db'}"
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")  # the user's own: kept
+        use_tracking_uri(other_store)
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)

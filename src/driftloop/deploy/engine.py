@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import docker
 from docker.errors import DockerException
@@ -28,6 +29,9 @@ def docker_client(timeout: float = CLIENT_TIMEOUT_SECONDS) -> docker.DockerClien
     Raises:
         DeployError: No engine answers there; the message says how to start one.
     """
+    unreachable = _unix_socket_error(engine_address())
+    if unreachable is not None:
+        raise _no_engine(unreachable)
     try:
         client = docker.from_env(timeout=int(timeout))
     except (DockerException, RequestException) as error:
@@ -38,6 +42,22 @@ def docker_client(timeout: float = CLIENT_TIMEOUT_SECONDS) -> docker.DockerClien
         client.close()  # its connection pool holds a socket
         raise _no_engine(error) from None
     return client
+
+
+def _unix_socket_error(address: str) -> OSError | None:
+    """Why nothing accepts a connection on ``address``'s Unix socket (None: something does, or it is not one).
+
+    Tried here first because docker-py leaves its socket open when the connection is refused or the file is absent.
+    """
+    if not address.startswith("unix://"):
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(address.removeprefix("unix://"))
+        except OSError as error:
+            return error
+    return None
 
 
 def _no_engine(error: Exception) -> DeployError:

@@ -67,10 +67,14 @@ def _log_lines(chunks: Iterable[dict[str, Any]], on_log: OnLog, tail: deque[str]
         DeployError: The engine reported an error (a failing step): the message ends with the log's tail.
     """
     image_id: str | None = None
+    error: str | None = None
+    # Read to the end even after an error record: a response left half-read keeps its socket open.
     for chunk in chunks:
+        if error is not None:
+            continue
         if "error" in chunk:
-            detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-            raise DeployError(str(detail).strip())
+            error = str(chunk.get("errorDetail", {}).get("message") or chunk["error"]).strip()
+            continue
         text = chunk.get("stream") or chunk.get("status")
         if text:
             for line in str(text).splitlines():
@@ -80,6 +84,8 @@ def _log_lines(chunks: Iterable[dict[str, Any]], on_log: OnLog, tail: deque[str]
         aux = chunk.get("aux")
         if isinstance(aux, dict) and aux.get("ID"):
             image_id = str(aux["ID"])
+    if error is not None:
+        raise DeployError(error)
     return image_id
 
 

@@ -6,6 +6,7 @@ Everything goes through an explicit tracking URI and run id, never MLflow's CWD-
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,12 +27,24 @@ from driftloop.core.schema import DatasetSchema
 
 SKLEARN_MODEL_NAME = "sklearn-model"
 ONNX_MODEL_NAME = "onnx-model"
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def use_tracking_uri(tracking_uri: str) -> MlflowClient:
-    """Point MLflow's fluent API at ``tracking_uri`` and return a client for it."""
+    """Point MLflow's fluent API at ``tracking_uri`` and return a client for it.
+
+    The process environment is left as it was. MLflow also writes the URIs into ``MLFLOW_TRACKING_URI`` and
+    ``MLFLOW_REGISTRY_URI``, which ``Settings`` reads: every later ``Settings()`` in the process would silently use
+    this store instead of its own home's (subprocesses get their store from ``Settings.env()``).
+    """
+    saved = {name: os.environ.get(name) for name in _URI_VARIABLES}
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
