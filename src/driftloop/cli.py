@@ -38,6 +38,17 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
+_show_tracebacks = False  # --debug: the one run-wide option, read by main() when an error ends the command
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="On an error, print its traceback too")] = False,
+) -> None:
+    global _show_tracebacks
+    _show_tracebacks = debug
+
+
 def _fail(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code=1)
@@ -99,9 +110,11 @@ def train(
     """Run the training flow: validate, train, gate, export ONNX, register, maybe promote."""
     settings = get_settings()
     params = _parse_params(param)
+    from driftloop.core.pipeline import DEFAULT_ESTIMATOR
+
+    _check_training_inputs(settings, data, schema, estimator or DEFAULT_ESTIMATOR, params)
     _start_services(settings)
     _export_env(settings)
-    from driftloop.core.pipeline import DEFAULT_ESTIMATOR
     from flows.train import train_model
 
     outcome = train_model(
@@ -115,6 +128,38 @@ def train(
         tolerance=tolerance,
     )
     _print_outcome(settings, outcome)
+
+
+def _check_training_inputs(
+    settings: Settings, data: Path | None, schema: Path | None, estimator: str, params: dict[str, Any]
+) -> None:
+    """The schema, the snapshot against it and the estimator, checked before any service starts.
+
+    The training flow checks them again (and records a rejected snapshot); this only makes a mistake cost
+    seconds, not a Prefect and MLflow start.
+
+    Raises:
+        DriftloopError: the first thing wrong, named.
+    """
+    from driftloop.core.pipeline import make_estimator
+    from driftloop.core.validation import find_problems
+    from driftloop.errors import ConfigError, DatasetValidationError
+    from driftloop.io.datasets import load_schema, read_snapshot
+    from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
+
+    data_path = data or settings.data_path
+    schema_path = schema or settings.schema_path
+    if schema is None and schema_path == BUNDLED_SCHEMA and data_path != BUNDLED_DATA:
+        raise ConfigError(
+            f"--data {data_path} needs its schema (the default one describes the bundled churn data only): make "
+            f"one with `driftloop schema infer --data {data_path} --target COLUMN --out schema.yaml`, check it, "
+            "then pass --schema schema.yaml"
+        )
+    dataset_schema = load_schema(schema_path)
+    make_estimator(estimator, params)
+    problems = find_problems(read_snapshot(data_path), dataset_schema)
+    if problems:
+        raise DatasetValidationError(str(data_path), problems)
 
 
 def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
@@ -556,12 +601,53 @@ def serve(
     run_server(settings, access_log=access_log)
 
 
+schema_app = typer.Typer(help="Write a schema for your own data.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("infer")
+def schema_infer(
+    data: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, resolve_path=True, help="Snapshot: CSV (.gz) or Parquet")
+    ],
+    target: Annotated[str, typer.Option(help="The column to predict")],
+    output: Annotated[Path | None, typer.Option("--out", help="Write the schema here [default: print it]")] = None,
+    name: Annotated[str | None, typer.Option(help="The schema's name [default: the file's name]")] = None,
+    max_categories: Annotated[
+        int, typer.Option(min=1, help="A text column with more distinct values is left out")
+    ] = 100,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists")] = False,
+) -> None:
+    """Infer a schema from a snapshot's values: a draft to read and edit, then train with --schema."""
+    from driftloop.core.schema_inference import infer_schema
+    from driftloop.io.datasets import read_snapshot, schema_yaml
+
+    if output is not None and output.exists() and not force:
+        raise _fail(f"{output} exists; pass --force to overwrite it")
+    stem = data.name.split(".")[0] or "dataset"
+    inferred = infer_schema(read_snapshot(data), target, name or stem, max_categories=max_categories)
+    text = schema_yaml(inferred.schema, inferred.notes)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        kinds = [f.kind.value for f in inferred.schema.features]
+        counted = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds)))
+        out.print(f"wrote {output}: {len(kinds)} features ({counted}), target {target!r}")
+    for note in inferred.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    if output is not None:
+        err.print(escape(f"check it, then: driftloop train --data {data} --schema {output}"), highlight=False)
+
+
 def main() -> None:
     """Console-script entry point: driftloop's errors become one clear line and exit code 1."""
     try:
         app()
     except DriftloopError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        if _show_tracebacks:
+            err.print_exception()
+        err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         sys.exit(1)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())

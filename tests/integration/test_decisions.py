@@ -23,7 +23,7 @@ import pytest
 from driftloop.core import lineage, scenarios
 from driftloop.events import DRIFT_WITHOUT_LABELS
 from driftloop.io.registry import ModelRegistry
-from driftloop.settings import BUNDLED_DATA
+from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
 from tests.support.cli import Driftloop
 from tests.support.stack import (
     DRIFT_EVENT,
@@ -77,7 +77,8 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
     with running_stack(tmp_path) as dl:
         reference = _reference(tmp_path)
         dl.run(
-            "train", "--data", str(reference), "--estimator", "hist_gradient_boosting", "--param", "max_iter=80",
+            "train", "--data", str(reference), "--schema", str(BUNDLED_SCHEMA), "--estimator", "hist_gradient_boosting",
+            "--param", "max_iter=80",
             "--param", "learning_rate=0.08", "--min-accuracy", "0.65", "--min-roc-auc", "0.6",
         )  # fmt: skip
         like_the_reference = scenarios.normal_traffic(pd.read_csv(reference), 300, seed=4)
@@ -185,7 +186,10 @@ def _flow_run_logs(dl: Driftloop, flow_run_id: str) -> str:
 
 def test_noise_is_refused_and_a_failed_or_killed_retrain_is_asked_for_again(tmp_path: Path) -> None:
     with running_stack(tmp_path) as dl:
-        dl.run("train", "--data", str(_reference(tmp_path)), "--estimator", "hist_gradient_boosting")
+        dl.run(
+            "train", "--data", str(_reference(tmp_path)), "--schema", str(BUNDLED_SCHEMA),
+            "--estimator", "hist_gradient_boosting",
+        )  # fmt: skip
         started = datetime.now(UTC)
         registry = ModelRegistry("churn", dl.tracking_uri)
 

@@ -144,7 +144,7 @@ def test_corrupted_snapshot_fails_with_every_problem_and_changes_nothing(trained
         frame.to_csv(handle, index=False)
     before = registry_state(trained)
 
-    result = trained.run("train", "--data", str(corrupted), check=False)
+    result = trained.run("train", "--data", str(corrupted), "--schema", str(BUNDLED_SCHEMA), check=False)
 
     assert result.returncode == 1
     assert "failed validation (3 problem(s))" in result.stderr

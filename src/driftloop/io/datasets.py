@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,20 @@ def load_schema(path: Path) -> DatasetSchema:
         problems = [_describe_error(error, raw) for error in errors if not _is_echo(error, errors)]
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"schema file {path} is invalid ({len(problems)} problem(s)):\n{lines}") from None
+
+
+def schema_yaml(schema: DatasetSchema, notes: Sequence[str] = ()) -> str:
+    """``schema`` as a schema file's text (``load_schema`` reads it back equal), ``notes`` as comments on top."""
+    header = [f"# Schema {schema.name}: one feature per line; kinds: numeric, binary (0/1), categorical.", "#"]
+    header += [f"# NOTE {note}" for note in notes] or ["# Every column of the data is a feature."]
+    body = yaml.safe_dump(
+        schema.model_dump(mode="json", exclude_defaults=True),
+        sort_keys=False,
+        default_flow_style=None,
+        allow_unicode=True,
+        width=120,
+    )
+    return "\n".join(header) + "\n" + body
 
 
 def _describe_yaml_error(exc: yaml.YAMLError) -> str:

@@ -1,0 +1,174 @@
+"""A first schema for a user's snapshot, read off its values: a draft to check and edit, not a contract to trust.
+
+Every column but the target becomes a feature unless it cannot be one, and then the notes say why and what to do:
+
+    0/1 numbers or booleans      binary
+    other numbers                numeric (the observed range goes in the description, not in min/max: a rule
+                                 there would refuse tomorrow's data for drifting)
+    text                         categorical, the observed values as its categories
+    dates, times                 left out: there is no date kind; derive numbers from them in the snapshot
+    text with too many values    left out: an identifier, or a column to group into fewer values first
+    nothing but missing values   left out
+
+A column with a missing value is nullable. The task is guessed from the target: two classes make a binary
+classifier, the only task this version trains; more classes or a continuous target are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from driftloop.core.schema import DatasetSchema, Feature, FeatureKind, Target
+from driftloop.errors import ConfigError
+
+DEFAULT_MAX_CATEGORIES = 100
+DEFAULT_MIN_ROWS = 100
+# A target with more distinct numbers than this (or any fractional one) is a quantity, not a class label.
+MAX_CLASS_LIKE_NUMBERS = 20
+# Spellings of a positive class, lowercased: the other class of the pair is the negative one.
+POSITIVE_SPELLINGS = ("1", "1.0", "true", "yes", "y", "positive", "pos")
+# ISO dates and date-times ("2024-03-01", "2024-03-01T10:00:00", "2024/03/01 10:00"): the common export formats.
+_DATE_LIKE = re.compile(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
+_DATE_SHARE = 0.95  # of the non-missing values, for a text column to count as dates
+
+
+@dataclass(frozen=True)
+class InferredSchema:
+    """The draft schema and what to check in it: columns left out and why, guesses that may be wrong."""
+
+    schema: DatasetSchema
+    notes: tuple[str, ...]
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    target: str,
+    name: str,
+    *,
+    max_categories: int = DEFAULT_MAX_CATEGORIES,
+) -> InferredSchema:
+    """The schema ``frame``'s values suggest, with ``target`` as the label column.
+
+    Raises:
+        ConfigError: ``target`` is not a column, has fewer than two classes, or is not a binary target (the task
+            it looks like is named); or no column can be a feature.
+    """
+    if max_categories < 1:
+        raise ConfigError(f"max_categories must be at least 1, got {max_categories}")
+    if target not in frame.columns:
+        columns = ", ".join(repr(str(c)) for c in frame.columns[:20])
+        raise ConfigError(f"the data has no column {target!r} to predict; its columns: {columns}")
+    target_spec, notes = _infer_target(frame[target], target)
+    features: list[Feature] = []
+    left_out: list[str] = []
+    for column in frame.columns:
+        if column == target:
+            continue
+        feature, note = _infer_feature(frame[column], str(column), max_categories)
+        if feature is not None:
+            features.append(feature)
+        if note:
+            left_out.append(note)
+    if not features:
+        raise ConfigError(f"no column of the data can be a feature: {'; '.join(left_out) or 'it has only the target'}")
+    notes += left_out
+    schema = DatasetSchema(
+        name=name,
+        description=f"inferred from {len(frame)} rows; check the kinds, categories and the positive class",
+        target=target_spec,
+        features=tuple(features),
+        min_rows=max(2, min(DEFAULT_MIN_ROWS, len(frame))),
+    )
+    return InferredSchema(schema=schema, notes=tuple(notes))
+
+
+def _infer_target(labels: pd.Series, name: str) -> tuple[Target, list[str]]:
+    notes: list[str] = []
+    present = labels.dropna()
+    if len(present) < len(labels):
+        notes.append(
+            f"target {name!r}: {len(labels) - len(present)} row(s) have no label; training refuses a snapshot "
+            "with missing labels: drop those rows first"
+        )
+    counts = present.astype(str).value_counts()
+    if len(counts) < 2:
+        found = f"only {counts.index[0]!r}" if len(counts) else "no label at all"
+        raise ConfigError(f"target {name!r} needs two classes to learn from; it has {found}")
+    if len(counts) > 2:
+        task = "regression" if _is_quantity(present) else "multiclass"
+        raise ConfigError(
+            f"target {name!r} looks like a {task} target ({len(counts)} distinct values, e.g. "
+            f"{', '.join(repr(v) for v in counts.index[:5])}): this version of driftloop trains binary "
+            "classifiers only (two classes)"
+        )
+    classes = sorted(counts.index)
+    positive = _guess_positive(counts)
+    negative = classes[0] if classes[1] == positive else classes[1]
+    if positive.lower() not in POSITIVE_SPELLINGS:
+        notes.append(
+            f"target {name!r}: positive class guessed as {positive!r}, the rarer one ({counts[positive]} of "
+            f"{len(present)} rows); if it is {negative!r}, change target.positive"
+        )
+    return Target(name=name, classes=(negative, positive), positive=positive), notes
+
+
+def _is_quantity(values: pd.Series) -> bool:
+    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    numbers = values.astype("float64")
+    return bool(numbers.nunique() > MAX_CLASS_LIKE_NUMBERS or (numbers % 1 != 0).any())
+
+
+def _guess_positive(counts: pd.Series) -> str:
+    """The class spelled like a positive one (``yes``, ``1``, ``true``...); otherwise the rarer class."""
+    for value in counts.index:
+        if str(value).lower() in POSITIVE_SPELLINGS:
+            return str(value)
+    rarer = counts.sort_values(kind="stable").index[0]
+    return str(rarer)
+
+
+def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[Feature | None, str | None]:
+    present = values.dropna()
+    nullable = len(present) < len(values)
+    if present.empty:
+        return None, f"{name!r} left out: every value is missing"
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or _looks_like_dates(present):
+        return None, (
+            f"{name!r} left out: dates and times have no kind in a schema; derive numbers from them in the "
+            "snapshot (days since an event, day of week, hour) and infer again"
+        )
+    if pd.api.types.is_bool_dtype(values.dtype) or _only_zero_and_one(present):
+        return Feature(name=name, kind=FeatureKind.BINARY, nullable=nullable), None
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        low, high = float(present.min()), float(present.max())
+        description = f"observed {_number(low)} to {_number(high)}"
+        return Feature(name=name, kind=FeatureKind.NUMERIC, nullable=nullable, description=description), None
+    text = present.astype(str)
+    distinct = text.value_counts()
+    if len(distinct) > max_categories:
+        kind = "an identifier?" if len(distinct) > len(text) // 2 else "group rare values into fewer categories"
+        return None, (
+            f"{name!r} left out: {len(distinct)} distinct values, more than --max-categories {max_categories} "
+            f"({kind}; or raise --max-categories to list them all)"
+        )
+    categories = tuple(sorted(distinct.index))
+    return Feature(name=name, kind=FeatureKind.CATEGORICAL, nullable=nullable, categories=categories), None
+
+
+def _looks_like_dates(present: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(present.dtype):
+        return False
+    text = present.astype(str).str.strip()
+    return bool(text.str.match(_DATE_LIKE).mean() >= _DATE_SHARE)
+
+
+def _only_zero_and_one(present: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(present.dtype) and bool(present.isin([0, 1]).all())
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:.6g}"

@@ -1,0 +1,110 @@
+"""Mistakes in what `driftloop train` is given fail in seconds, as one `error:` line, before any service starts.
+
+The real console script, in a data directory of its own: no Prefect or MLflow is running, and none may be started.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF
+from tests.support.host import VENV_BIN
+
+
+def driftloop(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **TELEMETRY_OFF,
+        "PATH": str(VENV_BIN),
+        "HOME": str(home.parent),
+        "DRIFTLOOP_HOME": str(home),
+        # Nothing listens there: a command that got as far as talking to Prefect would fail differently.
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+        "DRIFTLOOP_START_MLFLOW_UI": "false",
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [str(VENV_BIN / "driftloop"), *args], env=env, cwd=home.parent, capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_refused_before_services(result: subprocess.CompletedProcess[str], home: Path, message: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "starting" not in result.stdout
+    assert not (home / "run").exists()  # where the local services' pid files and logs go
+    assert not (home / "mlflow.db").exists()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def users_csv(tmp_path: Path, churn_frame: pd.DataFrame) -> Path:
+    path = tmp_path / "customers.csv"
+    churn_frame.head(400).to_csv(path, index=False)
+    return path
+
+
+def test_a_file_without_its_schema_is_refused_with_how_to_make_one(home: Path, users_csv: Path) -> None:
+    result = driftloop(home, "train", "--data", str(users_csv))
+    assert_refused_before_services(result, home, f"--data {users_csv} needs its schema")
+    assert f"driftloop schema infer --data {users_csv} --target COLUMN --out schema.yaml" in result.stderr
+
+
+def test_a_snapshot_that_breaks_its_schema_lists_every_problem(home: Path, users_csv: Path) -> None:
+    frame = pd.read_csv(users_csv)
+    frame.loc[:2, "contract"] = "Lifetime"
+    frame.to_csv(users_csv, index=False)
+    result = driftloop(home, "train", "--data", str(users_csv), "--schema", str(BUNDLED_SCHEMA))
+    assert_refused_before_services(result, home, f"dataset '{users_csv}' failed validation (2 problem(s))")
+    assert "only 400 row(s); the schema requires at least 500" in result.stderr
+    assert "column 'contract': 3 value(s): 'Lifetime' (3) outside the declared categories" in result.stderr
+
+
+def test_an_unknown_estimator_or_parameter_is_refused(home: Path) -> None:
+    unknown = driftloop(home, "train", "--estimator", "svm")
+    assert_refused_before_services(unknown, home, "unknown estimator 'svm'")
+    wrong_param = driftloop(home, "train", "--param", "n_trees=5")
+    assert_refused_before_services(wrong_param, home, "")
+    assert "n_trees" in wrong_param.stderr
+
+
+def test_an_invalid_schema_file_is_refused(home: Path, tmp_path: Path) -> None:
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("name: x\ntarget: {name: churn, classes: [No, Yes], positive: Maybe}\nfeatures: []\n")
+    result = driftloop(home, "train", "--data", str(BUNDLED_DATA), "--schema", str(schema))
+    assert_refused_before_services(result, home, f"schema file {schema} is invalid")
+
+
+def test_schema_infer_writes_a_schema_train_accepts(home: Path, users_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "customers.schema.yaml"
+    written = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "churn", "--out", str(out))
+    assert written.returncode == 0, written.stderr
+    assert f"wrote {out}: 19 features (6 binary, 10 categorical, 3 numeric), target 'churn'" in written.stdout
+    assert f"check it, then: driftloop train --data {users_csv} --schema {out}" in written.stderr
+    assert "name: customers" in out.read_text()
+
+    again = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "churn", "--out", str(out))
+    assert (again.returncode, again.stderr.strip()) == (1, f"error: {out} exists; pass --force to overwrite it")
+
+    printed = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "churn")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == out.read_text()
+
+    wrong_target = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "tenure")
+    assert wrong_target.returncode == 1
+    assert wrong_target.stderr.startswith("error: target 'tenure' looks like a regression target")
+
+
+def test_debug_adds_the_traceback(home: Path) -> None:
+    result = driftloop(home, "--debug", "train", "--estimator", "svm")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: unknown estimator 'svm'")

@@ -1,0 +1,157 @@
+"""Schema inference: a draft that accepts the data it was read from, and says what it left out and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_classification
+
+from driftloop.core.schema import FeatureKind
+from driftloop.core.schema_inference import infer_schema
+from driftloop.core.validation import find_problems
+from driftloop.errors import ConfigError
+from driftloop.io.datasets import load_schema, schema_yaml
+
+
+def _round_trip(frame: pd.DataFrame, target: str, tmp_path: Path, **options: int) -> pd.DataFrame:
+    """Infer, write, read back: the file holds the same schema, and it accepts the frame."""
+    inferred = infer_schema(frame, target, "draft", **options)
+    path = tmp_path / "schema.yaml"
+    path.write_text(schema_yaml(inferred.schema, inferred.notes))
+    assert load_schema(path) == inferred.schema
+    assert find_problems(frame, inferred.schema) == []
+    return frame
+
+
+def test_the_bundled_churn_data_gets_the_kinds_it_was_written_with(churn_frame: pd.DataFrame, tmp_path: Path) -> None:
+    inferred = infer_schema(churn_frame, "churn", "churn")
+    kinds = {f.name: f.kind for f in inferred.schema.features}
+    assert kinds["female"] is FeatureKind.BINARY
+    assert kinds["tenure"] is FeatureKind.NUMERIC
+    assert kinds["contract"] is FeatureKind.CATEGORICAL
+    assert inferred.schema.feature("contract").categories == ("Month-to-month", "One year", "Two year")
+    assert inferred.schema.feature("tenure").description == "observed 0 to 72"
+    assert (inferred.schema.target.classes, inferred.schema.target.positive) == (("No", "Yes"), "Yes")
+    assert inferred.notes == ()
+    _round_trip(churn_frame, "churn", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(load_breast_cancer(as_frame=True).frame, id="breast-cancer"),
+        pytest.param(
+            pd.DataFrame(
+                np.column_stack(make_classification(n_samples=500, n_features=20, random_state=0)),
+                columns=[*(f"x{i}" for i in range(20)), "target"],
+            ),
+            id="tutorial-make-classification",
+        ),
+    ],
+)
+def test_public_binary_datasets_get_a_schema_that_accepts_them(frame: pd.DataFrame, tmp_path: Path) -> None:
+    _round_trip(frame, "target", tmp_path)
+    schema = infer_schema(frame, "target", "draft").schema
+    assert all(f.kind is FeatureKind.NUMERIC for f in schema.features)
+    assert schema.target.classes in (("0", "1"), ("0.0", "1.0"))
+
+
+@pytest.mark.parametrize(
+    ("frame", "task"),
+    [
+        pytest.param(load_wine(as_frame=True).frame, "multiclass", id="wine"),
+        pytest.param(load_diabetes(as_frame=True).frame, "regression", id="diabetes"),
+    ],
+)
+def test_a_target_of_another_task_is_named_and_refused(frame: pd.DataFrame, task: str) -> None:
+    with pytest.raises(ConfigError, match=rf"looks like a {task} target .*trains binary classifiers only"):
+        infer_schema(frame, "target", "draft")
+
+
+def _mixed(rows: int, seed: int) -> pd.DataFrame:
+    """Every kind of column a user's export holds, with missing values sprinkled in."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, rows).astype(float),
+            "flag": rng.integers(0, 2, rows),
+            "active": rng.random(rows) < 0.5,
+            "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object),
+            "signed_up": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 400, rows), unit="D"),
+            "last_login": [
+                f"2024-{m:02d}-{d:02d} 10:{m:02d}"
+                for m, d in zip(rng.integers(1, 13, rows), rng.integers(1, 29, rows), strict=True)
+            ],
+            "customer_id": [f"C{seed}-{i:06d}" for i in range(rows)],
+            "zip_code": rng.choice([f"Z{i:04d}" for i in range(150)], rows).astype(object),
+            "empty": np.nan,
+            "label": rng.choice(["stay", "leave"], rows, p=[0.8, 0.2]).astype(object),
+        }
+    )
+    frame.loc[rng.choice(rows, 5, replace=False), "age"] = np.nan
+    frame.loc[rng.choice(rows, 5, replace=False), "plan"] = np.nan
+    frame["flag"] = frame["flag"].astype(float)
+    frame.loc[rng.choice(rows, 3, replace=False), "flag"] = np.nan
+    return frame
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_mixed_export_keeps_what_can_be_a_feature_and_says_why_it_left_out_the_rest(
+    seed: int, tmp_path: Path
+) -> None:
+    frame = _mixed(600, seed)
+    inferred = infer_schema(frame, "label", "mixed")
+    schema = inferred.schema
+    assert {f.name: f.kind for f in schema.features} == {
+        "age": FeatureKind.NUMERIC,
+        "flag": FeatureKind.BINARY,
+        "active": FeatureKind.BINARY,
+        "plan": FeatureKind.CATEGORICAL,
+    }
+    assert [f.name for f in schema.features if f.nullable] == ["age", "flag", "plan"]
+    assert schema.feature("plan").categories == ("basic", "plus", "pro")
+    notes = "\n".join(inferred.notes)
+    for column in ("signed_up", "last_login"):
+        assert f"{column!r} left out: dates and times have no kind" in notes
+    assert "'customer_id' left out: 600 distinct values, more than --max-categories 100 (an identifier?" in notes
+    zips = frame["zip_code"].nunique()
+    assert f"'zip_code' left out: {zips} distinct values, more than --max-categories 100 (group rare values" in notes
+    assert "'empty' left out: every value is missing" in notes
+    # Neither spelling is a positive one: the rarer class is, and the note says how to change it.
+    assert (schema.target.classes, schema.target.positive) == (("stay", "leave"), "leave")
+    assert "positive class guessed as 'leave', the rarer one" in notes
+    # Raising the cap lists the ZIP codes.
+    listed = infer_schema(frame, "label", "mixed", max_categories=200).schema
+    assert len(listed.feature("zip_code").categories or ()) == zips
+    _round_trip(frame.drop(columns=["signed_up", "last_login", "customer_id", "empty"]), "label", tmp_path)
+
+
+def test_a_positive_spelling_wins_over_rarity_and_missing_labels_are_noted() -> None:
+    frame = pd.DataFrame({"x": range(10), "bought": ["yes"] * 8 + ["no", None]})
+    inferred = infer_schema(frame, "bought", "draft")
+    assert (inferred.schema.target.classes, inferred.schema.target.positive) == (("no", "yes"), "yes")
+    assert inferred.notes == ("target 'bought': 1 row(s) have no label; training refuses a snapshot with missing "
+                              "labels: drop those rows first",)  # fmt: skip
+    assert inferred.schema.min_rows == 10
+
+
+ONE_CLASS = pd.DataFrame({"x": [1, 2], "y": ["a", "a"]})
+TWO_CLASSES = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]})
+ONLY_DATES = pd.DataFrame({"when": ["2024-01-01", "2024-01-02"], "y": ["a", "b"]})
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "message"),
+    [
+        (ONE_CLASS, "y", "target 'y' needs two classes to learn from; it has only 'a'"),
+        (TWO_CLASSES, "label", "the data has no column 'label' to predict; its columns: 'x', 'y'"),
+        (ONLY_DATES, "y", "no column of the data can be a feature: 'when' left out: dates and times"),
+    ],
+)
+def test_what_cannot_make_a_schema_is_named(frame: pd.DataFrame, target: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        infer_schema(frame, target, "draft")
+    assert str(raised.value).startswith(message)
