@@ -166,7 +166,7 @@ def check_source(recipe: TrainingRecipe, schema: DatasetSchema) -> SourceState:
     if not recipe.source:
         return SourceState(SourceCheck(None, "no data source recorded"), None)
     path = Path(recipe.source)
-    if not path.is_file():
+    if not path.exists():
         return SourceState(SourceCheck(None, f"the source {recipe.source} is not readable here"), None)
     try:
         found = content_hash(read_snapshot(path), schema)

@@ -91,7 +91,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 def train(
     data: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, resolve_path=True, help="Snapshot: CSV (.gz) or Parquet"),
+        typer.Option(exists=True, resolve_path=True, help="Snapshot: CSV (.gz), Parquet, or a directory of Parquet"),
     ] = None,
     schema: Annotated[
         Path | None,
@@ -608,7 +608,8 @@ app.add_typer(schema_app, name="schema")
 @schema_app.command("infer")
 def schema_infer(
     data: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, resolve_path=True, help="Snapshot: CSV (.gz) or Parquet")
+        Path,
+        typer.Option(exists=True, resolve_path=True, help="Snapshot: CSV (.gz), Parquet, or a directory of Parquet"),
     ],
     target: Annotated[str, typer.Option(help="The column to predict")],
     output: Annotated[Path | None, typer.Option("--out", help="Write the schema here [default: print it]")] = None,

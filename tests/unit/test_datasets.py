@@ -109,6 +109,29 @@ def test_every_schema_error_is_listed(tmp_path: Path) -> None:
     assert "  - colour: Extra inputs are not permitted" in message
 
 
+def test_what_this_version_cannot_train_is_named_with_the_way_forward(tmp_path: Path) -> None:
+    text = "\n".join(
+        [
+            "name: wine",
+            "target: {name: cultivar, classes: [a, b, c], positive: a, kind: multiclass}",
+            "features:",
+            "  - {name: harvested, kind: datetime}",
+            "  - {name: alcohol, kind: numeric}",
+        ]
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_schema(_write(tmp_path, "schema.yaml", text))
+    problems = str(caught.value).splitlines()[1:]
+    binary_only = "; this version trains binary classifiers only: a target with exactly two classes"
+    assert problems == [
+        f"  - target.classes: Tuple should have at most 2 items after validation, not 3{binary_only}",
+        f"  - target.kind: Extra inputs are not permitted{binary_only}",
+        "  - features[0] ('harvested').kind: Input should be 'numeric', 'binary' or 'categorical' (got 'datetime'); "
+        "a schema has no date or time kind: derive numeric features from the column in the snapshot (days since an "
+        "event, day of week, hour) and declare those",
+    ]
+
+
 def test_a_failing_feature_is_reported_once(tmp_path: Path) -> None:
     text = GOOD_SCHEMA.split("features:")[0] + "features:\n  - {kind: numeric}\n"
     with pytest.raises(ConfigError) as caught:
@@ -129,8 +152,23 @@ def test_missing_snapshot(tmp_path: Path) -> None:
     assert str(path) in str(caught.value)
 
 
-def test_snapshot_path_is_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="is a directory"):
+def test_a_directory_of_parquet_parts_is_one_snapshot(tmp_path: Path, churn_frame: pd.DataFrame) -> None:
+    parts = tmp_path / "export"
+    parts.mkdir()
+    for index, start in enumerate(range(0, len(churn_frame), 2500)):
+        churn_frame.iloc[start : start + 2500].to_parquet(parts / f"part-{index:05d}.parquet", index=False)
+    (parts / "_SUCCESS").write_text("")  # what Spark leaves beside its parts: not data
+    pd.testing.assert_frame_equal(read_snapshot(parts), churn_frame.reset_index(drop=True))
+
+
+def test_a_directory_without_parquet_or_with_mismatched_parts_is_refused(
+    tmp_path: Path, churn_frame: pd.DataFrame
+) -> None:
+    with pytest.raises(DatasetError, match=r"holds no Parquet file \(.parquet, .pq\)"):
+        read_snapshot(tmp_path)
+    churn_frame.head(10).to_parquet(tmp_path / "a.parquet", index=False)
+    churn_frame.head(10).drop(columns=["tenure"]).to_parquet(tmp_path / "b.parquet", index=False)
+    with pytest.raises(DatasetError, match="b.parquet has columns .* every part must have the same columns"):
         read_snapshot(tmp_path)
 
 

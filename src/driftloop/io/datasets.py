@@ -97,7 +97,26 @@ def _describe_error(error: Any, raw: dict[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] not in {"missing", "value_error", "extra_forbidden"} and _is_scalar(error.get("input")):
         message += f" (got {error['input']!r})"
+    message += _hint(tuple(error["loc"]), error["type"], error.get("input"))
     return f"{location}: {message}" if location else message
+
+
+_DATE_KINDS = {"date", "datetime", "date_time", "time", "timestamp", "timedelta", "duration"}
+_BINARY_ONLY = "; this version trains binary classifiers only: a target with exactly two classes"
+
+
+def _hint(loc: tuple[str | int, ...], kind: str, value: object) -> str:
+    """What to do about the errors people make when their data is not yet what driftloop takes."""
+    if loc[-1:] == ("kind",) and loc[:1] == ("features",) and str(value).lower() in _DATE_KINDS:
+        return (
+            "; a schema has no date or time kind: derive numeric features from the column in the snapshot "
+            "(days since an event, day of week, hour) and declare those"
+        )
+    if loc == ("target", "classes") and kind == "too_long":
+        return _BINARY_ONLY
+    if loc[:1] == ("target",) and loc[-1:] in (("kind",), ("task",)) and kind == "extra_forbidden":
+        return _BINARY_ONLY
+    return ""
 
 
 def _location(loc: tuple[str | int, ...], raw: dict[str, Any]) -> str:
@@ -127,17 +146,20 @@ def _is_scalar(value: object) -> bool:
 
 
 def read_snapshot(path: Path) -> pd.DataFrame:
-    """Read a data snapshot: CSV (optionally compressed) or Parquet, chosen by the file name.
+    """Read a data snapshot: a CSV (optionally compressed) or Parquet file, or a directory of Parquet files.
+
+    A file's type comes from its name. A directory is a partitioned export: its parts are read in file-name order as
+    one frame (other files, such as ``_SUCCESS``, are ignored).
 
     Raises:
-        DatasetError: the path is missing or a directory, the suffix is unsupported, or the file is empty or
-            cannot be parsed.
+        DatasetError: the path is missing, the suffix is unsupported, a directory holds no Parquet file, or a
+            file is empty or cannot be parsed.
     """
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"snapshot {path} does not exist")
     if path.is_dir():
-        raise DatasetError(f"snapshot {path} is a directory, not a file")
+        return _read_parquet_directory(path)
     kind = _snapshot_kind(path)
     if kind is None:
         raise DatasetError(f"snapshot {path} has an unsupported file type; use {_SUPPORTED}")
@@ -155,6 +177,24 @@ def read_snapshot(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DatasetError(f"snapshot {path} has no rows ({len(frame.columns)} column(s), 0 rows)")
     return frame
+
+
+def _read_parquet_directory(directory: Path) -> pd.DataFrame:
+    parts = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
+    if not parts:
+        raise DatasetError(
+            f"snapshot directory {directory} holds no Parquet file ({', '.join(PARQUET_SUFFIXES)}); a directory "
+            "is read as the parts of one Parquet export"
+        )
+    frames = [read_snapshot(part) for part in parts]
+    columns = list(frames[0].columns)
+    for part, frame in zip(parts[1:], frames[1:], strict=True):
+        if list(frame.columns) != columns:
+            raise DatasetError(
+                f"snapshot directory {directory}: {part.name} has columns {list(frame.columns)}, "
+                f"but {parts[0].name} has {columns}; every part must have the same columns"
+            )
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def _snapshot_kind(path: Path) -> str | None:
