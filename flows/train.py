@@ -98,7 +98,7 @@ def train_model(
             be promoted (an ordinary run; a retrain must instead be significantly better where it should help).
         parity_tolerance: Largest |Δprobability| allowed between ONNX and scikit-learn on the holdout.
         floors: Minimum (maximum, for log_loss) per metric; replaces min_roc_auc and min_accuracy when given.
-        confidence: Coverage of the gate's paired bootstrap intervals.
+        confidence: Coverage of the gate's intervals (DeLong's for ROC AUC, a paired bootstrap for other metrics).
         min_segment_rows: Holdout rows a segment needs to be tested.
         holdout_fraction: Share of rows held out; default: settings.
         split_seed: Seed of the split and of the model; default: settings.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -61,11 +62,17 @@ MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 def _no_mlflow_uri_left_in_the_environment() -> Iterator[None]:
     """A test that pointed MLflow somewhere must not leave that store to the next test on its worker.
 
+    MLflow keeps the URIs in process globals and in the environment; both are put back.
+
     ``Settings`` reads ``MLFLOW_TRACKING_URI``; a URI left in the environment by one module (``mlflow.set_tracking_uri``
     writes it there) made another module's in-process rollouts use the first module's registry.
     """
     before = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
     yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:  # its process-wide URIs too: a client given only a tracking URI uses the registry one
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     for name, value in before.items():
         if value is None:
             os.environ.pop(name, None)

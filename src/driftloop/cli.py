@@ -103,13 +103,23 @@ def train(
         typer.Option(help="logistic_regression (default) | random_forest | gradient_boosting | hist_gradient_boosting"),
     ] = None,
     param: Annotated[list[str], typer.Option(help="Estimator parameter KEY=VALUE (repeatable)")] = [],  # noqa: B006
-    min_roc_auc: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.70,
-    min_accuracy: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.70,
+    floor: Annotated[
+        list[str],
+        typer.Option(
+            help="The gate's floor METRIC=VALUE (repeatable; a ceiling for log_loss; VALUE 'none' drops the floor). "
+            "Defaults: roc_auc=0.7, accuracy=0.7"
+        ),
+    ] = [],  # noqa: B006
+    min_roc_auc: Annotated[float | None, typer.Option(min=0.0, max=1.0, hidden=True)] = None,
+    min_accuracy: Annotated[float | None, typer.Option(min=0.0, max=1.0, hidden=True)] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed ROC AUC drop vs the champion")] = 0.005,
 ) -> None:
     """Run the training flow: validate, train, gate, export ONNX, register, maybe promote."""
     settings = get_settings()
     params = _parse_params(param)
+    # --min-roc-auc and --min-accuracy are the older spelling of two floors; --floor wins where both name one.
+    older = {"roc_auc": min_roc_auc, "accuracy": min_accuracy}
+    floors = _parse_floors([f"{name}={value}" for name, value in older.items() if value is not None] + floor)
     from driftloop.core.pipeline import DEFAULT_ESTIMATOR
 
     _check_training_inputs(settings, data, schema, estimator or DEFAULT_ESTIMATOR, params)
@@ -123,11 +133,34 @@ def train(
         model_name=model_name,
         estimator=estimator or DEFAULT_ESTIMATOR,
         params=params or None,
-        min_roc_auc=min_roc_auc,
-        min_accuracy=min_accuracy,
+        floors=floors,
         tolerance=tolerance,
     )
     _print_outcome(settings, outcome)
+
+
+def _parse_floors(pairs: list[str]) -> dict[str, float]:
+    """The gate's floors: the defaults, then each ``METRIC=VALUE`` in order (``METRIC=none`` drops one)."""
+    from driftloop.core.gates import GatePolicy
+
+    floors = dict(GatePolicy().floors)
+    for pair in pairs:
+        metric, sep, raw = pair.partition("=")
+        metric = metric.strip()
+        if not sep or not metric:
+            raise _fail(f"--floor expects METRIC=VALUE, got {pair!r}")
+        if raw.strip().lower() == "none":
+            floors.pop(metric, None)
+            continue
+        try:
+            floors[metric] = float(raw)
+        except ValueError:
+            raise _fail(f"--floor {metric}: {raw!r} is not a number") from None
+    try:
+        GatePolicy(floors=floors)
+    except ValueError as error:
+        raise _fail(f"--floor: {error}") from None
+    return floors
 
 
 def _check_training_inputs(

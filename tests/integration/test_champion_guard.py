@@ -189,7 +189,7 @@ def test_history_warns_about_a_malformed_entry_and_exits_0(driftloop: Driftloop)
     _register(driftloop)
     for version in ("1", "2"):
         driftloop.run("promote", version, "--reason", f"v{version}")
-    client = MlflowClient(tracking_uri=driftloop.tracking_uri)
+    client = MlflowClient(tracking_uri=driftloop.tracking_uri, registry_uri=driftloop.tracking_uri)
     experiment = client.get_experiment_by_name(lineage.HISTORY_EXPERIMENT)
     assert experiment is not None
     (first,) = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{lineage.HISTORY_SEQ}` = '1'")

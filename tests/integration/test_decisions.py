@@ -79,7 +79,7 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         dl.run(
             "train", "--data", str(reference), "--schema", str(BUNDLED_SCHEMA), "--estimator", "hist_gradient_boosting",
             "--param", "max_iter=80",
-            "--param", "learning_rate=0.08", "--min-accuracy", "0.65", "--min-roc-auc", "0.6",
+            "--param", "learning_rate=0.08", "--floor", "accuracy=0.65", "--floor", "roc_auc=0.6",
         )  # fmt: skip
         like_the_reference = scenarios.normal_traffic(pd.read_csv(reference), 300, seed=4)
         # The retrain must not need the file the champion was trained from: it reads the stored snapshot.

@@ -115,7 +115,7 @@ def registry(store: Store) -> ModelRegistry:
 
 def _log_runs(registry: ModelRegistry) -> list[mlflow.entities.Run]:
     """The history log's runs of this model, by seq."""
-    client = MlflowClient(tracking_uri=registry.tracking_uri)
+    client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
     experiment = client.get_experiment_by_name(lineage.HISTORY_EXPERIMENT)
     if experiment is None:
         return []
@@ -127,7 +127,9 @@ def _log_runs(registry: ModelRegistry) -> list[mlflow.entities.Run]:
 
 def _state(registry: ModelRegistry) -> tuple[str | None, int, dict[str, str], list[str]]:
     champion = registry.champion()
-    model = MlflowClient(tracking_uri=registry.tracking_uri).get_registered_model(registry.model_name)
+    model = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri).get_registered_model(
+        registry.model_name
+    )
     runs = [run.info.run_id for run in _log_runs(registry)]
     return (str(champion.version) if champion else None, len(registry.history()), dict(model.tags), runs)
 
@@ -247,7 +249,7 @@ def test_history_lives_in_runs_and_one_state_tag(store: Store, registry: ModelRe
     first = registry.promote("1", "first model", "alice@host")
     second = registry.promote("2", "gate: roc_auc +0.01", "flow-run/abc")
 
-    client = MlflowClient(tracking_uri=store.uri)
+    client = MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
     model = client.get_registered_model(registry.model_name)
     assert set(model.tags) == {lineage.STATE}
     runs = _log_runs(registry)
@@ -283,7 +285,7 @@ def test_malformed_history_is_skipped_with_a_warning(registry: ModelRegistry) ->
     """A junk legacy tag and a corrupted log entry: both named in a warning; history and rollback still work."""
     for version in ("1", "2"):
         registry.promote(version, f"promote v{version}", "alice@host")
-    client = MlflowClient(tracking_uri=registry.tracking_uri)
+    client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
     client.set_registered_model_tag(registry.model_name, lineage.HISTORY_PREFIX + "manual", "hello")
     first = _log_runs(registry)[0]
     client.set_tag(first.info.run_id, lineage.HISTORY_ENTRY, "{not json")
@@ -309,7 +311,7 @@ def test_malformed_history_is_skipped_with_a_warning(registry: ModelRegistry) ->
 
 def test_legacy_tags_are_read_before_the_log(registry: ModelRegistry) -> None:
     """Tags written by older driftloop versions still count; new moves go to the log only."""
-    client = MlflowClient(tracking_uri=registry.tracking_uri)
+    client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
     old = AliasMove(datetime(2026, 1, 1, tzinfo=UTC), events.CHAMPION, "promote", None, "1", "legacy", "old@host")
     key = lineage.HISTORY_PREFIX + "20260101T000000.000000Z-abcdef"
     client.set_registered_model_tag(registry.model_name, key, old.to_json())
@@ -332,7 +334,9 @@ def test_pin_refuses_automatic_promotions_and_follows_a_person(registry: ModelRe
     assert pin is not None
     assert (pin.version, pin.actor, pin.reason) == ("1", "alice@host", "holiday freeze")
     state = ChampionState.from_json(
-        MlflowClient(tracking_uri=registry.tracking_uri).get_registered_model(registry.model_name).tags[lineage.STATE]
+        MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
+        .get_registered_model(registry.model_name)
+        .tags[lineage.STATE]
     )
     assert (state.champion, state.pinned) == ("1", pin)
 

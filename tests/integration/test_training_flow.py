@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_first_run_registers_v1_as_champion_with_lineage(trained: Driftloop, pre
     assert float(tags["driftloop.metric.roc_auc"]) > 0.8
 
     # The MLflow run and the Prefect flow run point at each other.
-    run = MlflowClient(tracking_uri=trained.tracking_uri).get_run(champion.run_id)
+    run = MlflowClient(tracking_uri=trained.tracking_uri, registry_uri=trained.tracking_uri).get_run(champion.run_id)
     flow_run_id = run.data.tags[lineage.FLOW_RUN_ID]
     assert tags[lineage.FLOW_RUN_ID] == flow_run_id
     assert flow_run_id in run.data.tags[lineage.FLOW_RUN_URL]
@@ -92,7 +93,10 @@ def test_first_run_registers_v1_as_champion_with_lineage(trained: Driftloop, pre
         prefect_server, flow_run_id
     )
     artifacts = {
-        a.path for a in MlflowClient(tracking_uri=trained.tracking_uri).list_artifacts(run.info.run_id, "plots")
+        a.path
+        for a in MlflowClient(tracking_uri=trained.tracking_uri, registry_uri=trained.tracking_uri).list_artifacts(
+            run.info.run_id, "plots"
+        )
     }
     assert artifacts == {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/feature_importance.png"}
     assert "holdout_roc_auc" in run.data.metrics
@@ -162,10 +166,11 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     assert "churn v2: promoted to champion (was v1)" in second.stdout
 
     # A policy this model cannot meet → registered, refused, the champion stays.
-    third = driftloop.run("train", "--min-roc-auc", "0.99")
+    third = driftloop.run("train", "--floor", "roc_auc=0.99", "--floor", "f1=0.3", "--floor", "accuracy=none")
     assert "churn v3: not promoted: champion stays v2" in third.stdout
     registry = ModelRegistry("churn", driftloop.tracking_uri)
     assert registry.get_version("3").tags[lineage.GATE] == "refuse"
+    assert json.loads(registry.get_version("3").tags[lineage.GATE_POLICY])["floors"] == {"roc_auc": 0.99, "f1": 0.3}
     assert str(registry.champion().version) == "2"
 
     rolled = driftloop.run("rollback", "--reason", "v2 misbehaves in production")

@@ -76,6 +76,18 @@ def test_an_unknown_estimator_or_parameter_is_refused(home: Path) -> None:
     assert "n_trees" in wrong_param.stderr
 
 
+@pytest.mark.parametrize(
+    ("floor", "message"),
+    [
+        ("nope=0.5", "--floor: unknown floor metric 'nope'; valid metric names: roc_auc, f1, accuracy, log_loss"),
+        ("roc_auc=high", "--floor roc_auc: 'high' is not a number"),
+        ("roc_auc", "--floor expects METRIC=VALUE, got 'roc_auc'"),
+    ],
+)
+def test_a_bad_floor_is_refused(home: Path, floor: str, message: str) -> None:
+    assert_refused_before_services(driftloop(home, "train", "--floor", floor), home, message)
+
+
 def test_an_invalid_schema_file_is_refused(home: Path, tmp_path: Path) -> None:
     schema = tmp_path / "schema.yaml"
     schema.write_text("name: x\ntarget: {name: churn, classes: [No, Yes], positive: Maybe}\nfeatures: []\n")
