@@ -236,7 +236,9 @@ def test_noise_is_refused_and_a_failed_or_killed_retrain_is_asked_for_again(tmp_
         assert crashed in ("CRASHED", "FAILED"), crashed
         assert _episode(dl)["retrain"] == "running"  # it never got to say otherwise
         assert "the last retrain failed: event emitted again" in dl.run("drift-check").stdout
-        assert (_episode(dl)["attempt"], _episode(dl)["retrain"]) == (4, "pending")
+        fourth = _episode(dl)
+        # The automation may already have started the fourth retrain by now.
+        assert (fourth["attempt"], fourth["retrain"] in ("pending", "running")) == (4, True), fourth
         assert sorted(e["payload"]["attempt"] for e in drift_events(dl, started)) == [1, 2, 3, 4]
         assert str(registry.champion().version) == "1"
 
