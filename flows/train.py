@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from driftloop.core import lineage
 from driftloop.core.evaluation import HIGHER_IS_BETTER
 from driftloop.core.gates import GatePolicy, PromotionDecision, decide_promotion
-from driftloop.core.pipeline import DEFAULT_ESTIMATOR, make_estimator
+from driftloop.core.pipeline import DEFAULT_ESTIMATOR
 from driftloop.core.recipe import RetrainInput, SplitSpec, TrainingRecipe
 from driftloop.core.snapshot import Split
 from driftloop.errors import DeployError
@@ -30,6 +30,7 @@ from tasks.model import (
     ChampionScore,
     Evaluation,
     Export,
+    check_estimator,
     compare_with_champion,
     evaluate_candidate,
     export_candidate,
@@ -117,7 +118,7 @@ def train_model(
         improve_on=retrain.improve_on if retrain else None,
         min_effect=retrain.min_effect if retrain else 0.0,
     )
-    make_estimator(estimator, params, seed)  # a bad estimator or parameter fails before any work
+    check_estimator(estimator, params, seed)  # a bad estimator, parameter or unexportable model fails first
 
     data = Path(data_path or settings.data_path)
     recent = Path(retrain.recent_data_path) if retrain and retrain.recent_data_path else None
@@ -131,6 +132,7 @@ def train_model(
         lineage.DATA_ROWS: str(len(snapshot.frame)),
         lineage.SCHEMA_NAME: schema.name,
         lineage.SCHEMA_FINGERPRINT: schema.fingerprint(),
+        lineage.SCHEMA_CONTRACT: schema.contract(),
         lineage.ESTIMATOR: estimator,
         lineage.TRAINED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         **code_and_run(settings.prefect_ui, str(flow_run.id)),

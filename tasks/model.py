@@ -20,7 +20,7 @@ from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_outputs
 from driftloop.core.pipeline import build_pipeline, describe_pipeline
-from driftloop.core.schema import DatasetSchema
+from driftloop.core.schema import DatasetSchema, comparison_problem
 from driftloop.core.snapshot import Split
 from driftloop.errors import ExportError, RegistryError
 from driftloop.io import plots, tracking
@@ -28,6 +28,7 @@ from driftloop.io.onnx_export import export_onnx, onnx_sha256, proven_grouped_on
 from driftloop.io.onnx_runtime import OnnxClassifier
 from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
+from driftloop.io.user_model import resolve_estimator
 from tasks.policies import mlflow_task
 
 SELFCHECK_ROWS = 16
@@ -77,12 +78,17 @@ class ChampionScore:
     pinned_by: str | None = None  # who pinned the champion, at which version and why (automatic promotions refused)
 
 
+def check_estimator(estimator: str, params: dict[str, Any] | None, seed: int) -> None:
+    """Fail before any work if the estimator is unknown, cannot be imported, or cannot be exported to ONNX."""
+    resolve_estimator(estimator, params, seed)
+
+
 @task(name="fit-candidate", cache_policy=NO_CACHE, timeout_seconds=3600)
 def fit_candidate(
     split: Split, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int
 ) -> Candidate:
     """Fit the pipeline on the training part. Never cached: a run always trains."""
-    pipeline = build_pipeline(schema, estimator, params, seed=seed)
+    pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed), seed=seed)
     pipeline.fit(to_model_frame(split.train, schema), encode_target(split.train[schema.target.name], schema))
     return Candidate(pipeline=pipeline, estimator=estimator, params=describe_pipeline(pipeline))
 
@@ -181,14 +187,9 @@ def score_champion(model_name: str, tracking_uri: str, split: Split, schema: Dat
     if champion is None:
         return ChampionScore(version=None, metrics=None, pinned_by=pinned_by)
     version = str(champion.version)
-    trained_on = champion.tags.get(lineage.SCHEMA_FINGERPRINT)
-    if trained_on != schema.fingerprint():
-        raise RegistryError(
-            f"champion v{version} of model {model_name!r} was trained on schema "
-            f"{champion.tags.get(lineage.SCHEMA_NAME, '?')!r} (fingerprint {trained_on}), but this snapshot uses "
-            f"{schema.name!r} ({schema.fingerprint()}); the two cannot be compared. "
-            "Register it under another model name (--model-name / DRIFTLOOP_MODEL_NAME)."
-        )
+    problem = comparison_problem(champion.tags, schema)
+    if problem is not None:
+        raise RegistryError(f"champion v{version} of model {model_name!r}: {problem}")
     model = OnnxClassifier.from_bytes(registry.onnx_bytes(version), schema)
     _, proba = model.predict(to_model_frame(split.holdout, schema))
     y_true = encode_target(split.holdout[schema.target.name], schema)

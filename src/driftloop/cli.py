@@ -34,8 +34,9 @@ app = typer.Typer(
 )
 # soft_wrap: URLs and messages stay on one line when the output is a file or a narrow terminal.
 # Piped output gets a wide fixed width so tables are not squeezed to 80 columns.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+# emoji=False: text such as "pkg:x" in a message must not become an emoji.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200, emoji=False)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 
 _show_tracebacks = False  # --debug: the one run-wide option, read by main() when an error ends the command
@@ -102,6 +103,14 @@ def train(
         str | None,
         typer.Option(help="logistic_regression (default) | random_forest | gradient_boosting | hist_gradient_boosting"),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Your own estimator instead of --estimator: package.module:factory or path/to/models.py:factory, "
+            "a function returning an unfitted scikit-learn classifier",
+        ),
+    ] = None,
     param: Annotated[list[str], typer.Option(help="Estimator parameter KEY=VALUE (repeatable)")] = [],  # noqa: B006
     floor: Annotated[
         list[str],
@@ -122,7 +131,12 @@ def train(
     floors = _parse_floors([f"{name}={value}" for name, value in older.items() if value is not None] + floor)
     from driftloop.core.pipeline import DEFAULT_ESTIMATOR
 
-    _check_training_inputs(settings, data, schema, estimator or DEFAULT_ESTIMATOR, params)
+    if model is not None and estimator is not None:
+        raise _fail("--model and --estimator both name the estimator: give one")
+    from driftloop.io.user_model import canonical_reference
+
+    estimator = canonical_reference(model) if model else estimator or DEFAULT_ESTIMATOR
+    _check_training_inputs(settings, model_name or settings.model_name, data, schema, estimator, params)
     _start_services(settings)
     _export_env(settings)
     from flows.train import train_model
@@ -131,7 +145,7 @@ def train(
         data_path=str(data) if data else None,
         schema_path=str(schema) if schema else None,
         model_name=model_name,
-        estimator=estimator or DEFAULT_ESTIMATOR,
+        estimator=estimator,
         params=params or None,
         floors=floors,
         tolerance=tolerance,
@@ -164,7 +178,12 @@ def _parse_floors(pairs: list[str]) -> dict[str, float]:
 
 
 def _check_training_inputs(
-    settings: Settings, data: Path | None, schema: Path | None, estimator: str, params: dict[str, Any]
+    settings: Settings,
+    model_name: str,
+    data: Path | None,
+    schema: Path | None,
+    estimator: str,
+    params: dict[str, Any],
 ) -> None:
     """The schema, the snapshot against it and the estimator, checked before any service starts.
 
@@ -174,7 +193,6 @@ def _check_training_inputs(
     Raises:
         DriftloopError: the first thing wrong, named.
     """
-    from driftloop.core.pipeline import make_estimator
     from driftloop.core.validation import find_problems
     from driftloop.errors import ConfigError, DatasetValidationError
     from driftloop.io.datasets import load_schema, read_snapshot
@@ -189,10 +207,20 @@ def _check_training_inputs(
             "then pass --schema schema.yaml"
         )
     dataset_schema = load_schema(schema_path)
-    make_estimator(estimator, params)
+    from driftloop.io.user_model import resolve_estimator
+
+    resolve_estimator(estimator, params, settings.seed)
     problems = find_problems(read_snapshot(data_path), dataset_schema)
     if problems:
         raise DatasetValidationError(str(data_path), problems)
+    if settings.uses_local_mlflow and Path(settings.tracking_uri.removeprefix("sqlite:///")).is_file():
+        # A local store is read without a server: a champion this snapshot cannot be compared with is named now.
+        from driftloop.core.schema import comparison_problem
+        from driftloop.io.registry import ModelRegistry
+
+        champion = ModelRegistry(model_name, settings.tracking_uri).champion()
+        if champion is not None and (problem := comparison_problem(champion.tags, dataset_schema)):
+            raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}")
 
 
 def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:

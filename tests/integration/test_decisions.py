@@ -74,10 +74,16 @@ def _served(dl: Driftloop) -> str | None:
 def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retrain_as_configured(
     tmp_path: Path,
 ) -> None:
+    # The user's own estimator, from a file next to their data: the retrain in the worker must load it again.
+    models = tmp_path / "my_models.py"
+    models.write_text(
+        "from sklearn.ensemble import HistGradientBoostingClassifier\n\n\n"
+        "def boosting():\n    return HistGradientBoostingClassifier(max_iter=100)\n"
+    )
     with running_stack(tmp_path) as dl:
         reference = _reference(tmp_path)
         dl.run(
-            "train", "--data", str(reference), "--schema", str(BUNDLED_SCHEMA), "--estimator", "hist_gradient_boosting",
+            "train", "--data", str(reference), "--schema", str(BUNDLED_SCHEMA), "--model", f"{models}:boosting",
             "--param", "max_iter=80",
             "--param", "learning_rate=0.08", "--floor", "accuracy=0.65", "--floor", "roc_auc=0.6",
         )  # fmt: skip
@@ -143,6 +149,7 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         assert retrained.tags[lineage.GATE] == "promote", retrained.tags[lineage.GATE_REASON]
         assert retrained.tags[lineage.GATE_REASON].startswith("significantly better on recent")
         v1 = registry.get_version("1").tags
+        assert v1[lineage.ESTIMATOR] == f"{models}:boosting"
         for tag in (lineage.ESTIMATOR, lineage.PARAMS, lineage.GATE_POLICY, lineage.SPLIT, lineage.SOURCE):
             assert retrained.tags[tag] == v1[tag], tag
         assert json.loads(retrained.tags[lineage.PARAMS]) == {"max_iter": 80, "learning_rate": 0.08}

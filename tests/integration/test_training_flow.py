@@ -200,6 +200,14 @@ def test_second_dataset_trains_through_the_same_flow(driftloop: Driftloop, tmp_p
     assert version is not None
     assert version.tags[lineage.SCHEMA_NAME] == load_schema(schema).name
 
+    # The same data under a schema inferred again elsewhere (another name and description): the same model takes it.
+    renamed = tmp_path / "renamed.schema.yaml"
+    text = schema.read_text()
+    renamed.write_text(text.replace(f"name: {load_schema(schema).name}", "name: loans-from-parquet-parts", 1))
+    assert load_schema(renamed).name == "loans-from-parquet-parts"
+    again = driftloop.run("train", "--data", str(data), "--schema", str(renamed), "--model-name", "loans")
+    assert "loans v2:" in again.stdout
+
     # The loans data under the churn model's name: refused before anything is trained or registered.
     driftloop.run("train")
     before = registry_state(driftloop)

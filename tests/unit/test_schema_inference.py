@@ -155,3 +155,32 @@ def test_what_cannot_make_a_schema_is_named(frame: pd.DataFrame, target: str, me
     with pytest.raises(ConfigError) as raised:
         infer_schema(frame, target, "draft")
     assert str(raised.value).startswith(message)
+
+
+def test_a_champion_is_compared_with_a_schema_that_differs_only_in_spelling(churn_frame: pd.DataFrame) -> None:
+    from driftloop.core import lineage
+    from driftloop.core.schema import comparison_problem
+
+    first = infer_schema(churn_frame, "churn", "churn").schema
+    tags = {
+        lineage.SCHEMA_NAME: first.name,
+        lineage.SCHEMA_FINGERPRINT: first.fingerprint(),
+        lineage.SCHEMA_CONTRACT: first.contract(),
+    }
+    # Inferred again from other rows, under another name: other descriptions and categories, the same contract.
+    again = infer_schema(churn_frame.tail(300), "churn", "churn_parts").schema
+    assert again.fingerprint() != first.fingerprint()
+    assert comparison_problem(tags, again) is None
+
+    reordered = again.model_copy(update={"features": tuple(reversed(again.features))})
+    fewer = again.model_copy(update={"features": again.features[1:]})
+    other_target = again.model_copy(update={"target": again.target.model_copy(update={"positive": "No"})})
+    for changed in (reordered, fewer, other_target):
+        problem = comparison_problem(tags, changed)
+        assert problem is not None
+        assert problem.startswith("it was trained on schema 'churn', whose features (names, kinds, order) or target")
+
+    # A version registered before the contract tag: the whole schema must match, as before.
+    legacy = {lineage.SCHEMA_NAME: first.name, lineage.SCHEMA_FINGERPRINT: first.fingerprint()}
+    assert comparison_problem(legacy, first) is None
+    assert "whose schema differs from this snapshot's schema 'churn_parts'" in (comparison_problem(legacy, again) or "")

@@ -8,6 +8,7 @@ DATA_HASH = "driftloop.data_hash"
 DATA_ROWS = "driftloop.data_rows"
 SCHEMA_NAME = "driftloop.schema"
 SCHEMA_FINGERPRINT = "driftloop.schema_fingerprint"
+SCHEMA_CONTRACT = "driftloop.schema_contract"  # what a model takes: two versions with the same one can be compared
 ESTIMATOR = "driftloop.estimator"
 TRAINED_AT = "driftloop.trained_at"
 GIT_COMMIT = "driftloop.git_commit"

@@ -73,39 +73,95 @@ def make_estimator(estimator: str, params: Mapping[str, Any] | None = None, seed
             value is of the wrong type or out of range.
     """
     spec = estimator_spec(estimator)
-    valid = spec.valid_params()
+    _check_param_names(estimator, params, spec.valid_params())
+    return _validated(estimator, spec.make(params, seed))
+
+
+def configure_estimator(
+    what: str, model: BaseEstimator, params: Mapping[str, Any] | None = None, seed: int = 42
+) -> BaseEstimator:
+    """A user's own unfitted ``model`` (``what`` names it in errors) with ``params`` set on it.
+
+    Its ``random_state``, if it has one the user left unset, becomes ``seed``, as for the built-in estimators.
+
+    Raises:
+        ConfigError: it is not a classifier with ``predict_proba``, it is a whole Pipeline, or ``params`` names
+            a parameter it does not take or a bad value.
+    """
+    if isinstance(model, Pipeline):
+        raise ConfigError(
+            f"--model {what} returned a Pipeline: return its final estimator; driftloop puts its own preprocessing "
+            "(imputation, one-hot encoding, scaling for non-tree models) in front of it, from the schema"
+        )
+    if not (hasattr(model, "fit") and hasattr(model, "predict_proba") and hasattr(model, "get_params")):
+        raise ConfigError(
+            f"--model {what} returned {type(model).__name__}, not a scikit-learn classifier "
+            "(it needs fit, predict_proba and get_params)"
+        )
+    valid = sorted(model.get_params(deep=False))
+    _check_param_names(what, params, valid)
+    updates: dict[str, Any] = {}
+    if "random_state" in valid and model.get_params(deep=False)["random_state"] is None:
+        updates["random_state"] = seed
+    updates.update(params or {})
+    try:
+        model.set_params(**updates)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{what}: {error}") from None
+    return _validated(what, model)
+
+
+def _check_param_names(what: str, params: Mapping[str, Any] | None, valid: list[str]) -> None:
     unknown = sorted(set(params or {}) - set(valid))
     if unknown:
         raise ConfigError(
-            f"estimator {estimator!r} does not take parameter(s) {', '.join(map(repr, unknown))}; "
-            f"valid parameters: {', '.join(valid)}"
+            f"estimator {what!r} does not take parameter(s) {', '.join(map(repr, unknown))}; "
+            f"valid parameters: {', '.join(valid) or '(none)'}"
         )
-    model = spec.make(params, seed)
+
+
+def _validated(what: str, model: BaseEstimator) -> BaseEstimator:
+    validate = getattr(model, "_validate_params", None)
+    if validate is None or not hasattr(model, "_parameter_constraints"):
+        return model  # an estimator that declares no constraints checks its parameters in its own fit()
     try:
         # sklearn checks parameter values only inside fit(); its own validator lets a bad value fail here,
         # before a snapshot is read or an MLflow run is opened.
-        model._validate_params()
+        validate()
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"estimator {estimator!r}: {error}") from None
+        raise ConfigError(f"estimator {what!r}: {error}") from None
     return model
+
+
+# Trees split on thresholds and need no scaling; a scaler in front of them also breaks ONNX parity (see below).
+_TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost", "catboost")
+
+
+def needs_scaling(model: BaseEstimator) -> bool:
+    """Whether numeric inputs are standardised before ``model``: yes for everything but tree models."""
+    if any(type(model) is spec.cls for spec in ESTIMATORS.values()):
+        return any(type(model) is spec.cls and spec.linear for spec in ESTIMATORS.values())
+    return not type(model).__module__.startswith(_TREE_MODULES)
 
 
 def build_pipeline(
     schema: DatasetSchema,
-    estimator: str = DEFAULT_ESTIMATOR,
+    estimator: str | BaseEstimator = DEFAULT_ESTIMATOR,
     params: dict[str, Any] | None = None,
     seed: int = 42,
 ) -> Pipeline:
     """An unfitted Pipeline taking a frame made by ``core.features.to_model_frame``.
 
+    ``estimator`` is a built-in name (configured with ``params`` and ``seed``) or an estimator already
+    configured (``configure_estimator``), which becomes the final step as it is.
+
     Raises:
         ConfigError: see ``make_estimator``.
     """
-    model = make_estimator(estimator, params, seed)
-    spec = estimator_spec(estimator)
+    model = make_estimator(estimator, params, seed) if isinstance(estimator, str) else estimator
 
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-    if spec.linear:
+    if needs_scaling(model):
         # Only linear models get a scaler. With float32 inputs, ONNX's Scaler rounds differently from sklearn
         # by 1 ulp, and tree thresholds sit exactly on grid values of the data, so a scaler in front of
         # trees flips branches and breaks ONNX parity (max |Δp| 0.23-0.32 on churn). Trees need no scaling.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from driftloop.core import lineage
 
 # How a missing categorical value reaches the model: training, serving and the ONNX graph's imputer agree on it.
 MISSING_CATEGORY = ""
@@ -117,3 +120,38 @@ class DatasetSchema(BaseModel):
         """A short stable hash of the schema, for cache keys and lineage."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def contract(self) -> str:
+        """A short stable hash of what a model trained on this schema takes and predicts.
+
+        That is the features' names, kinds and order, and the target with its classes. The schema's name, the
+        descriptions, categories, ranges, nullability and ``min_rows`` are left out: a champion trained under
+        another spelling of them still scores this schema's rows, so the two can be compared.
+        """
+        taken = {
+            "features": [[f.name, f.kind.value] for f in self.features],
+            "target": self.target.model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(taken, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def comparison_problem(champion_tags: Mapping[str, str], schema: DatasetSchema) -> str | None:
+    """Why a champion with these version tags cannot be scored on ``schema``'s rows, or None if it can.
+
+    Versions registered before the contract tag existed are held to the whole schema's fingerprint.
+    """
+    recorded = champion_tags.get(lineage.SCHEMA_CONTRACT)
+    if recorded is not None:
+        if recorded == schema.contract():
+            return None
+        differs = "features (names, kinds, order) or target differ"
+    else:
+        if champion_tags.get(lineage.SCHEMA_FINGERPRINT) == schema.fingerprint():
+            return None
+        differs = "schema differs"
+    trained_on = champion_tags.get(lineage.SCHEMA_NAME, "?")
+    return (
+        f"it was trained on schema {trained_on!r}, whose {differs} from this snapshot's schema "
+        f"{schema.name!r}; the two cannot be compared. Register it under another model name "
+        "(--model-name / DRIFTLOOP_MODEL_NAME)"
+    )

@@ -15,8 +15,9 @@ import numpy as np
 import onnx
 import pandas as pd
 from onnx import GraphProto, ModelProto, helper
-from skl2onnx import convert_sklearn
+from skl2onnx import convert_sklearn, get_model_alias
 from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
@@ -38,6 +39,22 @@ _PROTOBUF_HINT = "Expected an int, got a boolean"
 _ESTIMATOR_PREFIX = "driftloop_model_"
 # Equal on strings needs opset 19; onnxruntime 1.20 (the oldest the project allows) runs opset 21.
 _OPSET = 21
+
+
+def check_convertible(estimator: BaseEstimator) -> None:
+    """Raise before any fitting if skl2onnx has no converter for ``estimator``'s class.
+
+    Raises:
+        ExportError: with skl2onnx's own words and what to do.
+    """
+    try:
+        get_model_alias(type(estimator))
+    except RuntimeError as error:
+        raise ExportError(
+            f"{type(estimator).__module__}.{type(estimator).__name__} cannot be exported to ONNX: skl2onnx says "
+            f"{str(error).strip()!r}. Register a converter for it (skl2onnx.update_registered_converter) in the "
+            "module of your factory, or use an estimator skl2onnx supports (skl2onnx.supported_converters())"
+        ) from None
 
 
 def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:

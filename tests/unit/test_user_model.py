@@ -1,0 +1,168 @@
+"""`--model package.module:factory`: the user's own estimator, behind driftloop's preprocessing, exported with parity.
+
+The factories live in a module written to a temporary directory and imported from the current directory, as a
+user's `mymodels.py` next to their data would be.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+
+from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.parity import compare_outputs
+from driftloop.core.pipeline import MODEL_STEP, build_pipeline, needs_scaling
+from driftloop.core.schema import DatasetSchema
+from driftloop.errors import ConfigError, ExportError
+from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
+from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.user_model import canonical_reference, resolve_estimator
+
+FACTORIES = """
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import ExtraTreesClassifier
+from sklearn.linear_model import SGDClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def extra_trees():
+    return ExtraTreesClassifier(n_estimators=40, min_samples_leaf=5)
+
+
+def knn():
+    return KNeighborsClassifier(n_neighbors=15)
+
+
+def sgd():
+    return SGDClassifier(loss="log_loss", alpha=1e-3)
+
+
+def mlp():
+    return MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=3)
+
+
+def a_pipeline():
+    return make_pipeline(StandardScaler(), KNeighborsClassifier())
+
+
+class Handmade(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        return self
+
+    def predict_proba(self, X):
+        return X
+
+
+def handmade():
+    return Handmade()
+
+
+def raises():
+    raise ValueError("no data yet")
+
+
+NOT_A_FUNCTION = 3
+"""
+
+
+@pytest.fixture
+def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The name of a fresh module holding the factories above, importable from the current directory."""
+    name = f"usermodels_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(FACTORIES))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # resolve_estimator adds the current directory
+    yield name
+    sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def churn_split(churn_schema: DatasetSchema, _churn_frame_once: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+    raw = _churn_frame_once
+    y = encode_target(raw[churn_schema.target.name], churn_schema)
+    train, holdout, y_train, _ = train_test_split(raw, y, train_size=2000, test_size=800, stratify=y, random_state=1)
+    return to_model_frame(train, churn_schema), y_train, to_model_frame(holdout, churn_schema)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the small MLP: its fit is not the point
+@pytest.mark.parametrize(("factory", "scaled"), [("extra_trees", False), ("sgd", True), ("mlp", True)])
+def test_a_users_estimator_trains_behind_driftloops_preprocessing_and_exports_with_parity(
+    factory: str,
+    scaled: bool,
+    factories: str,
+    churn_schema: DatasetSchema,
+    churn_split: tuple[pd.DataFrame, np.ndarray, pd.DataFrame],
+) -> None:
+    train, y_train, holdout = churn_split
+    model = resolve_estimator(f"{factories}:{factory}", seed=7)
+    assert needs_scaling(model) is scaled  # trees are not scaled: a scaler in front of them breaks ONNX parity
+    pipeline = build_pipeline(churn_schema, model).fit(train, y_train)
+    assert pipeline.named_steps[MODEL_STEP] is model
+    onnx_bytes = export_onnx(pipeline, churn_schema)
+    labels, proba = OnnxClassifier.from_bytes(onnx_bytes, churn_schema).predict(holdout)
+    report = compare_outputs(pipeline.predict_proba(holdout), proba, pipeline.predict(holdout), labels, tolerance=1e-5)
+    assert report.passed, report.summary()
+    proven_grouped_onnx(onnx_bytes, churn_schema, holdout)  # the server's faster graph holds too
+
+
+def test_params_and_the_seed_reach_the_users_estimator(factories: str) -> None:
+    model = resolve_estimator(f"{factories}:extra_trees", {"max_depth": 4}, seed=11)
+    assert model.get_params()["max_depth"] == 4
+    assert model.get_params()["n_estimators"] == 40  # the factory's own choice stays
+    assert model.get_params()["random_state"] == 11  # unset by the factory: the run's seed
+    assert resolve_estimator(f"{factories}:mlp", seed=11).get_params()["random_state"] == 3  # set by the factory
+
+
+@pytest.mark.parametrize(
+    ("reference", "error", "message"),
+    [
+        (":a_pipeline", ConfigError, r"returned a Pipeline: return its final estimator"),
+        (":raises", ConfigError, r"calling it raised ValueError: no data yet"),
+        (":NOT_A_FUNCTION", ConfigError, r"has a int called 'NOT_A_FUNCTION', not a function"),
+        (":missing", ConfigError, r"has nothing called 'missing'"),
+        (":handmade", ExportError, r"Handmade cannot be exported to ONNX: skl2onnx says .*converter is likely missing"),
+        ("no_such_module:f", ConfigError, r"cannot import 'no_such_module' \(ModuleNotFoundError"),
+        ("not a reference:", ConfigError, r"is not a reference like 'package.module:factory'"),
+    ],
+)
+def test_a_factory_that_cannot_give_an_exportable_classifier_is_refused_before_fitting(
+    reference: str, error: type[Exception], message: str, factories: str
+) -> None:
+    with pytest.raises(error, match=message):
+        resolve_estimator(f"{factories}{reference}" if reference.startswith(":") else reference)
+
+
+def test_an_unknown_parameter_of_the_users_estimator_is_named(factories: str) -> None:
+    with pytest.raises(ConfigError, match=rf"estimator '{factories}:knn' does not take parameter\(s\) 'depth'"):
+        resolve_estimator(f"{factories}:knn", {"depth": 3})
+
+
+def test_a_factory_in_a_file_is_loaded_by_its_path_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = tmp_path / "project" / "models.py"
+    models.parent.mkdir()
+    models.write_text(textwrap.dedent(FACTORIES))
+    monkeypatch.chdir(tmp_path)
+    reference = canonical_reference("project/models.py:extra_trees")
+    assert reference == f"{models}:extra_trees"  # absolute: what the version records, for the worker's retrain
+    monkeypatch.chdir("/")
+    assert resolve_estimator(reference, {"max_depth": 3}).get_params()["max_depth"] == 3
+    assert canonical_reference("pkg.module:factory") == "pkg.module:factory"
+    with pytest.raises(ConfigError, match=r"there is no file /nowhere/models.py"):
+        resolve_estimator("/nowhere/models.py:extra_trees")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_dependency\n")
+    with pytest.raises(ConfigError, match=r"loading .*broken.py raised ModuleNotFoundError"):
+        resolve_estimator(f"{broken}:f")
