@@ -186,3 +186,18 @@ def test_compare_metric_uses_delong_for_roc_auc_only() -> None:
 def test_delong_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="needs both classes; got 3 positive and 0 negative"):
         significance.delong_difference(np.ones(3), np.array([0.1, 0.2, 0.3]), np.array([0.3, 0.2, 0.1]))
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "says"),
+    [
+        (0.8312, 0.8101, "roc_auc 0.8312 vs 0.8101: 0.0211 better, 95% CI of the improvement [-0.0100, +0.0500]"),
+        (0.7614, 0.8361, "roc_auc 0.7614 vs 0.8361: 0.0747 worse, 95% CI of the improvement [-0.0100, +0.0500]"),
+    ],
+)
+def test_a_difference_is_described_as_better_or_worse_by_how_much(candidate: float, champion: float, says: str) -> None:
+    difference = significance.MetricDifference(
+        metric="roc_auc", rows=800, rows_used=800, candidate=candidate, champion=champion,
+        improvement=candidate - champion, low=-0.01, high=0.05, confidence=0.95, resamples=0, method="DeLong",
+    )  # fmt: skip
+    assert difference.describe() == says

@@ -114,7 +114,7 @@ def weighted_metric(metric: str, y: np.ndarray, score: np.ndarray, weights: np.n
 
 @dataclass(frozen=True)
 class MetricDifference:
-    """Candidate minus champion on one set of rows, with a paired bootstrap interval.
+    """Candidate minus champion on one set of rows, with an interval (paired bootstrap, or DeLong's for ROC AUC).
 
     ``improvement`` and its interval are oriented so that positive means the candidate is better, whatever the
     metric's direction (for log loss it is champion − candidate).
@@ -156,11 +156,15 @@ class MetricDifference:
         return self.high < 0
 
     def describe(self) -> str:
-        """``roc_auc 0.8312 vs 0.8101: +0.0211 better, 95% CI [+0.0083, +0.0342]``."""
+        """``roc_auc 0.8312 vs 0.8101: 0.0211 better, 95% CI of the improvement [+0.0083, +0.0342]``.
+
+        The interval is of the improvement (candidate better by), whichever way the point estimate goes.
+        """
         sampled = f", on a sample of {self.rows_used} rows" if self.rows_used < self.rows else ""
+        direction = "better" if self.improvement >= 0 else "worse"
         return (
-            f"{self.metric} {self.candidate:.4f} vs {self.champion:.4f}: {self.improvement:+.4f} better, "
-            f"{self.confidence:.0%} CI [{self.low:+.4f}, {self.high:+.4f}]{sampled}"
+            f"{self.metric} {self.candidate:.4f} vs {self.champion:.4f}: {abs(self.improvement):.4f} {direction}, "
+            f"{self.confidence:.0%} CI of the improvement [{self.low:+.4f}, {self.high:+.4f}]{sampled}"
         )
 
 
