@@ -332,7 +332,9 @@ def test_a_slow_canary_trips_the_p99_alarm(images: Images, run: DockerTestRun, t
     assert throttled, "the canary never started"
     assert result.outcome == "rolled_back", result.markdown()
     assert result.reason.startswith("canary alarm at"), result.reason
-    assert "p99" in result.reason
+    # At 1% of a CPU the candidate's p99 trips the ratio alarm, or, on a loaded machine, its /metrics does not even
+    # answer within the scrape timeout: either is the latency alarm, and either rolls back.
+    assert "p99" in result.reason or "/metrics did not answer within" in result.reason, result.reason
     assert result.windows[-1].alarm is not None
     assert load.report.failed == 0, load.report
     assert_restored(stage, result)
