@@ -335,7 +335,8 @@ def test_a_slow_canary_trips_the_p99_alarm(images: Images, run: DockerTestRun, t
     # At 1% of a CPU the candidate's p99 trips the ratio alarm, or, on a loaded machine, its /metrics does not even
     # answer within the scrape timeout: either is the latency alarm, and either rolls back.
     assert "p99" in result.reason or "/metrics did not answer within" in result.reason, result.reason
-    assert result.windows[-1].alarm is not None
+    if "p99" in result.reason:  # a window was judged and holds the alarm; a scrape that timed out judged none
+        assert result.windows[-1].alarm is not None
     assert load.report.failed == 0, load.report
     assert_restored(stage, result)
 
