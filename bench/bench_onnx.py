@@ -34,7 +34,7 @@ from driftloop.core.features import encode_target, onnx_feed, to_model_frame
 from driftloop.core.pipeline import DEFAULT_ESTIMATOR, build_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.io.onnx_export import export_onnx, grouped_onnx
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 
 from baselines.skl2onnx_pipeline import convert_whole_pipeline
 
@@ -78,9 +78,9 @@ def main() -> None:
     for estimator in ESTIMATORS:
         pipeline = build_pipeline(schema, estimator).fit(train, y_train)
         model_bytes = export_onnx(pipeline, schema)
-        per_feature = OnnxClassifier.from_bytes(model_bytes, schema, intra_op_num_threads=1)
-        grouped = OnnxClassifier.from_bytes(grouped_onnx(model_bytes), schema, intra_op_num_threads=1)
-        baseline = OnnxClassifier.from_bytes(convert_whole_pipeline(pipeline, schema), schema, intra_op_num_threads=1)
+        per_feature = OnnxModel.from_bytes(model_bytes, schema, intra_op_num_threads=1)
+        grouped = OnnxModel.from_bytes(grouped_onnx(model_bytes), schema, intra_op_num_threads=1)
+        baseline = OnnxModel.from_bytes(convert_whole_pipeline(pipeline, schema), schema, intra_op_num_threads=1)
         for rows in BATCHES:
             batch = holdout.iloc[:rows]
             feed = onnx_feed(batch, schema)

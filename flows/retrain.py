@@ -107,7 +107,7 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str) -> Re
         model_name=name,
         estimator=recipe.estimator,
         params=dict(recipe.params) or None,
-        floors=dict(recipe.gate.floors),
+        floors=dict(recipe.gate.floor_values),
         tolerance=recipe.gate.tolerance,
         confidence=recipe.gate.confidence,
         min_segment_rows=recipe.gate.min_segment_rows,

@@ -8,6 +8,7 @@ With DRIFTLOOP_DEPLOY=docker a promotion continues in flows/ship.py: build the s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,15 +18,15 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from driftloop.core import lineage
-from driftloop.core.evaluation import HIGHER_IS_BETTER
 from driftloop.core.gates import GatePolicy, PromotionDecision, decide_promotion
-from driftloop.core.pipeline import DEFAULT_ESTIMATOR
+from driftloop.core.pipeline import default_estimator
 from driftloop.core.recipe import RetrainInput, SplitSpec, TrainingRecipe
 from driftloop.core.snapshot import Split
+from driftloop.core.task import TaskKind
 from driftloop.errors import DeployError
 from driftloop.settings import get_settings
 from flows.ship import ship_model
-from tasks.data import Snapshot, load_snapshot, split_snapshot, store_training_snapshot
+from tasks.data import Snapshot, load_snapshot, read_schema, split_snapshot, store_training_snapshot
 from tasks.model import (
     ChampionScore,
     Evaluation,
@@ -72,7 +73,7 @@ def train_model(
     data_path: str | None = None,
     schema_path: str | None = None,
     model_name: str | None = None,
-    estimator: str = DEFAULT_ESTIMATOR,
+    estimator: str | None = None,
     params: dict[str, Any] | None = None,
     min_roc_auc: float = 0.70,
     min_accuracy: float = 0.70,
@@ -91,14 +92,17 @@ def train_model(
         data_path: Snapshot (CSV or Parquet); default: the bundled churn data.
         schema_path: The snapshot's schema file; default: the bundled churn schema.
         model_name: Registered model name; default: settings (``churn``).
-        estimator: logistic_regression | random_forest | gradient_boosting | hist_gradient_boosting.
+        estimator: A built-in name for the schema's task (classifiers: logistic_regression, random_forest,
+            gradient_boosting, hist_gradient_boosting; regressors: ridge and the three tree models), or a factory
+            reference (``package.module:factory``, ``path/to/file.py:factory``); default: the task's linear model.
         params: Estimator parameters overriding driftloop's defaults.
-        min_roc_auc: Floor on holdout ROC AUC.
-        min_accuracy: Floor on holdout accuracy.
-        tolerance: How much lower than the champion's ROC AUC (whole holdout) the candidate may score and still
-            be promoted (an ordinary run; a retrain must instead be significantly better where it should help).
-        parity_tolerance: Largest |Δprobability| allowed between ONNX and scikit-learn on the holdout.
-        floors: Minimum (maximum, for log_loss) per metric; replaces min_roc_auc and min_accuracy when given.
+        min_roc_auc: Floor on holdout ROC AUC (binary targets, when ``floors`` is not given).
+        min_accuracy: Floor on holdout accuracy (binary targets, when ``floors`` is not given).
+        tolerance: How much worse than the champion's primary metric (whole holdout) the candidate may score and
+            still be promoted (an ordinary run; a retrain must instead be significantly better where it should help).
+        parity_tolerance: Largest |Δprobability| allowed between ONNX and scikit-learn on the holdout (regressors:
+            |Δvalue| ≤ parity_tolerance × max(1, |value|)).
+        floors: Minimum (maximum, for log_loss, rmse, mae) per metric of the task; default: the task's floors.
         confidence: Coverage of the gate's intervals (DeLong's for ROC AUC, a paired bootstrap for other metrics).
         min_segment_rows: Holdout rows a segment needs to be tested.
         holdout_fraction: Share of rows held out; default: settings.
@@ -110,19 +114,26 @@ def train_model(
     uri = settings.tracking_uri
     seed = settings.seed if split_seed is None else split_seed
     split_spec = SplitSpec(holdout_fraction or settings.holdout_fraction, seed)
+    schema_file = Path(schema_path or settings.schema_path)
+    declared = read_schema(schema_file)
+    task = declared.task
+    if floors is None and task.kind is TaskKind.BINARY:
+        floors = {"roc_auc": min_roc_auc, "accuracy": min_accuracy}
     policy = GatePolicy(
-        floors=floors if floors is not None else {"roc_auc": min_roc_auc, "accuracy": min_accuracy},
+        floors=floors,
         tolerance=tolerance,
         confidence=confidence,
         min_segment_rows=min_segment_rows,
         improve_on=retrain.improve_on if retrain else None,
         min_effect=retrain.min_effect if retrain else 0.0,
+        kind=task.kind,
     )
-    check_estimator(estimator, params, seed)  # a bad estimator, parameter or unexportable model fails first
+    estimator = estimator or default_estimator(task)
+    check_estimator(estimator, params, seed, declared)  # a bad or unexportable model fails first
 
     data = Path(data_path or settings.data_path)
     recent = Path(retrain.recent_data_path) if retrain and retrain.recent_data_path else None
-    snapshot = load_snapshot(data, Path(schema_path or settings.schema_path), recent)
+    snapshot = load_snapshot(data, schema_file, recent)
     schema = snapshot.schema
     split = split_snapshot(snapshot, fraction=split_spec.fraction, seed=split_spec.seed)
     champion = score_champion(name, uri, split, schema)
@@ -192,7 +203,11 @@ def train_model(
     metrics = evaluation.metrics
     mlflow_run = run.url(settings.mlflow_ui)
     mlflow_version = version_url(settings.mlflow_ui, name, version)
-    record_metrics(_metric_rows(metrics.as_dict(), champion.metrics.as_dict() if champion.metrics else None))
+    record_metrics(
+        _metric_rows(
+            task.metric_directions, metrics.as_dict(), champion.metrics.as_dict() if champion.metrics else None
+        )
+    )
     link_mlflow(mlflow_run, mlflow_version)
     shipped = _ship(name, version) if decision.promote and settings.deploy == "docker" else None
     return TrainingOutcome(
@@ -283,9 +298,11 @@ def _promotion_reason(decision: PromotionDecision) -> str:
     return f"gate passed ({decision.rule}): " + "; ".join(decision.reasons)
 
 
-def _metric_rows(candidate: dict[str, float], champion: dict[str, float] | None) -> list[dict[str, str]]:
+def _metric_rows(
+    metrics: Iterable[str], candidate: dict[str, float], champion: dict[str, float] | None
+) -> list[dict[str, str]]:
     rows = []
-    for metric in HIGHER_IS_BETTER:
+    for metric in metrics:
         value = candidate[metric]
         base = champion.get(metric) if champion else None
         rows.append(

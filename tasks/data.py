@@ -41,6 +41,11 @@ class Snapshot:
 
 
 @task(name="load-snapshot", timeout_seconds=600)
+def read_schema(schema_path: Path) -> DatasetSchema:
+    """The schema file, parsed and checked (a plain function: it is read before any work starts)."""
+    return load_schema(schema_path)
+
+
 def load_snapshot(data_path: Path, schema_path: Path, recent_path: Path | None = None) -> Snapshot:
     """Read and validate; a snapshot that breaks its schema stops here with every problem listed.
 

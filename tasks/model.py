@@ -15,17 +15,18 @@ from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
 from driftloop.core.drift import build_profile
-from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance
+from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
-from driftloop.core.parity import ParityReport, compare_outputs
+from driftloop.core.parity import ParityReport, compare_predictions
 from driftloop.core.pipeline import build_pipeline, describe_pipeline
 from driftloop.core.schema import DatasetSchema, comparison_problem
 from driftloop.core.snapshot import Split
+from driftloop.core.task import Task, TaskKind
 from driftloop.errors import ExportError, RegistryError
 from driftloop.io import plots, tracking
 from driftloop.io.onnx_export import export_onnx, onnx_sha256, proven_grouped_onnx
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.user_model import resolve_estimator
@@ -56,7 +57,7 @@ class Export:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The candidate's holdout metrics and its positive-class probability for each holdout row."""
+    """The candidate's holdout metrics and its score (``core.task.Task.scores``) for each holdout row."""
 
     metrics: Metrics
     scores: np.ndarray
@@ -69,7 +70,7 @@ class ChampionScore:
     Attributes:
         version: The champion version the candidate is compared with.
         metrics: Its holdout metrics.
-        scores: Its positive-class probability for each holdout row, in holdout order.
+        scores: Its score (``core.task.Task.scores``) for each holdout row, in holdout order.
     """
 
     version: str | None
@@ -78,9 +79,9 @@ class ChampionScore:
     pinned_by: str | None = None  # who pinned the champion, at which version and why (automatic promotions refused)
 
 
-def check_estimator(estimator: str, params: dict[str, Any] | None, seed: int) -> None:
-    """Fail before any work if the estimator is unknown, cannot be imported, or cannot be exported to ONNX."""
-    resolve_estimator(estimator, params, seed)
+def check_estimator(estimator: str, params: dict[str, Any] | None, seed: int, schema: DatasetSchema) -> None:
+    """Fail before any work if the estimator is unknown for the task, cannot be imported, or cannot be exported."""
+    resolve_estimator(estimator, params, seed, schema.task)
 
 
 @task(name="fit-candidate", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -88,7 +89,7 @@ def fit_candidate(
     split: Split, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int
 ) -> Candidate:
     """Fit the pipeline on the training part. Never cached: a run always trains."""
-    pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed), seed=seed)
+    pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
     pipeline.fit(to_model_frame(split.train, schema), encode_target(split.train[schema.target.name], schema))
     return Candidate(pipeline=pipeline, estimator=estimator, params=describe_pipeline(pipeline))
 
@@ -101,21 +102,29 @@ def evaluate_candidate(
     client = tracking.use_tracking_uri(tracking_uri)
     holdout = to_model_frame(split.holdout, schema)
     y_true = encode_target(split.holdout[schema.target.name], schema)
-    proba = candidate.pipeline.predict_proba(holdout)[:, 1]
-    metrics = compute_metrics(y_true, proba)
+    task = schema.task
+    scores = task.scores(_sklearn_outputs(candidate.pipeline, holdout, task))
+    metrics = compute_metrics(y_true, scores, task)
     tracking.log_params(client, run_id, candidate.params)
     tracking.log_metrics(client, run_id, metrics.as_dict(), prefix="holdout_")
-    importances = feature_importance(candidate.pipeline, holdout, y_true, seed)
+    importances = feature_importance(candidate.pipeline, holdout, y_true, seed, task=task)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        classes = [schema.target.negative, schema.target.positive]
-        pngs = [
-            plots.confusion_matrix_png(y_true, (proba > 0.5).astype(int), classes, out / "confusion_matrix.png"),
-            plots.roc_curve_png(y_true, proba, out / "roc_curve.png"),
-            plots.feature_importance_png(importances, out / "feature_importance.png"),
-        ]
+        pngs = [plots.feature_importance_png(importances, out / "feature_importance.png", importance_metric(task))]
+        if task.is_classifier:
+            predicted = task.predicted(scores)
+            pngs.append(plots.confusion_matrix_png(y_true, predicted, list(task.classes), out / "confusion_matrix.png"))
+        if task.kind is TaskKind.BINARY:
+            pngs.append(plots.roc_curve_png(y_true, scores, out / "roc_curve.png"))
+        if task.kind is TaskKind.REGRESSION:
+            pngs.append(plots.predicted_vs_actual_png(y_true, scores, out / "predicted_vs_actual.png"))
         tracking.log_files(client, run_id, pngs, artifact_path="plots")
-    return Evaluation(metrics, proba)
+    return Evaluation(metrics, scores)
+
+
+def _sklearn_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> np.ndarray:
+    """The fitted pipeline's probabilities (classifiers) or predicted values (regressors)."""
+    return np.asarray(pipeline.predict_proba(frame) if task.is_classifier else pipeline.predict(frame))
 
 
 @mlflow_task("export-onnx", timeout_seconds=1800)
@@ -131,18 +140,20 @@ def export_candidate(
     tracking.use_tracking_uri(tracking_uri)
     holdout = to_model_frame(split.holdout, schema)
     onnx_bytes = export_onnx(candidate.pipeline, schema)
-    onnx_labels, onnx_proba = OnnxClassifier.from_bytes(onnx_bytes, schema).predict(holdout)
-    parity = compare_outputs(
-        candidate.pipeline.predict_proba(holdout),
-        onnx_proba,
+    onnx_first, onnx_proba = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
+    task = schema.task
+    expected = (
         candidate.pipeline.predict(holdout),
-        onnx_labels,
-        tolerance=parity_tolerance,
+        (candidate.pipeline.predict_proba(holdout) if task.is_classifier else None),
     )
+    parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
     serving_bytes = _grouped_graph(onnx_bytes, schema, holdout)
     sample = holdout.head(SELFCHECK_ROWS)
     selfcheck = tracking.build_selfcheck(
-        sample, onnx_labels[:SELFCHECK_ROWS], onnx_proba[:SELFCHECK_ROWS], parity_tolerance
+        sample,
+        onnx_first[:SELFCHECK_ROWS],
+        None if onnx_proba is None else onnx_proba[:SELFCHECK_ROWS],
+        parity_tolerance,
     )
     sklearn_uri = tracking.log_sklearn_model(run_id, candidate.pipeline, holdout)
     onnx_uri = tracking.log_onnx_model(run_id, onnx_bytes, schema, holdout, selfcheck, serving_bytes)
@@ -190,11 +201,11 @@ def score_champion(model_name: str, tracking_uri: str, split: Split, schema: Dat
     problem = comparison_problem(champion.tags, schema)
     if problem is not None:
         raise RegistryError(f"champion v{version} of model {model_name!r}: {problem}")
-    model = OnnxClassifier.from_bytes(registry.onnx_bytes(version), schema)
-    _, proba = model.predict(to_model_frame(split.holdout, schema))
+    model = OnnxModel.from_bytes(registry.onnx_bytes(version), schema)
+    first, proba = model.predict(to_model_frame(split.holdout, schema))
     y_true = encode_target(split.holdout[schema.target.name], schema)
-    scores = proba[:, 1].astype(np.float64)
-    return ChampionScore(version, compute_metrics(y_true, scores), scores, pinned_by)
+    scores = schema.task.scores(first if proba is None else proba)
+    return ChampionScore(version, compute_metrics(y_true, scores, schema.task), scores, pinned_by)
 
 
 @task(name="compare-with-champion", cache_policy=NO_CACHE, timeout_seconds=900)

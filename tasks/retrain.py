@@ -139,7 +139,7 @@ def collect_new_labels(
         window = store.read_window(model_name, labelled=True, labelled_after=after)
     finally:
         store.close()
-    usable = window["actual"].astype(str).isin(schema.target.classes)
+    usable = schema.task.usable_labels(window["actual"].to_numpy(dtype=object))
     rows = window[usable]
     if rows.empty:
         return NewLabels(None, 0, int((~usable).sum()), None)
@@ -147,7 +147,8 @@ def collect_new_labels(
     for feature in schema.features:
         if not feature.is_categorical:
             recent[feature.name] = pd.to_numeric(recent[feature.name])
-    recent[schema.target.name] = rows["actual"].to_numpy()
+    actual = rows["actual"]
+    recent[schema.target.name] = (actual if schema.task.is_classifier else pd.to_numeric(actual)).to_numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     recent.to_parquet(out, index=False)
     latest = rows["labelled_at"].max().isoformat()

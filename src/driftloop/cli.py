@@ -23,6 +23,8 @@ from driftloop.errors import DriftloopError
 from driftloop.settings import RolloutStrategy, Settings, get_settings
 
 if TYPE_CHECKING:
+    from driftloop.core.schema import DatasetSchema
+    from driftloop.core.task import Task
     from flows.train import TrainingOutcome
 
 app = typer.Typer(
@@ -101,42 +103,51 @@ def train(
     model_name: Annotated[str | None, typer.Option(help="Registered model name [default: settings]")] = None,
     estimator: Annotated[
         str | None,
-        typer.Option(help="logistic_regression (default) | random_forest | gradient_boosting | hist_gradient_boosting"),
+        typer.Option(
+            help="Classifiers: logistic_regression (default) | random_forest | gradient_boosting | "
+            "hist_gradient_boosting; regressors: ridge (default) and the same three tree models"
+        ),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
             "--model",
             help="Your own estimator instead of --estimator: package.module:factory or path/to/models.py:factory, "
-            "a function returning an unfitted scikit-learn classifier",
+            "a function returning an unfitted scikit-learn classifier (or regressor, for a regression target)",
         ),
     ] = None,
     param: Annotated[list[str], typer.Option(help="Estimator parameter KEY=VALUE (repeatable)")] = [],  # noqa: B006
     floor: Annotated[
         list[str],
         typer.Option(
-            help="The gate's floor METRIC=VALUE (repeatable; a ceiling for log_loss; VALUE 'none' drops the floor). "
-            "Defaults: roc_auc=0.7, accuracy=0.7"
+            help="The gate's floor METRIC=VALUE (repeatable; a ceiling for log_loss, rmse, mae; VALUE 'none' drops "
+            "the floor). Defaults: binary roc_auc=0.7, accuracy=0.7; multiclass roc_auc_ovr=0.7; regression r2=0.1"
         ),
     ] = [],  # noqa: B006
     min_roc_auc: Annotated[float | None, typer.Option(min=0.0, max=1.0, hidden=True)] = None,
     min_accuracy: Annotated[float | None, typer.Option(min=0.0, max=1.0, hidden=True)] = None,
-    tolerance: Annotated[float, typer.Option(help="Allowed ROC AUC drop vs the champion")] = 0.005,
+    tolerance: Annotated[
+        float,
+        typer.Option(help="Allowed drop of the primary metric (ROC AUC, one-vs-rest ROC AUC, R²) vs champion"),
+    ] = 0.005,
 ) -> None:
     """Run the training flow: validate, train, gate, export ONNX, register, maybe promote."""
     settings = get_settings()
     params = _parse_params(param)
     # --min-roc-auc and --min-accuracy are the older spelling of two floors; --floor wins where both name one.
     older = {"roc_auc": min_roc_auc, "accuracy": min_accuracy}
-    floors = _parse_floors([f"{name}={value}" for name, value in older.items() if value is not None] + floor)
-    from driftloop.core.pipeline import DEFAULT_ESTIMATOR
+    overrides = _parse_floors([f"{name}={value}" for name, value in older.items() if value is not None] + floor)
+    from driftloop.core.pipeline import default_estimator
 
     if model is not None and estimator is not None:
         raise _fail("--model and --estimator both name the estimator: give one")
     from driftloop.io.user_model import canonical_reference
 
-    estimator = canonical_reference(model) if model else estimator or DEFAULT_ESTIMATOR
-    _check_training_inputs(settings, model_name or settings.model_name, data, schema, estimator, params)
+    task = _check_training_inputs(
+        settings, model_name or settings.model_name, data, schema, model or estimator, params
+    ).task
+    estimator = canonical_reference(model) if model else estimator or default_estimator(task)
+    floors = _task_floors(task, overrides)
     _start_services(settings)
     _export_env(settings)
     from flows.train import train_model
@@ -153,25 +164,38 @@ def train(
     _print_outcome(settings, outcome)
 
 
-def _parse_floors(pairs: list[str]) -> dict[str, float]:
-    """The gate's floors: the defaults, then each ``METRIC=VALUE`` in order (``METRIC=none`` drops one)."""
-    from driftloop.core.gates import GatePolicy
-
-    floors = dict(GatePolicy().floors)
+def _parse_floors(pairs: list[str]) -> dict[str, float | None]:
+    """Each ``METRIC=VALUE`` in order, the last one winning; ``METRIC=none`` (None) drops the floor."""
+    overrides: dict[str, float | None] = {}
     for pair in pairs:
         metric, sep, raw = pair.partition("=")
         metric = metric.strip()
         if not sep or not metric:
             raise _fail(f"--floor expects METRIC=VALUE, got {pair!r}")
         if raw.strip().lower() == "none":
-            floors.pop(metric, None)
+            overrides[metric] = None
             continue
         try:
-            floors[metric] = float(raw)
+            overrides[metric] = float(raw)
         except ValueError:
             raise _fail(f"--floor {metric}: {raw!r} is not a number") from None
+    return overrides
+
+
+def _task_floors(task: Task, overrides: dict[str, float | None]) -> dict[str, float] | None:
+    """The task's default floors with ``overrides`` applied; None (the flow's defaults) when there are none."""
+    from driftloop.core.gates import GatePolicy
+
+    if not overrides:
+        return None
+    floors = task.default_floors
+    for metric, value in overrides.items():
+        if value is None:
+            floors.pop(metric, None)
+        else:
+            floors[metric] = value
     try:
-        GatePolicy(floors=floors)
+        GatePolicy(floors=floors, kind=task.kind)
     except ValueError as error:
         raise _fail(f"--floor: {error}") from None
     return floors
@@ -182,10 +206,10 @@ def _check_training_inputs(
     model_name: str,
     data: Path | None,
     schema: Path | None,
-    estimator: str,
+    estimator: str | None,
     params: dict[str, Any],
-) -> None:
-    """The schema, the snapshot against it and the estimator, checked before any service starts.
+) -> DatasetSchema:
+    """The schema, the snapshot against it and the estimator, checked before any service starts; the schema.
 
     The training flow checks them again (and records a rejected snapshot); this only makes a mistake cost
     seconds, not a Prefect and MLflow start.
@@ -207,9 +231,10 @@ def _check_training_inputs(
             "then pass --schema schema.yaml"
         )
     dataset_schema = load_schema(schema_path)
+    from driftloop.core.pipeline import default_estimator
     from driftloop.io.user_model import resolve_estimator
 
-    resolve_estimator(estimator, params, settings.seed)
+    resolve_estimator(estimator or default_estimator(dataset_schema.task), params, settings.seed, dataset_schema.task)
     problems = find_problems(read_snapshot(data_path), dataset_schema)
     if problems:
         raise DatasetValidationError(str(data_path), problems)
@@ -221,6 +246,7 @@ def _check_training_inputs(
         champion = ModelRegistry(model_name, settings.tracking_uri).champion()
         if champion is not None and (problem := comparison_problem(champion.tags, dataset_schema)):
             raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}")
+    return dataset_schema
 
 
 def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
@@ -236,7 +262,7 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
     table = Table(box=None, show_header=True, header_style="bold")
     for column in ("metric", "candidate", "champion", "delta"):
         table.add_column(column)
-    for metric in HIGHER_IS_BETTER:
+    for metric in (name for name in outcome.metrics if name in HIGHER_IS_BETTER):
         value = outcome.metrics[metric]
         base = (outcome.champion_metrics or {}).get(metric)
         table.add_row(
@@ -287,7 +313,7 @@ def models() -> None:
             highlight=False,
         )
     table = Table(title=f"model {settings.model_name}  ({settings.tracking_uri})", header_style="bold")
-    columns = ("version", "aliases", "created", "estimator", "roc_auc", "accuracy", "gate", "why", "parity", "data")
+    columns = ("version", "aliases", "created", "estimator", "metrics", "gate", "why", "parity", "data")
     for column in columns:
         table.add_column(column, overflow="fold" if column == "why" else "ellipsis")
     for v in versions:
@@ -297,8 +323,7 @@ def models() -> None:
             ",".join(v.aliases) or "",
             v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             tags.get(lineage.ESTIMATOR, "?"),
-            tags.get(f"{lineage.PREFIX}metric.roc_auc", "?"),
-            tags.get(f"{lineage.PREFIX}metric.accuracy", "?"),
+            _headline_metrics(tags),
             tags.get(lineage.GATE, "?"),
             escape(_first_reason(tags.get(lineage.GATE_REASON, ""))),
             tags.get(lineage.PARITY, "?"),
@@ -306,6 +331,21 @@ def models() -> None:
         )
     out.print(table)
     out.print("the gate's rule, every segment and interval: `driftloop.gate_*` tags and decision.md of each run")
+
+
+def _headline_metrics(tags: dict[str, str]) -> str:
+    """The version's first two metrics of its task (from its gate policy tag), e.g. ``roc_auc 0.84 accuracy 0.8``."""
+    import json
+
+    from driftloop.core.task import TASK_METRICS, TaskKind
+
+    try:
+        kind = TaskKind(json.loads(tags.get(lineage.GATE_POLICY, "{}")).get("kind", TaskKind.BINARY))
+    except (ValueError, AttributeError):
+        kind = TaskKind.BINARY
+    shown = [f"{name} {tags[f'{lineage.PREFIX}metric.{name}']}" for name in list(TASK_METRICS[kind])[:3]
+             if f"{lineage.PREFIX}metric.{name}" in tags]  # fmt: skip
+    return " ".join(shown) or "?"
 
 
 def _first_reason(reason: str, limit: int = 110) -> str:

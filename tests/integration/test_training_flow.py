@@ -17,7 +17,7 @@ from driftloop.core import lineage
 from driftloop.core.features import to_model_frame
 from driftloop.core.snapshot import split_holdout
 from driftloop.io.datasets import load_schema, read_snapshot
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.tracking import use_tracking_uri
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF
@@ -110,7 +110,7 @@ def test_registered_onnx_matches_sklearn_on_the_holdout(trained: Driftloop) -> N
     holdout = split_holdout(read_snapshot(BUNDLED_DATA), schema, fraction=0.25, seed=42).holdout
     frame = to_model_frame(holdout, schema)
 
-    onnx_labels, onnx_proba = OnnxClassifier.from_bytes(registry.onnx_bytes(str(version.version)), schema).predict(
+    onnx_labels, onnx_proba = OnnxModel.from_bytes(registry.onnx_bytes(str(version.version)), schema).predict(
         frame
     )
     use_tracking_uri(trained.tracking_uri)  # not mlflow.set_tracking_uri: it leaves MLFLOW_TRACKING_URI set

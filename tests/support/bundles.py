@@ -23,7 +23,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.io.bundle import ModelInfo, write_model_info
 from driftloop.io.datasets import load_schema, read_snapshot
 from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.tracking import build_selfcheck
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
 
@@ -69,7 +69,7 @@ def train_model(rows: int = 600, seed: int = 0, holdout_rows: int = 200) -> Trai
     )
     onnx_bytes = export_onnx(pipeline, schema)
     holdout = to_model_frame(raw_holdout, schema)
-    labels, probabilities = OnnxClassifier.from_bytes(onnx_bytes, schema).predict(holdout)
+    labels, probabilities = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
     return TrainedModel(
         schema=schema,
         onnx_bytes=onnx_bytes,

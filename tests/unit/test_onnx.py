@@ -23,7 +23,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ExportError
 from driftloop.io.onnx_export import export_onnx, grouped_onnx, onnx_sha256, proven_grouped_onnx
 from driftloop.io.onnx_preprocess import PREFIX
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.plots import confusion_matrix_png, feature_importance_png, roc_curve_png
 from tests.support.loans import LOANS_SCHEMA_YAML, make_loans
 
@@ -63,10 +63,10 @@ def churn() -> Churn:
 
 def _parity(pipeline: Pipeline, model_bytes: bytes, schema: DatasetSchema, frame: pd.DataFrame) -> str:
     """The per-feature graph scores like scikit-learn, and the grouped graph exactly like the per-feature one."""
-    labels, proba = OnnxClassifier.from_bytes(model_bytes, schema).predict(frame)
+    labels, proba = OnnxModel.from_bytes(model_bytes, schema).predict(frame)
     report = compare_outputs(pipeline.predict_proba(frame), proba, pipeline.predict(frame), labels)
     assert report.passed, report.summary()
-    grouped = OnnxClassifier.from_bytes(grouped_onnx(model_bytes), schema)
+    grouped = OnnxModel.from_bytes(grouped_onnx(model_bytes), schema)
     assert grouped.grouped
     grouped_labels, grouped_proba = grouped.predict(frame)
     np.testing.assert_array_equal(grouped_labels, labels)
@@ -77,7 +77,7 @@ def _parity(pipeline: Pipeline, model_bytes: bytes, schema: DatasetSchema, frame
 @pytest.mark.parametrize("estimator", list(ESTIMATORS))
 def test_onnx_scores_the_holdout_like_sklearn(estimator: str, churn: Churn) -> None:
     pipeline, model_bytes = churn.model(estimator)
-    classifier = OnnxClassifier.from_bytes(model_bytes, churn.schema)
+    classifier = OnnxModel.from_bytes(model_bytes, churn.schema)
 
     labels, proba = classifier.predict(churn.holdout)
 
@@ -132,7 +132,7 @@ def test_the_grouped_graph_scores_the_holdout_exactly_as_the_per_feature_graph(e
     _parity(pipeline, model_bytes, churn.schema, churn.holdout)
     inputs = {
         i.name: (i.type, i.shape[1])
-        for i in OnnxClassifier.from_bytes(grouped_onnx(model_bytes), churn.schema).session.get_inputs()
+        for i in OnnxModel.from_bytes(grouped_onnx(model_bytes), churn.schema).session.get_inputs()
     }
     assert inputs == {"numeric": ("tensor(float)", 9), "categorical": ("tensor(string)", 10)}
 
@@ -146,7 +146,7 @@ def test_a_schema_with_one_kind_of_feature_exports_and_groups(kind: str, churn: 
     model_bytes = export_onnx(pipeline, schema)
 
     _parity(pipeline, model_bytes, schema, churn.holdout[keep])
-    grouped = OnnxClassifier.from_bytes(grouped_onnx(model_bytes), schema)
+    grouped = OnnxModel.from_bytes(grouped_onnx(model_bytes), schema)
     assert [i.name for i in grouped.session.get_inputs()] == [kind]
 
 
@@ -211,7 +211,7 @@ def test_a_grouped_graph_refuses_a_schema_with_its_columns_in_another_order(chur
     features = churn.schema.model_dump()["features"]
     reordered = _variant(churn.schema, features=[features[4], *features[:4], *features[5:]])  # tenure first
     with pytest.raises(ExportError, match=r"input 'numeric' holds columns \['female'"):
-        OnnxClassifier.from_bytes(grouped, reordered)
+        OnnxModel.from_bytes(grouped, reordered)
 
 
 def test_the_grouped_graph_is_proven_on_rows_before_it_is_used(churn: Churn) -> None:
@@ -278,23 +278,23 @@ def test_runtime_rejects_a_graph_that_does_not_fit_the_schema(churn: Churn) -> N
 
     fewer = _variant(churn.schema, features=[f for f in features if f["name"] != "tenure"])
     with pytest.raises(ExportError, match=r"input\(s\) \['tenure'\] are not features"):
-        OnnxClassifier.from_bytes(model_bytes, fewer)
+        OnnxModel.from_bytes(model_bytes, fewer)
 
     extra = _variant(churn.schema, features=[*features, {"name": "age", "kind": "numeric"}])
     with pytest.raises(ExportError, match=r"inputs missing for feature\(s\) \['age'\]"):
-        OnnxClassifier.from_bytes(model_bytes, extra)
+        OnnxModel.from_bytes(model_bytes, extra)
 
     retyped = [
         {"name": f["name"], "kind": "categorical", "categories": ["0", "1"]} if f["name"] == "partner" else f
         for f in features
     ]
     with pytest.raises(ExportError, match=r"input 'partner' is tensor\(float\), the schema needs tensor\(string\)"):
-        OnnxClassifier.from_bytes(model_bytes, _variant(churn.schema, features=retyped))
+        OnnxModel.from_bytes(model_bytes, _variant(churn.schema, features=retyped))
 
 
 def test_runtime_rejects_bytes_that_are_not_a_model(churn: Churn) -> None:
     with pytest.raises(ExportError, match="onnxruntime cannot load the model"):
-        OnnxClassifier.from_bytes(b"not an onnx model", churn.schema)
+        OnnxModel.from_bytes(b"not an onnx model", churn.schema)
 
 
 def test_plots_write_png_files(churn: Churn, tmp_path: Path) -> None:

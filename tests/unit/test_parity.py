@@ -17,7 +17,7 @@ from driftloop.core.parity import ParityReport, compare_outputs, compare_with_re
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.io.onnx_export import export_onnx
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -31,7 +31,7 @@ def outputs() -> Outputs:
     train, rest, y_train, _ = train_test_split(frame, y, train_size=1000, stratify=y, random_state=0)
     scored = rest.head(500)
     pipeline = build_pipeline(schema, "logistic_regression").fit(train, y_train)
-    onnx_labels, onnx_proba = OnnxClassifier.from_bytes(export_onnx(pipeline, schema), schema).predict(scored)
+    onnx_labels, onnx_proba = OnnxModel.from_bytes(export_onnx(pipeline, schema), schema).predict(scored)
     return pipeline.predict_proba(scored), pipeline.predict(scored), onnx_proba, onnx_labels
 
 
@@ -110,7 +110,7 @@ def test_a_flip_just_outside_the_tie_band_fails() -> None:
     [
         (np.zeros((3, 2)), np.zeros((2, 2)), (np.zeros(3), np.zeros(3)), "probability shapes differ"),
         (np.zeros((3, 2)), np.zeros((3, 3)), (np.zeros(3), np.zeros(3)), "probability shapes differ"),
-        (np.zeros(3), np.zeros(3), (np.zeros(3), np.zeros(3)), "not (n, 2)"),
+        (np.zeros(3), np.zeros(3), (np.zeros(3), np.zeros(3)), "not (n, k ≥ 2)"),
         (np.zeros((3, 2)), np.zeros((3, 2)), (np.zeros(3), np.zeros(2)), "label shapes"),
         (np.zeros((0, 2)), np.zeros((0, 2)), (np.zeros(0), np.zeros(0)), "no rows"),
         (np.zeros((2, 2)), np.array([[0.0, 0.0], [np.nan, 1.0]]), (np.zeros(2), np.zeros(2)), "1 row(s) have NaN"),

@@ -4,6 +4,7 @@ from sklearn import metrics as skm
 
 from driftloop.core import significance
 from driftloop.core.significance import MAX_BOOTSTRAP_ROWS, paired_bootstrap, weighted_metric
+from driftloop.core.task import TASK_METRICS, TaskKind
 
 SKLEARN = {
     "roc_auc": lambda y, p: skm.roc_auc_score(y, p),
@@ -201,3 +202,273 @@ def test_a_difference_is_described_as_better_or_worse_by_how_much(candidate: flo
         improvement=candidate - champion, low=-0.01, high=0.05, confidence=0.95, resamples=0, method="DeLong",
     )  # fmt: skip
     assert difference.describe() == says
+
+
+# ------------------------------------------------------------------------------------------ multiclass and regression
+
+MULTICLASS_SKLEARN = {
+    "accuracy": lambda y, p: skm.accuracy_score(y, np.argmax(p, axis=1)),
+    "log_loss": lambda y, p: skm.log_loss(y, p, labels=list(range(p.shape[1]))),
+    "macro_f1": lambda y, p: skm.f1_score(
+        y, np.argmax(p, axis=1), labels=list(range(p.shape[1])), average="macro", zero_division=0
+    ),
+    "roc_auc_ovr": lambda y, p: skm.roc_auc_score(
+        y, p, multi_class="ovr", average="macro", labels=list(range(p.shape[1]))
+    ),
+}
+REGRESSION_SKLEARN = {
+    "rmse": lambda y, v: skm.root_mean_squared_error(y, v),
+    "mae": lambda y, v: skm.mean_absolute_error(y, v),
+    "r2": lambda y, v: skm.r2_score(y, v),
+}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _multiclass_model(
+    rng: np.random.Generator, y: np.ndarray, classes: int, signal: float, ties: bool = False
+) -> np.ndarray:
+    """Probabilities from logits that favour the true class by ``signal`` under unit Gaussian noise."""
+    logits = signal * np.eye(classes)[y] + rng.normal(0, 1, (y.size, classes))
+    # Whole-number logits repeat across rows, so every column holds ties the AUC must count one half.
+    return _softmax(np.round(logits) if ties else logits)
+
+
+def _multiclass_data(rows: int, classes: int, seed: int, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, rows)
+    return y, _multiclass_model(rng, y, classes, signal=1.0, ties=ties)
+
+
+def _regression_data(rows: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(10, 3, rows)
+    return y, y + rng.normal(0.3, noise, rows)
+
+
+def test_every_task_metric_has_a_weighted_form() -> None:
+    for kind in TaskKind:
+        assert set(significance.WEIGHTED_METRICS[kind]) == set(TASK_METRICS[kind])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("classes", [3, 5])
+@pytest.mark.parametrize("metric", sorted(MULTICLASS_SKLEARN))
+def test_multiclass_unit_weights_give_sklearns_value(metric: str, classes: int, seed: int, ties: bool) -> None:
+    y, proba = _multiclass_data(2000, classes, seed, ties)
+    expected = MULTICLASS_SKLEARN[metric](y, proba)
+    assert weighted_metric(metric, y, proba, kind=TaskKind.MULTICLASS)[0] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("metric", sorted(REGRESSION_SKLEARN))
+def test_regression_unit_weights_give_sklearns_value(metric: str, seed: int) -> None:
+    y, predicted = _regression_data(2000, seed)
+    expected = REGRESSION_SKLEARN[metric](y, predicted)
+    assert weighted_metric(metric, y, predicted, kind=TaskKind.REGRESSION)[0] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", sorted(MULTICLASS_SKLEARN))
+def test_multiclass_integer_weights_equal_repeating_rows(metric: str) -> None:
+    y, proba = _multiclass_data(400, 4, seed=2, ties=True)
+    weights = np.random.default_rng(3).poisson(1.0, size=(4, y.size)).astype(float)
+    weights[0, :3] = [2, 0, 1]
+    values = weighted_metric(metric, y, proba, weights, TaskKind.MULTICLASS)
+    for row, value in zip(weights.astype(int), values, strict=True):
+        repeated = np.repeat(np.arange(y.size), row)
+        assert value == pytest.approx(MULTICLASS_SKLEARN[metric](y[repeated], proba[repeated]), abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", sorted(REGRESSION_SKLEARN))
+def test_regression_integer_weights_equal_repeating_rows(metric: str) -> None:
+    y, predicted = _regression_data(400, seed=2)
+    weights = np.random.default_rng(3).poisson(1.0, size=(4, y.size)).astype(float)
+    weights[0, :3] = [2, 0, 1]
+    values = weighted_metric(metric, y, predicted, weights, TaskKind.REGRESSION)
+    for row, value in zip(weights.astype(int), values, strict=True):
+        repeated = np.repeat(np.arange(y.size), row)
+        assert value == pytest.approx(REGRESSION_SKLEARN[metric](y[repeated], predicted[repeated]), abs=1e-9)
+
+
+def test_multiclass_log_loss_renormalises_rows_that_do_not_sum_to_one() -> None:
+    y, proba = _multiclass_data(1000, 3, seed=4)
+    proba32 = proba.astype(np.float32)  # a model's output: rows sum to 1 only up to float32 rounding
+    assert not np.all(proba32.astype(np.float64).sum(axis=1) == 1)
+    normalised = proba32 / proba32.sum(axis=1, keepdims=True, dtype=np.float64)
+    got = weighted_metric("log_loss", y, proba32, kind=TaskKind.MULTICLASS)[0]
+    assert got == pytest.approx(MULTICLASS_SKLEARN["log_loss"](y, normalised), abs=1e-12)
+    doubled = weighted_metric("log_loss", y, 2 * proba, kind=TaskKind.MULTICLASS)[0]
+    assert doubled == pytest.approx(MULTICLASS_SKLEARN["log_loss"](y, proba), abs=1e-12)
+
+
+def test_regression_targets_are_not_truncated_to_integers() -> None:
+    y = np.array([0.4, 1.6, 2.5, 3.9])
+    predicted = np.array([0.5, 1.5, 2.0, 4.0])
+    assert weighted_metric("mae", y, predicted, kind=TaskKind.REGRESSION)[0] == pytest.approx(0.2)
+    result = paired_bootstrap("mae", y, predicted, y, kind=TaskKind.REGRESSION, resamples=100)
+    assert (result.candidate, result.champion) == (pytest.approx(0.2), 0.0)
+
+
+def test_r2_of_constant_targets_is_undefined() -> None:
+    y = np.full(5, 0.1)
+    assert np.isnan(weighted_metric("r2", y, y + 1, kind=TaskKind.REGRESSION)[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("metric", sorted(MULTICLASS_SKLEARN))
+def test_a_better_multiclass_model_is_significantly_better_and_the_reverse_worse(metric: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 1500)
+    strong = _multiclass_model(rng, y, 3, signal=3.0)
+    weak = _multiclass_model(rng, y, 3, signal=1.0)
+    kind = TaskKind.MULTICLASS
+    better = paired_bootstrap(metric, y, strong, weak, resamples=500, seed=seed, kind=kind)
+    assert better.significantly_better
+    worse = paired_bootstrap(metric, y, weak, strong, resamples=500, seed=seed, kind=kind)
+    assert worse.significantly_worse
+    assert worse.improvement == pytest.approx(-better.improvement)
+
+
+def _jittered(rng: np.random.Generator, proba: np.ndarray) -> np.ndarray:
+    """The same probabilities plus noise far below any gap between them, renormalised."""
+    jittered = np.abs(proba + rng.normal(0, 1e-9, proba.shape))
+    return jittered / jittered.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "roc_auc_ovr"])
+def test_a_multiclass_model_against_itself_with_tiny_noise_is_not_significantly_different(
+    metric: str, seed: int
+) -> None:
+    # Labels and rankings survive the noise, so every replicate's difference is exactly zero.
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 1500)
+    proba = _multiclass_model(rng, y, 3, signal=1.0)
+    result = paired_bootstrap(
+        metric, y, _jittered(rng, proba), proba, resamples=500, seed=seed, kind=TaskKind.MULTICLASS
+    )
+    assert (result.improvement, result.low, result.high) == (0, 0, 0)
+    assert not result.significantly_better
+    assert not result.significantly_worse
+
+
+def test_log_loss_of_a_model_against_itself_with_tiny_noise_is_rarely_significant() -> None:
+    """Log loss moves with any noise, so at 95% about one comparison in twenty is 'significant' by chance.
+
+    The percentile bootstrap runs a little above that on these skewed per-row differences (9 of these 100).
+    """
+    trials, significant = 100, 0
+    for seed in range(trials):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 3, 1500)
+        proba = _multiclass_model(rng, y, 3, signal=1.0)
+        result = paired_bootstrap(
+            "log_loss", y, _jittered(rng, proba), proba, resamples=500, seed=seed, kind=TaskKind.MULTICLASS
+        )
+        assert abs(result.improvement) < 1e-6
+        assert result.low < result.high
+        significant += result.significantly_better or result.significantly_worse
+    assert significant <= 15
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("metric", sorted(REGRESSION_SKLEARN))
+def test_a_better_regressor_is_significantly_better_and_an_identical_one_is_not(metric: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(10, 3, 1000)
+    close = y + rng.normal(0, 0.5, y.size)
+    far = y + rng.normal(0, 2.0, y.size)
+    kind = TaskKind.REGRESSION
+    better = paired_bootstrap(metric, y, close, far, resamples=500, seed=seed, kind=kind)
+    assert better.significantly_better
+    assert not better.significantly_worse
+    assert paired_bootstrap(metric, y, far, close, resamples=500, seed=seed, kind=kind).significantly_worse
+    same = paired_bootstrap(metric, y, close, close.copy(), resamples=500, seed=seed, kind=kind)
+    assert (same.improvement, same.low, same.high) == (0, 0, 0)
+    assert not same.significantly_better
+    assert not same.significantly_worse
+
+
+@pytest.mark.parametrize(
+    ("metric", "kind"),
+    [("rmse", TaskKind.REGRESSION), ("mae", TaskKind.REGRESSION), ("log_loss", TaskKind.MULTICLASS)],
+)
+def test_lower_is_better_metrics_count_a_lower_candidate_as_an_improvement(metric: str, kind: TaskKind) -> None:
+    rng = np.random.default_rng(7)
+    if kind is TaskKind.REGRESSION:
+        y = rng.normal(0, 1, 800)
+        good, bad = y + rng.normal(0, 0.2, y.size), y + rng.normal(0, 1.0, y.size)
+    else:
+        y = rng.integers(0, 3, 800)
+        good, bad = _multiclass_model(rng, y, 3, signal=3.0), _multiclass_model(rng, y, 3, signal=0.5)
+    result = paired_bootstrap(metric, y, good, bad, resamples=300, kind=kind)
+    assert result.candidate < result.champion
+    assert result.improvement == pytest.approx(result.champion - result.candidate)
+    assert result.improvement > 0
+    assert result.low > 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "metric", "valid"),
+    [
+        (TaskKind.MULTICLASS, "roc_auc", "accuracy, log_loss, macro_f1, roc_auc_ovr"),
+        (TaskKind.REGRESSION, "accuracy", "rmse, mae, r2"),
+        (TaskKind.BINARY, "macro_f1", "roc_auc, accuracy, log_loss, precision, recall, f1"),
+    ],
+)
+def test_an_unknown_metric_for_the_kind_names_the_valid_ones(kind: TaskKind, metric: str, valid: str) -> None:
+    y, score = np.array([0, 1, 2, 0]), np.full((4, 3), 1 / 3)
+    if kind is not TaskKind.MULTICLASS:
+        score = np.array([0.2, 0.8, 0.6, 0.1])
+    with pytest.raises(
+        ValueError, match=f"no significance test for metric '{metric}' of a {kind} model; choose one of: {valid}$"
+    ):
+        weighted_metric(metric, y, score, kind=kind)
+    with pytest.raises(ValueError, match=f"choose one of: {valid}$"):
+        paired_bootstrap(metric, y, score, score, kind=kind)
+    with pytest.raises(ValueError, match=f"choose one of: {valid}$"):
+        significance.compare_metric(metric, y, score, score, kind=kind)
+
+
+def test_only_binary_roc_auc_uses_delong() -> None:
+    assert significance.interval_method("roc_auc") == "DeLong"
+    assert significance.interval_method("roc_auc", TaskKind.BINARY) == "DeLong"
+    assert significance.interval_method("roc_auc_ovr", TaskKind.MULTICLASS) == "paired bootstrap"
+    assert significance.interval_method("r2", TaskKind.REGRESSION) == "paired bootstrap"
+    y, a = _multiclass_data(300, 3, seed=1)
+    _, b = _multiclass_data(300, 3, seed=2)
+    kind = TaskKind.MULTICLASS
+    compared = significance.compare_metric("roc_auc_ovr", y, a, b, resamples=200, seed=3, kind=kind)
+    assert compared.method == "paired bootstrap"
+    assert compared == paired_bootstrap("roc_auc_ovr", y, a, b, resamples=200, seed=3, kind=kind)
+
+
+def test_large_multiclass_sets_are_sampled_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(significance, "MAX_BOOTSTRAP_ROWS", 500)
+    y, a = _multiclass_data(2000, 4, seed=8)
+    b = a[::-1].copy()
+    result = significance.paired_bootstrap("macro_f1", y, a, b, resamples=200, kind=TaskKind.MULTICLASS)
+    assert (result.rows, result.rows_used) == (2000, 500)
+    assert result.candidate == pytest.approx(MULTICLASS_SKLEARN["macro_f1"](y, a), abs=1e-12)
+    assert result.low <= result.improvement <= result.high
+
+
+@pytest.mark.parametrize(
+    ("y", "candidate", "champion", "match"),
+    [
+        (np.array([0, 1, 2]), np.full(3, 0.5), np.full(3, 0.5), r"shape \(rows, classes ≥ 2\)"),
+        (np.array([0, 1, 2]), np.full((3, 3), 1 / 3), np.full((2, 3), 1 / 3), "same non-zero number"),
+        (np.array([0, 1, 2]), np.full((3, 3), 1 / 3), np.full((3, 4), 1 / 4), "different shapes"),
+        (np.array([0, 1, 3]), np.full((3, 3), 1 / 3), np.full((3, 3), 1 / 3), r"class indices 0\.\.2"),
+        (np.array([0, 1, -1]), np.full((3, 3), 1 / 3), np.full((3, 3), 1 / 3), r"class indices 0\.\.2"),
+    ],
+)
+def test_malformed_multiclass_inputs_are_refused(
+    y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        paired_bootstrap("accuracy", y, candidate, champion, resamples=100, kind=TaskKind.MULTICLASS)

@@ -23,7 +23,7 @@ from driftloop.core.pipeline import MODEL_STEP, build_pipeline, needs_scaling
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError, ExportError
 from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.user_model import canonical_reference, resolve_estimator
 
 FACTORIES = """
@@ -59,6 +59,9 @@ def a_pipeline():
 class Handmade(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         return self
+
+    def predict(self, X):
+        return X
 
     def predict_proba(self, X):
         return X
@@ -110,7 +113,7 @@ def test_a_users_estimator_trains_behind_driftloops_preprocessing_and_exports_wi
     pipeline = build_pipeline(churn_schema, model).fit(train, y_train)
     assert pipeline.named_steps[MODEL_STEP] is model
     onnx_bytes = export_onnx(pipeline, churn_schema)
-    labels, proba = OnnxClassifier.from_bytes(onnx_bytes, churn_schema).predict(holdout)
+    labels, proba = OnnxModel.from_bytes(onnx_bytes, churn_schema).predict(holdout)
     report = compare_outputs(pipeline.predict_proba(holdout), proba, pipeline.predict(holdout), labels, tolerance=1e-5)
     assert report.passed, report.summary()
     proven_grouped_onnx(onnx_bytes, churn_schema, holdout)  # the server's faster graph holds too

@@ -146,13 +146,13 @@ def test_labels_outside_the_classes(churn_frame: pd.DataFrame, churn_schema: Dat
     ]
 
 
-@pytest.mark.parametrize(("labels", "found"), [("No", "only 'No'"), ("Yes", "only 'Yes'"), ("unknown", "none")])
+@pytest.mark.parametrize(("labels", "absent"), [("No", "'Yes'"), ("Yes", "'No'"), ("unknown", "'No', 'Yes'")])
 def test_fewer_than_two_classes(
-    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, labels: str, found: str
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, labels: str, absent: str
 ) -> None:
     churn_frame["churn"] = labels
     problems = find_problems(churn_frame, churn_schema)
-    assert problems[-1] == f"target 'churn': both classes 'No', 'Yes' are needed; found {found}"
+    assert problems[-1] == f"target 'churn': both classes 'No', 'Yes' are needed; no rows of {absent}"
 
 
 def test_every_problem_is_reported_in_one_error(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:

@@ -1,9 +1,10 @@
-"""Holdout metrics of a binary classifier, and which direction of each is better."""
+"""Holdout metrics of a model for its task, and permutation importance of its raw features."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -11,80 +12,139 @@ from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-# Quality metrics only: rows and positive_rate describe the data and have no better direction.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "roc_auc": True,
-    "f1": True,
-    "accuracy": True,
-    "log_loss": False,
-    "precision": True,
-    "recall": True,
+from driftloop.core.task import HIGHER_IS_BETTER, Task, TaskKind
+
+__all__ = ["HIGHER_IS_BETTER", "BINARY", "Metrics", "compute_metrics", "feature_importance", "predicted_labels"]
+
+# The task of every model before tasks had kinds; the default where no task is given.
+BINARY = Task(TaskKind.BINARY, ("0", "1"))
+
+# scikit-learn's scorer per task for permutation importance (the drop in it when a feature is shuffled), and its name.
+_IMPORTANCE_SCORING = {
+    TaskKind.BINARY: ("roc_auc", "ROC AUC"),
+    TaskKind.MULTICLASS: ("roc_auc_ovr", "one-vs-rest ROC AUC"),
+    TaskKind.REGRESSION: ("r2", "R²"),
 }
 
 
-@dataclass(frozen=True)
-class Metrics:
-    """Scores on one labelled set. ``roc_auc`` is NaN when the set holds a single class."""
+def importance_metric(task: Task) -> str:
+    """What ``feature_importance`` measures the drop of, for people."""
+    return _IMPORTANCE_SCORING[task.kind][1]
 
-    roc_auc: float
-    f1: float
-    accuracy: float
-    log_loss: float
-    precision: float
-    recall: float
-    rows: int
-    positive_rate: float
+
+@dataclass(frozen=True)
+class Metrics(Mapping[str, float]):
+    """Scores on one labelled set, by name (``Task.metrics``): a read-only mapping, in the task's metric order."""
+
+    table: Mapping[str, float]
+
+    def __getitem__(self, name: str) -> float:
+        return self.table[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return dict(self.table)
 
 
-def predicted_labels(proba_positive: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """1 where ``proba_positive > threshold``, else 0.
-
-    Strictly greater, so that at 0.5 this is the label sklearn's ``predict`` and the ONNX ``label`` output give:
-    argmax over (p0, p1), which picks class 0 on a tie.
-    """
-    return (np.asarray(proba_positive) > threshold).astype(np.int64)
+def predicted_labels(proba_positive: np.ndarray) -> np.ndarray:
+    """A binary classifier's labels: 1 where ``proba_positive > 0.5`` (see ``Task.predicted``)."""
+    return BINARY.predicted(np.asarray(proba_positive))
 
 
-def compute_metrics(y_true: np.ndarray, proba_positive: np.ndarray, threshold: float = 0.5) -> Metrics:
-    """Metrics of positive-class probabilities against 0/1 labels; labels are ``proba > threshold``.
+def task_metrics(task: Task, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Every metric of this task, plus ``rows`` (and ``positive_rate`` for binary).
+
+    ROC AUC is NaN when the rows hold a single class (one-vs-rest: when a class has no rows or all of them).
 
     Raises:
-        ValueError: empty or unequal-length inputs, labels other than 0/1, probabilities outside [0, 1] or NaN.
+        ValueError: empty or unequal-length inputs, labels outside the classes, probabilities outside
+            [0, 1] or NaN, values that are not finite.
     """
-    y = np.asarray(y_true).ravel()
-    p = np.asarray(proba_positive, dtype=np.float64).ravel()
-    if y.size == 0 or y.size != p.size:
-        raise ValueError(f"need equal, non-zero numbers of labels and probabilities; got {y.size} and {p.size}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"labels must be 0 or 1; got values {sorted(set(np.unique(y).tolist()) - {0, 1})}")
-    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+    y = np.asarray(y_true).ravel() if not task.is_classifier else np.asarray(y_true).ravel().astype(np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    rows = int(y.size)
+    if rows == 0 or rows != s.shape[0]:
+        raise ValueError(f"need equal, non-zero numbers of labels and scores; got {rows} and {s.shape[0]}")
+    if task.kind is TaskKind.REGRESSION:
+        return _regression_metrics(y.astype(np.float64), s.reshape(-1))
+    if ((y < 0) | (y >= len(task.classes))).any():
+        raise ValueError(f"labels must be class indices 0..{len(task.classes) - 1}")
+    if np.isnan(s).any() or (s < 0).any() or (s > 1).any():
         raise ValueError("probabilities must lie in [0, 1] and not be NaN")
-    y = y.astype(np.int64)
-    labels = predicted_labels(p, threshold)
+    if task.kind is TaskKind.BINARY:
+        return _binary_metrics(y, s.reshape(-1))
+    return _multiclass_metrics(y, s, len(task.classes))
+
+
+def _binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    labels = (p > 0.5).astype(np.int64)
     single_class = np.unique(y).size < 2
-    return Metrics(
-        roc_auc=math.nan if single_class else float(skm.roc_auc_score(y, p)),
-        f1=float(skm.f1_score(y, labels, zero_division=0)),
-        accuracy=float(skm.accuracy_score(y, labels)),
-        log_loss=float(skm.log_loss(y, p, labels=[0, 1])),
-        precision=float(skm.precision_score(y, labels, zero_division=0)),
-        recall=float(skm.recall_score(y, labels, zero_division=0)),
-        rows=int(y.size),
-        positive_rate=float(y.mean()),
-    )
+    return {
+        "roc_auc": math.nan if single_class else float(skm.roc_auc_score(y, p)),
+        "f1": float(skm.f1_score(y, labels, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y, labels)),
+        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+        "precision": float(skm.precision_score(y, labels, zero_division=0)),
+        "recall": float(skm.recall_score(y, labels, zero_division=0)),
+        "rows": int(y.size),
+        "positive_rate": float(y.mean()),
+    }
+
+
+def _multiclass_metrics(y: np.ndarray, proba: np.ndarray, classes: int) -> dict[str, float]:
+    if proba.ndim != 2 or proba.shape[1] != classes:
+        raise ValueError(f"probabilities have shape {proba.shape}, not (n, {classes})")
+    labels = np.argmax(proba, axis=1)
+    every = list(range(classes))
+    present = np.unique(y).size == classes
+    # Rows of a model's probabilities sum to 1 up to float32 rounding; log_loss and roc_auc want them exact.
+    normalised = proba / proba.sum(axis=1, keepdims=True)
+    return {
+        "accuracy": float(skm.accuracy_score(y, labels)),
+        "macro_f1": float(skm.f1_score(y, labels, labels=every, average="macro", zero_division=0)),
+        "log_loss": float(skm.log_loss(y, normalised, labels=every)),
+        "roc_auc_ovr": (
+            float(skm.roc_auc_score(y, normalised, multi_class="ovr", labels=every)) if present else math.nan
+        ),
+        "rows": int(y.size),
+    }
+
+
+def _regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    if not (np.isfinite(y).all() and np.isfinite(values).all()):
+        raise ValueError("targets and predictions must be finite numbers")
+    return {
+        "rmse": float(math.sqrt(skm.mean_squared_error(y, values))),
+        "mae": float(skm.mean_absolute_error(y, values)),
+        "r2": float(skm.r2_score(y, values)) if y.size > 1 else math.nan,
+        "rows": int(y.size),
+    }
+
+
+def compute_metrics(y_true: np.ndarray, scores: np.ndarray, task: Task = BINARY) -> Metrics:
+    """Every metric of ``task`` for ``scores`` (``Task.scores``) against encoded targets (``Task.encode``).
+
+    Raises:
+        ValueError: see ``task_metrics``.
+    """
+    return Metrics(task_metrics(task, y_true, scores))
 
 
 def feature_importance(
-    pipeline: Pipeline, model_frame: pd.DataFrame, y: np.ndarray, seed: int, n_repeats: int = 3
+    pipeline: Pipeline, model_frame: pd.DataFrame, y: np.ndarray, seed: int, n_repeats: int = 3, task: Task = BINARY
 ) -> dict[str, float]:
-    """Mean drop in ROC AUC when each raw feature is shuffled, largest first.
+    """Mean drop in the task's ranking metric (ROC AUC, one-vs-rest ROC AUC, R²) when each raw feature is shuffled.
 
     Raw features (the columns of ``model_frame``), not the one-hot columns the model sees, so the names
-    match the schema and a categorical counts once.
+    match the schema and a categorical counts once. Largest first.
     """
-    result = permutation_importance(pipeline, model_frame, y, scoring="roc_auc", n_repeats=n_repeats, random_state=seed)
+    result = permutation_importance(
+        pipeline, model_frame, y, scoring=_IMPORTANCE_SCORING[task.kind][0], n_repeats=n_repeats, random_state=seed
+    )
     pairs = zip(model_frame.columns, result.importances_mean, strict=True)
     return dict(sorted(((str(name), float(value)) for name, value in pairs), key=lambda kv: -kv[1]))

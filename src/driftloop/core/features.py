@@ -44,5 +44,5 @@ def onnx_feed(model_frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.
 
 
 def encode_target(labels: pd.Series, schema: DatasetSchema) -> np.ndarray:
-    """1 for the positive class, 0 for the other (labels compared as text)."""
-    return (labels.astype(str) == schema.target.positive).to_numpy(dtype=np.int64)
+    """The model's targets: class indices for classifiers (binary: 1 for the positive class), numbers for regressors."""
+    return schema.task.encode(labels)

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
 from driftloop.core import lineage
-from driftloop.core.evaluation import HIGHER_IS_BETTER as _HIGHER_IS_BETTER
 from driftloop.core.significance import MetricDifference, compare_metric, interval_method
+from driftloop.core.task import DEFAULT_FLOORS, PRIMARY_METRIC, TASK_METRICS, TaskKind
+from driftloop.core.task import HIGHER_IS_BETTER as _HIGHER_IS_BETTER
 
 METRIC_NAMES: tuple[str, ...] = tuple(_HIGHER_IS_BETTER)
 
@@ -37,13 +38,11 @@ ALL = "all"
 MIN_ROWS_PER_CLASS = 5
 
 
-def _check_metric_name(name: str, what: str) -> None:
-    if name not in _HIGHER_IS_BETTER:
-        raise ValueError(f"unknown {what} {name!r}; valid metric names: {', '.join(METRIC_NAMES)}")
-
-
-def _default_floors() -> dict[str, float]:
-    return {"roc_auc": 0.70, "accuracy": 0.70}
+def _check_metric_name(name: str, what: str, kind: TaskKind) -> None:
+    if name not in TASK_METRICS[kind]:
+        raise ValueError(
+            f"unknown {what} {name!r} for a {kind} model; valid metric names: {', '.join(TASK_METRICS[kind])}"
+        )
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,10 @@ class GatePolicy:
     """What a candidate must achieve to be promoted.
 
     Attributes:
-        primary_metric: The metric compared with the champion.
-        floors: Minimum value per metric; for a lower-is-better metric (log_loss) it is a ceiling.
+        kind: The task the policy judges (its metrics and their defaults: ``core.task``).
+        primary_metric: The metric compared with the champion; None: the task's (ROC AUC, one-vs-rest ROC AUC, R²).
+        floors: Minimum value per metric; for a lower-is-better metric (log_loss, rmse, mae) it is a ceiling. None:
+            the task's defaults.
         tolerance: How much worse than the champion on the primary metric (point estimate, whole holdout) a
             candidate may be and still be promoted. 0 means at least equal; a negative value means it must beat
             the champion by that much.
@@ -64,20 +65,23 @@ class GatePolicy:
         resamples: Bootstrap replicates per segment (metrics other than ROC AUC).
     """
 
-    primary_metric: str = "roc_auc"
-    floors: Mapping[str, float] = field(default_factory=_default_floors)
+    primary_metric: str | None = None
+    floors: Mapping[str, float] | None = None
     tolerance: float = 0.005
     improve_on: str | None = None
     min_effect: float = 0.0
     confidence: float = 0.95
     min_segment_rows: int = 50
     resamples: int = 2000
+    kind: TaskKind = TaskKind.BINARY
 
     def __post_init__(self) -> None:
-        _check_metric_name(self.primary_metric, "primary metric")
+        kind = TaskKind(self.kind)
+        primary = self.primary_metric or PRIMARY_METRIC[kind]
+        _check_metric_name(primary, "primary metric", kind)
         floors: dict[str, float] = {}
-        for name, value in self.floors.items():
-            _check_metric_name(name, "floor metric")
+        for name, value in (DEFAULT_FLOORS[kind] if self.floors is None else self.floors).items():
+            _check_metric_name(name, "floor metric", kind)
             if not math.isfinite(value):
                 raise ValueError(f"the floor for {name} must be a finite number, got {value!r}")
             floors[name] = float(value)
@@ -92,32 +96,45 @@ class GatePolicy:
         if self.resamples < 100:
             raise ValueError(f"resamples must be at least 100, got {self.resamples!r}")
         # A private copy, so the caller's dict cannot change a policy after the fact.
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "primary_metric", primary)
         object.__setattr__(self, "floors", floors)
         object.__setattr__(self, "tolerance", float(self.tolerance))
 
+    @property
+    def primary(self) -> str:
+        """The primary metric (``primary_metric``, resolved to the task's default when it was None)."""
+        return str(self.primary_metric)
+
+    @property
+    def floor_values(self) -> Mapping[str, float]:
+        """The floors (``floors``, resolved to the task's defaults when it was None)."""
+        return self.floors or {}
+
     def higher_is_better(self, metric: str) -> bool:
         """Direction of ``metric``; ValueError for an unknown name."""
-        _check_metric_name(metric, "metric")
+        _check_metric_name(metric, "metric", self.kind)
         return _HIGHER_IS_BETTER[metric]
 
     def describe(self) -> list[str]:
         """The policy as short lines for people."""
-        primary_direction = "higher" if self.higher_is_better(self.primary_metric) else "lower"
-        lines = [f"primary metric: {self.primary_metric} ({primary_direction} is better)"]
+        primary_direction = "higher" if self.higher_is_better(self.primary) else "lower"
+        lines = [f"primary metric: {self.primary} ({primary_direction} is better)"]
         if self.tolerance > 0:
             lines.append(f"tolerance: may be up to {self.tolerance:g} worse than the champion")
         elif self.tolerance == 0:
             lines.append("tolerance: 0 (must be at least as good as the champion)")
         else:
             lines.append(f"tolerance: {self.tolerance:g} (must beat the champion by at least {-self.tolerance:g})")
-        if self.floors:
+        if self.floor_values:
             parts = [
-                f"{name} {'≥' if self.higher_is_better(name) else '≤'} {value:g}" for name, value in self.floors.items()
+                f"{name} {'≥' if self.higher_is_better(name) else '≤'} {value:g}"
+                for name, value in self.floor_values.items()
             ]
             lines.append("floors: " + ", ".join(parts))
         else:
             lines.append("floors: none")
-        method = interval_method(self.primary_metric)
+        method = interval_method(self.primary, self.kind)
         if method == "paired bootstrap":
             method += f" ({self.resamples} resamples)"
         lines.append(
@@ -133,8 +150,8 @@ class GatePolicy:
     def as_dict(self) -> dict[str, object]:
         """The policy as plain values, to record on a version so a retrain applies the same one."""
         return {
-            "primary_metric": self.primary_metric,
-            "floors": dict(self.floors),
+            "primary_metric": self.primary,
+            "floors": dict(self.floor_values),
             "tolerance": self.tolerance,
             "min_effect": self.min_effect,
             "confidence": self.confidence,
@@ -173,32 +190,43 @@ def compare_segments(
     policy: GatePolicy,
     seed: int,
 ) -> tuple[SegmentComparison, ...]:
-    """Compare the two models' positive-class probabilities on each segment (a boolean mask over the rows).
+    """Compare the two models' scores (``core.task.Task.scores``) on each segment (a boolean mask over the rows).
 
-    Segments with fewer than ``policy.min_segment_rows`` rows, or fewer than ``MIN_ROWS_PER_CLASS`` of either
-    class, are listed but not tested.
+    Segments with fewer than ``policy.min_segment_rows`` rows, or (classifiers) fewer than ``MIN_ROWS_PER_CLASS``
+    rows of some class among those the segment holds, are listed but not tested. A binary segment needs both
+    classes; a multiclass one at least two.
     """
-    y = np.asarray(y, dtype=np.int64)
+    classifier = policy.kind is not TaskKind.REGRESSION
+    y = np.asarray(y, dtype=np.int64 if classifier else np.float64)
     comparisons = []
     for offset, (name, mask) in enumerate(segments.items()):
         rows = int(np.count_nonzero(mask))
-        positives = int(y[mask].sum())
-        smallest_class = min(positives, rows - positives)
-        if rows < policy.min_segment_rows or smallest_class < MIN_ROWS_PER_CLASS:
-            note = (
-                f"too few rows for a meaningful test: {rows} (need {policy.min_segment_rows}, with at least "
-                f"{MIN_ROWS_PER_CLASS} of each class; the smaller class has {smallest_class})"
-            )
+        note = ""
+        if classifier:
+            counts = np.bincount(y[mask]) if rows else np.zeros(2, dtype=np.int64)
+            if policy.kind is TaskKind.BINARY:
+                counts = np.pad(counts, (0, max(0, 2 - counts.size)))
+            present = counts[counts > 0] if policy.kind is TaskKind.MULTICLASS else counts
+            smallest_class = int(present.min()) if present.size >= 2 else 0
+            if rows < policy.min_segment_rows or smallest_class < MIN_ROWS_PER_CLASS:
+                note = (
+                    f"too few rows for a meaningful test: {rows} (need {policy.min_segment_rows}, with at least "
+                    f"{MIN_ROWS_PER_CLASS} of each class; the smaller class has {smallest_class})"
+                )
+        elif rows < policy.min_segment_rows:
+            note = f"too few rows for a meaningful test: {rows} (need {policy.min_segment_rows})"
+        if note:
             comparisons.append(SegmentComparison(name, rows, None, note))
             continue
         difference = compare_metric(
-            policy.primary_metric,
+            policy.primary,
             y[mask],
             np.asarray(candidate)[mask],
             np.asarray(champion)[mask],
             confidence=policy.confidence,
             resamples=policy.resamples,
             seed=seed + offset,
+            kind=policy.kind,
         )
         comparisons.append(SegmentComparison(name, rows, difference))
     return tuple(comparisons)
@@ -252,13 +280,13 @@ class PromotionDecision:
         if self.champion is None:
             lines.append("No champion yet: the candidate is judged on the floors and ONNX parity alone.")
         else:
-            lines.append(f"Candidate compared with {champion_label} on **{self.policy.primary_metric}**.")
+            lines.append(f"Candidate compared with {champion_label} on **{self.policy.primary}**.")
         lines += ["", f"| metric | candidate | {champion_label} | delta |", "|---|---:|---:|---:|"]
         for name in _ordered_metrics(self.candidate, self.champion or {}):
             label = name
             if name in _HIGHER_IS_BETTER:
                 label += " ↑" if _HIGHER_IS_BETTER[name] else " ↓"
-            if name == self.policy.primary_metric:
+            if name == self.policy.primary:
                 label = f"**{label}** (primary)"
             champion_value = self.champion.get(name) if self.champion is not None else None
             delta = self.deltas.get(name)
@@ -269,7 +297,7 @@ class PromotionDecision:
         if self.segments:
             lines += [
                 "",
-                f"## Segments: {self.policy.primary_metric} on the same holdout rows",
+                f"## Segments: {self.policy.primary} on the same holdout rows",
                 "",
                 "| segment | rows | candidate | champion | improvement | interval | verdict |",
                 "|---|---:|---:|---:|---:|---|---|",
@@ -371,7 +399,7 @@ def decide_promotion(
             "model is never promoted"
         )
 
-    for name, floor in policy.floors.items():
+    for name, floor in policy.floor_values.items():
         value = _finite(candidate, name)
         bound = "floor" if _HIGHER_IS_BETTER[name] else "ceiling"
         if value is None:
@@ -384,10 +412,10 @@ def decide_promotion(
     if pinned_by is not None:
         failures.append(f"champion pinned by {pinned_by}: automatic promotions are refused (the version is registered)")
 
-    primary = policy.primary_metric
+    primary = policy.primary
     higher = _HIGHER_IS_BETTER[primary]
     cand_primary = _finite(candidate, primary)
-    if cand_primary is None and primary not in policy.floors:
+    if cand_primary is None and primary not in policy.floor_values:
         failures.append(_missing_sentence(candidate, primary, "candidate", "so it cannot be compared"))
 
     champion_metrics = {k: float(v) for k, v in champion.items()} if champion is not None else None
@@ -437,7 +465,7 @@ def decide_promotion(
         reasons = tuple(failures)
     else:
         verdict = "promote"
-        floors_met = "meets every floor" if policy.floors else "has no floors to meet"
+        floors_met = "meets every floor" if policy.floor_values else "has no floors to meet"
         if champion_metrics is None:
             reasons = (f"no champion yet; the candidate {floors_met} and passed ONNX parity",)
         else:
@@ -466,7 +494,7 @@ def _rule(policy: GatePolicy, has_champion: bool) -> str:
     """The rule this decision applied, in one sentence (shown beside the verdict)."""
     if not has_champion:
         return "first version: the floors and ONNX parity"
-    tested = f"{policy.confidence:.0%} {interval_method(policy.primary_metric)} interval on {policy.primary_metric}"
+    tested = f"{policy.confidence:.0%} {interval_method(policy.primary, policy.kind)} interval on {policy.primary}"
     if policy.improve_on is None:
         return (
             f"not significantly worse on any segment ({tested}) and within {policy.tolerance:g} of the champion "

@@ -10,19 +10,24 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     GradientBoostingClassifier,
+    GradientBoostingRegressor,
     HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
+    RandomForestRegressor,
 )
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from driftloop.core.features import MISSING_CATEGORY
 from driftloop.core.schema import DatasetSchema
+from driftloop.core.task import Task, TaskKind
 from driftloop.errors import ConfigError
 
 DEFAULT_ESTIMATOR = "logistic_regression"
+DEFAULT_REGRESSOR = "ridge"
 PREPROCESS_STEP = "preprocess"
 MODEL_STEP = "model"
 
@@ -47,6 +52,7 @@ class EstimatorSpec:
         return self.cls(**merged)
 
 
+# Classifiers (binary and multiclass alike).
 ESTIMATORS: dict[str, EstimatorSpec] = {
     "logistic_regression": EstimatorSpec(LogisticRegression, {"max_iter": 1000}, linear=True),
     # min_samples_leaf=5: a quarter of the ONNX size of fully grown trees (2.4 vs 8.7 MB on churn) and no
@@ -55,48 +61,77 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "gradient_boosting": EstimatorSpec(GradientBoostingClassifier, {"n_estimators": 100}),
     "hist_gradient_boosting": EstimatorSpec(HistGradientBoostingClassifier, {"max_iter": 100}),
 }
+REGRESSORS: dict[str, EstimatorSpec] = {
+    "ridge": EstimatorSpec(Ridge, linear=True),
+    "random_forest": EstimatorSpec(RandomForestRegressor, {"n_estimators": 100, "min_samples_leaf": 5}),
+    "gradient_boosting": EstimatorSpec(GradientBoostingRegressor, {"n_estimators": 100}),
+    "hist_gradient_boosting": EstimatorSpec(HistGradientBoostingRegressor, {"max_iter": 100}),
+}
 
 
-def estimator_spec(name: str) -> EstimatorSpec:
-    """The spec registered under ``name``; raises ConfigError listing the valid names."""
+def estimators_for(task: Task | None) -> dict[str, EstimatorSpec]:
+    """The built-in estimators of ``task`` (classifiers when None)."""
+    return REGRESSORS if task is not None and task.kind is TaskKind.REGRESSION else ESTIMATORS
+
+
+def default_estimator(task: Task | None) -> str:
+    """The estimator a run uses when none is named: logistic regression, or ridge for a regressor."""
+    return DEFAULT_REGRESSOR if task is not None and task.kind is TaskKind.REGRESSION else DEFAULT_ESTIMATOR
+
+
+def estimator_spec(name: str, task: Task | None = None) -> EstimatorSpec:
+    """The spec registered under ``name`` for ``task``; raises ConfigError listing the valid names."""
+    registry = estimators_for(task)
     try:
-        return ESTIMATORS[name]
+        return registry[name]
     except KeyError:
-        raise ConfigError(f"unknown estimator {name!r}; choose one of: {', '.join(ESTIMATORS)}") from None
+        kind = f" for a {task.kind} model" if task is not None else ""
+        raise ConfigError(f"unknown estimator {name!r}{kind}; choose one of: {', '.join(registry)}") from None
 
 
-def make_estimator(estimator: str, params: Mapping[str, Any] | None = None, seed: int = 42) -> BaseEstimator:
+def make_estimator(
+    estimator: str, params: Mapping[str, Any] | None = None, seed: int = 42, task: Task | None = None
+) -> BaseEstimator:
     """The configured estimator, its parameter names and values checked before anything is trained.
 
     Raises:
         ConfigError: ``estimator`` is not in ESTIMATORS, ``params`` names a parameter it does not take, or a
             value is of the wrong type or out of range.
     """
-    spec = estimator_spec(estimator)
+    spec = estimator_spec(estimator, task)
     _check_param_names(estimator, params, spec.valid_params())
     return _validated(estimator, spec.make(params, seed))
 
 
 def configure_estimator(
-    what: str, model: BaseEstimator, params: Mapping[str, Any] | None = None, seed: int = 42
+    what: str, model: BaseEstimator, params: Mapping[str, Any] | None = None, seed: int = 42, task: Task | None = None
 ) -> BaseEstimator:
     """A user's own unfitted ``model`` (``what`` names it in errors) with ``params`` set on it.
 
     Its ``random_state``, if it has one the user left unset, becomes ``seed``, as for the built-in estimators.
 
     Raises:
-        ConfigError: it is not a classifier with ``predict_proba``, it is a whole Pipeline, or ``params`` names
-            a parameter it does not take or a bad value.
+        ConfigError: it is not an estimator of the task (a classifier with ``predict_proba``, a regressor with
+            ``predict`` and no ``predict_proba``), it is a whole Pipeline, or ``params`` names a parameter it does
+            not take or a bad value.
     """
     if isinstance(model, Pipeline):
         raise ConfigError(
             f"--model {what} returned a Pipeline: return its final estimator; driftloop puts its own preprocessing "
             "(imputation, one-hot encoding, scaling for non-tree models) in front of it, from the schema"
         )
-    if not (hasattr(model, "fit") and hasattr(model, "predict_proba") and hasattr(model, "get_params")):
+    regression = task is not None and task.kind is TaskKind.REGRESSION
+    if not (hasattr(model, "fit") and hasattr(model, "predict") and hasattr(model, "get_params")):
         raise ConfigError(
-            f"--model {what} returned {type(model).__name__}, not a scikit-learn classifier "
-            "(it needs fit, predict_proba and get_params)"
+            f"--model {what} returned {type(model).__name__}, not a scikit-learn estimator "
+            "(it needs fit, predict and get_params)"
+        )
+    if regression and hasattr(model, "predict_proba"):
+        raise ConfigError(f"--model {what} returned the classifier {type(model).__name__}; the target is a regression")
+    if not regression and not hasattr(model, "predict_proba"):
+        raise ConfigError(
+            f"--model {what} returned {type(model).__name__}, which has no predict_proba; a classifier needs it "
+            "(for a regression target, set target.kind: regression in the schema)"
         )
     valid = sorted(model.get_params(deep=False))
     _check_param_names(what, params, valid)
@@ -139,26 +174,31 @@ _TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost", "cat
 
 def needs_scaling(model: BaseEstimator) -> bool:
     """Whether numeric inputs are standardised before ``model``: yes for everything but tree models."""
-    if any(type(model) is spec.cls for spec in ESTIMATORS.values()):
-        return any(type(model) is spec.cls and spec.linear for spec in ESTIMATORS.values())
+    built_in = [*ESTIMATORS.values(), *REGRESSORS.values()]
+    if any(type(model) is spec.cls for spec in built_in):
+        return any(type(model) is spec.cls and spec.linear for spec in built_in)
     return not type(model).__module__.startswith(_TREE_MODULES)
 
 
 def build_pipeline(
     schema: DatasetSchema,
-    estimator: str | BaseEstimator = DEFAULT_ESTIMATOR,
+    estimator: str | BaseEstimator | None = None,
     params: dict[str, Any] | None = None,
     seed: int = 42,
 ) -> Pipeline:
     """An unfitted Pipeline taking a frame made by ``core.features.to_model_frame``.
 
-    ``estimator`` is a built-in name (configured with ``params`` and ``seed``) or an estimator already
-    configured (``configure_estimator``), which becomes the final step as it is.
+    ``estimator`` is a built-in name of the schema's task (configured with ``params`` and ``seed``; None: the
+    task's default) or an estimator already configured (``configure_estimator``), which becomes the final step
+    as it is.
 
     Raises:
         ConfigError: see ``make_estimator``.
     """
-    model = make_estimator(estimator, params, seed) if isinstance(estimator, str) else estimator
+    if estimator is None or isinstance(estimator, str):
+        model = make_estimator(estimator or default_estimator(schema.task), params, seed, schema.task)
+    else:
+        model = estimator
 
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
     if needs_scaling(model):
@@ -198,11 +238,12 @@ def build_pipeline(
 
 
 def estimator_name(pipeline: Pipeline) -> str:
-    """The ESTIMATORS name of the pipeline's final step, or its class name if it is not one of them."""
+    """The built-in name of the pipeline's final step, or its class name if it is not one of them."""
     model = pipeline.steps[-1][1]
-    for name, spec in ESTIMATORS.items():
-        if type(model) is spec.cls:
-            return name
+    for registry in (ESTIMATORS, REGRESSORS):
+        for name, spec in registry.items():
+            if type(model) is spec.cls:
+                return name
     return type(model).__name__
 
 

@@ -1,4 +1,4 @@
-"""A dataset's declared schema: features, their kinds and rules, the target and its classes."""
+"""A dataset's declared schema: features, their kinds and rules, the target and its task."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from driftloop.core import lineage
+from driftloop.core.task import Task, TaskKind
 
 # How a missing categorical value reaches the model: training, serving and the ONNX graph's imputer agree on it.
 MISSING_CATEGORY = ""
@@ -55,25 +56,67 @@ class Feature(BaseModel):
 
 
 class Target(BaseModel):
-    """The label column: its classes in order (negative first) and which one is positive."""
+    """The label column and its task: binary (default), multiclass or regression.
+
+    Binary: exactly two ``classes`` and which one is ``positive``. Multiclass: three or more ``classes``, in the
+    order of the model's outputs. Regression: no classes; the target is a number.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
-    classes: tuple[str, str]
-    positive: str
+    kind: TaskKind = TaskKind.BINARY
+    classes: tuple[str, ...] | None = None
+    positive: str | None = None
 
     @model_validator(mode="after")
-    def _positive_is_a_class(self) -> Target:
-        if self.classes[0] == self.classes[1]:
-            raise ValueError(f"target {self.name!r}: the two classes must differ")
-        if self.positive not in self.classes:
-            raise ValueError(f"target {self.name!r}: positive {self.positive!r} is not one of {self.classes}")
+    def _classes_fit_kind(self) -> Target:
+        where = f"target {self.name!r}"
+        classes = self.classes or ()
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"{where}: classes must differ; repeated: {repeated}")
+        if self.kind is TaskKind.BINARY:
+            if len(classes) != 2:
+                more = "; a target with more classes is kind: multiclass" if len(classes) > 2 else ""
+                raise ValueError(f"{where}: a binary target needs exactly two 'classes', got {list(classes)}{more}")
+            if self.positive is None:
+                raise ValueError(f"{where}: a binary target needs 'positive', one of {list(classes)}")
+            if self.positive not in classes:
+                raise ValueError(f"{where}: positive {self.positive!r} is not one of {list(classes)}")
+        elif self.kind is TaskKind.MULTICLASS:
+            if len(classes) < 3:
+                raise ValueError(
+                    f"{where}: a multiclass target needs three or more 'classes', got {list(classes)}"
+                    + ("; two classes are kind: binary" if len(classes) == 2 else "")
+                )
+            if self.positive is not None:
+                raise ValueError(f"{where}: 'positive' applies to binary targets only")
+        elif self.classes is not None or self.positive is not None:
+            raise ValueError(f"{where}: a regression target has no 'classes' or 'positive'")
         return self
 
     @property
     def negative(self) -> str:
-        return self.classes[0] if self.classes[1] == self.positive else self.classes[1]
+        """The binary target's other class."""
+        classes = self.classes or ()
+        if self.kind is not TaskKind.BINARY:
+            raise ValueError(f"target {self.name!r} is {self.kind}: it has no negative class")
+        return classes[0] if classes[1] == self.positive else classes[1]
+
+    @property
+    def task(self) -> Task:
+        """The task, classes in model output order (binary: negative first, as ``Task.encode`` numbers them)."""
+        if self.kind is TaskKind.BINARY:
+            return Task(self.kind, (self.negative, str(self.positive)))
+        return Task(self.kind, tuple(self.classes or ()))
+
+    def recorded(self) -> dict[str, object]:
+        """The target as plain values; a binary target without its default ``kind``, as before kinds existed."""
+        dumped = self.model_dump(mode="json", exclude_none=True)
+        if self.kind is TaskKind.BINARY:
+            dumped.pop("kind")
+        return dumped
 
 
 class DatasetSchema(BaseModel):
@@ -98,6 +141,10 @@ class DatasetSchema(BaseModel):
         return self
 
     @property
+    def task(self) -> Task:
+        return self.target.task
+
+    @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
@@ -118,7 +165,9 @@ class DatasetSchema(BaseModel):
 
     def fingerprint(self) -> str:
         """A short stable hash of the schema, for cache keys and lineage."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        dumped = self.model_dump(mode="json")
+        dumped["target"] = self.target.recorded()  # so binary schemas keep the fingerprint they had before kinds
+        canonical = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def contract(self) -> str:
@@ -130,7 +179,7 @@ class DatasetSchema(BaseModel):
         """
         taken = {
             "features": [[f.name, f.kind.value] for f in self.features],
-            "target": self.target.model_dump(mode="json"),
+            "target": self.target.recorded(),
         }
         return hashlib.sha256(json.dumps(taken, sort_keys=True).encode()).hexdigest()[:16]
 

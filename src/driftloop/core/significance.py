@@ -6,6 +6,11 @@ each replicate reweights the shared rows (Poisson(1) weights, the streaming form
 and recomputes the metric for both models, so the interval accounts for the rows being shared. Those metrics are
 weighted sums over rows, vectorised across replicates (2,000 replicates of 10,000 rows: about a second on a
 2-core machine); with unit weights each equals scikit-learn's metric of the same name (tested).
+
+Every task kind has its metrics here, taking the task's scores (``core.task``): binary classifiers the positive
+class's probability, multiclass classifiers the ``(n, k)`` probabilities (accuracy, macro F1, log loss, one-vs-rest
+ROC AUC), regressors the predicted values (RMSE, MAE, R²). DeLong's method covers binary ROC AUC only; the rest,
+one-vs-rest AUC included, take the bootstrap.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from driftloop.core.evaluation import HIGHER_IS_BETTER
+from driftloop.core.task import HIGHER_IS_BETTER, TaskKind
 
 # Above this many rows the interval is computed on a seeded sample (the record says how many rows it used):
 # the interval is already narrow, and replicates × rows floats must stay bounded.
@@ -87,29 +92,144 @@ def _f1(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
-# Binary classification: ``score`` is the positive-class probability, the label is ``score > 0.5``.
-WEIGHTED_METRICS: dict[str, WeightedMetric] = {
-    "roc_auc": _auc,
-    "accuracy": _accuracy,
-    "log_loss": _log_loss,
-    "precision": _precision,
-    "recall": _recall,
-    "f1": _f1,
+def _normalised(score: np.ndarray) -> np.ndarray:
+    # A model's probability rows sum to 1 only up to float32 rounding; the task's own metrics normalise too.
+    normalised: np.ndarray = score / score.sum(axis=1, keepdims=True)
+    return normalised
+
+
+def _one_hot(indices: np.ndarray, classes: int) -> np.ndarray:
+    one_hot: np.ndarray = (indices[:, None] == np.arange(classes)).astype(np.float64)
+    return one_hot
+
+
+def _multiclass_accuracy(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _mean((np.argmax(score, axis=1) == y).astype(np.float64), weights)
+
+
+def _multiclass_log_loss(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    eps = np.finfo(np.float64).eps  # scikit-learn clips probabilities the same way
+    p = np.clip(_normalised(score)[np.arange(y.size), y], eps, 1 - eps)
+    return _mean(-np.log(p), weights)
+
+
+def _macro_f1(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    classes = score.shape[1]
+    truth, predicted = _one_hot(y, classes), _one_hot(np.argmax(score, axis=1), classes)
+    true_positive = weights @ (truth * predicted)
+    # Per class, 2·tp + fp + fn is the rows predicted as the class plus the rows truly of it.
+    per_class = _ratio(2 * true_positive, weights @ truth + weights @ predicted)
+    macro: np.ndarray = per_class.mean(axis=1)
+    return macro
+
+
+def _roc_auc_ovr(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    per_class = [_auc((y == c).astype(np.int64), score[:, c], weights) for c in range(score.shape[1])]
+    macro: np.ndarray = np.stack(per_class).mean(axis=0)
+    return macro
+
+
+def _rmse(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    rmse: np.ndarray = np.sqrt(_mean((y - score) ** 2, weights))
+    return rmse
+
+
+def _mae(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _mean(np.abs(y - score), weights)
+
+
+def _r2(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """1 − SSE / SST, SST around each replicate's weighted mean; NaN when the weighted targets do not vary."""
+    total = weights.sum(axis=1)
+    # SST = Σw(y−s)² − W(ȳ−s)² for any shift s, in one matrix product. Shifting by the observed target nearest
+    # the mean keeps that subtraction small (stable), and makes constant targets give exactly zero.
+    centred = y - y[np.argmin(np.abs(y - y.mean()))] if y.size else y
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = (weights @ centred) / total
+        total_squares = weights @ centred**2 - total * offset**2
+        r2: np.ndarray = np.where(total_squares > 0, 1 - (weights @ (y - score) ** 2) / total_squares, np.nan)
+    return r2
+
+
+# Scores by task (``core.task``): binary, the positive-class probability (the label is ``score > 0.5``);
+# multiclass, the (n, k) probabilities (the label is the argmax, first on a tie); regression, the prediction.
+WEIGHTED_METRICS: dict[TaskKind, dict[str, WeightedMetric]] = {
+    TaskKind.BINARY: {
+        "roc_auc": _auc,
+        "accuracy": _accuracy,
+        "log_loss": _log_loss,
+        "precision": _precision,
+        "recall": _recall,
+        "f1": _f1,
+    },
+    TaskKind.MULTICLASS: {
+        "accuracy": _multiclass_accuracy,
+        "log_loss": _multiclass_log_loss,
+        "macro_f1": _macro_f1,
+        "roc_auc_ovr": _roc_auc_ovr,
+    },
+    TaskKind.REGRESSION: {"rmse": _rmse, "mae": _mae, "r2": _r2},
 }
 
 
-def weighted_metric(metric: str, y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """``metric`` for each row of ``weights`` (shape replicates × rows); unit weights when None.
+def _metric_function(metric: str, kind: TaskKind) -> WeightedMetric:
+    """Raises ValueError naming the valid metrics when ``kind`` has no ``metric``."""
+    metrics = WEIGHTED_METRICS[TaskKind(kind)]
+    if metric not in metrics:
+        raise ValueError(
+            f"no significance test for metric {metric!r} of a {kind} model; choose one of: {', '.join(metrics)}"
+        )
+    return metrics[metric]
+
+
+def _labels(y: np.ndarray, kind: TaskKind) -> np.ndarray:
+    """Class indices (int64) for classifiers, targets (float64) for regressors, flat."""
+    return np.asarray(y, dtype=np.float64 if kind is TaskKind.REGRESSION else np.int64).ravel()
+
+
+def _scores(score: np.ndarray, kind: TaskKind) -> np.ndarray:
+    """float64 scores: (n, k) for multiclass, flat otherwise.
 
     Raises:
-        ValueError: an unknown metric.
+        ValueError: multiclass scores that are not a matrix of at least two columns.
     """
-    if metric not in WEIGHTED_METRICS:
-        raise ValueError(f"no significance test for metric {metric!r}; choose one of: {', '.join(WEIGHTED_METRICS)}")
-    y = np.asarray(y, dtype=np.int64)
     score = np.asarray(score, dtype=np.float64)
+    if kind is not TaskKind.MULTICLASS:
+        return score.ravel()
+    if score.ndim != 2 or score.shape[1] < 2:
+        raise ValueError(f"multiclass scores must have shape (rows, classes ≥ 2), got {score.shape}")
+    return score
+
+
+def weighted_metric(
+    metric: str,
+    y: np.ndarray,
+    score: np.ndarray,
+    weights: np.ndarray | None = None,
+    kind: TaskKind = TaskKind.BINARY,
+) -> np.ndarray:
+    """``metric`` for each row of ``weights`` (shape replicates × rows); unit weights when None.
+
+    Args:
+        metric: A name in ``WEIGHTED_METRICS[kind]``.
+        y: True labels (0/1, class indices 0..k-1) or regression targets.
+        score: The task's scores: positive-class probabilities, (n, k) probabilities, or predictions.
+        weights: Row weights, replicates × rows (a single row of weights may be 1-D).
+        kind: The task kind the metric, labels and scores belong to.
+
+    Raises:
+        ValueError: an unknown metric for ``kind``, labels and scores of different lengths, multiclass scores
+            that are not (n, k), or class indices outside 0..k-1.
+    """
+    kind = TaskKind(kind)
+    function = _metric_function(metric, kind)
+    y, score = _labels(y, kind), _scores(score, kind)
+    if score.shape[0] != y.size:
+        raise ValueError(f"need as many scores as labels; got {score.shape[0]} and {y.size}")
+    if kind is TaskKind.MULTICLASS and y.size and (y.min() < 0 or y.max() >= score.shape[1]):
+        raise ValueError(f"multiclass labels must be class indices 0..{score.shape[1] - 1}")
     w = np.ones((1, y.size)) if weights is None else np.atleast_2d(weights)
-    return WEIGHTED_METRICS[metric](y, score, w)
+    return function(y, score, w)
 
 
 @dataclass(frozen=True)
@@ -117,7 +237,7 @@ class MetricDifference:
     """Candidate minus champion on one set of rows, with an interval (paired bootstrap, or DeLong's for ROC AUC).
 
     ``improvement`` and its interval are oriented so that positive means the candidate is better, whatever the
-    metric's direction (for log loss it is champion − candidate).
+    metric's direction (for log loss, RMSE and MAE it is champion − candidate).
 
     Attributes:
         metric: The metric compared.
@@ -169,18 +289,25 @@ class MetricDifference:
 
 
 def _paired(
-    y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, confidence: float
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    confidence: float,
+    kind: TaskKind = TaskKind.BINARY,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels and both models' scores as flat arrays of one length.
+    """Labels and both models' scores with one number of rows (scores (n, k) for multiclass, else flat).
 
     Raises:
-        ValueError: unequal lengths, no rows, or a confidence outside (0, 1).
+        ValueError: unequal numbers of rows or classes, no rows, or a confidence outside (0, 1).
     """
-    y = np.asarray(y, dtype=np.int64).ravel()
-    a = np.asarray(candidate, dtype=np.float64).ravel()
-    b = np.asarray(champion, dtype=np.float64).ravel()
-    if y.size == 0 or not y.size == a.size == b.size:
-        raise ValueError(f"need the same non-zero number of labels and scores; got {y.size}, {a.size}, {b.size}")
+    y = _labels(y, kind)
+    a, b = _scores(candidate, kind), _scores(champion, kind)
+    if y.size == 0 or not y.size == a.shape[0] == b.shape[0]:
+        raise ValueError(
+            f"need the same non-zero number of labels and scores; got {y.size}, {a.shape[0]}, {b.shape[0]}"
+        )
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"the two models' scores have different shapes: {a.shape} and {b.shape}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     return y, a, b
@@ -195,27 +322,33 @@ def paired_bootstrap(
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
+    kind: TaskKind = TaskKind.BINARY,
 ) -> MetricDifference:
     """The candidate's improvement over the champion on the same rows, with a percentile interval.
 
     Args:
-        metric: A name in ``WEIGHTED_METRICS``.
-        y: True labels, 0/1.
-        candidate: The candidate's positive-class probabilities on the rows.
+        metric: A name in ``WEIGHTED_METRICS[kind]``.
+        y: True labels: 0/1 (binary), class indices 0..k-1 (multiclass), targets (regression).
+        candidate: The candidate's scores on the rows: positive-class probabilities (binary), (n, k)
+            probabilities (multiclass), predictions (regression).
         champion: The champion's, on the same rows in the same order.
         confidence: Coverage of the interval, in (0, 1).
         resamples: Bootstrap replicates (at least 100).
         seed: Seeds the replicates, so a decision can be reproduced exactly.
+        kind: The task kind of both models.
 
     Raises:
-        ValueError: unequal lengths, no rows, a bad confidence or resample count, or an unknown metric.
+        ValueError: unequal lengths, no rows, a bad confidence or resample count, or an unknown metric for
+            ``kind``.
     """
-    y, a, b = _paired(y, candidate, champion, confidence)
+    kind = TaskKind(kind)
+    _metric_function(metric, kind)
+    y, a, b = _paired(y, candidate, champion, confidence, kind)
     if resamples < 100:
         raise ValueError(f"need at least 100 bootstrap resamples, got {resamples}")
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    candidate_value = float(weighted_metric(metric, y, a)[0])
-    champion_value = float(weighted_metric(metric, y, b)[0])
+    candidate_value = float(weighted_metric(metric, y, a, kind=kind)[0])
+    champion_value = float(weighted_metric(metric, y, b, kind=kind)[0])
 
     rng = np.random.default_rng(seed)
     rows = y.size
@@ -226,7 +359,9 @@ def paired_bootstrap(
     differences: list[np.ndarray] = []
     for start in range(0, resamples, chunk):
         weights = rng.poisson(1.0, size=(min(chunk, resamples - start), y.size)).astype(np.float64)
-        differences.append(sign * (weighted_metric(metric, y, a, weights) - weighted_metric(metric, y, b, weights)))
+        differences.append(
+            sign * (weighted_metric(metric, y, a, weights, kind) - weighted_metric(metric, y, b, weights, kind))
+        )
     replicates = np.concatenate(differences)
     replicates = replicates[np.isfinite(replicates)]
     tail = (1 - confidence) / 2
@@ -249,9 +384,9 @@ def paired_bootstrap(
     )
 
 
-def interval_method(metric: str) -> str:
-    """How ``compare_metric`` computes the interval for ``metric``."""
-    return "DeLong" if metric == "roc_auc" else "paired bootstrap"
+def interval_method(metric: str, kind: TaskKind = TaskKind.BINARY) -> str:
+    """How ``compare_metric`` computes the interval for ``metric`` of a ``kind`` model."""
+    return "DeLong" if kind == TaskKind.BINARY and metric == "roc_auc" else "paired bootstrap"
 
 
 def compare_metric(
@@ -263,11 +398,18 @@ def compare_metric(
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
+    kind: TaskKind = TaskKind.BINARY,
 ) -> MetricDifference:
-    """The candidate's improvement over the champion with an interval: DeLong for ROC AUC, else the bootstrap."""
-    if interval_method(metric) == "DeLong":
+    """The candidate's improvement over the champion with an interval: DeLong for binary ROC AUC, else the bootstrap.
+
+    Raises:
+        ValueError: as ``paired_bootstrap`` and ``delong_difference``.
+    """
+    if interval_method(metric, kind) == "DeLong":
         return delong_difference(y, candidate, champion, confidence=confidence)
-    return paired_bootstrap(metric, y, candidate, champion, confidence=confidence, resamples=resamples, seed=seed)
+    return paired_bootstrap(
+        metric, y, candidate, champion, confidence=confidence, resamples=resamples, seed=seed, kind=kind
+    )
 
 
 def _midranks(values: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
+from driftloop.core.task import TaskKind
 from driftloop.errors import DatasetValidationError
 
 _EXAMPLES = 3
@@ -112,15 +113,28 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema) -> list[str]:
     missing = labels.isna()
     if missing.any():
         problems.append(f"{column}: {int(missing.sum())} missing label(s) (rows {_examples(labels.index[missing])})")
-    # Labels are compared as text, the way core.features.encode_target reads them.
+    if target.kind is TaskKind.REGRESSION:
+        numbers, wrong = _as_numbers(labels)
+        if wrong is not None:
+            problems.append(f"{column}: {wrong}; a regression target must be numbers")
+        infinite = np.isinf(numbers)
+        if infinite.any():
+            rows = _examples(labels.index[infinite])
+            problems.append(f"{column}: {int(infinite.sum())} infinite value(s) (rows {rows})")
+        if numbers.dropna().nunique() < 2:
+            problems.append(f"{column}: a regression target needs at least two distinct values")
+        return problems
+    classes = target.task.classes
+    # Labels are compared as text, the way core.task.Task.encode reads them.
     text = labels[~missing].astype(str)
-    outside = ~text.isin(target.classes)
+    outside = ~text.isin(classes)
     if outside.any():
-        problems.append(f"{column}: {_counted(text[outside])} outside the classes {_names(target.classes)}")
-    present = [c for c in target.classes if c in set(text[~outside].unique())]
-    if len(present) < 2:
-        found = f"only {_names(present)}" if present else "none"
-        problems.append(f"{column}: both classes {_names(target.classes)} are needed; found {found}")
+        problems.append(f"{column}: {_counted(text[outside])} outside the classes {_names(classes)}")
+    seen = set(text[~outside].unique())
+    absent = [c for c in classes if c not in seen]
+    if absent:
+        every = "both classes" if len(classes) == 2 else f"all {len(classes)} classes"
+        problems.append(f"{column}: {every} {_names(classes)} are needed; no rows of {_names(absent)}")
     return problems
 
 

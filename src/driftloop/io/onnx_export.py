@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from driftloop.core.pipeline import estimator_name
 from driftloop.core.schema import DatasetSchema
+from driftloop.core.task import Task
 from driftloop.errors import ExportError
 from driftloop.io.onnx_preprocess import CATEGORICAL_VALUES, NUMERIC_VALUES, PREFIX, preprocess_graph
 from driftloop.io.onnx_runtime import (
@@ -31,8 +32,9 @@ from driftloop.io.onnx_runtime import (
     GROUPED_COLUMNS_METADATA,
     LABEL_OUTPUT,
     NUMERIC_INPUT,
+    PREDICTION_OUTPUT,
     PROBABILITIES_OUTPUT,
-    OnnxClassifier,
+    OnnxModel,
 )
 
 _PROTOBUF_HINT = "Expected an int, got a boolean"
@@ -58,11 +60,12 @@ def check_convertible(estimator: BaseEstimator) -> None:
 
 
 def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
-    """The serialized ONNX model: one ``[None, 1]`` input per feature, outputs ``label`` and ``probabilities``.
+    """The serialized ONNX model: one ``[None, 1]`` input per feature, and the outputs of the schema's task.
 
     Inputs are named after the schema's features: string tensors for categoricals, float32 for the rest
-    (the frame ``core.features.to_model_frame`` makes). ``label`` is int64 ``(n,)``, ``probabilities``
-    float32 ``(n, 2)`` (no ZipMap).
+    (the frame ``core.features.to_model_frame`` makes). A classifier's outputs are ``label`` int64 ``(n,)`` and
+    ``probabilities`` float32 ``(n, k)``, one column per class (no ZipMap); a regressor's is ``prediction``
+    float32 ``(n, 1)``.
 
     Raises:
         ExportError: the pipeline is not fitted, is not one ``build_pipeline`` makes, or skl2onnx cannot
@@ -74,12 +77,12 @@ def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
     except NotFittedError as exc:
         raise ExportError(f"cannot export the {name} pipeline to ONNX: it is not fitted") from exc
     clashes = sorted(f for f in schema.feature_names if f.startswith((PREFIX, _ESTIMATOR_PREFIX)))
-    clashes += [f for f in (LABEL_OUTPUT, PROBABILITIES_OUTPUT) if f in schema.feature_names]
+    clashes += [f for f in (LABEL_OUTPUT, PROBABILITIES_OUTPUT, PREDICTION_OUTPUT) if f in schema.feature_names]
     if clashes:
         raise ExportError(f"feature name(s) {clashes} clash with the ONNX graph's own names")
 
     preprocess = preprocess_graph(pipeline.steps[0][1])
-    estimator = _convert_estimator(pipeline, name, preprocess.width)
+    estimator = _convert_estimator(pipeline, name, preprocess.width, schema.task)
     _rename_internals(estimator.graph, preprocess.output)
     graph = helper.make_graph(
         [*preprocess.nodes, *estimator.graph.node],
@@ -109,13 +112,22 @@ def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
     return model.SerializeToString()
 
 
-def _convert_estimator(pipeline: Pipeline, name: str, width: int) -> ModelProto:
+def _convert_estimator(pipeline: Pipeline, name: str, width: int, task: Task) -> ModelProto:
     estimator = pipeline.steps[-1][1]
+    if task.is_classifier:
+        learned = [int(c) for c in getattr(estimator, "classes_", ())]
+        if learned != list(range(len(task.classes))):
+            raise ExportError(
+                f"the {name} pipeline learned classes {learned}; the target's {len(task.classes)} classes are "
+                f"{list(range(len(task.classes)))} (is the estimator a {task.kind} classifier?)"
+            )
+    elif not hasattr(estimator, "predict") or hasattr(estimator, "predict_proba"):
+        raise ExportError(f"the {name} pipeline is a classifier; the target is a regression target")
     try:
         model: ModelProto = convert_sklearn(
             estimator,
             initial_types=[("features", FloatTensorType([None, width]))],
-            options={"zipmap": False},
+            options={"zipmap": False} if task.is_classifier else None,
             target_opset={"": _OPSET, "ai.onnx.ml": 3},
             # skl2onnx names the graph with a random UUID otherwise, and the same model would hash differently.
             name=f"driftloop_{name}",
@@ -126,11 +138,21 @@ def _convert_estimator(pipeline: Pipeline, name: str, width: int) -> ModelProto:
             cause += " (skl2onnx 1.20 needs protobuf<7 for tree ensembles)"
         raise ExportError(f"cannot export the {name} pipeline to ONNX: {cause}") from exc
     outputs = [o.name for o in model.graph.output]
-    if outputs[:2] != [LABEL_OUTPUT, PROBABILITIES_OUTPUT]:
+    if not task.is_classifier:
+        if len(outputs) != 1:
+            raise ExportError(f"the {name} regressor converted with outputs {outputs}, not one output of values")
+        _rename_output(model.graph, outputs[0], PREDICTION_OUTPUT)
+    elif outputs[:2] != [LABEL_OUTPUT, PROBABILITIES_OUTPUT]:
         raise ExportError(
             f"the {name} pipeline converted with outputs {outputs}, not [{LABEL_OUTPUT!r}, {PROBABILITIES_OUTPUT!r}]"
         )
     return model
+
+
+def _rename_output(graph: GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        node.output[:] = [new if name == old else name for name in node.output]
+    graph.output[0].name = new
 
 
 def _rename_internals(graph: GraphProto, features: str) -> None:
@@ -213,15 +235,18 @@ def proven_grouped_onnx(model_bytes: bytes, schema: DatasetSchema, frame: pd.Dat
     """
     grouped = grouped_onnx(model_bytes)
     try:
-        labels, proba = OnnxClassifier.from_bytes(model_bytes, schema).predict(frame)
-        grouped_labels, grouped_proba = OnnxClassifier.from_bytes(grouped, schema).predict(frame)
+        expected = OnnxModel.from_bytes(model_bytes, schema).predict(frame)
+        got = OnnxModel.from_bytes(grouped, schema).predict(frame)
     except ExportError:
         raise
     except Exception as exc:  # onnxruntime raises its own types for a graph it cannot run
         raise ExportError(f"the grouped graph does not run: {exc}") from exc
-    if not (np.array_equal(labels, grouped_labels) and np.array_equal(proba, grouped_proba)):
-        worst = float(np.max(np.abs(proba - grouped_proba))) if proba.shape == grouped_proba.shape else float("inf")
-        raise ExportError(f"the grouped graph scores {len(frame)} rows differently (max |Δp| {worst:.3g})")
+    for want, have in zip(expected, got, strict=True):
+        if want is None or have is None:
+            continue
+        if not np.array_equal(want, have):
+            worst = float(np.max(np.abs(want - have))) if want.shape == have.shape else float("inf")
+            raise ExportError(f"the grouped graph scores {len(frame)} rows differently (max |Δ| {worst:.3g})")
     return grouped
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from driftloop.core.schema import DatasetSchema
+from driftloop.core.task import Task
 from driftloop.errors import ExportError
 
 if TYPE_CHECKING:
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
-_OUTPUTS = [LABEL_OUTPUT, PROBABILITIES_OUTPUT]
+PREDICTION_OUTPUT = "prediction"  # a regressor's values, float32 (n, 1)
+CLASSIFIER_OUTPUTS = (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
+REGRESSOR_OUTPUTS = (PREDICTION_OUTPUT,)
 _STRING = "tensor(string)"
 _FLOAT = "tensor(float)"
 # The grouped graph's inputs (``io.onnx_export.grouped_onnx``) and the metadata keys naming their columns.
@@ -87,19 +90,35 @@ def _signature_problems(session: ort.InferenceSession, schema: DatasetSchema) ->
     return problems
 
 
-def _output_problems(session: ort.InferenceSession) -> list[str]:
+def _output_problems(session: ort.InferenceSession, task: Task) -> list[str]:
     problems: list[str] = []
-    outputs = {o.name: o.type for o in session.get_outputs()}
-    for name, want in ((LABEL_OUTPUT, "tensor(int64)"), (PROBABILITIES_OUTPUT, _FLOAT)):
+    outputs = {o.name: o for o in session.get_outputs()}
+    wanted = (
+        ((LABEL_OUTPUT, "tensor(int64)"), (PROBABILITIES_OUTPUT, _FLOAT))
+        if task.is_classifier
+        else ((PREDICTION_OUTPUT, _FLOAT),)
+    )
+    for name, want in wanted:
         if name not in outputs:
-            problems.append(f"output {name!r} is missing (outputs: {sorted(outputs)})")
-        elif outputs[name] != want:
-            problems.append(f"output {name!r} is {outputs[name]}, not {want}")
+            problems.append(f"output {name!r} is missing (outputs: {sorted(outputs)}; a {task.kind} model)")
+        elif outputs[name].type != want:
+            problems.append(f"output {name!r} is {outputs[name].type}, not {want}")
+    probabilities = outputs.get(PROBABILITIES_OUTPUT)
+    if task.is_classifier and probabilities is not None:
+        width = probabilities.shape[-1] if probabilities.shape else None
+        if isinstance(width, int) and width != len(task.classes):
+            problems.append(
+                f"output {PROBABILITIES_OUTPUT!r} has {width} columns; the target has {len(task.classes)} classes"
+            )
     return problems
 
 
-class OnnxClassifier:
-    """A binary classifier exported by ``io.onnx_export``, checked against the schema it must serve.
+# A model's outputs: ``(labels, probabilities)`` of a classifier, ``(values, None)`` of a regressor (core.task).
+Outputs = tuple[np.ndarray, np.ndarray | None]
+
+
+class OnnxModel:
+    """A model exported by ``io.onnx_export``, checked against the schema (features and task) it must serve.
 
     Either graph: one ``[n, 1]`` input per feature (``model.onnx``), or ``grouped`` (``serving.onnx``): the
     inputs ``numeric`` ``[n, k]`` and ``categorical`` ``[n, m]``, columns in schema order.
@@ -108,11 +127,13 @@ class OnnxClassifier:
     def __init__(self, session: ort.InferenceSession, schema: DatasetSchema) -> None:
         self.grouped = _is_grouped(session)
         problems = (_grouped_problems if self.grouped else _signature_problems)(session, schema)
-        problems += _output_problems(session)
+        problems += _output_problems(session, schema.task)
         if problems:
             raise ExportError(f"the ONNX model does not match schema {schema.name!r}: " + "; ".join(problems))
         self._session = session
         self._schema = schema
+        self.task = schema.task
+        self._outputs = list(CLASSIFIER_OUTPUTS if self.task.is_classifier else REGRESSOR_OUTPUTS)
         # The inputs were checked against the schema above, and onnxruntime's C++ side still refuses a feed
         # that lacks one: skip the Python wrapper's per-call input check (1.3 µs of a 7.6 µs one-row run).
         binding = getattr(session, "_sess", None)
@@ -120,7 +141,7 @@ class OnnxClassifier:
         self._groups = tuple(i.name for i in session.get_inputs()) if self.grouped else ()
 
     @classmethod
-    def from_bytes(cls, model_bytes: bytes, schema: DatasetSchema, intra_op_num_threads: int = 0) -> OnnxClassifier:
+    def from_bytes(cls, model_bytes: bytes, schema: DatasetSchema, intra_op_num_threads: int = 0) -> OnnxModel:
         """Load on the CPU provider. ``intra_op_num_threads`` 0 lets onnxruntime choose.
 
         A single-threaded session (1: the server's) also goes without onnxruntime's CPU memory arena: for
@@ -148,10 +169,12 @@ class OnnxClassifier:
     def session(self) -> ort.InferenceSession:
         return self._session
 
-    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, probabilities) for a ready feed, its arrays named after the graph's inputs (the hot path)."""
-        labels, probabilities = self._run(_OUTPUTS, feed, None)
-        return labels, probabilities
+    def run(self, feed: dict[str, np.ndarray]) -> Outputs:
+        """The outputs for a ready feed, its arrays named after the graph's inputs (the hot path)."""
+        results = self._run(self._outputs, feed, None)
+        if len(results) == 2:
+            return results[0], results[1]
+        return results[0].reshape(-1), None
 
     def grouped_feed(self, numeric: np.ndarray, categorical: np.ndarray) -> dict[str, np.ndarray]:
         """The feed of a grouped graph: the ``(n, k)`` numeric and ``(n, m)`` categorical matrices it takes."""
@@ -159,8 +182,8 @@ class OnnxClassifier:
             return {NUMERIC_INPUT: numeric, CATEGORICAL_INPUT: categorical}
         return {name: numeric if name == NUMERIC_INPUT else categorical for name in self._groups}
 
-    def predict(self, model_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Labels int64 ``(n,)`` and probabilities float32 ``(n, 2)`` for a frame from ``to_model_frame``."""
+    def predict(self, model_frame: pd.DataFrame) -> Outputs:
+        """The outputs (see ``Outputs``) for a frame from ``to_model_frame``."""
         from driftloop.core.features import onnx_feed  # pandas: training and tests, not the serving path
 
         schema = self._schema
@@ -171,5 +194,7 @@ class OnnxClassifier:
             )
         else:
             feed = onnx_feed(model_frame, schema)
-        labels, probabilities = self._session.run(_OUTPUTS, feed)
-        return labels, probabilities
+        results = self._session.run(self._outputs, feed)
+        if len(results) == 2:
+            return results[0], results[1]
+        return results[0].reshape(-1), None

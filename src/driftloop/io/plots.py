@@ -22,7 +22,7 @@ def _save(figure: Figure, path: Path | str) -> Path:
 
 
 def confusion_matrix_png(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], path: Path | str) -> Path:
-    """Counts of true (rows) against predicted (columns) classes; labels are 0/1 indices into class_names."""
+    """Counts of true (rows) against predicted (columns) classes; labels are indices into class_names."""
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
     figure = Figure(figsize=(4.5, 4))
     ax = figure.add_subplot()
@@ -59,7 +59,21 @@ def roc_curve_png(y_true: np.ndarray, proba_positive: np.ndarray, path: Path | s
     return _save(figure, path)
 
 
-def feature_importance_png(importances: dict[str, float], path: Path | str) -> Path:
+def predicted_vs_actual_png(y_true: np.ndarray, predicted: np.ndarray, path: Path | str) -> Path:
+    """A regressor's predictions against the true values, with the diagonal of perfect predictions."""
+    figure = Figure(figsize=(4.5, 4))
+    ax = figure.add_subplot()
+    ax.scatter(y_true, predicted, s=6, alpha=0.5)
+    low = float(min(np.min(y_true), np.min(predicted)))
+    high = float(max(np.max(y_true), np.max(predicted)))
+    ax.plot([low, high], [low, high], linestyle="--", color="grey", label="perfect")
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    ax.legend(loc="upper left")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def feature_importance_png(importances: dict[str, float], path: Path | str, metric: str = "ROC AUC") -> Path:
     """Horizontal bars, largest importance at the top."""
     ordered = sorted(importances.items(), key=lambda kv: kv[1])
     names = [name for name, _ in ordered]
@@ -68,6 +82,6 @@ def feature_importance_png(importances: dict[str, float], path: Path | str) -> P
     ax = figure.add_subplot()
     ax.barh(names, values)
     ax.axvline(0, color="grey", linewidth=0.8)
-    ax.set(xlabel="mean drop in ROC AUC when shuffled", title="Permutation importance")
+    ax.set(xlabel=f"mean drop in {metric} when shuffled", title="Permutation importance")
     figure.tight_layout()
     return _save(figure, path)

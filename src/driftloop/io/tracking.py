@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from driftloop.core import lineage
 from driftloop.core.features import onnx_feed
 from driftloop.core.schema import DatasetSchema
+from driftloop.io.onnx_runtime import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT
 
 SKLEARN_MODEL_NAME = "sklearn-model"
 ONNX_MODEL_NAME = "onnx-model"
@@ -116,7 +117,8 @@ def log_sklearn_model(run_id: str, pipeline: Pipeline, example: pd.DataFrame) ->
     import skops.io
 
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
-    signature = infer_signature(example, pipeline.predict_proba(example))
+    outputs = pipeline.predict_proba(example) if hasattr(pipeline, "predict_proba") else pipeline.predict(example)
+    signature = infer_signature(example, outputs)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
             pipeline,
@@ -135,10 +137,15 @@ def onnx_signature(schema: DatasetSchema) -> ModelSignature:
         TensorSpec(np.dtype(object) if f.is_categorical else np.dtype(np.float32), (-1, 1), f.name)
         for f in schema.features
     ]
-    outputs: list[ColSpec | TensorSpec] = [
-        TensorSpec(np.dtype(np.int64), (-1,), "label"),
-        TensorSpec(np.dtype(np.float32), (-1, 2), "probabilities"),
-    ]
+    task = schema.task
+    outputs: list[ColSpec | TensorSpec] = (
+        [
+            TensorSpec(np.dtype(np.int64), (-1,), LABEL_OUTPUT),
+            TensorSpec(np.dtype(np.float32), (-1, len(task.classes)), PROBABILITIES_OUTPUT),
+        ]
+        if task.is_classifier
+        else [TensorSpec(np.dtype(np.float32), (-1, 1), PREDICTION_OUTPUT)]
+    )
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
@@ -193,14 +200,18 @@ def log_onnx_model(
 
 
 def build_selfcheck(
-    sample: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray, tolerance: float
+    sample: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray | None, tolerance: float
 ) -> dict[str, Any]:
     """Sample rows (as the model takes them) with the ONNX outputs recorded at registration.
 
-    A server loading this version predicts the sample and must reproduce these outputs within ``tolerance``.
+    A classifier's outputs are ``labels`` and ``probabilities``; a regressor's (``probabilities`` None) are its
+    predicted ``values``, passed as ``labels``. A server loading this version predicts the sample and must
+    reproduce these outputs within ``tolerance`` (``core.parity.compare_with_recording``).
     """
     # pandas-stubs reject other=None, which pandas takes (None where missing, on object dtype)
     records = sample.astype(object).where(sample.notna(), None).to_dict(orient="records")  # type: ignore[call-overload]
+    if probabilities is None:
+        return {"records": records, "values": [float(v) for v in labels], "tolerance": tolerance}
     return {
         "records": records,
         "labels": [int(v) for v in labels],

@@ -25,6 +25,7 @@ from typing import Any
 from sklearn.base import BaseEstimator
 
 from driftloop.core.pipeline import configure_estimator, make_estimator
+from driftloop.core.task import Task
 from driftloop.errors import ConfigError
 from driftloop.io.onnx_export import check_convertible
 
@@ -45,7 +46,9 @@ def canonical_reference(estimator: str) -> str:
     return f"{Path(match['path']).expanduser().resolve()}:{match['name']}"
 
 
-def resolve_estimator(estimator: str, params: Mapping[str, Any] | None = None, seed: int = 42) -> BaseEstimator:
+def resolve_estimator(
+    estimator: str, params: Mapping[str, Any] | None = None, seed: int = 42, task: Task | None = None
+) -> BaseEstimator:
     """The unfitted, configured estimator ``estimator`` names (built-in or a factory), known to export to ONNX.
 
     Raises:
@@ -53,8 +56,8 @@ def resolve_estimator(estimator: str, params: Mapping[str, Any] | None = None, s
         ExportError: skl2onnx has no converter for it (checked before anything is fitted).
     """
     if not is_factory_reference(estimator):
-        return make_estimator(estimator, params, seed)
-    model = configure_estimator(estimator, _call_factory(estimator), params, seed)
+        return make_estimator(estimator, params, seed, task)
+    model = configure_estimator(estimator, _call_factory(estimator), params, seed, task)
     check_convertible(model)
     return model
 

@@ -12,7 +12,7 @@ from driftloop.core import lineage
 from driftloop.core.parity import compare_with_recording
 from driftloop.errors import DriftloopError, InputError, SelfCheckFailed
 from driftloop.io.bundle import ModelBundle, ModelInfo
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.serving.inputs import FeatureBatch, FeatureParser
 
 
@@ -21,7 +21,7 @@ class ServingModel:
     """``graph``: which of the bundle's files serves (``serving.onnx`` when the bundle has it), and its sha256."""
 
     info: ModelInfo
-    classifier: OnnxClassifier
+    classifier: OnnxModel
     parser: FeatureParser
     class_names: tuple[str, str]
     loaded_at: float
@@ -53,7 +53,7 @@ def load_model(bundle: ModelBundle, max_rows: int, unknown_categories: str) -> S
     else:
         graph, graph_bytes = lineage.SERVING_ONNX_FILE, bundle.serving_onnx_bytes
     try:
-        classifier = OnnxClassifier.from_bytes(graph_bytes, bundle.schema, intra_op_num_threads=1)
+        classifier = OnnxModel.from_bytes(graph_bytes, bundle.schema, intra_op_num_threads=1)
     except DriftloopError as error:
         raise SelfCheckFailed(f"version {bundle.info.version} ({graph}) does not load: {error}") from None
     model = ServingModel(

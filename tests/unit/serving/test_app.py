@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.serving import protocols
 from driftloop.serving.app import create_app
@@ -629,7 +629,7 @@ def test_the_app_follows_its_source_and_keeps_serving_through_a_refused_version(
     source = MovingSource({"1": bundle_dir, "2": other_bundle_dir, "3": broken_bundle_dir}, current="1")
     app = create_app(serving_settings(tmp_path, reload_interval=0.02), source=source)
     body = {"features": served_model.records(1)[0]}
-    _, v2_proba = OnnxClassifier.from_bytes(other_model.onnx_bytes, other_model.schema).predict(
+    _, v2_proba = OnnxModel.from_bytes(other_model.onnx_bytes, other_model.schema).predict(
         served_model.holdout.head(1)
     )
 

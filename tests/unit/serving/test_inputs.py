@@ -15,7 +15,7 @@ from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import InputError
 from driftloop.io.onnx_export import export_onnx, grouped_onnx
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.serving.inputs import FeatureBatch, FeatureParser
 from tests.support.features import assert_columns_equal, records_of
 
@@ -402,8 +402,8 @@ class ChurnModel:
             to_model_frame(train, self.schema), encode_target(train[self.schema.target.name], self.schema)
         )
         model_bytes = export_onnx(pipeline, self.schema)
-        self.classifier = OnnxClassifier.from_bytes(model_bytes, self.schema)
-        self.grouped = OnnxClassifier.from_bytes(grouped_onnx(model_bytes), self.schema)
+        self.classifier = OnnxModel.from_bytes(model_bytes, self.schema)
+        self.grouped = OnnxModel.from_bytes(grouped_onnx(model_bytes), self.schema)
         blanks = frame[frame["total_charges"].isna()]
         self.holdout = pd.concat([frame.drop(train.index).head(200), blanks]).reset_index(drop=True)
 

@@ -19,7 +19,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.errors import InputError, SelfCheckFailed
 from driftloop.io.bundle import ModelBundle, ModelInfo, read_bundle, write_model_info
 from driftloop.io.onnx_export import export_onnx, grouped_onnx
-from driftloop.io.onnx_runtime import OnnxClassifier
+from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.tracking import build_selfcheck
 from driftloop.serving.model import load_model
 
@@ -37,7 +37,7 @@ class Graphs:
         self.linear = export_onnx(build_pipeline(self.schema).fit(frame, y), self.schema)
         self.forest = export_onnx(build_pipeline(self.schema, "random_forest").fit(frame, y), self.schema)
         self.rows = to_model_frame(raw.drop(train.index).head(50), self.schema)
-        labels, proba = OnnxClassifier.from_bytes(self.linear, self.schema).predict(self.rows)
+        labels, proba = OnnxModel.from_bytes(self.linear, self.schema).predict(self.rows)
         self.selfcheck = build_selfcheck(self.rows.head(20), labels[:20], proba[:20], 1e-5)
         self.labels, self.proba = labels, proba
 
