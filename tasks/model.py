@@ -154,6 +154,7 @@ def export_candidate(
         onnx_first[:SELFCHECK_ROWS],
         None if onnx_proba is None else onnx_proba[:SELFCHECK_ROWS],
         parity_tolerance,
+        value_buckets=None if task.is_classifier else _deciles(onnx_first),
     )
     sklearn_uri = tracking.log_sklearn_model(run_id, candidate.pipeline, holdout)
     onnx_uri = tracking.log_onnx_model(run_id, onnx_bytes, schema, holdout, selfcheck, serving_bytes)
@@ -163,6 +164,12 @@ def export_candidate(
         onnx_model_uri=onnx_uri,
         sklearn_model_uri=sklearn_uri,
     )
+
+
+def _deciles(values: np.ndarray) -> list[float]:
+    """Bucket edges for a regressor's predictions in ``/metrics``: the 5th to 95th percentiles of its holdout."""
+    edges = np.quantile(np.asarray(values, dtype=np.float64), np.linspace(0.05, 0.95, 10))
+    return sorted({float(f"{edge:.4g}") for edge in edges})
 
 
 def _grouped_graph(onnx_bytes: bytes, schema: DatasetSchema, holdout: pd.DataFrame) -> bytes | None:

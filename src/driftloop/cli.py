@@ -719,15 +719,24 @@ def schema_infer(
         int, typer.Option(min=1, help="A text column with more distinct values is left out")
     ] = 100,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists")] = False,
+    task: Annotated[
+        str | None, typer.Option(help="binary | multiclass | regression [default: guessed from the target]")
+    ] = None,
 ) -> None:
     """Infer a schema from a snapshot's values: a draft to read and edit, then train with --schema."""
     from driftloop.core.schema_inference import infer_schema
+    from driftloop.core.task import TaskKind
+
+    if task is not None and task not in TaskKind.__members__.values():
+        raise _fail(f"--task {task!r}: choose binary, multiclass or regression")
     from driftloop.io.datasets import read_snapshot, schema_yaml
 
     if output is not None and output.exists() and not force:
         raise _fail(f"{output} exists; pass --force to overwrite it")
     stem = data.name.split(".")[0] or "dataset"
-    inferred = infer_schema(read_snapshot(data), target, name or stem, max_categories=max_categories)
+    inferred = infer_schema(
+        read_snapshot(data), target, name or stem, max_categories=max_categories, task=TaskKind(task) if task else None
+    )
     text = schema_yaml(inferred.schema, inferred.notes)
     if output is None:
         sys.stdout.write(text)
@@ -735,7 +744,9 @@ def schema_infer(
         output.write_text(text, encoding="utf-8")
         kinds = [f.kind.value for f in inferred.schema.features]
         counted = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds)))
-        out.print(f"wrote {output}: {len(kinds)} features ({counted}), target {target!r}")
+        out.print(
+            f"wrote {output}: {len(kinds)} features ({counted}), target {target!r} ({inferred.schema.target.kind})"
+        )
     for note in inferred.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     if output is not None:

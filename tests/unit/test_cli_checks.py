@@ -79,7 +79,10 @@ def test_an_unknown_estimator_or_parameter_is_refused(home: Path) -> None:
 @pytest.mark.parametrize(
     ("floor", "message"),
     [
-        ("nope=0.5", "--floor: unknown floor metric 'nope'; valid metric names: roc_auc, f1, accuracy, log_loss"),
+        (
+            "nope=0.5",
+            "--floor: unknown floor metric 'nope' for a binary model; valid metric names: roc_auc, f1, accuracy, log_loss",
+        ),
         ("roc_auc=high", "--floor roc_auc: 'high' is not a number"),
         ("roc_auc", "--floor expects METRIC=VALUE, got 'roc_auc'"),
     ],

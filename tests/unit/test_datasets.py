@@ -91,7 +91,7 @@ def test_positive_class_that_is_not_a_class(tmp_path: Path) -> None:
     text = GOOD_SCHEMA.replace('positive: "yes"', "positive: maybe")
     with pytest.raises(ConfigError) as caught:
         load_schema(_write(tmp_path, "schema.yaml", text))
-    assert "  - target: target 'label': positive 'maybe' is not one of ('no', 'yes')" in str(caught.value)
+    assert "  - target: target 'label': positive 'maybe' is not one of ['no', 'yes']" in str(caught.value)
 
 
 def test_every_schema_error_is_listed(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_what_this_version_cannot_train_is_named_with_the_way_forward(tmp_path: 
     text = "\n".join(
         [
             "name: wine",
-            "target: {name: cultivar, classes: [a, b, c], positive: a, kind: multiclass}",
+            "target: {name: cultivar, classes: [a, b, c], kind: ordinal}",
             "features:",
             "  - {name: harvested, kind: datetime}",
             "  - {name: alcohol, kind: numeric}",
@@ -122,10 +122,9 @@ def test_what_this_version_cannot_train_is_named_with_the_way_forward(tmp_path: 
     with pytest.raises(ConfigError) as caught:
         load_schema(_write(tmp_path, "schema.yaml", text))
     problems = str(caught.value).splitlines()[1:]
-    binary_only = "; this version trains binary classifiers only: a target with exactly two classes"
+    kinds = "; set target.kind: binary (two classes), multiclass (three or more) or regression (a number)"
     assert problems == [
-        f"  - target.classes: Tuple should have at most 2 items after validation, not 3{binary_only}",
-        f"  - target.kind: Extra inputs are not permitted{binary_only}",
+        f"  - target.kind: Input should be 'binary', 'multiclass' or 'regression' (got 'ordinal'){kinds}",
         "  - features[0] ('harvested').kind: Input should be 'numeric', 'binary' or 'categorical' (got 'datetime'); "
         "a schema has no date or time kind: derive numeric features from the column in the snapshot (days since an "
         "event, day of week, hour) and declare those",

@@ -11,6 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_
 
 from driftloop.core.schema import FeatureKind
 from driftloop.core.schema_inference import infer_schema
+from driftloop.core.task import TaskKind
 from driftloop.core.validation import find_problems
 from driftloop.errors import ConfigError
 from driftloop.io.datasets import load_schema, schema_yaml
@@ -66,9 +67,22 @@ def test_public_binary_datasets_get_a_schema_that_accepts_them(frame: pd.DataFra
         pytest.param(load_diabetes(as_frame=True).frame, "regression", id="diabetes"),
     ],
 )
-def test_a_target_of_another_task_is_named_and_refused(frame: pd.DataFrame, task: str) -> None:
-    with pytest.raises(ConfigError, match=rf"looks like a {task} target .*trains binary classifiers only"):
-        infer_schema(frame, "target", "draft")
+def test_the_task_is_guessed_from_the_target(frame: pd.DataFrame, task: str, tmp_path: Path) -> None:
+    _round_trip(frame, "target", tmp_path)
+    schema = infer_schema(frame, "target", "draft").schema
+    assert schema.target.kind == task
+    if task == "multiclass":
+        assert schema.target.classes == ("0", "1", "2")
+    else:
+        assert schema.target.classes is None
+
+
+def test_a_task_that_does_not_fit_the_target_is_refused() -> None:
+    diabetes = load_diabetes(as_frame=True).frame
+    with pytest.raises(ConfigError, match="binary target needs exactly two"):
+        infer_schema(diabetes, "target", "draft", task=TaskKind.BINARY)
+    wine = load_wine(as_frame=True).frame
+    assert infer_schema(wine, "target", "draft", task=TaskKind.REGRESSION).schema.target.kind == "regression"
 
 
 def _mixed(rows: int, seed: int) -> pd.DataFrame:

@@ -51,7 +51,7 @@ class ParityReport:
         """What differs, in a sentence, for a failed comparison against ``reference``."""
         if math.isnan(self.max_abs_diff):
             return f"outputs cannot be compared with {reference}: {self.reason}"
-        if not self.passed and self.label_mismatches_outside_tie_band == 0:
+        if self.outputs == "values" or self.max_abs_diff > self.tolerance:
             return (
                 f"{self.outputs} differ from {reference} by up to {self.max_abs_diff:.3g} "
                 f"(tolerance {self.tolerance:g}) on {self.rows} sample rows"

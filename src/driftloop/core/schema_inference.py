@@ -10,8 +10,9 @@ Every column but the target becomes a feature unless it cannot be one, and then 
     text with too many values    left out: an identifier, or a column to group into fewer values first
     nothing but missing values   left out
 
-A column with a missing value is nullable. The task is guessed from the target: two classes make a binary
-classifier, the only task this version trains; more classes or a continuous target are refused with the reason.
+A column with a missing value is nullable. The task is guessed from the target unless it is given: two values make
+a binary classifier, numbers with many values or fractions a regression, and anything else a multiclass classifier
+(its classes in sorted order).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind, Target
+from driftloop.core.task import TaskKind
 from driftloop.errors import ConfigError
 
 DEFAULT_MAX_CATEGORIES = 100
@@ -49,19 +51,20 @@ def infer_schema(
     name: str,
     *,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
+    task: TaskKind | None = None,
 ) -> InferredSchema:
     """The schema ``frame``'s values suggest, with ``target`` as the label column.
 
     Raises:
-        ConfigError: ``target`` is not a column, has fewer than two classes, or is not a binary target (the task
-            it looks like is named); or no column can be a feature.
+        ConfigError: ``target`` is not a column, has fewer than two distinct values, does not fit ``task`` (when
+            given), or no column can be a feature.
     """
     if max_categories < 1:
         raise ConfigError(f"max_categories must be at least 1, got {max_categories}")
     if target not in frame.columns:
         columns = ", ".join(repr(str(c)) for c in frame.columns[:20])
         raise ConfigError(f"the data has no column {target!r} to predict; its columns: {columns}")
-    target_spec, notes = _infer_target(frame[target], target)
+    target_spec, notes = _infer_target(frame[target], target, task)
     features: list[Feature] = []
     left_out: list[str] = []
     for column in frame.columns:
@@ -85,7 +88,7 @@ def infer_schema(
     return InferredSchema(schema=schema, notes=tuple(notes))
 
 
-def _infer_target(labels: pd.Series, name: str) -> tuple[Target, list[str]]:
+def _infer_target(labels: pd.Series, name: str, task: TaskKind | None) -> tuple[Target, list[str]]:
     notes: list[str] = []
     present = labels.dropna()
     if len(present) < len(labels):
@@ -96,14 +99,21 @@ def _infer_target(labels: pd.Series, name: str) -> tuple[Target, list[str]]:
     counts = present.astype(str).value_counts()
     if len(counts) < 2:
         found = f"only {counts.index[0]!r}" if len(counts) else "no label at all"
-        raise ConfigError(f"target {name!r} needs two classes to learn from; it has {found}")
-    if len(counts) > 2:
-        task = "regression" if _is_quantity(present) else "multiclass"
-        raise ConfigError(
-            f"target {name!r} looks like a {task} target ({len(counts)} distinct values, e.g. "
-            f"{', '.join(repr(v) for v in counts.index[:5])}): this version of driftloop trains binary "
-            "classifiers only (two classes)"
-        )
+        raise ConfigError(f"target {name!r} needs two distinct values to learn from; it has {found}")
+    guessed = TaskKind.BINARY if len(counts) == 2 else TaskKind.REGRESSION if _is_quantity(present) else None
+    kind = task or guessed or TaskKind.MULTICLASS
+    if kind is TaskKind.REGRESSION:
+        if not pd.api.types.is_numeric_dtype(present.dtype) or pd.api.types.is_bool_dtype(present.dtype):
+            raise ConfigError(f"target {name!r} is not numbers, so it cannot be a regression target")
+        return Target(name=name, kind=kind), notes
+    if kind is TaskKind.MULTICLASS:
+        if len(counts) < 3:
+            raise ConfigError(f"target {name!r} has {len(counts)} classes: a multiclass target needs three or more")
+        if task is None:
+            notes.append(f"target {name!r}: {len(counts)} classes, so a multiclass classifier; pass --task to choose")
+        return Target(name=name, kind=kind, classes=tuple(sorted(counts.index))), notes
+    if len(counts) != 2:
+        raise ConfigError(f"target {name!r} has {len(counts)} classes: a binary target needs exactly two")
     classes = sorted(counts.index)
     positive = _guess_positive(counts)
     negative = classes[0] if classes[1] == positive else classes[1]

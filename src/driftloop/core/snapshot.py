@@ -35,6 +35,7 @@ def content_hash(frame: pd.DataFrame, schema: DatasetSchema) -> str:
     header = {"rows": len(frame), "columns": columns}
     digest.update(json.dumps(header, separators=(",", ":")).encode())
     kinds = {f.name: f.is_categorical for f in schema.features}
+    kinds[schema.target.name] = schema.task.is_classifier  # a regressor's target is a number, like a feature
     for name in columns:
         values = frame[name]
         if isinstance(values, pd.DataFrame):
@@ -81,7 +82,7 @@ class Split:
 
 
 def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, seed: int) -> Split:
-    """Hold out about ``fraction`` of each class, row by row, from a seeded hash of the row's content.
+    """Hold out about ``fraction`` of each class (of the rows, for a regressor), row by row, from a seeded hash.
 
     A row's side depends only on its own values and the seed, never on the other rows. So when a snapshot
     grows (a retrain adds recent labelled rows to the champion's data), every row the champion trained on stays
@@ -96,8 +97,14 @@ def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, s
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout fraction must be between 0 and 1 (exclusive), got {fraction}")
-    labels = frame[schema.target.name].astype(str)
     in_holdout = _row_hash_fraction(frame, schema, seed) < fraction
+    if not schema.task.is_classifier:
+        held = int(np.count_nonzero(in_holdout))
+        if held == 0 or held == len(frame):
+            side = "holdout" if held == 0 else "training"
+            raise DatasetError(f"cannot hold out {fraction:.0%} of {len(frame)} rows: no {side} row would be left")
+        return Split(train=frame[~in_holdout], holdout=frame[in_holdout])
+    labels = frame[schema.target.name].astype(str)
     for label in labels.unique():
         of_class = (labels == label).to_numpy()
         held = int(np.count_nonzero(in_holdout & of_class))

@@ -102,7 +102,7 @@ def _describe_error(error: Any, raw: dict[str, Any]) -> str:
 
 
 _DATE_KINDS = {"date", "datetime", "date_time", "time", "timestamp", "timedelta", "duration"}
-_BINARY_ONLY = "; this version trains binary classifiers only: a target with exactly two classes"
+_KINDS = "; set target.kind: binary (two classes), multiclass (three or more) or regression (a number)"
 
 
 def _hint(loc: tuple[str | int, ...], kind: str, value: object) -> str:
@@ -112,10 +112,8 @@ def _hint(loc: tuple[str | int, ...], kind: str, value: object) -> str:
             "; a schema has no date or time kind: derive numeric features from the column in the snapshot "
             "(days since an event, day of week, hour) and declare those"
         )
-    if loc == ("target", "classes") and kind == "too_long":
-        return _BINARY_ONLY
-    if loc[:1] == ("target",) and loc[-1:] in (("kind",), ("task",)) and kind == "extra_forbidden":
-        return _BINARY_ONLY
+    if loc[:1] == ("target",) and loc[-1:] in (("kind",), ("task",)) and kind in ("extra_forbidden", "enum"):
+        return _KINDS
     return ""
 
 

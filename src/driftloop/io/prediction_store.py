@@ -98,8 +98,8 @@ class PredictionEvent:
         ts: Seconds since the epoch (``time.time()``) when the request was served.
         features: The ONNX feed: ``(n, 1)`` float32 with NaN for missing, or ``(n, 1)`` str objects with ""
             for missing.
-        labels: The class name predicted for each row.
-        probabilities: ``(n, 2)`` float32, column 1 the positive class.
+        labels: The class name predicted for each row (a regressor's value, as text).
+        probabilities: ``(n, k)`` float32, one column per class (a regressor's values: ``(n, 1)``).
     """
 
     ts: float
@@ -126,8 +126,8 @@ class PredictionRow(NamedTuple):
         ts: Seconds since the epoch (``time.time()``) when the request was served.
         layout: Where each feature sits in the two matrices, one object shared by all the rows of a model.
         numeric: ``(1, k)`` float32, NaN for missing; ``categorical``: ``(1, m)`` str objects, "" for missing.
-        label: The class name predicted.
-        probabilities: The two class probabilities (float32), the positive class second.
+        label: The class name predicted (a regressor's value, as text).
+        probabilities: The class probabilities (float32), in class order (a regressor's value: one).
     """
 
     ts: float
@@ -190,6 +190,18 @@ def _float_rows(values: np.ndarray) -> list[list[float | None]]:
     """A 2-D array's rows, each as ``_float_column`` gives a column."""
     rows: list[list[float | None]] = orjson.loads(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))
     return rows
+
+
+def _score(outputs: list[float | None]) -> float | None:
+    """The ``probability`` column: the row's score.
+
+    The positive class's probability (binary), the predicted class's (multiclass), the value (a regressor).
+    """
+    if len(outputs) == 2:
+        return outputs[1]
+    if len(outputs) == 1:
+        return outputs[0]
+    return max((p for p in outputs if p is not None), default=None)
 
 
 def _text_values(values: list[Any]) -> list[Any]:
@@ -289,7 +301,7 @@ def _rows_of(events: Sequence[Logged], sqlite: bool) -> list[tuple[Any, ...]]:
         zip(
             *fields,
             map(str, labels),
-            [pair[1] for pair in pairs],
+            [_score(pair) for pair in pairs],
             [dumps(pair).decode() for pair in pairs],
             feature_texts,
             strict=True,

@@ -200,18 +200,28 @@ def log_onnx_model(
 
 
 def build_selfcheck(
-    sample: pd.DataFrame, labels: np.ndarray, probabilities: np.ndarray | None, tolerance: float
+    sample: pd.DataFrame,
+    labels: np.ndarray,
+    probabilities: np.ndarray | None,
+    tolerance: float,
+    value_buckets: list[float] | None = None,
 ) -> dict[str, Any]:
     """Sample rows (as the model takes them) with the ONNX outputs recorded at registration.
 
     A classifier's outputs are ``labels`` and ``probabilities``; a regressor's (``probabilities`` None) are its
-    predicted ``values``, passed as ``labels``. A server loading this version predicts the sample and must
+    predicted ``values``, passed as ``labels``, and ``value_buckets``, the edges of its predictions' histogram in
+    ``/metrics``. A server loading this version predicts the sample and must
     reproduce these outputs within ``tolerance`` (``core.parity.compare_with_recording``).
     """
     # pandas-stubs reject other=None, which pandas takes (None where missing, on object dtype)
     records = sample.astype(object).where(sample.notna(), None).to_dict(orient="records")  # type: ignore[call-overload]
     if probabilities is None:
-        return {"records": records, "values": [float(v) for v in labels], "tolerance": tolerance}
+        return {
+            "records": records,
+            "values": [float(v) for v in labels],
+            "tolerance": tolerance,
+            "buckets": list(value_buckets or []),
+        }
     return {
         "records": records,
         "labels": [int(v) for v in labels],

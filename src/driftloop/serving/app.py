@@ -172,9 +172,10 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
 
     @app.post("/feedback", tags=["predict"], status_code=202, openapi_extra=request_body("feedback"))
     async def give_feedback(request: Request) -> Response:
-        """True classes for earlier predictions (by request id and row), for the drift monitor's label check.
+        """True labels for earlier predictions (by request id and row), for the drift monitor's label check.
 
-        `{"request_id": "...", "label": "Yes"}`, or `{"items": [{"request_id": "...", "row": 0, "label": "No"}]}`.
+        `{"request_id": "...", "label": "Yes"}`, or `{"items": [{"request_id": "...", "row": 0, "label": "No"}]}`;
+        a regressor's label is a number (`{"request_id": "...", "label": 151.0}`).
         """
         model = server.holder.model
         try:
@@ -182,8 +183,9 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
                 raise InputError(
                     409, "prediction_log_off", "feedback needs the prediction log (DRIFTLOOP_PREDICTION_LOG)"
                 )
-            classes = model.class_names if model else None
-            items = protocols.parse_feedback(server.decode_json(await server.read_body(request)), classes)
+            items = protocols.parse_feedback(
+                server.decode_json(await server.read_body(request)), model.task if model else None
+            )
             written = await run_in_threadpool(server.store.write_feedback, server.settings.model_name, items)
         except InputError as error:
             server.metrics.count_error("feedback", error.reason)
@@ -235,7 +237,7 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
             body_id[0] = body.get("id") if isinstance(body, dict) else None
             return batch
 
-        def respond(labels: np.ndarray, proba: np.ndarray, served: ServingModel) -> Any:
+        def respond(labels: np.ndarray, proba: np.ndarray | None, served: ServingModel) -> Any:
             return protocols.v2_infer_response(
                 served.info.name, served.version, labels, proba, requested[0], body_id[0]
             )

@@ -17,7 +17,8 @@ from driftloop.serving.inputs import FeatureBatch, FeatureParser
 from driftloop.serving.model import ServingModel
 
 Parse = Callable[[Any, FeatureParser], FeatureBatch]
-Respond = Callable[[np.ndarray, np.ndarray, ServingModel], Any]
+# The model's outputs (``io.onnx_runtime.Outputs``: labels and probabilities, or values and None) and the model.
+Respond = Callable[[np.ndarray, np.ndarray | None, ServingModel], Any]
 ErrorBody = Callable[[InputError], Any]
 
 
@@ -37,15 +38,15 @@ def error_detail(error: InputError) -> dict[str, Any]:
     return {"detail": error.message, "reason": error.reason}
 
 
-def _predict_response(labels: np.ndarray, proba: np.ndarray, model: ServingModel) -> Any:
+def _predict_response(labels: np.ndarray, proba: np.ndarray | None, model: ServingModel) -> Any:
     return protocols.predict_response(labels, proba, model.parser.schema, model.version)
 
 
-def _batch_response(labels: np.ndarray, proba: np.ndarray, model: ServingModel) -> Any:
+def _batch_response(labels: np.ndarray, proba: np.ndarray | None, model: ServingModel) -> Any:
     return protocols.batch_response(labels, proba, model.parser.schema, model.version)
 
 
-def _invocations_response(labels: np.ndarray, proba: np.ndarray, model: ServingModel) -> Any:
+def _invocations_response(labels: np.ndarray, proba: np.ndarray | None, model: ServingModel) -> Any:
     return protocols.invocations_response(labels, proba)
 
 

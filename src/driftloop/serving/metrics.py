@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 # Model time is a few microseconds a row (churn's grouped graph: 6 µs), up to milliseconds for a large batch.
 _MODEL_BUCKETS = (
@@ -26,6 +31,43 @@ _MODEL_BUCKETS = (
 _REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+REGRESSION_LABEL = "value"
+
+
+class PredictedValues(Collector):
+    """A regressor's predicted values as a histogram per model version, on the version's own bucket edges.
+
+    A fixed set of buckets cannot fit every target's scale, and prometheus_client fixes a Histogram's buckets
+    for every label, so this collector keeps one ``(edges, counts, sum)`` per version; a batch is one
+    ``searchsorted``.
+    """
+
+    name = "driftloop_predicted_value"
+
+    def __init__(self) -> None:
+        self._versions: dict[str, tuple[np.ndarray, np.ndarray, list[float]]] = {}
+
+    def observe(self, version: str, edges: Sequence[float], values: np.ndarray) -> None:
+        state = self._versions.get(version)
+        if state is None:
+            bounds = np.asarray(edges, dtype=np.float64)
+            state = self._versions[version] = (bounds, np.zeros(bounds.size + 1, dtype=np.int64), [0.0])
+        bounds, counts, total = state
+        finite = values[np.isfinite(values)]
+        # Prometheus buckets are "≤ edge": searchsorted(side="left") puts a value equal to an edge in that bucket.
+        np.add.at(counts, np.searchsorted(bounds, finite, side="left"), 1)
+        total[0] += float(finite.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, "Predicted values by model version", labels=["model_version"])
+        for version, (bounds, counts, total) in self._versions.items():
+            cumulative = np.cumsum(counts).tolist()
+            buckets = [(f"{edge:.6g}", float(count)) for edge, count in zip(bounds.tolist(), cumulative, strict=False)]
+            buckets.append(("+Inf", float(cumulative[-1])))
+            family.add_metric([version], buckets, total[0])
+        yield family
+
+
 class ServingMetrics:
     def __init__(self) -> None:
         # no *_created series: half the scrape size, nothing a dashboard reads
@@ -33,7 +75,10 @@ class ServingMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.predictions = Counter(
-            "driftloop_predictions", "Predicted rows by model version and class", ["model_version", "label"], registry=r
+            "driftloop_predictions",
+            "Predicted rows by model version and class (a regressor's: 'value')",
+            ["model_version", "label"],
+            registry=r,
         )
         self.model_latency = Histogram(
             "driftloop_model_latency_seconds", "onnxruntime time per request", buckets=_MODEL_BUCKETS, registry=r
@@ -62,6 +107,8 @@ class ServingMetrics:
             "driftloop_prediction_log_pending_rows", "Predictions waiting to be logged", registry=r
         )
         self.cache = Counter("driftloop_prediction_cache", "Prediction cache lookups by result", ["result"], registry=r)
+        self.values = PredictedValues()
+        r.register(self.values)
         self._children: dict[tuple[str, ...], MetricWrapperBase] = {}
 
     def request_timer(self, endpoint: str) -> Histogram:
@@ -77,6 +124,11 @@ class ServingMetrics:
         if child is None:
             child = self._children[key] = self.predictions.labels(version, label)
         child.inc(rows)  # type: ignore[attr-defined]
+
+    def count_values(self, version: str, edges: Sequence[float], values: np.ndarray) -> None:
+        """A regressor's predictions: counted as rows (label ``value``) and put in its histogram."""
+        self.count_predictions(version, REGRESSION_LABEL, int(values.size))
+        self.values.observe(version, edges, values)
 
     def count_error(self, endpoint: str, reason: str) -> None:
         self.errors.labels(endpoint, reason).inc()

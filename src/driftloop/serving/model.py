@@ -10,33 +10,43 @@ import numpy as np
 
 from driftloop.core import lineage
 from driftloop.core.parity import compare_with_recording
+from driftloop.core.task import Task
 from driftloop.errors import DriftloopError, InputError, SelfCheckFailed
 from driftloop.io.bundle import ModelBundle, ModelInfo
-from driftloop.io.onnx_runtime import OnnxModel
+from driftloop.io.onnx_runtime import OnnxModel, Outputs
 from driftloop.serving.inputs import FeatureBatch, FeatureParser
 
 
 @dataclass(frozen=True)
 class ServingModel:
-    """``graph``: which of the bundle's files serves (``serving.onnx`` when the bundle has it), and its sha256."""
+    """``graph``: which of the bundle's files serves (``serving.onnx`` when the bundle has it), and its sha256.
+
+    ``value_buckets``: a regressor's bucket edges for the histogram of its predictions (``/metrics``).
+    """
 
     info: ModelInfo
-    classifier: OnnxModel
+    onnx: OnnxModel
     parser: FeatureParser
-    class_names: tuple[str, str]
+    task: Task
     loaded_at: float
     graph: str
     graph_sha256: str
+    value_buckets: tuple[float, ...] = ()
 
     @property
     def version(self) -> str:
         return self.info.version
 
-    def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
-        classifier = self.classifier
-        if classifier.grouped:
-            return classifier.run(classifier.grouped_feed(batch.numeric, batch.categorical))
-        return classifier.run(batch.columns)
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names by output index; empty for a regressor."""
+        return self.task.classes
+
+    def predict(self, batch: FeatureBatch) -> Outputs:
+        onnx = self.onnx
+        if onnx.grouped:
+            return onnx.run(onnx.grouped_feed(batch.numeric, batch.categorical))
+        return onnx.run(batch.columns)
 
 
 def load_model(bundle: ModelBundle, max_rows: int, unknown_categories: str) -> ServingModel:
@@ -53,20 +63,31 @@ def load_model(bundle: ModelBundle, max_rows: int, unknown_categories: str) -> S
     else:
         graph, graph_bytes = lineage.SERVING_ONNX_FILE, bundle.serving_onnx_bytes
     try:
-        classifier = OnnxModel.from_bytes(graph_bytes, bundle.schema, intra_op_num_threads=1)
+        onnx = OnnxModel.from_bytes(graph_bytes, bundle.schema, intra_op_num_threads=1)
     except DriftloopError as error:
         raise SelfCheckFailed(f"version {bundle.info.version} ({graph}) does not load: {error}") from None
     model = ServingModel(
         info=bundle.info,
-        classifier=classifier,
+        onnx=onnx,
         parser=FeatureParser(bundle.schema, max_rows=max_rows, unknown_categories=unknown_categories),  # type: ignore[arg-type]
-        class_names=(bundle.schema.target.negative, bundle.schema.target.positive),
+        task=bundle.schema.task,
         loaded_at=time.time(),
         graph=graph,
         graph_sha256=hashlib.sha256(graph_bytes).hexdigest(),
+        value_buckets=_value_buckets(bundle.selfcheck),
     )
     _self_check(model, bundle.selfcheck)
     return model
+
+
+def _value_buckets(selfcheck: dict[str, object]) -> tuple[float, ...]:
+    """A regressor's histogram edges: recorded at training (quantiles of its holdout predictions), else the sample's."""
+    recorded = selfcheck.get("buckets") or selfcheck.get("values") or ()
+    try:
+        edges = sorted({float(edge) for edge in recorded})  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return ()
+    return tuple(edge for edge in edges if np.isfinite(edge))
 
 
 def _self_check(model: ServingModel, selfcheck: dict[str, object]) -> None:

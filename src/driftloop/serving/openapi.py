@@ -31,7 +31,8 @@ def install_openapi_examples(app: FastAPI, server: Server) -> None:
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         examples = protocols.openapi_examples(model.parser.schema) if model else {}
         if model:
-            examples["feedback"] = {"request_id": "3f2a9c0e5b7d4e1f", "label": model.class_names[1]}
+            label: Any = model.class_names[-1] if model.class_names else 1.0
+            examples["feedback"] = {"request_id": "3f2a9c0e5b7d4e1f", "label": label}
         for path in spec.get("paths", {}).values():
             for operation in path.values():
                 body = operation.get("requestBody", {}).get("content", {}).get(JSON)

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 import numpy as np
 
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
+from driftloop.core.task import Task
 from driftloop.errors import InputError
-from driftloop.io.onnx_runtime import LABEL_OUTPUT, PROBABILITIES_OUTPUT
+from driftloop.io.onnx_runtime import CLASSIFIER_OUTPUTS, LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT
 from driftloop.io.prediction_store import Feedback
 from driftloop.serving.inputs import FeatureBatch, FeatureParser, json_type
 
@@ -31,7 +33,6 @@ V2_PLATFORM = "onnxruntime_onnx"
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 _BINARY_UNSUPPORTED = "binary tensor data is not supported; use binary_data=False"
-_OUTPUTS = (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
 _V2_NUMBERS = ("FP32", "FP64", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8")
 _V2_DATATYPES = {
     FeatureKind.NUMERIC: _V2_NUMBERS,
@@ -42,9 +43,9 @@ _CSV_BOOLEANS = {"true": 1.0, "false": 0.0}
 _MISSING: Any = object()
 
 
-def _class_names(schema: DatasetSchema) -> tuple[str, str]:
-    """Class names by model output index: 0 = negative, 1 = positive (``core.features.encode_target``)."""
-    return schema.target.negative, schema.target.positive
+def _outputs(task: Task) -> tuple[str, ...]:
+    """The model's output tensors: ``label`` and ``probabilities`` of a classifier, ``prediction`` of a regressor."""
+    return CLASSIFIER_OUTPUTS if task.is_classifier else (PREDICTION_OUTPUT,)
 
 
 def _rows_or_records(values: Any, parser: FeatureParser, field: str) -> FeatureBatch:
@@ -88,16 +89,24 @@ def parse_predict(body: Any, parser: FeatureParser) -> FeatureBatch:
     )
 
 
-def predict_response(labels: np.ndarray, proba: np.ndarray, schema: DatasetSchema, version: str) -> dict[str, Any]:
-    """The tutorial's response for one row; its clients read ``prediction`` and ``probability``."""
+def predict_response(
+    labels: np.ndarray, proba: np.ndarray | None, schema: DatasetSchema, version: str
+) -> dict[str, Any]:
+    """The tutorial's response for one row; its clients read ``prediction`` and ``probability``.
+
+    A classifier's ``prediction`` is the class index, with ``label`` its name and one probability per class; a
+    regressor's is the predicted value.
+    """
+    if proba is None:
+        return {"prediction": float(labels[0]), "model_version": version}
     index = int(labels[0])
     p = proba[0].tolist()
-    names = _class_names(schema)
+    names = schema.task.classes
     return {
         "prediction": index,
         "label": names[index],
         "probability": p,
-        "probabilities": {names[0]: p[0], names[1]: p[1]},
+        "probabilities": dict(zip(names, p, strict=True)),
         "model_version": version,
     }
 
@@ -120,8 +129,10 @@ def parse_predict_batch(body: Any, parser: FeatureParser) -> FeatureBatch:
     )
 
 
-def batch_response(labels: np.ndarray, proba: np.ndarray, schema: DatasetSchema, version: str) -> dict[str, Any]:
-    names = _class_names(schema)
+def batch_response(labels: np.ndarray, proba: np.ndarray | None, schema: DatasetSchema, version: str) -> dict[str, Any]:
+    if proba is None:
+        return {"predictions": labels.tolist(), "model_version": version}
+    names = schema.task.classes
     indices = labels.tolist()
     return {
         "predictions": indices,
@@ -269,8 +280,13 @@ def _csv_column(feature: Feature, cells: tuple[str, ...]) -> list[Any] | tuple[s
     return values
 
 
-def invocations_response(labels: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
-    """What ``mlflow models serve`` returns for a pyfunc whose predict returns ``{output name: array}``."""
+def invocations_response(labels: np.ndarray, proba: np.ndarray | None) -> dict[str, Any]:
+    """What ``mlflow models serve`` returns for a pyfunc whose predict returns ``{output name: array}``.
+
+    A regressor's one output is answered as MLflow answers a single array: ``{"predictions": [values]}``.
+    """
+    if proba is None:
+        return {"predictions": labels.tolist()}
     return {"predictions": {LABEL_OUTPUT: labels.tolist(), PROBABILITIES_OUTPUT: proba.tolist()}}
 
 
@@ -324,7 +340,7 @@ def parse_v2_infer(body: Any, parser: FeatureParser) -> tuple[FeatureBatch, list
                 f"inputs differ in batch size: {first!r} has {rows} rows, {feature.name!r} has {count}",
             )
         columns[feature.name] = values
-    return parser.from_columns(columns), _v2_requested_outputs(body.get("outputs", None))
+    return parser.from_columns(columns), _v2_requested_outputs(body.get("outputs", None), _outputs(parser.schema.task))
 
 
 def _v2_tensor_name(tensor: Any, position: int) -> str:
@@ -386,7 +402,7 @@ def _v2_values(feature: Feature, tensor: dict[str, Any]) -> tuple[list[Any], int
     return data, rows
 
 
-def _v2_requested_outputs(outputs: Any) -> list[str] | None:
+def _v2_requested_outputs(outputs: Any, known: tuple[str, ...]) -> list[str] | None:
     if outputs is None:
         return None
     if type(outputs) is not list:
@@ -396,9 +412,9 @@ def _v2_requested_outputs(outputs: Any) -> list[str] | None:
         name = output.get("name") if type(output) is dict else None
         if type(name) is not str:
             raise InputError(400, "wrong_shape", f"outputs[{position}] must be an object with a string 'name'")
-        if name not in _OUTPUTS:
+        if name not in known:
             raise InputError(
-                400, "unsupported", f"unknown output {name!r}; this model has outputs {', '.join(map(repr, _OUTPUTS))}"
+                400, "unsupported", f"unknown output {name!r}; this model has outputs {', '.join(map(repr, known))}"
             )
         parameters = output.get("parameters")
         if type(parameters) is dict and parameters.get("classification"):
@@ -417,38 +433,58 @@ def v2_infer_response(
     model_name: str,
     model_version: str,
     labels: np.ndarray,
-    proba: np.ndarray,
+    proba: np.ndarray | None,
     outputs: list[str] | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """The inference response: ``label`` INT64 ``[n]``, ``probabilities`` FP32 ``[n, 2]`` (row-major data).
+    """The inference response: the model's output tensors (row-major data).
 
-    Only the ``outputs`` the request named, when it named some. Always JSON data: a client asking for binary
+    A classifier's ``label`` INT64 ``[n]`` and ``probabilities`` FP32 ``[n, k]``; a regressor's ``prediction`` FP32
+    ``[n, 1]``. Only the ``outputs`` the request named, when it named some. Always JSON data: a client asking for binary
     outputs (tritonclient's default) reads JSON data as well.
     """
     rows = int(labels.shape[0])
-    tensors = {
-        LABEL_OUTPUT: {"name": LABEL_OUTPUT, "datatype": "INT64", "shape": [rows], "data": labels.tolist()},
-        PROBABILITIES_OUTPUT: {
-            "name": PROBABILITIES_OUTPUT,
-            "datatype": "FP32",
-            "shape": [rows, int(proba.shape[1])],
-            "data": proba.reshape(-1).tolist(),
-        },
-    }
+    if proba is None:
+        tensors = {
+            PREDICTION_OUTPUT: {
+                "name": PREDICTION_OUTPUT,
+                "datatype": "FP32",
+                "shape": [rows, 1],
+                "data": labels.tolist(),
+            }
+        }
+    else:
+        tensors = {
+            LABEL_OUTPUT: {"name": LABEL_OUTPUT, "datatype": "INT64", "shape": [rows], "data": labels.tolist()},
+            PROBABILITIES_OUTPUT: {
+                "name": PROBABILITIES_OUTPUT,
+                "datatype": "FP32",
+                "shape": [rows, int(proba.shape[1])],
+                "data": proba.reshape(-1).tolist(),
+            },
+        }
     response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         response["id"] = request_id
-    names = outputs or _OUTPUTS
+    names = outputs or list(tensors)
     unknown = [name for name in names if name not in tensors]
     if unknown:
-        raise InputError(400, "unsupported", f"unknown output(s) {unknown}; this model has outputs {list(_OUTPUTS)}")
+        raise InputError(400, "unsupported", f"unknown output(s) {unknown}; this model has outputs {list(tensors)}")
     response["outputs"] = [tensors[name] for name in names]
     return response
 
 
 def v2_model_metadata(name: str, version: str, schema: DatasetSchema) -> dict[str, Any]:
-    """``GET /v2/models/{name}``: one input per feature (FP32 or BYTES, ``[-1, 1]``) and the two outputs."""
+    """``GET /v2/models/{name}``: one input per feature (FP32 or BYTES, ``[-1, 1]``) and the model's outputs."""
+    task = schema.task
+    outputs = (
+        [
+            {"name": LABEL_OUTPUT, "datatype": "INT64", "shape": [-1]},
+            {"name": PROBABILITIES_OUTPUT, "datatype": "FP32", "shape": [-1, len(task.classes)]},
+        ]
+        if task.is_classifier
+        else [{"name": PREDICTION_OUTPUT, "datatype": "FP32", "shape": [-1, 1]}]
+    )
     return {
         "name": name,
         "versions": [version],
@@ -457,10 +493,7 @@ def v2_model_metadata(name: str, version: str, schema: DatasetSchema) -> dict[st
             {"name": f.name, "datatype": "BYTES" if f.is_categorical else "FP32", "shape": [-1, 1]}
             for f in schema.features
         ],
-        "outputs": [
-            {"name": LABEL_OUTPUT, "datatype": "INT64", "shape": [-1]},
-            {"name": PROBABILITIES_OUTPUT, "datatype": "FP32", "shape": [-1, 2]},
-        ],
+        "outputs": outputs,
     }
 
 
@@ -520,13 +553,13 @@ def openapi_examples(schema: DatasetSchema) -> dict[str, Any]:
                 {"name": f.name, "shape": [1, 1], "datatype": "BYTES" if f.is_categorical else "FP32", "data": [v]}
                 for f, v in zip(schema.features, row, strict=True)
             ],
-            "outputs": [{"name": LABEL_OUTPUT}, {"name": PROBABILITIES_OUTPUT}],
+            "outputs": [{"name": name} for name in _outputs(schema.task)],
         },
     }
 
 
-def parse_feedback(body: Any, classes: tuple[str, str] | None) -> list[Feedback]:
-    """Feedback items from either body form; labels must be one of the model's classes."""
+def parse_feedback(body: Any, task: Task | None) -> list[Feedback]:
+    """Feedback items from either body form; a label must be one of the model's classes, or a regressor's number."""
     entries = body.get("items") if isinstance(body, dict) and "items" in body else [body]
     if not isinstance(entries, list) or not entries:
         raise InputError(422, "wrong_shape", 'expected {"request_id", "label"} or {"items": [...]} with items')
@@ -540,8 +573,18 @@ def parse_feedback(body: Any, classes: tuple[str, str] | None) -> list[Feedback]
             raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")
         if not isinstance(row, int) or isinstance(row, bool) or row < 0:
             raise InputError(422, "wrong_type", f"{where}row must be a row index ≥ 0, got {row!r}")
-        if not isinstance(label, str) or (classes is not None and label not in classes):
-            expected = " or ".join(repr(c) for c in classes) if classes else "a class name"
-            raise InputError(422, "unknown_label", f"{where}label must be {expected}, got {label!r}")
-        items.append(Feedback(request_id=request_id, row_index=row, actual=label))
+        items.append(Feedback(request_id=request_id, row_index=row, actual=_feedback_label(label, task, where)))
     return items
+
+
+def _feedback_label(label: Any, task: Task | None, where: str) -> str:
+    """The label as the prediction log keeps it (text); a regressor's must be a finite number."""
+    if task is not None and not task.is_classifier:
+        if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+            raise InputError(422, "unknown_label", f"{where}label must be a finite number, got {_short(label)}")
+        return repr(float(label))
+    classes = task.classes if task is not None else None
+    if not isinstance(label, str) or (classes is not None and label not in classes):
+        expected = " or ".join(repr(c) for c in classes) if classes else "a class name"
+        raise InputError(422, "unknown_label", f"{where}label must be {expected}, got {label!r}")
+    return label

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from driftloop.errors import InputError, ModelNotReady
+from driftloop.io.onnx_runtime import Outputs
 from driftloop.io.prediction_store import PredictionEvent, PredictionRow, SqlPredictionStore, open_prediction_log
 from driftloop.serving.cache import PredictionCache
 from driftloop.serving.endpoints import INVOCATIONS, Endpoint
@@ -189,7 +190,8 @@ class Server:
                 labels, proba = await self.predict(model, batch, endpoint.name, raw)
             names = self._count(model, labels)
             if self.logger.enabled:
-                self.logger.submit(self._logged(model, batch, request_id, names, proba))
+                scores = proba if proba is not None else labels.reshape(-1, 1)
+                self.logger.submit(self._logged(model, batch, request_id, names, scores))
             status, content = 200, endpoint.respond(labels, proba, model)
         except InputError as error:
             self.metrics.count_error(endpoint.name, error.reason)
@@ -272,9 +274,7 @@ class Server:
             elif message["type"] == "http.disconnect":
                 return None
 
-    async def predict(
-        self, model: ServingModel, batch: FeatureBatch, endpoint: str, raw: bytes
-    ) -> tuple[np.ndarray, np.ndarray]:
+    async def predict(self, model: ServingModel, batch: FeatureBatch, endpoint: str, raw: bytes) -> Outputs:
         key = None
         if self.cache is not None:
             key = PredictionCache.key(model.version, endpoint, raw)
@@ -306,6 +306,11 @@ class Server:
         names: Sequence[str] | np.ndarray,
         proba: np.ndarray,
     ) -> PredictionEvent | PredictionRow:
+        """The log entry for a request.
+
+        ``names`` are the predicted classes (a regressor's values, as text), ``proba`` the probabilities (a
+        regressor's values, one column).
+        """
         if batch.rows == 1:
             return PredictionRow(
                 time.time(),
@@ -329,12 +334,15 @@ class Server:
         )
 
     def _count(self, model: ServingModel, labels: np.ndarray) -> Sequence[str] | np.ndarray:
-        """Count predictions by class; the class name of each row."""
+        """Count predictions by class (a regressor's in its histogram); the class name (value, as text) of each row."""
+        if not model.class_names:
+            self.metrics.count_values(model.version, model.value_buckets, labels)
+            return [str(value) for value in labels.tolist()]
         if labels.shape[0] == 1:
             name = model.class_names[int(labels[0])]
             self.metrics.count_predictions(model.version, name)
             return (name,)
-        for index, rows in enumerate(np.bincount(labels, minlength=2)):
+        for index, rows in enumerate(np.bincount(labels, minlength=len(model.class_names))):
             if rows:
                 self.metrics.count_predictions(model.version, model.class_names[index], int(rows))
         names: np.ndarray = np.asarray(model.class_names, dtype=object)[labels]

@@ -629,9 +629,7 @@ def test_the_app_follows_its_source_and_keeps_serving_through_a_refused_version(
     source = MovingSource({"1": bundle_dir, "2": other_bundle_dir, "3": broken_bundle_dir}, current="1")
     app = create_app(serving_settings(tmp_path, reload_interval=0.02), source=source)
     body = {"features": served_model.records(1)[0]}
-    _, v2_proba = OnnxModel.from_bytes(other_model.onnx_bytes, other_model.schema).predict(
-        served_model.holdout.head(1)
-    )
+    _, v2_proba = OnnxModel.from_bytes(other_model.onnx_bytes, other_model.schema).predict(served_model.holdout.head(1))
 
     with running(app) as client:
         first = client.post("/predict", json=body)
