@@ -26,6 +26,7 @@ from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.tracking import build_selfcheck
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
+from tests.support.worlds import world, world_schema
 
 SELFCHECK_ROWS = 16  # as tasks/model.py records
 SELFCHECK_TOLERANCE = 1e-5
@@ -40,16 +41,17 @@ class TrainedModel:
     serving_onnx_bytes: bytes
     raw_holdout: pd.DataFrame
     holdout: pd.DataFrame
-    labels: np.ndarray
-    probabilities: np.ndarray
+    labels: np.ndarray  # a regressor's: its values
+    probabilities: np.ndarray | None  # a regressor's: None
 
     def selfcheck(self) -> dict[str, Any]:
         """The self-check sample and the outputs recorded for it, as registration writes ``selfcheck.json``."""
         return build_selfcheck(
             self.holdout.head(SELFCHECK_ROWS),
             self.labels[:SELFCHECK_ROWS],
-            self.probabilities[:SELFCHECK_ROWS],
+            None if self.probabilities is None else self.probabilities[:SELFCHECK_ROWS],
             SELFCHECK_TOLERANCE,
+            value_buckets=None if self.probabilities is not None else sorted(set(self.labels.tolist()))[::20],
         )
 
     def records(self, n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -77,6 +79,28 @@ def train_model(rows: int = 600, seed: int = 0, holdout_rows: int = 200) -> Trai
         raw_holdout=raw_holdout,
         holdout=holdout,
         labels=labels,
+        probabilities=probabilities,
+    )
+
+
+def train_world_model(kind: str, estimator: str | None = None, rows: int = 600, seed: int = 0) -> TrainedModel:
+    """A model of ``kind`` (multiclass, regression) on ``rows`` rows of the generated reference world."""
+    schema = world_schema(kind)
+    raw = world(rows + 200, seed, kind)
+    train, raw_holdout = raw.head(rows), raw.tail(200)
+    pipeline = build_pipeline(schema, estimator, seed=seed).fit(
+        to_model_frame(train, schema), encode_target(train[schema.target.name], schema)
+    )
+    onnx_bytes = export_onnx(pipeline, schema)
+    holdout = to_model_frame(raw_holdout, schema)
+    first, probabilities = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
+    return TrainedModel(
+        schema=schema,
+        onnx_bytes=onnx_bytes,
+        serving_onnx_bytes=proven_grouped_onnx(onnx_bytes, schema, holdout),
+        raw_holdout=raw_holdout,
+        holdout=holdout,
+        labels=first,
         probabilities=probabilities,
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from driftloop.settings import TELEMETRY_OFF
@@ -135,7 +136,10 @@ def finished_runs(dl: Driftloop, flow_name: str, count: int, timeout: float = 30
 
 
 def replay(dl: Driftloop, frame: pd.DataFrame, target: str = "churn", labels: bool = True) -> list[str]:
-    """Send each row to /predict (and, with ``labels``, its true class to /feedback); returns the request ids."""
+    """Send each row to /predict (and, with ``labels``, its true label to /feedback); returns the request ids.
+
+    A float target is sent as a number (a regressor's label), anything else as text (a class name).
+    """
     truth = frame[target].to_numpy()
     features = frame.drop(columns=[target])
     rows = features.astype(object).where(features.notna(), None).to_dict(orient="records")
@@ -146,7 +150,8 @@ def replay(dl: Driftloop, frame: pd.DataFrame, target: str = "churn", labels: bo
             assert response.status_code == 200, response.text
             ids.append(response.headers["x-request-id"])
             if labels:
-                sent = client.post("/feedback", json={"request_id": ids[-1], "label": str(label)})
+                given = float(label) if isinstance(label, float | np.floating) else str(label)
+                sent = client.post("/feedback", json={"request_id": ids[-1], "label": given})
                 assert sent.status_code == 202, sent.text
     return ids
 
