@@ -110,9 +110,7 @@ def test_registered_onnx_matches_sklearn_on_the_holdout(trained: Driftloop) -> N
     holdout = split_holdout(read_snapshot(BUNDLED_DATA), schema, fraction=0.25, seed=42).holdout
     frame = to_model_frame(holdout, schema)
 
-    onnx_labels, onnx_proba = OnnxModel.from_bytes(registry.onnx_bytes(str(version.version)), schema).predict(
-        frame
-    )
+    onnx_labels, onnx_proba = OnnxModel.from_bytes(registry.onnx_bytes(str(version.version)), schema).predict(frame)
     use_tracking_uri(trained.tracking_uri)  # not mlflow.set_tracking_uri: it leaves MLFLOW_TRACKING_URI set
     sklearn_model = mlflow.sklearn.load_model(version.tags[lineage.SKLEARN_MODEL_URI])
     sk_proba = sklearn_model.predict_proba(frame)

@@ -81,7 +81,7 @@ def test_an_unknown_estimator_or_parameter_is_refused(home: Path) -> None:
     [
         (
             "nope=0.5",
-            "--floor: unknown floor metric 'nope' for a binary model; valid metric names: roc_auc, f1, accuracy, log_loss",
+            "--floor: unknown floor metric 'nope' for a binary model; valid metric names: roc_auc, f1, accuracy",
         ),
         ("roc_auc=high", "--floor roc_auc: 'high' is not a number"),
         ("roc_auc", "--floor expects METRIC=VALUE, got 'roc_auc'"),
