@@ -8,12 +8,14 @@ import numpy as np
 from prefect import flow
 
 from driftloop.core.drift import check_drift as test_drift
+from driftloop.core.drift import window_predictions
 from driftloop.core.label_check import check_labels
 from driftloop.settings import get_settings
 from tasks.drift import (
     EpisodePolicy,
-    baseline_accuracy,
+    champion_task,
     handle_episode,
+    label_baseline,
     load_reference,
     publish_verdict,
     read_window,
@@ -37,6 +39,7 @@ class DriftCheckOutcome:
     episode: str | None
     note: str
     report_url: str | None
+    prediction_drift: bool | None = None  # the model's output drifted (None: not tested); not in ``share``
 
 
 @flow(name="check-drift")
@@ -47,6 +50,8 @@ def check_drift(
     drift_share: float | None = None,
 ) -> DriftCheckOutcome:
     """Test the champion's last predictions for data drift (and, where labels arrived, concept drift).
+
+    The model's own output is tested too (prediction drift) and reported, without counting in the verdict.
 
     Args:
         model_name: Registered model; default: settings.
@@ -65,17 +70,20 @@ def check_drift(
 
     window = read_window(settings.predictions_url, name, champion.version, window_rows or settings.drift_window_rows)
     profile = load_reference(uri, champion.tags["driftloop.reference_uri"])
+    task = champion_task(name, uri, champion.version)
     verdict = test_drift(
         profile,
         window,
         drift_share=drift_share or settings.drift_share,
         min_rows=min_rows or settings.drift_min_rows,
+        predictions=window_predictions(profile, window),
     )
     labelled = window[window["actual"].notna()]
     labels = check_labels(
-        labelled["label"].to_numpy(),
+        task,
+        labelled["label"].to_numpy(),  # a regressor's value as text: check_labels reads it as a number
         labelled["actual"].to_numpy(),
-        baseline_accuracy(champion.tags),
+        label_baseline(champion.tags, task),
         settings.label_min_rows,
         settings.label_max_drop,
     )
@@ -101,11 +109,14 @@ def check_drift(
         "rows": verdict.rows,
         "window_start": str(window["ts"].min()) if len(window) else None,
         "window_end": str(window["ts"].max()) if len(window) else None,
-        "accuracy": None if labels.accuracy is None else round(labels.accuracy, 4),
+        **({"accuracy": None if labels.accuracy is None else round(labels.accuracy, 4)} if task.is_classifier else {}),
+        "label_metric": labels.metric,
+        "label_value": None if labels.value is None else float(f"{labels.value:.6g}"),
+        "prediction_drift": verdict.prediction_drift,
         "report": report_url,
         "reason": f"{verdict.summary()}; {labels.summary()}",
     }
-    insufficient = verdict.status == "insufficient data" and labels.accuracy is None
+    insufficient = verdict.status == "insufficient data" and labels.value is None
     policy = EpisodePolicy(
         settings.retrain_cooldown_seconds, settings.retrain_min_new_labels, settings.retrain_timeout_seconds
     )
@@ -127,6 +138,7 @@ def check_drift(
         episode=episode.episode,
         note=episode.note,
         report_url=report_url,
+        prediction_drift=verdict.prediction_drift,
     )
 
 

@@ -158,7 +158,7 @@ def train_model(
         candidate = fit_candidate(split, schema, estimator, params, seed)
         evaluation = evaluate_candidate(candidate, split, schema, uri, run.run_id, seed)
         export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance)
-        reference_uri = save_reference(split, schema, uri, run.run_id, seed)
+        reference_uri = save_reference(split, schema, uri, run.run_id, seed, evaluation)
         decision = _gate(evaluation, export, champion, split, snapshot, policy, seed)
         record_decision(uri, run.run_id, decision.markdown(), decision.tags(), decision.verdict)
         recipe = TrainingRecipe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +20,8 @@ from driftloop.core import lineage
 from driftloop.core.drift import DriftVerdict, ReferenceProfile
 from driftloop.core.episodes import Episode, drift_action
 from driftloop.core.label_check import LabelCheck
+from driftloop.core.schema import DatasetSchema
+from driftloop.core.task import Task
 from driftloop.events import DRIFT_DETECTED
 from driftloop.io import tracking
 from driftloop.io.episode_store import EpisodeStore
@@ -26,6 +29,7 @@ from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
 from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.reference import load_profile
+from driftloop.io.registry import ModelRegistry, locate_model_file
 from tasks.policies import mlflow_task
 from tasks.registry import Champion
 
@@ -49,6 +53,15 @@ def load_reference(tracking_uri: str, reference_uri: str) -> ReferenceProfile:
         return load_profile(Path(local))
 
 
+@mlflow_task("read-champion-task", timeout_seconds=600)
+def champion_task(model_name: str, tracking_uri: str, version: str) -> Task:
+    """The champion's task (kind and classes), from the schema saved in its model directory."""
+    with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
+        model_dir = ModelRegistry(model_name, tracking_uri).download_model_dir(version, Path(tmp))
+        schema_path = locate_model_file(model_dir, lineage.SCHEMA_FILE)
+        return DatasetSchema.model_validate_json(schema_path.read_text()).task
+
+
 @mlflow_task("record-drift-check", timeout_seconds=900)
 def record_check(
     tracking_uri: str,
@@ -69,8 +82,12 @@ def record_check(
     run_id = tracking.start_run(client, experiment_id, f"drift-{model_name}-v{version}", tags)
     try:
         tracking.log_metrics(client, run_id, {"drift_share": verdict.share, "window_rows": float(verdict.rows)})
-        if labels.accuracy is not None:
-            tracking.log_metrics(client, run_id, {"labelled_accuracy": labels.accuracy})
+        if verdict.prediction is not None and math.isfinite(verdict.prediction.score):
+            tracking.log_metrics(client, run_id, {"prediction_drift_score": verdict.prediction.score})
+        if labels.value is not None:
+            tracking.log_metrics(client, run_id, {f"labelled_{labels.metric}": labels.value})
+        if labels.mae is not None:
+            tracking.log_metrics(client, run_id, {"labelled_mae": labels.mae})
         tracking.log_text(client, run_id, verdict.markdown() + "\n\n" + labels.summary() + "\n", "verdict.md")
         if with_report:
             # Evidently takes seconds of CPU to import: only a drifting check, which builds its report, pays that.
@@ -158,5 +175,6 @@ def publish_verdict(markdown: str, verdict: str, run_url: str) -> None:
     create_link_artifact(key="drift-report", link=run_url, link_text="MLflow drift-check run (report)")
 
 
-def baseline_accuracy(tags: Mapping[str, str]) -> float:
-    return float(tags.get(f"{lineage.PREFIX}metric.accuracy", "nan"))
+def label_baseline(tags: Mapping[str, str], task: Task) -> float:
+    """The version's holdout value of the task's label-check metric (NaN if it was not recorded)."""
+    return float(tags.get(f"{lineage.PREFIX}metric.{task.label_check_metric}", "nan"))

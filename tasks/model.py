@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
-from driftloop.core.drift import build_profile
+from driftloop.core.drift import ColumnKind, build_profile, prediction_values
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
@@ -185,10 +185,32 @@ def _grouped_graph(onnx_bytes: bytes, schema: DatasetSchema, holdout: pd.DataFra
 
 
 @mlflow_task("save-reference-profile", timeout_seconds=900)
-def save_reference(split: Split, schema: DatasetSchema, tracking_uri: str, run_id: str, seed: int) -> str:
-    """The drift reference (training features' statistics and a sample) as run artifacts; returns its URI."""
+def save_reference(
+    split: Split,
+    schema: DatasetSchema,
+    tracking_uri: str,
+    run_id: str,
+    seed: int,
+    evaluation: Evaluation | None = None,
+) -> str:
+    """The drift reference as run artifacts; returns its URI.
+
+    It holds the training features' statistics and a sample and, given the candidate's ``evaluation``, its
+    holdout output: the reference of prediction drift.
+    """
     client = tracking.use_tracking_uri(tracking_uri)
-    profile = build_profile(split.train[schema.feature_names], schema.numeric, schema.categorical, seed=seed)
+    predictions: np.ndarray | None = None
+    kind: ColumnKind = "numerical"
+    if evaluation is not None:
+        predictions, kind = prediction_values(schema.task, evaluation.scores)
+    profile = build_profile(
+        split.train[schema.feature_names],
+        schema.numeric,
+        schema.categorical,
+        seed=seed,
+        predictions=predictions,
+        prediction_kind=kind,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_profile(profile, Path(tmp))
         tracking.log_files(client, run_id, paths, artifact_path=REFERENCE_ARTIFACTS)

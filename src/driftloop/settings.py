@@ -84,7 +84,13 @@ class Settings(BaseSettings):
     drift_min_rows: int = Field(default=200, ge=1, description="Fewer rows: 'insufficient data', never drift.")
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Dataset drift ⇔ drifted column share ≥ this.")
     label_min_rows: int = Field(default=100, ge=1, description="Labelled rows needed for the concept-drift check.")
-    label_max_drop: float = Field(default=0.05, ge=0, le=1, description="Accuracy drop vs holdout that is drift.")
+    label_max_drop: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Concept drift beyond this vs holdout: accuracy drop (classifiers), relative RMSE rise (regressors;"
+        " 0.1 = 10% worse).",
+    )
     retrain_cooldown_seconds: float = Field(default=600, ge=0, description="No retrain this soon after another.")
     retrain_min_improvement: float = Field(
         default=0.0,

@@ -1,26 +1,166 @@
+"""core.label_check: accuracy (classifiers) and RMSE (regressors) on labelled traffic vs the holdout's."""
+
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from driftloop.core.label_check import check_labels
+from driftloop.core.task import Task, TaskKind
+
+BINARY = Task(TaskKind.BINARY, ("No", "Yes"))
+MULTICLASS = Task(TaskKind.MULTICLASS, ("bus", "car", "bike", "walk"))
+REGRESSION = Task(TaskKind.REGRESSION)
+SEEDS = [0, 1, 2, 3, 4]
+ROWS = 2000  # accuracy's standard error ≈ 0.007 and RMSE's ≈ 1.6%: far inside the margins below
 
 
 def test_too_few_labels_are_not_judged() -> None:
-    check = check_labels(np.array(["Yes"] * 10), np.array(["No"] * 10), 0.8, min_rows=50, max_drop=0.05)
+    check = check_labels(BINARY, np.array(["Yes"] * 10), np.array(["No"] * 10), 0.8, min_rows=50, max_drop=0.05)
     assert check.status == "insufficient labels"
     assert check.accuracy is None
+    assert check.value is None
     assert "need 50" in check.summary()
 
 
 def test_a_drop_beyond_the_threshold_is_degraded() -> None:
     predicted = np.array(["Yes"] * 70 + ["No"] * 30)
     actual = np.array(["Yes"] * 60 + ["No"] * 40)  # 90% accurate
-    assert check_labels(predicted, actual, 0.96, min_rows=50, max_drop=0.05).status == "degraded"
-    assert check_labels(predicted, actual, 0.94, min_rows=50, max_drop=0.05).status == "ok"
+    assert check_labels(BINARY, predicted, actual, 0.96, min_rows=50, max_drop=0.05).status == "degraded"
+    assert check_labels(BINARY, predicted, actual, 0.94, min_rows=50, max_drop=0.05).status == "ok"
 
 
 def test_summary_reports_the_figures() -> None:
-    check = check_labels(np.array(["No"] * 100), np.array(["No"] * 80 + ["Yes"] * 20), 0.9, 50, 0.05)
+    check = check_labels(BINARY, np.array(["No"] * 100), np.array(["No"] * 80 + ["Yes"] * 20), 0.9, 50, 0.05)
     assert check.accuracy == 0.8
+    assert check.drop is not None
     assert abs(check.drop - 0.1) < 1e-12
-    assert "accuracy 0.8000 on 100 labelled rows" in check.summary()
+    assert check.summary() == (
+        "label check: accuracy 0.8000 on 100 labelled rows vs holdout 0.9000 (drop +0.1000, allowed 0.0500): degraded"
+    )
+
+
+# --------------------------------------------------------------------------------------------- classifiers
+
+
+def classified(task: Task, accuracy: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """True classes and predictions that are right with probability ``accuracy`` (wrong: another class)."""
+    rng = np.random.default_rng(seed)
+    classes = np.asarray(task.classes, dtype=object)
+    truth = rng.integers(0, len(classes), ROWS)
+    wrong = rng.random(ROWS) >= accuracy
+    shift = rng.integers(1, len(classes), ROWS)  # never 0: a wrong prediction is another class
+    predicted = np.where(wrong, (truth + shift) % len(classes), truth)
+    return classes[predicted], classes[truth]
+
+
+@pytest.mark.parametrize("task", [BINARY, MULTICLASS], ids=["binary", "multiclass"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_classifier_as_good_as_its_holdout_is_ok(task: Task, seed: int) -> None:
+    predicted, actual = classified(task, 0.88, seed)
+    check = check_labels(task, predicted, actual, 0.88, min_rows=100, max_drop=0.05)
+    assert check.status == "ok"
+    assert check.metric == "accuracy"
+    assert check.accuracy == pytest.approx(0.88, abs=0.03)
+    assert check.rows == ROWS
+
+
+@pytest.mark.parametrize("task", [BINARY, MULTICLASS], ids=["binary", "multiclass"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_classifier_much_worse_than_its_holdout_is_degraded(task: Task, seed: int) -> None:
+    predicted, actual = classified(task, 0.72, seed)
+    check = check_labels(task, predicted, actual, 0.88, min_rows=100, max_drop=0.05)
+    assert check.status == "degraded"
+    assert check.accuracy == pytest.approx(0.72, abs=0.03)
+    assert check.drop == pytest.approx(0.16, abs=0.03)
+    assert check.rise is None
+
+
+def test_labels_a_classifier_does_not_know_are_left_out() -> None:
+    predicted = np.array(["bus"] * 150, dtype=object)
+    actual = np.array(["bus"] * 100 + ["tram"] * 30 + [""] * 10 + [None] * 10, dtype=object)
+    check = check_labels(MULTICLASS, predicted, actual, 0.9, min_rows=100, max_drop=0.05)
+    assert (check.rows, check.accuracy, check.status) == (100, 1.0, "ok")  # counted, "tram" would make it 0.77
+    assert check_labels(MULTICLASS, predicted, actual, 0.9, min_rows=101, max_drop=0.05).status == (
+        "insufficient labels"
+    )
+
+
+# --------------------------------------------------------------------------------------------- regressors
+
+
+def regressed(noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions (the signal) and true values (signal + Gaussian noise): the RMSE is about ``noise``.
+
+    The predictions come as the prediction log's ``label`` holds them (text), the truths as feedback stores them.
+    """
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(300.0, 90.0, ROWS)
+    truth = signal + rng.normal(0.0, noise, ROWS)
+    return signal.astype(str).astype(object), truth.astype(str).astype(object)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_regressor_as_good_as_its_holdout_is_ok(seed: int) -> None:
+    predicted, actual = regressed(38.0, seed)
+    check = check_labels(REGRESSION, predicted, actual, 38.0, min_rows=100, max_drop=0.1)
+    assert check.status == "ok"
+    assert (check.metric, check.accuracy, check.drop) == ("rmse", None, None)
+    assert check.value == pytest.approx(38.0, rel=0.05)
+    assert check.mae == pytest.approx(38.0 * math.sqrt(2 / math.pi), rel=0.05)  # a normal's mean |x|
+    assert check.rise is not None
+    assert abs(check.rise) < 0.05
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_little_worse_regressor_within_the_allowance_is_ok(seed: int) -> None:
+    predicted, actual = regressed(40.0, seed)  # about 5% worse, 10% allowed
+    check = check_labels(REGRESSION, predicted, actual, 38.0, min_rows=100, max_drop=0.1)
+    assert check.status == "ok"
+    assert check.rise == pytest.approx(0.053, abs=0.03)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_regressor_much_worse_than_its_holdout_is_degraded(seed: int) -> None:
+    predicted, actual = regressed(50.0, seed)  # about 32% worse
+    check = check_labels(REGRESSION, predicted, actual, 38.0, min_rows=100, max_drop=0.1)
+    assert check.status == "degraded"
+    assert check.rise == pytest.approx(0.32, abs=0.05)
+    # The allowance is relative: 40% worse allowed, the same errors are fine.
+    assert check_labels(REGRESSION, predicted, actual, 38.0, min_rows=100, max_drop=0.4).status == "ok"
+
+
+def test_a_regressors_summary() -> None:
+    predicted = np.array([10.0, 20.0, 30.0, 40.0] * 50)
+    actual = np.array(["12", "18", "30", "40"] * 50, dtype=object)  # errors 2, 2, 0, 0: rmse √2, mae 1
+    check = check_labels(REGRESSION, predicted, actual, 1.3, min_rows=100, max_drop=0.1)
+    assert check.value == pytest.approx(math.sqrt(2))
+    assert check.mae == pytest.approx(1.0)
+    assert check.summary() == (
+        "label check: rmse 1.414 (mae 1) on 200 labelled rows vs holdout 1.3 (+8.8%, allowed +10%): ok"
+    )
+    worse = check_labels(REGRESSION, predicted, actual, 1.2, min_rows=100, max_drop=0.1)
+    assert worse.summary().endswith("(+17.9%, allowed +10%): degraded")
+
+
+def test_values_a_regressor_cannot_score_are_left_out() -> None:
+    predicted = np.array(["5"] * 100 + ["5"] * 4 + ["nan", ""], dtype=object)
+    actual = np.array(["5"] * 100 + ["n/a", "inf", "", None] + ["1000", "1000"], dtype=object)
+    check = check_labels(REGRESSION, predicted, actual, 1.0, min_rows=100, max_drop=0.1)
+    assert (check.rows, check.value, check.status) == (100, 0.0, "ok")  # counted, any of them would be huge
+
+
+def test_a_perfect_holdout_makes_any_error_degraded() -> None:
+    exact = np.arange(100.0)
+    assert check_labels(REGRESSION, exact, exact.astype(str), 0.0, 10, 0.1).status == "ok"
+    check = check_labels(REGRESSION, exact, (exact + 0.5).astype(str), 0.0, 10, 0.1)
+    assert check.status == "degraded"
+    assert check.rise is None
+    assert "(n/a, allowed +10%): degraded" in check.summary()
+
+
+def test_mismatched_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="3 predictions but 2 true values"):
+        check_labels(BINARY, np.array(["No"] * 3), np.array(["No"] * 2), 0.9, 1, 0.05)

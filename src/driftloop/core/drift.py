@@ -18,12 +18,18 @@ Column kinds are given explicitly, as Evidently's ``DataDefinition(numerical_col
 receives them in ``io.drift_report``. Binary (0/1) features go in as numerical (they are ``DatasetSchema.numeric``):
 with two distinct values Evidently tests a numerical column exactly as it tests a categorical one (Z-test or
 Jensen-Shannon), and the HTML report then shows them as numbers. Categorical values are compared as text.
+
+Prediction drift: the model's own output is one more monitored column, tested by the same rules, reported
+beside the feature verdict and never counted in the share (which stays Evidently's: drifted *feature* columns).
+Its reference is the candidate's holdout output (``prediction_values``); the current side is the prediction
+log's ``probability`` (binary: positive-class probability, regression: the value) or ``label`` (multiclass: the
+predicted class) column. A profile saved without it reports prediction drift as not available.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +40,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
+from driftloop.core.task import Task, TaskKind
 from driftloop.errors import DatasetError
 
 __all__ = [
@@ -41,6 +48,7 @@ __all__ = [
     "JENSEN_SHANNON",
     "KS",
     "NO_CURRENT_VALUES",
+    "PREDICTION",
     "WASSERSTEIN",
     "Z_TEST",
     "CategoricalReference",
@@ -49,10 +57,14 @@ __all__ = [
     "DriftStatus",
     "DriftVerdict",
     "NumericReference",
+    "PredictionReference",
     "ReferenceProfile",
     "build_profile",
     "check_drift",
+    "prediction_column",
+    "prediction_values",
     "sample_frame",
+    "window_predictions",
 ]
 
 ColumnKind = Literal["numerical", "categorical"]
@@ -74,6 +86,11 @@ SMALL_REFERENCE = 1000  # reference values at or below this: p-value tests
 FEW_VALUES = 5  # a numerical column with at most this many distinct values is tested like a categorical one
 TWO_VALUES = 2  # at most this many distinct values (reference ≤ 1000): Z-test instead of chi-square
 MIN_NORM = 0.001  # Wasserstein's divisor when the reference's std is smaller
+
+PREDICTION = "prediction"  # the prediction column's name, unless a feature has it
+PREDICTION_FALLBACK = "__prediction__"
+# The prediction log window's column that holds the model's output, by the prediction column's kind.
+PREDICTION_SOURCES: dict[ColumnKind, str] = {"numerical": "probability", "categorical": "label"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,16 +118,36 @@ class CategoricalReference:
 
 
 @dataclass(frozen=True, eq=False)
+class PredictionReference:
+    """The model's output on its holdout: the reference side of the prediction-drift test."""
+
+    column: str
+    reference: NumericReference | CategoricalReference
+
+    @property
+    def kind(self) -> ColumnKind:
+        return "numerical" if isinstance(self.reference, NumericReference) else "categorical"
+
+    @property
+    def source(self) -> str:
+        """The prediction log window's column holding the same quantity."""
+        return PREDICTION_SOURCES[self.kind]
+
+
+@dataclass(frozen=True, eq=False)
 class ReferenceProfile:
     """Everything a drift check needs from the reference data, so only the current window is read at check time.
 
     ``sample`` is a seeded random sample of the reference rows (profile columns only), for the HTML report.
+    ``columns`` and ``kinds`` are the features only; ``prediction`` is None in a profile saved before
+    prediction drift was monitored.
     """
 
     rows: int
     numeric: Mapping[str, NumericReference]
     categorical: Mapping[str, CategoricalReference]
     sample: pd.DataFrame
+    prediction: PredictionReference | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -157,7 +194,12 @@ class ColumnDrift:
 
 @dataclass(frozen=True)
 class DriftVerdict:
-    """The outcome of one drift check. ``drifted_columns`` is ordered from the most strongly drifted."""
+    """The outcome of one drift check. ``drifted_columns`` is ordered from the most strongly drifted.
+
+    ``columns``, ``drifted_columns``, ``share`` and ``status`` are about the features. ``prediction`` is the
+    model output's own test, not counted in them; None when it was not available (a profile without it, no
+    predictions given, or too few rows to test anything).
+    """
 
     status: DriftStatus
     rows: int
@@ -167,10 +209,16 @@ class DriftVerdict:
     drifted_columns: list[str]
     columns: list[ColumnDrift]
     reference_rows: int = 0
+    prediction: ColumnDrift | None = None
 
     @property
     def is_drift(self) -> bool:
         return self.status == "drift"
+
+    @property
+    def prediction_drift(self) -> bool | None:
+        """Whether the model's output drifted; None when that was not tested."""
+        return None if self.prediction is None else self.prediction.drifted
 
     def top(self, limit: int = 5) -> list[ColumnDrift]:
         """The most strongly drifted columns, at most ``limit``."""
@@ -188,7 +236,13 @@ class DriftVerdict:
         top = self.top(3)
         if top:
             text += "; top: " + ", ".join(f"{c.column} ({c.method} {_fmt_score(c.score)})" for c in top)
-        return text
+        return f"{text}; {self._prediction_text()}"
+
+    def _prediction_text(self) -> str:
+        c = self.prediction
+        if c is None:
+            return "prediction drift: not available"
+        return f"prediction: {'drift' if c.drifted else 'no drift'} ({c.method} {_fmt_score(c.score)})"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +254,7 @@ class DriftVerdict:
             "share": self.share,
             "drifted_columns": list(self.drifted_columns),
             "columns": [c.as_dict() for c in self.columns],
+            "prediction": None if self.prediction is None else self.prediction.as_dict(),
         }
 
     def markdown(self, top: int = 10) -> str:
@@ -221,6 +276,8 @@ class DriftVerdict:
             ]
         if self.reference_rows:
             lines.append(f"| Reference | {self.reference_rows:,} rows |")
+        if self.status != "insufficient data":
+            lines.append(f"| Predictions | {self._prediction_cell()} |")
         shown = self.top(top)
         if shown:
             lines += ["", "| Column | Method | Score | Threshold |", "|---|---|---|---|"]
@@ -230,6 +287,41 @@ class DriftVerdict:
                 lines += ["", f"… and {hidden} more drifted column(s)."]
         return "\n".join(lines) + "\n"
 
+    def _prediction_cell(self) -> str:
+        c = self.prediction
+        if c is None:
+            return "not available (no prediction reference or no predictions)"
+        threshold = "" if math.isnan(c.threshold) else f", threshold {c.threshold:g}"
+        return (
+            f"{'drift' if c.drifted else 'no drift'} ({c.method} {_fmt_score(c.score)}{threshold}); "
+            "not counted in the share"
+        )
+
+
+def prediction_column(features: Iterable[str]) -> str:
+    """The prediction column's name: ``prediction``, or ``__prediction__`` when a feature is called that."""
+    return PREDICTION_FALLBACK if PREDICTION in set(features) else PREDICTION
+
+
+def prediction_values(task: Task, scores: np.ndarray) -> tuple[np.ndarray, ColumnKind]:
+    """What prediction drift monitors of a model's scores (``Task.scores``), and as which kind of column.
+
+    Binary: the positive class's probability; regression: the value (both numerical). Multiclass: the predicted
+    class's name (categorical), as the prediction log's ``label`` column holds it.
+    """
+    if task.kind is TaskKind.MULTICLASS:
+        names: np.ndarray = np.asarray(task.classes, dtype=object)[task.predicted(scores)]
+        return names, "categorical"
+    return np.asarray(scores, dtype=np.float64).reshape(-1), "numerical"
+
+
+def window_predictions(profile: ReferenceProfile, window: pd.DataFrame) -> pd.Series | None:
+    """The window's column to test against the profile's prediction reference; None if either is missing."""
+    if profile.prediction is None or profile.prediction.source not in window.columns:
+        return None
+    series: pd.Series = window[profile.prediction.source]
+    return series
+
 
 def build_profile(
     frame: pd.DataFrame,
@@ -237,8 +329,14 @@ def build_profile(
     categorical: Sequence[str],
     sample_rows: int = 5000,
     seed: int = 0,
+    *,
+    predictions: np.ndarray | pd.Series | None = None,
+    prediction_kind: ColumnKind = "numerical",
 ) -> ReferenceProfile:
     """Precompute the reference side of every drift test, and keep a seeded sample of rows for the report.
+
+    ``predictions``, the model's output on its holdout (``prediction_values``, any length), becomes the
+    prediction reference, a column of kind ``prediction_kind``; without it the profile has none.
 
     Raises:
         DatasetError: a column is missing, listed twice, not numerical where it should be, or has no value.
@@ -254,31 +352,45 @@ def build_profile(
     if sample_rows < 1:
         raise DatasetError(f"sample_rows must be at least 1, got {sample_rows}")
 
-    numeric_refs: dict[str, NumericReference] = {}
-    for name in numeric:
-        clean = _numeric_series(frame[name], name, "reference")
-        clean = clean[np.isfinite(clean.to_numpy(dtype=np.float64, na_value=np.nan))]
-        if clean.empty:
-            raise DatasetError(f"column {name!r} has no value in the reference data; drift cannot be measured")
-        values = np.sort(clean.to_numpy(dtype=np.float64))
-        # np.std of the Series in row order, exactly Evidently's call, so the Wasserstein divisor matches to the bit.
-        std = float(np.std(clean))
-        distinct = int(np.count_nonzero(np.diff(values))) + 1
-        numeric_refs[name] = NumericReference(values=values, std=std, distinct=distinct)
-
-    categorical_refs: dict[str, CategoricalReference] = {}
-    for name in categorical:
-        counts = _category_counts(frame[name])
-        if not counts:
-            raise DatasetError(f"column {name!r} has no value in the reference data; drift cannot be measured")
-        categorical_refs[name] = CategoricalReference(counts=dict(sorted(counts.items())))
+    numeric_refs = {name: _numeric_reference(frame[name], name) for name in numeric}
+    categorical_refs = {name: _categorical_reference(frame[name], name) for name in categorical}
+    prediction = None
+    if predictions is not None:
+        column = prediction_column(columns)
+        series = pd.Series(np.asarray(predictions), name=column)
+        reference: NumericReference | CategoricalReference = (
+            _numeric_reference(series, column)
+            if prediction_kind == "numerical"
+            else _categorical_reference(series, column)
+        )
+        prediction = PredictionReference(column, reference)
 
     return ReferenceProfile(
         rows=len(frame),
         numeric=numeric_refs,
         categorical=categorical_refs,
         sample=sample_frame(frame, sample_rows, seed)[columns],
+        prediction=prediction,
     )
+
+
+def _numeric_reference(series: pd.Series, name: str) -> NumericReference:
+    clean = _numeric_series(series, name, "reference")
+    clean = clean[np.isfinite(clean.to_numpy(dtype=np.float64, na_value=np.nan))]
+    if clean.empty:
+        raise DatasetError(f"column {name!r} has no value in the reference data; drift cannot be measured")
+    values = np.sort(clean.to_numpy(dtype=np.float64))
+    # np.std of the Series in row order, exactly Evidently's call, so the Wasserstein divisor matches to the bit.
+    std = float(np.std(clean))
+    distinct = int(np.count_nonzero(np.diff(values))) + 1
+    return NumericReference(values=values, std=std, distinct=distinct)
+
+
+def _categorical_reference(series: pd.Series, name: str) -> CategoricalReference:
+    counts = _category_counts(series)
+    if not counts:
+        raise DatasetError(f"column {name!r} has no value in the reference data; drift cannot be measured")
+    return CategoricalReference(counts=dict(sorted(counts.items())))
 
 
 def check_drift(
@@ -288,12 +400,16 @@ def check_drift(
     min_rows: int = 100,
     *,
     workers: int = 2,
+    predictions: pd.Series | None = None,
 ) -> DriftVerdict:
     """Test every profile column of ``current`` against the reference, as Evidently's DataDriftPreset would.
 
     Fewer than ``min_rows`` current rows give ``"insufficient data"`` and test nothing. Columns of ``current``
     that are not in the profile are ignored. Columns are tested on ``workers`` threads (numpy's sorts and
     arithmetic release the GIL); the result does not depend on it.
+
+    ``predictions`` (the model's output per current row, see ``window_predictions``) is tested against the
+    profile's prediction reference, when both exist, and reported as the verdict's ``prediction``.
 
     Raises:
         DatasetError: a profile column is missing from ``current``, or a numerical one holds non-numbers.
@@ -311,15 +427,30 @@ def check_drift(
         partial(_numeric_drift, name, ref, current[name]) for name, ref in profile.numeric.items()
     ]
     tests += [partial(_categorical_drift, name, ref, current[name]) for name, ref in profile.categorical.items()]
+    prediction_test = _prediction_test(profile.prediction, predictions)
+    if prediction_test is not None:
+        tests.append(prediction_test)  # last, so that it is popped off the results below
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(lambda test: test(), tests))
     else:
         results = [test() for test in tests]
+    prediction = results.pop() if prediction_test is not None else None
     drifted = sorted((c for c in results if c.drifted), key=lambda c: (-c.strength, c.column))
     share = len(drifted) / len(results)
     status: DriftStatus = "drift" if share >= drift_share else "no drift"
-    return DriftVerdict(status, rows, min_rows, drift_share, share, [c.column for c in drifted], results, profile.rows)
+    drifted_names = [c.column for c in drifted]
+    return DriftVerdict(status, rows, min_rows, drift_share, share, drifted_names, results, profile.rows, prediction)
+
+
+def _prediction_test(
+    reference: PredictionReference | None, predictions: pd.Series | None
+) -> Callable[[], ColumnDrift] | None:
+    if reference is None or predictions is None:
+        return None
+    if isinstance(reference.reference, NumericReference):
+        return partial(_numeric_drift, reference.column, reference.reference, predictions)
+    return partial(_categorical_drift, reference.column, reference.reference, predictions)
 
 
 def sample_frame(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:

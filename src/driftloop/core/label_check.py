@@ -1,52 +1,116 @@
-"""Concept drift: does the model still score as well on labelled recent traffic as on its holdout?"""
+"""Concept drift: does the model still score as well on labelled recent traffic as on its holdout?
+
+The metric is the task's label-check metric (``Task.label_check_metric``): accuracy for classifiers, RMSE for
+regressors. Classifiers are degraded when accuracy drops by more than ``max_drop`` (absolute); regressors when
+RMSE rises by more than ``max_drop`` relative to the holdout RMSE (0.1: 10% worse), since RMSE has the target's
+unit and no absolute threshold reads the same on every data set.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from driftloop.core.task import Task
 
 LabelStatus = Literal["degraded", "ok", "insufficient labels"]
 
 
 @dataclass(frozen=True)
 class LabelCheck:
+    """One label check.
+
+    Attributes:
+        status: degraded, ok, or insufficient labels (fewer usable labelled rows than ``min_rows``).
+        rows: Labelled rows whose true value the task can use (``Task.usable_labels``).
+        min_rows: Fewer usable rows than this are not judged.
+        metric: The metric compared: ``accuracy`` (classifiers) or ``rmse`` (regressors).
+        value: The metric on the labelled rows; None when not judged.
+        baseline: The version's holdout value of the metric.
+        max_drop: Allowed accuracy drop (classifiers) or relative RMSE rise (regressors).
+        mae: Regressors: the mean absolute error on the labelled rows (reported, not judged).
+    """
+
     status: LabelStatus
     rows: int
     min_rows: int
-    accuracy: float | None
-    baseline_accuracy: float
+    metric: str
+    value: float | None
+    baseline: float
     max_drop: float
+    mae: float | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        """The labelled accuracy (classifiers); None for regressors and when not judged."""
+        return self.value if self.metric == "accuracy" else None
 
     @property
     def drop(self) -> float | None:
-        return None if self.accuracy is None else self.baseline_accuracy - self.accuracy
+        """Classifiers: holdout accuracy minus labelled accuracy."""
+        return None if self.accuracy is None else self.baseline - self.accuracy
+
+    @property
+    def rise(self) -> float | None:
+        """Regressors: labelled RMSE relative to the holdout's, minus 1 (0.1: 10% worse); None if not defined."""
+        if self.metric != "rmse" or self.value is None or not self.baseline > 0:
+            return None
+        return self.value / self.baseline - 1
 
     def summary(self) -> str:
-        if self.accuracy is None:
+        if self.value is None:
             return f"label check: {self.rows} labelled row(s), need {self.min_rows}: not judged"
+        if self.metric == "accuracy":
+            return (
+                f"label check: accuracy {self.value:.4f} on {self.rows} labelled rows vs holdout "
+                f"{self.baseline:.4f} (drop {self.drop:+.4f}, allowed {self.max_drop:.4f}): {self.status}"
+            )
+        rise = "n/a" if self.rise is None else f"{self.rise:+.1%}"
+        mae = "" if self.mae is None else f" (mae {self.mae:.4g})"
         return (
-            f"label check: accuracy {self.accuracy:.4f} on {self.rows} labelled rows vs holdout "
-            f"{self.baseline_accuracy:.4f} (drop {self.drop:+.4f}, allowed {self.max_drop:.4f}): {self.status}"
+            f"label check: {self.metric} {self.value:.4g}{mae} on {self.rows} labelled rows vs holdout "
+            f"{self.baseline:.4g} ({rise}, allowed +{self.max_drop * 100:g}%): {self.status}"
         )
 
 
 def check_labels(
-    predicted: np.ndarray, actual: np.ndarray, baseline_accuracy: float, min_rows: int, max_drop: float
+    task: Task, predicted: np.ndarray, actual: np.ndarray, baseline: float, min_rows: int, max_drop: float
 ) -> LabelCheck:
-    """Compare accuracy on the labelled window with the version's holdout accuracy.
+    """Compare the task's label-check metric on the labelled window with the version's holdout value.
 
     Args:
-        predicted: The class the server answered, per labelled row.
-        actual: The true class that arrived later, per row.
-        baseline_accuracy: The version's holdout accuracy (recorded at registration).
-        min_rows: Fewer labelled rows than this are not judged.
-        max_drop: A larger drop in accuracy is concept drift.
+        task: The model's task.
+        predicted: What the server answered, per labelled row: the class name (classifiers) or the value
+            (regressors, as numbers or text).
+        actual: The true value that arrived later, per row, as feedback stores it (text); rows whose value the
+            task cannot use (a class it does not know, not a finite number) are left out.
+        baseline: The version's holdout accuracy (classifiers) or RMSE (regressors), recorded at registration.
+        min_rows: Fewer usable labelled rows than this are not judged.
+        max_drop: Classifiers: a larger drop in accuracy is concept drift. Regressors: a larger relative rise
+            in RMSE is.
     """
-    rows = len(actual)
+    predicted, actual = np.asarray(predicted, dtype=object), np.asarray(actual, dtype=object)
+    if predicted.shape != actual.shape:
+        raise ValueError(f"{predicted.size} predictions but {actual.size} true values")
+    metric = task.label_check_metric
+    usable = task.usable_labels(actual)
+    if not task.is_classifier:
+        usable &= task.usable_labels(predicted)  # a row logged without its value cannot be scored
+    rows = int(np.count_nonzero(usable))
     if rows < min_rows:
-        return LabelCheck("insufficient labels", rows, min_rows, None, baseline_accuracy, max_drop)
-    accuracy = float(np.mean(np.asarray(predicted, dtype=object) == np.asarray(actual, dtype=object)))
-    status: LabelStatus = "degraded" if baseline_accuracy - accuracy > max_drop else "ok"
-    return LabelCheck(status, rows, min_rows, accuracy, baseline_accuracy, max_drop)
+        return LabelCheck("insufficient labels", rows, min_rows, metric, None, baseline, max_drop)
+
+    if task.is_classifier:
+        accuracy = float(np.mean(predicted[usable].astype(str) == actual[usable].astype(str)))
+        status: LabelStatus = "degraded" if baseline - accuracy > max_drop else "ok"
+        return LabelCheck(status, rows, min_rows, metric, accuracy, baseline, max_drop)
+
+    errors = predicted[usable].astype(np.float64) - actual[usable].astype(np.float64)
+    rmse = math.sqrt(float(np.mean(errors**2)))
+    mae = float(np.mean(np.abs(errors)))
+    # As a product, not a ratio, so that a perfect holdout (RMSE 0) still reads: any error is degraded.
+    status = "degraded" if rmse > baseline * (1 + max_drop) else "ok"
+    return LabelCheck(status, rows, min_rows, metric, rmse, baseline, max_drop, mae)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,16 +33,44 @@ PREPROCESS_STEP = "preprocess"
 MODEL_STEP = "model"
 
 
+# The optional extra that installs LightGBM, XGBoost and their ONNX converters (pyproject.toml).
+BOOSTING_EXTRA = "driftloop[boosting]"
+
+
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """How to make one estimator: its class, driftloop's defaults, and whether it needs scaled inputs."""
+    """How to make one estimator: its class, driftloop's defaults, and whether it needs scaled inputs.
 
-    cls: type[BaseEstimator]
+    ``cls`` is a class, or ``"module:Class"`` for an estimator of an optional extra, imported when first made.
+    """
+
+    cls: type[BaseEstimator] | str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     linear: bool = False
 
+    def resolve(self) -> type[BaseEstimator]:
+        """The class; ConfigError naming the extra to install when its package is missing."""
+        if not isinstance(self.cls, str):
+            return self.cls
+        module, _, name = self.cls.partition(":")
+        try:
+            found: type[BaseEstimator] = getattr(importlib.import_module(module), name)
+        except ImportError as error:
+            raise ConfigError(
+                f"{name} needs the {module} package, which is not installed ({error}): pip install '{BOOSTING_EXTRA}'"
+            ) from None
+        return found
+
+    def matches(self, model: object) -> bool:
+        """Whether ``model`` is an instance of exactly this spec's class (without importing an optional one)."""
+        if isinstance(self.cls, str):
+            module, _, name = self.cls.partition(":")
+            kind = type(model)
+            return kind.__name__ == name and kind.__module__.split(".")[0] == module
+        return type(model) is self.cls
+
     def valid_params(self) -> list[str]:
-        return sorted(self.cls().get_params(deep=False))
+        return sorted(self.resolve()().get_params(deep=False))
 
     def make(self, params: Mapping[str, Any] | None = None, seed: int = 42) -> BaseEstimator:
         """The estimator with defaults, then ``random_state=seed`` if it takes one, then ``params``."""
@@ -49,7 +78,7 @@ class EstimatorSpec:
         if "random_state" in self.valid_params():
             merged["random_state"] = seed
         merged.update(params or {})
-        return self.cls(**merged)
+        return self.resolve()(**merged)
 
 
 # Classifiers (binary and multiclass alike).
@@ -60,12 +89,17 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "random_forest": EstimatorSpec(RandomForestClassifier, {"n_estimators": 100, "min_samples_leaf": 5}),
     "gradient_boosting": EstimatorSpec(GradientBoostingClassifier, {"n_estimators": 100}),
     "hist_gradient_boosting": EstimatorSpec(HistGradientBoostingClassifier, {"max_iter": 100}),
+    # The boosting extra (converters registered by io.onnx_converters); verbose=-1: LightGBM prints per fit.
+    "lightgbm": EstimatorSpec("lightgbm:LGBMClassifier", {"n_estimators": 100, "verbose": -1}),
+    "xgboost": EstimatorSpec("xgboost:XGBClassifier", {"n_estimators": 100}),
 }
 REGRESSORS: dict[str, EstimatorSpec] = {
     "ridge": EstimatorSpec(Ridge, linear=True),
     "random_forest": EstimatorSpec(RandomForestRegressor, {"n_estimators": 100, "min_samples_leaf": 5}),
     "gradient_boosting": EstimatorSpec(GradientBoostingRegressor, {"n_estimators": 100}),
     "hist_gradient_boosting": EstimatorSpec(HistGradientBoostingRegressor, {"max_iter": 100}),
+    "lightgbm": EstimatorSpec("lightgbm:LGBMRegressor", {"n_estimators": 100, "verbose": -1}),
+    "xgboost": EstimatorSpec("xgboost:XGBRegressor", {"n_estimators": 100}),
 }
 
 
@@ -108,36 +142,36 @@ def configure_estimator(
 ) -> BaseEstimator:
     """A user's own unfitted ``model`` (``what`` names it in errors) with ``params`` set on it.
 
-    Its ``random_state``, if it has one the user left unset, becomes ``seed``, as for the built-in estimators.
+    ``model`` may be a whole ``Pipeline`` with the user's own preprocessing: it then takes the frame
+    ``core.features.to_model_frame`` makes (the schema's features by name, float32 numbers with NaN for missing,
+    text categories with "" for missing) and replaces driftloop's preprocessing. Its ``random_state``, if it has
+    one the user left unset, becomes ``seed``, as for the built-in estimators (a Pipeline's final step's).
 
     Raises:
         ConfigError: it is not an estimator of the task (a classifier with ``predict_proba``, a regressor with
-            ``predict`` and no ``predict_proba``), it is a whole Pipeline, or ``params`` names a parameter it does
-            not take or a bad value.
+            ``predict`` and no ``predict_proba``), or ``params`` names a parameter it does not take (a Pipeline's
+            as ``step__parameter``) or a bad value.
     """
-    if isinstance(model, Pipeline):
-        raise ConfigError(
-            f"--model {what} returned a Pipeline: return its final estimator; driftloop puts its own preprocessing "
-            "(imputation, one-hot encoding, scaling for non-tree models) in front of it, from the schema"
-        )
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
     regression = task is not None and task.kind is TaskKind.REGRESSION
     if not (hasattr(model, "fit") and hasattr(model, "predict") and hasattr(model, "get_params")):
         raise ConfigError(
             f"--model {what} returned {type(model).__name__}, not a scikit-learn estimator "
             "(it needs fit, predict and get_params)"
         )
-    if regression and hasattr(model, "predict_proba"):
-        raise ConfigError(f"--model {what} returned the classifier {type(model).__name__}; the target is a regression")
-    if not regression and not hasattr(model, "predict_proba"):
+    if regression and hasattr(final, "predict_proba"):
+        raise ConfigError(f"--model {what} returned the classifier {type(final).__name__}; the target is a regression")
+    if not regression and not hasattr(final, "predict_proba"):
         raise ConfigError(
-            f"--model {what} returned {type(model).__name__}, which has no predict_proba; a classifier needs it "
+            f"--model {what} returned {type(final).__name__}, which has no predict_proba; a classifier needs it "
             "(for a regression target, set target.kind: regression in the schema)"
         )
-    valid = sorted(model.get_params(deep=False))
+    valid = sorted(model.get_params(deep=isinstance(model, Pipeline)))
     _check_param_names(what, params, valid)
     updates: dict[str, Any] = {}
-    if "random_state" in valid and model.get_params(deep=False)["random_state"] is None:
-        updates["random_state"] = seed
+    seeded = "random_state" if final is model else f"{model.steps[-1][0]}__random_state"
+    if seeded in valid and model.get_params(deep=True)[seeded] is None:
+        updates[seeded] = seed
     updates.update(params or {})
     try:
         model.set_params(**updates)
@@ -175,8 +209,8 @@ _TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost", "cat
 def needs_scaling(model: BaseEstimator) -> bool:
     """Whether numeric inputs are standardised before ``model``: yes for everything but tree models."""
     built_in = [*ESTIMATORS.values(), *REGRESSORS.values()]
-    if any(type(model) is spec.cls for spec in built_in):
-        return any(type(model) is spec.cls and spec.linear for spec in built_in)
+    if any(spec.matches(model) for spec in built_in):
+        return any(spec.matches(model) and spec.linear for spec in built_in)
     return not type(model).__module__.startswith(_TREE_MODULES)
 
 
@@ -197,6 +231,8 @@ def build_pipeline(
     """
     if estimator is None or isinstance(estimator, str):
         model = make_estimator(estimator or default_estimator(schema.task), params, seed, schema.task)
+    elif isinstance(estimator, Pipeline):
+        return estimator  # the user's own preprocessing replaces driftloop's
     else:
         model = estimator
 
@@ -237,12 +273,23 @@ def build_pipeline(
     )
 
 
+def is_driftloop_pipeline(pipeline: Pipeline) -> bool:
+    """Whether ``pipeline`` is one ``build_pipeline`` made around an estimator (not a user's whole Pipeline)."""
+    names = [name for name, _ in pipeline.steps]
+    preprocess = pipeline.steps[0][1]
+    return (
+        names == [PREPROCESS_STEP, MODEL_STEP]
+        and isinstance(preprocess, ColumnTransformer)
+        and {name for name, _, _ in preprocess.transformers} <= {"numeric", "categorical"}
+    )
+
+
 def estimator_name(pipeline: Pipeline) -> str:
     """The built-in name of the pipeline's final step, or its class name if it is not one of them."""
     model = pipeline.steps[-1][1]
     for registry in (ESTIMATORS, REGRESSORS):
         for name, spec in registry.items():
-            if type(model) is spec.cls:
+            if spec.matches(model):
                 return name
     return type(model).__name__
 

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import numpy as np
 import onnx
 import pandas as pd
 from onnx import GraphProto, ModelProto, helper
 from skl2onnx import convert_sklearn, get_model_alias
-from skl2onnx.common.data_types import FloatTensorType
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from driftloop.core.pipeline import estimator_name
+from driftloop.core.pipeline import estimator_name, is_driftloop_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task
 from driftloop.errors import ExportError
+from driftloop.io.onnx_converters import register_optional_converters
 from driftloop.io.onnx_preprocess import CATEGORICAL_VALUES, NUMERIC_VALUES, PREFIX, preprocess_graph
 from driftloop.io.onnx_runtime import (
     CATEGORICAL_INPUT,
@@ -44,19 +47,34 @@ _OPSET = 21
 
 
 def check_convertible(estimator: BaseEstimator) -> None:
-    """Raise before any fitting if skl2onnx has no converter for ``estimator``'s class.
+    """Raise before any fitting if skl2onnx has no converter for ``estimator`` or, in a Pipeline, any of its steps.
 
     Raises:
         ExportError: with skl2onnx's own words and what to do.
     """
-    try:
-        get_model_alias(type(estimator))
-    except RuntimeError as error:
-        raise ExportError(
-            f"{type(estimator).__module__}.{type(estimator).__name__} cannot be exported to ONNX: skl2onnx says "
-            f"{str(error).strip()!r}. Register a converter for it (skl2onnx.update_registered_converter) in the "
-            "module of your factory, or use an estimator skl2onnx supports (skl2onnx.supported_converters())"
-        ) from None
+    register_optional_converters()
+    for part in _parts(estimator):
+        try:
+            get_model_alias(type(part))
+        except RuntimeError as error:
+            raise ExportError(
+                f"{type(part).__module__}.{type(part).__name__} cannot be exported to ONNX: skl2onnx says "
+                f"{str(error).strip()!r}. Register a converter for it (skl2onnx.update_registered_converter) in the "
+                "module of your factory, or use a step skl2onnx supports (skl2onnx.supported_converters())"
+            ) from None
+
+
+def _parts(estimator: Any) -> list[Any]:
+    """``estimator`` and, for a Pipeline, ColumnTransformer or FeatureUnion, every step inside it."""
+    if isinstance(estimator, Pipeline):
+        return [part for _, step in estimator.steps if step not in (None, "passthrough") for part in _parts(step)]
+    if isinstance(estimator, ColumnTransformer):
+        inner = [step for _, step, _ in estimator.transformers if step not in ("drop", "passthrough")]
+        return [estimator, *(part for step in inner for part in _parts(step))]
+    if isinstance(estimator, FeatureUnion):
+        inner = [step for _, step in estimator.transformer_list if step not in ("drop", "passthrough")]
+        return [estimator, *(part for step in inner for part in _parts(step))]
+    return [estimator]
 
 
 def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
@@ -71,6 +89,7 @@ def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
         ExportError: the pipeline is not fitted, is not one ``build_pipeline`` makes, or skl2onnx cannot
             convert its estimator.
     """
+    register_optional_converters()
     name = estimator_name(pipeline)
     try:
         check_is_fitted(pipeline)
@@ -80,6 +99,8 @@ def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
     clashes += [f for f in (LABEL_OUTPUT, PROBABILITIES_OUTPUT, PREDICTION_OUTPUT) if f in schema.feature_names]
     if clashes:
         raise ExportError(f"feature name(s) {clashes} clash with the ONNX graph's own names")
+    if not is_driftloop_pipeline(pipeline):
+        return _checked(_convert_whole(pipeline, name, schema), name)
 
     preprocess = preprocess_graph(pipeline.steps[0][1])
     estimator = _convert_estimator(pipeline, name, preprocess.width, schema.task)
@@ -105,6 +126,10 @@ def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
         ir_version=estimator.ir_version,
         producer_name="driftloop",
     )
+    return _checked(model, name)
+
+
+def _checked(model: ModelProto, name: str) -> bytes:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # onnx raises ValidationError and shape-inference errors alike
@@ -112,8 +137,25 @@ def export_onnx(pipeline: Pipeline, schema: DatasetSchema) -> bytes:
     return model.SerializeToString()
 
 
+def _convert_whole(pipeline: Pipeline, name: str, schema: DatasetSchema) -> ModelProto:
+    """A user's whole Pipeline (their own preprocessing): skl2onnx converts it all, one input per feature."""
+    inputs = [
+        (f.name, StringTensorType([None, 1]) if f.is_categorical else FloatTensorType([None, 1]))
+        for f in schema.features
+    ]
+    return _convert(pipeline, pipeline.steps[-1][1], name, inputs, schema.task)
+
+
 def _convert_estimator(pipeline: Pipeline, name: str, width: int, task: Task) -> ModelProto:
+    """The final estimator alone, on the preprocessed float features."""
     estimator = pipeline.steps[-1][1]
+    return _convert(estimator, estimator, name, [("features", FloatTensorType([None, width]))], task)
+
+
+def _convert(
+    model: BaseEstimator, estimator: BaseEstimator, name: str, inputs: list[tuple[str, Any]], task: Task
+) -> ModelProto:
+    """``model`` converted with skl2onnx; ``estimator`` is its final step, checked against the task first."""
     if task.is_classifier:
         learned = [int(c) for c in getattr(estimator, "classes_", ())]
         if learned != list(range(len(task.classes))):
@@ -124,10 +166,10 @@ def _convert_estimator(pipeline: Pipeline, name: str, width: int, task: Task) ->
     elif not hasattr(estimator, "predict") or hasattr(estimator, "predict_proba"):
         raise ExportError(f"the {name} pipeline is a classifier; the target is a regression target")
     try:
-        model: ModelProto = convert_sklearn(
-            estimator,
-            initial_types=[("features", FloatTensorType([None, width]))],
-            options={"zipmap": False} if task.is_classifier else None,
+        converted: ModelProto = convert_sklearn(
+            model,
+            initial_types=inputs,
+            options={id(estimator): {"zipmap": False}} if task.is_classifier else None,
             target_opset={"": _OPSET, "ai.onnx.ml": 3},
             # skl2onnx names the graph with a random UUID otherwise, and the same model would hash differently.
             name=f"driftloop_{name}",
@@ -137,16 +179,16 @@ def _convert_estimator(pipeline: Pipeline, name: str, width: int, task: Task) ->
         if _PROTOBUF_HINT in cause or _PROTOBUF_HINT in str(exc.__cause__):
             cause += " (skl2onnx 1.20 needs protobuf<7 for tree ensembles)"
         raise ExportError(f"cannot export the {name} pipeline to ONNX: {cause}") from exc
-    outputs = [o.name for o in model.graph.output]
+    outputs = [o.name for o in converted.graph.output]
     if not task.is_classifier:
         if len(outputs) != 1:
             raise ExportError(f"the {name} regressor converted with outputs {outputs}, not one output of values")
-        _rename_output(model.graph, outputs[0], PREDICTION_OUTPUT)
+        _rename_output(converted.graph, outputs[0], PREDICTION_OUTPUT)
     elif outputs[:2] != [LABEL_OUTPUT, PROBABILITIES_OUTPUT]:
         raise ExportError(
             f"the {name} pipeline converted with outputs {outputs}, not [{LABEL_OUTPUT!r}, {PROBABILITIES_OUTPUT!r}]"
         )
-    return model
+    return converted
 
 
 def _rename_output(graph: GraphProto, old: str, new: str) -> None:

@@ -1,7 +1,9 @@
 """A reference profile on disk: one folder, no pickle.
 
-    profile.json    format, row count, per column: kind, and std/distinct (numerical) or category counts
-    numeric.npz     each numerical column's sorted reference values (float64), keyed c0, c1, ... as in profile.json
+    profile.json    format, row count, per column: kind, and std/distinct (numerical) or category counts;
+                    "prediction": the model output's column, the same way (absent in older profiles)
+    numeric.npz     each numerical column's sorted reference values (float64), keyed c0, c1, ... as in profile.json,
+                    and the prediction's under "prediction" when it is numerical
     sample.parquet  the seeded sample of reference rows, for the HTML report
 
 The folder is logged as-is next to each model version (MLflow artifact path ``reference/``).
@@ -11,18 +13,21 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from driftloop.core.drift import CategoricalReference, NumericReference, ReferenceProfile
+from driftloop.core.drift import CategoricalReference, NumericReference, PredictionReference, ReferenceProfile
 from driftloop.errors import DatasetError
 
 __all__ = ["FORMAT", "PROFILE_FILE", "SAMPLE_FILE", "VALUES_FILE", "load_profile", "save_profile"]
 
+# Unchanged by the optional "prediction" entry: older readers ignore it, and this one reads profiles without it.
 FORMAT = "driftloop.reference-profile/1"
+PREDICTION_KEY = "prediction"  # profile.json entry and .npz key of the model output's column
 PROFILE_FILE = "profile.json"
 VALUES_FILE = "numeric.npz"
 SAMPLE_FILE = "sample.parquet"
@@ -37,10 +42,20 @@ def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
     for index, (name, ref) in enumerate(profile.numeric.items()):
         key = f"c{index}"
         arrays[key] = ref.values
-        columns.append({"name": name, "kind": "numerical", "values": key, "std": ref.std, "distinct": ref.distinct})
+        columns.append(_column_entry(name, ref, key))
     for name, categories in profile.categorical.items():
-        columns.append({"name": name, "kind": "categorical", "counts": dict(categories.counts)})
-    document = {"format": FORMAT, "rows": profile.rows, "sample_rows": len(profile.sample), "columns": columns}
+        columns.append(_column_entry(name, categories))
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "rows": profile.rows,
+        "sample_rows": len(profile.sample),
+        "columns": columns,
+    }
+    if profile.prediction is not None:
+        prediction = profile.prediction
+        document[PREDICTION_KEY] = _column_entry(prediction.column, prediction.reference, PREDICTION_KEY)
+        if isinstance(prediction.reference, NumericReference):
+            arrays[PREDICTION_KEY] = prediction.reference.values
 
     meta_path = directory / PROFILE_FILE
     values_path = directory / VALUES_FILE
@@ -71,19 +86,34 @@ def load_profile(directory: Path) -> ReferenceProfile:
 
     numeric: dict[str, NumericReference] = {}
     categorical: dict[str, CategoricalReference] = {}
+    prediction: PredictionReference | None = None
     try:
         with np.load(directory / VALUES_FILE, allow_pickle=False) as arrays:
             for column in document["columns"]:
-                if column["kind"] == "numerical":
-                    values = np.asarray(arrays[column["values"]], dtype=np.float64)
-                    numeric[column["name"]] = NumericReference(
-                        values=values, std=float(column["std"]), distinct=int(column["distinct"])
-                    )
+                ref = _read_column(column, arrays)
+                if isinstance(ref, NumericReference):
+                    numeric[column["name"]] = ref
                 else:
-                    counts = {str(k): int(v) for k, v in column["counts"].items()}
-                    categorical[column["name"]] = CategoricalReference(counts=counts)
+                    categorical[column["name"]] = ref
+            entry = document.get(PREDICTION_KEY)
+            if entry is not None:
+                prediction = PredictionReference(str(entry["name"]), _read_column(entry, arrays))
         sample = pd.read_parquet(directory / SAMPLE_FILE)
         rows = int(document["rows"])
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"the reference profile in {directory} is incomplete or damaged: {exc!r}") from exc
-    return ReferenceProfile(rows=rows, numeric=numeric, categorical=categorical, sample=sample)
+    return ReferenceProfile(rows=rows, numeric=numeric, categorical=categorical, sample=sample, prediction=prediction)
+
+
+def _column_entry(name: str, ref: NumericReference | CategoricalReference, key: str = "") -> dict[str, Any]:
+    """A column's entry in profile.json; a numerical one's values are in the .npz under ``key``."""
+    if isinstance(ref, NumericReference):
+        return {"name": name, "kind": "numerical", "values": key, "std": ref.std, "distinct": ref.distinct}
+    return {"name": name, "kind": "categorical", "counts": dict(ref.counts)}
+
+
+def _read_column(column: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> NumericReference | CategoricalReference:
+    if column["kind"] == "numerical":
+        values = np.asarray(arrays[column["values"]], dtype=np.float64)
+        return NumericReference(values=values, std=float(column["std"]), distinct=int(column["distinct"]))
+    return CategoricalReference(counts={str(k): int(v) for k, v in column["counts"].items()})

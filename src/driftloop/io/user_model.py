@@ -56,8 +56,9 @@ def resolve_estimator(
         ExportError: skl2onnx has no converter for it (checked before anything is fitted).
     """
     if not is_factory_reference(estimator):
-        return make_estimator(estimator, params, seed, task)
-    model = configure_estimator(estimator, _call_factory(estimator), params, seed, task)
+        model = make_estimator(estimator, params, seed, task)
+    else:
+        model = configure_estimator(estimator, _call_factory(estimator), params, seed, task)
     check_convertible(model)
     return model
 
