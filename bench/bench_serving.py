@@ -1,19 +1,25 @@
 """The model server against its baselines: the tutorial's service, the framework's ceiling, `mlflow models serve`.
 
 Run: `.venv/bin/python bench/bench_serving.py [--quick] [--estimator random_forest]` from the repository root
-(default: 10 s per run, 3 rounds, about 8 minutes; --quick: 5 s, 1 round). Needs `wrk` and `taskset`.
+(default: 10 s per run, 3 rounds, about 11 minutes; --quick: 5 s, 1 round, about 4 minutes). Needs `wrk` and
+`taskset`.
 
 What it does, in one run so the ratios share the machine's mood:
   1. trains a champion `churn` v1 into a temporary DRIFTLOOP_HOME (`driftloop train`; or reuses --home) and
-     dumps the same run's scikit-learn Pipeline to a joblib file for the tutorial's service;
+     dumps the same run's scikit-learn Pipeline to a joblib file for the tutorial's service; into the same home,
+     also a multiclass champion `wine` (random_forest) and a regression champion `diabetes`
+     (gradient_boosting), from scikit-learn's bundled datasets written to CSV with `driftloop schema infer`'d
+     schemas (`driftloop train --data --schema --model-name`; with --home, only those of the two it lacks);
   2. starts, one at a time and each pinned to core 0 (`taskset -c 0`), on free ports:
-       driftloop          `driftloop serve` (registry mode, validation + metrics + prediction log on)
-       driftloop log-off  the same with DRIFTLOOP_PREDICTION_LOG=false
-       driftloop cache    the same with the Redis prediction cache on (only if redis-server is installed; Redis
-                          runs on the load generator's core)
-       tutorial           bench/baselines/tutorial_app.py (FastAPI + joblib, predict + predict_proba per request)
-       ceiling            bench/baselines/constant_app.py (a FastAPI route returning a constant)
-       mlflow serve       `mlflow models serve -m models:/churn@champion --env-manager local --workers 1`
+       driftloop             `driftloop serve` (registry mode, validation + metrics + prediction log on)
+       driftloop log-off     the same with DRIFTLOOP_PREDICTION_LOG=false
+       driftloop multiclass  the same for the `wine` model (DRIFTLOOP_MODEL_NAME=wine; /predict only)
+       driftloop regression  the same for the `diabetes` model (DRIFTLOOP_MODEL_NAME=diabetes; /predict only)
+       driftloop cache       the same with the Redis prediction cache on (only if redis-server is installed;
+                             Redis runs on the load generator's core)
+       tutorial              bench/baselines/tutorial_app.py (FastAPI + joblib, predict + predict_proba per request)
+       ceiling               bench/baselines/constant_app.py (a FastAPI route returning a constant)
+       mlflow serve          `mlflow models serve -m models:/churn@champion --env-manager local --workers 1`
      The two baselines run under the uvicorn options `driftloop serve` uses (uvicorn's "auto" picks uvloop and
      httptools, both installed): one worker, uvloop, httptools, no access log. `mlflow models serve` runs as
      shipped (its uvicorn keeps the access log on).
@@ -50,7 +56,7 @@ import httpx
 
 from driftloop.settings import TELEMETRY_OFF
 
-from common import ROOT, VENV_BIN, free_port, train_versions
+from common import MULTICLASS, REGRESSION, ROOT, VENV_BIN, TaskModel, free_port, has_champion, train_versions
 
 LUA = ROOT / "bench" / "wrk" / "post.lua"
 SERVER_CORE = "0"
@@ -62,6 +68,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 OURS, OURS_NOLOG, TUTORIAL, CEILING, MLFLOW = "driftloop", "driftloop log-off", "tutorial", "ceiling", "mlflow serve"
 OURS_CACHE = "driftloop cache"
+OURS_MULTICLASS, OURS_REGRESSION = "driftloop multiclass", "driftloop regression"
+TASK_SERVERS = {OURS_MULTICLASS: MULTICLASS, OURS_REGRESSION: REGRESSION}  # server -> the model it serves
 
 
 # ---------------------------------------------------------------------------------------------------- processes
@@ -274,6 +282,37 @@ class Prepared:
     batch: list[list[Any]]  # BATCH_ROWS holdout rows, missing values as null
     float_batch: list[list[Any]]
     train_seconds: float | None
+    tasks: dict[str, TaskRequest]  # server name -> its model's request (the multiclass and regression servers)
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    model: TaskModel
+    version: str
+    estimator: str
+    features: dict[str, Any]  # one real holdout row of the model's dataset, by feature name
+
+
+def prepare_task(home: Path, work: Path, model: TaskModel) -> TaskRequest:
+    """The champion of ``model`` (trained from work/NAME.csv, see TaskModel.write_data) and one holdout row."""
+    from mlflow import MlflowClient
+
+    from driftloop.core.lineage import ESTIMATOR
+    from driftloop.core.snapshot import split_holdout
+    from driftloop.io.datasets import load_schema, read_snapshot
+    from driftloop.settings import Settings
+
+    settings = Settings(home=home)  # prepare() already pointed MLflow at this home
+    version = MlflowClient().get_model_version_by_alias(model.name, "champion")
+    schema = load_schema(work / f"{model.name}.yaml")
+    frame = read_snapshot(work / f"{model.name}.csv")
+    holdout = split_holdout(frame, schema, settings.holdout_fraction, settings.seed).holdout
+    features = schema.features
+    for record in holdout[[f.name for f in features]].astype(object).to_numpy().tolist():
+        row = {f.name: _json_value(v, f.is_categorical, False) for v, f in zip(record, features, strict=True)}
+        if None not in row.values():
+            break
+    return TaskRequest(model, str(version.version), version.tags.get(ESTIMATOR, "?"), row)
 
 
 def _json_value(value: Any, categorical: bool, as_float: bool) -> Any:
@@ -329,6 +368,7 @@ def prepare(home: Path, work: Path, train_seconds: float | None) -> Prepared:
         batch=[encode(r, False) for r in batch],
         float_batch=[encode(r, True) for r in batch],
         train_seconds=train_seconds,
+        tasks={name: prepare_task(home, work, model) for name, model in TASK_SERVERS.items()},
     )
 
 
@@ -367,7 +407,7 @@ def redis_server(work: Path) -> Iterator[str | None]:
 
 def make_servers(prep: Prepared, work: Path, redis_url: str | None) -> dict[str, Server]:
     base = {**os.environ, **TELEMETRY_OFF, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "DRIFTLOOP_PREDICTION_LOG"):
+    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "DRIFTLOOP_PREDICTION_LOG", "DRIFTLOOP_MODEL_NAME"):
         base.pop(key, None)
     ours_env = {**base, "DRIFTLOOP_HOME": str(prep.home)}
     uvicorn = [str(VENV_BIN / "uvicorn")]
@@ -377,6 +417,11 @@ def make_servers(prep: Prepared, work: Path, redis_url: str | None) -> dict[str,
 
     ours_port, nolog_port, tutorial_port, ceiling_port, mlflow_port, cache_port = (free_port() for _ in range(6))
     driftloop = str(VENV_BIN / "driftloop")
+    tasks = {}
+    for name, model in TASK_SERVERS.items():  # the same server as OURS, serving another model's champion
+        port = free_port()
+        env = {**ours_env, "DRIFTLOOP_MODEL_NAME": model.name}
+        tasks[name] = server(name, [driftloop, "serve", "--port", str(port)], env, "/ready", port)
     cached = {}
     if redis_url:
         cached[OURS_CACHE] = server(
@@ -395,6 +440,7 @@ def make_servers(prep: Prepared, work: Path, redis_url: str | None) -> dict[str,
             "/ready",
             nolog_port,
         ),
+        **tasks,
         TUTORIAL: server(
             TUTORIAL,
             [*uvicorn, "bench.baselines.tutorial_app:app", "--port", str(tutorial_port), *UVICORN_OPTIONS],
@@ -439,7 +485,7 @@ def running(servers: dict[str, Server], timeout: float) -> Iterator[None]:
     """Start the servers one after another (so times to ready do not contend), stop them all on the way out."""
     try:
         for server in servers.values():
-            print(f"  starting {server.name:<18} on :{server.port} ...", end=" ", flush=True)
+            print(f"  starting {server.name:<20} on :{server.port} ...", end=" ", flush=True)
             server.start(timeout)
             print(f"ready in {server.ready_seconds:.2f}s" if server.up else "FAILED")
         yield
@@ -456,6 +502,7 @@ def make_targets(servers: dict[str, Server], prep: Prepared) -> list[Target]:
     split = dump({"dataframe_split": {"columns": prep.columns, "data": [prep.float_row]}})
     targets = [
         Target(servers[OURS], "/predict", features),
+        *(Target(servers[name], "/predict", dump({"features": task.features})) for name, task in prep.tasks.items()),
         Target(servers[TUTORIAL], "/predict", features),
         Target(servers[CEILING], "/predict", features),
         Target(servers[OURS_NOLOG], "/predict", features, connections=(16,)),
@@ -463,7 +510,7 @@ def make_targets(servers: dict[str, Server], prep: Prepared) -> list[Target]:
         Target(servers[MLFLOW], "/invocations", split),
     ]
     if OURS_CACHE in servers:  # the same body every time: every request after the first is a cache hit
-        targets.insert(4, Target(servers[OURS_CACHE], "/predict", features, connections=(16,)))
+        targets.insert(4 + len(prep.tasks), Target(servers[OURS_CACHE], "/predict", features, connections=(16,)))
     return [t for t in targets if t.server.up]
 
 
@@ -541,6 +588,8 @@ def _fmt_ratio(value: float | None) -> str:
 TARGETS = (
     ("/predict >= 30x the tutorial's req/s", (OURS, "/predict"), (TUTORIAL, "/predict"), 30.0),
     ("/predict >= 80% of the ceiling's req/s", (OURS, "/predict"), (CEILING, "/predict"), 0.8),
+    ("multiclass /predict >= 80% of the ceiling", (OURS_MULTICLASS, "/predict"), (CEILING, "/predict"), 0.8),
+    ("regression /predict >= 80% of the ceiling", (OURS_REGRESSION, "/predict"), (CEILING, "/predict"), 0.8),
     ("/invocations >= 10x mlflow models serve", (OURS, "/invocations"), (MLFLOW, "/invocations"), 10.0),
 )
 
@@ -559,9 +608,9 @@ def report(
 
     print(f"\n{'=' * 118}\nmedian of {extras['rounds']} interleaved round(s) x {extras['seconds']} s; server on core "
           f"{SERVER_CORE}, wrk -t1 on core {LOAD_CORE}; model churn v{extras['version']} ({extras['estimator']}), "
-          "1-row requests; ratios = median of the per-round ratios")  # fmt: skip
+          f"{extras['task_models']}; 1-row requests; ratios = median of the per-round ratios")  # fmt: skip
     header = (
-        f"{'server':<18} {'endpoint':<13} {'conns':>5} {'req/s':>9} {'range':>15} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server':<20} {'endpoint':<13} {'conns':>5} {'req/s':>9} {'range':>15} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'errors':>7} {'vs tutorial':>11} {'vs ceiling':>10} {'vs mlflow':>9} {'noise':>6}"
     )
     print(header + "\n" + "-" * len(header))
@@ -573,11 +622,12 @@ def report(
             run = _median_run(runs)
             me = (target.server.name, target.path)
             predict, invocations = target.path == "/predict", target.path == "/invocations"
+            churn = target.server.name not in TASK_SERVERS  # the tutorial serves churn only
             spread = f"{min(r.rps for r in runs):,.0f}-{max(r.rps for r in runs):,.0f}"
             print(
-                f"{target.server.name:<18} {target.path:<13} {conns:>5} {run.rps:>9,.1f} {spread:>15} "
+                f"{target.server.name:<20} {target.path:<13} {conns:>5} {run.rps:>9,.1f} {spread:>15} "
                 f"{run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {sum(r.non2xx + r.socket_errors for r in runs):>7} "
-                f"{_fmt_ratio(ratio(me, (TUTORIAL, '/predict'), conns) if predict else None):>11} "
+                f"{_fmt_ratio(ratio(me, (TUTORIAL, '/predict'), conns) if predict and churn else None):>11} "
                 f"{_fmt_ratio(ratio(me, (CEILING, '/predict'), conns) if predict else None):>10} "
                 f"{_fmt_ratio(ratio(me, (MLFLOW, '/invocations'), conns) if invocations else None):>9} "
                 f"{max(r.other_cpu for r in runs):>6.2f}"
@@ -611,16 +661,16 @@ def report(
     print("  memory after warm-up (MiB; the serving process, and all of its session's processes):")
     for name, mem in memory.items():
         if mem:
-            print(f"    {name:<18} VmRSS {mem['rss']:7.1f}  RssAnon {mem['anon']:7.1f}  "
+            print(f"    {name:<20} VmRSS {mem['rss']:7.1f}  RssAnon {mem['anon']:7.1f}  "
                   f"session VmRSS {mem['rss_tree']:7.1f} ({mem['processes']:.0f} process(es); "
                   f"{mem['threads']:.0f} threads in the serving one)")  # fmt: skip
     print("  time to ready (spawn → first 200 on its readiness URL, started one at a time):")
     for server in servers.values():
         ready = f"{server.ready_seconds:.2f} s" if server.ready_seconds is not None else "never"
-        print(f"    {server.name:<18} {ready}  ({server.ready_path})")
+        print(f"    {server.name:<20} {ready}  ({server.ready_path})")
     if extras.get("train_seconds") is not None:
         print(
-            f"  training the champion (driftloop train, incl. a local Prefect server): {extras['train_seconds']:.1f} s"
+            f"  training the champions (driftloop train, incl. a local Prefect server): {extras['train_seconds']:.1f} s"
         )
     print(f"  load average before / after: {extras['load_before']} / {extras['load_after']}")
 
@@ -653,7 +703,12 @@ def main() -> None:
     parser.add_argument("--estimator", default="logistic_regression", help="what `driftloop train` fits")
     parser.add_argument("--seconds", type=int, help="seconds per wrk run [10; quick 5]")
     parser.add_argument("--rounds", type=int, help="interleaved rounds [3; quick 1]")
-    parser.add_argument("--home", type=Path, help="reuse this DRIFTLOOP_HOME (a champion exists) instead of training")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="reuse this DRIFTLOOP_HOME (a churn champion exists) instead of training; wine and diabetes are "
+        "trained into it if it lacks them",
+    )
     args = parser.parse_args()
     seconds = args.seconds or (5 if args.quick else 10)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -669,15 +724,24 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (SIGINT ignored)
     work = Path(tempfile.mkdtemp(prefix="driftloop-bench-serving-"))
     try:
+        for model in TASK_SERVERS.values():
+            model.write_data(work)
         if args.home:
             home, train_seconds = args.home.resolve(), None
+            missing = [m for m in TASK_SERVERS.values() if not has_champion(home, m.name)]
+            if missing:
+                print(f"training {', '.join(m.name for m in missing)} into {home} ...", flush=True)
+                train_seconds = train_versions(home, [], [m.train_args(work) for m in missing])
         else:
             home = work / "home"
             home.mkdir()
-            print(f"training a champion ({args.estimator}) into {home} ...", flush=True)
-            train_seconds = train_versions(home, [args.estimator])
+            models = ", ".join(f"{m.name} ({m.estimator})" for m in TASK_SERVERS.values())
+            print(f"training champions churn ({args.estimator}), {models} into {home} ...", flush=True)
+            train_seconds = train_versions(home, [args.estimator], [m.train_args(work) for m in TASK_SERVERS.values()])
         prep = prepare(home, work, train_seconds)
         print(f"champion churn v{prep.version} ({prep.estimator}); pipeline dumped to {prep.joblib_path}")
+        for task in prep.tasks.values():
+            print(f"champion {task.model.name} v{task.version} ({task.estimator}, {task.model.task})")
         os.sched_setaffinity(0, {int(LOAD_CORE)})  # the harness (batch client, parsing) stays off the server core
         with redis_server(work) as redis_url:
             servers = make_servers(prep, work, redis_url)
@@ -729,6 +793,9 @@ def _measure(
         "seconds": seconds,
         "version": prep.version,
         "estimator": prep.estimator,
+        "task_models": ", ".join(
+            f"{t.model.name} v{t.version} ({t.estimator}, {t.model.task})" for t in prep.tasks.values()
+        ),
         "batch": batch,
         "log_rows": prediction_log_rows(prep.home),
         "train_seconds": train_seconds,
