@@ -113,9 +113,18 @@ def test_schema_infer_writes_a_schema_train_accepts(home: Path, users_csv: Path,
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == out.read_text()
 
-    wrong_target = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "tenure")
-    assert wrong_target.returncode == 1
-    assert wrong_target.stderr.startswith("error: target 'tenure' looks like a regression target")
+    numbers = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "tenure")
+    assert numbers.returncode == 0, numbers.stderr
+    assert "target: {name: tenure, kind: regression}" in numbers.stdout
+    forced = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "tenure", "--task", "binary")
+    assert forced.returncode == 1
+    assert forced.stderr.startswith("error: target 'tenure' has ")
+    assert "a binary target needs exactly two" in forced.stderr
+    unknown = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "churn", "--task", "ranking")
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        1,
+        "error: --task 'ranking': choose binary, multiclass or regression",
+    )
 
 
 def test_debug_adds_the_traceback(home: Path) -> None:

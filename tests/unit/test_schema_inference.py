@@ -160,7 +160,7 @@ ONLY_DATES = pd.DataFrame({"when": ["2024-01-01", "2024-01-02"], "y": ["a", "b"]
 @pytest.mark.parametrize(
     ("frame", "target", "message"),
     [
-        (ONE_CLASS, "y", "target 'y' needs two classes to learn from; it has only 'a'"),
+        (ONE_CLASS, "y", "target 'y' needs two distinct values to learn from; it has only 'a'"),
         (TWO_CLASSES, "label", "the data has no column 'label' to predict; its columns: 'x', 'y'"),
         (ONLY_DATES, "y", "no column of the data can be a feature: 'when' left out: dates and times"),
     ],

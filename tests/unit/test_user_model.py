@@ -32,8 +32,10 @@ from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.linear_model import SGDClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 
 def extra_trees():
@@ -52,8 +54,17 @@ def mlp():
     return MLPClassifier(hidden_layer_sizes=(16,), max_iter=300, random_state=3)
 
 
-def a_pipeline():
-    return make_pipeline(StandardScaler(), KNeighborsClassifier())
+def whole_pipeline():
+    # The user's own preprocessing of the churn columns (by name, as to_model_frame gives them), then ExtraTrees.
+    numbers = ["tenure", "monthly_charges", "total_charges"]
+    texts = ["contract", "internet_service", "payment_method"]
+    fill, encode = SimpleImputer(strategy="median"), OneHotEncoder(handle_unknown="ignore")
+    prepare = ColumnTransformer([("numbers", fill, numbers), ("texts", encode, texts)])
+    return Pipeline([("prepare", prepare), ("trees", ExtraTreesClassifier(n_estimators=30, min_samples_leaf=5))])
+
+
+def pipeline_with_a_step_onnx_lacks():
+    return make_pipeline(StandardScaler(), Handmade())
 
 
 class Handmade(ClassifierMixin, BaseEstimator):
@@ -119,6 +130,22 @@ def test_a_users_estimator_trains_behind_driftloops_preprocessing_and_exports_wi
     proven_grouped_onnx(onnx_bytes, churn_schema, holdout)  # the server's faster graph holds too
 
 
+def test_a_users_whole_pipeline_replaces_driftloops_preprocessing_and_exports_with_parity(
+    factories: str, churn_schema: DatasetSchema, churn_split: tuple[pd.DataFrame, np.ndarray, pd.DataFrame]
+) -> None:
+    train, y_train, holdout = churn_split
+    model = resolve_estimator(f"{factories}:whole_pipeline", {"trees__max_depth": 8}, seed=7)
+    assert model.get_params()["trees__random_state"] == 7  # the run's seed reaches the final step
+    pipeline = build_pipeline(churn_schema, model).fit(train, y_train)
+    assert pipeline is model  # used as it is: no driftloop preprocessing in front of the user's
+    onnx_bytes = export_onnx(pipeline, churn_schema)
+    labels, proba = OnnxModel.from_bytes(onnx_bytes, churn_schema).predict(holdout)
+    report = compare_outputs(pipeline.predict_proba(holdout), proba, pipeline.predict(holdout), labels, tolerance=1e-5)
+    assert report.passed, report.summary()
+    with pytest.raises(ExportError, match="does not gather its inputs"):  # the server runs model.onnx instead
+        proven_grouped_onnx(onnx_bytes, churn_schema, holdout)
+
+
 def test_params_and_the_seed_reach_the_users_estimator(factories: str) -> None:
     model = resolve_estimator(f"{factories}:extra_trees", {"max_depth": 4}, seed=11)
     assert model.get_params()["max_depth"] == 4
@@ -130,7 +157,7 @@ def test_params_and_the_seed_reach_the_users_estimator(factories: str) -> None:
 @pytest.mark.parametrize(
     ("reference", "error", "message"),
     [
-        (":a_pipeline", ConfigError, r"returned a Pipeline: return its final estimator"),
+        (":pipeline_with_a_step_onnx_lacks", ExportError, r"Handmade cannot be exported to ONNX"),
         (":raises", ConfigError, r"calling it raised ValueError: no data yet"),
         (":NOT_A_FUNCTION", ConfigError, r"has a int called 'NOT_A_FUNCTION', not a function"),
         (":missing", ConfigError, r"has nothing called 'missing'"),
