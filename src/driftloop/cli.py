@@ -680,6 +680,8 @@ def drift_check(
     if outcome.drifted_columns:
         out.print(f"drifted  {', '.join(outcome.drifted_columns)}")
     out.print(f"labels   {outcome.concept}")
+    if outcome.prediction_drift is not None:
+        out.print(f"outputs  {'drifted' if outcome.prediction_drift else 'no drift'} (the model's predictions)")
     out.print(f"action   {outcome.note}")
     if outcome.report_url:
         out.print(f"MLflow   {outcome.report_url}")

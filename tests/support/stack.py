@@ -119,6 +119,13 @@ def artifact(dl: Driftloop, flow_run_id: str, key: str) -> str:
     return str(found[-1]["data"]) if found else ""
 
 
+def flow_run_logs(dl: Driftloop, flow_run_id: str) -> str:
+    """A flow run's log lines (its subflows' are separate runs), for a failure's message."""
+    with api(dl) as client:
+        logs = client.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
+    return "\n".join(str(entry["message"]) for entry in logs)
+
+
 def wait_for(what: str, condition: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
     return wait_until(what, condition, timeout, every)

@@ -16,6 +16,7 @@ from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import GatePolicy, compare_segments, decide_promotion
 from driftloop.core.parity import compare_predictions, compare_values, compare_with_recording
 from driftloop.core.pipeline import ESTIMATORS, REGRESSORS, build_pipeline, default_estimator
+from driftloop.core.recipe import SplitSpec, TrainingRecipe
 from driftloop.core.schema import DatasetSchema, Target
 from driftloop.core.snapshot import split_holdout
 from driftloop.core.task import Task, TaskKind
@@ -150,6 +151,14 @@ def test_a_multiclass_segment_missing_a_class_is_still_tested_if_two_are_there()
     )
     assert alone.difference is None
     assert "too few rows" in alone.note
+
+
+@pytest.mark.parametrize("kind", list(TaskKind))
+def test_a_policy_recorded_on_a_version_reads_back_the_same(kind: TaskKind) -> None:
+    recipe = TrainingRecipe(estimator="x", gate=GatePolicy(kind=kind, tolerance=0.01))
+    again = TrainingRecipe.from_tags(recipe.to_tags(), SplitSpec(0.25, 42))
+    assert again.gate == recipe.gate
+    assert again.gate.kind is kind
 
 
 def test_floors_and_metrics_are_checked_per_task() -> None:

@@ -150,6 +150,7 @@ class GatePolicy:
     def as_dict(self) -> dict[str, object]:
         """The policy as plain values, to record on a version so a retrain applies the same one."""
         return {
+            "kind": self.kind.value,
             "primary_metric": self.primary,
             "floors": dict(self.floor_values),
             "tolerance": self.tolerance,
