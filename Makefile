@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench up down
+.PHONY: run install test lint bench up down
 
 $(BIN)/driftloop: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("driftloop needs Python 3.11 or 3.12, found " + sys.version.split()[0]) if sys.version_info[:2] not in ((3, 11), (3, 12)) else None'
@@ -11,6 +11,8 @@ $(BIN)/driftloop: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
+
+install: $(BIN)/driftloop      ## only set up .venv (what `run` and `test` do first)
 
 run: $(BIN)/driftloop          ## set up, then the whole loop once (services stay up to explore)
 	$(BIN)/driftloop demo --keep-running

@@ -40,6 +40,7 @@ class DriftCheckOutcome:
     note: str
     report_url: str | None
     prediction_drift: bool | None = None  # the model's output drifted (None: not tested); not in ``share``
+    label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
 
 
 @flow(name="check-drift")
@@ -139,6 +140,7 @@ def check_drift(
         note=episode.note,
         report_url=report_url,
         prediction_drift=verdict.prediction_drift,
+        label_check=labels.summary(),
     )
 
 

@@ -85,7 +85,7 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str) -> Re
     champion = read_recipe(name, uri, drifted, SplitSpec(settings.holdout_fraction, settings.seed), work)
     recipe, schema = champion.recipe, champion.schema
     labels = collect_new_labels(settings.predictions_url, name, schema, recipe.labels_through, work / "recent.parquet")
-    source = check_source(recipe, schema)
+    source = check_source(recipe, schema, settings.sql_password)
     plan = plan_retrain(drifted, labels.rows, source.check)
     unusable = f" ({labels.unusable} labelled rows left out: their label is not a class)" if labels.unusable else ""
     if not plan.run:

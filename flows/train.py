@@ -26,7 +26,16 @@ from driftloop.core.task import TaskKind
 from driftloop.errors import DeployError
 from driftloop.settings import get_settings
 from flows.ship import ship_model
-from tasks.data import Snapshot, load_snapshot, read_schema, split_snapshot, store_training_snapshot
+from tasks.data import (
+    Snapshot,
+    describe_source,
+    load_snapshot,
+    read_schema,
+    record_source,
+    source_from_text,
+    split_snapshot,
+    store_training_snapshot,
+)
 from tasks.model import (
     ChampionScore,
     Evaluation,
@@ -72,6 +81,7 @@ class TrainingOutcome:
 def train_model(
     data_path: str | None = None,
     schema_path: str | None = None,
+    query: str | None = None,
     model_name: str | None = None,
     estimator: str | None = None,
     params: dict[str, Any] | None = None,
@@ -89,8 +99,10 @@ def train_model(
     """Train a candidate and promote it to champion only if it passes the gate and ONNX parity.
 
     Args:
-        data_path: Snapshot (CSV or Parquet); default: the bundled churn data.
+        data_path: Snapshot: a CSV or Parquet file, a directory of Parquet files, or a SQLAlchemy database URL
+            (with ``query``); default: the bundled churn data.
         schema_path: The snapshot's schema file; default: the bundled churn schema.
+        query: The SQL that selects the snapshot's rows, when ``data_path`` is a database URL.
         model_name: Registered model name; default: settings (``churn``).
         estimator: A built-in name for the schema's task (classifiers: logistic_regression, random_forest,
             gradient_boosting, hist_gradient_boosting; regressors: ridge and the three tree models), or a factory
@@ -131,9 +143,9 @@ def train_model(
     estimator = estimator or default_estimator(task)
     check_estimator(estimator, params, seed, declared)  # a bad or unexportable model fails first
 
-    data = Path(data_path or settings.data_path)
+    data = source_from_text(data_path or str(settings.data_path), query)
     recent = Path(retrain.recent_data_path) if retrain and retrain.recent_data_path else None
-    snapshot = load_snapshot(data, schema_file, recent)
+    snapshot = load_snapshot(data, schema_file, recent, settings.sql_password)
     schema = snapshot.schema
     split = split_snapshot(snapshot, fraction=split_spec.fraction, seed=split_spec.seed)
     champion = score_champion(name, uri, split, schema)
@@ -153,7 +165,7 @@ def train_model(
     artifact_root = settings.mlflow_artifacts if settings.uses_local_mlflow else None
     run = open_run(uri, settings.experiment_name, artifact_root, f"train-{name}-{flow_run.name}", provenance)
     try:
-        source = retrain.source if retrain and retrain.source else str(snapshot.path)
+        source = retrain.source if retrain and retrain.source else record_source(snapshot.source)
         snapshot_uri = store_training_snapshot(uri, artifact_root, run.run_id, snapshot, source)
         candidate = fit_candidate(split, schema, estimator, params, seed)
         evaluation = evaluate_candidate(candidate, split, schema, uri, run.run_id, seed)
@@ -188,7 +200,7 @@ def train_model(
                 lineage.PARITY_DETAIL: export.parity.summary(),
                 lineage.SKLEARN_MODEL_URI: export.sklearn_model_uri,
                 lineage.REFERENCE_URI: reference_uri,
-                lineage.DATA_PATH: str(snapshot.path),
+                lineage.DATA_PATH: describe_source(snapshot.source),
             },
             description=f"{estimator} on {schema.name} ({snapshot.content_hash[:12]}): gate {decision.verdict}",
         )

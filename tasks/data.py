@@ -10,15 +10,28 @@ from typing import Any
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from pydantic import SecretStr
 
+from driftloop.core.features import with_canonical_target
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.snapshot import Split, content_hash, split_holdout
 from driftloop.core.validation import find_problems
 from driftloop.errors import DatasetValidationError
 from driftloop.io import tracking
-from driftloop.io.datasets import load_schema, read_snapshot
+from driftloop.io.datasets import Source, describe_source, load_schema, read_source, record_source, source_from_text
 from driftloop.io.snapshots import log_training_input, store_snapshot
 from tasks.policies import mlflow_task
+
+__all__ = [
+    "Snapshot",
+    "describe_source",
+    "load_snapshot",
+    "read_schema",
+    "record_source",
+    "source_from_text",
+    "split_snapshot",
+    "store_training_snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -26,38 +39,42 @@ class Snapshot:
     """A validated data snapshot and its identity.
 
     Attributes:
-        path: The file it was read from (the base file, for a retrain).
+        source: Where it was read from: a file, or a database query (the base file, for a retrain).
         frame: The rows: the base file's first, then any recent labelled rows (index 0..n-1).
         schema: The schema they were validated against.
         content_hash: The identity of all the rows (``core.snapshot.content_hash``).
         base_rows: How many of the rows came from the base file; the rest are recent labelled rows.
     """
 
-    path: Path
+    source: Source
     frame: pd.DataFrame
     schema: DatasetSchema
     content_hash: str
     base_rows: int
 
 
-@task(name="load-snapshot", timeout_seconds=600)
 def read_schema(schema_path: Path) -> DatasetSchema:
     """The schema file, parsed and checked (a plain function: it is read before any work starts)."""
     return load_schema(schema_path)
 
 
-def load_snapshot(data_path: Path, schema_path: Path, recent_path: Path | None = None) -> Snapshot:
+@task(name="load-snapshot", timeout_seconds=600)
+def load_snapshot(
+    data: Source, schema_path: Path, recent_path: Path | None = None, password: SecretStr | None = None
+) -> Snapshot:
     """Read and validate; a snapshot that breaks its schema stops here with every problem listed.
 
     ``recent_path`` (a retrain's recent labelled rows) is validated the same way and appended to the base rows.
+    ``password`` is a database source's (``DRIFTLOOP_SQL_PASSWORD``).
     """
     schema = load_schema(schema_path)
-    frames = [_validated(data_path, schema, schema_path)]
+    frames = [_validated(data, schema, schema_path, password=password)]
     if recent_path is not None:
         frames.append(_validated(recent_path, schema, schema_path, min_rows=1))
+    frames = [with_canonical_target(part, schema) for part in frames]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     return Snapshot(
-        path=data_path,
+        source=data,
         frame=frame,
         schema=schema,
         content_hash=content_hash(frame, schema),
@@ -65,18 +82,25 @@ def load_snapshot(data_path: Path, schema_path: Path, recent_path: Path | None =
     )
 
 
-def _validated(path: Path, schema: DatasetSchema, schema_path: Path, min_rows: int | None = None) -> pd.DataFrame:
-    frame = read_snapshot(path)
+def _validated(
+    source: Source,
+    schema: DatasetSchema,
+    schema_path: Path,
+    min_rows: int | None = None,
+    password: SecretStr | None = None,
+) -> pd.DataFrame:
+    frame = read_source(source, password.get_secret_value() if password else None)
+    where = describe_source(source)
     problems = find_problems(frame, schema, min_rows)
     if problems:
         listing = "\n".join(f"- {p}" for p in problems)
         create_markdown_artifact(
             key="snapshot-rejected",
-            markdown=f"# Snapshot rejected: nothing was trained or registered\n\n`{path}` "
+            markdown=f"# Snapshot rejected: nothing was trained or registered\n\n`{where}` "
             f"against schema `{schema.name}` ({schema_path}):\n\n{listing}\n",
-            description=f"{len(problems)} schema problem(s) in {path.name}",
+            description=f"{len(problems)} schema problem(s) in {where}"[:2000],
         )
-        raise DatasetValidationError(str(path), problems)
+        raise DatasetValidationError(where, problems)
     return frame
 
 

@@ -19,7 +19,7 @@ from driftloop.core.evaluation import Metrics, compute_metrics, feature_importan
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_predictions
-from driftloop.core.pipeline import build_pipeline, describe_pipeline
+from driftloop.core.pipeline import build_pipeline, check_columns, describe_pipeline, is_driftloop_pipeline
 from driftloop.core.schema import DatasetSchema, comparison_problem
 from driftloop.core.snapshot import Split
 from driftloop.core.task import Task, TaskKind
@@ -80,8 +80,11 @@ class ChampionScore:
 
 
 def check_estimator(estimator: str, params: dict[str, Any] | None, seed: int, schema: DatasetSchema) -> None:
-    """Fail before any work if the estimator is unknown for the task, cannot be imported, or cannot be exported."""
-    resolve_estimator(estimator, params, seed, schema.task)
+    """Fail before any work if the estimator is unknown for the task, cannot be imported, or cannot be exported.
+
+    A user's Pipeline must also select only the schema's features.
+    """
+    check_columns(estimator, resolve_estimator(estimator, params, seed, schema.task), schema)
 
 
 @task(name="fit-candidate", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -147,7 +150,7 @@ def export_candidate(
         (candidate.pipeline.predict_proba(holdout) if task.is_classifier else None),
     )
     parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
-    serving_bytes = _grouped_graph(onnx_bytes, schema, holdout)
+    serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout)
     sample = holdout.head(SELFCHECK_ROWS)
     selfcheck = tracking.build_selfcheck(
         sample,
@@ -172,11 +175,17 @@ def _deciles(values: np.ndarray) -> list[float]:
     return sorted({float(f"{edge:.4g}") for edge in edges})
 
 
-def _grouped_graph(onnx_bytes: bytes, schema: DatasetSchema, holdout: pd.DataFrame) -> bytes | None:
+def _grouped_graph(onnx_bytes: bytes, pipeline: Pipeline, schema: DatasetSchema, holdout: pd.DataFrame) -> bytes | None:
     """The grouped serving graph, proven on the holdout.
 
-    None and a warning if it cannot be: the server then runs model.onnx, the same model, slower.
+    None and a warning if it cannot be: the server then runs model.onnx, the same model, slower. A user's whole
+    Pipeline has none (the grouped graph replaces driftloop's own preprocessing inputs).
     """
+    if not is_driftloop_pipeline(pipeline):
+        get_run_logger().info(
+            "no %s: a Pipeline with its own preprocessing is served as %s", lineage.SERVING_ONNX_FILE, lineage.ONNX_FILE
+        )
+        return None
     try:
         return proven_grouped_onnx(onnx_bytes, schema, holdout)
     except ExportError as error:

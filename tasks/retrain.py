@@ -10,16 +10,18 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
 
 from driftloop.core import lineage
 from driftloop.core.episodes import MANUAL, RetrainDecision, RetrainState, decide_retrain
+from driftloop.core.features import with_canonical_target
 from driftloop.core.recipe import SplitSpec, TrainingRecipe
 from driftloop.core.retrain import SourceCheck
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.snapshot import content_hash
-from driftloop.errors import DatasetError, RegistryError
+from driftloop.errors import ConfigError, DatasetError, RegistryError
 from driftloop.events import DRIFT_WITHOUT_LABELS
-from driftloop.io.datasets import read_snapshot
+from driftloop.io.datasets import describe_source, read_snapshot, read_source, source_from_text
 from driftloop.io.episode_store import EpisodeStore
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_concurrency import promotion_lock
@@ -162,21 +164,29 @@ class SourceState:
 
 
 @task(name="check-data-source", cache_policy=NO_CACHE, timeout_seconds=1800)
-def check_source(recipe: TrainingRecipe, schema: DatasetSchema) -> SourceState:
-    """Has the champion's data source changed since it was trained (by content hash)? None if unreadable here."""
+def check_source(recipe: TrainingRecipe, schema: DatasetSchema, password: SecretStr | None = None) -> SourceState:
+    """Has the champion's data source changed since it was trained (by content hash)? None if unreadable here.
+
+    A database source is queried again (with ``password``, ``DRIFTLOOP_SQL_PASSWORD``, when its URL has none).
+    """
     if not recipe.source:
         return SourceState(SourceCheck(None, "no data source recorded"), None)
-    path = Path(recipe.source)
-    if not path.exists():
-        return SourceState(SourceCheck(None, f"the source {recipe.source} is not readable here"), None)
     try:
-        found = content_hash(read_snapshot(path), schema)
-    except DatasetError as error:
-        return SourceState(SourceCheck(None, f"the source {recipe.source} cannot be hashed: {error}"), None)
+        source = source_from_text(recipe.source)
+    except ConfigError as error:
+        return SourceState(SourceCheck(None, f"the recorded source is not usable: {error}"), None)
+    where = describe_source(source)
+    if isinstance(source, Path) and not source.exists():
+        return SourceState(SourceCheck(None, f"the source {where} is not readable here"), None)
+    try:
+        frame = read_source(source, password.get_secret_value() if password else None)
+        found = content_hash(with_canonical_target(frame, schema), schema)
+    except (DatasetError, KeyError, ValueError) as error:
+        return SourceState(SourceCheck(None, f"the source {where} cannot be hashed: {error}"), None)
     if found == recipe.source_hash:
-        return SourceState(SourceCheck(False, f"the source {recipe.source} is unchanged"), found)
+        return SourceState(SourceCheck(False, f"the source {where} is unchanged"), found)
     recorded = (recipe.source_hash or "?")[:12]
-    return SourceState(SourceCheck(True, f"{recipe.source}: content hash {recorded}… → {found[:12]}…"), found)
+    return SourceState(SourceCheck(True, f"{where}: content hash {recorded}… → {found[:12]}…"), found)
 
 
 @mlflow_task("fetch-training-snapshot", timeout_seconds=1800)

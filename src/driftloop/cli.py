@@ -25,6 +25,7 @@ from driftloop.settings import RolloutStrategy, Settings, get_settings
 if TYPE_CHECKING:
     from driftloop.core.schema import DatasetSchema
     from driftloop.core.task import Task
+    from driftloop.io.datasets import Source
     from flows.train import TrainingOutcome
 
 app = typer.Typer(
@@ -92,14 +93,12 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
-    data: Annotated[
-        Path | None,
-        typer.Option(exists=True, resolve_path=True, help="Snapshot: CSV (.gz), Parquet, or a directory of Parquet"),
-    ] = None,
+    data: Annotated[str | None, typer.Option(help=DATA_HELP)] = None,
     schema: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, resolve_path=True, help="The snapshot's schema file (YAML)"),
     ] = None,
+    query: Annotated[str | None, typer.Option(help=QUERY_HELP)] = None,
     model_name: Annotated[str | None, typer.Option(help="Registered model name [default: settings]")] = None,
     estimator: Annotated[
         str | None,
@@ -143,8 +142,12 @@ def train(
         raise _fail("--model and --estimator both name the estimator: give one")
     from driftloop.io.user_model import canonical_reference
 
+    if data is None and query:
+        raise _fail("--query needs --data to be a database URL (dialect://user@host/db)")
+    source = None if data is None else _source(data, query)
+    settings = get_settings()  # again: a password taken out of --data's URL is a setting now
     task = _check_training_inputs(
-        settings, model_name or settings.model_name, data, schema, model or estimator, params
+        settings, model_name or settings.model_name, source, schema, model or estimator, params
     ).task
     estimator = canonical_reference(model) if model else estimator or default_estimator(task)
     floors = _task_floors(task, overrides)
@@ -152,8 +155,10 @@ def train(
     _export_env(settings)
     from flows.train import train_model
 
+    data_path, sql = _flow_data(source)
     outcome = train_model(
-        data_path=str(data) if data else None,
+        data_path=data_path,
+        query=sql,
         schema_path=str(schema) if schema else None,
         model_name=model_name,
         estimator=estimator,
@@ -162,6 +167,45 @@ def train(
         tolerance=tolerance,
     )
     _print_outcome(settings, outcome)
+
+
+DATA_HELP = (
+    "Snapshot: CSV (.gz), Parquet, a directory of Parquet, or a database's SQLAlchemy URL with --query "
+    "(dialect://user@host/db; a password in it is moved to DRIFTLOOP_SQL_PASSWORD and never recorded)"
+)
+QUERY_HELP = "The SQL selecting the snapshot's rows, when --data is a database URL"
+
+
+def _source(data: str, query: str | None) -> Source:
+    """``--data``/``--query`` as a source, checked; a password in a database URL moves to the settings.
+
+    The flow gets the URL without it, so no flow parameter, tag or log holds it.
+    """
+    from driftloop.io.datasets import source_from_text
+    from driftloop.io.sql_source import SqlQuery
+
+    source = source_from_text(data, query)
+    if isinstance(source, Path):
+        source = source.expanduser().resolve()
+        if not source.exists():
+            raise _fail(f"--data {data}: no such file or directory")
+        return source
+    from sqlalchemy.engine import make_url
+
+    password = make_url(source.url).password
+    if password:
+        os.environ["DRIFTLOOP_SQL_PASSWORD"] = str(password)
+        get_settings.cache_clear()
+    return SqlQuery(source.safe_url, source.query)
+
+
+def _flow_data(source: Source | None) -> tuple[str | None, str | None]:
+    """The training flow's ``data_path`` and ``query`` for ``source``."""
+    from driftloop.io.sql_source import SqlQuery
+
+    if isinstance(source, SqlQuery):
+        return source.safe_url, source.query
+    return (None if source is None else str(source)), None
 
 
 def _parse_floors(pairs: list[str]) -> dict[str, float | None]:
@@ -204,7 +248,7 @@ def _task_floors(task: Task, overrides: dict[str, float | None]) -> dict[str, fl
 def _check_training_inputs(
     settings: Settings,
     model_name: str,
-    data: Path | None,
+    data: Source | None,
     schema: Path | None,
     estimator: str | None,
     params: dict[str, Any],
@@ -219,25 +263,28 @@ def _check_training_inputs(
     """
     from driftloop.core.validation import find_problems
     from driftloop.errors import ConfigError, DatasetValidationError
-    from driftloop.io.datasets import load_schema, read_snapshot
+    from driftloop.io.datasets import describe_source, load_schema, read_source
     from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
 
     data_path = data or settings.data_path
     schema_path = schema or settings.schema_path
     if schema is None and schema_path == BUNDLED_SCHEMA and data_path != BUNDLED_DATA:
+        shown = describe_source(data_path)
         raise ConfigError(
-            f"--data {data_path} needs its schema (the default one describes the bundled churn data only): make "
-            f"one with `driftloop schema infer --data {data_path} --target COLUMN --out schema.yaml`, check it, "
+            f"--data {shown} needs its schema (the default one describes the bundled churn data only): make "
+            f"one with `driftloop schema infer --data {shown} --target COLUMN --out schema.yaml`, check it, "
             "then pass --schema schema.yaml"
         )
     dataset_schema = load_schema(schema_path)
-    from driftloop.core.pipeline import default_estimator
+    from driftloop.core.pipeline import check_columns, default_estimator
     from driftloop.io.user_model import resolve_estimator
 
-    resolve_estimator(estimator or default_estimator(dataset_schema.task), params, settings.seed, dataset_schema.task)
-    problems = find_problems(read_snapshot(data_path), dataset_schema)
+    chosen = estimator or default_estimator(dataset_schema.task)
+    check_columns(chosen, resolve_estimator(chosen, params, settings.seed, dataset_schema.task), dataset_schema)
+    password = settings.sql_password.get_secret_value() if settings.sql_password else None
+    problems = find_problems(read_source(data_path, password), dataset_schema)
     if problems:
-        raise DatasetValidationError(str(data_path), problems)
+        raise DatasetValidationError(describe_source(data_path), problems)
     if settings.uses_local_mlflow and Path(settings.tracking_uri.removeprefix("sqlite:///")).is_file():
         # A local store is read without a server: a champion this snapshot cannot be compared with is named now.
         from driftloop.core.schema import comparison_problem
@@ -334,16 +381,17 @@ def models() -> None:
 
 
 def _headline_metrics(tags: dict[str, str]) -> str:
-    """The version's first two metrics of its task (from its gate policy tag), e.g. ``roc_auc 0.84 accuracy 0.8``."""
+    """The version's primary metric and two more of its task (from its gate policy tag): ``roc_auc 0.84 f1 0.6 ...``."""
     import json
 
-    from driftloop.core.task import TASK_METRICS, TaskKind
+    from driftloop.core.task import PRIMARY_METRIC, TASK_METRICS, TaskKind
 
     try:
         kind = TaskKind(json.loads(tags.get(lineage.GATE_POLICY, "{}")).get("kind", TaskKind.BINARY))
     except (ValueError, AttributeError):
         kind = TaskKind.BINARY
-    shown = [f"{name} {tags[f'{lineage.PREFIX}metric.{name}']}" for name in list(TASK_METRICS[kind])[:3]
+    names = [PRIMARY_METRIC[kind], *(name for name in TASK_METRICS[kind] if name != PRIMARY_METRIC[kind])][:3]
+    shown = [f"{name} {tags[f'{lineage.PREFIX}metric.{name}']}" for name in names
              if f"{lineage.PREFIX}metric.{name}" in tags]  # fmt: skip
     return " ".join(shown) or "?"
 
@@ -675,11 +723,14 @@ def drift_check(
     outcome = check_drift(window_rows=window_rows, min_rows=min_rows)
     out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
-    share = f": drifted share {outcome.share:.2f}" if outcome.verdict in ("drift", "no drift") else ""
+    # The verdict is Evidently's rule on the features alone; the labels and the outputs are judged apart, and any
+    # of them can open an episode (the action line says what was done).
+    share = f": drifted share {outcome.share:.2f} of the features" if outcome.verdict in ("drift", "no drift") else ""
     out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows{share}")
     if outcome.drifted_columns:
         out.print(f"drifted  {', '.join(outcome.drifted_columns)}")
-    out.print(f"labels   {outcome.concept}")
+    detail = outcome.label_check.removeprefix("label check: ")
+    out.print(f"labels   {outcome.concept}" + (f"  ({detail})" if detail else ""), highlight=False)
     if outcome.prediction_drift is not None:
         out.print(f"outputs  {'drifted' if outcome.prediction_drift else 'no drift'} (the model's predictions)")
     out.print(f"action   {outcome.note}")
@@ -710,10 +761,7 @@ app.add_typer(schema_app, name="schema")
 
 @schema_app.command("infer")
 def schema_infer(
-    data: Annotated[
-        Path,
-        typer.Option(exists=True, resolve_path=True, help="Snapshot: CSV (.gz), Parquet, or a directory of Parquet"),
-    ],
+    data: Annotated[str, typer.Option(help=DATA_HELP)],
     target: Annotated[str, typer.Option(help="The column to predict")],
     output: Annotated[Path | None, typer.Option("--out", help="Write the schema here [default: print it]")] = None,
     name: Annotated[str | None, typer.Option(help="The schema's name [default: the file's name]")] = None,
@@ -721,6 +769,7 @@ def schema_infer(
         int, typer.Option(min=1, help="A text column with more distinct values is left out")
     ] = 100,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists")] = False,
+    query: Annotated[str | None, typer.Option(help=QUERY_HELP)] = None,
     task: Annotated[
         str | None, typer.Option(help="binary | multiclass | regression [default: guessed from the target]")
     ] = None,
@@ -731,13 +780,16 @@ def schema_infer(
 
     if task is not None and task not in TaskKind.__members__.values():
         raise _fail(f"--task {task!r}: choose binary, multiclass or regression")
-    from driftloop.io.datasets import read_snapshot, schema_yaml
+    from driftloop.io.datasets import read_source, schema_yaml
 
     if output is not None and output.exists() and not force:
         raise _fail(f"{output} exists; pass --force to overwrite it")
-    stem = data.name.split(".")[0] or "dataset"
+    source = _source(data, query)
+    password = get_settings().sql_password
+    frame = read_source(source, password.get_secret_value() if password else None)
+    stem = (source.name.split(".")[0] if isinstance(source, Path) else "") or "dataset"
     inferred = infer_schema(
-        read_snapshot(data), target, name or stem, max_categories=max_categories, task=TaskKind(task) if task else None
+        frame, target, name or stem, max_categories=max_categories, task=TaskKind(task) if task else None
     )
     text = schema_yaml(inferred.schema, inferred.notes)
     if output is None:
@@ -752,7 +804,13 @@ def schema_infer(
     for note in inferred.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     if output is not None:
-        err.print(escape(f"check it, then: driftloop train --data {data} --schema {output}"), highlight=False)
+        shown = str(source) if isinstance(source, Path) else f"'{_flow_data(source)[0]}' --query '...'"
+        name = inferred.schema.name
+        err.print(
+            escape(f"check it, then: driftloop train --data {shown} --schema {output} --model-name {name}"),
+            highlight=False,
+        )
+        err.print(escape(f"(and export DRIFTLOOP_MODEL_NAME={name} for serve, up, drift-check)"), highlight=False)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default=7200, gt=0, description="A retrain still running after this long is taken as failed."
     )
     alert_webhook_url: str | None = Field(default=None, description="POST drift and rollback alerts here.")
+    sql_password: SecretStr | None = Field(
+        default=None,
+        description="The password of a database snapshot's URL (--data dialect://user@host/db --query ...): kept out "
+        "of the URL so no run, tag or log records it; the worker needs it too for a retrain's source check.",
+    )
     work_pool: str = "driftloop-process"
     worker_port: int = Field(default=8089, ge=1, le=65535, description="Health endpoint of the local Prefect worker.")
     worker_poll_seconds: float = Field(default=2.0, gt=0, description="How often the local worker asks for runs.")
@@ -246,6 +251,8 @@ def _env_value(value: object) -> str:
         return str(value).lower()
     if isinstance(value, tuple):
         return ",".join(map(str, value))
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()  # a child process (the worker's flow runs) needs the secret itself
     return str(value)
 
 

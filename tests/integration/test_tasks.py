@@ -63,9 +63,9 @@ def pipeline():
 
 
 def _tutorial(rows: int, seed: int, shifted: bool) -> pd.DataFrame:
-    """The tutorial's data: 20 features; the shifted world is another draw of the generator, moved by 1.5."""
+    """The tutorial's data: 20 features; the shifted world is another draw of the generator, moved by 4."""
     x, y = make_classification(
-        n_samples=rows, n_features=20, n_informative=8, random_state=7 if shifted else 0, shift=1.5 if shifted else 0.0
+        n_samples=rows, n_features=20, n_informative=8, random_state=7 if shifted else 0, shift=4.0 if shifted else 0.0
     )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(20)])
     frame["y"] = y
@@ -205,7 +205,9 @@ def test_a_users_model_goes_round_the_whole_loop(tmp_path: Path, case: str) -> N
         registry = ModelRegistry(name, dl.tracking_uri)
         first, retrained = registry.get_version("1"), registry.get_version("2")
         assert retrained.tags[lineage.GATE] == "promote", retrained.tags[lineage.GATE_REASON]
-        assert retrained.tags[lineage.GATE_REASON].startswith(f"significantly better on recent ({spec.primary}")
+        reason = retrained.tags[lineage.GATE_REASON]
+        assert reason.startswith("significantly better on recent (")
+        assert f" rows): {spec.primary} " in reason.split(";")[0]
         assert retrained.tags[lineage.ESTIMATOR] == first.tags[lineage.ESTIMATOR]  # the same model, rebuilt
         assert str(registry.champion().version) == "2"
         wait_for("the server to swap to v2", lambda: _served(base) == "2", 60)

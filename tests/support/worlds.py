@@ -1,7 +1,8 @@
 """Generated data of every task kind, where the truth is known: a "reference" world and a "shifted" one.
 
-Four numeric features and a categorical one. In the shifted world ``x1`` moved (mean 0 → 2.5) and the target
-follows another rule, which only a model that saw shifted rows can learn:
+Four numeric features and a categorical one. In the shifted world ``x1`` moved (mean 0 → 6, so the two worlds
+barely overlap and a tree can tell them apart) and the target follows another rule, which only a model that saw
+shifted rows can learn:
 
     multiclass   low / mid / high by x1 + 0.5·x3 (shifted: x2 + 0.5·x3), plus noise
     regression   3·x1 + 2·x2 (shifted: 3·x1 − 4·x2 + 10), plus noise
@@ -22,12 +23,12 @@ REGIONS = ("north", "south", "east")
 def world(rows: int, seed: int, kind: str, shifted: bool = False) -> pd.DataFrame:
     """``rows`` rows of the reference (or shifted) world for ``kind`` (``multiclass`` or ``regression``)."""
     rng = np.random.default_rng(seed)
-    x1 = rng.normal(2.5 if shifted else 0.0, 1.0, rows)
+    x1 = rng.normal(6.0 if shifted else 0.0, 1.0, rows)
     x2, x3, x4 = (rng.normal(0.0, 1.0, rows) for _ in range(3))
     region = rng.choice(REGIONS, rows)
     bonus = np.where(region == "north", 0.5, 0.0)
     if kind == "regression":
-        signal = (3 * x1 - 4 * x2 + 10) if shifted else (3 * x1 + 2 * x2)
+        signal = (3 * x1 - 4 * x2 - 8) if shifted else (3 * x1 + 2 * x2)
         target: np.ndarray = np.round(signal + bonus + rng.normal(0.0, 0.5, rows), 3)
     elif kind == "multiclass":
         signal = (x2 + 0.5 * x3) if shifted else (x1 + 0.5 * x3)

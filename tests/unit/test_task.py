@@ -12,13 +12,13 @@ from pydantic import ValidationError
 from sklearn import metrics as skm
 
 from driftloop.core.evaluation import compute_metrics, feature_importance
-from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.features import encode_target, to_model_frame, with_canonical_target
 from driftloop.core.gates import GatePolicy, compare_segments, decide_promotion
 from driftloop.core.parity import compare_predictions, compare_values, compare_with_recording
 from driftloop.core.pipeline import ESTIMATORS, REGRESSORS, build_pipeline, default_estimator
 from driftloop.core.recipe import SplitSpec, TrainingRecipe
 from driftloop.core.schema import DatasetSchema, Target
-from driftloop.core.snapshot import split_holdout
+from driftloop.core.snapshot import content_hash, split_holdout
 from driftloop.core.task import Task, TaskKind
 from driftloop.core.validation import find_problems
 from driftloop.errors import ConfigError
@@ -179,6 +179,28 @@ def test_regression_parity_is_relative_above_one_and_absolute_below() -> None:
     assert compare_with_recording(recording, expected.astype(np.float32)).passed
     assert not compare_with_recording(recording, [1.0, 2.0, 3.0]).passed
     assert not compare_with_recording(recording, "text").passed
+
+
+def test_a_regressors_rows_keep_their_side_of_the_split_when_whole_numbers_become_floats() -> None:
+    schema = world_schema("regression")
+    frame = world(400, 5, "regression")
+    frame["y"] = frame["y"].round().astype(int)  # a CSV of whole numbers reads as int64
+    as_floats = frame.assign(y=frame["y"].astype(float))  # the same rows after a retrain appends float labels
+    first, second = split_holdout(frame, schema, 0.25, 9), split_holdout(as_floats, schema, 0.25, 9)
+    assert first.holdout.index.tolist() == second.holdout.index.tolist()
+    assert content_hash(frame, schema) == content_hash(as_floats, schema)
+
+
+def test_integer_classes_and_logged_text_labels_join_into_one_column() -> None:
+    schema = DatasetSchema.model_validate(
+        {"name": "t", "target": {"name": "y", "classes": ["0", "1"], "positive": "1"},
+         "features": [{"name": "x", "kind": "numeric"}]}
+    )  # fmt: skip
+    base = pd.DataFrame({"x": [0.1, 0.2], "y": [0, 1]})
+    logged = pd.DataFrame({"x": [0.3], "y": ["1"]})
+    joined = pd.concat([with_canonical_target(base, schema), with_canonical_target(logged, schema)])
+    assert joined["y"].tolist() == ["0", "1", "1"]
+    assert content_hash(with_canonical_target(base, schema), schema) == content_hash(base, schema)
 
 
 # ---------------------------------------------------------------------------------------------- models

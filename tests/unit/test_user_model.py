@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.parity import compare_outputs
-from driftloop.core.pipeline import MODEL_STEP, build_pipeline, needs_scaling
+from driftloop.core.pipeline import MODEL_STEP, build_pipeline, check_columns, needs_scaling
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError, ExportError
 from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
@@ -144,6 +144,18 @@ def test_a_users_whole_pipeline_replaces_driftloops_preprocessing_and_exports_wi
     assert report.passed, report.summary()
     with pytest.raises(ExportError, match="does not gather its inputs"):  # the server runs model.onnx instead
         proven_grouped_onnx(onnx_bytes, churn_schema, holdout)
+
+
+def test_a_pipeline_selecting_a_column_the_schema_lacks_is_refused_before_fitting(
+    factories: str, churn_schema: DatasetSchema
+) -> None:
+    model = resolve_estimator(f"{factories}:whole_pipeline")
+    check_columns("mine", model, churn_schema)  # every column it names is a feature
+    misspelt = churn_schema.model_copy(
+        update={"features": tuple(f for f in churn_schema.features if f.name != "tenure")}
+    )
+    with pytest.raises(ConfigError, match=r"--model mine: 'numbers' selects column\(s\) 'tenure' that schema"):
+        check_columns("mine", model, misspelt)
 
 
 def test_params_and_the_seed_reach_the_users_estimator(factories: str) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema
 
-__all__ = ["MISSING_CATEGORY", "encode_target", "onnx_feed", "to_model_frame"]
+__all__ = ["MISSING_CATEGORY", "encode_target", "onnx_feed", "to_model_frame", "with_canonical_target"]
 
 
 def _category_text(value: object) -> str:
@@ -41,6 +41,17 @@ def onnx_feed(model_frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.
         dtype = object if feature.is_categorical else np.float32
         feed[feature.name] = column.astype(dtype, copy=False).reshape(-1, 1)
     return feed
+
+
+def with_canonical_target(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """``frame`` with its target as the task reads it: class names as text, a regressor's values as float64.
+
+    A base snapshot read with 0/1 integer classes and labelled rows from the prediction log (text) then join into
+    one column of one type. For a validated snapshot (no missing labels).
+    """
+    values = frame[schema.target.name]
+    canonical = values.astype(str) if schema.task.is_classifier else pd.to_numeric(values).astype("float64")
+    return frame.assign(**{schema.target.name: canonical})
 
 
 def encode_target(labels: pd.Series, schema: DatasetSchema) -> np.ndarray:

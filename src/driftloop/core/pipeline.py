@@ -273,6 +273,39 @@ def build_pipeline(
     )
 
 
+def check_columns(what: str, model: BaseEstimator, schema: DatasetSchema) -> None:
+    """Raise if a user's Pipeline selects, by name, a column the schema has no feature for.
+
+    Its ColumnTransformers are checked before anything is fitted, so a typo costs seconds, not a training run.
+
+    Raises:
+        ConfigError: naming the transformer, the unknown columns and the schema's features.
+    """
+    features = set(schema.feature_names)
+    for name, columns in _named_selections(model):
+        unknown = sorted(c for c in columns if c not in features)
+        if unknown:
+            raise ConfigError(
+                f"--model {what}: {name!r} selects column(s) {', '.join(map(repr, unknown))} that schema "
+                f"{schema.name!r} has no feature for; its features: {', '.join(schema.feature_names)}"
+            )
+
+
+def _named_selections(model: object) -> list[tuple[str, list[str]]]:
+    """(transformer name, column names) for every ColumnTransformer part in ``model`` that selects by name."""
+    if isinstance(model, Pipeline):
+        return [found for _, step in model.steps for found in _named_selections(step)]
+    if not isinstance(model, ColumnTransformer):
+        return []
+    found: list[tuple[str, list[str]]] = []
+    for name, transformer, columns in model.transformers:
+        selected = [columns] if isinstance(columns, str) else columns
+        if isinstance(selected, list | tuple) and all(isinstance(c, str) for c in selected):
+            found.append((name, list(selected)))
+        found += _named_selections(transformer)
+    return found
+
+
 def is_driftloop_pipeline(pipeline: Pipeline) -> bool:
     """Whether ``pipeline`` is one ``build_pipeline`` made around an estimator (not a user's whole Pipeline)."""
     names = [name for name, _ in pipeline.steps]

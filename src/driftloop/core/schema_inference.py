@@ -80,12 +80,20 @@ def infer_schema(
     notes += left_out
     schema = DatasetSchema(
         name=name,
-        description=f"inferred from {len(frame)} rows; check the kinds, categories and the positive class",
+        description=f"inferred from {len(frame)} rows; check the kinds, categories and "
+        + _TARGET_CHECK[target_spec.kind],
         target=target_spec,
         features=tuple(features),
         min_rows=max(2, min(DEFAULT_MIN_ROWS, len(frame))),
     )
     return InferredSchema(schema=schema, notes=tuple(notes))
+
+
+_TARGET_CHECK = {
+    TaskKind.BINARY: "the positive class",
+    TaskKind.MULTICLASS: "the classes",
+    TaskKind.REGRESSION: "the target's kind",
+}
 
 
 def _infer_target(labels: pd.Series, name: str, task: TaskKind | None) -> tuple[Target, list[str]]:

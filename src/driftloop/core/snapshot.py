@@ -34,8 +34,7 @@ def content_hash(frame: pd.DataFrame, schema: DatasetSchema) -> str:
     digest = hashlib.sha256()
     header = {"rows": len(frame), "columns": columns}
     digest.update(json.dumps(header, separators=(",", ":")).encode())
-    kinds = {f.name: f.is_categorical for f in schema.features}
-    kinds[schema.target.name] = schema.task.is_classifier  # a regressor's target is a number, like a feature
+    kinds = _text_columns(schema)
     for name in columns:
         values = frame[name]
         if isinstance(values, pd.DataFrame):
@@ -47,6 +46,13 @@ def content_hash(frame: pd.DataFrame, schema: DatasetSchema) -> str:
         else:
             digest.update(b"T" + _text_bytes(values))
     return digest.hexdigest()
+
+
+def _text_columns(schema: DatasetSchema) -> dict[str, bool]:
+    """Which schema columns are hashed as text: categoricals and a classifier's target; numbers otherwise."""
+    kinds = {f.name: f.is_categorical for f in schema.features}
+    kinds[schema.target.name] = schema.task.is_classifier  # a regressor's target is a number, like a feature
+    return kinds
 
 
 def _numbers_bytes(values: pd.Series) -> bytes | None:
@@ -121,7 +127,7 @@ def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, s
 def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) -> np.ndarray:
     """A uniform number in [0, 1) per row, from the row's schema values and the seed only."""
     columns = [*schema.feature_names, schema.target.name]
-    kinds = {f.name: f.is_categorical for f in schema.features}
+    kinds = _text_columns(schema)
     canonical: dict[str, np.ndarray] = {}
     for name in columns:
         values = frame[name]

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError, DatasetError
+from driftloop.io.sql_source import SqlQuery, is_database_url, read_sql
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Compression suffixes pandas infers from the file name (``compression="infer"``).
@@ -141,6 +142,45 @@ def _feature_name(raw: dict[str, Any], index: int) -> str | None:
 
 def _is_scalar(value: object) -> bool:
     return isinstance(value, str | int | float | bool)
+
+
+# Where a snapshot comes from: a file or directory, or a database query.
+Source = Path | SqlQuery
+
+
+def source_from_text(text: str, query: str | None = None) -> Source:
+    """``--data`` (and ``--query``) as a source; also reads back what ``record_source`` wrote.
+
+    Raises:
+        ConfigError: a database URL without a query, or a query without a database URL.
+    """
+    recorded = SqlQuery.from_record(text)
+    if recorded is not None:
+        return recorded
+    if is_database_url(text):
+        if not query:
+            raise ConfigError(f"--data {SqlQuery(text, '').safe_url} is a database: give the rows' SQL with --query")
+        return SqlQuery(text, query)
+    if query:
+        raise ConfigError(f"--query needs --data to be a database URL (dialect://user@host/db), not {text!r}")
+    return Path(text)
+
+
+def record_source(source: Source) -> str:
+    """What a version records as its data source: a file's path, or a query without the URL's password."""
+    return source.record() if isinstance(source, SqlQuery) else str(source)
+
+
+def describe_source(source: Source) -> str:
+    return source.describe() if isinstance(source, SqlQuery) else str(source)
+
+
+def read_source(source: Source, password: str | None = None) -> pd.DataFrame:
+    """The snapshot's rows, from a file or directory (``read_snapshot``) or a database (``read_sql``).
+
+    ``password`` is the database's, used when its URL has none.
+    """
+    return read_sql(source, password) if isinstance(source, SqlQuery) else read_snapshot(source)
 
 
 def read_snapshot(path: Path) -> pd.DataFrame:

@@ -41,6 +41,8 @@ from driftloop.io.onnx_runtime import (
 )
 
 _PROTOBUF_HINT = "Expected an int, got a boolean"
+# io.user_model loads a --model file as a module of this prefix.
+USER_MODULE_PREFIX = "driftloop_user_model_"
 _ESTIMATOR_PREFIX = "driftloop_model_"
 # Equal on strings needs opset 19; onnxruntime 1.20 (the oldest the project allows) runs opset 21.
 _OPSET = 21
@@ -57,8 +59,11 @@ def check_convertible(estimator: BaseEstimator) -> None:
         try:
             get_model_alias(type(part))
         except RuntimeError as error:
+            # A class from a --model file lives in a module named after the file's hash: its own name says more.
+            module = type(part).__module__
+            shown = type(part).__name__ if module.startswith(USER_MODULE_PREFIX) else f"{module}.{type(part).__name__}"
             raise ExportError(
-                f"{type(part).__module__}.{type(part).__name__} cannot be exported to ONNX: skl2onnx says "
+                f"{shown} cannot be exported to ONNX: skl2onnx says "
                 f"{str(error).strip()!r}. Register a converter for it (skl2onnx.update_registered_converter) in the "
                 "module of your factory, or use a step skl2onnx supports (skl2onnx.supported_converters())"
             ) from None

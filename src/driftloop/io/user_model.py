@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator
 from driftloop.core.pipeline import configure_estimator, make_estimator
 from driftloop.core.task import Task
 from driftloop.errors import ConfigError
-from driftloop.io.onnx_export import check_convertible
+from driftloop.io.onnx_export import USER_MODULE_PREFIX, check_convertible
 
 _MODULE_REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _FILE_REFERENCE = re.compile(r"^(?P<path>.+\.py):(?P<name>[A-Za-z_]\w*)$")
@@ -77,7 +77,8 @@ def _call_factory(reference: str) -> Any:
     factory = getattr(module, attribute, None)
     if not callable(factory):
         found = "nothing" if factory is None else f"a {type(factory).__name__}"
-        raise ConfigError(f"--model {reference}: {module.__name__} has {found} called {attribute!r}, not a function")
+        where = file_match["path"] if file_match is not None else module.__name__
+        raise ConfigError(f"--model {reference}: {where} has {found} called {attribute!r}, not a function")
     try:
         return factory()
     except Exception as error:
@@ -101,7 +102,7 @@ def _load_file(reference: str, path: Path) -> ModuleType:
     if not path.is_file():
         raise ConfigError(f"--model {reference}: there is no file {path}")
     # One module per file, under a name that cannot clash with an installed one.
-    name = f"driftloop_user_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+    name = f"{USER_MODULE_PREFIX}{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from typing import Any
 
@@ -577,14 +578,23 @@ def parse_feedback(body: Any, task: Task | None) -> list[Feedback]:
     return items
 
 
+def _as_json(value: Any) -> str:
+    """A request's value as JSON spells it (null, true, "text"), shortened."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _feedback_label(label: Any, task: Task | None, where: str) -> str:
     """The label as the prediction log keeps it (text); a regressor's must be a finite number."""
     if task is not None and not task.is_classifier:
         if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
-            raise InputError(422, "unknown_label", f"{where}label must be a finite number, got {_short(label)}")
+            raise InputError(422, "unknown_label", f"{where}label must be a finite number, got {_as_json(label)}")
         return repr(float(label))
     classes = task.classes if task is not None else None
     if not isinstance(label, str) or (classes is not None and label not in classes):
         expected = " or ".join(repr(c) for c in classes) if classes else "a class name"
-        raise InputError(422, "unknown_label", f"{where}label must be {expected}, got {label!r}")
+        raise InputError(422, "unknown_label", f"{where}label must be {expected}, got {_as_json(label)}")
     return label

@@ -1,0 +1,97 @@
+"""A snapshot read from a database: a SQL query through a SQLAlchemy URL (PostgreSQL, MySQL, SQLite, ...).
+
+What is recorded (flow parameters, tags, logs, errors) is the URL without its password; the password is given
+apart (the ``DRIFTLOOP_SQL_PASSWORD`` setting) and put back into the URL only to connect.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from driftloop.errors import DatasetError
+
+_RECORD_KEYS = {"sql_url", "query"}
+
+
+def is_database_url(text: str) -> bool:
+    """Whether ``text`` is a SQLAlchemy URL (``dialect[+driver]://...``) rather than a file path."""
+    if "://" not in text:
+        return False
+    try:
+        make_url(text)
+    except ArgumentError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """The rows ``query`` returns from the database at ``url``."""
+
+    url: str
+    query: str
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password."""
+        url = make_url(self.url)
+        bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+        return bare.render_as_string(hide_password=False)
+
+    def describe(self) -> str:
+        text = " ".join(self.query.split())
+        return f"{self.safe_url} ({text if len(text) <= 80 else text[:77] + '...'})"
+
+    def record(self) -> str:
+        """What a version records as its source: the URL without its password, and the query."""
+        return json.dumps({"sql_url": self.safe_url, "query": self.query}, sort_keys=True)
+
+    @classmethod
+    def from_record(cls, text: str) -> SqlQuery | None:
+        """The query ``record`` wrote, or None for any other text (a file path)."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(value, dict) or set(value) != _RECORD_KEYS:
+            return None
+        return cls(str(value["sql_url"]), str(value["query"]))
+
+
+def read_sql(source: SqlQuery, password: str | None = None) -> pd.DataFrame:
+    """The query's rows as a frame; ``password`` is used when the URL has none.
+
+    Raises:
+        DatasetError: the URL or its driver is unusable, the query fails, or it returns no rows (the message names
+            the URL without its password).
+    """
+    url = make_url(source.url)
+    if url.password is None and password:
+        url = url.set(password=password)
+    password = url.password if isinstance(url.password, str) else None
+    try:
+        engine = sa.create_engine(url)
+    except (ArgumentError, SQLAlchemyError, ImportError) as error:
+        raise DatasetError(f"cannot use the database URL {source.safe_url}: {_hidden(error, password)}") from None
+    try:
+        with engine.connect() as connection:
+            frame = pd.read_sql_query(sa.text(source.query), connection)
+    except SQLAlchemyError as error:
+        raise DatasetError(f"cannot read {source.describe()}: {_hidden(error, password)}") from None
+    finally:
+        engine.dispose()
+    if frame.empty:
+        raise DatasetError(f"{source.describe()} returned no rows ({len(frame.columns)} column(s))")
+    return frame
+
+
+def _hidden(error: BaseException, password: str | None) -> str:
+    """The error's first line, with the password (should a driver echo it) masked."""
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    return text.replace(password, "***") if password else text
