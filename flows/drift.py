@@ -71,7 +71,7 @@ def check_drift(
 
     window = read_window(settings.predictions_url, name, champion.version, window_rows or settings.drift_window_rows)
     profile = load_reference(uri, champion.tags["driftloop.reference_uri"])
-    task = champion_task(name, uri, champion.version)
+    task = champion_task(name, uri, champion.version, champion.tags)
     verdict = test_drift(
         profile,
         window,

@@ -156,6 +156,7 @@ def train_model(
         lineage.SCHEMA_NAME: schema.name,
         lineage.SCHEMA_FINGERPRINT: schema.fingerprint(),
         lineage.SCHEMA_CONTRACT: schema.contract(),
+        lineage.TASK: schema.task.record(),
         lineage.ESTIMATOR: estimator,
         lineage.TRAINED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         **code_and_run(settings.prefect_ui, str(flow_run.id)),

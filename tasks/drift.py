@@ -54,8 +54,13 @@ def load_reference(tracking_uri: str, reference_uri: str) -> ReferenceProfile:
 
 
 @mlflow_task("read-champion-task", timeout_seconds=600)
-def champion_task(model_name: str, tracking_uri: str, version: str) -> Task:
-    """The champion's task (kind and classes), from the schema saved in its model directory."""
+def champion_task(model_name: str, tracking_uri: str, version: str, tags: Mapping[str, str]) -> Task:
+    """The champion's task (kind and classes): from its tag, or the schema saved in its model directory.
+
+    Versions registered before the task was tagged have only the schema.
+    """
+    if lineage.TASK in tags:
+        return Task.from_record(tags[lineage.TASK])
     with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
         model_dir = ModelRegistry(model_name, tracking_uri).download_model_dir(version, Path(tmp))
         schema_path = locate_model_file(model_dir, lineage.SCHEMA_FILE)

@@ -28,6 +28,7 @@ import pytest
 from sklearn.datasets import make_classification
 
 from driftloop.core import lineage
+from driftloop.core.task import Task, TaskKind
 from driftloop.io.registry import ModelRegistry
 from tests.support.stack import (
     drift_events,
@@ -209,6 +210,7 @@ def test_a_users_model_goes_round_the_whole_loop(tmp_path: Path, case: str) -> N
         assert reason.startswith("significantly better on recent (")
         assert f" rows): {spec.primary} " in reason.split(";")[0]
         assert retrained.tags[lineage.ESTIMATOR] == first.tags[lineage.ESTIMATOR]  # the same model, rebuilt
+        assert Task.from_record(first.tags[lineage.TASK]) == Task(TaskKind(spec.kind), spec.classes)
         assert str(registry.champion().version) == "2"
         wait_for("the server to swap to v2", lambda: _served(base) == "2", 60)
         assert spec.primary in dl.run("models").stdout

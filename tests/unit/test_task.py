@@ -81,6 +81,11 @@ def test_validation_follows_the_task() -> None:
 # ---------------------------------------------------------------------------------------------- task logic
 
 
+@pytest.mark.parametrize("task", [MULTICLASS, REGRESSION, Task(TaskKind.BINARY, ("No", "Yes"))])
+def test_a_task_recorded_on_a_version_reads_back_the_same(task: Task) -> None:
+    assert Task.from_record(task.record()) == task
+
+
 def test_targets_are_encoded_by_class_order_or_as_numbers() -> None:
     assert MULTICLASS.encode(pd.Series(["high", "low", "mid", "other"])).tolist() == [2, 0, 1, -1]
     assert REGRESSION.encode(pd.Series([1, 2.5, -3])).tolist() == [1.0, 2.5, -3.0]

@@ -9,6 +9,7 @@ DATA_ROWS = "driftloop.data_rows"
 SCHEMA_NAME = "driftloop.schema"
 SCHEMA_FINGERPRINT = "driftloop.schema_fingerprint"
 SCHEMA_CONTRACT = "driftloop.schema_contract"  # what a model takes: two versions with the same one can be compared
+TASK = "driftloop.task"  # the model's task: {"kind": ..., "classes": [...]} (core.task.Task.record)
 ESTIMATOR = "driftloop.estimator"
 TRAINED_AT = "driftloop.trained_at"
 GIT_COMMIT = "driftloop.git_commit"

@@ -17,6 +17,7 @@ The *score* of a row is what metrics and the gate's significance tests take: the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -93,6 +94,22 @@ class Task:
             raise ValueError(f"a binary task has exactly two classes, got {list(self.classes)}")
         if self.kind is TaskKind.REGRESSION and self.classes:
             raise ValueError("a regression task has no classes")
+
+    def record(self) -> str:
+        """The task as a version tag records it (``from_record`` reads it back)."""
+        return json.dumps({"kind": self.kind.value, "classes": list(self.classes)}, separators=(",", ":"))
+
+    @classmethod
+    def from_record(cls, text: str) -> Task:
+        """The task ``record`` wrote.
+
+        Raises:
+            ValueError: the text is not a recorded task.
+        """
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError(f"not a recorded task: {text[:80]!r}")
+        return cls(TaskKind(value["kind"]), tuple(str(name) for name in value.get("classes", ())))
 
     @property
     def is_classifier(self) -> bool:
