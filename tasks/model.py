@@ -20,7 +20,7 @@ from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_predictions
 from driftloop.core.pipeline import build_pipeline, check_columns, describe_pipeline, is_driftloop_pipeline
-from driftloop.core.schema import DatasetSchema, comparison_problem
+from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
 from driftloop.core.snapshot import Split
 from driftloop.core.task import Task, TaskKind
 from driftloop.errors import ExportError, RegistryError
@@ -228,7 +228,10 @@ def save_reference(
 
 @mlflow_task("score-champion", timeout_seconds=900)
 def score_champion(model_name: str, tracking_uri: str, split: Split, schema: DatasetSchema) -> ChampionScore:
-    """The current champion's metrics on this run's holdout, from its ONNX model (no pickle is loaded)."""
+    """The current champion's metrics on this run's holdout, from its ONNX model (no pickle is loaded).
+
+    A snapshot that adds features to the champion's is scored by the champion from the features it was trained on.
+    """
     registry = ModelRegistry(model_name, tracking_uri)
     champion = registry.champion()
     pin = registry.pinned()
@@ -236,11 +239,15 @@ def score_champion(model_name: str, tracking_uri: str, split: Split, schema: Dat
     if champion is None:
         return ChampionScore(version=None, metrics=None, pinned_by=pinned_by)
     version = str(champion.version)
-    problem = comparison_problem(champion.tags, schema)
-    if problem is not None:
-        raise RegistryError(f"champion v{version} of model {model_name!r}: {problem}")
-    model = OnnxModel.from_bytes(registry.onnx_bytes(version), schema)
-    first, proba = model.predict(to_model_frame(split.holdout, schema))
+    own = schema
+    if not same_contract(champion.tags, schema):
+        # Another contract: fine if this snapshot only adds features; the champion then scores from its own.
+        own = registry.schema_of(version)
+        problem = evolution_problem(own, schema)
+        if problem is not None:
+            raise RegistryError(f"champion v{version} of model {model_name!r}: {problem}")
+    model = OnnxModel.from_bytes(registry.onnx_bytes(version), own)
+    first, proba = model.predict(to_model_frame(split.holdout, own))
     y_true = encode_target(split.holdout[schema.target.name], schema)
     scores = schema.task.scores(first if proba is None else proba)
     return ChampionScore(version, compute_metrics(y_true, scores, schema.task), scores, pinned_by)

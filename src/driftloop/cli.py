@@ -287,12 +287,15 @@ def _check_training_inputs(
         raise DatasetValidationError(describe_source(data_path), problems)
     if settings.uses_local_mlflow and Path(settings.tracking_uri.removeprefix("sqlite:///")).is_file():
         # A local store is read without a server: a champion this snapshot cannot be compared with is named now.
-        from driftloop.core.schema import comparison_problem
+        from driftloop.core.schema import evolution_problem, same_contract
         from driftloop.io.registry import ModelRegistry
 
-        champion = ModelRegistry(model_name, settings.tracking_uri).champion()
-        if champion is not None and (problem := comparison_problem(champion.tags, dataset_schema)):
-            raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}")
+        registry = ModelRegistry(model_name, settings.tracking_uri)
+        champion = registry.champion()
+        if champion is not None and not same_contract(champion.tags, dataset_schema):
+            problem = evolution_problem(registry.schema_of(str(champion.version)), dataset_schema)
+            if problem is not None:
+                raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}")
     return dataset_schema
 
 

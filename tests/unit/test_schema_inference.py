@@ -173,7 +173,7 @@ def test_what_cannot_make_a_schema_is_named(frame: pd.DataFrame, target: str, me
 
 def test_a_champion_is_compared_with_a_schema_that_differs_only_in_spelling(churn_frame: pd.DataFrame) -> None:
     from driftloop.core import lineage
-    from driftloop.core.schema import comparison_problem
+    from driftloop.core.schema import evolution_problem, same_contract
 
     first = infer_schema(churn_frame, "churn", "churn").schema
     tags = {
@@ -184,17 +184,42 @@ def test_a_champion_is_compared_with_a_schema_that_differs_only_in_spelling(chur
     # Inferred again from other rows, under another name: other descriptions and categories, the same contract.
     again = infer_schema(churn_frame.tail(300), "churn", "churn_parts").schema
     assert again.fingerprint() != first.fingerprint()
-    assert comparison_problem(tags, again) is None
+    assert same_contract(tags, again)
 
     reordered = again.model_copy(update={"features": tuple(reversed(again.features))})
     fewer = again.model_copy(update={"features": again.features[1:]})
     other_target = again.model_copy(update={"target": again.target.model_copy(update={"positive": "No"})})
     for changed in (reordered, fewer, other_target):
-        problem = comparison_problem(tags, changed)
-        assert problem is not None
-        assert problem.startswith("it was trained on schema 'churn', whose features (names, kinds, order) or target")
+        assert not same_contract(tags, changed)
+    # Another order of the same features is still comparable; fewer features or another target are not.
+    assert evolution_problem(first, reordered) is None
+    assert f"removes feature(s) {first.features[0].name!r}" in (evolution_problem(first, fewer) or "")
+    assert "changes the target" in (evolution_problem(first, other_target) or "")
 
     # A version registered before the contract tag: the whole schema must match, as before.
     legacy = {lineage.SCHEMA_NAME: first.name, lineage.SCHEMA_FINGERPRINT: first.fingerprint()}
-    assert comparison_problem(legacy, first) is None
-    assert "whose schema differs from this snapshot's schema 'churn_parts'" in (comparison_problem(legacy, again) or "")
+    assert same_contract(legacy, first)
+    assert not same_contract(legacy, again)
+
+
+def test_a_snapshot_that_adds_features_evolves_the_schema_and_one_that_drops_or_retypes_is_refused(
+    churn_frame: pd.DataFrame,
+) -> None:
+    from driftloop.core.schema import Feature, FeatureKind, evolution_problem
+
+    champion = infer_schema(churn_frame, "churn", "churn").schema
+    added = champion.model_copy(
+        update={"features": (*champion.features, Feature(name="support_calls", kind=FeatureKind.NUMERIC))}
+    )
+    assert evolution_problem(champion, added) is None
+    binary = next(f.name for f in champion.features if f.kind is FeatureKind.BINARY)
+    retyped = champion.model_copy(
+        update={
+            "features": tuple(
+                Feature(name=f.name, kind=FeatureKind.NUMERIC) if f.name == binary else f for f in champion.features
+            )
+        }
+    )
+    problem = evolution_problem(champion, retyped) or ""
+    assert f"retypes {binary} (binary → numeric)" in problem
+    assert problem.endswith("or register it under another model name (--model-name / DRIFTLOOP_MODEL_NAME)")

@@ -184,23 +184,40 @@ class DatasetSchema(BaseModel):
         return hashlib.sha256(json.dumps(taken, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def comparison_problem(champion_tags: Mapping[str, str], schema: DatasetSchema) -> str | None:
-    """Why a champion with these version tags cannot be scored on ``schema``'s rows, or None if it can.
+def same_contract(champion_tags: Mapping[str, str], schema: DatasetSchema) -> bool:
+    """Whether a champion with these version tags takes and predicts exactly what ``schema`` describes.
 
-    Versions registered before the contract tag existed are held to the whole schema's fingerprint.
+    If not, ``evolution_problem`` on the champion's own schema says whether it can still be compared. Versions
+    registered before the contract tag existed are held to the whole schema's fingerprint.
     """
     recorded = champion_tags.get(lineage.SCHEMA_CONTRACT)
     if recorded is not None:
-        if recorded == schema.contract():
-            return None
-        differs = "features (names, kinds, order) or target differ"
-    else:
-        if champion_tags.get(lineage.SCHEMA_FINGERPRINT) == schema.fingerprint():
-            return None
-        differs = "schema differs"
-    trained_on = champion_tags.get(lineage.SCHEMA_NAME, "?")
+        return recorded == schema.contract()
+    return champion_tags.get(lineage.SCHEMA_FINGERPRINT) == schema.fingerprint()
+
+
+def evolution_problem(champion: DatasetSchema, schema: DatasetSchema) -> str | None:
+    """Why a model trained on ``schema`` cannot be gated against a champion trained on ``champion``, or None.
+
+    It can when the snapshot keeps every feature of the champion's with the same kind, and the same target (task
+    and classes): the champion then scores the snapshot's holdout rows from its own features. Added features are
+    fine. A removed or retyped feature, or another target, is not: the two models would not score the same rows.
+    """
+    kinds = {f.name: f.kind for f in schema.features}
+    removed = [f.name for f in champion.features if f.name not in kinds]
+    retyped = [f"{f.name} ({f.kind.value} → {kinds[f.name].value})" for f in champion.features
+               if f.name in kinds and kinds[f.name] is not f.kind]  # fmt: skip
+    problems = []
+    if removed:
+        problems.append(f"removes feature(s) {', '.join(map(repr, removed))}")
+    if retyped:
+        problems.append(f"retypes {', '.join(retyped)}")
+    if champion.target.recorded() != schema.target.recorded():
+        problems.append(f"changes the target ({champion.target.recorded()} → {schema.target.recorded()})")
+    if not problems:
+        return None
     return (
-        f"it was trained on schema {trained_on!r}, whose {differs} from this snapshot's schema "
-        f"{schema.name!r}; the two cannot be compared. Register it under another model name "
-        "(--model-name / DRIFTLOOP_MODEL_NAME)"
+        f"this snapshot's schema {schema.name!r} {'; '.join(problems)} of the champion's {champion.name!r}, so the "
+        "two cannot be scored on the same rows. Keep those features as they were (adding features is fine), or "
+        "register it under another model name (--model-name / DRIFTLOOP_MODEL_NAME)"
     )

@@ -38,6 +38,7 @@ from driftloop.core.history import (
     pin_after,
     rollback_target,
 )
+from driftloop.core.schema import DatasetSchema
 from driftloop.errors import BundleError, ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
 from driftloop.io.bundle import find_model_file
 from driftloop.io.history_log import HistoryLog
@@ -381,6 +382,13 @@ class ModelRegistry:
             for mv in found
         ]
         return sorted(summaries, key=lambda summary: int(summary.version), reverse=True)
+
+    def schema_of(self, version: str) -> DatasetSchema:
+        """The schema the version was trained on (its model directory's ``schema.json``)."""
+        with tempfile.TemporaryDirectory(prefix="driftloop-schema-") as tmp:
+            model_dir = self.download_model_dir(version, Path(tmp))
+            text = locate_model_file(model_dir, lineage.SCHEMA_FILE).read_text()
+        return DatasetSchema.model_validate_json(text)
 
     def download_model_dir(self, version: str, dst: Path) -> Path:
         """Download the version's MLflow model directory into ``dst`` and return its path.

@@ -1,0 +1,54 @@
+"""Schema evolution under one model name: a snapshot that adds a feature is gated against the champion, which
+scores the same holdout rows from the features it was trained on; one that drops a feature is refused, in seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from driftloop.core import lineage
+from driftloop.io.datasets import load_schema, schema_yaml
+from driftloop.io.registry import ModelRegistry
+from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
+from tests.support.stack import own_stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_refused(tmp_path: Path) -> None:
+    full = load_schema(BUNDLED_SCHEMA)
+    without_tenure = tmp_path / "without_tenure.yaml"
+    without_tenure.write_text(
+        schema_yaml(full.model_copy(update={"features": tuple(f for f in full.features if f.name != "tenure")}))
+    )
+    dl = own_stack(tmp_path)
+
+    def train(schema: Path) -> subprocess.CompletedProcess[str]:
+        data = str(BUNDLED_DATA)
+        return dl.run("train", "--data", data, "--schema", str(schema), "--model-name", "evolving", check=False)
+
+    try:
+        first = train(without_tenure)
+        assert "evolving v1: promoted to champion (was none)" in first.stdout, first.stderr
+
+        # The full schema adds tenure: trained under the same name and compared with v1 on the same rows.
+        second = train(BUNDLED_SCHEMA)
+        assert second.returncode == 0, second.stderr
+        registry = ModelRegistry("evolving", dl.tracking_uri)
+        v2 = registry.get_version("2").tags
+        assert "champion v1" in v2[lineage.GATE_REASON], v2[lineage.GATE_REASON]
+        assert v2[lineage.GATE_SEGMENTS]  # the paired comparison ran
+        assert v2[lineage.SCHEMA_CONTRACT] != registry.get_version("1").tags[lineage.SCHEMA_CONTRACT]
+        assert str(registry.champion().version) == "2", v2[lineage.GATE_REASON]  # tenure is a strong feature
+
+        # Now the champion takes tenure: a snapshot without it cannot be compared, and nothing is trained.
+        dropped = train(without_tenure)
+        assert dropped.returncode == 1
+        assert dropped.stderr.startswith("error: champion v2 of model 'evolving': this snapshot's schema")
+        assert "removes feature(s) 'tenure'" in dropped.stderr
+        assert len(registry.versions()) == 2
+    finally:
+        dl.run("down", check=False)
