@@ -818,6 +818,9 @@ def schema_infer(
 
 def main() -> None:
     """Console-script entry point: driftloop's errors become one clear line and exit code 1."""
+    # MLflow's download progress bars would land in the terminal above the CLI's own lines (the pre-checks read
+    # a champion's schema); the services and flow runs get the same setting from Settings.process_env.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
     except DriftloopError as error:

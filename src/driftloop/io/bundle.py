@@ -20,7 +20,7 @@ from driftloop.core import lineage
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import BundleError
 
-_EXTRA_FILES = "extra_files"
+EXTRA_FILES_DIR = "extra_files"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ModelBundle:
 
 def find_model_file(directory: Path, filename: str) -> Path:
     """``filename`` in a model directory: at its top, or among MLflow's logged extra files."""
-    for candidate in (directory / filename, directory / _EXTRA_FILES / filename):
+    for candidate in (directory / filename, directory / EXTRA_FILES_DIR / filename):
         if candidate.is_file():
             return candidate
     raise BundleError(f"model directory {directory} has no {filename}")

@@ -40,7 +40,7 @@ from driftloop.core.history import (
 )
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import BundleError, ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
-from driftloop.io.bundle import find_model_file
+from driftloop.io.bundle import EXTRA_FILES_DIR, find_model_file
 from driftloop.io.history_log import HistoryLog
 
 CHAMPION_SINCE = lineage.PREFIX + "champion_since"
@@ -384,10 +384,20 @@ class ModelRegistry:
         return sorted(summaries, key=lambda summary: int(summary.version), reverse=True)
 
     def schema_of(self, version: str) -> DatasetSchema:
-        """The schema the version was trained on (its model directory's ``schema.json``)."""
+        """The schema the version was trained on (its model directory's ``schema.json``, read alone)."""
+        self.get_version(version)
+        location = self._client.get_model_version_download_uri(self.model_name, str(version))
         with tempfile.TemporaryDirectory(prefix="driftloop-schema-") as tmp:
-            model_dir = self.download_model_dir(version, Path(tmp))
-            text = locate_model_file(model_dir, lineage.SCHEMA_FILE).read_text()
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{location.rstrip('/')}/{EXTRA_FILES_DIR}/{lineage.SCHEMA_FILE}",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+                text = Path(local).read_text()
+            except (MlflowException, OSError):  # another layout: find it in the whole model directory
+                model_dir = self.download_model_dir(version, Path(tmp) / "model")
+                text = locate_model_file(model_dir, lineage.SCHEMA_FILE).read_text()
         return DatasetSchema.model_validate_json(text)
 
     def download_model_dir(self, version: str, dst: Path) -> Path:
