@@ -211,7 +211,9 @@ def test_second_dataset_trains_through_the_same_flow(driftloop: Driftloop, tmp_p
     before = registry_state(driftloop)
     clash = driftloop.run("train", "--data", str(data), "--schema", str(schema), check=False)
     assert clash.returncode == 1
-    assert "cannot be compared" in clash.stderr
+    assert clash.stderr.startswith("error: champion v")
+    assert "removes feature(s)" in clash.stderr
+    assert "cannot be scored on the same rows" in clash.stderr
     assert registry_state(driftloop) == before
 
 
