@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -253,13 +254,22 @@ def test_prefect_yaml_deploys_and_a_worker_runs_the_train_deployment(
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     assert "train-model/train" in deploy.stdout
 
+    # The run exists before the worker starts: a `--run-once` worker polls once, and a run created after that
+    # poll would wait for a worker that has already stopped.
+    created = subprocess.run(
+        [prefect, "deployment", "run", "train-model/train"],
+        env=env, cwd=project, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-3000:]
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", created.stdout)
+    assert flow_run_id is not None, created.stdout
     worker = subprocess.Popen(
         [prefect, "worker", "start", "--pool", "driftloop-process", "--run-once"],
         env={**env, "PREFECT_WORKER_QUERY_SECONDS": "2"},
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     run = subprocess.run(
-        [prefect, "deployment", "run", "train-model/train", "--watch", "--watch-timeout", "600"],
+        [prefect, "flow-run", "watch", flow_run_id.group(1), "--timeout", "600"],
         env=env, cwd=project, capture_output=True, text=True, timeout=700, check=False,
     )  # fmt: skip
     worker_log, _ = worker.communicate(timeout=120)
