@@ -12,6 +12,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import SecretStr
 
+from driftloop.core.categories import learn_categories
 from driftloop.core.features import with_canonical_target
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.snapshot import Split, content_hash, split_holdout
@@ -41,7 +42,8 @@ class Snapshot:
     Attributes:
         source: Where it was read from: a file, or a database query (the base file, for a retrain).
         frame: The rows: the base file's first, then any recent labelled rows (index 0..n-1).
-        schema: The schema they were validated against.
+        schema: The schema they were validated against, its categorical lists as the snapshot sets them
+            (``core.categories.learn_categories``): what the model is trained on and stored with.
         content_hash: The identity of all the rows (``core.snapshot.content_hash``).
         base_rows: How many of the rows came from the base file; the rest are recent labelled rows.
     """
@@ -67,12 +69,13 @@ def load_snapshot(
     ``recent_path`` (a retrain's recent labelled rows) is validated the same way and appended to the base rows.
     ``password`` is a database source's (``DRIFTLOOP_SQL_PASSWORD``).
     """
-    schema = load_schema(schema_path)
-    frames = [_validated(data, schema, schema_path, password=password)]
+    declared = load_schema(schema_path)
+    frames = [_validated(data, declared, schema_path, password=password)]
     if recent_path is not None:
-        frames.append(_validated(recent_path, schema, schema_path, min_rows=1))
-    frames = [with_canonical_target(part, schema) for part in frames]
+        frames.append(_validated(recent_path, declared, schema_path, min_rows=1))
+    frames = [with_canonical_target(part, declared) for part in frames]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    schema = learn_categories(declared, frame)
     return Snapshot(
         source=data,
         frame=frame,

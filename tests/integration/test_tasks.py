@@ -5,7 +5,9 @@ protocol with the task's outputs, traffic from a shifted world arrives with its 
 finds the drift, the Prefect automation retrains on the new labelled rows, the gate promotes the retrained
 version because it is significantly better on them, and the server swaps to it. Three cases:
 
-* multiclass, LightGBM by name (the boosting extra);
+* multiclass, LightGBM by name (the boosting extra), with a ``shop`` column of hundreds of values: schema infer
+  declares its categories ``learn``, training keeps the most frequent, and the shops the shifted world opens,
+  never seen in training, are answered through the other bucket;
 * regression, the user's own Pipeline (a ColumnTransformer and ExtraTrees) from a file next to their data;
 * the well-known tutorial's case: ``make_classification(n_features=20)`` and a random forest.
 
@@ -28,7 +30,9 @@ import pytest
 from sklearn.datasets import make_classification
 
 from driftloop.core import lineage
+from driftloop.core.schema import OTHER_CATEGORY
 from driftloop.core.task import Task, TaskKind
+from driftloop.io.datasets import load_schema
 from driftloop.io.registry import ModelRegistry
 from tests.support.stack import (
     drift_events,
@@ -40,7 +44,7 @@ from tests.support.stack import (
     wait_for,
     wait_logged,
 )
-from tests.support.worlds import CLASSES, world
+from tests.support.worlds import CLASSES, shops, world
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +77,13 @@ def _tutorial(rows: int, seed: int, shifted: bool) -> pd.DataFrame:
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
+def _multiclass_with_shops(rows: int, seed: int, shifted: bool) -> pd.DataFrame:
+    """The multiclass world with a ``shop`` column; the shifted world has twice as many shops, half of them new."""
+    frame = world(rows, seed, "multiclass", shifted)
+    frame.insert(5, "shop", shops(rows, seed + 100 if shifted else seed, distinct=600 if shifted else 300)["shop"])
+    return frame
+
+
 @dataclass(frozen=True)
 class Case:
     kind: str
@@ -80,6 +91,7 @@ class Case:
     primary: str
     rows: Callable[[int, int, bool], pd.DataFrame]  # rows, seed, shifted
     model: Callable[[Path], list[str]]  # the train command's model options, given the test's directory
+    learned: tuple[str, ...] = ()  # the columns schema infer declares ``categories: learn``
 
 
 def _user_pipeline(directory: Path) -> list[str]:
@@ -90,8 +102,8 @@ def _user_pipeline(directory: Path) -> list[str]:
 
 CASES = {
     "multiclass-lightgbm": Case(
-        "multiclass", CLASSES, "roc_auc_ovr", lambda n, s, shifted: world(n, s, "multiclass", shifted),
-        lambda _: ["--estimator", "lightgbm"],
+        "multiclass", CLASSES, "roc_auc_ovr", _multiclass_with_shops, lambda _: ["--estimator", "lightgbm"],
+        learned=("shop",),
     ),
     "regression-user-pipeline": Case(
         "regression", (), "r2", lambda n, s, shifted: world(n, s, "regression", shifted), _user_pipeline
@@ -184,6 +196,8 @@ def test_a_users_model_goes_round_the_whole_loop(tmp_path: Path, case: str) -> N
         schema = tmp_path / "schema.yaml"
         inferred = dl.run("schema", "infer", "--data", str(reference), "--target", "y", "--out", str(schema))
         assert f"target 'y' ({spec.kind})" in inferred.stdout
+        declared = load_schema(schema)
+        assert tuple(f.name for f in declared.features if f.learn and f.categories is None) == spec.learned
         trained = dl.run("train", "--data", str(reference), "--schema", str(schema), *model).stdout
         assert f"{name} v1: promoted to champion" in trained, trained
         assert spec.primary in trained
@@ -213,5 +227,9 @@ def test_a_users_model_goes_round_the_whole_loop(tmp_path: Path, case: str) -> N
         # schema infer lists classes in sorted order; the model's outputs follow it
         assert Task.from_record(first.tags[lineage.TASK]) == Task(TaskKind(spec.kind), tuple(sorted(spec.classes)))
         assert str(registry.champion().version) == "2"
+        for column in spec.learned:  # learned from each version's own snapshot, the long tail in the bucket
+            kept = [registry.schema_of(v).feature(column).categories or () for v in ("1", "2")]
+            assert all(OTHER_CATEGORY in categories for categories in kept), kept
+            assert set(kept[1]) - set(kept[0]), "the retrain learned no shop of the shifted world"
         wait_for("the server to swap to v2", lambda: _served(base) == "2", 60)
         assert spec.primary in dl.run("models").stdout

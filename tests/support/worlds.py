@@ -54,3 +54,28 @@ def world_schema(kind: str) -> DatasetSchema:
             ],
         }
     )
+
+
+GOOD_SHOPS = ("s000", "s001", "s002")
+
+
+def shops(rows: int, seed: int, distinct: int = 300) -> pd.DataFrame:
+    """A high-cardinality column: ``shop`` follows a Zipf law over ``distinct`` values (``s000`` the most frequent);
+    ``y`` is 1 for 80% of the rows in the three good shops, 20% elsewhere. ``x`` is noise."""
+    rng = np.random.default_rng(seed)
+    rank = (rng.zipf(1.3, rows) - 1) % distinct
+    shop = np.array([f"s{r:03d}" for r in rank], dtype=object)
+    good = np.isin(shop, GOOD_SHOPS)
+    y = (rng.random(rows) < np.where(good, 0.8, 0.2)).astype(int)
+    return pd.DataFrame({"x": rng.normal(size=rows), "shop": shop, "y": y})
+
+
+def shop_schema(**shop: object) -> DatasetSchema:
+    """The schema of ``shops()``, with ``shop``'s category rules given as keyword arguments."""
+    return DatasetSchema.model_validate(
+        {
+            "name": "shops",
+            "target": {"name": "y", "classes": ["0", "1"], "positive": "1"},
+            "features": [{"name": "x", "kind": "numeric"}, {"name": "shop", "kind": "categorical", **shop}],
+        }
+    )

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_classification
 
-from driftloop.core.schema import FeatureKind
+from driftloop.core.schema import FeatureKind, Unseen
 from driftloop.core.schema_inference import infer_schema
 from driftloop.core.task import TaskKind
 from driftloop.core.validation import find_problems
@@ -124,15 +124,21 @@ def test_a_mixed_export_keeps_what_can_be_a_feature_and_says_why_it_left_out_the
         "flag": FeatureKind.BINARY,
         "active": FeatureKind.BINARY,
         "plan": FeatureKind.CATEGORICAL,
+        "zip_code": FeatureKind.CATEGORICAL,
     }
     assert [f.name for f in schema.features if f.nullable] == ["age", "flag", "plan"]
     assert schema.feature("plan").categories == ("basic", "plus", "pro")
     notes = "\n".join(inferred.notes)
     for column in ("signed_up", "last_login"):
         assert f"{column!r} left out: dates and times have no kind" in notes
-    assert "'customer_id' left out: 600 distinct values, more than --max-categories 100 (an identifier?" in notes
+    assert "'customer_id' left out: 600 distinct values in 600 rows, an identifier?" in notes
+    # More values than the cap, but far from one per row: learned from the training snapshot, the rest bucketed.
     zips = frame["zip_code"].nunique()
-    assert f"'zip_code' left out: {zips} distinct values, more than --max-categories 100 (group rare values" in notes
+    zip_code = schema.feature("zip_code")
+    assert (zip_code.learn, zip_code.categories, zip_code.max_categories, zip_code.unseen) == (
+        True, None, 100, Unseen.OTHER
+    )  # fmt: skip
+    assert f"'zip_code': {zips} distinct values, so 'categories: learn'" in notes
     assert "'empty' left out: every value is missing" in notes
     # Neither spelling is a positive one: the rarer class is, and the note says how to change it.
     assert (schema.target.classes, schema.target.positive) == (("stay", "leave"), "leave")
@@ -140,6 +146,7 @@ def test_a_mixed_export_keeps_what_can_be_a_feature_and_says_why_it_left_out_the
     # Raising the cap lists the ZIP codes.
     listed = infer_schema(frame, "label", "mixed", max_categories=200).schema
     assert len(listed.feature("zip_code").categories or ()) == zips
+    assert not listed.feature("zip_code").learn
     _round_trip(frame.drop(columns=["signed_up", "last_login", "customer_id", "empty"]), "label", tmp_path)
 
 

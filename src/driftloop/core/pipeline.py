@@ -228,7 +228,11 @@ def build_pipeline(
 
     Raises:
         ConfigError: see ``make_estimator``.
+        ValueError: a ``categories: learn`` feature has no list yet (``core.categories.learn_categories`` first).
     """
+    unlearned = [f.name for f in schema.features if f.is_categorical and f.categories is None]
+    if unlearned:
+        raise ValueError(f"feature(s) {unlearned} must have their categories learned from a snapshot first")
     if estimator is None or isinstance(estimator, str):
         model = make_estimator(estimator or default_estimator(schema.task), params, seed, schema.task)
     elif isinstance(estimator, Pipeline):

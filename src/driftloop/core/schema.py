@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,6 +15,12 @@ from driftloop.core.task import Task, TaskKind
 
 # How a missing categorical value reaches the model: training, serving and the ONNX graph's imputer agree on it.
 MISSING_CATEGORY = ""
+# The bucket of a categorical feature's values outside its categories, when its rules send them there: the values
+# a learned list leaves out for its cap, and (``unseen: other``) values outside the list.
+OTHER_CATEGORY = "__other__"
+# How many values ``categories: learn`` keeps when the feature sets no ``max_categories``.
+DEFAULT_LEARNED_CATEGORIES = 100
+LEARN = "learn"
 
 
 class FeatureKind(StrEnum):
@@ -24,8 +31,26 @@ class FeatureKind(StrEnum):
     CATEGORICAL = "categorical"  # a string from a declared set; one-hot in the model
 
 
+class Unseen(StrEnum):
+    """What becomes of a categorical value outside the feature's categories, in training and in serving."""
+
+    ERROR = "error"  # the snapshot is refused, the request answered 422
+    OTHER = "other"  # it goes to the feature's other bucket (OTHER_CATEGORY)
+
+
+# Feature fields that came after the first schemas, at their defaults: left out of the fingerprint so a schema that
+# does not use them keeps the fingerprint it always had.
+_LATER_FIELD_DEFAULTS: dict[str, object] = {"learn": False, "max_categories": None, "unseen": Unseen.ERROR.value}
+
+
 class Feature(BaseModel):
-    """One input column and the rules a snapshot's values must satisfy."""
+    """One input column and the rules a snapshot's values must satisfy.
+
+    A categorical feature lists its ``categories``, or declares ``categories: learn``: they are then the training
+    snapshot's ``max_categories`` most frequent values (``learn`` is True; after training the learned list is in
+    ``categories``, stored with the model, and a retrain learns it again from its own snapshot). Values a learned
+    list leaves out go to the other bucket, and so does any value outside the list when ``unseen`` is ``other``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -35,17 +60,41 @@ class Feature(BaseModel):
     min: float | None = None
     max: float | None = None
     categories: tuple[str, ...] | None = None
+    learn: bool = False
+    max_categories: int | None = Field(default=None, ge=1)
+    unseen: Unseen = Unseen.ERROR
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learn_spelling(cls, data: Any) -> Any:
+        """``categories: learn`` in a schema file is ``learn: true`` with no list yet."""
+        if isinstance(data, dict) and isinstance(data.get("categories"), str):
+            if data["categories"] != LEARN:
+                raise ValueError(
+                    f"feature {data.get('name')!r}: categories must be a list of values or {LEARN!r}, "
+                    f"got {data['categories']!r}"
+                )
+            data = {**data, "categories": None, "learn": True}
+        return data
 
     @model_validator(mode="after")
     def _rules_fit_kind(self) -> Feature:
         if self.kind is FeatureKind.CATEGORICAL:
-            if not self.categories:
-                raise ValueError(f"categorical feature {self.name!r} needs a non-empty 'categories' list")
+            if not self.learn and not self.categories:
+                raise ValueError(
+                    f"categorical feature {self.name!r} needs a non-empty 'categories' list, or 'categories: learn' "
+                    "to take them from the training snapshot"
+                )
+            if self.max_categories is not None and not self.learn:
+                raise ValueError(f"feature {self.name!r}: max_categories applies to 'categories: learn' only")
             if self.min is not None or self.max is not None:
                 raise ValueError(f"categorical feature {self.name!r} cannot have min/max")
-        elif self.categories is not None:
-            raise ValueError(f"{self.kind} feature {self.name!r} cannot have 'categories'")
+        else:
+            if self.categories is not None or self.learn:
+                raise ValueError(f"{self.kind} feature {self.name!r} cannot have 'categories'")
+            if self.max_categories is not None or self.unseen is not Unseen.ERROR:
+                raise ValueError(f"{self.kind} feature {self.name!r}: max_categories and unseen are for categories")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature {self.name!r}: min {self.min} > max {self.max}")
         return self
@@ -53,6 +102,24 @@ class Feature(BaseModel):
     @property
     def is_categorical(self) -> bool:
         return self.kind is FeatureKind.CATEGORICAL
+
+    @property
+    def category_cap(self) -> int:
+        """How many values ``categories: learn`` keeps."""
+        return self.max_categories or DEFAULT_LEARNED_CATEGORIES
+
+    @property
+    def refuses_unlisted(self) -> bool:
+        """Whether a snapshot value outside ``categories`` is an error (a declared list with ``unseen: error``)."""
+        return self.is_categorical and not self.learn and self.unseen is Unseen.ERROR
+
+    def recorded(self) -> dict[str, object]:
+        """The feature as plain values, without the later fields left at their defaults."""
+        dumped = self.model_dump(mode="json")
+        for field, default in _LATER_FIELD_DEFAULTS.items():
+            if dumped[field] == default:
+                dumped.pop(field)
+        return dumped
 
 
 class Target(BaseModel):
@@ -166,7 +233,9 @@ class DatasetSchema(BaseModel):
     def fingerprint(self) -> str:
         """A short stable hash of the schema, for cache keys and lineage."""
         dumped = self.model_dump(mode="json")
-        dumped["target"] = self.target.recorded()  # so binary schemas keep the fingerprint they had before kinds
+        # So schemas keep the fingerprint they had before target kinds and learned categories existed.
+        dumped["target"] = self.target.recorded()
+        dumped["features"] = [feature.recorded() for feature in self.features]
         canonical = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

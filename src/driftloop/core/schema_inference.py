@@ -6,8 +6,10 @@ Every column but the target becomes a feature unless it cannot be one, and then 
     other numbers                numeric (the observed range goes in the description, not in min/max: a rule
                                  there would refuse tomorrow's data for drifting)
     text                         categorical, the observed values as its categories
+    text, over max_categories    categorical, ``categories: learn``: the training snapshot's most frequent values;
+                                 the rest and unseen values go to an other bucket (``unseen: other``)
+    text, nearly all distinct    left out: an identifier
     dates, times                 left out: there is no date kind; derive numbers from them in the snapshot
-    text with too many values    left out: an identifier, or a column to group into fewer values first
     nothing but missing values   left out
 
 A column with a missing value is nullable. The task is guessed from the target unless it is given: two values make
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from driftloop.core.schema import DatasetSchema, Feature, FeatureKind, Target
+from driftloop.core.schema import DatasetSchema, Feature, FeatureKind, Target, Unseen
 from driftloop.core.task import TaskKind
 from driftloop.errors import ConfigError
 
@@ -35,6 +37,7 @@ POSITIVE_SPELLINGS = ("1", "1.0", "true", "yes", "y", "positive", "pos")
 # ISO dates and date-times ("2024-03-01", "2024-03-01T10:00:00", "2024/03/01 10:00"): the common export formats.
 _DATE_LIKE = re.compile(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
 _DATE_SHARE = 0.95  # of the non-missing values, for a text column to count as dates
+_IDENTIFIER_SHARE = 0.9  # distinct values per non-missing value, for a text column to count as an identifier
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def infer_schema(
         raise ConfigError(f"the data has no column {target!r} to predict; its columns: {columns}")
     target_spec, notes = _infer_target(frame[target], target, task)
     features: list[Feature] = []
-    left_out: list[str] = []
+    column_notes: list[str] = []
     for column in frame.columns:
         if column == target:
             continue
@@ -74,10 +77,12 @@ def infer_schema(
         if feature is not None:
             features.append(feature)
         if note:
-            left_out.append(note)
+            column_notes.append(note)
     if not features:
-        raise ConfigError(f"no column of the data can be a feature: {'; '.join(left_out) or 'it has only the target'}")
-    notes += left_out
+        raise ConfigError(
+            f"no column of the data can be a feature: {'; '.join(column_notes) or 'it has only the target'}"
+        )
+    notes += column_notes
     schema = DatasetSchema(
         name=name,
         description=f"inferred from {len(frame)} rows; check the kinds, categories and "
@@ -168,10 +173,17 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
     text = present.astype(str)
     distinct = text.value_counts()
     if len(distinct) > max_categories:
-        kind = "an identifier?" if len(distinct) > len(text) // 2 else "group rare values into fewer categories"
-        return None, (
-            f"{name!r} left out: {len(distinct)} distinct values, more than --max-categories {max_categories} "
-            f"({kind}; or raise --max-categories to list them all)"
+        if len(distinct) >= _IDENTIFIER_SHARE * len(text):
+            return None, (
+                f"{name!r} left out: {len(distinct)} distinct values in {len(text)} rows, an identifier? (if it is "
+                "a feature, declare it categorical with 'categories: learn')"
+            )
+        feature = Feature(name=name, kind=FeatureKind.CATEGORICAL, nullable=nullable, learn=True,
+                          max_categories=max_categories, unseen=Unseen.OTHER)  # fmt: skip
+        return feature, (
+            f"{name!r}: {len(distinct)} distinct values, so 'categories: learn': training keeps the "
+            f"{max_categories} most frequent, the others and values never seen go to an other bucket "
+            "('unseen: error' refuses them instead)"
         )
     categories = tuple(sorted(distinct.index))
     return Feature(name=name, kind=FeatureKind.CATEGORICAL, nullable=nullable, categories=categories), None

@@ -68,9 +68,12 @@ def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
             f"(rows {_examples(values.index[missing])})"
         )
     if feature.is_categorical:
-        unknown = _unknown_values(values, feature.categories or ())
-        if unknown:
-            problems.append(f"{column}: {unknown} outside the declared categories")
+        if feature.learn and missing.all():
+            problems.append(f"{column}: no values to learn its categories from")
+        if feature.refuses_unlisted:
+            unknown = _unknown_values(values, feature.categories or ())
+            if unknown:
+                problems.append(f"{column}: {unknown} outside the declared categories")
         return problems
 
     numbers, problem = _as_numbers(values)

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from driftloop.core.schema import DatasetSchema
+from driftloop.core.schema import LEARN, DatasetSchema
 from driftloop.errors import ConfigError, DatasetError
 from driftloop.io.sql_source import SqlQuery, is_database_url, read_sql
 
@@ -61,8 +61,16 @@ def schema_yaml(schema: DatasetSchema, notes: Sequence[str] = ()) -> str:
     """``schema`` as a schema file's text (``load_schema`` reads it back equal), ``notes`` as comments on top."""
     header = [f"# Schema {schema.name}: one feature per line; kinds: numeric, binary (0/1), categorical.", "#"]
     header += [f"# NOTE {note}" for note in notes] or ["# Every column of the data is a feature."]
+    dumped = schema.model_dump(mode="json", exclude_defaults=True)
+    # A list still to be learned is spelled ``categories: learn`` in a schema file.
+    dumped["features"] = [
+        {("categories" if key == "learn" else key): (LEARN if key == "learn" else value) for key, value in f.items()}
+        if f.get("learn") and "categories" not in f
+        else f
+        for f in dumped["features"]
+    ]
     body = yaml.safe_dump(
-        schema.model_dump(mode="json", exclude_defaults=True),
+        dumped,
         sort_keys=False,
         default_flow_style=None,
         allow_unicode=True,

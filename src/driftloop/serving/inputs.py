@@ -31,7 +31,7 @@ from typing import Any, Literal, NamedTuple, NoReturn
 import numpy as np
 
 from driftloop.core.layout import FeatureLayout
-from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind
+from driftloop.core.schema import MISSING_CATEGORY, OTHER_CATEGORY, DatasetSchema, Feature, FeatureKind, Unseen
 from driftloop.errors import InputError
 
 UnknownCategories = Literal["error", "ignore"]
@@ -122,7 +122,9 @@ def _where(row: int | None, name: str) -> str:
 class _Spec:
     """What the per-value checks need about one feature, computed once."""
 
-    __slots__ = ("allowed", "categories_text", "expected", "hi", "index", "kind", "lo", "name", "nullable")
+    __slots__ = (
+        "allowed", "categories_text", "expected", "hi", "index", "kind", "lo", "name", "nullable", "to_other",
+    )  # fmt: skip
 
     def __init__(self, index: int, feature: Feature) -> None:
         self.index = index
@@ -133,6 +135,8 @@ class _Spec:
         self.hi = _FLOAT32_MAX if feature.max is None else min(feature.max, _FLOAT32_MAX)
         self.allowed = frozenset(feature.categories or ())
         self.categories_text = _quoted(feature.categories or ())
+        # The schema sends a value outside the list to the other bucket (core.categories.bucket's rule).
+        self.to_other = feature.unseen is Unseen.OTHER
         if self.kind == _NUMERIC:
             if feature.min is not None and feature.max is not None:
                 self.expected = f"a number in [{_number(feature.min)}, {_number(feature.max)}]"
@@ -387,7 +391,10 @@ class FeatureParser:
             seen = set(column)
             if not spec.nullable and MISSING_CATEGORY in seen:
                 return None
-            if self._strict_categories and seen - spec.allowed - {MISSING_CATEGORY, None}:
+            unlisted = seen - spec.allowed - {MISSING_CATEGORY, None}
+            if unlisted and spec.to_other:
+                column = [OTHER_CATEGORY if value in unlisted else value for value in column]
+            elif unlisted and self._strict_categories:
                 return None
             if None in seen:
                 column = [MISSING_CATEGORY if value is None else value for value in column]
@@ -442,8 +449,10 @@ class FeatureParser:
                 raise InputError(
                     422, "wrong_type", f"{where}: expected a string, got {json_type(value)} {_show(value)}"
                 )
-            if value in spec.allowed or not self._strict_categories:
+            if value in spec.allowed or not (self._strict_categories or spec.to_other):
                 return value
+            if spec.to_other:
+                return OTHER_CATEGORY
             raise InputError(
                 422, "unknown_category", f"{where}: unknown category {_show(value)}; expected {spec.expected}"
             )

@@ -1,0 +1,73 @@
+"""Categorical features' lists taken from a snapshot, and the one rule for a value outside a list.
+
+``categories: learn`` keeps a feature's most frequent values, up to its cap; the others, and with ``unseen: other``
+any value outside the list, go to the feature's other bucket (``OTHER_CATEGORY``). The bucket is a category of its
+own when the training snapshot put rows in it, so the model learns what such rows do.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from driftloop.core.schema import MISSING_CATEGORY, OTHER_CATEGORY, DatasetSchema, Feature, Unseen
+
+
+def learn_categories(schema: DatasetSchema, frame: pd.DataFrame) -> DatasetSchema:
+    """``schema`` with every categorical list as training on ``frame`` uses it.
+
+    A ``learn`` feature gets the frame's most frequent values (ties broken by the value), sorted, plus the other
+    bucket when some were left out. A listed feature with ``unseen: other`` gets the bucket added when the frame
+    has values outside its list. Every other feature is unchanged. ``frame`` is a validated snapshot.
+    """
+    features = tuple(_learned(feature, frame[feature.name]) for feature in schema.features)
+    if features == schema.features:
+        return schema
+    return DatasetSchema.model_validate({**schema.model_dump(), "features": [f.model_dump() for f in features]})
+
+
+def in_buckets(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """``frame`` with each categorical value the model sees as the other bucket replaced by the bucket.
+
+    That is how a server logs what it was sent, so a drift reference made from this frame compares like with like.
+    Missing values and every other column are left as they are.
+    """
+    replaced: dict[str, pd.Series] = {}
+    for feature in schema.features:
+        if feature.is_categorical and feature.name in frame.columns:
+            values = frame[feature.name]
+            present = values.notna()
+            texts = values[present].astype(str)
+            listed = frozenset(feature.categories or ())
+            mapped = pd.Series([bucket(text, feature, listed) for text in texts], index=texts.index, dtype=object)
+            if not mapped.equals(texts.astype(object)):
+                replaced[feature.name] = values.where(~present, mapped.reindex(values.index))
+    return frame.assign(**replaced) if replaced else frame
+
+
+def bucket(text: str, feature: Feature, listed: frozenset[str]) -> str:
+    """The value the model sees for ``text`` (a categorical value as text, ``listed`` its feature's categories)."""
+    if text in listed or text == MISSING_CATEGORY:
+        return text
+    return OTHER_CATEGORY if feature.unseen is Unseen.OTHER or OTHER_CATEGORY in listed else text
+
+
+def _learned(feature: Feature, values: pd.Series) -> Feature:
+    if not feature.is_categorical or not (feature.learn or feature.unseen is Unseen.OTHER):
+        return feature
+    present = values.dropna().astype(str)
+    present = present[present != MISSING_CATEGORY]
+    # Rows served through the bucket come back (labelled, from the prediction log) as the bucket itself.
+    bucketed = present == OTHER_CATEGORY
+    if feature.learn:
+        counts = present[~bucketed].value_counts()
+        ranked = sorted(zip(counts.index.astype(str), counts.to_numpy(), strict=True), key=lambda vc: (-vc[1], vc[0]))
+        kept = sorted(value for value, _ in ranked[: feature.category_cap])
+        cut = len(ranked) > len(kept) or bool(bucketed.any())
+        categories = (*kept, OTHER_CATEGORY) if cut else tuple(kept)
+    else:
+        declared = feature.categories or ()
+        outside = not set(present.unique()) <= set(declared)
+        categories = (*declared, OTHER_CATEGORY) if outside and OTHER_CATEGORY not in declared else declared
+    if categories == feature.categories:
+        return feature
+    return feature.model_copy(update={"categories": categories})
