@@ -14,7 +14,6 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
-from driftloop.core.categories import in_buckets
 from driftloop.core.drift import ColumnKind, build_profile, prediction_values
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric
 from driftloop.core.features import encode_target, to_model_frame
@@ -214,7 +213,7 @@ def save_reference(
     if evaluation is not None:
         predictions, kind = prediction_values(schema.task, evaluation.scores)
     profile = build_profile(
-        in_buckets(split.train[schema.feature_names], schema),
+        split.train[schema.feature_names],
         schema.numeric,
         schema.categorical,
         seed=seed,

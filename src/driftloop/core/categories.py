@@ -25,25 +25,6 @@ def learn_categories(schema: DatasetSchema, frame: pd.DataFrame) -> DatasetSchem
     return DatasetSchema.model_validate({**schema.model_dump(), "features": [f.model_dump() for f in features]})
 
 
-def in_buckets(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """``frame`` with each categorical value the model sees as the other bucket replaced by the bucket.
-
-    That is how a server logs what it was sent, so a drift reference made from this frame compares like with like.
-    Missing values and every other column are left as they are.
-    """
-    replaced: dict[str, pd.Series] = {}
-    for feature in schema.features:
-        if feature.is_categorical and feature.name in frame.columns:
-            values = frame[feature.name]
-            present = values.notna()
-            texts = values[present].astype(str)
-            listed = frozenset(feature.categories or ())
-            mapped = pd.Series([bucket(text, feature, listed) for text in texts], index=texts.index, dtype=object)
-            if not mapped.equals(texts.astype(object)):
-                replaced[feature.name] = values.where(~present, mapped.reindex(values.index))
-    return frame.assign(**replaced) if replaced else frame
-
-
 def bucket(text: str, feature: Feature, listed: frozenset[str]) -> str:
     """The value the model sees for ``text`` (a categorical value as text, ``listed`` its feature's categories)."""
     if text in listed or text == MISSING_CATEGORY:
@@ -56,7 +37,7 @@ def _learned(feature: Feature, values: pd.Series) -> Feature:
         return feature
     present = values.dropna().astype(str)
     present = present[present != MISSING_CATEGORY]
-    # Rows served through the bucket come back (labelled, from the prediction log) as the bucket itself.
+    # A row sent as the bucket itself (the server accepts its name) counts in it.
     bucketed = present == OTHER_CATEGORY
     if feature.learn:
         counts = present[~bucketed].value_counts()

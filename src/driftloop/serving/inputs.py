@@ -135,7 +135,7 @@ class _Spec:
         self.hi = _FLOAT32_MAX if feature.max is None else min(feature.max, _FLOAT32_MAX)
         self.allowed = frozenset(feature.categories or ())
         self.categories_text = _quoted(feature.categories or ())
-        # The schema sends a value outside the list to the other bucket (core.categories.bucket's rule).
+        # A value outside the list is accepted as sent, and the model sees it in the other bucket (``for_model``).
         self.to_other = feature.unseen is Unseen.OTHER
         if self.kind == _NUMERIC:
             if feature.min is not None and feature.max is not None:
@@ -172,6 +172,9 @@ class FeatureParser:
         # The one-row fast path: (kind, lo, hi, categories, spec) per feature.
         self._fast = [(s.kind, s.lo, s.hi, s.allowed, s) for s in self._specs]
         self._getter = itemgetter(*self._names) if self._count > 1 else lambda record: (record[self._names[0]],)
+        # (column in the categorical matrix, its categories) of each feature whose unlisted values go to the bucket.
+        categorical = [s for s in self._specs if s.kind == _CATEGORICAL]
+        self._bucketed = [(position, s.allowed) for position, s in enumerate(categorical) if s.to_other]
         self._order_text = ", ".join(self._names)
 
     @property
@@ -193,6 +196,24 @@ class FeatureParser:
     @property
     def layout(self) -> FeatureLayout:
         return self._layout
+
+    def for_model(self, batch: FeatureBatch) -> FeatureBatch:
+        """The batch as the model takes it: a value outside an ``unseen: other`` feature's list in its other bucket.
+
+        The rule is ``core.categories.bucket``'s, which training applies. The batch itself keeps the values as sent:
+        the prediction log records those, so drift checks see new values and a retrain can learn them.
+        """
+        if not self._bucketed:
+            return batch
+        categorical: np.ndarray | None = None
+        for position, allowed in self._bucketed:
+            column = batch.categorical[:, position]
+            outside = [row for row, value in enumerate(column) if value not in allowed and value != MISSING_CATEGORY]
+            if outside:
+                if categorical is None:
+                    categorical = batch.categorical.copy()
+                categorical[outside, position] = OTHER_CATEGORY
+        return batch if categorical is None else batch._replace(categorical=categorical)
 
     # ---------------------------------------------------------------- one row (the /predict hot path)
 
@@ -391,10 +412,7 @@ class FeatureParser:
             seen = set(column)
             if not spec.nullable and MISSING_CATEGORY in seen:
                 return None
-            unlisted = seen - spec.allowed - {MISSING_CATEGORY, None}
-            if unlisted and spec.to_other:
-                column = [OTHER_CATEGORY if value in unlisted else value for value in column]
-            elif unlisted and self._strict_categories:
+            if self._strict_categories and not spec.to_other and seen - spec.allowed - {MISSING_CATEGORY, None}:
                 return None
             if None in seen:
                 column = [MISSING_CATEGORY if value is None else value for value in column]
@@ -449,10 +467,8 @@ class FeatureParser:
                 raise InputError(
                     422, "wrong_type", f"{where}: expected a string, got {json_type(value)} {_show(value)}"
                 )
-            if value in spec.allowed or not (self._strict_categories or spec.to_other):
+            if value in spec.allowed or spec.to_other or not self._strict_categories:
                 return value
-            if spec.to_other:
-                return OTHER_CATEGORY
             raise InputError(
                 422, "unknown_category", f"{where}: unknown category {_show(value)}; expected {spec.expected}"
             )

@@ -43,6 +43,7 @@ class ServingModel:
         return self.task.classes
 
     def predict(self, batch: FeatureBatch) -> Outputs:
+        batch = self.parser.for_model(batch)
         onnx = self.onnx
         if onnx.grouped:
             return onnx.run(onnx.grouped_feed(batch.numeric, batch.categorical))

@@ -17,8 +17,10 @@ from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import OTHER_CATEGORY
 from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
 from driftloop.io.onnx_runtime import OnnxModel
+from driftloop.io.prediction_store import open_prediction_log
 from driftloop.serving.app import create_app
 from driftloop.serving.source import FileModelSource
+from driftloop.settings import Settings
 from tests.support.bundles import TrainedModel, write_bundle
 from tests.support.serving import serving_settings
 from tests.support.worlds import shop_schema, shops
@@ -46,8 +48,19 @@ def model(request: pytest.FixtureRequest) -> TrainedModel:
 
 def _client(tmp_path: Path, model: TrainedModel) -> TestClient:
     bundle = write_bundle(tmp_path / "v1", model, "1", name="shops")
-    settings = serving_settings(tmp_path / "server", model_name="shops", max_batch_rows=100)
-    return TestClient(create_app(settings, source=FileModelSource(bundle)))
+    return TestClient(create_app(_settings(tmp_path), source=FileModelSource(bundle)))
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return serving_settings(tmp_path / "server", model_name="shops", max_batch_rows=100)
+
+
+def _logged_shops(tmp_path: Path) -> list[str]:
+    store = open_prediction_log(_settings(tmp_path).predictions_url)
+    try:
+        return [str(shop) for shop in store.read_window("shops")["shop"]]
+    finally:
+        store.close()
 
 
 def test_an_unseen_value_is_answered_as_the_schema_says(tmp_path: Path, model: TrainedModel) -> None:
@@ -86,3 +99,7 @@ def test_an_unseen_value_is_answered_as_the_schema_says(tmp_path: Path, model: T
     np.testing.assert_allclose(columns.json()["predictions"]["probabilities"], expected, atol=1e-6)
     assert scored[1, 1] == pytest.approx(other, abs=1e-6)
     assert abs(scored[0, 1] - other) > 0.1  # a learned shop is scored as itself (the good shops score high)
+    # The log keeps what was sent: a drift check sees the new shop, and a retrain can learn it.
+    logged = _logged_shops(tmp_path)
+    assert logged.count(NEVER_SEEN) == 3
+    assert logged.count(OTHER_CATEGORY) == 2  # the rows sent as the bucket itself
