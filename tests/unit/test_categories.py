@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
-from driftloop.core.categories import bucket, learn_categories
+from driftloop.core.categories import learn_categories
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DEFAULT_LEARNED_CATEGORIES, OTHER_CATEGORY, Feature, Unseen
@@ -128,11 +128,11 @@ def test_the_bucket_rule() -> None:
     open_list = Feature(name="s", kind="categorical", categories=("a",), unseen=Unseen.OTHER)
     for feature in (capped, listed, open_list):
         names = frozenset(feature.categories or ())
-        assert bucket("a", feature, names) == "a"
-        assert bucket("", feature, names) == ""  # missing stays missing: the imputer handles it
-    assert bucket("zz", capped, frozenset(capped.categories or ())) == OTHER_CATEGORY
-    assert bucket("zz", open_list, frozenset(("a",))) == OTHER_CATEGORY
-    assert bucket("zz", listed, frozenset(("a",))) == "zz"  # validation refuses it before it gets here
+        assert feature.bucketed("a", names) == "a"
+        assert feature.bucketed("", names) == ""  # missing stays missing: the imputer handles it
+    assert capped.bucketed("zz", frozenset(capped.categories or ())) == OTHER_CATEGORY
+    assert open_list.bucketed("zz", frozenset(("a",))) == OTHER_CATEGORY
+    assert listed.bucketed("zz", frozenset(("a",))) == "zz"  # validation refuses it before it gets here
 
 
 def test_a_list_still_to_learn_cannot_be_built_into_a_model() -> None:

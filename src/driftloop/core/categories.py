@@ -1,8 +1,9 @@
-"""Categorical features' lists taken from a snapshot, and the one rule for a value outside a list.
+"""Categorical features' lists taken from a snapshot.
 
 ``categories: learn`` keeps a feature's most frequent values, up to its cap; the others, and with ``unseen: other``
 any value outside the list, go to the feature's other bucket (``OTHER_CATEGORY``). The bucket is a category of its
-own when the training snapshot put rows in it, so the model learns what such rows do.
+own when the training snapshot put rows in it, so the model learns what such rows do. Which value the model sees
+for a value outside the list is ``Feature.bucketed``'s rule, in training and in serving.
 """
 
 from __future__ import annotations
@@ -23,13 +24,6 @@ def learn_categories(schema: DatasetSchema, frame: pd.DataFrame) -> DatasetSchem
     if features == schema.features:
         return schema
     return DatasetSchema.model_validate({**schema.model_dump(), "features": [f.model_dump() for f in features]})
-
-
-def bucket(text: str, feature: Feature, listed: frozenset[str]) -> str:
-    """The value the model sees for ``text`` (a categorical value as text, ``listed`` its feature's categories)."""
-    if text in listed or text == MISSING_CATEGORY:
-        return text
-    return OTHER_CATEGORY if feature.unseen is Unseen.OTHER or OTHER_CATEGORY in listed else text
 
 
 def _learned(feature: Feature, values: pd.Series) -> Feature:

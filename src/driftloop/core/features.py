@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from driftloop.core.categories import bucket
 from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema
 
 __all__ = ["MISSING_CATEGORY", "encode_target", "onnx_feed", "to_model_frame", "with_canonical_target"]
@@ -26,14 +25,14 @@ def to_model_frame(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     """The schema's features, in schema order, typed as the model takes them (str / float32).
 
     A categorical value outside its feature's list goes to the other bucket where the feature's rules say so
-    (``core.categories.bucket``).
+    (``Feature.bucketed``).
     """
     columns: dict[str, pd.Series | np.ndarray] = {}
     for feature in schema.features:
         values = frame[feature.name]
         if feature.is_categorical:
             listed = frozenset(feature.categories or ())
-            texts = [bucket(_category_text(v), feature, listed) for v in values]
+            texts = [feature.bucketed(_category_text(v), listed) for v in values]
             columns[feature.name] = np.array(texts, dtype=object)
         else:
             columns[feature.name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float32)

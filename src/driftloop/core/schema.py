@@ -113,6 +113,16 @@ class Feature(BaseModel):
         """Whether a snapshot value outside ``categories`` is an error (a declared list with ``unseen: error``)."""
         return self.is_categorical and not self.learn and self.unseen is Unseen.ERROR
 
+    def bucketed(self, text: str, listed: frozenset[str]) -> str:
+        """The value the model sees for ``text``, a categorical value as text (``listed``: ``categories`` as a set).
+
+        A value outside the list goes to the other bucket when the feature sends unseen values there, or when training
+        put rows in the bucket; otherwise it stays as it is (validation refuses it first, unless told to ignore it).
+        """
+        if text in listed or text == MISSING_CATEGORY:
+            return text
+        return OTHER_CATEGORY if self.unseen is Unseen.OTHER or OTHER_CATEGORY in listed else text
+
     def recorded(self) -> dict[str, object]:
         """The feature as plain values, without the later fields left at their defaults."""
         dumped = self.model_dump(mode="json")

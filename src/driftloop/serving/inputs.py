@@ -172,9 +172,13 @@ class FeatureParser:
         # The one-row fast path: (kind, lo, hi, categories, spec) per feature.
         self._fast = [(s.kind, s.lo, s.hi, s.allowed, s) for s in self._specs]
         self._getter = itemgetter(*self._names) if self._count > 1 else lambda record: (record[self._names[0]],)
-        # (column in the categorical matrix, its categories) of each feature whose unlisted values go to the bucket.
-        categorical = [s for s in self._specs if s.kind == _CATEGORICAL]
-        self._bucketed = [(position, s.allowed) for position, s in enumerate(categorical) if s.to_other]
+        # (column in the categorical matrix, feature, its categories) of each feature that has an other bucket.
+        categorical = [f for f in schema.features if f.is_categorical]
+        self._bucketed = [
+            (position, feature, frozenset(feature.categories or ()))
+            for position, feature in enumerate(categorical)
+            if feature.unseen is Unseen.OTHER or OTHER_CATEGORY in (feature.categories or ())
+        ]
         self._order_text = ", ".join(self._names)
 
     @property
@@ -198,21 +202,21 @@ class FeatureParser:
         return self._layout
 
     def for_model(self, batch: FeatureBatch) -> FeatureBatch:
-        """The batch as the model takes it: a value outside an ``unseen: other`` feature's list in its other bucket.
+        """The batch as the model takes it: values outside a feature's list in its other bucket, as in training.
 
-        The rule is ``core.categories.bucket``'s, which training applies. The batch itself keeps the values as sent:
-        the prediction log records those, so drift checks see new values and a retrain can learn them.
+        The rule is ``Feature.bucketed``. The batch itself keeps the values as sent: the prediction log records
+        those, so drift checks see new values and a retrain can learn them.
         """
         if not self._bucketed:
             return batch
         categorical: np.ndarray | None = None
-        for position, allowed in self._bucketed:
-            column = batch.categorical[:, position]
-            outside = [row for row, value in enumerate(column) if value not in allowed and value != MISSING_CATEGORY]
-            if outside:
+        for position, feature, listed in self._bucketed:
+            sent = batch.categorical[:, position].tolist()
+            seen = [feature.bucketed(value, listed) for value in sent]
+            if seen != sent:
                 if categorical is None:
                     categorical = batch.categorical.copy()
-                categorical[outside, position] = OTHER_CATEGORY
+                categorical[:, position] = seen
         return batch if categorical is None else batch._replace(categorical=categorical)
 
     # ---------------------------------------------------------------- one row (the /predict hot path)

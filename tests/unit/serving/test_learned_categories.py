@@ -103,3 +103,15 @@ def test_an_unseen_value_is_answered_as_the_schema_says(tmp_path: Path, model: T
     logged = _logged_shops(tmp_path)
     assert logged.count(NEVER_SEEN) == 3
     assert logged.count(OTHER_CATEGORY) == 2  # the rows sent as the bucket itself
+
+
+def test_a_server_told_to_ignore_unknown_values_scores_them_in_the_bucket_training_made(tmp_path: Path) -> None:
+    model = _trained("error")
+    bundle = write_bundle(tmp_path / "v1", model, "1", name="shops")
+    settings = _settings(tmp_path).model_copy(update={"unknown_categories": "ignore"})
+    rows = [{"x": 0.3, "shop": NEVER_SEEN}, {"x": 0.3, "shop": OTHER_CATEGORY}]
+    with TestClient(create_app(settings, source=FileModelSource(bundle))) as client:
+        answered = client.post("/predict/batch", json={"instances": rows})
+    assert answered.status_code == 200, answered.text
+    scored = answered.json()["probabilities"]
+    np.testing.assert_allclose(scored[0], scored[1], atol=1e-6)
