@@ -330,8 +330,12 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
     out.print(f"  Prefect flow run   {outcome.flow_run_url}")
     out.print(f"  MLflow run         {outcome.mlflow_run_url}")
     out.print(f"  MLflow version     {outcome.mlflow_version_url}")
-    if settings.uses_local_mlflow:
-        out.print(f"  (MLflow UI is served by `driftloop up` at {settings.mlflow_ui})")
+    from driftloop.io.services import local_specs
+
+    owned = local_specs(settings)
+    if owned:
+        names = " and ".join(spec.name for spec in owned)
+        out.print(f"  ({names} stay up for the next commands; `driftloop down` stops them)", highlight=False)
     out.print("  driftloop models | driftloop history")
 
 
@@ -769,7 +773,12 @@ def schema_infer(
     output: Annotated[Path | None, typer.Option("--out", help="Write the schema here [default: print it]")] = None,
     name: Annotated[str | None, typer.Option(help="The schema's name [default: the file's name]")] = None,
     max_categories: Annotated[
-        int, typer.Option(min=1, help="A text column with more distinct values is left out")
+        int,
+        typer.Option(
+            min=1,
+            help="A text column with more distinct values learns its categories from the training snapshot "
+            "(categories: learn, this many kept, the rest in an other bucket); one with a value per row is left out",
+        ),
     ] = 100,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists")] = False,
     query: Annotated[str | None, typer.Option(help=QUERY_HELP)] = None,
