@@ -34,7 +34,7 @@ class FeatureKind(StrEnum):
 class Unseen(StrEnum):
     """What becomes of a categorical value outside the feature's categories, in training and in serving."""
 
-    ERROR = "error"  # the snapshot is refused, the request answered 422
+    ERROR = "error"  # a listed feature's snapshot is refused; a request is answered 422
     OTHER = "other"  # it goes to the feature's other bucket (OTHER_CATEGORY)
 
 
