@@ -121,7 +121,12 @@ class Feature(BaseModel):
         """
         if text in listed or text == MISSING_CATEGORY:
             return text
-        return OTHER_CATEGORY if self.unseen is Unseen.OTHER or OTHER_CATEGORY in listed else text
+        return OTHER_CATEGORY if self.has_other_bucket else text
+
+    @property
+    def has_other_bucket(self) -> bool:
+        """Whether values outside ``categories`` reach the model as the other bucket (``bucketed``)."""
+        return self.unseen is Unseen.OTHER or OTHER_CATEGORY in (self.categories or ())
 
     def recorded(self) -> dict[str, object]:
         """The feature as plain values, without the later fields left at their defaults."""

@@ -31,7 +31,7 @@ from typing import Any, Literal, NamedTuple, NoReturn
 import numpy as np
 
 from driftloop.core.layout import FeatureLayout
-from driftloop.core.schema import MISSING_CATEGORY, OTHER_CATEGORY, DatasetSchema, Feature, FeatureKind, Unseen
+from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind, Unseen
 from driftloop.errors import InputError
 
 UnknownCategories = Literal["error", "ignore"]
@@ -177,7 +177,7 @@ class FeatureParser:
         self._bucketed = [
             (position, feature, frozenset(feature.categories or ()))
             for position, feature in enumerate(categorical)
-            if feature.unseen is Unseen.OTHER or OTHER_CATEGORY in (feature.categories or ())
+            if feature.has_other_bucket
         ]
         self._order_text = ", ".join(self._names)
 
