@@ -31,8 +31,10 @@ def to_model_frame(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     for feature in schema.features:
         values = frame[feature.name]
         if feature.is_categorical:
-            listed = frozenset(feature.categories or ())
-            texts = [feature.bucketed(_category_text(v), listed) for v in values]
+            texts = [_category_text(v) for v in values]
+            if feature.has_other_bucket:  # only then can a value differ from its text; most features skip the pass
+                listed = frozenset(feature.categories or ())
+                texts = [feature.bucketed(text, listed) for text in texts]
             columns[feature.name] = np.array(texts, dtype=object)
         else:
             columns[feature.name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float32)
