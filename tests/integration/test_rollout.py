@@ -289,7 +289,10 @@ BAD = {
     "crashes-on-start": lambda im: BadCandidate(im.crash, "blue-green", "candidate crashed", {}),
     "never-ready": lambda im: BadCandidate(
         # Long enough for a loaded 2-core CI machine to start the server, so /ready has said why it is not ready.
-        im.never_ready, "blue-green", "candidate never ready", {"rollout_ready_timeout": 30}
+        im.never_ready,
+        "blue-green",
+        "candidate never ready",
+        {"rollout_ready_timeout": 30},
     ),
     "wrong-outputs": lambda im: BadCandidate(im.wrong_outputs, "blue-green", "smoke test", {}),
 }
