@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,13 +24,17 @@ TELEMETRY_OFF = {
 }
 
 
+# A registered model's name: also a path segment of the server's routes and a Prefect deployment's name.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
 class Settings(BaseSettings):
     """driftloop's configuration. Environment variables win over defaults; see the README table."""
 
     model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_", frozen=True, extra="ignore")
 
     home: Path = Field(default=Path(".driftloop"), description="Data directory for every local store.")
-    model_name: str = Field(default="churn", pattern=r"^[A-Za-z0-9_.-]+$")
+    model_name: str = Field(default="churn", pattern=MODEL_NAME.pattern)
     experiment_name: str = "driftloop"
     data_path: Path = Field(default=BUNDLED_DATA, description="Default training snapshot (CSV or Parquet).")
     schema_path: Path = Field(default=BUNDLED_SCHEMA, description="Schema file describing data_path.")
@@ -64,6 +69,10 @@ class Settings(BaseSettings):
         default="registry", description="registry: follow the champion alias; file: serve model_dir (an image)."
     )
     model_dir: Path | None = Field(default=None, description="Model bundle directory for model_source=file.")
+    serve_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="More registered models the one server serves beside model_name (the default), e.g. wine,diabetes.",
+    )
     reload_interval: float = Field(default=2.0, gt=0, description="Seconds between checks of the champion alias.")
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -149,10 +158,23 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
 
-    @field_validator("slot_ports", "canary_steps", mode="before")
+    @field_validator("slot_ports", "canary_steps", "serve_models", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("serve_models")
+    @classmethod
+    def _model_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [name for name in value if not MODEL_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"model names are letters, digits, '_', '.', '-': got {bad}")
+        return value
+
+    @property
+    def served_model_names(self) -> tuple[str, ...]:
+        """The models one server serves: model_name (the default, on the unnamed routes) first, then the others."""
+        return tuple(dict.fromkeys((self.model_name, *self.serve_models)))
 
     @field_validator("slot_ports")
     @classmethod

@@ -431,7 +431,10 @@ def test_redis_cache_answers_repeats_and_never_across_versions(trained: Driftloo
     from driftloop.serving.cache import PredictionCache
 
     payload = b'{"features": []}'
-    assert PredictionCache.key("1", "predict", payload) != PredictionCache.key("2", "predict", payload)
+    assert PredictionCache.key("churn", "1", "predict", payload) != PredictionCache.key(
+        "churn", "2", "predict", payload
+    )
+    assert PredictionCache.key("churn", "1", "predict", payload) != PredictionCache.key("wine", "1", "predict", payload)
 
 
 def test_a_cache_outage_does_not_fail_requests(trained: Driftloop) -> None:

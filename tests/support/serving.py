@@ -37,7 +37,8 @@ class MovingSource:
     ``fetched`` lists every version the server downloaded.
     """
 
-    def __init__(self, bundles: dict[str, Path], current: str | None = None) -> None:
+    def __init__(self, bundles: dict[str, Path], current: str | None = None, name: str = "churn") -> None:
+        self.name = name
         self.bundles = bundles
         self.current = current
         self.failure: Exception | None = None

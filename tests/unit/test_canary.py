@@ -23,11 +23,11 @@ def serve(
 ) -> None:
     """What the server records per request: one latency each; the first ``errors`` of them failed (``reason``)."""
     for index, seconds in enumerate(latencies):
-        metrics.request_timer(endpoint).observe(seconds)
+        metrics.request_timer("churn", endpoint).observe(seconds)
         if index < errors:
-            metrics.count_error(endpoint, reason)
+            metrics.count_error("churn", endpoint, reason)
         else:
-            metrics.count_predictions("7", "No")
+            metrics.count_predictions("churn", "7", "No")
 
 
 def scrape(metrics: ServingMetrics, at: float):  # noqa: ANN201 (a Scrape)

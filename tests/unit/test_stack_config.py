@@ -257,11 +257,12 @@ def test_prometheus_start_script_renders_the_stacks_ports(tmp_path: Path) -> Non
 def exported_metrics() -> set[str]:
     """Every sample name the model server exports, with each labelled metric given one child."""
     metrics = ServingMetrics()
-    metrics.count_predictions("1", "yes")
-    metrics.count_error("predict", "invalid_input")
-    metrics.request_timer("predict").observe(0.001)
+    metrics.count_predictions("churn", "1", "yes")
+    metrics.count_error("churn", "predict", "invalid_input")
+    metrics.request_timer("churn", "predict").observe(0.001)
+    metrics.model_timer("churn").observe(0.0001)
     metrics.set_model("churn", "1", "abc")
-    metrics.reloads.labels("ok").inc()
+    metrics.reloads.labels("churn", "ok").inc()
     metrics.cache.labels("hit").inc()
     text = metrics.render().decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
@@ -305,8 +306,8 @@ def test_grafana_dashboard_queries_metrics_the_server_exports(exported_metrics: 
         "driftloop_request_latency_seconds_count",  # requests
         "histogram_quantile(0.5,",
         "histogram_quantile(0.99,",
-        "by (endpoint, reason) (rate(driftloop_request_errors_total",
-        "by (model_version, label) (rate(driftloop_predictions_total",
+        "by (model, endpoint, reason) (rate(driftloop_request_errors_total",
+        "by (model, model_version, label) (rate(driftloop_predictions_total",
         "driftloop_model_info",
     ):
         assert required in joined

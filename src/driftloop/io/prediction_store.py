@@ -316,11 +316,15 @@ def event_rows(events: Sequence[Logged], *, sqlite: bool = False) -> list[tuple[
     """
     groups: dict[tuple[Any, ...], list[Logged]] = {}
     for event in events:
+        # By model and version too: models of one server may share feature names but not their outputs' width.
         if type(event) is PredictionRow:
             # By identity: the rows of one model share one layout, which the group keeps alive.
-            groups.setdefault((PredictionRow, id(event.layout)), []).append(event)
+            key = (PredictionRow, event.model_name, event.model_version, id(event.layout))
+            groups.setdefault(key, []).append(event)
         elif event.rows:
-            groups.setdefault((PredictionEvent, *event.features), []).append(event)
+            groups.setdefault((PredictionEvent, event.model_name, event.model_version, *event.features), []).append(
+                event
+            )
     return list(chain.from_iterable(_rows_of(group, sqlite) for group in groups.values()))
 
 

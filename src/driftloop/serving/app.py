@@ -1,5 +1,8 @@
 """The serving app: one FastAPI application speaking the tutorial's, MLflow's and the V2 inference protocols.
 
+One server serves one or more models, each following its own source. The unnamed routes (``/predict``,
+``/invocations``, ...) serve the default model; ``/models/{name}/...`` and ``/v2/models/{name}/...`` any of them.
+
 Run it with ``driftloop serve`` or ``uvicorn driftloop.serving.app:create_app --factory``. Handlers read the
 body themselves (orjson) and validate it with the model's ``FeatureParser`` instead of pydantic models: the
 request schema depends on the served model, and the hot path stays a few microseconds over onnxruntime.
@@ -9,7 +12,7 @@ This module holds the routes; ``server.py`` the path every prediction takes, ``e
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +37,8 @@ from driftloop.serving.endpoints import (
 from driftloop.serving.inputs import FeatureBatch, FeatureParser
 from driftloop.serving.model import ServingModel
 from driftloop.serving.openapi import install_openapi_examples, request_body
-from driftloop.serving.server import JSON, VERSION_HEADER_BYTES, Server, default_source
+from driftloop.serving.reloader import ModelEntry
+from driftloop.serving.server import JSON, VERSION_HEADER_BYTES, Server, default_sources
 from driftloop.serving.source import ModelSource
 from driftloop.settings import Settings, get_settings
 
@@ -43,10 +47,18 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type=JSON)
 
 
-def create_app(settings: Settings | None = None, source: ModelSource | None = None) -> FastAPI:
-    """The serving application; ``source`` defaults to the settings' registry alias or model directory."""
+def create_app(
+    settings: Settings | None = None,
+    source: ModelSource | None = None,
+    sources: Sequence[ModelSource] | None = None,
+) -> FastAPI:
+    """The serving application.
+
+    ``source`` serves one model; ``sources`` several (the first is the default). Neither: the settings' registry
+    aliases (``served_model_names``) or model directory.
+    """
     settings = settings or get_settings()
-    server = Server(settings, source or default_source(settings))
+    server = Server(settings, [source] if source is not None else sources or default_sources(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -58,20 +70,35 @@ def create_app(settings: Settings | None = None, source: ModelSource | None = No
 
     app = FastAPI(
         title="driftloop model server",
-        description="Serves the champion model (ONNX). Protocols: the tutorial's /predict, MLflow's /invocations, "
-        "and the Open Inference Protocol (KServe V2) under /v2.",
+        description="Serves champion models (ONNX). Protocols: the tutorial's /predict, MLflow's /invocations, "
+        "and the Open Inference Protocol (KServe V2) under /v2; /models/{name}/... for each model served.",
         version="1",
         lifespan=lifespan,
     )
     app.state.server = server
     _add_version_header(app, server)
-    _routes(app, server)
+    _health_routes(app, server)
+    _default_model_routes(app, server)
+    _named_model_routes(app, server)
+    _v2_routes(app, server)
     install_openapi_examples(app, server)
     return app
 
 
+NAMED = "/models/"
+
+
+def _route_entry(server: Server, path: str) -> ModelEntry | None:
+    """The model a request path addresses: ``/models/{name}/...`` names one, any other path the default."""
+    if path.startswith(NAMED):
+        return server.entry(path[len(NAMED) :].partition("/")[0])
+    if path.startswith("/v2/models/"):
+        return server.entry(path[len("/v2/models/") :].partition("/")[0])
+    return server.default
+
+
 def _add_version_header(app: FastAPI, server: Server) -> None:
-    """Every response, errors and /metrics included, names the model version that was being served.
+    """Every response, errors and /metrics included, names the version of the model the path addresses.
 
     Also the fast path: JSON requests to the prediction routes are answered here by ``Server.answer``, the
     same answers as the routes below (which document them in OpenAPI) without Starlette's request and
@@ -86,14 +113,24 @@ def _add_version_header(app: FastAPI, server: Server) -> None:
             if scope["type"] != "http":
                 await asgi(scope, receive, send)
                 return
+            path = scope["path"]
             if scope["method"] == "POST" and not scope.get("root_path"):
-                endpoint = FAST_PATHS.get(scope["path"])
-                if endpoint is not None and await server.answer(endpoint, scope, receive, send):
+                endpoint = FAST_PATHS.get(path)
+                entry: ModelEntry | None = server.default
+                if endpoint is None and path.startswith(NAMED):
+                    name, _, tail = path[len(NAMED) :].partition("/")
+                    endpoint, entry = FAST_PATHS.get("/" + tail), server.entry(name)
+                if (
+                    endpoint is not None
+                    and entry is not None
+                    and await server.answer(endpoint, entry, scope, receive, send)
+                ):
                     return
+            addressed = _route_entry(server, path)
 
             async def send_with_header(message: Any) -> None:
                 if message["type"] == "http.response.start":
-                    model = server.holder.model
+                    model = addressed.holder.model if addressed else None
                     version = model.version if model else "none"
                     message["headers"] = [*message.get("headers", []), (VERSION_HEADER_BYTES, version.encode())]
                 await send(message)
@@ -105,40 +142,105 @@ def _add_version_header(app: FastAPI, server: Server) -> None:
     app.build_middleware_stack = build  # type: ignore[method-assign]
 
 
-def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place lists every endpoint)
+def _health_routes(app: FastAPI, server: Server) -> None:
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus metrics, labelled by model."""
+        return Response(server.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/models", tags=["models"])
+    async def list_models() -> Response:
+        """Every model this server serves (the first is the default, on the unnamed routes), and its state."""
+        return _json(
+            {
+                "default": server.default.name,
+                "models": [
+                    {
+                        "name": entry.name,
+                        "version": entry.holder.model.version if entry.holder.model else None,
+                        "ready": entry.holder.model is not None,
+                        **({} if entry.holder.model else {"reason": entry.not_ready_reason()}),
+                    }
+                    for entry in server.models.values()
+                ],
+            }
+        )
+
+
+def _ready(entry: ModelEntry) -> Response:
+    model = entry.holder.model
+    if model is None:
+        return _json({"status": "not ready", "reason": entry.not_ready_reason()}, 503)
+    return _json({"status": "ready", "model_version": model.version})
+
+
+def _model_info(entry: ModelEntry) -> Response:
+    model = entry.holder.model
+    failure = entry.holder.last_failure
+    content: dict[str, Any] = {
+        **(model.info.as_dict() if model else {"name": entry.name, "version": None}),
+        "loaded_at": _iso(model.loaded_at) if model else None,
+        "served_graph": model.graph if model else None,
+        "served_graph_sha256": model.graph_sha256 if model else None,
+        "last_reload_failure": None
+        if failure is None
+        else {"version": failure.version, "error": failure.error, "at": _iso(failure.at)},
+    }
+    return _json(content, 200 if model else 503)
+
+
+async def _invocations(server: Server, request: Request, entry: ModelEntry) -> Response:
+    """MLflow's scoring protocol: JSON (the fast path's, when it came through a proxy's root_path) or CSV."""
+    content_type = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
+    if content_type == "text/csv":
+        try:
+            text = (await server.read_body(request)).decode("utf-8")
+        except (InputError, UnicodeDecodeError) as error:
+            reason = error if isinstance(error, InputError) else InputError(400, "malformed_csv", str(error))
+            server.metrics.count_error(entry.name, "invocations", reason.reason)
+            return _json(protocols.mlflow_error(reason), reason.status)
+        return await server.serve(request, INVOCATIONS_CSV, text=text, entry=entry)
+    if content_type != JSON:
+        unsupported = InputError(
+            415, "unsupported", f"content type {content_type!r}: send application/json or text/csv"
+        )
+        server.metrics.count_error(entry.name, "invocations", unsupported.reason)
+        return _json(protocols.mlflow_error(unsupported), unsupported.status)
+    return await server.serve(request, INVOCATIONS, entry=entry)
+
+
+async def _feedback(server: Server, request: Request, entry: ModelEntry) -> Response:
+    model = entry.holder.model
+    try:
+        if server.store is None:
+            raise InputError(409, "prediction_log_off", "feedback needs the prediction log (DRIFTLOOP_PREDICTION_LOG)")
+        items = protocols.parse_feedback(
+            server.decode_json(await server.read_body(request)), model.task if model else None
+        )
+        written = await run_in_threadpool(server.store.write_feedback, entry.name, items)
+    except InputError as error:
+        server.metrics.count_error(entry.name, "feedback", error.reason)
+        return _json(error_detail(error), error.status)
+    return _json({"accepted": written}, 202)
+
+
+def _default_model_routes(app: FastAPI, server: Server) -> None:
+    """The unnamed routes: the tutorial's and MLflow's protocols for the default model."""
+
     @app.get("/ready", tags=["health"], responses={503: {"description": "no model has passed its self-check"}})
     async def ready() -> Response:
-        """Readiness: a model is loaded and passed its self-check."""
-        model = server.holder.model
-        if model is None:
-            return _json({"status": "not ready", "reason": server.not_ready_reason()}, 503)
-        return _json({"status": "ready", "model_version": model.version})
+        """Readiness: the default model is loaded and passed its self-check."""
+        return _ready(server.default)
 
     @app.get("/model", tags=["model"])
     async def model_info() -> Response:
-        """Identity and lineage of the served version, and the last refused version if any."""
-        model = server.holder.model
-        failure = server.holder.last_failure
-        content: dict[str, Any] = {
-            **(model.info.as_dict() if model else {"name": server.settings.model_name, "version": None}),
-            "loaded_at": _iso(model.loaded_at) if model else None,
-            "served_graph": model.graph if model else None,
-            "served_graph_sha256": model.graph_sha256 if model else None,
-            "last_reload_failure": None
-            if failure is None
-            else {"version": failure.version, "error": failure.error, "at": _iso(failure.at)},
-        }
-        return _json(content, 200 if model else 503)
-
-    @app.get("/metrics", tags=["model"])
-    async def metrics() -> Response:
-        """Prometheus metrics."""
-        return Response(server.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        """Identity and lineage of the default model's served version, and its last refused version if any."""
+        return _model_info(server.default)
 
     @app.post("/predict", tags=["predict"], openapi_extra=request_body("predict"))
     async def predict(request: Request) -> Response:
@@ -153,22 +255,7 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
     @app.post("/invocations", tags=["mlflow"], openapi_extra=request_body("invocations", csv=True))
     async def invocations(request: Request) -> Response:
         """MLflow's scoring protocol: dataframe_split, dataframe_records, instances, inputs (JSON), or CSV."""
-        content_type = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
-        if content_type == "text/csv":
-            try:
-                text = (await server.read_body(request)).decode("utf-8")
-            except (InputError, UnicodeDecodeError) as error:
-                reason = error if isinstance(error, InputError) else InputError(400, "malformed_csv", str(error))
-                server.metrics.count_error("invocations", reason.reason)
-                return _json(protocols.mlflow_error(reason), reason.status)
-            return await server.serve(request, INVOCATIONS_CSV, text=text)
-        if content_type != JSON:
-            unsupported = InputError(
-                415, "unsupported", f"content type {content_type!r}: send application/json or text/csv"
-            )
-            server.metrics.count_error("invocations", unsupported.reason)
-            return _json(protocols.mlflow_error(unsupported), unsupported.status)
-        return await server.serve(request, INVOCATIONS)
+        return await _invocations(server, request, server.default)
 
     @app.post("/feedback", tags=["predict"], status_code=202, openapi_extra=request_body("feedback"))
     async def give_feedback(request: Request) -> Response:
@@ -177,21 +264,56 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
         `{"request_id": "...", "label": "Yes"}`, or `{"items": [{"request_id": "...", "row": 0, "label": "No"}]}`;
         a regressor's label is a number (`{"request_id": "...", "label": 151.0}`).
         """
-        model = server.holder.model
-        try:
-            if server.store is None:
-                raise InputError(
-                    409, "prediction_log_off", "feedback needs the prediction log (DRIFTLOOP_PREDICTION_LOG)"
-                )
-            items = protocols.parse_feedback(
-                server.decode_json(await server.read_body(request)), model.task if model else None
-            )
-            written = await run_in_threadpool(server.store.write_feedback, server.settings.model_name, items)
-        except InputError as error:
-            server.metrics.count_error("feedback", error.reason)
-            return _json(error_detail(error), error.status)
-        return _json({"accepted": written}, 202)
+        return await _feedback(server, request, server.default)
 
+
+def _named_model_routes(app: FastAPI, server: Server) -> None:
+    """``/models/{name}/...``: the same protocols for any model the server serves; 404 for any other name."""
+
+    def unknown(name: str, shape: Callable[[InputError], Any] = error_detail) -> Response:
+        error = server.unknown_model(name)
+        return _json(shape(error), error.status)
+
+    @app.get("/models/{name}", tags=["models"])
+    async def named_model_info(name: str) -> Response:
+        """Identity and lineage of the model's served version, and its last refused version if any."""
+        entry = server.entry(name)
+        return unknown(name) if entry is None else _model_info(entry)
+
+    @app.get("/models/{name}/ready", tags=["models"])
+    async def named_ready(name: str) -> Response:
+        """Readiness of one model: loaded and passed its self-check."""
+        entry = server.entry(name)
+        return unknown(name) if entry is None else _ready(entry)
+
+    @app.post("/models/{name}/predict", tags=["models"], openapi_extra=request_body("predict"))
+    async def named_predict(name: str, request: Request) -> Response:
+        """`/predict` for the named model."""
+        entry = server.entry(name)
+        return unknown(name) if entry is None else await server.serve(request, PREDICT, entry=entry)
+
+    @app.post("/models/{name}/predict/batch", tags=["models"], openapi_extra=request_body("batch"))
+    async def named_predict_batch(name: str, request: Request) -> Response:
+        """`/predict/batch` for the named model."""
+        entry = server.entry(name)
+        return unknown(name) if entry is None else await server.serve(request, PREDICT_BATCH, entry=entry)
+
+    @app.post("/models/{name}/invocations", tags=["models"], openapi_extra=request_body("invocations", csv=True))
+    async def named_invocations(name: str, request: Request) -> Response:
+        """`/invocations` (MLflow's scoring protocol) for the named model."""
+        entry = server.entry(name)
+        if entry is None:
+            return unknown(name, protocols.mlflow_error)
+        return await _invocations(server, request, entry)
+
+    @app.post("/models/{name}/feedback", tags=["models"], status_code=202, openapi_extra=request_body("feedback"))
+    async def named_feedback(name: str, request: Request) -> Response:
+        """`/feedback` for the named model's predictions."""
+        entry = server.entry(name)
+        return unknown(name) if entry is None else await _feedback(server, request, entry)
+
+
+def _v2_routes(app: FastAPI, server: Server) -> None:
     @app.get("/v2", tags=["v2"])
     async def v2_server() -> dict[str, Any]:
         """V2 server metadata."""
@@ -203,7 +325,9 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
 
     @app.get("/v2/health/ready", tags=["v2"])
     async def v2_ready() -> Response:
-        return _json({"ready": server.holder.model is not None}, 200 if server.holder.model else 503)
+        """Ready when the default model is (each model's own readiness: /v2/models/{name}/ready)."""
+        ready = server.default.holder.model is not None
+        return _json({"ready": ready}, 200 if ready else 503)
 
     @app.get("/v2/models/{name}", tags=["v2"])
     async def v2_metadata(name: str) -> Response:
@@ -220,12 +344,13 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
     @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=request_body("v2_infer"))
     async def v2_infer(name: str, request: Request) -> Response:
         """Open Inference Protocol inference (JSON tensors; the binary extension is not supported)."""
+        entry = server.entry(name)
         model = _v2_model(server, name)
-        if isinstance(model, Response):
-            return model
+        if isinstance(model, Response) or entry is None:
+            return model if isinstance(model, Response) else _json(protocols.v2_error("unknown model"), 404)
         if protocols.V2_BINARY_HEADER in request.headers:
             error = InputError(400, "unsupported", "binary tensor data is not supported; use binary_data=False")
-            server.metrics.count_error("v2_infer", error.reason)
+            server.metrics.count_error(entry.name, "v2_infer", error.reason)
             return _json(protocols.v2_error(error.message), error.status)
         # What the request asked for, captured while parsing for use when responding.
         requested: list[list[str] | None] = [None]
@@ -242,15 +367,16 @@ def _routes(app: FastAPI, server: Server) -> None:  # noqa: C901 (one place list
                 served.info.name, served.version, labels, proba, requested[0], body_id[0]
             )
 
-        return await server.serve(request, Endpoint("v2_infer", parse, respond, v2_error))
+        return await server.serve(request, Endpoint("v2_infer", parse, respond, v2_error), entry=entry)
 
 
 def _v2_model(server: Server, name: str) -> ServingModel | Response:
-    model = server.holder.model
+    entry = server.entry(name)
+    if entry is None:
+        return _json(protocols.v2_error(server.unknown_model(name).message), 404)
+    model = entry.holder.model
     if model is None:
-        return _json(protocols.v2_error(server.not_ready_reason()), 503)
-    if name != model.info.name:
-        return _json(protocols.v2_error(f"unknown model {name!r}; this server serves {model.info.name!r}"), 404)
+        return _json(protocols.v2_error(entry.not_ready_reason()), 503)
     return model
 
 

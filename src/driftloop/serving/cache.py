@@ -23,9 +23,9 @@ class PredictionCache:
         self._ttl = ttl_seconds
 
     @staticmethod
-    def key(version: str, endpoint: str, body: bytes) -> str:
+    def key(model: str, version: str, endpoint: str, body: bytes) -> str:
         digest = hashlib.blake2b(body, digest_size=16).hexdigest()
-        return f"driftloop:prediction:{version}:{endpoint}:{digest}"
+        return f"driftloop:prediction:{model}:{version}:{endpoint}:{digest}"
 
     async def get(self, key: str) -> Outputs | None:
         """The outputs stored under ``key``: a classifier's labels and probabilities, or a regressor's values."""

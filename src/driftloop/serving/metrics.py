@@ -1,4 +1,8 @@
-"""Prometheus metrics of one server instance (its own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one server instance (its own registry, so several apps can live in one process).
+
+Every series a request touches is labelled by ``model``: one server serves several models. A request for a model
+the server does not serve is counted under ``UNKNOWN_MODEL``, so a URL cannot mint new series.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,11 @@ _REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 
 
 REGRESSION_LABEL = "value"
+UNKNOWN_MODEL = "(unknown)"
 
 
 class PredictedValues(Collector):
-    """A regressor's predicted values as a histogram per model version, on the version's own bucket edges.
+    """A regressor's predicted values as a histogram per model and version, on the version's own bucket edges.
 
     A fixed set of buckets cannot fit every target's scale, and prometheus_client fixes a Histogram's buckets
     for every label, so this collector keeps one ``(edges, counts, sum)`` per version; a batch is one
@@ -45,13 +50,13 @@ class PredictedValues(Collector):
     name = "driftloop_predicted_value"
 
     def __init__(self) -> None:
-        self._versions: dict[str, tuple[np.ndarray, np.ndarray, list[float]]] = {}
+        self._versions: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, list[float]]] = {}
 
-    def observe(self, version: str, edges: Sequence[float], values: np.ndarray) -> None:
-        state = self._versions.get(version)
+    def observe(self, model: str, version: str, edges: Sequence[float], values: np.ndarray) -> None:
+        state = self._versions.get((model, version))
         if state is None:
             bounds = np.asarray(edges, dtype=np.float64)
-            state = self._versions[version] = (bounds, np.zeros(bounds.size + 1, dtype=np.int64), [0.0])
+            state = self._versions[model, version] = (bounds, np.zeros(bounds.size + 1, dtype=np.int64), [0.0])
         bounds, counts, total = state
         finite = values[np.isfinite(values)]
         # Prometheus buckets are "≤ edge": searchsorted(side="left") puts a value equal to an edge in that bucket.
@@ -59,12 +64,14 @@ class PredictedValues(Collector):
         total[0] += float(finite.sum())
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
-        family = HistogramMetricFamily(self.name, "Predicted values by model version", labels=["model_version"])
-        for version, (bounds, counts, total) in self._versions.items():
+        family = HistogramMetricFamily(
+            self.name, "Predicted values by model and version", labels=["model", "model_version"]
+        )
+        for (model, version), (bounds, counts, total) in self._versions.items():
             cumulative = np.cumsum(counts).tolist()
             buckets = [(f"{edge:.6g}", float(count)) for edge, count in zip(bounds.tolist(), cumulative, strict=False)]
             buckets.append(("+Inf", float(cumulative[-1])))
-            family.add_metric([version], buckets, total[0])
+            family.add_metric([model, version], buckets, total[0])
         yield family
 
 
@@ -76,29 +83,35 @@ class ServingMetrics:
         r = self.registry
         self.predictions = Counter(
             "driftloop_predictions",
-            "Predicted rows by model version and class (a regressor's: 'value')",
-            ["model_version", "label"],
+            "Predicted rows by model, version and class (a regressor's: 'value')",
+            ["model", "model_version", "label"],
             registry=r,
         )
         self.model_latency = Histogram(
-            "driftloop_model_latency_seconds", "onnxruntime time per request", buckets=_MODEL_BUCKETS, registry=r
+            "driftloop_model_latency_seconds",
+            "onnxruntime time per request, by model",
+            ["model"],
+            buckets=_MODEL_BUCKETS,
+            registry=r,
         )
         self.request_latency = Histogram(
             "driftloop_request_latency_seconds",
-            "Time in the handler per request, by endpoint",
-            ["endpoint"],
+            "Time in the handler per request, by model and endpoint",
+            ["model", "endpoint"],
             buckets=_REQUEST_BUCKETS,
             registry=r,
         )
         self.errors = Counter(
-            "driftloop_request_errors", "Rejected or failed requests by endpoint and reason", ["endpoint", "reason"],
-            registry=r,
+            "driftloop_request_errors", "Rejected or failed requests by model, endpoint and reason",
+            ["model", "endpoint", "reason"], registry=r,
         )  # fmt: skip
         self.model_info = Gauge(
-            "driftloop_model_info", "1 for the model version being served", ["name", "version", "onnx_sha256"],
+            "driftloop_model_info", "1 for each model version being served", ["name", "version", "onnx_sha256"],
             registry=r,
         )  # fmt: skip
-        self.reloads = Counter("driftloop_model_reloads", "Model swaps by result", ["result"], registry=r)
+        self.reloads = Counter(
+            "driftloop_model_reloads", "Model swaps by model and result", ["model", "result"], registry=r
+        )
         self.log_dropped = Counter(
             "driftloop_prediction_log_dropped_rows", "Predictions not logged (queue full or store error)", registry=r
         )
@@ -110,32 +123,44 @@ class ServingMetrics:
         self.values = PredictedValues()
         r.register(self.values)
         self._children: dict[tuple[str, ...], MetricWrapperBase] = {}
+        self._info: dict[str, tuple[str, str, str]] = {}  # model → the labels of its model_info series
 
-    def request_timer(self, endpoint: str) -> Histogram:
-        key = ("request", endpoint)
+    def request_timer(self, model: str, endpoint: str) -> Histogram:
+        key = ("request", model, endpoint)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = self.request_latency.labels(endpoint)
+            child = self._children[key] = self.request_latency.labels(model, endpoint)
         return child  # type: ignore[return-value]
 
-    def count_predictions(self, version: str, label: str, rows: int = 1) -> None:
-        key = ("pred", version, label)
+    def model_timer(self, model: str) -> Histogram:
+        key = ("model", model)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = self.predictions.labels(version, label)
+            child = self._children[key] = self.model_latency.labels(model)
+        return child  # type: ignore[return-value]
+
+    def count_predictions(self, model: str, version: str, label: str, rows: int = 1) -> None:
+        key = ("pred", model, version, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.predictions.labels(model, version, label)
         child.inc(rows)  # type: ignore[attr-defined]
 
-    def count_values(self, version: str, edges: Sequence[float], values: np.ndarray) -> None:
+    def count_values(self, model: str, version: str, edges: Sequence[float], values: np.ndarray) -> None:
         """A regressor's predictions: counted as rows (label ``value``) and put in its histogram."""
-        self.count_predictions(version, REGRESSION_LABEL, int(values.size))
-        self.values.observe(version, edges, values)
+        self.count_predictions(model, version, REGRESSION_LABEL, int(values.size))
+        self.values.observe(model, version, edges, values)
 
-    def count_error(self, endpoint: str, reason: str) -> None:
-        self.errors.labels(endpoint, reason).inc()
+    def count_error(self, model: str, endpoint: str, reason: str) -> None:
+        self.errors.labels(model, endpoint, reason).inc()
 
     def set_model(self, name: str, version: str, onnx_sha256: str | None) -> None:
-        self.model_info.clear()
-        self.model_info.labels(name, version, onnx_sha256 or "").set(1)
+        """``name`` now serves ``version``: its old model_info series goes, the other models' stay."""
+        old = self._info.get(name)
+        if old is not None:
+            self.model_info.remove(*old)
+        self._info[name] = labels = (name, version, onnx_sha256 or "")
+        self.model_info.labels(*labels).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

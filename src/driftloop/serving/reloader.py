@@ -79,11 +79,11 @@ class ModelHolder:
 class ModelWatcher:
     """A daemon thread calling ``holder.refresh()`` every ``interval`` seconds until stopped."""
 
-    def __init__(self, holder: ModelHolder, interval: float) -> None:
+    def __init__(self, holder: ModelHolder, interval: float, name: str = "model") -> None:
         self._holder = holder
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="driftloop-model-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"driftloop-watcher-{name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -95,3 +95,30 @@ class ModelWatcher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+class ModelEntry:
+    """One model a server serves: its name, the holder following its source, and the watcher refreshing it.
+
+    Each model loads, self-checks and swaps on its own: one that fails to load leaves the others serving.
+    """
+
+    def __init__(
+        self,
+        source: ModelSource,
+        max_rows: int,
+        unknown_categories: str,
+        reload_interval: float,
+        on_reload: Callable[[str, ServingModel | None, str | None], None] | None = None,
+    ) -> None:
+        self.name = source.name
+        self.holder = ModelHolder(source, max_rows, unknown_categories, on_reload)
+        self.watcher = ModelWatcher(self.holder, reload_interval, self.name)
+
+    def not_ready_reason(self) -> str:
+        holder = self.holder
+        if holder.last_failure is not None:
+            return f"no model is serving: version {holder.last_failure.version} failed: {holder.last_failure.error}"
+        if holder.last_check_error is not None:
+            return f"no model yet: cannot read the model source: {holder.last_check_error}"
+        return f"no model yet: model {self.name!r} has no champion (run `driftloop train`)"

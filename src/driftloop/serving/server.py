@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,10 @@ from driftloop.io.prediction_store import PredictionEvent, PredictionRow, SqlPre
 from driftloop.serving.cache import PredictionCache
 from driftloop.serving.endpoints import INVOCATIONS, Endpoint
 from driftloop.serving.inputs import FeatureBatch
-from driftloop.serving.metrics import ServingMetrics
+from driftloop.serving.metrics import UNKNOWN_MODEL, ServingMetrics
 from driftloop.serving.model import ServingModel
 from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
-from driftloop.serving.reloader import ModelHolder, ModelWatcher
+from driftloop.serving.reloader import ModelEntry
 from driftloop.serving.source import FileModelSource, ModelSource, RegistryModelSource
 from driftloop.settings import Settings
 
@@ -60,22 +61,40 @@ def _start(status: int, body: bytes, content_type: bytes, version: bytes, reques
     return {"type": "http.response.start", "status": status, "headers": headers}
 
 
-def default_source(settings: Settings) -> ModelSource:
+def default_sources(settings: Settings) -> list[ModelSource]:
+    """The models the settings name: one bundle directory (file mode), or each served name's champion alias."""
     if settings.model_source == "file":
         if settings.model_dir is None:
             raise ValueError("DRIFTLOOP_MODEL_SOURCE=file needs DRIFTLOOP_MODEL_DIR (a model bundle directory)")
-        return FileModelSource(settings.model_dir)
-    return RegistryModelSource(settings.model_name, settings.tracking_uri, settings.home / "serving-cache")
+        return [FileModelSource(settings.model_dir)]
+    cache = settings.home / "serving-cache"
+    return [RegistryModelSource(name, settings.tracking_uri, cache / name) for name in settings.served_model_names]
 
 
 class Server:
-    """The state one app instance owns: the model holder, metrics, the prediction logger."""
+    """The state one app instance owns: the models it serves, metrics, the prediction logger.
 
-    def __init__(self, settings: Settings, source: ModelSource) -> None:
+    Models are kept by name; the first is the default, served on the unnamed routes.
+    """
+
+    def __init__(self, settings: Settings, sources: Sequence[ModelSource]) -> None:
+        if not sources:
+            raise ValueError("a server needs at least one model source")
         self.settings = settings
         self.metrics = ServingMetrics()
-        self.holder = ModelHolder(source, settings.max_batch_rows, settings.unknown_categories, self._reloaded)
-        self.watcher = ModelWatcher(self.holder, settings.reload_interval)
+        self.models: dict[str, ModelEntry] = {}
+        for source in sources:
+            if source.name in self.models:
+                raise ValueError(f"model {source.name!r} is listed twice")
+            self.models[source.name] = ModelEntry(
+                source,
+                settings.max_batch_rows,
+                settings.unknown_categories,
+                settings.reload_interval,
+                partial(self._reloaded, source.name),
+            )
+        self.default = next(iter(self.models.values()))
+        self.holder = self.default.holder  # the unnamed routes' model
         self.logger: PredictionLogger | NullPredictionLogger = NullPredictionLogger()
         self.store: SqlPredictionStore | None = None
         self.cache = PredictionCache(settings.redis_url, settings.cache_ttl_seconds) if settings.redis_url else None
@@ -83,10 +102,10 @@ class Server:
         self._boot = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
 
-    def _reloaded(self, result: str, model: ServingModel | None, error: str | None) -> None:
-        self.metrics.reloads.labels(result).inc()
+    def _reloaded(self, name: str, result: str, model: ServingModel | None, error: str | None) -> None:
+        self.metrics.reloads.labels(name, result).inc()
         if model is not None:
-            self.metrics.set_model(model.info.name, model.version, model.info.onnx_sha256)
+            self.metrics.set_model(name, model.version, model.info.onnx_sha256)
 
     def start(self) -> None:
         if self.settings.prediction_log:
@@ -102,15 +121,18 @@ class Server:
                 on_error=lambda error: log.error("prediction log write failed: %s", error),
             )
         self.metrics.log_pending.set_function(lambda: self.logger.pending)
-        self.holder.refresh()
-        # Everything alive now (libraries, the model) lives as long as the process: keep it out of the
+        for entry in self.models.values():
+            entry.holder.refresh()  # never raises: a model that fails to load is reported, the others serve
+        # Everything alive now (libraries, the models) lives as long as the process: keep it out of the
         # collector's full passes, which otherwise walk a few hundred thousand objects and stall requests.
         gc.collect()
         gc.freeze()
-        self.watcher.start()
+        for entry in self.models.values():
+            entry.watcher.start()
 
     async def stop(self) -> None:
-        self.watcher.stop()
+        for entry in self.models.values():
+            entry.watcher.stop()
         self.logger.close()
         if self.cache is not None:
             await self.cache.close()
@@ -144,10 +166,16 @@ class Server:
     def new_request_id(self) -> str:
         return f"{self._boot}-{next(self._ids)}"
 
-    async def serve(self, request: Request, endpoint: Endpoint, text: str | None = None) -> Response:
-        """``handle`` for a Starlette request; ``text`` is a body already read as text (CSV)."""
+    async def serve(
+        self, request: Request, endpoint: Endpoint, text: str | None = None, entry: ModelEntry | None = None
+    ) -> Response:
+        """``handle`` for a Starlette request to ``entry`` (default: the default model).
+
+        ``text`` is a body already read as text (CSV).
+        """
         started = time.perf_counter()
-        model = self.holder.model
+        entry = entry or self.default
+        model = entry.holder.model
         incoming = request.headers.get(REQUEST_ID_HEADER)
         request_id = incoming if incoming and len(incoming) <= MAX_REQUEST_ID else self.new_request_id()
         raw: bytes | InputError = b""
@@ -158,12 +186,13 @@ class Server:
                 raw = await self.read_body(request)
             except InputError as error:
                 raw = error
-        status, body = await self.handle(endpoint, model, raw, request_id, started, text)
+        status, body = await self.handle(endpoint, entry, model, raw, request_id, started, text)
         return Response(body, status, {REQUEST_ID_HEADER: request_id}, media_type=JSON)
 
     async def handle(
         self,
         endpoint: Endpoint,
+        entry: ModelEntry,
         model: ServingModel | None,
         raw: bytes | InputError,
         request_id: str,
@@ -185,31 +214,31 @@ class Server:
             if self.cache is None:
                 began = time.perf_counter()
                 labels, proba = model.predict(batch)
-                self.metrics.model_latency.observe(time.perf_counter() - began)
+                self.metrics.model_timer(entry.name).observe(time.perf_counter() - began)
             else:
-                labels, proba = await self.predict(model, batch, endpoint.name, raw)
-            names = self._count(model, labels)
+                labels, proba = await self.predict(entry.name, model, batch, endpoint.name, raw)
+            names = self._count(entry.name, model, labels)
             if self.logger.enabled:
                 scores = proba if proba is not None else labels.reshape(-1, 1)
                 self.logger.submit(self._logged(model, batch, request_id, names, scores))
             status, content = 200, endpoint.respond(labels, proba, model)
         except InputError as error:
-            self.metrics.count_error(endpoint.name, error.reason)
+            self.metrics.count_error(entry.name, endpoint.name, error.reason)
             status = endpoint.invalid_status if error.status == 422 else error.status
             content = endpoint.error_body(error)
         except ModelNotReady:
-            self.metrics.count_error(endpoint.name, "not_ready")
-            status, content = 503, endpoint.error_body(InputError(503, "not_ready", self.not_ready_reason()))
+            self.metrics.count_error(entry.name, endpoint.name, "not_ready")
+            status, content = 503, endpoint.error_body(InputError(503, "not_ready", entry.not_ready_reason()))
         except Exception:
             # A bug, never bad input: counted (the canary's error rate must see it), then a 500 from the caller.
-            self.metrics.count_error(endpoint.name, "internal")
-            self.metrics.request_timer(endpoint.name).observe(time.perf_counter() - started)
+            self.metrics.count_error(entry.name, endpoint.name, "internal")
+            self.metrics.request_timer(entry.name, endpoint.name).observe(time.perf_counter() - started)
             raise
         body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-        self.metrics.request_timer(endpoint.name).observe(time.perf_counter() - started)
+        self.metrics.request_timer(entry.name, endpoint.name).observe(time.perf_counter() - started)
         return status, body
 
-    async def answer(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def answer(self, endpoint: Endpoint, entry: ModelEntry, scope: Scope, receive: Receive, send: Send) -> bool:
         """The ASGI fast path: ``handle`` a JSON request straight from ASGI messages, skipping Starlette.
 
         The same status, body and headers as the FastAPI route. False, with nothing read or sent, for a
@@ -230,7 +259,7 @@ class Server:
             and content_type.decode("latin-1").split(";")[0].strip().lower() != JSON
         ):
             return False
-        model = self.holder.model
+        model = entry.holder.model
         raw: bytes | InputError = b""
         if model is not None:
             read = await self.receive_body(receive, None if declared is None else declared.decode("latin-1"))
@@ -240,7 +269,7 @@ class Server:
         rid = request_id.decode("latin-1") if request_id else self.new_request_id()
         version = b"none" if model is None else model.version.encode()
         try:
-            status, body = await self.handle(endpoint, model, raw, rid, started)
+            status, body = await self.handle(endpoint, entry, model, raw, rid, started)
         except Exception:
             # What Starlette's ServerErrorMiddleware does: a plain 500, then the error for the server to log.
             await send(_start(500, _SERVER_ERROR, b"text/plain; charset=utf-8", version))
@@ -274,14 +303,14 @@ class Server:
             elif message["type"] == "http.disconnect":
                 return None
 
-    async def predict(self, model: ServingModel, batch: FeatureBatch, endpoint: str, raw: bytes) -> Outputs:
+    async def predict(self, name: str, model: ServingModel, batch: FeatureBatch, endpoint: str, raw: bytes) -> Outputs:
         key = None
         if self.cache is not None:
-            key = PredictionCache.key(model.version, endpoint, raw)
+            key = PredictionCache.key(name, model.version, endpoint, raw)
             try:
                 cached = await self.cache.get(key)
             except Exception as error:  # a cache outage must not fail a request: fall through to the model
-                self.metrics.count_error(endpoint, "cache_unavailable")
+                self.metrics.count_error(name, endpoint, "cache_unavailable")
                 log.warning("prediction cache unavailable: %s", error)
                 cached, key = None, None
             if key is not None:
@@ -290,7 +319,7 @@ class Server:
                 return cached
         started = time.perf_counter()
         labels, proba = model.predict(batch)
-        self.metrics.model_latency.observe(time.perf_counter() - started)
+        self.metrics.model_timer(name).observe(time.perf_counter() - started)
         if self.cache is not None and key is not None:
             try:
                 await self.cache.put(key, labels, proba)
@@ -333,27 +362,27 @@ class Server:
             probabilities=proba,
         )
 
-    def _count(self, model: ServingModel, labels: np.ndarray) -> Sequence[str] | np.ndarray:
+    def _count(self, name: str, model: ServingModel, labels: np.ndarray) -> Sequence[str] | np.ndarray:
         """Count predictions by class (a regressor's in its histogram); the class name (value, as text) of each row."""
         if not model.class_names:
-            self.metrics.count_values(model.version, model.value_buckets, labels)
+            self.metrics.count_values(name, model.version, model.value_buckets, labels)
             return [str(value) for value in labels.tolist()]
         if labels.shape[0] == 1:
-            name = model.class_names[int(labels[0])]
-            self.metrics.count_predictions(model.version, name)
-            return (name,)
+            label = model.class_names[int(labels[0])]
+            self.metrics.count_predictions(name, model.version, label)
+            return (label,)
         for index, rows in enumerate(np.bincount(labels, minlength=len(model.class_names))):
             if rows:
-                self.metrics.count_predictions(model.version, model.class_names[index], int(rows))
+                self.metrics.count_predictions(name, model.version, model.class_names[index], int(rows))
         names: np.ndarray = np.asarray(model.class_names, dtype=object)[labels]
         return names
 
-    def not_ready_reason(self) -> str:
-        holder = self.holder
-        if holder.last_failure is not None:
-            return f"no model is serving: version {holder.last_failure.version} failed: {holder.last_failure.error}"
-        if holder.last_check_error is not None:
-            return f"no model yet: cannot read the model source: {holder.last_check_error}"
-        if self.settings.model_source == "registry":
-            return f"no model yet: model {self.settings.model_name!r} has no champion (run `driftloop train`)"
-        return "no model loaded yet"
+    def entry(self, name: str) -> ModelEntry | None:
+        """The model served under ``name``, or None."""
+        return self.models.get(name)
+
+    def unknown_model(self, name: str) -> InputError:
+        """The 404 for a name this server does not serve, counted under one label whatever the name."""
+        self.metrics.count_error(UNKNOWN_MODEL, "route", "unknown_model")
+        served = ", ".join(repr(known) for known in self.models)
+        return InputError(404, "unknown_model", f"unknown model {name!r}; this server serves {served}")

@@ -15,6 +15,11 @@ _NO_CHAMPION = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 class ModelSource(Protocol):
+    @property
+    def name(self) -> str:
+        """The model's name: the server's routes and metrics call it so."""
+        ...
+
     def current_version(self) -> str | None:
         """The version that should be served now (None: nothing to serve yet)."""
         ...
@@ -30,6 +35,10 @@ class FileModelSource:
     def __init__(self, directory: Path) -> None:
         self._bundle = read_bundle(directory)
 
+    @property
+    def name(self) -> str:
+        return self._bundle.info.name
+
     def current_version(self) -> str | None:
         return self._bundle.info.version
 
@@ -38,7 +47,10 @@ class FileModelSource:
 
 
 class RegistryModelSource:
-    """Follows the ``champion`` alias of a registered model; bundles are cached under ``cache_dir/<version>``."""
+    """Follows the ``champion`` alias of a registered model; bundles are cached under ``cache_dir/<version>``.
+
+    Give each model its own ``cache_dir``: versions are numbered per model.
+    """
 
     def __init__(self, model_name: str, tracking_uri: str, cache_dir: Path) -> None:
         from mlflow import MlflowClient
@@ -49,6 +61,10 @@ class RegistryModelSource:
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._model_name = model_name
         self._cache_dir = cache_dir
+
+    @property
+    def name(self) -> str:
+        return self._model_name
 
     def current_version(self) -> str | None:
         """The champion's version, in one registry call.

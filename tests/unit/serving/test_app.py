@@ -491,7 +491,9 @@ def fast_and_routed(client: TestClient, app: FastAPI, path: str, chunks: list[by
     """The same request answered by ``Server.answer`` itself, by the app (fast path), and by the app's route."""
     server = server_of(app)
     assert client.portal is not None
-    handled, direct = client.portal.call(exchange, server.answer, http_scope(path, headers), chunks, FAST_PATHS[path])
+    handled, direct = client.portal.call(
+        exchange, server.answer, http_scope(path, headers), chunks, FAST_PATHS[path], server.default
+    )
     _, fast = client.portal.call(exchange, app, http_scope(path, headers), chunks)
     _, routed = client.portal.call(exchange, app, http_scope(path, headers, PROXY_ROOT), chunks)
     assert handled is True
@@ -604,7 +606,12 @@ def test_the_fast_path_leaves_csv_to_the_route(client: TestClient, app: FastAPI,
     assert client.portal is not None
 
     handled, nothing = client.portal.call(
-        exchange, server_of(app).answer, http_scope("/invocations", headers), [csv], FAST_PATHS["/invocations"]
+        exchange,
+        server_of(app).answer,
+        http_scope("/invocations", headers),
+        [csv],
+        FAST_PATHS["/invocations"],
+        server_of(app).default,
     )
     _, fast = client.portal.call(exchange, app, http_scope("/invocations", headers), [csv])
     _, routed = client.portal.call(exchange, app, http_scope("/invocations", headers, PROXY_ROOT), [csv])

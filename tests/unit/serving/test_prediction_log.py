@@ -112,6 +112,18 @@ def test_feature_added_by_a_newer_version_is_missing_in_older_rows(store: SqlPre
     np.testing.assert_array_equal(frame["score"].to_numpy(), [np.nan, np.nan, 0.5])
 
 
+def test_models_sharing_feature_names_but_not_outputs_are_written_in_one_batch(store: SqlPredictionStore) -> None:
+    """One server's models may read the same columns: a binary and a three-class model's rows in one write."""
+    binary = make_event(T0, "a", rows=2)
+    three = PredictionEvent(
+        T0 + 1, "a", "wine", "1", binary.features, ["low", "high"], np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    )
+    assert store.write([binary, three]) == 4
+    assert store.read_window("wine")["label"].tolist() == ["low", "high"]
+    np.testing.assert_allclose(store.read_window("wine")["probability"], [0.5, 0.6])
+    assert len(store.read_window("churn")) == 2
+
+
 def test_feature_missing_in_every_row_comes_back_as_float_nan(store: SqlPredictionStore) -> None:
     event = make_event(T0, "r", rows=2)
     blank = {**event.features, "contract": np.array([[""], [""]], dtype=object)}

@@ -19,7 +19,7 @@ from driftloop.serving.reloader import ModelHolder, ModelWatcher
 from tests.support.bundles import TrainedModel
 from tests.support.serving import MovingSource, wait_until
 
-WATCHER_THREAD = "driftloop-model-watcher"
+WATCHER_THREAD = "driftloop-watcher-model"  # ModelWatcher names its thread after its model ("model" unnamed)
 
 Reload = tuple[str, str | None, str | None]
 

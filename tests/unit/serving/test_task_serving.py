@@ -114,7 +114,7 @@ def test_metrics_count_classes_or_histogram_values(served: tuple[TestClient, Set
     client.post("/predict/batch", json={"instances": model.records(40, start=50)})
     text = client.get("/metrics").text
     if model.probabilities is None:
-        assert 'driftloop_predictions_total{label="value",model_version="1"}' in text
+        assert 'driftloop_predictions_total{label="value",model="regression",model_version="1"}' in text
         buckets = [line for line in text.splitlines() if line.startswith("driftloop_predicted_value_bucket")]
         assert buckets[-1].startswith('driftloop_predicted_value_bucket{le="+Inf"')
         assert float(buckets[-1].split()[-1]) >= 40  # every prediction so far (_count is left out below 0)
@@ -123,7 +123,11 @@ def test_metrics_count_classes_or_histogram_values(served: tuple[TestClient, Set
         assert cumulative == sorted(cumulative)
         assert 0 < cumulative[len(cumulative) // 2] < cumulative[-1]  # the values spread over the edges
     else:
-        counted = {c for c in CLASSES if f'driftloop_predictions_total{{label="{c}",model_version="1"}}' in text}
+        counted = {
+            c
+            for c in CLASSES
+            if f'driftloop_predictions_total{{label="{c}",model="multiclass",model_version="1"}}' in text
+        }
         assert len(counted) >= 2
 
 
