@@ -23,6 +23,7 @@ from driftloop.errors import DriftloopError
 from driftloop.settings import RolloutStrategy, Settings, get_settings
 
 if TYPE_CHECKING:
+    from driftloop.core.project import ProjectModel
     from driftloop.core.schema import DatasetSchema
     from driftloop.core.task import Task
     from driftloop.io.datasets import Source
@@ -51,6 +52,30 @@ def _options(
 ) -> None:
     global _show_tracebacks
     _show_tracebacks = debug
+
+
+MODEL_NAME_HELP = "The registered model [default: DRIFTLOOP_MODEL_NAME, else churn]"
+ModelNameOption = Annotated[str | None, typer.Option("--model-name", help=MODEL_NAME_HELP)]
+
+
+def _use_model(name: str | None, project_default: bool = True) -> Settings:
+    """The settings, for model ``name`` when given.
+
+    Else, with ``project_default``, a project file and no DRIFTLOOP_MODEL_NAME: for the project's first model. The
+    name is set in this process's environment, so the flows and clients started from it use the same model.
+    """
+    settings = get_settings()
+    unnamed = name is None and "model_name" not in settings.model_fields_set
+    if unnamed and project_default and settings.project_file.is_file():
+        from driftloop.io.project import load_project
+
+        name = load_project(settings.project_file).default.name
+    if name is not None:
+        if not lineage.MODEL_NAME.fullmatch(name):
+            raise _fail(f"--model-name {name!r}: a model name has only letters, digits, '_', '.' and '-'")
+        os.environ["DRIFTLOOP_MODEL_NAME"] = name
+        get_settings.cache_clear()
+    return get_settings()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -93,13 +118,26 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
+    project_model: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[NAME]",
+            help="A model of the project file (driftloop.yaml): its data, schema, estimator and gate; options "
+            "given here win",
+        ),
+    ] = None,
     data: Annotated[str | None, typer.Option(help=DATA_HELP)] = None,
     schema: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, resolve_path=True, help="The snapshot's schema file (YAML)"),
     ] = None,
     query: Annotated[str | None, typer.Option(help=QUERY_HELP)] = None,
-    model_name: Annotated[str | None, typer.Option(help="Registered model name [default: settings]")] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Registered model name [default: DRIFTLOOP_MODEL_NAME; with --schema, the schema's name; else churn]"
+        ),
+    ] = None,
     estimator: Annotated[
         str | None,
         typer.Option(
@@ -126,13 +164,30 @@ def train(
     min_roc_auc: Annotated[float | None, typer.Option(min=0.0, max=1.0, hidden=True)] = None,
     min_accuracy: Annotated[float | None, typer.Option(min=0.0, max=1.0, hidden=True)] = None,
     tolerance: Annotated[
-        float,
-        typer.Option(help="Allowed drop of the primary metric (ROC AUC, one-vs-rest ROC AUC, R²) vs champion"),
-    ] = 0.005,
+        float | None,
+        typer.Option(
+            help="Allowed drop of the primary metric (ROC AUC, one-vs-rest ROC AUC, R²) vs champion [default: 0.005]"
+        ),
+    ] = None,
 ) -> None:
-    """Run the training flow: validate, train, gate, export ONNX, register, maybe promote."""
+    """Run the training flow: validate, train, gate, export ONNX, register, maybe promote.
+
+    With NAME (or with neither NAME nor --data while a project file exists: its first model), the project file
+    says what to train; without a project file, --data and --schema do (default: the bundled churn data).
+    """
     settings = get_settings()
-    params = _parse_params(param)
+    declared = _declared_model(settings, project_model, data, schema)
+    if declared is not None:
+        if model_name is not None and model_name != declared.name:
+            raise _fail(f"model {declared.name!r} of the project file cannot be trained as --model-name {model_name}")
+        model_name = declared.name
+        if data is None:
+            data, query = declared.data, declared.query
+        schema = schema or Path(declared.schema_path)
+        if model is None and estimator is None and declared.estimator is not None:
+            model, estimator = (declared.estimator, None) if ":" in declared.estimator else (None, declared.estimator)
+        tolerance = declared.tolerance if tolerance is None else tolerance
+    params = {**(declared.params if declared else {}), **_parse_params(param)}
     # --min-roc-auc and --min-accuracy are the older spelling of two floors; --floor wins where both name one.
     older = {"roc_auc": min_roc_auc, "accuracy": min_accuracy}
     overrides = _parse_floors([f"{name}={value}" for name, value in older.items() if value is not None] + floor)
@@ -145,12 +200,12 @@ def train(
     if data is None and query:
         raise _fail("--query needs --data to be a database URL (dialect://user@host/db)")
     source = None if data is None else _source(data, query)
-    settings = get_settings()  # again: a password taken out of --data's URL is a setting now
-    task = _check_training_inputs(
-        settings, model_name or settings.model_name, source, schema, model or estimator, params
-    ).task
+    # Again: a password taken out of --data's URL is a setting now.
+    settings = _use_model(model_name, project_default=False)
+    dataset_schema, name = _check_training_inputs(settings, source, schema, model or estimator, params)
+    task = dataset_schema.task
     estimator = canonical_reference(model) if model else estimator or default_estimator(task)
-    floors = _task_floors(task, overrides)
+    floors = _task_floors(task, overrides, declared.floors if declared else None)
     _start_services(settings)
     _export_env(settings)
     from flows.train import train_model
@@ -160,13 +215,29 @@ def train(
         data_path=data_path,
         query=sql,
         schema_path=str(schema) if schema else None,
-        model_name=model_name,
+        model_name=name,
         estimator=estimator,
         params=params or None,
         floors=floors,
-        tolerance=tolerance,
+        tolerance=0.005 if tolerance is None else tolerance,
     )
     _print_outcome(settings, outcome)
+
+
+def _declared_model(settings: Settings, name: str | None, data: str | None, schema: Path | None) -> ProjectModel | None:
+    """The project file's model a `train` run is about: NAME's, or the first when neither NAME nor data is given."""
+    from driftloop.io.project import project_for
+
+    if name is None and (data is not None or schema is not None or not settings.project_file.is_file()):
+        return None
+    project = project_for(settings)
+    if name is None:
+        return project.default
+    declared = project.model(name)
+    if declared is None:
+        where = settings.project_file if settings.project_file.is_file() else "the default project (no driftloop.yaml)"
+        raise _fail(f"no model {name!r} in {where}: it declares {', '.join(project.names)}")
+    return declared
 
 
 DATA_HELP = (
@@ -226,13 +297,18 @@ def _parse_floors(pairs: list[str]) -> dict[str, float | None]:
     return overrides
 
 
-def _task_floors(task: Task, overrides: dict[str, float | None]) -> dict[str, float] | None:
-    """The task's default floors with ``overrides`` applied; None (the flow's defaults) when there are none."""
+def _task_floors(
+    task: Task, overrides: dict[str, float | None], declared: dict[str, float] | None = None
+) -> dict[str, float] | None:
+    """The gate's floors: ``declared`` (a project's), else the task's defaults, with ``overrides`` applied.
+
+    None (the flow's defaults) when there are neither declared floors nor overrides.
+    """
     from driftloop.core.gates import GatePolicy
 
-    if not overrides:
+    if not overrides and declared is None:
         return None
-    floors = task.default_floors
+    floors = dict(declared) if declared is not None else task.default_floors
     for metric, value in overrides.items():
         if value is None:
             floors.pop(metric, None)
@@ -245,15 +321,27 @@ def _task_floors(task: Task, overrides: dict[str, float | None]) -> dict[str, fl
     return floors
 
 
+def _model_name_for(settings: Settings, schema_path: Path, schema: DatasetSchema) -> str:
+    """The model a training run registers.
+
+    The name set (--model-name, DRIFTLOOP_MODEL_NAME) wins; otherwise a user's own schema names its model, and the
+    settings' own schema (the bundled churn data, by default) keeps the settings' default name.
+    """
+    if "model_name" in settings.model_fields_set or schema_path == settings.schema_path:
+        return settings.model_name
+    return schema.model_name
+
+
 def _check_training_inputs(
     settings: Settings,
-    model_name: str,
     data: Source | None,
     schema: Path | None,
     estimator: str | None,
     params: dict[str, Any],
-) -> DatasetSchema:
-    """The schema, the snapshot against it and the estimator, checked before any service starts; the schema.
+) -> tuple[DatasetSchema, str]:
+    """The schema, the snapshot against it and the estimator, checked before any service starts.
+
+    Returns the schema and the model's name (``_model_name_for``).
 
     The training flow checks them again (and records a rejected snapshot); this only makes a mistake cost
     seconds, not a Prefect and MLflow start.
@@ -276,6 +364,7 @@ def _check_training_inputs(
             "then pass --schema schema.yaml"
         )
     dataset_schema = load_schema(schema_path)
+    model_name = _model_name_for(settings, schema_path, dataset_schema)
     from driftloop.core.pipeline import check_columns, default_estimator
     from driftloop.io.user_model import resolve_estimator
 
@@ -296,7 +385,7 @@ def _check_training_inputs(
             problem = evolution_problem(registry.schema_of(str(champion.version)), dataset_schema)
             if problem is not None:
                 raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}")
-    return dataset_schema
+    return dataset_schema, model_name
 
 
 def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
@@ -351,9 +440,9 @@ def _registry(settings: Settings) -> Any:
 
 
 @app.command()
-def models() -> None:
+def models(model_name: ModelNameOption = None) -> None:
     """List model versions with their metrics, aliases and lineage."""
-    settings = get_settings()
+    settings = _use_model(model_name)
     registry = _registry(settings)
     versions = registry.versions()
     if not versions:
@@ -413,11 +502,12 @@ def _first_reason(reason: str, limit: int = 110) -> str:
 def promote(
     version: Annotated[str, typer.Argument(help="The model version to make champion")],
     reason: Annotated[str, typer.Option(help="Why: kept in the alias history")],
+    model_name: ModelNameOption = None,
 ) -> None:
     """Move the champion alias to VERSION (refused if its ONNX parity failed; allowed while pinned)."""
     from driftloop.io.provenance import local_actor
 
-    settings = get_settings()
+    settings = _use_model(model_name)
     _refuse_alias_only_moves(settings, f"driftloop rollout {version}")
     with _promotion_lock(settings):
         move = _registry(settings).promote(version, reason=reason, actor=local_actor("driftloop promote"))
@@ -427,11 +517,13 @@ def promote(
 
 
 @app.command()
-def rollback(reason: Annotated[str, typer.Option(help="Why: kept in the alias history")]) -> None:
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why: kept in the alias history")], model_name: ModelNameOption = None
+) -> None:
     """Move the champion alias back to the previous champion, taken from the history."""
     from driftloop.io.provenance import local_actor
 
-    settings = get_settings()
+    settings = _use_model(model_name)
     _refuse_alias_only_moves(settings, "driftloop rollout <the previous version> (see driftloop history)")
     with _promotion_lock(settings):
         move = _registry(settings).rollback(reason=reason, actor=local_actor("driftloop rollback"))
@@ -445,11 +537,12 @@ def rollback(reason: Annotated[str, typer.Option(help="Why: kept in the alias hi
 def pin(
     version: Annotated[str, typer.Argument(help="The version to pin as champion (promoted first if it is not)")],
     reason: Annotated[str, typer.Option(help="Why: kept in the alias history")],
+    model_name: ModelNameOption = None,
 ) -> None:
     """Pin the champion at VERSION: automatic promotions are refused (retrains still run) until `unpin`."""
     from driftloop.io.provenance import local_actor
 
-    settings = get_settings()
+    settings = _use_model(model_name)
     registry = _registry(settings)
     champion = registry.champion()
     if champion is None or str(champion.version) != version:
@@ -467,11 +560,13 @@ def pin(
 
 
 @app.command()
-def unpin(reason: Annotated[str, typer.Option(help="Why: kept in the alias history")]) -> None:
+def unpin(
+    reason: Annotated[str, typer.Option(help="Why: kept in the alias history")], model_name: ModelNameOption = None
+) -> None:
     """Lift the pin: automatic promotions may move the champion again."""
     from driftloop.io.provenance import local_actor
 
-    settings = get_settings()
+    settings = _use_model(model_name)
     with _promotion_lock(settings):
         move = _registry(settings).unpin(reason=reason, actor=local_actor("driftloop unpin"))
     out.print(
@@ -521,12 +616,11 @@ def _emit_if_prefect_is_up(settings: Settings, event: str, payload: dict[str, An
 
 
 @app.command()
-def history() -> None:
+def history(model_name: ModelNameOption = None) -> None:
     """Print the append-only history of the champion alias (moves, pins), then anything wrong with it."""
-    from driftloop.core import lineage
     from driftloop.core.history import format_history
 
-    settings = get_settings()
+    settings = _use_model(model_name)
     report = _registry(settings).history_report()
     rows = format_history(report.moves)
     if not rows:
@@ -549,9 +643,10 @@ def history() -> None:
 @app.command("build-image")
 def build_image(
     version: Annotated[str | None, typer.Argument(help="Model version [default: the champion]")] = None,
+    model_name: ModelNameOption = None,
 ) -> None:
     """Build the serving image of VERSION (ONNX model baked in, no training stack) and record it on the version."""
-    settings = get_settings()
+    settings = _use_model(model_name)
     _start_services(settings)
     _export_env(settings)
     from flows.ship import build_model_image
@@ -569,11 +664,12 @@ def rollout(
         str | None, typer.Option(help="blue-green | canary [default: DRIFTLOOP_ROLLOUT_STRATEGY]")
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Build the image again even if the version has one")] = False,
+    model_name: ModelNameOption = None,
 ) -> None:
     """Put VERSION's serving image into service behind nginx; a failing candidate is rolled back by itself."""
     if not _is_strategy(strategy):
         raise typer.BadParameter(f"{strategy!r}: use blue-green or canary", param_hint="--strategy")
-    settings = get_settings()
+    settings = _use_model(model_name)
     _start_services(settings)
     _export_env(settings)
     from driftloop.errors import RolloutRolledBack
@@ -593,9 +689,12 @@ def _is_strategy(value: str | None) -> TypeGuard[RolloutStrategy | None]:
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    model_name: ModelNameOption = None,
+) -> None:
     """What serves traffic behind nginx: per slot its version, image, weight, container state and health."""
-    settings = get_settings()
+    settings = _use_model(model_name)
     from driftloop.deploy.engine import docker_client
     from driftloop.deploy.slots import Slots
     from driftloop.deploy.status import deployment_status
@@ -613,22 +712,35 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 
 @app.command()
 def up() -> None:
-    """Start everything the loop needs: Prefect server, MLflow UI, model server, deployments and a worker."""
-    settings = get_settings()
-    _up(settings)
+    """Start everything the loop needs: Prefect server, MLflow UI, model server, deployments and a worker.
+
+    Every model of the project file (driftloop.yaml; without one, the settings' model) gets its own train,
+    drift-check and retrain deployments, and the one model server serves them all.
+    """
+    settings = _up(_use_model(None))
     out.print(f"data directory: {settings.home}")
     if settings.deploy == "local":
-        out.print(f"model server: {settings.serve_url}/docs (follows the {settings.model_name!r} champion alias)")
+        names = settings.served_model_names
+        follows = ", ".join(repr(name) for name in names)
+        out.print(f"model server: {settings.serve_url}/docs (follows the champion alias of {follows})")
+        if len(names) > 1:
+            out.print(f"  each model: {settings.serve_url}/models/NAME/predict; {names[0]!r} also on /predict")
     else:
         out.print(f"model server: http://127.0.0.1:{settings.proxy_port} (nginx → the slot `driftloop status` shows)")
     out.print(f"Prefect UI: {settings.prefect_ui}/deployments (drift-check runs on cron {settings.drift_cron!r})")
     out.print(f"MLflow UI: {settings.mlflow_ui}")
 
 
-def _up(settings: Settings) -> None:
+def _up(settings: Settings) -> Settings:
+    """Start the services, deploy the project's deployments and start the worker; the settings the server got."""
     from driftloop.io import services
-    from driftloop.io.deployments import deploy_all
+    from driftloop.io.deployments import deploy_project
+    from driftloop.io.project import project_for
     from driftloop.io.provenance import PROJECT_DIR
+
+    project = project_for(settings)
+    served = tuple(name for name in project.names if name != settings.model_name)
+    settings = settings.model_copy(update={"serve_models": served})
 
     if not settings.uses_local_prefect:
         out.print(f"using the Prefect server at {settings.prefect_api}")
@@ -636,7 +748,7 @@ def _up(settings: Settings) -> None:
         out.print(f"using the MLflow server at {settings.tracking_uri}")
     _start_services(settings, with_model_server=settings.deploy == "local")
     _export_env(settings)  # Prefect calls below (alerts) must reach this server, never an ephemeral one
-    deployed = deploy_all(settings, PROJECT_DIR)
+    deployed = deploy_project(settings, PROJECT_DIR, project)
     out.print(f"  deployments     {', '.join(deployed)} (pool {settings.work_pool})")
     if settings.alert_webhook_url:
         from driftloop.io.alerts import install_alerts
@@ -647,6 +759,7 @@ def _up(settings: Settings) -> None:
     (status,) = services.start_all([worker], settings.service_start_timeout)
     verb = f"started in {status.seconds:.1f}s" if status.started_now else status.note or "already running"
     out.print(f"  {status.name:<15} {status.url}  [green]{verb}[/]")
+    return settings
 
 
 @app.command()
@@ -720,14 +833,23 @@ def drift_check(
     min_rows: Annotated[
         int | None, typer.Option(min=1, help="Fewer rows: insufficient data [default: settings]")
     ] = None,
+    model_name: ModelNameOption = None,
 ) -> None:
     """Run the drift check once: the champion's recent predictions vs its reference profile (and labels)."""
-    settings = get_settings()
+    settings = _use_model(model_name)
+    from driftloop.io.project import project_for
+
+    declared = project_for(settings).model(settings.model_name)
+    policy = {} if declared is None else declared.drift_parameters()
     _start_services(settings)
     _export_env(settings)
     from flows.drift import check_drift
 
-    outcome = check_drift(window_rows=window_rows, min_rows=min_rows)
+    outcome = check_drift(
+        window_rows=window_rows or policy.get("window_rows"),
+        min_rows=min_rows or policy.get("min_rows"),
+        drift_share=policy.get("drift_share"),
+    )
     out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
     # The verdict is Evidently's rule on the features alone; the labels and the outputs are judged apart, and any
@@ -750,15 +872,32 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on [default: settings]")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [default: settings]")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request (costs throughput)")] = False,
+    model_name: Annotated[
+        list[str],
+        typer.Option(
+            "--model-name",
+            help="A registered model to serve (repeatable: one server serves them all, the first on the unnamed "
+            "routes, each on /models/NAME/...) [default: DRIFTLOOP_MODEL_NAME and DRIFTLOOP_SERVE_MODELS]",
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
-    """Serve the champion model (or DRIFTLOOP_MODEL_DIR) over HTTP; follows the alias as it moves."""
-    settings = get_settings()
-    updates = {k: v for k, v in {"serve_host": host, "serve_port": port}.items() if v is not None}
+    """Serve the champion model(s) (or DRIFTLOOP_MODEL_DIR) over HTTP; each follows its alias as it moves."""
+    settings = _use_model(model_name[0] if model_name else None)
+    updates: dict[str, Any] = {k: v for k, v in {"serve_host": host, "serve_port": port}.items() if v is not None}
+    if model_name:
+        bad = [name for name in model_name if not lineage.MODEL_NAME.fullmatch(name)]
+        if bad:
+            raise _fail(f"--model-name {bad[0]!r}: a model name has only letters, digits, '_', '.' and '-'")
+        updates["serve_models"] = tuple(model_name[1:])
     settings = settings.model_copy(update=updates)
     _export_env(settings)
     from driftloop.serving.__main__ import serve as run_server
 
-    out.print(f"serving model {settings.model_name!r} on {settings.serve_url} (docs: {settings.serve_url}/docs)")
+    served = ", ".join(repr(name) for name in settings.served_model_names)
+    several = len(settings.served_model_names) > 1
+    routes = f"; each on {settings.serve_url}/models/NAME/predict" if several else ""
+    docs = f"(docs: {settings.serve_url}/docs)"
+    out.print(f"serving model{'s' if several else ''} {served} on {settings.serve_url}{routes} {docs}")
     run_server(settings, access_log=access_log)
 
 
@@ -817,12 +956,14 @@ def schema_infer(
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     if output is not None:
         shown = str(source) if isinstance(source, Path) else f"'{_flow_data(source)[0]}' --query '...'"
-        name = inferred.schema.name
+        name = inferred.schema.model_name
+        err.print(escape(f"check it, then: driftloop train --data {shown} --schema {output}"), highlight=False)
         err.print(
-            escape(f"check it, then: driftloop train --data {shown} --schema {output} --model-name {name}"),
+            escape(
+                f"(its model is registered as {name!r}: pass --model-name {name} to serve, drift-check, models, ...)"
+            ),
             highlight=False,
         )
-        err.print(escape(f"(and export DRIFTLOOP_MODEL_NAME={name} for serve, up, drift-check)"), highlight=False)
 
 
 def main() -> None:

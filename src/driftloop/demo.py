@@ -51,7 +51,12 @@ SEED = 11
 
 
 def demo_settings(base: Settings) -> Settings:
-    return base.model_copy(update={"home": base.home / "demo", **DEMO_OVERRIDES})
+    """The demo's own settings: its home and ports, the bundled churn model.
+
+    Its project file would be in the demo's home, where there is none: the demo never deploys a user's models.
+    """
+    home = base.home / "demo"
+    return base.model_copy(update={"home": home, "project_file": home / "driftloop.yaml", **DEMO_OVERRIDES})
 
 
 @dataclass
@@ -187,7 +192,7 @@ def prepare_home(settings: Settings, stop: Callable[[Settings], None]) -> None:
     os.environ.update(settings.process_env())
 
 
-def run_demo(settings: Settings, say: Say, up: Callable[[Settings], None], train: Callable[..., Any]) -> DemoReport:
+def run_demo(settings: Settings, say: Say, up: Callable[[Settings], object], train: Callable[..., Any]) -> DemoReport:
     """The narrated loop; ``up`` starts services + deployments + worker, ``train`` runs the training flow."""
     demo = Demo(settings, say)
     schema_target = "churn"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from driftloop.core.lineage import MODEL_NAME
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA = PACKAGE_DIR / "data" / "churn" / "churn.csv.gz"
@@ -24,10 +25,6 @@ TELEMETRY_OFF = {
 }
 
 
-# A registered model's name: also a path segment of the server's routes and a Prefect deployment's name.
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
 class Settings(BaseSettings):
     """driftloop's configuration. Environment variables win over defaults; see the README table."""
 
@@ -38,6 +35,10 @@ class Settings(BaseSettings):
     experiment_name: str = "driftloop"
     data_path: Path = Field(default=BUNDLED_DATA, description="Default training snapshot (CSV or Parquet).")
     schema_path: Path = Field(default=BUNDLED_SCHEMA, description="Schema file describing data_path.")
+    project_file: Path = Field(
+        default=Path("driftloop.yaml"),
+        description="The models of the installation; without this file, one model: model_name on data_path.",
+    )
 
     mlflow_tracking_uri: str | None = Field(
         default=None,
@@ -153,7 +154,7 @@ class Settings(BaseSettings):
     rollout_max_p99_ratio: float = Field(default=3.0, gt=1, description="Candidate p99 alarm relative to the old.")
     drain_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for old nginx workers to exit.")
 
-    @field_validator("home", "data_path", "schema_path", "model_dir", "proxy_config_dir")
+    @field_validator("home", "data_path", "schema_path", "project_file", "model_dir", "proxy_config_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()

@@ -207,10 +207,14 @@ def test_second_dataset_trains_through_the_same_flow(driftloop: Driftloop, tmp_p
     again = driftloop.run("train", "--data", str(data), "--schema", str(renamed), "--model-name", "loans")
     assert "loans v2:" in again.stdout
 
+    # Without --model-name a user's schema names its model (the renamed one: a model of its own).
+    named = driftloop.run("train", "--data", str(data), "--schema", str(renamed))
+    assert "loans-from-parquet-parts v1: promoted to champion" in named.stdout
+
     # The loans data under the churn model's name: refused before anything is trained or registered.
     driftloop.run("train")
     before = registry_state(driftloop)
-    clash = driftloop.run("train", "--data", str(data), "--schema", str(schema), check=False)
+    clash = driftloop.run("train", "--data", str(data), "--schema", str(schema), "--model-name", "churn", check=False)
     assert clash.returncode == 1
     assert clash.stderr.startswith("error: champion v")
     assert "removes feature(s)" in clash.stderr

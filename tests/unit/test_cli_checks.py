@@ -132,3 +132,48 @@ def test_debug_adds_the_traceback(home: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("error: unknown estimator 'svm'")
+
+
+def _project(tmp_path: Path, users_csv: Path) -> Path:
+    """A project file where the CLI runs: `customers` on the users' data, `broken` on a schema that does not fit."""
+    schema = tmp_path / "broken.schema.yaml"
+    schema.write_text(
+        "name: broken\ntarget: {name: churn, classes: ['No', 'Yes'], positive: 'Yes'}\n"
+        "features: [{name: absent, kind: numeric}]\n"
+    )
+    path = tmp_path / "driftloop.yaml"
+    path.write_text(
+        "models:\n"
+        f"  - {{name: customers, data: {users_csv.name}, schema: {BUNDLED_SCHEMA}}}\n"
+        f"  - {{name: broken, data: {users_csv.name}, schema: broken.schema.yaml}}\n"
+    )
+    return path
+
+
+def test_train_of_a_model_the_project_does_not_declare_names_those_it_does(
+    home: Path, tmp_path: Path, users_csv: Path
+) -> None:
+    project = _project(tmp_path, users_csv)
+    result = driftloop(home, "train", "wine")
+    assert_refused_before_services(result, home, f"no model 'wine' in {project}: it declares customers, broken")
+
+
+def test_train_name_takes_the_projects_data_and_schema(home: Path, tmp_path: Path, users_csv: Path) -> None:
+    _project(tmp_path, users_csv)
+    result = driftloop(home, "train", "broken")
+    assert_refused_before_services(result, home, f"dataset '{users_csv}' failed validation")
+    assert "missing feature column(s): 'absent'" in result.stderr
+
+
+def test_a_broken_project_file_stops_every_command_that_reads_it(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "driftloop.yaml").write_text("models:\n  - {name: 'a b', data: x.csv, schema: s.yaml}\n")
+    for command in (("train",), ("models",), ("drift-check",)):
+        result = driftloop(home, *command)
+        assert_refused_before_services(result, home, f"project file {tmp_path / 'driftloop.yaml'} is invalid")
+        assert "model 'a b': name:" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["models", "history", "drift-check", "serve", "status"])
+def test_every_model_command_refuses_a_bad_model_name(home: Path, command: str) -> None:
+    result = driftloop(home, command, "--model-name", "a/b")
+    assert_refused_before_services(result, home, "--model-name 'a/b': a model name has only letters")

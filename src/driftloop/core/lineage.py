@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "driftloop."
+
+# A registered model's name: also a path segment of the server's routes, a Prefect deployment's and a container's.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def as_model_name(text: str) -> str:
+    """``text`` as a registered model's name: each run of other characters becomes one '-' ("My data" → "My-data")."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
+    return name or "model"
+
 
 DATA_HASH = "driftloop.data_hash"
 DATA_ROWS = "driftloop.data_rows"

@@ -212,6 +212,11 @@ class DatasetSchema(BaseModel):
     features: tuple[Feature, ...] = Field(min_length=1)
     min_rows: int = Field(default=100, ge=2)
 
+    @property
+    def model_name(self) -> str:
+        """The name a model of this dataset is registered under unless told otherwise: the schema's own name."""
+        return lineage.as_model_name(self.name)
+
     @model_validator(mode="after")
     def _names_unique(self) -> DatasetSchema:
         names = [f.name for f in self.features]

@@ -6,10 +6,10 @@ Pure: no files, no Docker. ``proxy.apply`` writes what this renders.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from driftloop.core.lineage import MODEL_NAME
 from driftloop.errors import DeployError
 
 SlotName = Literal["blue", "green"]
@@ -19,7 +19,6 @@ PROXY_HEALTH = "/proxy-health"
 # uvicorn closes idle keep-alive connections after 5 s: nginx must drop its own idle upstream connections first,
 # or a request can go out on a connection the slot is closing.
 UPSTREAM_KEEPALIVE_TIMEOUT = "4s"
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Routing:
     updated_at: str | None = None
 
     def __post_init__(self) -> None:
-        if not _MODEL_NAME.match(self.model_name):
+        if not MODEL_NAME.match(self.model_name):
             raise DeployError(f"model name {self.model_name!r} may only contain letters, digits, '_', '.' and '-'")
         names = [route.slot for route in self.slots]
         if len(set(names)) != len(names):

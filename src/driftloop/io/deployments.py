@@ -1,18 +1,79 @@
-"""Put prefect.yaml's deployments on a Prefect server: the work pool, then `prefect deploy --all`."""
+"""Put the project's deployments on a Prefect server: prefect.yaml's deployments, once per model.
+
+prefect.yaml stays the one place that declares what a deployment is (entrypoint, pool, concurrency, schedule,
+trigger); ``model_deployments`` adds what differs per model: its name, its parameters, its drift schedule, and a
+retrain trigger that matches only that model's events. Each model's deployments have their own concurrency limit,
+so one model's retrain never waits for another's.
+"""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from driftloop.core.project import Project, ProjectModel
 from driftloop.errors import ServiceError
+from driftloop.events import model_resource
 from driftloop.io.services import venv_bin
 from driftloop.settings import Settings
 
+TRAIN = "flows/train.py:train_model"
+DRIFT_CHECK = "flows/drift.py:check_drift"
+RETRAIN = "flows/retrain.py:retrain_model"
+GENERATED_FILE = "prefect.models.yaml"  # under DRIFTLOOP_HOME: what `driftloop up` deployed, to read
 
-def deploy_all(settings: Settings, project_dir: Path) -> list[str]:
-    """Create the work pool if needed and deploy every deployment in ``project_dir/prefect.yaml``.
+
+def deployment_name(template: str, model: str) -> str:
+    """A model's copy of a prefect.yaml deployment: ``train`` of ``wine`` is ``train-wine``."""
+    return f"{template}-{model}"
+
+
+def model_deployments(template: dict[str, Any], project: Project) -> dict[str, Any]:
+    """prefect.yaml (``template``, parsed) with each of its deployments repeated for every model of ``project``.
+
+    Raises:
+        ServiceError: a deployment of prefect.yaml runs a flow this function does not know how to key by model.
+    """
+    generated = {key: value for key, value in template.items() if key != "deployments"}
+    deployments: list[dict[str, Any]] = []
+    for model in project.models:
+        for base in template.get("deployments", []):
+            deployments.append(_for_model(base, model))
+    generated["deployments"] = deployments
+    return generated
+
+
+def _for_model(base: dict[str, Any], model: ProjectModel) -> dict[str, Any]:
+    deployment = copy.deepcopy(base)
+    deployment["name"] = deployment_name(base["name"], model.name)
+    deployment["tags"] = [*base.get("tags", []), f"model:{model.name}"]
+    entrypoint = base.get("entrypoint")
+    if entrypoint == TRAIN:
+        given = {key: value for key, value in model.train_parameters().items() if value is not None}
+        deployment["parameters"] = {**base.get("parameters", {}), **given}
+    elif entrypoint == DRIFT_CHECK:
+        deployment["parameters"] = {**base.get("parameters", {}), **model.drift_parameters()}
+        if model.drift.cron is not None:
+            for schedule in deployment.get("schedules", []):
+                schedule["cron"] = model.drift.cron
+    elif entrypoint == RETRAIN:
+        for trigger in deployment.get("triggers", []):
+            trigger.setdefault("match", {})["prefect.resource.id"] = model_resource(model.name)
+    else:
+        raise ServiceError(f"prefect.yaml deployment {base['name']!r} runs {entrypoint!r}: not keyed by model")
+    return deployment
+
+
+def deploy_project(settings: Settings, project_dir: Path, project: Project) -> list[str]:
+    """Create the work pool if needed and deploy prefect.yaml's deployments for every model of ``project``.
+
+    Deployments of driftloop's flows that the project no longer has (a model removed, or the one-model names
+    of prefect.yaml deployed by hand) are deleted, so no stale trigger retrains a model twice.
 
     Returns:
         The deployment names Prefect reported (``flow/deployment``).
@@ -20,8 +81,14 @@ def deploy_all(settings: Settings, project_dir: Path) -> list[str]:
     Raises:
         ServiceError: prefect.yaml is missing, or Prefect refused the pool or the deployments.
     """
-    if not (project_dir / "prefect.yaml").is_file():
+    source = project_dir / "prefect.yaml"
+    if not source.is_file():
         raise ServiceError(f"no prefect.yaml in {project_dir}: run driftloop from a checkout of the repository")
+    generated = settings.home / GENERATED_FILE
+    generated.parent.mkdir(parents=True, exist_ok=True)
+    template = yaml.safe_load(source.read_text(encoding="utf-8"))
+    header = "# Written by `driftloop up` from prefect.yaml and the project's models; edit those, not this.\n"
+    generated.write_text(header + yaml.safe_dump(model_deployments(template, project), sort_keys=False))
     env = {**os.environ, **settings.process_env()}
     prefect = venv_bin("prefect")
     pool = subprocess.run(
@@ -33,13 +100,34 @@ def deploy_all(settings: Settings, project_dir: Path) -> list[str]:
             f"cannot create work pool {settings.work_pool!r}:\n{pool.stdout[-2000:]}{pool.stderr[-2000:]}"
         )
     deploy = subprocess.run(
-        [prefect, "--no-prompt", "deploy", "--all"],
+        [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(generated)],
         env=env, cwd=project_dir, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     if deploy.returncode != 0:
         raise ServiceError(f"prefect deploy --all failed:\n{deploy.stdout[-3000:]}{deploy.stderr[-2000:]}")
-    return [
+    deployed = [
         line.split("'")[1]
         for line in deploy.stdout.splitlines()
         if "Deployment '" in line and "successfully created" in line
     ]
+    _delete_stale(settings, template, set(deployed))
+    return deployed
+
+
+def _delete_stale(settings: Settings, template: dict[str, Any], keep: set[str]) -> None:
+    """Delete deployments of prefect.yaml's flows that are not in ``keep`` (``flow/deployment`` names)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    flows = sorted({_flow_name(d["entrypoint"]) for d in template.get("deployments", [])})
+    with get_client(sync_client=True) as client:
+        found = client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=flows)))
+        names = {flow.id: flow.name for flow in found}
+        for deployment in client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=flows))):
+            if f"{names.get(deployment.flow_id)}/{deployment.name}" not in keep:
+                client.delete_deployment(deployment.id)
+
+
+def _flow_name(entrypoint: str) -> str:
+    """The flow name of an entrypoint of prefect.yaml (its ``@flow(name=...)``: function name with dashes)."""
+    return {TRAIN: "train-model", DRIFT_CHECK: "check-drift", RETRAIN: "retrain-model"}[entrypoint]

@@ -1,0 +1,112 @@
+"""An installation's models: what each trains on and how it is gated and monitored (the project file's contract).
+
+``driftloop.yaml`` declares them (``io.project`` reads it); without one, the installation has one model, the
+settings' own (the bundled churn data by default). The first model is the default: the one the unnamed serving
+routes serve, and the one a command without ``--model-name`` works on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from driftloop.core.lineage import MODEL_NAME
+
+# Five-field cron: minute, hour, day of month, month, day of week.
+_CRON_FIELDS = 5
+
+
+class DriftPolicy(BaseModel):
+    """When a model's drift check runs and what it reads; unset fields take the settings' values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cron: str | None = Field(default=None, description="Five-field cron of the drift-check deployment (UTC).")
+    window_rows: int | None = Field(default=None, ge=1)
+    min_rows: int | None = Field(default=None, ge=1)
+    drift_share: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != _CRON_FIELDS:
+            raise ValueError(f"cron {value!r} needs five fields (minute hour day month weekday)")
+        return value
+
+
+class ProjectModel(BaseModel):
+    """One model of an installation: its name, what it trains on, its estimator, its gate and its drift policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: str
+    data: str = Field(description="Snapshot: a file or directory (relative to the project file), or a database URL.")
+    query: str | None = Field(default=None, description="The SQL selecting the snapshot, when data is a database.")
+    schema_path: str = Field(alias="schema", description="The snapshot's schema file.")
+    estimator: str | None = Field(
+        default=None, description="A built-in estimator, or package.module:factory / path/to/file.py:factory."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    floors: dict[str, float] | None = None
+    tolerance: float = Field(default=0.005, ge=0)
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+
+    @field_validator("name")
+    @classmethod
+    def _registry_name(cls, value: str) -> str:
+        if not MODEL_NAME.fullmatch(value):
+            raise ValueError(f"model name {value!r} may only have letters, digits, '_', '.' and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _query_needs_a_database(self) -> ProjectModel:
+        if self.query is not None and "://" not in self.data:
+            raise ValueError(f"model {self.name!r}: query needs data to be a database URL (dialect://user@host/db)")
+        return self
+
+    def train_parameters(self) -> dict[str, Any]:
+        """The train flow's parameters for this model (``flows/train.py: train_model``)."""
+        return {
+            "model_name": self.name,
+            "data_path": self.data,
+            "query": self.query,
+            "schema_path": self.schema_path,
+            "estimator": self.estimator,
+            "params": self.params or None,
+            "floors": self.floors,
+            "tolerance": self.tolerance,
+        }
+
+    def drift_parameters(self) -> dict[str, Any]:
+        """The drift-check flow's parameters for this model (``flows/drift.py: check_drift``)."""
+        policy = self.drift
+        values = {"window_rows": policy.window_rows, "min_rows": policy.min_rows, "drift_share": policy.drift_share}
+        return {"model_name": self.name, **{key: value for key, value in values.items() if value is not None}}
+
+
+class Project(BaseModel):
+    """The models of one installation, the first the default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: tuple[ProjectModel, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Project:
+        names = [model.name for model in self.models]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"model names must be unique; repeated: {repeated}")
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(model.name for model in self.models)
+
+    @property
+    def default(self) -> ProjectModel:
+        return self.models[0]
+
+    def model(self, name: str) -> ProjectModel | None:
+        return next((model for model in self.models if model.name == name), None)
