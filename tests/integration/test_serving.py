@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,9 +22,9 @@ from driftloop.core import lineage
 from driftloop.io.bundle import write_model_info
 from driftloop.io.datasets import read_snapshot
 from driftloop.io.registry import ModelRegistry
-from driftloop.io.tracking import use_tracking_uri
 from driftloop.serving.source import RegistryModelSource
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
+from tests.support.broken_version import register_broken_copy
 from tests.support.churn import sample_rows
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.host import VENV_BIN, free_port
@@ -130,7 +129,7 @@ def test_health_ready_model_metrics(server: RunningServer, trained: Driftloop) -
             "driftloop_prediction_log_dropped_rows_total",
         ):
             assert name in text
-        assert 'driftloop_model_reloads_total{result="success"} 1.0' in text
+        assert 'driftloop_model_reloads_total{model="churn",result="success"} 1.0' in text
 
 
 def test_predict_positional_and_named_agree(server: RunningServer) -> None:
@@ -324,31 +323,13 @@ def test_promote_and_rollback_under_load_fail_no_request(tmp_path: Path, prefect
 def test_a_version_failing_its_self_check_is_not_swapped_in(tmp_path: Path, prefect_server: PrefectServer) -> None:
     dl = make_driftloop(tmp_path, prefect_server)
     dl.run("train")
-    registry = ModelRegistry("churn", dl.tracking_uri)
     # A real registered version whose recorded outputs disagree with its graph: a corrupted self-check sample.
-    model_dir = registry.download_model_dir("1", tmp_path / "v1")
-    selfcheck_path = next(model_dir.rglob(lineage.SELFCHECK_FILE))
-    selfcheck = json.loads(selfcheck_path.read_text())
-    selfcheck["probabilities"] = [[1 - p0, 1 - p1] for p0, p1 in selfcheck["probabilities"]]
-    selfcheck_path.write_text(json.dumps(selfcheck))
-    use_tracking_uri(dl.tracking_uri)  # not mlflow.set_tracking_uri: it leaves MLFLOW_TRACKING_URI set
-    onnx_path = model_dir / lineage.ONNX_FILE
-    import onnx
-
-    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("driftloop").experiment_id) as run:
-        info = mlflow.onnx.log_model(
-            onnx.load(str(onnx_path)),
-            name="broken",
-            extra_files=[str(selfcheck_path), str(next(model_dir.rglob(lineage.SCHEMA_FILE)))],
-            save_as_external_data=False,
-        )
-    v1_tags = registry.get_version("1").tags
-    broken = registry.register(info.model_uri, run.info.run_id, {**v1_tags})
+    broken = register_broken_copy(dl.tracking_uri, "churn", "1", tmp_path)
     running = start_server(dl)
     try:
         running.wait()
         with PredictLoad(running.url, sample_rows(50)) as load:
-            dl.run("promote", str(broken.version), "--reason", "self-check test")
+            dl.run("promote", broken, "--reason", "self-check test")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 model = httpx.get(running.url + "/model").json()
@@ -356,12 +337,12 @@ def test_a_version_failing_its_self_check_is_not_swapped_in(tmp_path: Path, pref
                     break
                 time.sleep(0.2)
         assert model["version"] == "1"
-        assert model["last_reload_failure"]["version"] == str(broken.version)
+        assert model["last_reload_failure"]["version"] == broken
         assert "differ from the recording" in model["last_reload_failure"]["error"]
         assert load.report.failures == []
         assert set(load.report.versions) == {"1"}
         metrics = httpx.get(running.url + "/metrics").text
-        assert 'driftloop_model_reloads_total{result="failure"} 1.0' in metrics
+        assert 'driftloop_model_reloads_total{model="churn",result="failure"} 1.0' in metrics
         assert httpx.get(running.url + "/ready").status_code == 200
     finally:
         running.stop()
@@ -446,7 +427,9 @@ def test_a_cache_outage_does_not_fail_requests(trained: Driftloop) -> None:
         response = httpx.post(running.url + "/predict", json={"features": sample_rows(1)[0]})
         assert response.status_code == 200, response.text
         metrics = httpx.get(running.url + "/metrics").text
-        assert 'driftloop_request_errors_total{endpoint="predict",reason="cache_unavailable"} 1.0' in metrics
+        assert (
+            'driftloop_request_errors_total{endpoint="predict",model="churn",reason="cache_unavailable"} 1.0' in metrics
+        )
     finally:
         running.stop()
 

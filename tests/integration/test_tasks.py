@@ -160,8 +160,8 @@ def _answers_on_every_protocol(base: str, name: str, classes: tuple[str, ...], r
         assert outputs["prediction"]["shape"] == [len(rows), 1]
         assert outputs["prediction"]["data"] == pytest.approx(values)
         assert metadata["outputs"] == [{"name": "prediction", "datatype": "FP32", "shape": [-1, 1]}]
-        assert 'driftloop_predicted_value_bucket{le="+Inf",model_version="1"}' in metrics
-        assert 'driftloop_predictions_total{label="value",model_version="1"}' in metrics
+        assert f'driftloop_predicted_value_bucket{{le="+Inf",model="{name}",model_version="1"}}' in metrics
+        assert f'driftloop_predictions_total{{label="value",model="{name}",model_version="1"}}' in metrics
         return
     probabilities = batch["probabilities"]
     assert isinstance(probabilities, list)

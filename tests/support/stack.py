@@ -142,33 +142,37 @@ def finished_runs(dl: Driftloop, flow_name: str, count: int, timeout: float = 30
     return list(wait_for(f"{count} finished {flow_name} run(s)", done, timeout, every=2))
 
 
-def replay(dl: Driftloop, frame: pd.DataFrame, target: str = "churn", labels: bool = True) -> list[str]:
+def replay(
+    dl: Driftloop, frame: pd.DataFrame, target: str = "churn", labels: bool = True, model: str | None = None
+) -> list[str]:
     """Send each row to /predict (and, with ``labels``, its true label to /feedback); returns the request ids.
 
-    A float target is sent as a number (a regressor's label), anything else as text (a class name).
+    A float target is sent as a number (a regressor's label), anything else as text (a class name). With ``model``,
+    to that model's routes (/models/NAME/predict, /models/NAME/feedback) instead of the default model's.
     """
+    prefix = f"/models/{model}" if model else ""
     truth = frame[target].to_numpy()
     features = frame.drop(columns=[target])
     rows = features.astype(object).where(features.notna(), None).to_dict(orient="records")
     ids = []
     with httpx.Client(base_url=server_url(dl), timeout=30) as client:
         for row, label in zip(rows, truth, strict=True):
-            response = client.post("/predict", json={"features": row})
+            response = client.post(f"{prefix}/predict", json={"features": row})
             assert response.status_code == 200, response.text
             ids.append(response.headers["x-request-id"])
             if labels:
                 given = float(label) if isinstance(label, float | np.floating) else str(label)
-                sent = client.post("/feedback", json={"request_id": ids[-1], "label": given})
+                sent = client.post(f"{prefix}/feedback", json={"request_id": ids[-1], "label": given})
                 assert sent.status_code == 202, sent.text
     return ids
 
 
-def wait_logged(dl: Driftloop, rows: int, timeout: float = 60) -> None:
-    """The server writes the prediction log in the background: wait until ``rows`` rows are in it."""
+def wait_logged(dl: Driftloop, rows: int, timeout: float = 60, model: str | None = None) -> None:
+    """The server writes the prediction log in the background: wait until ``rows`` rows (of ``model``) are in it."""
     from driftloop.io.prediction_store import open_prediction_log
 
     store = open_prediction_log(f"sqlite:///{dl.home / 'predictions.db'}")
     try:
-        wait_for(f"{rows} logged predictions", lambda: store.count() >= rows, timeout, every=0.5)
+        wait_for(f"{rows} logged predictions", lambda: store.count(model) >= rows, timeout, every=0.5)
     finally:
         store.close()
