@@ -31,6 +31,7 @@ bench: $(BIN)/driftloop
 	$(BIN)/python bench/bench_gate.py
 	$(BIN)/python bench/bench_onnx.py
 	$(BIN)/python bench/bench_serving.py
+	$(BIN)/python bench/bench_many_models.py
 	$(BIN)/python bench/bench_drift.py
 	$(BIN)/python bench/bench_prediction_log.py
 	$(BIN)/python bench/bench_image.py
