@@ -746,6 +746,15 @@ def _up(settings: Settings) -> Settings:
         out.print(f"using the Prefect server at {settings.prefect_api}")
     if not settings.uses_local_mlflow:
         out.print(f"using the MLflow server at {settings.tracking_uri}")
+    if settings.deploy == "local":
+        serving = services.served_models(settings.serve_url)
+        if serving is not None and serving != settings.served_model_names:
+            # The project changed since the server started: it must serve the models declared now.
+            stopped = services.stop(services.model_server_spec(settings))
+            out.print(
+                f"  model-server    served {', '.join(serving)}; "
+                + ("restarting it for the project's models" if stopped else "it was not started by this data directory")
+            )
     _start_services(settings, with_model_server=settings.deploy == "local")
     _export_env(settings)  # Prefect calls below (alerts) must reach this server, never an ephemeral one
     deployed = deploy_project(settings, PROJECT_DIR, project)

@@ -4,7 +4,8 @@
 boosting) each get their own train, drift-check and retrain deployments; one model server serves all three. Traffic
 from a shifted world reaches `wine` only, with its labels: its drift check (run by its own deployment) opens an
 episode, and only `retrain-wine` runs. A broken version of `houses` is refused by the server while the other two
-keep serving. The data is generated (or bundled), so the truth is known.
+keep serving. Then the project drops `houses`: `up` restarts the server for the two left and deletes houses'
+deployments. The data is generated (or bundled), so the truth is known.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def test_three_models_share_one_installation_and_one_server(tmp_path: Path) -> N
             for deployment in ("train", "drift-check", "retrain"):
                 assert f"{deployment}-{name}" in listed, listed
         assert "follows the champion alias of 'churn', 'wine', 'houses'" in listed
+        assert "restarting" not in listed  # the server already serves the declared models
 
         for name in NAMES:
             trained = dl.run("train", name).stdout
@@ -155,6 +157,14 @@ def test_three_models_share_one_installation_and_one_server(tmp_path: Path) -> N
                 answer = client.post(path, json={"features": clean})
                 assert answer.status_code == 200, (name, answer.text)
         assert _ready(base) == {"churn": "1", "wine": "2", "houses": "1"}
+        # The project drops houses: `up` deploys and serves what is declared now, and deletes houses' deployments.
+        project.write_text("".join(line for line in project.read_text().splitlines(True) if "houses" not in line))
+        again = dl.run("up").stdout
+        assert "restarting it for the project's models" in again, again
+        wait_for("the server to serve churn and wine only", lambda: _ready(base) == {"churn": "1", "wine": "2"}, 60)
+        with api(dl) as client:
+            deployed = {d["name"] for d in client.post("/deployments/filter", json={}).json()}
+        assert deployed == {f"{d}-{m}" for d in ("train", "drift-check", "retrain") for m in ("churn", "wine")}
         listing = dl.run("models", "--model-name", "wine").stdout
         assert "model wine" in listing
         assert "champion" in listing

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -218,6 +219,16 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
             return 200 <= status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def served_models(serve_url: str, timeout: float = 2.0) -> tuple[str, ...] | None:
+    """The models a driftloop model server at ``serve_url`` serves (default first); None when none answers."""
+    try:
+        with urllib.request.urlopen(f"{serve_url}/models", timeout=timeout) as response:  # noqa: S310 (settings' URL)
+            listing = json.loads(response.read())
+        return tuple(str(model["name"]) for model in listing["models"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_pid(spec: ServiceSpec) -> int | None:
