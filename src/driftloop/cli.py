@@ -54,7 +54,9 @@ def _options(
     _show_tracebacks = debug
 
 
-MODEL_NAME_HELP = "The registered model [default: DRIFTLOOP_MODEL_NAME, else churn]"
+MODEL_NAME_HELP = (
+    "The registered model [default: DRIFTLOOP_MODEL_NAME, else the project file's first model, else churn]"
+)
 ModelNameOption = Annotated[str | None, typer.Option("--model-name", help=MODEL_NAME_HELP)]
 
 
