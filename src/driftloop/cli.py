@@ -46,9 +46,20 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 _show_tracebacks = False  # --debug: the one run-wide option, read by main() when an error ends the command
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from driftloop import __version__
+
+        out.print(f"driftloop {__version__}")
+        raise typer.Exit
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="On an error, print its traceback too")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")
+    ] = False,
 ) -> None:
     global _show_tracebacks
     _show_tracebacks = debug
@@ -78,6 +89,32 @@ def _use_model(name: str | None, project_default: bool = True) -> Settings:
         os.environ["DRIFTLOOP_MODEL_NAME"] = name
         get_settings.cache_clear()
     return get_settings()
+
+
+def _require_known_model(settings: Settings, given: str | None) -> None:
+    """A name given with --model-name must be a model the installation knows: declared or registered.
+
+    Only a name given is checked (the default may not be trained yet), and only against a registry this
+    command can read before starting anything (the local store's file, or a remote tracking server).
+    """
+    if given is None:
+        return
+    from driftloop.io.project import load_project
+
+    declared = load_project(settings.project_file).names if settings.project_file.is_file() else ()
+    if given in declared:
+        return
+    store = Path(settings.tracking_uri.removeprefix("sqlite:///"))
+    if settings.uses_local_mlflow and not store.is_file():
+        registered: list[str] = []
+    else:
+        _export_env(settings)
+        from driftloop.io.registry import registered_model_names
+
+        registered = registered_model_names(settings.tracking_uri)
+    if given not in registered:
+        known = ", ".join(dict.fromkeys([*declared, *registered])) or "none yet"
+        raise _fail(f"no model {given!r} is declared or registered here (known: {known})")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -179,12 +216,20 @@ def train(
     """
     settings = get_settings()
     declared = _declared_model(settings, project_model, data, schema)
+    floors_from = "--floor"
     if declared is not None:
         if model_name is not None and model_name != declared.name:
             raise _fail(f"model {declared.name!r} of the project file cannot be trained as --model-name {model_name}")
         model_name = declared.name
+        where = f"{settings.project_file}: model {declared.name!r}:"
+        if project_model is None:
+            out.print(f"training model {declared.name!r}, the first of {settings.project_file}")
         if data is None:
             data, query = declared.data, declared.query
+            if "://" not in data and not Path(data).exists():
+                raise _fail(f"{where} data {data}: no such file or directory")
+        if not floor and min_roc_auc is None and min_accuracy is None:
+            floors_from = f"{where} floors"
         schema = schema or Path(declared.schema_path)
         if model is None and estimator is None and declared.estimator is not None:
             model, estimator = (declared.estimator, None) if ":" in declared.estimator else (None, declared.estimator)
@@ -207,7 +252,7 @@ def train(
     dataset_schema, name = _check_training_inputs(settings, source, schema, model or estimator, params)
     task = dataset_schema.task
     estimator = canonical_reference(model) if model else estimator or default_estimator(task)
-    floors = _task_floors(task, overrides, declared.floors if declared else None)
+    floors = _task_floors(task, overrides, declared.floors if declared else None, floors_from)
     _start_services(settings)
     _export_env(settings)
     from flows.train import train_model
@@ -300,7 +345,10 @@ def _parse_floors(pairs: list[str]) -> dict[str, float | None]:
 
 
 def _task_floors(
-    task: Task, overrides: dict[str, float | None], declared: dict[str, float] | None = None
+    task: Task,
+    overrides: dict[str, float | None],
+    declared: dict[str, float] | None = None,
+    label: str = "--floor",
 ) -> dict[str, float] | None:
     """The gate's floors: ``declared`` (a project's), else the task's defaults, with ``overrides`` applied.
 
@@ -319,7 +367,7 @@ def _task_floors(
     try:
         GatePolicy(floors=floors, kind=task.kind)
     except ValueError as error:
-        raise _fail(f"--floor: {error}") from None
+        raise _fail(f"{label}: {error}") from None
     return floors
 
 
@@ -445,6 +493,7 @@ def _registry(settings: Settings) -> Any:
 def models(model_name: ModelNameOption = None) -> None:
     """List model versions with their metrics, aliases and lineage."""
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
     registry = _registry(settings)
     versions = registry.versions()
     if not versions:
@@ -623,6 +672,7 @@ def history(model_name: ModelNameOption = None) -> None:
     from driftloop.core.history import format_history
 
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
     report = _registry(settings).history_report()
     rows = format_history(report.moves)
     if not rows:
@@ -729,7 +779,11 @@ def up() -> None:
             out.print(f"  each model: {settings.serve_url}/models/NAME/predict; {names[0]!r} also on /predict")
     else:
         out.print(f"model server: http://127.0.0.1:{settings.proxy_port} (nginx → the slot `driftloop status` shows)")
-    out.print(f"Prefect UI: {settings.prefect_ui}/deployments (drift-check runs on cron {settings.drift_cron!r})")
+    from driftloop.io.project import project_for
+
+    own = [f"{m.name}: {m.drift.cron!r}" for m in project_for(settings).models if m.drift.cron is not None]
+    crons = f"cron {settings.drift_cron!r}" + (f"; {', '.join(own)}" if own else "")
+    out.print(f"Prefect UI: {settings.prefect_ui}/deployments (drift checks run on {crons})")
     out.print(f"MLflow UI: {settings.mlflow_ui}")
 
 
@@ -848,6 +902,7 @@ def drift_check(
 ) -> None:
     """Run the drift check once: the champion's recent predictions vs its reference profile (and labels)."""
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
     from driftloop.io.project import project_for
 
     declared = project_for(settings).model(settings.model_name)

@@ -177,3 +177,35 @@ def test_a_broken_project_file_stops_every_command_that_reads_it(home: Path, tmp
 def test_every_model_command_refuses_a_bad_model_name(home: Path, command: str) -> None:
     result = driftloop(home, command, "--model-name", "a/b")
     assert_refused_before_services(result, home, "--model-name 'a/b': a model name has only letters")
+
+
+@pytest.mark.parametrize("command", ["models", "history", "drift-check"])
+def test_a_model_name_nobody_declared_or_registered_is_refused(
+    home: Path, tmp_path: Path, users_csv: Path, command: str
+) -> None:
+    _project(tmp_path, users_csv)
+    result = driftloop(home, command, "--model-name", "custmers")
+    assert_refused_before_services(
+        result, home, "no model 'custmers' is declared or registered here (known: customers, broken)"
+    )
+
+
+def test_a_projects_own_mistakes_are_named_as_the_projects(home: Path, tmp_path: Path, users_csv: Path) -> None:
+    project = _project(tmp_path, users_csv)
+    project.write_text(
+        project.read_text()
+        + "  - {name: lost, data: nowhere.csv, schema: broken.schema.yaml}\n"
+        + f"  - {{name: strict, data: {BUNDLED_DATA}, schema: {BUNDLED_SCHEMA}, floors: {{r2: 0.5}}}}\n"
+    )
+    lost = driftloop(home, "train", "lost")
+    assert_refused_before_services(lost, home, f"{project}: model 'lost': data {tmp_path / 'nowhere.csv'}: no such")
+    strict = driftloop(home, "train", "strict")
+    assert_refused_before_services(strict, home, f"{project}: model 'strict': floors: ")
+    assert "r2" in strict.stderr
+
+
+def test_version() -> None:
+    from driftloop import __version__
+
+    result = subprocess.run([str(VENV_BIN / "driftloop"), "--version"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, f"driftloop {__version__}")

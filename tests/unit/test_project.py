@@ -75,9 +75,10 @@ def test_a_project_file_declares_models_with_paths_relative_to_it(tmp_path: Path
         ("models: []", "must hold 'models:', a list of one or more models"),
         ("name: x", "must hold 'models:', a list of one or more models, e.g. models: [{name: churn"),
         ("models: [", "is not valid YAML"),
+        ("models: [{name: a, data: [x\n", "is not valid YAML: line 2, column 1: expected ',' or ']'"),
         (
             "models:\n  - {name: a, data: x.csv, schema: s.yaml}\n  - {name: a, data: y.csv, schema: t.yaml}",
-            "repeated: ['a']",
+            "  - models: model names must be unique; repeated: ['a']",
         ),
         (
             "models:\n  - {name: 'a b', data: x.csv, schema: s.yaml}",

@@ -41,7 +41,7 @@ def load_schema(path: Path) -> DatasetSchema:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"schema file {path} is not valid YAML: {_describe_yaml_error(exc)}") from None
+        raise ConfigError(f"schema file {path} is not valid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(raw, dict):
         found = "nothing" if raw is None else f"a {type(raw).__name__}"
         raise ConfigError(
@@ -79,7 +79,7 @@ def schema_yaml(schema: DatasetSchema, notes: Sequence[str] = ()) -> str:
     return "\n".join(header) + "\n" + body
 
 
-def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
     """``line 3, column 1: expected ',' or ']' (while parsing a flow sequence from line 2, column 11)``."""
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return str(exc)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from driftloop.core.project import Project, ProjectModel
 from driftloop.errors import ConfigError
+from driftloop.io.datasets import describe_yaml_error
 from driftloop.settings import Settings
 
 EXAMPLE = "models: [{name: churn, data: churn.csv, schema: churn.schema.yaml}]"
@@ -33,7 +34,7 @@ def load_project(path: Path) -> Project:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read project file {path}: {error}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"project file {path} is not valid YAML: {error}") from None
+        raise ConfigError(f"project file {path} is not valid YAML: {describe_yaml_error(error)}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("models"), list) or not raw["models"]:
         raise ConfigError(f"project file {path} must hold 'models:', a list of one or more models, e.g. {EXAMPLE}")
     base = path.parent.resolve()
@@ -81,7 +82,7 @@ def _resolved(entry: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def _describe(problem: Any, models: list[Any]) -> str:
     location = list(problem["loc"])
-    where = ".".join(str(part) for part in location)
+    where = ".".join(str(part) for part in location) or "models"
     if len(location) >= 2 and location[0] == "models" and isinstance(location[1], int):
         entry = models[location[1]] if location[1] < len(models) else None
         name = entry.get("name") if isinstance(entry, dict) else None

@@ -46,7 +46,6 @@ from driftloop.io.history_log import HistoryLog
 CHAMPION_SINCE = lineage.PREFIX + "champion_since"
 RETIRED_AT = lineage.PREFIX + "retired_at"
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]+)/?$")
 _READY = "READY"
 _NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
@@ -96,6 +95,12 @@ def locate_model_file(model_dir: Path, filename: str) -> Path:
         raise RegistryError(str(error)) from None
 
 
+def registered_model_names(tracking_uri: str) -> list[str]:
+    """Every registered model's name in the registry at ``tracking_uri``, sorted."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return sorted(model.name for model in client.search_registered_models(max_results=1000))
+
+
 class ModelRegistry:
     """One registered model in one MLflow registry.
 
@@ -111,7 +116,7 @@ class ModelRegistry:
     """
 
     def __init__(self, model_name: str, tracking_uri: str) -> None:
-        if not _MODEL_NAME.match(model_name):
+        if not lineage.MODEL_NAME.match(model_name):
             raise RegistryError(f"model name {model_name!r} may only contain letters, digits, '_', '.' and '-'")
         self.model_name = model_name
         self.tracking_uri = tracking_uri

@@ -391,7 +391,9 @@ class FeatureParser:
         prefix = "" if index is None else f"row {index}: "
         parts = []
         if missing:
-            parts.append(f"missing feature(s) {_quoted(missing)} (send null for a missing value)")
+            nullable = {spec.name for spec in self._specs if spec.nullable}
+            hint = " (send null for a missing value)" if nullable & set(missing) else ""
+            parts.append(f"missing feature(s) {_quoted(missing)}{hint}")
         if unknown:
             parts.append(f"unknown feature(s) {_quoted(unknown)}")
         parts.append(f"expected exactly: {self._order_text}")

@@ -292,9 +292,12 @@ def invocations_response(labels: np.ndarray, proba: np.ndarray | None) -> dict[s
 
 
 def mlflow_error(error: InputError) -> dict[str, Any]:
-    """The error body ``mlflow models serve`` (MLflow 3.17) returns for a bad request (with HTTP 400)."""
+    """The error body ``mlflow models serve`` (MLflow 3.17) returns for a bad request (with HTTP 400).
+
+    A 404 (a model this server does not serve) says so in MLflow's code for a missing resource.
+    """
     return {
-        "error_code": "BAD_REQUEST",
+        "error_code": "RESOURCE_DOES_NOT_EXIST" if error.status == 404 else "BAD_REQUEST",
         "message": error.message,
         "sqlstate": "KAM00",
         "error_class": "INVALID_PARAMETER_VALUE",

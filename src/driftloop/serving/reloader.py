@@ -52,7 +52,7 @@ class ModelHolder:
                 self.last_check_error = None
             except Exception as error:  # registry unreachable: keep serving, report, try again later
                 self.last_check_error = f"{type(error).__name__}: {error}"
-                log.warning("cannot read the current model version: %s", self.last_check_error)
+                log.warning("%s: cannot read the current model version: %s", self._source.name, self.last_check_error)
                 return False
             current = self.model.version if self.model else None
             if wanted is None or wanted == current:
@@ -64,13 +64,16 @@ class ModelHolder:
             except Exception as error:
                 message = f"{type(error).__name__}: {error}"
                 self.last_failure = ReloadFailure(version=wanted, error=message, at=time.time())
-                log.error("version %s refused, still serving %s: %s", wanted, current or "nothing", message)
+                log.error(
+                    "%s: version %s refused, still serving %s: %s",
+                    self._source.name, wanted, current or "nothing", message,
+                )  # fmt: skip
                 if self._on_reload:
                     self._on_reload("failure", None, message)
                 return False
             self.model = model
             self.last_failure = None
-            log.info("now serving version %s (was %s)", wanted, current or "nothing")
+            log.info("%s: now serving version %s (was %s)", self._source.name, wanted, current or "nothing")
             if self._on_reload:
                 self._on_reload("success", model, None)
             return True

@@ -342,7 +342,10 @@ def test_all_missing_and_unknown_names_are_listed_at_once(parser: FeatureParser,
     columns_error = _error(parser.from_columns, {k: [v] for k, v in extra.items()})
 
     assert (missing_error.status, missing_error.reason) == (422, "missing_feature")
-    assert "missing feature(s) 'tenure', 'contract' (send null for a missing value)" in missing_error.message
+    # Neither may be null, so the error does not suggest sending null; a nullable one missing does.
+    assert "missing feature(s) 'tenure', 'contract'; " in missing_error.message
+    nullable_error = _error(parser.from_record, {k: v for k, v in record.items() if k != "total_charges"})
+    assert "missing feature(s) 'total_charges' (send null for a missing value)" in nullable_error.message
     assert (extra_error.status, extra_error.reason) == (422, "unknown_feature")
     assert "unknown feature(s) 'customer_id', 'Tenure'" in extra_error.message
     assert both_error.reason == "missing_feature"
