@@ -1,4 +1,4 @@
-"""Put the project's deployments on a Prefect server: prefect.yaml's deployments, once per model.
+"""Put the deployments on a Prefect server: prefect.yaml's, once per model of the project (or as they are).
 
 prefect.yaml stays the one place that declares what a deployment is (entrypoint, pool, concurrency, schedule,
 trigger); ``model_deployments`` adds what differs per model: its name, its parameters, its drift schedule, and a
@@ -69,6 +69,18 @@ def _for_model(base: dict[str, Any], model: ProjectModel) -> dict[str, Any]:
     return deployment
 
 
+def deploy_all(settings: Settings, project_dir: Path) -> list[str]:
+    """Deploy prefect.yaml's deployments as they are, for the one model of the settings (the compose stack's way).
+
+    Returns:
+        The deployment names Prefect reported (``flow/deployment``).
+
+    Raises:
+        ServiceError: prefect.yaml is missing, or Prefect refused the pool or the deployments.
+    """
+    return _deploy(settings, project_dir, _prefect_yaml(project_dir))
+
+
 def deploy_project(settings: Settings, project_dir: Path, project: Project) -> list[str]:
     """Create the work pool if needed and deploy prefect.yaml's deployments for every model of ``project``.
 
@@ -81,14 +93,26 @@ def deploy_project(settings: Settings, project_dir: Path, project: Project) -> l
     Raises:
         ServiceError: prefect.yaml is missing, or Prefect refused the pool or the deployments.
     """
-    source = project_dir / "prefect.yaml"
-    if not source.is_file():
-        raise ServiceError(f"no prefect.yaml in {project_dir}: run driftloop from a checkout of the repository")
+    source = _prefect_yaml(project_dir)
     generated = settings.home / GENERATED_FILE
     generated.parent.mkdir(parents=True, exist_ok=True)
     template = yaml.safe_load(source.read_text(encoding="utf-8"))
     header = "# Written by `driftloop up` from prefect.yaml and the project's models; edit those, not this.\n"
     generated.write_text(header + yaml.safe_dump(model_deployments(template, project), sort_keys=False))
+    deployed = _deploy(settings, project_dir, generated)
+    _delete_stale(settings, template, set(deployed))
+    return deployed
+
+
+def _prefect_yaml(project_dir: Path) -> Path:
+    source = project_dir / "prefect.yaml"
+    if not source.is_file():
+        raise ServiceError(f"no prefect.yaml in {project_dir}: run driftloop from a checkout of the repository")
+    return source
+
+
+def _deploy(settings: Settings, project_dir: Path, prefect_file: Path) -> list[str]:
+    """The work pool (created or overwritten), then `prefect deploy --all` of ``prefect_file`` from ``project_dir``."""
     env = {**os.environ, **settings.process_env()}
     prefect = venv_bin("prefect")
     pool = subprocess.run(
@@ -100,18 +124,16 @@ def deploy_project(settings: Settings, project_dir: Path, project: Project) -> l
             f"cannot create work pool {settings.work_pool!r}:\n{pool.stdout[-2000:]}{pool.stderr[-2000:]}"
         )
     deploy = subprocess.run(
-        [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(generated)],
+        [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
         env=env, cwd=project_dir, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     if deploy.returncode != 0:
         raise ServiceError(f"prefect deploy --all failed:\n{deploy.stdout[-3000:]}{deploy.stderr[-2000:]}")
-    deployed = [
+    return [
         line.split("'")[1]
         for line in deploy.stdout.splitlines()
         if "Deployment '" in line and "successfully created" in line
     ]
-    _delete_stale(settings, template, set(deployed))
-    return deployed
 
 
 def _delete_stale(settings: Settings, template: dict[str, Any], keep: set[str]) -> None:
