@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from driftloop.core.lineage import MODEL_NAME
+from driftloop.core.schema import repeated_names
 
 # Five-field cron: minute, hour, day of month, month, day of week.
 _CRON_FIELDS = 5
@@ -94,8 +95,7 @@ class Project(BaseModel):
 
     @model_validator(mode="after")
     def _names_unique(self) -> Project:
-        names = [model.name for model in self.models]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        repeated = repeated_names(model.name for model in self.models)
         if repeated:
             raise ValueError(f"model names must be unique; repeated: {repeated}")
         return self

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -201,6 +202,11 @@ class Target(BaseModel):
         return dumped
 
 
+def repeated_names(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
 class DatasetSchema(BaseModel):
     """A whole dataset's contract, loaded from a YAML file (see ``io.datasets.load_schema``)."""
 
@@ -220,7 +226,7 @@ class DatasetSchema(BaseModel):
     @model_validator(mode="after")
     def _names_unique(self) -> DatasetSchema:
         names = [f.name for f in self.features]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
+        duplicated = repeated_names(names)
         if duplicated:
             raise ValueError(f"feature names must be unique; repeated: {duplicated}")
         if self.target.name in names:

@@ -31,7 +31,7 @@ from typing import Any, Literal, NamedTuple, NoReturn
 import numpy as np
 
 from driftloop.core.layout import FeatureLayout
-from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind, Unseen
+from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind, Unseen, repeated_names
 from driftloop.errors import InputError
 
 UnknownCategories = Literal["error", "ignore"]
@@ -350,7 +350,7 @@ class FeatureParser:
         given = list(names)
         if len(given) == self._count and self._name_set.issuperset(given) and len(set(given)) == self._count:
             return
-        duplicated = sorted({n for n in given if given.count(n) > 1})
+        duplicated = repeated_names(given)
         if duplicated and self._name_set == set(given):
             raise InputError(422, "wrong_shape", f"feature name(s) given more than once: {_quoted(duplicated)}")
         self._raise_names(given, None)
