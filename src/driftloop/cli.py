@@ -733,7 +733,12 @@ def rollout(
         out.print(rolled_back.result.markdown(), highlight=False)
         raise _fail(str(rolled_back)) from None
     out.print(shipped.rollout.markdown(), highlight=False)
-    out.print(f"[bold green]v{shipped.rollout.version} serves[/] at http://127.0.0.1:{settings.proxy_port}")
+    from driftloop.deploy.proxy import read_models
+
+    url = f"http://127.0.0.1:{settings.proxy_port}/models/{settings.model_name}/predict"
+    if read_models(settings).default == settings.model_name:
+        url += f" (and on the unnamed routes: http://127.0.0.1:{settings.proxy_port}/predict)"
+    out.print(f"[bold green]v{shipped.rollout.version} of {settings.model_name} serves[/] at {url}", highlight=False)
 
 
 def _is_strategy(value: str | None) -> TypeGuard[RolloutStrategy | None]:
@@ -771,14 +776,16 @@ def up() -> None:
     """
     settings = _up(_use_model(None))
     out.print(f"data directory: {settings.home}")
+    names = settings.served_model_names
     if settings.deploy == "local":
-        names = settings.served_model_names
         follows = ", ".join(repr(name) for name in names)
         out.print(f"model server: {settings.serve_url}/docs (follows the champion alias of {follows})")
-        if len(names) > 1:
-            out.print(f"  each model: {settings.serve_url}/models/NAME/predict; {names[0]!r} also on /predict")
+        base = settings.serve_url
     else:
-        out.print(f"model server: http://127.0.0.1:{settings.proxy_port} (nginx → the slot `driftloop status` shows)")
+        base = f"http://127.0.0.1:{settings.proxy_port}"
+        out.print(f"model server: {base} (nginx → each model's slots, as `driftloop status` shows)")
+    if len(names) > 1:
+        out.print(f"  each model: {base}/models/NAME/predict; {names[0]!r} also on /predict")
     from driftloop.io.project import project_for
 
     own = [f"{m.name}: {m.drift.cron!r}" for m in project_for(settings).models if m.drift.cron is not None]

@@ -15,7 +15,6 @@ reused connection closed before any response covers it; bench/bench_rollout.py m
 from __future__ import annotations
 
 import contextlib
-import io
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 import pytest
 from docker.errors import DockerException
@@ -41,6 +39,7 @@ from tests.support.churn import sample_rows
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     DockerTestRun,
+    build_derived,
     docker_engine,
     docker_run,
     require_base_image,
@@ -70,13 +69,6 @@ class Images:
     crash: str
     never_ready: str
     wrong_outputs: str
-
-
-def build_derived(client: docker.DockerClient, dockerfile: str, tag: str) -> str:
-    client.images.build(
-        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False, network_mode="host"
-    )
-    return tag
 
 
 @pytest.fixture(scope="module")

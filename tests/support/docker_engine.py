@@ -15,6 +15,7 @@ Without an engine the test is skipped, or fails when ``CI=true``: CI must not pa
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -55,6 +56,14 @@ def require_base_image(client: docker.DockerClient, name: str = BASE_IMAGE) -> N
         client.images.get(name)
     except ImageNotFound:
         unavailable(f"no local {name} image (build one with ../shared/ci/build-base-image.sh; nothing is pulled)")
+
+
+def build_derived(client: docker.DockerClient, dockerfile: str, tag: str) -> str:
+    """Build ``dockerfile`` (FROM a local image: nothing is pulled) as ``tag``; a test's faulty variant of an image."""
+    client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False, network_mode="host"
+    )
+    return tag
 
 
 def remove_test_containers(client: docker.DockerClient, run_id: str) -> list[str]:

@@ -28,14 +28,23 @@ class LoadReport:
 
 
 class PredictLoad:
-    """``threads`` clients hitting ``url``/predict until the ``with`` block ends.
+    """``threads`` clients hitting ``url`` + ``path`` (``/predict``) until the ``with`` block ends.
 
     ``keep_alive=False`` opens a connection per request (see tests/integration/test_rollout.py for why a proxy
     reload can lose a request sent on a kept-alive connection at the wrong instant).
     """
 
-    def __init__(self, url: str, rows: Sequence[dict[str, Any]], threads: int = 4, *, keep_alive: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        rows: Sequence[dict[str, Any]],
+        threads: int = 4,
+        *,
+        keep_alive: bool = True,
+        path: str = "/predict",
+    ) -> None:
         self.url = url
+        self.path = path
         self.rows = list(rows)
         self.report = LoadReport()
         self._limits = httpx.Limits(max_keepalive_connections=10 if keep_alive else 0)
@@ -49,7 +58,7 @@ class PredictLoad:
             while not self._stop.is_set():
                 n += 1
                 try:
-                    answer = client.post("/predict", json={"features": self.rows[n % len(self.rows)]})
+                    answer = client.post(self.path, json={"features": self.rows[n % len(self.rows)]})
                 except httpx.HTTPError as error:
                     self._count(None, f"transport: {error!r}", type(error).__name__)
                     continue

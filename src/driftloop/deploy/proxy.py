@@ -1,20 +1,24 @@
-"""The nginx container in front of the slots: start it, apply a routing (write, test, reload, drain).
+"""The nginx container in front of every model's slots: start it, apply a routing (write, test, reload, drain).
 
 The proxy directory (``settings.proxy_dir``) is bind-mounted as a directory on ``/etc/nginx/conf.d``, which the
 official image's (and the substitute's) ``nginx.conf`` includes in its http block. It holds::
 
-    driftloop.conf   the rendered routing (routing.render_nginx_config)
-    routing.json     the routing nginx has loaded: what ``status`` and the next rollout read
+    driftloop.conf        the rendered routing of every model (routing.render_nginx_config)
+    routing/<model>.json  each model's routing as nginx has loaded it: what ``status`` and the next rollout read
+    models.json           the default model (the unnamed routes) and each model's slot ports
 
 Files are replaced with os.replace (a new inode): a single-file bind mount would keep showing the old one.
+Rollouts of different models may run at once: each change of the shared files happens under one lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,12 +29,15 @@ import httpx
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
-from driftloop.deploy.routing import PROXY_HEALTH, ProxyLimits, Routing, render_nginx_config
+from driftloop.deploy.routing import PROXY_HEALTH, ProxyLimits, ProxyModels, Routing, render_nginx_config
 from driftloop.errors import DeployError
 from driftloop.settings import Settings
 
 CONFIG_FILE = "driftloop.conf"
-ROUTING_FILE = "routing.json"
+ROUTING_DIR = "routing"
+LEGACY_ROUTING_FILE = "routing.json"  # one model's routing, from before several models shared the proxy
+MODELS_FILE = "models.json"
+PROXY_LOCK = ".proxy.lock"
 CONTAINER_CONF_DIR = "/etc/nginx/conf.d"
 MANAGED = {"driftloop.managed": "true", "driftloop.role": "proxy"}
 PROXY_START_TIMEOUT = 20.0
@@ -49,12 +56,96 @@ class Applied:
     old_workers: int
 
 
-def read_routing(settings: Settings) -> Routing | None:
-    """The routing nginx last loaded (``routing.json``), None before the first rollout."""
-    path = settings.proxy_dir / ROUTING_FILE
-    if not path.is_file():
-        return None
-    return Routing.from_json(path.read_text())
+def routing_path(settings: Settings, model: str) -> Path:
+    return settings.proxy_dir / ROUTING_DIR / f"{model}.json"
+
+
+def read_routing(settings: Settings, model: str | None = None) -> Routing | None:
+    """The routing of ``model`` (default ``settings.model_name``) nginx last loaded, None before its first rollout."""
+    model = model or settings.model_name
+    path = routing_path(settings, model)
+    if path.is_file():
+        return Routing.from_json(path.read_text())
+    legacy = _legacy_routing(settings)
+    return legacy if legacy is not None and legacy.model_name == model else None
+
+
+def read_routings(settings: Settings) -> dict[str, Routing]:
+    """Every model's routing behind this proxy, by model name."""
+    found: dict[str, Routing] = {}
+    legacy = _legacy_routing(settings)
+    if legacy is not None:
+        found[legacy.model_name] = legacy
+    for path in sorted((settings.proxy_dir / ROUTING_DIR).glob("*.json")):
+        routing = Routing.from_json(path.read_text())
+        found[routing.model_name] = routing
+    return found
+
+
+def _legacy_routing(settings: Settings) -> Routing | None:
+    path = settings.proxy_dir / LEGACY_ROUTING_FILE
+    return Routing.from_json(path.read_text()) if path.is_file() else None
+
+
+def read_models(settings: Settings) -> ProxyModels:
+    """The default model and each model's slot ports; empty before the first rollout."""
+    path = settings.proxy_dir / MODELS_FILE
+    return ProxyModels.from_json(path.read_text()) if path.is_file() else ProxyModels()
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A model's slot ports, and the default model when this admission moved it from another one."""
+
+    ports: tuple[int, int]
+    default_moved_to: str | None = None
+
+
+def admit(settings: Settings, in_use: Callable[[int], bool], default: str | None = None) -> Admitted:
+    """The slot ports of ``settings.model_name``, chosen now if it has none (``settings.slot_ports`` first).
+
+    ``default``, when given, becomes the model on the unnamed routes (the project's first); otherwise the
+    first model ever admitted stays it. nginx serves a moved default from the next ``apply``.
+    """
+    with locked(settings.proxy_dir / PROXY_LOCK, _lock_wait(settings), "the proxy's files"):
+        before = read_models(settings)
+        models = before.admit(settings.model_name, settings.slot_ports, in_use)
+        if default is not None:
+            models = models.with_default(default)
+        if models != before:
+            write_atomically(settings.proxy_dir / MODELS_FILE, models.to_json() + "\n")
+    moved = before.default is not None and models.default != before.default
+    return Admitted(models.ports[settings.model_name], models.default if moved else None)
+
+
+def _lock_wait(settings: Settings) -> float:
+    # The lock is held while nginx reloads, which apply waits for up to drain_timeout.
+    return 2 * settings.drain_timeout + 30
+
+
+@contextmanager
+def locked(path: Path, wait_seconds: float, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created), waiting up to ``wait_seconds`` for whoever holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DeployError(f"{what} stayed locked for {wait_seconds:.0f}s ({path})") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _config(settings: Settings, routings: Mapping[str, Routing]) -> str:
+    models = read_models(settings)
+    return render_nginx_config(list(routings.values()), settings.proxy_port, limits(settings), default=models.default)
 
 
 def limits(settings: Settings) -> ProxyLimits:
@@ -96,8 +187,7 @@ def ensure_proxy(client: docker.DockerClient, settings: Settings, labels: Mappin
     """
     proxy_dir = settings.proxy_dir
     if not (proxy_dir / CONFIG_FILE).is_file():
-        routing = read_routing(settings) or Routing(settings.model_name)
-        write_atomically(proxy_dir / CONFIG_FILE, render_nginx_config(routing, settings.proxy_port, limits(settings)))
+        write_atomically(proxy_dir / CONFIG_FILE, _config(settings, read_routings(settings)))
     container = find_proxy(client, settings)
     try:
         if container is not None:
@@ -111,7 +201,7 @@ def ensure_proxy(client: docker.DockerClient, settings: Settings, labels: Mappin
                 name=settings.proxy_container,
                 network_mode=settings.docker_network,
                 volumes={str(proxy_dir): {"bind": CONTAINER_CONF_DIR, "mode": "ro"}},
-                labels={**MANAGED, "driftloop.model.name": settings.model_name, **(labels or {})},
+                labels={**MANAGED, **(labels or {})},
                 # types-docker's _RestartPolicy omits "unless-stopped", a restart policy the engine takes
                 restart_policy={"Name": "unless-stopped"},  # type: ignore[arg-type]
             )
@@ -185,7 +275,9 @@ def _exec(container: Container, argv: list[str]) -> tuple[int, str]:
 
 
 def apply(client: docker.DockerClient, settings: Settings, routing: Routing, *, drain: bool = True) -> Applied:
-    """Route traffic as ``routing`` says: write the config, ``nginx -t``, reload, wait for the old workers.
+    """Route one model's traffic as ``routing`` says: write the config, ``nginx -t``, reload, wait for old workers.
+
+    The other models keep their routing (each is rendered from its own file).
 
     Old workers keep the old upstream for the requests they have accepted; once they have exited (bounded by
     ``settings.drain_timeout``), a slot that left the upstream receives nothing more and can be stopped.
@@ -198,27 +290,32 @@ def apply(client: docker.DockerClient, settings: Settings, routing: Routing, *, 
     if container is None or container.status != "running":
         raise DeployError(f"the proxy {settings.proxy_container} is not running: run the rollout again to start it")
     routing = routing.stamped(datetime.now(UTC).isoformat(timespec="milliseconds"))
-    config_path = settings.proxy_dir / CONFIG_FILE
-    previous = config_path.read_text() if config_path.is_file() else None
-    write_atomically(config_path, render_nginx_config(routing, settings.proxy_port, limits(settings)))
-    code, output = _exec(container, ["nginx", "-t", "-q"])
-    if code != 0:
-        if previous is not None:
-            write_atomically(config_path, previous)
-        raise DeployError(f"nginx refused the new routing (the previous one stays): {output}")
-    before = worker_pids(container)
-    started = time.monotonic()
-    code, output = _exec(container, ["nginx", "-s", "reload"])
-    if code != 0:
-        raise DeployError(f"`nginx -s reload` failed in {container.name}: {output}")
-    reloaded = _wait_for_new_workers(container, before, deadline=started + settings.drain_timeout)
-    reload_seconds = time.monotonic() - started
-    if not reloaded:
-        raise DeployError(
-            f"nginx in {container.name} did not start new workers within {settings.drain_timeout:g}s of the "
-            f"reload:\n{logs_tail(container)}"
-        )
-    write_atomically(settings.proxy_dir / ROUTING_FILE, routing.to_json() + "\n")
+    with locked(settings.proxy_dir / PROXY_LOCK, _lock_wait(settings), "the proxy's files"):
+        routings = {**read_routings(settings), routing.model_name: routing}
+        config_path = settings.proxy_dir / CONFIG_FILE
+        previous = config_path.read_text() if config_path.is_file() else None
+        write_atomically(config_path, _config(settings, routings))
+        code, output = _exec(container, ["nginx", "-t", "-q"])
+        if code != 0:
+            if previous is not None:
+                write_atomically(config_path, previous)
+            raise DeployError(f"nginx refused the new routing (the previous one stays): {output}")
+        before = worker_pids(container)
+        started = time.monotonic()
+        code, output = _exec(container, ["nginx", "-s", "reload"])
+        if code != 0:
+            raise DeployError(f"`nginx -s reload` failed in {container.name}: {output}")
+        reloaded = _wait_for_new_workers(container, before, deadline=started + settings.drain_timeout)
+        reload_seconds = time.monotonic() - started
+        if not reloaded:
+            raise DeployError(
+                f"nginx in {container.name} did not start new workers within {settings.drain_timeout:g}s of the "
+                f"reload:\n{logs_tail(container)}"
+            )
+        write_atomically(routing_path(settings, routing.model_name), routing.to_json() + "\n")
+        legacy = _legacy_routing(settings)
+        if legacy is not None and legacy.model_name == routing.model_name:
+            (settings.proxy_dir / LEGACY_ROUTING_FILE).unlink()
     drained = True
     if drain:
         drained = _wait_until_gone(container, before, deadline=started + settings.drain_timeout)

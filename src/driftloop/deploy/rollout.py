@@ -13,12 +13,10 @@ record (markdown) under ``<home>/rollouts/``. No Prefect here: events go through
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +30,7 @@ from driftloop.deploy import proxy
 from driftloop.deploy.canary import Judgement, Scrape, Thresholds, judge, parse_metrics, window
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.routing import Routing, SlotName, SlotRoute, idle_slot, other_slot
-from driftloop.deploy.slots import Slots, registry_selfcheck
+from driftloop.deploy.slots import Slots, port_in_use, registry_selfcheck
 from driftloop.errors import CanaryAlarm, DeployError, DriftloopError, PromotionRefused, SlotFailed
 from driftloop.settings import RolloutStrategy, Settings
 
@@ -41,7 +39,6 @@ Outcome = Literal["completed", "rolled_back"]
 Emit = Callable[[str, str, Mapping[str, Any]], object]
 STRATEGIES: tuple[Strategy, ...] = ("blue-green", "canary")
 WATCH_SECONDS = 0.25
-LOCK_FILE = ".rollout.lock"
 LOCK_WAIT_SECONDS = 900.0
 
 
@@ -240,8 +237,14 @@ def _rollout(
     result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC))
     clock = _Clock(result, on_step)
     with _rollout_lock(settings):
+        admitted = proxy.admit(settings, port_in_use, _declared_default(settings))
+        slots = slots if slots.ports is not None else replace(slots, ports=admitted.ports)
         proxy.ensure_proxy(slots.client, settings, slots.labels)
         previous_routing = proxy.read_routing(settings)
+        if admitted.default_moved_to is not None:
+            # The project file names another first model: the unnamed routes go to it from now on.
+            proxy.apply(slots.client, settings, previous_routing or Routing(settings.model_name))
+            clock.step("default model moved", f"the unnamed routes serve {admitted.default_moved_to} now")
         result.previous = _serving_baseline(slots, previous_routing)
         clock.step("proxy ready", _baseline_note(result.previous, previous_routing))
         selfcheck = registry_selfcheck(settings, str(version))
@@ -288,25 +291,20 @@ def _check_parity(settings: Settings, version: str) -> None:
 
 @contextmanager
 def _rollout_lock(settings: Settings) -> Iterator[None]:
-    settings.proxy_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.proxy_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        # A train and a retrain may promote at once: the second rollout waits its turn rather than fail.
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise DeployError(
-                        f"another rollout of {settings.model_name} held the lock for {LOCK_WAIT_SECONDS:.0f}s "
-                        f"({settings.proxy_dir / LOCK_FILE})"
-                    ) from None
-                time.sleep(0.5)
+    # A train and a retrain may promote at once: the second rollout waits its turn rather than fail. Rollouts
+    # of other models go on meanwhile (the proxy's own lock orders their changes of the shared files).
+    lock = settings.proxy_dir / f".rollout-{settings.model_name}.lock"
+    with proxy.locked(lock, LOCK_WAIT_SECONDS, f"another rollout of {settings.model_name}"):
         yield
-    finally:
-        os.close(fd)
+
+
+def _declared_default(settings: Settings) -> str | None:
+    """The project file's first model: the one the proxy serves on the unnamed routes."""
+    if not settings.project_file.is_file():
+        return None
+    from driftloop.io.project import load_project
+
+    return load_project(settings.project_file).default.name
 
 
 def _serving_baseline(slots: Slots, routing: Routing | None) -> SlotRoute | None:

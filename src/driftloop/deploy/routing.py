@@ -1,4 +1,4 @@
-"""Which slot gets which share of traffic, as a value: JSON for ``status``, an nginx config for the proxy.
+"""Which slot of each model gets which share of traffic, as values: JSON for ``status``, one nginx config.
 
 Pure: no files, no Docker. ``proxy.apply`` writes what this renders.
 """
@@ -6,6 +6,7 @@ Pure: no files, no Docker. ``proxy.apply`` writes what this renders.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -131,19 +132,79 @@ class ProxyLimits:
     max_body_bytes: int = 16 * 1024 * 1024
 
 
-def render_nginx_config(routing: Routing, listen_port: int, limits: ProxyLimits | None = None) -> str:
-    """The ``conf.d`` file (http context): an upstream of the live slots by weight, a server on ``listen_port``.
+@dataclass(frozen=True)
+class ProxyModels:
+    """The models behind one proxy: which serves the unnamed routes, and each one's pair of slot ports.
 
-    A slot at weight 0 is left out of the upstream. With nothing live, every request but ``/proxy-health`` gets a
-    503 naming the reason (an upstream with no server is not a valid nginx config).
+    A model's ports are chosen at its first rollout and kept: its slots must come back where nginx sends them.
+    """
+
+    default: str | None = None
+    ports: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def admit(self, model: str, preferred: tuple[int, int], in_use: Callable[[int], bool]) -> ProxyModels:
+        """These models with ``model`` given ports (its own if it has them) and made the default if there is none.
+
+        A new model takes ``preferred`` unless another model holds either port, else the next pair above every
+        port held whose ports ``in_use`` says are free.
+        """
+        ports = dict(self.ports)
+        if model not in ports:
+            held = {port for pair in ports.values() for port in pair}
+            if held.isdisjoint(preferred) and preferred[0] != preferred[1]:
+                ports[model] = preferred
+            else:
+                ports[model] = _free_pair(max(held | set(preferred)) + 1, held, in_use)
+        return ProxyModels(self.default or model, ports)
+
+    def with_default(self, model: str) -> ProxyModels:
+        return replace(self, default=model)
+
+    def to_json(self) -> str:
+        return json.dumps({"default": self.default, "ports": {m: list(p) for m, p in self.ports.items()}}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ProxyModels:
+        try:
+            raw: dict[str, Any] = json.loads(text)
+            ports = {str(model): (int(pair[0]), int(pair[1])) for model, pair in raw.get("ports", {}).items()}
+            default = raw.get("default")
+            return cls(str(default) if default is not None else None, ports)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            raise DeployError(f"unreadable proxy models: {error!r}") from None
+
+
+def _free_pair(start: int, held: set[int], in_use: Callable[[int], bool]) -> tuple[int, int]:
+    port = start
+    while port < 65535:
+        pair = (port, port + 1)
+        if held.isdisjoint(pair) and not in_use(pair[0]) and not in_use(pair[1]):
+            return pair
+        port += 1
+    raise DeployError(f"no two free ports from {start} up for another model's slots: set DRIFTLOOP_SLOT_PORTS lower")
+
+
+def render_nginx_config(
+    routings: Sequence[Routing], listen_port: int, limits: ProxyLimits | None = None, *, default: str | None = None
+) -> str:
+    """The ``conf.d`` file (http context): one upstream per model of its live slots by weight, one server.
+
+    Each model answers on ``/models/<name>/...`` and ``/v2/models/<name>/...`` (its slots serve those routes
+    themselves); the unnamed routes go to ``default`` (the first routing when None). A slot at weight 0 is left
+    out of its upstream. A model with nothing live answers 503 naming it (an upstream with no server is not a
+    valid nginx config).
     """
     limits = limits or ProxyLimits()
     if not 1 <= listen_port <= 65535:
         raise DeployError(f"proxy port {listen_port} is outside 1..65535")
-    live = routing.live()
+    by_name = {routing.model_name: routing for routing in sorted(routings, key=lambda r: r.model_name)}
+    if len(by_name) != len(routings):
+        raise DeployError(f"a model is routed twice: {sorted(r.model_name for r in routings)}")
+    default = default or (routings[0].model_name if routings else None)
+    upstreams = {name: f"{UPSTREAM}_{i}" for i, name in enumerate(by_name) if by_name[name].live()}
     lines = [
-        f"# Rendered by driftloop for model {routing.model_name}; `driftloop rollout` rewrites it: do not edit.",
-        f"# weights: {json.dumps(routing.weights(), sort_keys=True)}  updated: {routing.updated_at or 'never'}",
+        f"# Rendered by driftloop for {len(by_name)} model(s), default {default or 'none'}; `driftloop rollout` "
+        "rewrites it: do not edit.",
         "",
         "# A client's X-Request-Id reaches the slot (and its prediction log); otherwise nginx makes one.",
         "map $http_x_request_id $driftloop_request_id {",
@@ -152,9 +213,12 @@ def render_nginx_config(routing: Routing, listen_port: int, limits: ProxyLimits 
         "}",
         "",
     ]
-    if live:
-        lines.append(f"upstream {UPSTREAM} {{")
-        for route in live:
+    for name, upstream in upstreams.items():
+        routing = by_name[name]
+        lines.append(f"# {name}: weights {json.dumps(routing.weights(), sort_keys=True)}, updated "
+                     f"{routing.updated_at or 'never'}")  # fmt: skip
+        lines.append(f"upstream {upstream} {{")
+        for route in routing.live():
             lines.append(f"  # {route.slot}: version {route.version or '?'}, image {route.image or '?'}")
             # max_fails=0: never take a slot out on its own; the weights are exactly what the rollout set.
             lines.append(f"  server {route.address} weight={route.weight} max_fails=0;")
@@ -169,30 +233,37 @@ def render_nginx_config(routing: Routing, listen_port: int, limits: ProxyLimits 
         "    default_type text/plain;",
         '    return 200 "ok\\n";',
         "  }",
-        "  location / {",
     ]
-    if live:
-        lines += [
-            f"    proxy_pass http://{UPSTREAM};",
-            "    proxy_http_version 1.1;",
-            '    proxy_set_header Connection "";',
-            "    proxy_set_header Host $host;",
-            "    proxy_set_header X-Request-Id $driftloop_request_id;",
-            "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-            f"    proxy_connect_timeout {_duration(limits.connect)};",
-            f"    proxy_send_timeout {_duration(limits.send)};",
-            f"    proxy_read_timeout {_duration(limits.read)};",
-            "    # A slot that refuses, drops or answers 502/503 costs no request: the other slot answers it.",
-            "    # non_idempotent: every prediction endpoint is a POST, and repeating a prediction is safe.",
-            "    proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
-            "    proxy_next_upstream_tries 2;",
-            f"    proxy_next_upstream_timeout {_duration(limits.retry_window)};",
-        ]
-    else:
-        body = f'{{"detail": "no version of model {routing.model_name} is rolled out yet", "reason": "no_route"}}'
-        lines += ["    default_type application/json;", f"    return 503 '{body}';"]
-    lines += ["  }", "}", ""]
+    for name in by_name:
+        for prefix in (f"/models/{name}", f"/v2/models/{name}"):
+            for location in (f"= {prefix}", f"{prefix}/"):
+                lines += [f"  location {location} {{", *_to_model(name, upstreams.get(name), limits), "  }"]
+    lines += ["  location / {", *_to_model(default, upstreams.get(default or ""), limits), "  }", "}", ""]
     return "\n".join(lines)
+
+
+def _to_model(name: str | None, upstream: str | None, limits: ProxyLimits) -> list[str]:
+    """A location's body: pass to the model's upstream, or 503 naming what is missing."""
+    if upstream is None:
+        missing = f"no version of model {name} is rolled out yet" if name else "no model version is rolled out yet"
+        body = json.dumps({"detail": missing, "reason": "no_route"})
+        return ["    default_type application/json;", f"    return 503 '{body}';"]
+    return [
+        f"    proxy_pass http://{upstream};",
+        "    proxy_http_version 1.1;",
+        '    proxy_set_header Connection "";',
+        "    proxy_set_header Host $host;",
+        "    proxy_set_header X-Request-Id $driftloop_request_id;",
+        "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        f"    proxy_connect_timeout {_duration(limits.connect)};",
+        f"    proxy_send_timeout {_duration(limits.send)};",
+        f"    proxy_read_timeout {_duration(limits.read)};",
+        "    # A slot that refuses, drops or answers 502/503 costs no request: the other slot answers it.",
+        "    # non_idempotent: every prediction endpoint is a POST, and repeating a prediction is safe.",
+        "    proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
+        "    proxy_next_upstream_tries 2;",
+        f"    proxy_next_upstream_timeout {_duration(limits.retry_window)};",
+    ]
 
 
 def _duration(seconds: float) -> str:
@@ -203,6 +274,7 @@ __all__ = [
     "PROXY_HEALTH",
     "SLOTS",
     "ProxyLimits",
+    "ProxyModels",
     "Routing",
     "SlotName",
     "SlotRoute",

@@ -1,9 +1,12 @@
 """The blue and green serving containers: start a candidate, wait until it is ready, smoke-test it, stop it.
 
-Each slot listens on 127.0.0.1:<port> (host networking; ``settings.slot_ports`` = blue, green) and is named
-``<prefix>-<model>-<slot>``. Without ``settings.prediction_log_url`` a slot logs predictions to SQLite inside
-its own container, which the drift check cannot read and which goes with the container: drift monitoring of
-slots needs a shared log (PostgreSQL, as the compose stack sets).
+Each slot listens on 127.0.0.1:<port> (host networking) and is named ``<prefix>-<model>-<slot>``. A model's two
+ports are the ones the proxy gave it at its first rollout (``proxy.admit``: ``settings.slot_ports`` for the
+first model, the next free pair for each other one).
+
+Without ``settings.prediction_log_url`` a slot logs predictions to SQLite inside its own container, which the
+drift check cannot read and which goes with the container: drift monitoring of slots needs a shared log
+(PostgreSQL, as the compose stack sets).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ HARDENING: dict[str, Any] = {
 
 @dataclass
 class Slots:
-    """The two slots of ``settings.model_name`` on one engine.
+    """The two slots of ``settings.model_name`` on one engine, on ``ports`` (default ``settings.slot_ports``).
 
     ``name_prefix`` and ``labels`` exist for tests: unique container names, and labels their cleanup finds.
     """
@@ -69,9 +72,10 @@ class Slots:
     client: docker.DockerClient
     name_prefix: str = "driftloop"
     labels: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[int, int] | None = None
 
     def port(self, slot: SlotName) -> int:
-        return self.settings.slot_ports[SLOTS.index(slot)]
+        return (self.ports or self.settings.slot_ports)[SLOTS.index(slot)]
 
     def address(self, slot: SlotName) -> str:
         return f"127.0.0.1:{self.port(slot)}"
@@ -120,7 +124,8 @@ class Slots:
         port = self.port(slot)
         if port_in_use(port):
             raise DeployError(
-                f"slot {slot}: port {port} is taken by another process; free it or change DRIFTLOOP_SLOT_PORTS"
+                f"slot {slot} of {self.settings.model_name}: port {port} is taken by another process; free it "
+                f"(each model's slot ports are in {self.settings.proxy_dir / 'models.json'})"
             )
         labels = {
             MANAGED_LABEL: "true",

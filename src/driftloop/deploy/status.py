@@ -1,8 +1,8 @@
-"""What serves traffic: the proxy, and per slot its container, state, image, version, weight and ``/model``."""
+"""What serves traffic: the proxy, the models behind it, and for one model each slot's container, state, ``/model``."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import httpx
@@ -11,7 +11,7 @@ from docker.errors import DockerException
 from driftloop.deploy import proxy
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.image_context import MODEL_VERSION_LABEL
-from driftloop.deploy.routing import PROXY_HEALTH, SLOTS, SlotName
+from driftloop.deploy.routing import PROXY_HEALTH, SLOTS, Routing, SlotName
 from driftloop.deploy.slots import Slots
 from driftloop.settings import Settings
 
@@ -23,7 +23,9 @@ class ProxyStatus:
     image: str | None
     url: str
     answers: bool
-    routing_updated_at: str | None
+    routing_updated_at: str | None  # this model's routing
+    default_model: str | None  # on the unnamed routes
+    models: dict[str, str | None]  # every model routed behind the proxy → the version with most traffic
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,11 @@ class DeploymentStatus:
         p = self.proxy
         lines = [
             f"proxy  {p.container}  {p.state}  {p.image or '-'}  {p.url}  "
-            f"{'answers' if p.answers else 'NOT ANSWERING'}  routing updated {p.routing_updated_at or 'never'}",
+            f"{'answers' if p.answers else 'NOT ANSWERING'}",
+            f"models behind it: {_models_line(p.models, p.default_model)}",
             "",
+            f"{self.model_name} ({p.url}{_path(self.model_name, p.default_model)}): routing updated "
+            f"{p.routing_updated_at or 'never'}",
             f"{'slot':<6} {'weight':>6}  {'version':<8} {'state':<10} {'health':<10} {'address':<16} image",
         ]
         for s in self.slots:
@@ -74,7 +79,9 @@ class DeploymentStatus:
 
 
 def deployment_status(settings: Settings, slots: Slots | None = None) -> DeploymentStatus:
-    """Read the routing nginx loaded, inspect the proxy and both slot containers, and ask each slot ``/model``.
+    """Read the routing nginx loaded, inspect the proxy and the model's two slot containers, ask each ``/model``.
+
+    The model is ``settings.model_name``; its slot ports are those the proxy gave it (``models.json``).
 
     Raises:
         DeployError: No Docker engine answers.
@@ -85,7 +92,11 @@ def deployment_status(settings: Settings, slots: Slots | None = None) -> Deploym
             return deployment_status(settings, Slots(settings, client))
         finally:
             client.close()
-    routing = proxy.read_routing(settings)
+    models = proxy.read_models(settings)
+    if slots.ports is None and settings.model_name in models.ports:
+        slots = replace(slots, ports=models.ports[settings.model_name])
+    routings = proxy.read_routings(settings)
+    routing = routings.get(settings.model_name)
     container = proxy.find_proxy(slots.client, settings)
     url = f"http://127.0.0.1:{settings.proxy_port}"
     proxy_status = ProxyStatus(
@@ -95,12 +106,30 @@ def deployment_status(settings: Settings, slots: Slots | None = None) -> Deploym
         url=url,
         answers=_answers(url + PROXY_HEALTH),
         routing_updated_at=routing.updated_at if routing else None,
+        default_model=models.default,
+        models={name: _primary_version(r) for name, r in sorted(routings.items())},
     )
     found = []
     for slot in SLOTS:
         route = routing.route(slot) if routing else None
         found.append(_slot_status(slots, slot, route.weight if route else 0))
     return DeploymentStatus(settings.model_name, proxy_status, tuple(found))
+
+
+def _primary_version(routing: Routing) -> str | None:
+    primary = routing.primary()
+    return primary.version if primary is not None else None
+
+
+def _models_line(models: dict[str, str | None], default: str | None) -> str:
+    if not models:
+        return "none yet"
+    shown = [f"{name} v{version}" if version else f"{name} (nothing routed)" for name, version in models.items()]
+    return ", ".join(shown) + (f"; {default} also on the unnamed routes" if default else "")
+
+
+def _path(model: str, default: str | None) -> str:
+    return "/predict" if model == default else f"/models/{model}/predict"
 
 
 def _slot_status(slots: Slots, slot: SlotName, weight: int) -> SlotStatus:
