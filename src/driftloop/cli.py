@@ -117,6 +117,24 @@ def _require_known_model(settings: Settings, given: str | None) -> None:
         raise _fail(f"no model {given!r} is declared or registered here (known: {known})")
 
 
+def _require_version(settings: Settings, version: str | None) -> None:
+    """VERSION (or, without one, a champion) must exist before any service or flow starts for it.
+
+    Checked only where the registry can be read without starting anything (as ``_require_known_model``).
+    """
+    store = Path(settings.tracking_uri.removeprefix("sqlite:///"))
+    if settings.uses_local_mlflow and not store.is_file():
+        raise _fail(f"model {settings.model_name!r} has no versions yet: train it first (driftloop train)")
+    _export_env(settings)
+    from driftloop.io.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
+    if version is not None:
+        registry.get_version(version)  # RegistryError naming the versions there are: one line from main()
+    elif registry.champion() is None:
+        raise _fail(f"model {settings.model_name!r} has no champion: name the version (driftloop models lists them)")
+
+
 def _fail(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code=1)
@@ -699,6 +717,8 @@ def build_image(
 ) -> None:
     """Build the serving image of VERSION (ONNX model baked in, no training stack) and record it on the version."""
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
+    _require_version(settings, version)
     _start_services(settings)
     _export_env(settings)
     from flows.ship import build_model_image
@@ -722,6 +742,8 @@ def rollout(
     if not _is_strategy(strategy):
         raise typer.BadParameter(f"{strategy!r}: use blue-green or canary", param_hint="--strategy")
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
+    _require_version(settings, version)
     _start_services(settings)
     _export_env(settings)
     from driftloop.errors import RolloutRolledBack
@@ -750,8 +772,21 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     model_name: ModelNameOption = None,
 ) -> None:
-    """What serves traffic behind nginx: per slot its version, image, weight, container state and health."""
+    """What serves traffic behind nginx: per slot its version, image, weight, container state and health.
+
+    Without --model-name (nor DRIFTLOOP_MODEL_NAME, nor a project file): the proxy's default model.
+    """
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
+    if (
+        model_name is None
+        and "model_name" not in get_settings().model_fields_set
+        and not settings.project_file.is_file()
+    ):
+        from driftloop.deploy.proxy import read_models
+
+        default = read_models(settings).default
+        settings = _use_model(default) if default is not None else settings
     from driftloop.deploy.engine import docker_client
     from driftloop.deploy.slots import Slots
     from driftloop.deploy.status import deployment_status

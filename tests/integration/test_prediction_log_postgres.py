@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from driftloop.io.prediction_store import SqlPredictionStore, open_prediction_log
 from driftloop.serving.prediction_log import PredictionLogger
 from tests.support.postgres import running_postgres
-from tests.support.prediction_log import T0, check_round_trip, check_windows, make_event
+from tests.support.prediction_log import T0, check_first_label_wins, check_round_trip, check_windows, make_event
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +81,7 @@ def test_logger_flushes_everything_on_close(store: SqlPredictionStore, model: st
     assert store.count(model) == 10_000
     window = store.read_window(model, last=5)
     assert window["request_id"].tolist() == ["r3998"] + ["r3999"] * 4  # r3998 has 3 rows, r3999 has 4
+
+
+def test_the_first_label_of_a_row_wins(store: SqlPredictionStore, model: str) -> None:
+    check_first_label_wins(store, model)

@@ -223,3 +223,12 @@ def test_two_models_share_one_proxy_and_never_disturb_each_other(stage: Proxy, t
     assert unnamed.status_code == 200, unnamed.text
     assert isinstance(unnamed.json()["prediction"], float)
     assert httpx.post(stage.url + "/models/churn/predict", json={"features": churn_row}, timeout=10).status_code == 200
+
+
+def test_shipping_a_version_that_does_not_exist_fails_in_one_line(trained: Trained) -> None:
+    """Before any service or flow starts: no traceback, no failed flow run left behind."""
+    for command in (("rollout", "9"), ("build-image", "9")):
+        result = trained.dl.run(*command, "--model-name", "houses", check=False)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.startswith("error: model 'houses' has no version '9' (existing versions: "), result.stderr
+        assert "Traceback" not in result.stderr

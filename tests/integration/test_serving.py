@@ -450,7 +450,7 @@ def test_feedback_labels_join_the_prediction_log(trained: Driftloop) -> None:
             bad_label = client.post("/feedback", json={"request_id": "abc", "label": "Maybe"})
             bad_row = client.post("/feedback", json={"request_id": "abc", "row": -1, "label": "No"})
         assert ok.status_code == ok_batch.status_code == 202
-        assert ok_batch.json() == {"accepted": 2}
+        assert ok_batch.json() == {"accepted": 2, "already_labelled": 0}
         assert bad_label.status_code == 422
         assert "'No' or 'Yes'" in bad_label.text
         assert bad_row.status_code == 422

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 
-from driftloop.io.prediction_store import WINDOW_COLUMNS, PredictionEvent, PredictionStore
+from driftloop.io.prediction_store import WINDOW_COLUMNS, Feedback, FeedbackWritten, PredictionEvent, PredictionStore
 
 T0 = 1_790_000_000.25  # 2026-09-21 14:13:20.25 UTC
 CONTRACTS = np.array(["Month-to-month", "One year", "Two year"], dtype=object)
@@ -118,3 +118,16 @@ def check_windows(store: PredictionStore, model: str) -> None:
     assert store.count(model) == 11
     assert store.count(f"{model}-other") == 1
     assert store.count("nobody") == 0
+
+
+def check_first_label_wins(store: PredictionStore, model: str) -> None:
+    """A row's first label stays; later ones, in the same request or after, are counted and left out."""
+    store.write([make_event(T0, "r", rows=3, model=model)])
+    first = [Feedback("r", 0, "No"), Feedback("r", 1, "Yes"), Feedback("r", 0, "Yes")]  # row 0 twice
+    assert store.write_feedback(model, first) == FeedbackWritten(accepted=2, already_labelled=0)
+    again = [Feedback("r", 0, "Yes"), Feedback("r", 1, "No"), Feedback("r", 2, "No")]
+    assert store.write_feedback(model, again) == FeedbackWritten(accepted=1, already_labelled=2)
+    assert store.read_window(model)["actual"].tolist() == ["No", "Yes", "No"]
+    many = [Feedback(f"other{i}", 0, "Yes") for i in range(1_500)]  # more request ids than one IN list holds
+    assert store.write_feedback(model, many) == FeedbackWritten(accepted=1_500, already_labelled=0)
+    assert store.write_feedback(model, many) == FeedbackWritten(accepted=0, already_labelled=1_500)

@@ -179,15 +179,23 @@ def test_every_model_command_refuses_a_bad_model_name(home: Path, command: str) 
     assert_refused_before_services(result, home, "--model-name 'a/b': a model name has only letters")
 
 
-@pytest.mark.parametrize("command", ["models", "history", "drift-check"])
+@pytest.mark.parametrize(
+    "command", [("models",), ("history",), ("drift-check",), ("status",), ("rollout", "1"), ("build-image", "1")]
+)
 def test_a_model_name_nobody_declared_or_registered_is_refused(
-    home: Path, tmp_path: Path, users_csv: Path, command: str
+    home: Path, tmp_path: Path, users_csv: Path, command: tuple[str, ...]
 ) -> None:
     _project(tmp_path, users_csv)
-    result = driftloop(home, command, "--model-name", "custmers")
+    result = driftloop(home, *command, "--model-name", "custmers")
     assert_refused_before_services(
         result, home, "no model 'custmers' is declared or registered here (known: customers, broken)"
     )
+
+
+@pytest.mark.parametrize("command", [("rollout",), ("rollout", "3"), ("build-image",), ("build-image", "3")])
+def test_shipping_a_model_with_no_versions_is_refused(home: Path, command: tuple[str, ...]) -> None:
+    result = driftloop(home, *command)
+    assert_refused_before_services(result, home, "model 'churn' has no versions yet: train it first")
 
 
 def test_a_projects_own_mistakes_are_named_as_the_projects(home: Path, tmp_path: Path, users_csv: Path) -> None:

@@ -304,12 +304,19 @@ def test_a_real_nginx_sends_each_model_to_its_own_slots(tmp_path: Path) -> None:
             "/models/wine": ("wine", 200),
             "/v2/models/wine/infer": ("wine", 200),
             "/models/churn/invocations": ("churn", 200),
-            "/models/wineries/predict": ("churn", 200),  # not wine's: the default slot answers (404 in a real one)
         }
         for path, (backend, code) in expected.items():
             answer = httpx.post(url + path, json={}, timeout=5)
             assert (answer.status_code, answer.json().get("backend")) == (code, backend), path
             assert answer.json()["path"] == path  # the slot sees the path unchanged: it serves the named routes
+        for path in ("/models/wineries/predict", "/models/nosuch", "/models/"):
+            nobody = httpx.post(url + path, json={}, timeout=5)
+            assert nobody.status_code == 404, path
+            assert nobody.json()["reason"] == "unknown_model"
+            assert "behind this proxy are churn, houses, wine" in nobody.json()["detail"]
+        v2 = httpx.post(url + "/v2/models/nosuch/infer", json={}, timeout=5)
+        assert (v2.status_code, v2.json()["error"].startswith("unknown model")) == (404, True)
+        assert httpx.get(url + "/models", timeout=5).json()["backend"] == "churn"  # the list: the default slot's
         houses = httpx.post(url + "/models/houses/predict", json={}, timeout=5)
         assert houses.status_code == 503
         assert houses.json() == {"detail": "no version of model houses is rolled out yet", "reason": "no_route"}

@@ -321,7 +321,7 @@ def _baseline_note(baseline: SlotRoute | None, routing: Routing | None) -> str:
     primary = routing.primary() if routing else None
     if primary is not None:
         return f"the routed slot {primary.slot} (v{primary.version}) is not running: a first rollout"
-    return "nothing serving yet: a first rollout"
+    return "nothing of this model serving yet: its first rollout"
 
 
 def _deploy(
@@ -339,7 +339,9 @@ def _deploy(
     slots.wait_ready(slot, container, result.version, settings.rollout_ready_timeout)
     clock.step("candidate ready", "/ready answered 200 for this version")
     smoke = slots.smoke_test(slot, selfcheck)
-    clock.step("smoke test", f"{smoke.rows} rows match the registry's outputs (max |Δp| {smoke.max_abs_diff:.2g})")
+    clock.step(
+        "smoke test", f"{smoke.rows} rows match the registry's outputs (largest difference {smoke.max_abs_diff:.2g})"
+    )
     candidate = slots.route(slot, result.version, result.image)
     old = result.previous
     result.routed = True  # from here on the proxy may send the candidate traffic

@@ -190,9 +190,9 @@ def render_nginx_config(
     """The ``conf.d`` file (http context): one upstream per model of its live slots by weight, one server.
 
     Each model answers on ``/models/<name>/...`` and ``/v2/models/<name>/...`` (its slots serve those routes
-    themselves); the unnamed routes go to ``default`` (the first routing when None). A slot at weight 0 is left
-    out of its upstream. A model with nothing live answers 503 naming it (an upstream with no server is not a
-    valid nginx config).
+    themselves); the unnamed routes go to ``default`` (the first routing when None), and any other model name
+    gets a 404 listing the models here. A slot at weight 0 is left out of its upstream. A model with nothing live
+    answers 503 naming it (an upstream with no server is not a valid nginx config).
     """
     limits = limits or ProxyLimits()
     if not 1 <= listen_port <= 65535:
@@ -238,6 +238,19 @@ def render_nginx_config(
         for prefix in (f"/models/{name}", f"/v2/models/{name}"):
             for location in (f"= {prefix}", f"{prefix}/"):
                 lines += [f"  location {location} {{", *_to_model(name, upstreams.get(name), limits), "  }"]
+    # A name no model here has: answered by nginx, which knows every model (the default slot knows only its own).
+    known = ", ".join(by_name) or "none yet"  # unquoted: the body sits in an nginx string in single quotes
+    unknown = f"unknown model: the models behind this proxy are {known}"
+    for prefix, body in (
+        ("/models/", {"detail": unknown, "reason": "unknown_model"}),
+        ("/v2/models/", {"error": unknown}),
+    ):
+        lines += [
+            f"  location {prefix} {{",
+            "    default_type application/json;",
+            f"    return 404 '{json.dumps(body)}';",
+            "  }",
+        ]
     lines += ["  location / {", *_to_model(default, upstreams.get(default or ""), limits), "  }", "}", ""]
     return "\n".join(lines)
 

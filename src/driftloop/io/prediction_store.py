@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -76,9 +78,10 @@ feedback = sa.Table(
     sa.Column("request_id", sa.String(128), nullable=False),
     sa.Column("row_index", sa.Integer, nullable=False),
     sa.Column("actual", sa.String(200), nullable=False),
-    # One label per predicted row: a later label for the same row replaces the earlier one.
+    # One label per predicted row: the first one (a later label is refused, see write_feedback).
     sa.UniqueConstraint("model_name", "request_id", "row_index", name="uq_feedback_row"),
 )
+FEEDBACK_KEY = ["model_name", "request_id", "row_index"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,23 @@ class Feedback:
     request_id: str
     row_index: int
     actual: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackWritten:
+    """What became of a request's labels: written, or left alone because the row had a label already."""
+
+    accepted: int
+    already_labelled: int
+
+
+def _insert_ignoring_labelled(dialect: sa.Dialect) -> Any:
+    """An insert into ``feedback`` that skips a row labelled already, where the database can say so."""
+    if dialect.name == "sqlite":
+        return sqlite_insert(feedback).on_conflict_do_nothing(index_elements=FEEDBACK_KEY)
+    if dialect.name == "postgresql":
+        return postgresql_insert(feedback).on_conflict_do_nothing(index_elements=FEEDBACK_KEY)
+    return feedback.insert()  # the rows were filtered in the same transaction; a racing writer gets an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +189,7 @@ class PredictionStore(Protocol):
         labelled_after: datetime | None = None,
     ) -> pd.DataFrame: ...
 
-    def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> int: ...
+    def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> FeedbackWritten: ...
 
     def count(self, model_name: str | None = None) -> int: ...
 
@@ -438,33 +458,38 @@ class SqlPredictionStore:
                 connection.exec_driver_sql(head + ", ".join([values] * len(page)), tuple(chain.from_iterable(page)))
         return len(rows)
 
-    def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> int:
-        """Record true classes; a row labelled again keeps only its latest label."""
-        if not items:
-            return 0
+    def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> FeedbackWritten:
+        """Record true classes; the first label of a row wins: a row labelled already keeps its label.
+
+        One statement for the lot (``INSERT ... ON CONFLICT DO NOTHING``), whatever the number of items. The
+        count of rows labelled already is read in the same transaction; a label written by another request
+        between that read and the insert is still never replaced, only counted as accepted.
+        """
+        first = {(i.request_id, i.row_index): i for i in reversed(items)}  # a repeated row in one request: its first
+        if not first:
+            return FeedbackWritten(0, 0)
         now = datetime.now(UTC)
         rows = [
-            {
-                "ts": now,
-                "model_name": model_name,
-                "request_id": i.request_id,
-                "row_index": i.row_index,
-                "actual": i.actual,
-            }
-            for i in items
-        ]
+            {"ts": now, "model_name": model_name, "request_id": i.request_id, "row_index": i.row_index,
+             "actual": i.actual}
+            for i in first.values()
+        ]  # fmt: skip
         table = feedback.c
+        ids = sorted({request_id for request_id, _ in first})
         with self._engine.begin() as connection:
-            for item in items:
-                connection.execute(
-                    feedback.delete().where(
-                        (table.model_name == model_name)
-                        & (table.request_id == item.request_id)
-                        & (table.row_index == item.row_index)
+            labelled = {
+                (request_id, row)
+                for start in range(0, len(ids), _VALUES_PER_INSERT)
+                for request_id, row in connection.execute(
+                    sa.select(table.request_id, table.row_index).where(
+                        (table.model_name == model_name) & table.request_id.in_(ids[start : start + _VALUES_PER_INSERT])
                     )
                 )
-            connection.execute(feedback.insert(), rows)
-        return len(rows)
+            }
+            new = [row for row in rows if (row["request_id"], row["row_index"]) not in labelled]
+            if new:
+                connection.execute(_insert_ignoring_labelled(self._engine.dialect), new)
+        return FeedbackWritten(accepted=len(new), already_labelled=len(rows) - len(new))
 
     def _select(
         self,

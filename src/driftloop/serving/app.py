@@ -38,7 +38,7 @@ from driftloop.serving.inputs import FeatureBatch, FeatureParser
 from driftloop.serving.model import ServingModel
 from driftloop.serving.openapi import install_openapi_examples, request_body
 from driftloop.serving.reloader import ModelEntry
-from driftloop.serving.server import JSON, VERSION_HEADER_BYTES, Server, default_sources
+from driftloop.serving.server import JSON, VERSION_HEADER_BYTES, Server, default_sources, media_type
 from driftloop.serving.source import ModelSource
 from driftloop.settings import Settings, get_settings
 
@@ -196,7 +196,7 @@ def _model_info(entry: ModelEntry) -> Response:
 
 async def _invocations(server: Server, request: Request, entry: ModelEntry) -> Response:
     """MLflow's scoring protocol: JSON (the fast path's, when it came through a proxy's root_path) or CSV."""
-    content_type = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
+    content_type = media_type(request.headers.get("content-type", JSON))
     if content_type == "text/csv":
         try:
             text = (await server.read_body(request)).decode("utf-8")
@@ -219,14 +219,19 @@ async def _feedback(server: Server, request: Request, entry: ModelEntry) -> Resp
     try:
         if server.store is None:
             raise InputError(409, "prediction_log_off", "feedback needs the prediction log (DRIFTLOOP_PREDICTION_LOG)")
+        if media_type(request.headers.get("content-type")) != JSON:
+            # A form or text/plain body is what any web page can make a visitor's browser send, with no preflight.
+            raise InputError(415, "unsupported", "feedback takes content-type application/json only")
         items = protocols.parse_feedback(
-            server.decode_json(await server.read_body(request)), model.task if model else None
+            server.decode_json(await server.read_body(request)),
+            model.task if model else None,
+            max_items=server.settings.max_batch_rows,
         )
         written = await run_in_threadpool(server.store.write_feedback, entry.name, items)
     except InputError as error:
         server.metrics.count_error(entry.name, "feedback", error.reason)
         return _json(error_detail(error), error.status)
-    return _json({"accepted": written}, 202)
+    return _json({"accepted": written.accepted, "already_labelled": written.already_labelled}, 202)
 
 
 def _default_model_routes(app: FastAPI, server: Server) -> None:

@@ -27,7 +27,7 @@ from driftloop.core.task import Task
 from driftloop.errors import InputError
 from driftloop.io.onnx_runtime import CLASSIFIER_OUTPUTS, LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT
 from driftloop.io.prediction_store import Feedback
-from driftloop.serving.inputs import FeatureBatch, FeatureParser, json_type
+from driftloop.serving.inputs import FeatureBatch, FeatureParser, encodable, json_type
 
 V2_BINARY_HEADER = "Inference-Header-Content-Length"
 V2_PLATFORM = "onnxruntime_onnx"
@@ -562,11 +562,18 @@ def openapi_examples(schema: DatasetSchema) -> dict[str, Any]:
     }
 
 
-def parse_feedback(body: Any, task: Task | None) -> list[Feedback]:
-    """Feedback items from either body form; a label must be one of the model's classes, or a regressor's number."""
+def parse_feedback(body: Any, task: Task | None, max_items: int) -> list[Feedback]:
+    """Feedback items from either body form; a label must be one of the model's classes, or a regressor's number.
+
+    At most ``max_items`` items (413 beyond): one request must not hold the log's write lock for long.
+    """
     entries = body.get("items") if isinstance(body, dict) and "items" in body else [body]
     if not isinstance(entries, list) or not entries:
         raise InputError(422, "wrong_shape", 'expected {"request_id", "label"} or {"items": [...]} with items')
+    if len(entries) > max_items:
+        raise InputError(
+            413, "too_many_items", f"{len(entries)} feedback items in one request; the limit is {max_items}"
+        )
     items = []
     for index, entry in enumerate(entries):
         where = f"item {index}: " if len(entries) > 1 else ""
@@ -575,6 +582,8 @@ def parse_feedback(body: Any, task: Task | None) -> list[Feedback]:
         request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
             raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")
+        if not encodable(request_id):
+            raise InputError(422, "wrong_type", f"{where}request_id is not valid Unicode text (a lone surrogate)")
         if not isinstance(row, int) or isinstance(row, bool) or row < 0:
             raise InputError(422, "wrong_type", f"{where}row must be a row index ≥ 0, got {row!r}")
         items.append(Feedback(request_id=request_id, row_index=row, actual=_feedback_label(label, task, where)))

@@ -53,6 +53,11 @@ Send = Callable[[dict[str, Any]], Any]
 _SERVER_ERROR = b"Internal Server Error"
 
 
+def media_type(content_type: str | None) -> str | None:
+    """A content-type header's media type, lowercase and without parameters (``; charset=...``)."""
+    return content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
+
+
 def _start(status: int, body: bytes, content_type: bytes, version: bytes, request_id: bytes | None = None) -> Any:
     """An ``http.response.start`` message with the headers, in the order, the FastAPI route would send."""
     headers = [(REQUEST_ID_HEADER_BYTES, request_id)] if request_id is not None else []
@@ -159,7 +164,7 @@ class Server:
                 # allowed and refuse infinities by name.
                 try:
                     return json.loads(body)
-                except ValueError:
+                except (ValueError, RecursionError):  # orjson stops at 1,024 levels; json.loads recurses until it fails
                     pass
             raise InputError(400, "malformed_json", f"malformed JSON: {error}") from None
 
@@ -253,11 +258,7 @@ class Server:
                 request_id = value
             elif key == b"content-type" and content_type is None:
                 content_type = value
-        if (
-            endpoint is INVOCATIONS
-            and content_type is not None
-            and content_type.decode("latin-1").split(";")[0].strip().lower() != JSON
-        ):
+        if endpoint is INVOCATIONS and content_type is not None and media_type(content_type.decode("latin-1")) != JSON:
             return False
         model = entry.holder.model
         raw: bytes | InputError = b""

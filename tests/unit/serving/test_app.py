@@ -353,7 +353,7 @@ def test_predictions_are_logged_and_feedback_labels_them(
         )
         wrong_label = client.post("/feedback", json={"request_id": "one", "label": "Maybe"})
     assert (one.status_code, two.status_code, refused.status_code) == (200, 200, 422)
-    assert (feedback.status_code, feedback.json()) == (202, {"accepted": 2})
+    assert (feedback.status_code, feedback.json()) == (202, {"accepted": 2, "already_labelled": 0})
     assert (wrong_label.status_code, wrong_label.json()["reason"]) == (422, "unknown_label")
 
     store = open_prediction_log(own_settings.predictions_url)  # the app has stopped: its log is flushed

@@ -179,7 +179,7 @@ def test_the_log_and_feedback_are_keyed_by_model(
             assert sent.status_code == 200
         assert client.post(
             "/models/wine/feedback", json={"request_id": "shared-id", "row": 1, "label": "high"}
-        ).json() == {"accepted": 1}
+        ).json() == {"accepted": 1, "already_labelled": 0}
         assert client.post("/feedback", json={"request_id": "shared-id", "row": 0, "label": "Yes"}).status_code == 202
         refused = client.post("/models/houses/feedback", json={"request_id": "shared-id", "label": "high"})
         assert refused.status_code == 422  # a regressor's label is a number

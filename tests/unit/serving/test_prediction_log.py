@@ -32,7 +32,7 @@ from driftloop.io.prediction_store import (
     open_prediction_log,
 )
 from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
-from tests.support.prediction_log import T0, check_round_trip, check_windows, make_event
+from tests.support.prediction_log import T0, check_first_label_wins, check_round_trip, check_windows, make_event
 
 
 @pytest.fixture
@@ -404,3 +404,7 @@ def test_another_process_reads_while_the_logger_writes(db: Path, store: SqlPredi
     assert counts[-1] >= target
     assert logger.dropped == 0
     assert store.count() == logger.written == number * 10
+
+
+def test_the_first_label_of_a_row_wins(store: SqlPredictionStore) -> None:
+    check_first_label_wins(store, "churn")

@@ -1,0 +1,143 @@
+"""Requests an adversary sends: each gets a 4xx naming the problem, never a 500, and changes no one else's labels.
+
+The findings of issue 15 ("Requests that still reach a 500", "Labels anyone can rewrite", "One request can stall
+the log"), each as it was found: a 100k-deep JSON document holding NaN, a lone surrogate, a form body on
+/feedback, a later label over an earlier one, a feedback request of 100k items.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from driftloop.io.prediction_store import open_prediction_log
+from driftloop.serving.app import create_app
+from driftloop.serving.source import FileModelSource
+from driftloop.settings import Settings
+from tests.support.bundles import TrainedModel
+from tests.support.serving import serving_settings
+
+JSON_ENDPOINTS = (
+    "/predict",
+    "/predict/batch",
+    "/invocations",
+    "/v2/models/churn/infer",
+    "/feedback",
+    "/models/churn/predict",
+    "/models/churn/feedback",
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return serving_settings(tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings, bundle_dir: Path) -> Iterator[TestClient]:
+    app: FastAPI = create_app(settings, source=FileModelSource(bundle_dir))
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+def test_a_deeply_nested_document_with_nan_is_a_400(client: TestClient, path: str) -> None:
+    # orjson refuses it (too deep); the NaN sends it on to json.loads, which used to die with a RecursionError.
+    # 7,000 levels: deeper than Python's recursion limit, within the test server's 16 KB body limit.
+    body = b"[" * 7_000 + b"NaN" + b"]" * 7_000
+    answer = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert "malformed JSON" in answer.text
+
+
+@pytest.mark.parametrize("path", ["/feedback", "/models/churn/feedback"])
+def test_a_lone_surrogate_in_a_request_id_is_a_422(client: TestClient, path: str) -> None:
+    # orjson refuses a lone surrogate; a NaN anywhere sends the body on to json.loads, which takes it.
+    body = b'{"request_id": "abc\\ud800", "label": "Yes", "note": NaN}'
+    answer = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert "not valid Unicode" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("unknown_categories", ["error", "ignore"])
+def test_a_lone_surrogate_in_a_feature_is_a_422(
+    tmp_path: Path, bundle_dir: Path, served_model: TrainedModel, unknown_categories: str
+) -> None:
+    """Also where unknown categories are scored: the value would reach the model and the log's database."""
+    record = served_model.records(1)[0]
+    text = next(name for name, value in record.items() if isinstance(value, str))
+    features = json.dumps({**record, text: "PLACEHOLDER"}).replace("PLACEHOLDER", "x\\udc80")
+    # The NaN: past orjson, which refuses the surrogate, on to json.loads.
+    body = f'{{"features": {features}, "note": NaN}}'.encode()
+    settings = serving_settings(tmp_path, unknown_categories=unknown_categories)
+    with TestClient(create_app(settings, source=FileModelSource(bundle_dir))) as client:
+        for path in ("/predict", "/models/churn/predict", "/predict/batch"):
+            sent = (
+                body
+                if path != "/predict/batch"
+                else body.replace(b'"features": {', b'"instances": [{', 1).replace(b'}, "note"', b'}], "note"')
+            )
+            answer = client.post(path, content=sent, headers={"content-type": "application/json"})
+            assert answer.status_code == 422, answer.text
+            assert f"'{text}'" in answer.json()["detail"]
+            assert "not valid Unicode" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}, {}],
+    ids=["text", "form", "none"],
+)
+def test_feedback_takes_json_only(client: TestClient, headers: dict[str, str]) -> None:
+    # What a web page can make a browser send without asking: the body is valid JSON all the same.
+    answer = client.post("/feedback", content=b'{"request_id": "one", "label": "Yes"}', headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert "application/json" in answer.json()["detail"]
+    charset = client.post(
+        "/feedback",
+        content=b'{"request_id": "one", "label": "Yes"}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert charset.status_code == 202, charset.text
+
+
+def test_the_first_label_of_a_row_wins(client: TestClient, settings: Settings, served_model: TrainedModel) -> None:
+    predicted = client.post("/predict", json={"features": served_model.records(1)[0]})
+    request_id = predicted.headers["x-request-id"]
+    first = client.post("/feedback", json={"request_id": request_id, "label": "No"})
+    second = client.post("/feedback", json={"request_id": request_id, "label": "Yes"})
+    both = client.post(
+        "/feedback",
+        json={"items": [{"request_id": "other", "label": "Yes"}, {"request_id": request_id, "label": "Yes"}]},
+    )
+    assert first.json() == {"accepted": 1, "already_labelled": 0}
+    assert second.json() == {"accepted": 0, "already_labelled": 1}
+    assert both.json() == {"accepted": 1, "already_labelled": 1}
+    client.__exit__(None, None, None)  # stop the server: its log is flushed
+    store = open_prediction_log(settings.predictions_url)
+    try:
+        assert store.read_window("churn")["actual"].tolist() == ["No"]
+    finally:
+        store.close()
+
+
+def test_a_repeated_row_in_one_request_keeps_its_first_label(client: TestClient) -> None:
+    answer = client.post(
+        "/feedback", json={"items": [{"request_id": "r", "label": "No"}, {"request_id": "r", "label": "Yes"}]}
+    )
+    assert answer.json() == {"accepted": 1, "already_labelled": 0}
+    assert client.post("/feedback", json={"request_id": "r", "label": "No"}).json()["already_labelled"] == 1
+
+
+def test_too_many_feedback_items_is_a_413(client: TestClient, settings: Settings) -> None:
+    limit = settings.max_batch_rows
+    items = [{"request_id": f"r{i}", "label": "Yes"} for i in range(limit + 1)]
+    answer = client.post("/feedback", json={"items": items})
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["reason"] == "too_many_items"
+    assert client.post("/feedback", json={"items": items[:limit]}).json()["accepted"] == limit
