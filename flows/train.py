@@ -248,7 +248,7 @@ def _gate(
 ) -> PromotionDecision:  # fmt: skip
     """The gate's decision against ``champion``: floors, parity, pin, and the per-segment comparison."""
     segments = compare_with_champion(evaluation, champion, split, snapshot.schema, snapshot.base_rows, policy, seed)
-    return decide_promotion(
+    decision = decide_promotion(
         candidate=evaluation.metrics.as_dict(),
         champion=champion.metrics.as_dict() if champion.metrics else None,
         champion_version=champion.version,
@@ -258,6 +258,7 @@ def _gate(
         segments=segments,
         pinned_by=champion.pinned_by,
     )
+    return decision.with_ignored_columns(snapshot.ignored_columns)
 
 
 def _promote(

@@ -46,6 +46,7 @@ class Snapshot:
             (``core.categories.learn_categories``): what the model is trained on and stored with.
         content_hash: The identity of all the rows (``core.snapshot.content_hash``).
         base_rows: How many of the rows came from the base file; the rest are recent labelled rows.
+        ignored_columns: Columns of the source the schema does not name: not trained on, not in the hash.
     """
 
     source: Source
@@ -53,6 +54,7 @@ class Snapshot:
     schema: DatasetSchema
     content_hash: str
     base_rows: int
+    ignored_columns: tuple[str, ...] = ()
 
 
 def read_schema(schema_path: Path) -> DatasetSchema:
@@ -82,6 +84,7 @@ def load_snapshot(
         schema=schema,
         content_hash=content_hash(frame, schema),
         base_rows=len(frames[0]),
+        ignored_columns=tuple(dict.fromkeys(c for part in frames for c in declared.unused_columns(part.columns))),
     )
 
 

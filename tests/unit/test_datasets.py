@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -290,3 +292,22 @@ def test_loans_labels_are_learnable(loans_dir: Path) -> None:
     model.fit(split.train[schema.feature_names], split.train["default"] == "defaulted")
     scores = model.predict_proba(split.holdout[schema.feature_names])[:, 1]
     assert roc_auc_score(split.holdout["default"] == "defaulted", scores) >= 0.75
+
+
+@pytest.mark.parametrize("name", ["dup.csv", "dup.csv.gz", "dup.parquet"])
+def test_a_repeated_column_name_is_refused_naming_its_columns(tmp_path: Path, name: str) -> None:
+    """The finding: tenure twice, the second copy all 7s; pandas called it tenure.1 and training dropped it."""
+    frame = pd.DataFrame([[1, "a", 7], [2, "b", 7]], columns=["tenure", "contract", "tenure"])
+    path = tmp_path / name
+    if name.endswith(".parquet"):  # pandas refuses to write it; another tool may not
+        pq.write_table(pa.Table.from_arrays([pa.array(frame.iloc[:, i]) for i in range(3)], names=list(frame)), path)
+    else:
+        frame.to_csv(path, index=False)
+    with pytest.raises(DatasetError, match=r"repeats column name\(s\): 'tenure' in columns 1, 3"):
+        read_snapshot(path)
+
+
+def test_a_column_literally_named_like_a_pandas_copy_is_not_a_repeat(tmp_path: Path) -> None:
+    path = tmp_path / "fine.csv"
+    path.write_text("tenure,tenure.1\n1,2\n")
+    assert list(read_snapshot(path).columns) == ["tenure", "tenure.1"]

@@ -358,3 +358,12 @@ def test_compare_segments_skips_small_or_one_class_segments() -> None:
 def test_policy_rejects_bad_significance_settings(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         GatePolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_columns_the_schema_does_not_name_are_listed_in_the_record() -> None:
+    decision = _decide({"roc_auc": 0.82, "accuracy": 0.79}).with_ignored_columns(["email", "signup_note"])
+    assert "- Columns not in the schema, ignored: `email`, `signup_note`" in decision.markdown()
+    assert json.loads(decision.tags()[lineage.IGNORED_COLUMNS]) == ["email", "signup_note"]
+    clean = _decide({"roc_auc": 0.82, "accuracy": 0.79})
+    assert "- Every column is in the schema." in clean.markdown()
+    assert lineage.IGNORED_COLUMNS not in clean.tags()

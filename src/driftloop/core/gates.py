@@ -248,6 +248,7 @@ class PromotionDecision:
     parity_summary: str
     rule: str = ""
     segments: tuple[SegmentComparison, ...] = ()
+    ignored_columns: tuple[str, ...] = ()  # the snapshot's columns the schema does not name
 
     @property
     def promote(self) -> bool:
@@ -258,20 +259,23 @@ class PromotionDecision:
         """This decision turned into a refusal for ``reason`` (something changed after the gate passed)."""
         return replace(self, verdict="refuse", reasons=(reason, *self.reasons))
 
+    def with_ignored_columns(self, columns: Sequence[str]) -> PromotionDecision:
+        return replace(self, ignored_columns=tuple(columns))
+
     def noted(self, note: str) -> PromotionDecision:
         """This decision with ``note`` first among its reasons."""
         return replace(self, reasons=(note, *self.reasons))
 
     def tags(self) -> dict[str, str]:
         """MLflow model-version tags recording the decision."""
-        reason = "; ".join(self.reasons)
-        if len(reason) > _MAX_REASON_TAG_CHARS:
-            reason = reason[: _MAX_REASON_TAG_CHARS - 1] + "…"
+        reason = _shortened("; ".join(self.reasons))
         tags = {lineage.GATE: self.verdict, lineage.GATE_REASON: reason, lineage.GATE_RULE: self.rule}
         if self.segments:
             tags[lineage.GATE_SEGMENTS] = json.dumps(
                 [_segment_record(comparison) for comparison in self.segments], separators=(",", ":")
             )
+        if self.ignored_columns:
+            tags[lineage.IGNORED_COLUMNS] = _shortened(json.dumps(list(self.ignored_columns)))
         return tags
 
     def markdown(self) -> str:
@@ -306,12 +310,21 @@ class PromotionDecision:
             lines += [_segment_row(comparison) for comparison in self.segments]
         lines += ["", f"**Rule**: {self.rule}", "", "## Reasons", ""]
         lines += [f"- {reason}" for reason in self.reasons]
+        lines += ["", "## Data", ""]
+        ignored = ", ".join(f"`{name}`" for name in self.ignored_columns)
+        lines.append(
+            f"- Columns not in the schema, ignored: {ignored}" if ignored else "- Every column is in the schema."
+        )
         lines += ["", "## Policy", ""]
         lines += [f"- {line}" for line in self.policy.describe()]
         parity = "passed" if self.parity_passed else "FAILED"
         detail = f" ({self.parity_summary})" if self.parity_summary else ""
         lines.append(f"- ONNX parity (always required): {parity}{detail}")
         return "\n".join(lines) + "\n"
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= _MAX_REASON_TAG_CHARS else text[: _MAX_REASON_TAG_CHARS - 1] + "…"
 
 
 def _cell(value: float | None) -> str:

@@ -35,6 +35,7 @@ GATE = "driftloop.gate"  # "promote" | "refuse"
 GATE_REASON = "driftloop.gate_reason"
 GATE_RULE = "driftloop.gate_rule"  # the rule the gate applied, in one sentence
 GATE_SEGMENTS = "driftloop.gate_segments"  # JSON: per holdout segment, both models' metric and the interval
+IGNORED_COLUMNS = "driftloop.ignored_columns"  # JSON list: the snapshot's columns the schema does not name
 SKLEARN_MODEL_URI = "driftloop.sklearn_model_uri"
 DATA_PATH = "driftloop.data_path"  # the snapshot file a version was trained on (informative: may have moved)
 # How a version was trained, so a retrain rebuilds it the same way (core/recipe.py).

@@ -241,6 +241,11 @@ class DatasetSchema(BaseModel):
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    def unused_columns(self, columns: Iterable[Any]) -> list[str]:
+        """The columns the schema names neither as a feature nor as the target, in their order: ignored."""
+        used = {*self.feature_names, self.target.name}
+        return [str(column) for column in columns if column not in used]
+
     @property
     def categorical(self) -> list[str]:
         return [f.name for f in self.features if f.is_categorical]

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 from pydantic import ValidationError
 
-from driftloop.core.schema import LEARN, DatasetSchema
+from driftloop.core.schema import LEARN, DatasetSchema, repeated_names
 from driftloop.errors import ConfigError, DatasetError
 from driftloop.io.sql_source import SqlQuery, is_database_url, read_sql
 
@@ -213,7 +214,11 @@ def read_snapshot(path: Path) -> pd.DataFrame:
         raise DatasetError(f"snapshot {path} is empty (0 bytes)")
 
     try:
-        frame = pd.read_parquet(path) if kind == "parquet" else _read_csv(path)
+        if kind == "parquet":
+            _refuse_repeated(path, list(pq.read_schema(path).names))
+            frame = pd.read_parquet(path)
+        else:
+            frame = _read_csv(path)
     except pd.errors.EmptyDataError:
         raise DatasetError(f"snapshot {path} is empty (no columns)") from None
     # The parsers report a malformed file through any of these (ParserError and pyarrow's ArrowInvalid are
@@ -262,4 +267,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
     # treating the common exports' null spellings as missing matters more. Only "True"/"False" spellings are
     # parsed as booleans by pandas, so "Yes"/"No" categories stay strings. low_memory=False types each column
     # from the whole file rather than per chunk, so one odd value cannot leave a column half int, half str.
-    return pd.read_csv(path, keep_default_na=True, low_memory=False)
+    frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
+    # pandas renames a repeated header ("tenure", "tenure.1"): the second copy would be dropped as an unknown
+    # column without a word. The header as written says so.
+    _refuse_repeated(path, [str(name) for name in pd.read_csv(path, header=None, nrows=1).iloc[0]])
+    return frame
+
+
+def _refuse_repeated(path: Path, names: list[str]) -> None:
+    repeated = repeated_names(names)
+    if repeated:
+        where = "; ".join(
+            f"{name!r} in columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == name)}"
+            for name in repeated
+        )
+        raise DatasetError(f"snapshot {path} repeats column name(s): {where}; every column needs its own name")
