@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     reload_interval: float = Field(default=2.0, gt=0, description="Seconds between checks of the champion alias.")
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a request's headers may take to arrive: then 408 and closed."
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request's body may take to arrive once its headers have: then closed.",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Open connections (and requests in flight) before new requests get 503."
+    )
     unknown_categories: Literal["error", "ignore"] = Field(
         default="error", description="A category outside the schema: 422 (error) or scored as unknown (ignore)."
     )

@@ -150,7 +150,9 @@ def test_render_without_live_slots_answers_503_without_an_upstream() -> None:
 
 
 def test_render_uses_the_limits() -> None:
-    limits = ProxyLimits(connect=0.5, read=3, send=4, retry_window=2.5, max_body_bytes=1234)
+    limits = ProxyLimits(
+        connect=0.5, read=3, send=4, retry_window=2.5, max_body_bytes=1234, client_header=1.5, client_body=7
+    )
     config = render_nginx_config([Routing("churn", (BLUE,))], 18080, limits)
     for expected in (
         "proxy_connect_timeout 500ms;",
@@ -158,6 +160,8 @@ def test_render_uses_the_limits() -> None:
         "proxy_send_timeout 4000ms;",
         "proxy_next_upstream_timeout 2500ms;",
         "client_max_body_size 1234;",
+        "client_header_timeout 1500ms;",
+        "client_body_timeout 7000ms;",
     ):
         assert expected in config
 

@@ -150,7 +150,11 @@ def _config(settings: Settings, routings: Mapping[str, Routing]) -> str:
 
 def limits(settings: Settings) -> ProxyLimits:
     # A little above the server's own limit, so the server answers 413 in its own shape, not nginx.
-    return ProxyLimits(max_body_bytes=settings.max_body_bytes + 64 * 1024)
+    return ProxyLimits(
+        max_body_bytes=settings.max_body_bytes + 64 * 1024,
+        client_header=settings.header_timeout,
+        client_body=settings.body_timeout,
+    )
 
 
 def write_atomically(path: Path, text: str) -> None:

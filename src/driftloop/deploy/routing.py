@@ -123,13 +123,15 @@ def other_slot(slot: SlotName) -> SlotName:
 
 @dataclass(frozen=True)
 class ProxyLimits:
-    """Seconds nginx waits on a slot, how long it may spend retrying on the other one, the largest body."""
+    """Seconds nginx waits on a slot and on a client, how long it may retry on the other slot, the largest body."""
 
     connect: float = 2.0
     send: float = 60.0
     read: float = 60.0
     retry_window: float = 10.0
     max_body_bytes: int = 16 * 1024 * 1024
+    client_header: float = 10.0  # nginx's client_header_timeout: the whole header
+    client_body: float = 30.0  # nginx's client_body_timeout: between two reads of the body
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,8 @@ def render_nginx_config(
         f"  listen {listen_port};",
         "  server_name _;",
         f"  client_max_body_size {limits.max_body_bytes};",
+        f"  client_header_timeout {_duration(limits.client_header)};",
+        f"  client_body_timeout {_duration(limits.client_body)};",
         f"  location = {PROXY_HEALTH} {{",
         "    access_log off;",
         "    default_type text/plain;",

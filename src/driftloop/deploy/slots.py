@@ -101,6 +101,9 @@ class Slots:
             "DRIFTLOOP_SERVE_PORT": str(self.port(slot)),
             "DRIFTLOOP_MAX_BATCH_ROWS": str(s.max_batch_rows),
             "DRIFTLOOP_MAX_BODY_BYTES": str(s.max_body_bytes),
+            "DRIFTLOOP_HEADER_TIMEOUT": str(s.header_timeout),
+            "DRIFTLOOP_BODY_TIMEOUT": str(s.body_timeout),
+            "DRIFTLOOP_MAX_CONNECTIONS": str(s.max_connections),
             "DRIFTLOOP_UNKNOWN_CATEGORIES": s.unknown_categories,
             "DRIFTLOOP_PREDICTION_LOG": str(s.prediction_log).lower(),
         }

@@ -12,6 +12,7 @@ import logging
 import uvicorn
 
 from driftloop.serving.app import create_app
+from driftloop.serving.deadlines import deadline_protocol
 from driftloop.settings import Settings, get_settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -27,6 +28,8 @@ def serve(settings: Settings, access_log: bool = False) -> None:
         access_log=access_log,
         log_level="info",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        http=deadline_protocol(settings.header_timeout, settings.body_timeout),
+        limit_concurrency=settings.max_connections,
     )
 
 
