@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=1000, ge=1, description="Open connections (and requests in flight) before new requests get 503."
     )
+    feedback_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token /feedback requires (Authorization: Bearer ...). Without one, only a server bound "
+        "to a loopback address and not behind_proxy takes labels.",
+    )
+    behind_proxy: bool = Field(
+        default=False, description="Reached through a proxy listening on other addresses (the slots behind nginx)."
+    )
     unknown_categories: Literal["error", "ignore"] = Field(
         default="error", description="A category outside the schema: 422 (error) or scored as unknown (ignore)."
     )
@@ -169,6 +177,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
+
+    @field_validator("feedback_token", mode="before")
+    @classmethod
+    def _empty_is_no_token(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes an unset variable as ""
 
     @field_validator("slot_ports", "canary_steps", "serve_models", mode="before")
     @classmethod

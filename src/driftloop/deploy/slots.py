@@ -109,6 +109,9 @@ class Slots:
         }
         if s.docker_network == "host":
             env["DRIFTLOOP_SERVE_HOST"] = "127.0.0.1"  # only nginx (and Prometheus) reach it, on this host
+        env["DRIFTLOOP_BEHIND_PROXY"] = "true"  # nginx listens beyond this host: labels need the token
+        if s.feedback_token is not None:
+            env["DRIFTLOOP_FEEDBACK_TOKEN"] = s.feedback_token.get_secret_value()
         if s.prediction_log_url:
             env["DRIFTLOOP_PREDICTION_LOG_URL"] = s.prediction_log_url
         if s.redis_url:

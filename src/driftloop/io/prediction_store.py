@@ -43,6 +43,7 @@ ROW_COLUMNS = (
     "probability",
     "probabilities",
     "features",
+    "client_request_id",
 )
 _NUMERIC_KINDS = frozenset({"floating", "integer", "mixed-integer-float", "empty"})
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -63,6 +64,8 @@ predictions = sa.Table(
     sa.Column("probability", sa.Float, nullable=False),
     sa.Column("probabilities", sa.Text, nullable=False),
     sa.Column("features", sa.Text, nullable=False),
+    # The id a client (or a proxy) sent with the request, if any: kept beside the server's own, never as it.
+    sa.Column("client_request_id", sa.String(128), nullable=True),
     # One index serves every window: ts right after model_name keeps "last N" and time ranges of a model an
     # index walk whatever the version filter, and model_version in the index filters without reading rows.
     # Each index costs the writer about 4 µs a row on SQLite.
@@ -129,6 +132,7 @@ class PredictionEvent:
     features: Mapping[str, np.ndarray]
     labels: Sequence[str] | np.ndarray
     probabilities: np.ndarray
+    client_request_id: str | None = None
 
     @property
     def rows(self) -> int:
@@ -159,6 +163,7 @@ class PredictionRow(NamedTuple):
     categorical: np.ndarray
     label: str
     probabilities: np.ndarray
+    client_request_id: str | None = None
 
     @property
     def rows(self) -> int:
@@ -307,6 +312,7 @@ def _rows_of(events: Sequence[Logged], sqlite: bool) -> list[tuple[Any, ...]]:
             stamps, [event.request_id for event in events], [0] * len(events),
             [event.model_name for event in events], [event.model_version for event in events],
         ]  # fmt: skip
+        clients = [event.client_request_id for event in events]
     else:
         fields = [
             [value for event, value in zip(events, values, strict=True) for _ in range(event.rows)]
@@ -317,6 +323,7 @@ def _rows_of(events: Sequence[Logged], sqlite: bool) -> list[tuple[Any, ...]]:
             [getattr(event, key) for event in events for _ in range(event.rows)]
             for key in ("model_name", "model_version")
         ]
+        clients = [event.client_request_id for event in events for _ in range(event.rows)]
     return list(
         zip(
             *fields,
@@ -324,6 +331,7 @@ def _rows_of(events: Sequence[Logged], sqlite: bool) -> list[tuple[Any, ...]]:
             [_score(pair) for pair in pairs],
             [dumps(pair).decode() for pair in pairs],
             feature_texts,
+            clients,
             strict=True,
         )
     )
@@ -425,6 +433,7 @@ class SqlPredictionStore:
         self._rows_per_insert = _VALUES_PER_INSERT
         try:
             metadata.create_all(self._engine)
+            _add_missing_columns(self._engine)
         except SQLAlchemyError as error:
             self._engine.dispose()
             raise ServiceError(f"prediction log database {self._where} is unusable: {error}") from error
@@ -618,6 +627,16 @@ class SqlPredictionStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added to ``predictions`` since a log was created (nullable ones only), added to that log."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(TABLE)}
+    with engine.begin() as connection:
+        for column in predictions.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.exec_driver_sql(f"ALTER TABLE {TABLE} ADD COLUMN {column.name} {kind}")
 
 
 def open_prediction_log(url: str) -> SqlPredictionStore:

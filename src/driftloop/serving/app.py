@@ -219,6 +219,7 @@ async def _feedback(server: Server, request: Request, entry: ModelEntry) -> Resp
     try:
         if server.store is None:
             raise InputError(409, "prediction_log_off", "feedback needs the prediction log (DRIFTLOOP_PREDICTION_LOG)")
+        server.feedback_gate.check(request.headers.get("authorization"))
         if media_type(request.headers.get("content-type")) != JSON:
             # A form or text/plain body is what any web page can make a visitor's browser send, with no preflight.
             raise InputError(415, "unsupported", "feedback takes content-type application/json only")

@@ -7,11 +7,10 @@ path, skipping Starlette's request and routing machinery), ``Server.serve`` a St
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -27,6 +26,7 @@ from driftloop.io.onnx_runtime import Outputs
 from driftloop.io.prediction_store import PredictionEvent, PredictionRow, SqlPredictionStore, open_prediction_log
 from driftloop.serving.cache import PredictionCache
 from driftloop.serving.endpoints import INVOCATIONS, Endpoint
+from driftloop.serving.feedback_auth import FeedbackGate
 from driftloop.serving.inputs import FeatureBatch
 from driftloop.serving.metrics import UNKNOWN_MODEL, ServingMetrics
 from driftloop.serving.model import ServingModel
@@ -41,9 +41,11 @@ JSON = "application/json"
 JSON_BYTES = JSON.encode()
 VERSION_HEADER = "x-model-version"
 REQUEST_ID_HEADER = "x-request-id"
+CLIENT_REQUEST_ID_HEADER = "x-client-request-id"
 VERSION_HEADER_BYTES = VERSION_HEADER.encode()
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
-# The prediction log's column width: a longer incoming id is replaced, or its batch of log rows would be lost.
+CLIENT_REQUEST_ID_HEADER_BYTES = CLIENT_REQUEST_ID_HEADER.encode()
+# The prediction log's column width: a longer incoming id is not kept, or its batch of log rows would be lost.
 MAX_REQUEST_ID = 128
 
 Scope = dict[str, Any]
@@ -58,9 +60,18 @@ def media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
 
 
-def _start(status: int, body: bytes, content_type: bytes, version: bytes, request_id: bytes | None = None) -> Any:
+def _start(
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    version: bytes,
+    request_id: bytes | None = None,
+    client_request_id: bytes | None = None,
+) -> Any:
     """An ``http.response.start`` message with the headers, in the order, the FastAPI route would send."""
     headers = [(REQUEST_ID_HEADER_BYTES, request_id)] if request_id is not None else []
+    if client_request_id is not None:
+        headers.append((CLIENT_REQUEST_ID_HEADER_BYTES, client_request_id))
     headers += [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
     headers.append((VERSION_HEADER_BYTES, version))
     return {"type": "http.response.start", "status": status, "headers": headers}
@@ -102,10 +113,8 @@ class Server:
         self.holder = self.default.holder  # the unnamed routes' model
         self.logger: PredictionLogger | NullPredictionLogger = NullPredictionLogger()
         self.store: SqlPredictionStore | None = None
+        self.feedback_gate = FeedbackGate.from_settings(settings)
         self.cache = PredictionCache(settings.redis_url, settings.cache_ttl_seconds) if settings.redis_url else None
-        # Request ids: unique per process start, and a counter is a tenth of uuid4's cost.
-        self._boot = uuid.uuid4().hex[:12]
-        self._ids = itertools.count(1)
 
     def _reloaded(self, name: str, result: str, model: ServingModel | None, error: str | None) -> None:
         self.metrics.reloads.labels(name, result).inc()
@@ -168,8 +177,10 @@ class Server:
                     pass
             raise InputError(400, "malformed_json", f"malformed JSON: {error}") from None
 
-    def new_request_id(self) -> str:
-        return f"{self._boot}-{next(self._ids)}"
+    @staticmethod
+    def new_request_id() -> str:
+        """128 random bits: a label for a prediction needs its id, which nobody can guess (a counter could be)."""
+        return os.urandom(16).hex()
 
     async def serve(
         self, request: Request, endpoint: Endpoint, text: str | None = None, entry: ModelEntry | None = None
@@ -182,7 +193,8 @@ class Server:
         entry = entry or self.default
         model = entry.holder.model
         incoming = request.headers.get(REQUEST_ID_HEADER)
-        request_id = incoming if incoming and len(incoming) <= MAX_REQUEST_ID else self.new_request_id()
+        client_request_id = incoming if incoming and len(incoming) <= MAX_REQUEST_ID else None
+        request_id = self.new_request_id()
         raw: bytes | InputError = b""
         if text is not None:
             raw = text.encode()
@@ -191,8 +203,11 @@ class Server:
                 raw = await self.read_body(request)
             except InputError as error:
                 raw = error
-        status, body = await self.handle(endpoint, entry, model, raw, request_id, started, text)
-        return Response(body, status, {REQUEST_ID_HEADER: request_id}, media_type=JSON)
+        status, body = await self.handle(endpoint, entry, model, raw, request_id, started, text, client_request_id)
+        headers = {REQUEST_ID_HEADER: request_id}
+        if client_request_id is not None:
+            headers[CLIENT_REQUEST_ID_HEADER] = client_request_id
+        return Response(body, status, headers, media_type=JSON)
 
     async def handle(
         self,
@@ -203,6 +218,7 @@ class Server:
         request_id: str,
         started: float,
         text: str | None = None,
+        client_request_id: str | None = None,
     ) -> tuple[int, bytes]:
         """Validate, predict, count, log: the status and JSON body; bad input is a 4xx in the protocol's shape.
 
@@ -225,7 +241,7 @@ class Server:
             names = self._count(entry.name, model, labels)
             if self.logger.enabled:
                 scores = proba if proba is not None else labels.reshape(-1, 1)
-                self.logger.submit(self._logged(model, batch, request_id, names, scores))
+                self.logger.submit(self._logged(model, batch, request_id, names, scores, client_request_id))
             status, content = 200, endpoint.respond(labels, proba, model)
         except InputError as error:
             self.metrics.count_error(entry.name, endpoint.name, error.reason)
@@ -267,16 +283,17 @@ class Server:
             if read is None:
                 return True  # the client went away: nobody to answer
             raw = read
-        rid = request_id.decode("latin-1") if request_id else self.new_request_id()
+        rid = self.new_request_id()
+        client = request_id.decode("latin-1") if request_id else None
         version = b"none" if model is None else model.version.encode()
         try:
-            status, body = await self.handle(endpoint, entry, model, raw, rid, started)
+            status, body = await self.handle(endpoint, entry, model, raw, rid, started, None, client)
         except Exception:
             # What Starlette's ServerErrorMiddleware does: a plain 500, then the error for the server to log.
             await send(_start(500, _SERVER_ERROR, b"text/plain; charset=utf-8", version))
             await send({"type": "http.response.body", "body": _SERVER_ERROR})
             raise
-        await send(_start(status, body, JSON_BYTES, version, rid.encode("latin-1")))
+        await send(_start(status, body, JSON_BYTES, version, rid.encode(), request_id))
         await send({"type": "http.response.body", "body": body})
         return True
 
@@ -335,6 +352,7 @@ class Server:
         request_id: str,
         names: Sequence[str] | np.ndarray,
         proba: np.ndarray,
+        client_request_id: str | None = None,
     ) -> PredictionEvent | PredictionRow:
         """The log entry for a request.
 
@@ -352,6 +370,7 @@ class Server:
                 batch.categorical,
                 names[0],
                 proba[0],
+                client_request_id,
             )
         return PredictionEvent(
             ts=time.time(),
@@ -361,6 +380,7 @@ class Server:
             features=batch.columns,
             labels=names,
             probabilities=proba,
+            client_request_id=client_request_id,
         )
 
     def _count(self, name: str, model: ServingModel, labels: np.ndarray) -> Sequence[str] | np.ndarray:

@@ -35,7 +35,7 @@ from tests.support.bundles import TrainedModel
 from tests.support.serving import MovingSource, serving_settings, wait_until
 
 PROXY_ROOT = "/behind-proxy"  # a root_path, as a reverse proxy mounting the server under a prefix sets it
-REQUEST_ID = re.compile(r"^[0-9a-f]{12}-\d+$")  # the server's own ids: per-process prefix, counter
+REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")  # the server's own ids: 128 random bits
 
 
 @contextmanager
@@ -321,7 +321,9 @@ def test_invocations_refuses_a_content_type_it_does_not_read(client: TestClient)
 # ------------------------------------------------------------------------------------------------- request ids
 
 
-def test_request_ids_are_echoed_or_made(client: TestClient, served_model: TrainedModel) -> None:
+def test_request_ids_are_the_servers_and_a_clients_is_kept_beside(
+    client: TestClient, served_model: TrainedModel
+) -> None:
     body = {"features": served_model.records(1)[0]}
 
     given = client.post("/predict", json=body, headers={"x-request-id": "client-42"})
@@ -329,11 +331,13 @@ def test_request_ids_are_echoed_or_made(client: TestClient, served_model: Traine
     too_long = client.post("/predict", json=body, headers={"x-request-id": "x" * (MAX_REQUEST_ID + 1)})
     refused = client.post("/predict", content=b"{", headers={"x-request-id": "client-43"})
 
-    assert given.headers["x-request-id"] == "client-42"
-    ids = [r.headers["x-request-id"] for r in (*made, too_long)]
-    assert all(REQUEST_ID.match(i) for i in ids), ids
-    assert len(set(ids)) == 3
-    assert refused.headers["x-request-id"] == "client-43"  # errors carry it too, to match a client's logs
+    ids = [r.headers["x-request-id"] for r in (given, *made, too_long, refused)]
+    assert all(REQUEST_ID.match(i) for i in ids), ids  # never the client's: it could collide, or be guessed
+    assert len(set(ids)) == 5
+    assert given.headers["x-client-request-id"] == "client-42"
+    assert refused.headers["x-client-request-id"] == "client-43"  # errors carry it too, to match a client's logs
+    assert "x-client-request-id" not in too_long.headers  # longer than the log keeps: not kept at all
+    assert "x-client-request-id" not in made[0].headers
 
 
 # ------------------------------------------------------------------------------------------------- log, feedback
@@ -345,13 +349,14 @@ def test_predictions_are_logged_and_feedback_labels_them(
     records = served_model.records(3)
     with running(own_app) as client:
         one = client.post("/predict", json={"features": records[0]}, headers={"x-request-id": "one"})
-        two = client.post("/predict/batch", json={"instances": records[1:]}, headers={"x-request-id": "two"})
+        two = client.post("/predict/batch", json={"instances": records[1:]})
         refused = client.post("/predict", json={"features": {}}, headers={"x-request-id": "bad"})
+        ids = [one.headers["x-request-id"], two.headers["x-request-id"]]
         feedback = client.post(
             "/feedback",
-            json={"items": [{"request_id": "one", "label": "Yes"}, {"request_id": "two", "row": 1, "label": "No"}]},
+            json={"items": [{"request_id": ids[0], "label": "Yes"}, {"request_id": ids[1], "row": 1, "label": "No"}]},
         )
-        wrong_label = client.post("/feedback", json={"request_id": "one", "label": "Maybe"})
+        wrong_label = client.post("/feedback", json={"request_id": ids[0], "label": "Maybe"})
     assert (one.status_code, two.status_code, refused.status_code) == (200, 200, 422)
     assert (feedback.status_code, feedback.json()) == (202, {"accepted": 2, "already_labelled": 0})
     assert (wrong_label.status_code, wrong_label.json()["reason"]) == (422, "unknown_label")
@@ -361,7 +366,7 @@ def test_predictions_are_logged_and_feedback_labels_them(
         window = store.read_window("churn")
     finally:
         store.close()
-    assert window["request_id"].tolist() == ["one", "two", "two"]  # a refused request is not a prediction
+    assert window["request_id"].tolist() == [ids[0], ids[1], ids[1]]  # a refused request is not a prediction
     assert window["model_version"].tolist() == ["1", "1", "1"]
     negative, positive = served_model.schema.target.negative, served_model.schema.target.positive
     assert window["label"].tolist() == [(negative, positive)[i] for i in served_model.labels[:3]]
@@ -574,14 +579,16 @@ def test_the_fast_path_answers_exactly_as_the_route(
     direct, fast, routed = fast_and_routed(client, app, path, chunks, headers)
 
     assert routed.status == status, routed.body
-    if case in ("too-long-request-id", "no-request-id"):  # each request gets an id of its own
-        ids = [dict(a.headers)[b"x-request-id"].decode() for a in (direct, fast, routed)]
-        assert all(REQUEST_ID.match(i) for i in ids), ids
-        assert len(set(ids)) == 3
-        direct, fast, routed = (without_request_id(a) for a in (direct, fast, routed))
+    ids = [dict(a.headers)[b"x-request-id"].decode() for a in (direct, fast, routed)]
+    assert all(REQUEST_ID.match(i) for i in ids), ids  # each request gets an id of its own
+    assert len(set(ids)) == 3
+    direct, fast, routed = (without_request_id(a) for a in (direct, fast, routed))
     assert direct == fast == routed
-    assert [name for name, _ in routed.headers] == [b"x-request-id", b"content-length", b"content-type",
-                                                    b"x-model-version"]  # fmt: skip
+    client_id = case not in ("too-long-request-id", "no-request-id")  # the client's, kept beside
+    assert [name for name, _ in routed.headers] == [
+        b"x-request-id", *([b"x-client-request-id"] if client_id else []), b"content-length", b"content-type",
+        b"x-model-version",
+    ]  # fmt: skip
     assert dict(routed.headers)[b"x-model-version"] == b"1"
 
 
@@ -594,7 +601,8 @@ def test_the_fast_path_answers_exactly_as_the_route_without_a_model(
             refused_client, refused_app, path, body, [(b"x-request-id", b"parity-2")]
         )
         assert routed.status == 503
-        assert direct == fast == routed
+        assert without_request_id(direct) == without_request_id(fast) == without_request_id(routed)
+        assert dict(routed.headers)[b"x-client-request-id"] == b"parity-2"
         assert dict(routed.headers)[b"x-model-version"] == b"none"
 
 
@@ -617,7 +625,7 @@ def test_the_fast_path_leaves_csv_to_the_route(client: TestClient, app: FastAPI,
     _, routed = client.portal.call(exchange, app, http_scope("/invocations", headers, PROXY_ROOT), [csv])
 
     assert (handled, nothing) == (False, Answer(0, [], b""))  # nothing read, nothing sent
-    assert fast == routed
+    assert without_request_id(fast) == without_request_id(routed)
     assert fast.status == 200
     assert json.loads(fast.body)["predictions"]["label"] == [int(served_model.labels[0])]
 

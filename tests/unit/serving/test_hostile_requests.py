@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.serving.app import create_app
+from driftloop.serving.feedback_auth import is_loopback
 from driftloop.serving.source import FileModelSource
 from driftloop.settings import Settings
 from tests.support.bundles import TrainedModel
@@ -141,3 +142,51 @@ def test_too_many_feedback_items_is_a_413(client: TestClient, settings: Settings
     assert answer.status_code == 413, answer.text
     assert answer.json()["reason"] == "too_many_items"
     assert client.post("/feedback", json={"items": items[:limit]}).json()["accepted"] == limit
+
+
+@pytest.mark.parametrize(
+    "exposed",
+    [{"serve_host": "0.0.0.0"}, {"behind_proxy": True}],  # noqa: S104 (what is tested)
+    ids=["all-addresses", "behind-nginx"],
+)
+def test_a_server_others_can_reach_takes_no_label_without_the_token(
+    tmp_path: Path, bundle_dir: Path, exposed: dict[str, object]
+) -> None:
+    app = create_app(serving_settings(tmp_path, **exposed), source=FileModelSource(bundle_dir))
+    with TestClient(app) as client:
+        answer = client.post("/feedback", json={"request_id": "r", "label": "Yes"})
+    assert answer.status_code == 403, answer.text
+    assert "DRIFTLOOP_FEEDBACK_TOKEN" in answer.json()["detail"]
+
+
+def test_with_a_token_labels_need_it(tmp_path: Path, bundle_dir: Path) -> None:
+    settings = serving_settings(tmp_path, serve_host="0.0.0.0", feedback_token="s3cret-token")  # noqa: S104
+    label = {"request_id": "r", "label": "Yes"}
+    with TestClient(create_app(settings, source=FileModelSource(bundle_dir))) as client:
+        missing = client.post("/feedback", json=label)
+        wrong = client.post("/feedback", json=label, headers={"authorization": "Bearer s3cret-tokem"})
+        basic = client.post("/feedback", json=label, headers={"authorization": "Basic s3cret-token"})
+        right = client.post("/models/churn/feedback", json=label, headers={"authorization": "Bearer s3cret-token"})
+        predicted = client.post("/predict", content=b"{")  # predictions need no token
+    assert (missing.status_code, wrong.status_code, basic.status_code) == (401, 401, 401)
+    assert missing.json()["reason"] == "unauthorized"
+    assert right.status_code == 202, right.text
+    assert predicted.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),  # noqa: S104 (what is tested)
+        ("10.0.0.5", False),
+        ("::", False),
+        ("example.org", False),
+    ],  # fmt: skip  # noqa: S104
+)
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

@@ -170,18 +170,22 @@ def test_the_log_and_feedback_are_keyed_by_model(
     settings = _settings(tmp_path)
     app = create_app(settings, sources=[FileModelSource(bundles[name]) for name in NAMES])
     with TestClient(app) as client:
+        ids = {}
         for name in NAMES:
             sent = client.post(
                 f"/models/{name}/predict/batch",
                 json={"instances": models[name].records(2)},
-                headers={"x-request-id": "shared-id"},  # the same id for every model: feedback must not mix them
+                headers={"x-request-id": "shared-id"},  # the same client id for every model: kept beside, not used
             )
             assert sent.status_code == 200
+            ids[name] = sent.headers["x-request-id"]
         assert client.post(
-            "/models/wine/feedback", json={"request_id": "shared-id", "row": 1, "label": "high"}
+            "/models/wine/feedback", json={"request_id": ids["wine"], "row": 1, "label": "high"}
         ).json() == {"accepted": 1, "already_labelled": 0}
-        assert client.post("/feedback", json={"request_id": "shared-id", "row": 0, "label": "Yes"}).status_code == 202
-        refused = client.post("/models/houses/feedback", json={"request_id": "shared-id", "label": "high"})
+        assert client.post("/feedback", json={"request_id": ids["churn"], "row": 0, "label": "Yes"}).status_code == 202
+        # wine's id given to churn's feedback labels no row of wine (nor of churn: no such churn request)
+        assert client.post("/feedback", json={"request_id": ids["wine"], "label": "No"}).status_code == 202
+        refused = client.post("/models/houses/feedback", json={"request_id": ids["houses"], "label": "high"})
         assert refused.status_code == 422  # a regressor's label is a number
     store = open_prediction_log(settings.predictions_url)
     try:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from driftloop.core.layout import FeatureLayout
 from driftloop.errors import ConfigError, ServiceError
 from driftloop.io.prediction_store import (
+    ROW_COLUMNS,
     WINDOW_COLUMNS,
     Feedback,
     PredictionEvent,
@@ -163,7 +164,8 @@ def test_a_prediction_row_is_stored_as_its_one_row_event(db: Path, store: SqlPre
     with sqlite3.connect(db) as raw:
         stored = raw.execute("SELECT * FROM predictions ORDER BY id").fetchall()
     assert [row[1:] for row in stored[:4]] == [row[1:] for row in stored[4:]]
-    assert json.loads(stored[7][-1]) == {"tenure": None, "contract": None}
+    features_at = ROW_COLUMNS.index("features") + 1  # after the id
+    assert json.loads(stored[7][features_at]) == {"tenure": None, "contract": None}
     frame = store.read_window("churn")
     assert frame["probability"].iloc[0] == float(str(events[0].probabilities[0, 1]))  # float32's shortest text
 
@@ -408,3 +410,34 @@ def test_another_process_reads_while_the_logger_writes(db: Path, store: SqlPredi
 
 def test_the_first_label_of_a_row_wins(store: SqlPredictionStore) -> None:
     check_first_label_wins(store, "churn")
+
+
+def test_a_clients_request_id_is_kept_beside_the_servers(db: Path, store: SqlPredictionStore) -> None:
+    one = make_event(T0, "server-1", rows=2)
+    given = PredictionEvent(T0, "server-2", "churn", "1", one.features, one.labels, one.probabilities, "client-7")
+    assert store.write([one, given]) == 4
+    with sqlite3.connect(db) as raw:
+        stored = raw.execute("SELECT request_id, client_request_id FROM predictions ORDER BY id").fetchall()
+    assert stored == [("server-1", None), ("server-1", None), ("server-2", "client-7"), ("server-2", "client-7")]
+
+
+def test_a_log_made_before_a_column_existed_gets_it(db: Path) -> None:
+    """A prediction log written by an older driftloop: its table lacks client_request_id until opened here."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db) as raw:
+        raw.execute(
+            "CREATE TABLE predictions (id INTEGER PRIMARY KEY, ts DATETIME NOT NULL, request_id VARCHAR(128) NOT NULL,"
+            " row_index INTEGER NOT NULL, model_name VARCHAR(200) NOT NULL, model_version VARCHAR(100) NOT NULL,"
+            " label VARCHAR(200) NOT NULL, probability FLOAT NOT NULL, probabilities TEXT NOT NULL,"
+            " features TEXT NOT NULL)"
+        )
+        raw.execute(
+            "INSERT INTO predictions VALUES (1, '2026-01-01 00:00:00.000000', 'old', 0, 'churn', '1', 'Yes', 0.7,"
+            ' \'[0.3, 0.7]\', \'{"tenure": 3.0, "contract": "One year"}\')'
+        )
+    store = open_prediction_log(f"sqlite:///{db}")
+    try:
+        store.write([make_event(T0, "new")])
+        assert store.read_window("churn")["request_id"].tolist() == ["old", "new"]
+    finally:
+        store.close()

@@ -142,11 +142,11 @@ def test_predictions_are_logged_and_labelled_the_tasks_way(
     regression = model.probabilities is None
     good, bad = (151.5, "Yes") if regression else ("mid", "Maybe")
     with TestClient(create_app(settings, source=FileModelSource(bundle))) as client:
-        assert (
-            client.post("/predict/batch", json={"instances": records}, headers={"x-request-id": "r"}).status_code == 200
-        )
-        accepted = client.post("/feedback", json={"request_id": "r", "row": 1, "label": good})
-        refused = client.post("/feedback", json={"request_id": "r", "label": bad})
+        predicted = client.post("/predict/batch", json={"instances": records})
+        assert predicted.status_code == 200
+        request_id = predicted.headers["x-request-id"]
+        accepted = client.post("/feedback", json={"request_id": request_id, "row": 1, "label": good})
+        refused = client.post("/feedback", json={"request_id": request_id, "label": bad})
     assert (accepted.status_code, refused.status_code) == (202, 422)
     assert ("finite number" if regression else "'low' or 'mid' or 'high'") in refused.json()["detail"]
     store = open_prediction_log(settings.predictions_url)
