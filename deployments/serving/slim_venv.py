@@ -24,7 +24,9 @@ from pathlib import Path
 RUNTIME_MODULES = (
     "fastapi",
     "fastapi.concurrency",
+    "fastapi.openapi.docs",
     "fastapi.openapi.utils",
+    "fastapi_offline",
     "fastapi.responses",
     "numpy",
     "onnxruntime",
@@ -35,6 +37,7 @@ RUNTIME_MODULES = (
     "sqlalchemy",
     "sqlalchemy.dialects.sqlite",
     "sqlalchemy.dialects.postgresql.psycopg2",
+    "starlette.staticfiles",
     "psycopg2",
     "redis.asyncio",
     "uvicorn",

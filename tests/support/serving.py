@@ -1,14 +1,21 @@
-"""The model server in-process: its settings for a test, a model source the test moves, and waiting for it."""
+"""The model server for tests: its settings, a model source the test moves, waiting for it; or a real process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from driftloop.io.bundle import ModelBundle, read_bundle
-from driftloop.settings import Settings
+from driftloop.settings import TELEMETRY_OFF, Settings
+from tests.support.host import VENV_BIN, free_port
 
 
 def serving_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -64,3 +71,52 @@ def wait_until(what: str, condition: Callable[[], Any], timeout: float = 10.0, e
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """``python -m driftloop.serving`` in a process of its own, on a real socket."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def server_process(tmp_path: Path, bundle_dir: Path, **env: str) -> Iterator[ServerProcess]:
+    """The serving image's entry point on ``bundle_dir`` (file mode, no prediction log), ready; stopped after."""
+    port = free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
+        **TELEMETRY_OFF,
+        "DRIFTLOOP_HOME": str(tmp_path / "home"),
+        "DRIFTLOOP_MODEL_SOURCE": "file",
+        "DRIFTLOOP_MODEL_DIR": str(bundle_dir),
+        "DRIFTLOOP_SERVE_PORT": str(port),
+        "DRIFTLOOP_PREDICTION_LOG": "false",
+        **env,
+    }
+    log_path = tmp_path / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "python"), "-m", "driftloop.serving"], env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+    running = ServerProcess(port, process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(running.url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the server was not ready within 60 s"
+            time.sleep(0.1)
+        yield running
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -24,6 +24,7 @@ from fastapi.responses import Response
 
 from driftloop.errors import InputError
 from driftloop.serving import protocols
+from driftloop.serving.docs_page import install_docs
 from driftloop.serving.endpoints import (
     FAST_PATHS,
     INVOCATIONS,
@@ -74,7 +75,10 @@ def create_app(
         "and the Open Inference Protocol (KServe V2) under /v2; /models/{name}/... for each model served.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: docs_page serves them from here
+        redoc_url=None,
     )
+    install_docs(app, app.title)
     app.state.server = server
     _add_version_header(app, server)
     _health_routes(app, server)

@@ -7,21 +7,17 @@ their deadline, while an ordinary client is still answered during the attack.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from driftloop.settings import TELEMETRY_OFF
 from tests.support.bundles import TrainedModel
-from tests.support.host import VENV_BIN, free_port
+from tests.support.serving import ServerProcess, server_process
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
@@ -29,49 +25,11 @@ SOCKETS = 50
 SLACK = 2.0  # seconds past its deadline by which a socket must be closed (the loop is busy with 100 of them)
 
 
-@dataclass(frozen=True)
-class Server:
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
-def server(tmp_path: Path, bundle_dir: Path) -> Iterator[Server]:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
-        **TELEMETRY_OFF,
-        "DRIFTLOOP_HOME": str(tmp_path / "home"),
-        "DRIFTLOOP_MODEL_SOURCE": "file",
-        "DRIFTLOOP_MODEL_DIR": str(bundle_dir),
-        "DRIFTLOOP_SERVE_PORT": str(port),
-        "DRIFTLOOP_PREDICTION_LOG": "false",
-        "DRIFTLOOP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
-        "DRIFTLOOP_BODY_TIMEOUT": str(BODY_TIMEOUT),
-    }
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(VENV_BIN / "python"), "-m", "driftloop.serving"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    running = Server(port, process)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(running.url + "/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, (tmp_path / "server.log").read_text()
-        assert time.monotonic() < deadline, "the server was not ready within 60 s"
-        time.sleep(0.1)
-    yield running
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+def server(tmp_path: Path, bundle_dir: Path) -> Iterator[ServerProcess]:
+    env = {"DRIFTLOOP_HEADER_TIMEOUT": str(HEADER_TIMEOUT), "DRIFTLOOP_BODY_TIMEOUT": str(BODY_TIMEOUT)}
+    with server_process(tmp_path, bundle_dir, **env) as running:
+        yield running
 
 
 def dribble(sock: socket.socket, first: bytes, then: bytes, every: float, stop: threading.Event) -> None:
@@ -104,7 +62,7 @@ def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
     return False, received
 
 
-def attack(server: Server, first: bytes, then: bytes, wait: float) -> list[tuple[bool, bytes]]:
+def attack(server: ServerProcess, first: bytes, then: bytes, wait: float) -> list[tuple[bool, bytes]]:
     stop = threading.Event()
     sockets = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(SOCKETS)]
     threads = [threading.Thread(target=dribble, args=(s, first, then, 0.2, stop), daemon=True) for s in sockets]
@@ -122,14 +80,14 @@ def attack(server: Server, first: bytes, then: bytes, wait: float) -> list[tuple
     return results
 
 
-def test_headers_dribbled_get_408_and_the_socket_closed(server: Server) -> None:
+def test_headers_dribbled_get_408_and_the_socket_closed(server: ServerProcess) -> None:
     request = b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
     results = attack(server, request[:20], request[20:], HEADER_TIMEOUT + SLACK)
     assert all(closed for closed, _ in results), sum(not closed for closed, _ in results)
     assert all(sent.startswith(b"HTTP/1.1 408 ") for _, sent in results), {sent[:40] for _, sent in results}
 
 
-def test_a_body_that_never_ends_gets_the_socket_closed(server: Server, served_model: TrainedModel) -> None:
+def test_a_body_that_never_ends_gets_the_socket_closed(server: ServerProcess, served_model: TrainedModel) -> None:
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
     results = attack(server, head + b'{"features": ', b" " * 1000, HEADER_TIMEOUT + BODY_TIMEOUT + SLACK)
     assert all(closed for closed, _ in results), sum(not closed for closed, _ in results)
