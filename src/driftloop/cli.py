@@ -148,6 +148,9 @@ def _export_env(settings: Settings) -> None:
 def _start_services(settings: Settings, with_model_server: bool = False) -> None:
     from driftloop.io import services
 
+    if not settings.uses_local_prefect and not services.is_healthy(f"{settings.prefect_api}/health"):
+        # Prefect's own client would retry for about 20 s, then fail with a traceback of its internals.
+        raise _fail(f"the Prefect server at {settings.prefect_api} does not answer (PREFECT_API_URL)")
     specs = services.local_specs(settings, with_model_server)
     if not specs:
         return
@@ -1095,3 +1098,19 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as error:  # noqa: BLE001 (anything else still ends as one line; --debug shows where)
+        if _show_tracebacks:
+            err.print_exception()
+        err.print(f"[bold red]error:[/] {escape(_describe_unexpected(error))}", highlight=False)
+        sys.exit(1)
+
+
+def _describe_unexpected(error: Exception) -> str:
+    """One line for an error driftloop did not phrase itself: what failed, on which file, and where to look."""
+    if isinstance(error, OSError):
+        target = f" {error.filename}" if error.filename else ""
+        return f"cannot use{target}: {error.strerror or error} (check the data directory, DRIFTLOOP_HOME, and the disk)"
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > 300:
+        text = text[:299] + "…"
+    return f"{type(error).__name__}: {text} (run with --debug for the traceback)"

@@ -217,3 +217,25 @@ def test_version() -> None:
 
     result = subprocess.run([str(VENV_BIN / "driftloop"), "--version"], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout.strip()) == (0, f"driftloop {__version__}")
+
+
+def test_a_data_directory_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "a-file"  # DRIFTLOOP_HOME names a file: nothing can be written under it
+    home.write_text("not a directory")
+    result = driftloop(home, "models")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: cannot use {home}"), result.stderr
+    assert "File exists" in result.stderr or "Not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+    debug = driftloop(home, "--debug", "models")
+    assert "Traceback" in debug.stderr  # --debug shows where
+
+
+def test_a_prefect_server_that_does_not_answer_is_one_line(home: Path) -> None:
+    # The helper points PREFECT_API_URL at a port where nothing listens.
+    result = driftloop(home, "drift-check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("error: the Prefect server at http://127.0.0.1:9/api does not answer"), (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
