@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from driftloop.core import lineage
 from driftloop.io import tracking
+from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.provenance import flow_run_url, git_commit
 from tasks.policies import mlflow_task
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+_STILL_GOING = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING")
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,23 @@ def open_run(
 ) -> RunRef:
     client = tracking.use_tracking_uri(tracking_uri)
     experiment_id = tracking.ensure_experiment(client, experiment, artifact_root)
+    _close_runs_left_open(client, experiment_id)
     return RunRef(experiment_id, tracking.start_run(client, experiment_id, run_name, tags))
+
+
+def _close_runs_left_open(client: MlflowClient, experiment_id: str) -> None:
+    """Runs still RUNNING whose flow run has ended (or is gone): closed FAILED, saying why.
+
+    A run is closed by its own flow when anything fails; only a failure of that close itself (a full disk, the
+    database gone) leaves one open, and the next training run closes it here.
+    """
+    for run_id, flow_run_id in tracking.running_runs(client, experiment_id):
+        state = flow_run_state(flow_run_id) if flow_run_id else None
+        if state in _STILL_GOING:
+            continue
+        ended = f"its flow run {flow_run_id} ended {state}" if state else "its flow run is unknown to Prefect"
+        tracking.set_run_tags(client, run_id, {lineage.CLOSED_LATE: f"left RUNNING; closed by the next run: {ended}"})
+        tracking.end_run(client, run_id, succeeded=False)
 
 
 @mlflow_task("close-mlflow-run")

@@ -7,8 +7,10 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import httpx
 import mlflow
 import numpy as np
 import pytest
@@ -283,3 +285,26 @@ def test_prefect_yaml_deploys_and_a_worker_runs_the_train_deployment(
     assert champion is not None
     assert str(champion.version) == "1"
     assert champion.tags[lineage.GATE] == "promote"
+
+
+def test_a_run_left_running_is_closed_by_the_next_training_unless_its_flow_still_runs(driftloop: Driftloop) -> None:
+    """A run whose own close failed (a full disk) stays RUNNING; the next training closes it, not a live one's."""
+    driftloop.home.mkdir(parents=True)
+    client = MlflowClient(tracking_uri=driftloop.tracking_uri)
+    location = (driftloop.home / "mlartifacts" / "driftloop").as_uri()
+    experiment = client.get_experiment(client.create_experiment("driftloop", artifact_location=location))
+    api = driftloop.env["PREFECT_API_URL"]
+    flow = httpx.post(f"{api}/flows/", json={"name": "still-going"}, timeout=10).json()
+    live = httpx.post(
+        f"{api}/flow_runs/", json={"flow_id": flow["id"], "state": {"type": "RUNNING", "name": "Running"}}, timeout=10
+    ).json()
+    orphan = client.create_run(experiment.experiment_id, tags={lineage.FLOW_RUN_ID: str(uuid.uuid4())})
+    running = client.create_run(experiment.experiment_id, tags={lineage.FLOW_RUN_ID: live["id"]})
+
+    driftloop.run("train")
+
+    closed = client.get_run(orphan.info.run_id)
+    assert closed.info.status == "FAILED"
+    assert closed.data.tags[lineage.CLOSED_LATE].endswith("its flow run is unknown to Prefect")
+    assert client.get_run(running.info.run_id).info.status == "RUNNING"  # its flow is still going
+    assert lineage.CLOSED_LATE not in client.get_run(running.info.run_id).data.tags

@@ -27,6 +27,7 @@ TRAINED_AT = "driftloop.trained_at"
 GIT_COMMIT = "driftloop.git_commit"
 FLOW_RUN_ID = "driftloop.prefect_flow_run_id"
 FLOW_RUN_URL = "driftloop.prefect_flow_run_url"
+CLOSED_LATE = "driftloop.closed_late"  # why a run left RUNNING was closed FAILED by a later one
 ONNX_SHA256 = "driftloop.onnx_sha256"
 PARITY = "driftloop.parity"  # "passed" | "failed"
 PARITY_MAX_ABS_DIFF = "driftloop.parity_max_abs_diff"

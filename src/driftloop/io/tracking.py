@@ -69,6 +69,12 @@ def start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Map
     return str(run.info.run_id)
 
 
+def running_runs(client: MlflowClient, experiment_id: str) -> list[tuple[str, str | None]]:
+    """(run id, the Prefect flow run it was opened by) of every run of the experiment still marked RUNNING."""
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
+    return [(str(run.info.run_id), run.data.tags.get(lineage.FLOW_RUN_ID)) for run in runs]
+
+
 def end_run(client: MlflowClient, run_id: str, succeeded: bool) -> None:
     status = RunStatus.to_string(RunStatus.FINISHED if succeeded else RunStatus.FAILED)
     client.set_terminated(run_id, status=status)
