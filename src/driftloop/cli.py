@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -63,6 +64,9 @@ def _options(
 ) -> None:
     global _show_tracebacks
     _show_tracebacks = debug
+    home = get_settings().home
+    if home.exists() and not home.is_dir():
+        raise _fail(f"the data directory {home} is a file, not a directory (DRIFTLOOP_HOME)")
 
 
 MODEL_NAME_HELP = (
@@ -108,6 +112,7 @@ def _require_known_model(settings: Settings, given: str | None) -> None:
     if settings.uses_local_mlflow and not store.is_file():
         registered: list[str] = []
     else:
+        _require_mlflow_answers(settings)
         _export_env(settings)
         from driftloop.io.registry import registered_model_names
 
@@ -125,6 +130,7 @@ def _require_version(settings: Settings, version: str | None) -> None:
     store = Path(settings.tracking_uri.removeprefix("sqlite:///"))
     if settings.uses_local_mlflow and not store.is_file():
         raise _fail(f"model {settings.model_name!r} has no versions yet: train it first (driftloop train)")
+    _require_mlflow_answers(settings)
     _export_env(settings)
     from driftloop.io.registry import ModelRegistry
 
@@ -133,6 +139,26 @@ def _require_version(settings: Settings, version: str | None) -> None:
         registry.get_version(version)  # RegistryError naming the versions there are: one line from main()
     elif registry.champion() is None:
         raise _fail(f"model {settings.model_name!r} has no champion: name the version (driftloop models lists them)")
+
+
+def _require_mlflow_answers(settings: Settings) -> None:
+    """A remote MLflow server must answer before anything reads it: its client retries for many minutes."""
+    from driftloop.io.services import is_healthy
+
+    remote = settings.tracking_uri.startswith(("http://", "https://"))
+    if remote and not is_healthy(f"{settings.tracking_uri.rstrip('/')}/health"):
+        raise _fail(f"the MLflow server at {settings.tracking_uri} does not answer (MLFLOW_TRACKING_URI)")
+
+
+def _require_free_address(host: str, port: int) -> None:
+    """The server can listen on host:port: checked before the model loads, not after."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host.strip("[]"), port))
+    except OSError as error:
+        raise _fail(f"cannot listen on {host}:{port}: {error.strerror} (--host/--port, DRIFTLOOP_SERVE_PORT)") from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -148,9 +174,10 @@ def _export_env(settings: Settings) -> None:
 def _start_services(settings: Settings, with_model_server: bool = False) -> None:
     from driftloop.io import services
 
+    # Their own clients would retry for 20 s (Prefect) to many minutes (MLflow) before failing.
     if not settings.uses_local_prefect and not services.is_healthy(f"{settings.prefect_api}/health"):
-        # Prefect's own client would retry for about 20 s, then fail with a traceback of its internals.
         raise _fail(f"the Prefect server at {settings.prefect_api} does not answer (PREFECT_API_URL)")
+    _require_mlflow_answers(settings)
     specs = services.local_specs(settings, with_model_server)
     if not specs:
         return
@@ -506,6 +533,7 @@ def _v(version: str | None) -> str:
 def _registry(settings: Settings) -> Any:
     from driftloop.io.registry import ModelRegistry
 
+    _require_mlflow_answers(settings)
     _export_env(settings)
     return ModelRegistry(settings.model_name, settings.tracking_uri)
 
@@ -1001,6 +1029,7 @@ def serve(
             raise _fail(f"--model-name {bad[0]!r}: a model name has only letters, digits, '_', '.' and '-'")
         updates["serve_models"] = tuple(model_name[1:])
     settings = settings.model_copy(update=updates)
+    _require_free_address(settings.serve_host, settings.serve_port)
     _export_env(settings)
     from driftloop.serving.__main__ import serve as run_server
 

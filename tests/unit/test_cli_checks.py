@@ -5,6 +5,7 @@ The real console script, in a data directory of its own: no Prefect or MLflow is
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF
 from tests.support.host import VENV_BIN
 
 
-def driftloop(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def driftloop(home: Path, *args: str, extra: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+    """The console script in ``home``; ``extra`` sets variables, or with None removes them."""
     env = {
         **TELEMETRY_OFF,
         "PATH": str(VENV_BIN),
@@ -26,6 +28,11 @@ def driftloop(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "DRIFTLOOP_START_MLFLOW_UI": "false",
         "COLUMNS": "200",
     }
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return subprocess.run(
         [str(VENV_BIN / "driftloop"), *args], env=env, cwd=home.parent, capture_output=True, text=True, timeout=120
     )
@@ -224,10 +231,21 @@ def test_a_data_directory_that_cannot_be_written_is_one_line(tmp_path: Path) -> 
     home.write_text("not a directory")
     result = driftloop(home, "models")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stderr.startswith(f"error: cannot use {home}"), result.stderr
-    assert "File exists" in result.stderr or "Not a directory" in result.stderr
+    assert result.stderr == f"error: the data directory {home} is a file, not a directory (DRIFTLOOP_HOME)\n"
+    named = driftloop(home, "drift-check", "--model-name", "tumours")  # not "no model 'tumours' is registered"
+    assert named.stderr.startswith(f"error: the data directory {home} is a file"), named.stderr
+
+
+def test_an_unexpected_file_system_error_is_one_line_and_debug_shows_where(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "run").parent.mkdir(parents=True)
+    (home / "run").write_text("a file where the services' directory goes")
+    own_prefect = {"PREFECT_API_URL": None}  # driftloop's own server: it fails making its directory first
+    result = driftloop(home, "train", extra=own_prefect)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: cannot use {home / 'run'}"), result.stderr
     assert "Traceback" not in result.stderr
-    debug = driftloop(home, "--debug", "models")
+    debug = driftloop(home, "--debug", "train", extra=own_prefect)
     assert "Traceback" in debug.stderr  # --debug shows where
 
 
@@ -239,3 +257,21 @@ def test_a_prefect_server_that_does_not_answer_is_one_line(home: Path) -> None:
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [("drift-check", "--model-name", "tumours"), ("train",), ("models",)])
+def test_an_mlflow_server_that_does_not_answer_is_one_line(home: Path, command: tuple[str, ...]) -> None:
+    env_free = driftloop(home, *command, extra={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "PREFECT_API_URL": None})
+    assert env_free.returncode == 1, env_free.stdout + env_free.stderr
+    assert env_free.stderr.startswith("error: the MLflow server at http://127.0.0.1:9 does not answer"), env_free.stderr
+
+
+def test_serve_on_an_address_in_use_is_one_line(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = driftloop(home, "serve", "--port", str(port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use"), result.stderr
+    assert "serving model" not in result.stdout  # refused before the model loads

@@ -235,7 +235,8 @@ async def _feedback(server: Server, request: Request, entry: ModelEntry) -> Resp
         written = await run_in_threadpool(server.store.write_feedback, entry.name, items)
     except InputError as error:
         server.metrics.count_error(entry.name, "feedback", error.reason)
-        return _json(error_detail(error), error.status)
+        challenge = {"www-authenticate": "Bearer"} if error.status == 401 else None
+        return _json(error_detail(error), error.status, challenge)
     return _json({"accepted": written.accepted, "already_labelled": written.already_labelled}, 202)
 
 

@@ -115,15 +115,6 @@ def _quoted(names: Iterable[str]) -> str:
     return shown if len(names) <= _SHOWN_NAMES else f"{shown}, ... ({len(names)} in all)"
 
 
-def encodable(text: str) -> bool:
-    """False for a string JSON can carry but no database stores (nor orjson writes): one with a lone surrogate."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _where(row: int | None, name: str) -> str:
     return f"feature {name!r}" if row is None else f"row {row}, feature {name!r}"
 
@@ -427,8 +418,7 @@ class FeatureParser:
             seen = set(column)
             if not spec.nullable and MISSING_CATEGORY in seen:
                 return None
-            unknown = seen - spec.allowed - {MISSING_CATEGORY, None}
-            if unknown and ((self._strict_categories and not spec.to_other) or not all(map(encodable, unknown))):
+            if self._strict_categories and not spec.to_other and seen - spec.allowed - {MISSING_CATEGORY, None}:
                 return None
             if None in seen:
                 column = [MISSING_CATEGORY if value is None else value for value in column]
@@ -483,11 +473,7 @@ class FeatureParser:
                 raise InputError(
                     422, "wrong_type", f"{where}: expected a string, got {json_type(value)} {_show(value)}"
                 )
-            if value in spec.allowed:
-                return value
-            if not encodable(value):
-                raise InputError(422, "wrong_type", f"{where}: the value is not valid Unicode text (a lone surrogate)")
-            if spec.to_other or not self._strict_categories:
+            if value in spec.allowed or spec.to_other or not self._strict_categories:
                 return value
             raise InputError(
                 422, "unknown_category", f"{where}: unknown category {_show(value)}; expected {spec.expected}"

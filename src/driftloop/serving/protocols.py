@@ -27,7 +27,7 @@ from driftloop.core.task import Task
 from driftloop.errors import InputError
 from driftloop.io.onnx_runtime import CLASSIFIER_OUTPUTS, LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT
 from driftloop.io.prediction_store import Feedback
-from driftloop.serving.inputs import FeatureBatch, FeatureParser, encodable, json_type
+from driftloop.serving.inputs import FeatureBatch, FeatureParser, json_type
 
 V2_BINARY_HEADER = "Inference-Header-Content-Length"
 V2_PLATFORM = "onnxruntime_onnx"
@@ -582,8 +582,6 @@ def parse_feedback(body: Any, task: Task | None, max_items: int) -> list[Feedbac
         request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
             raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")
-        if not encodable(request_id):
-            raise InputError(422, "wrong_type", f"{where}request_id is not valid Unicode text (a lone surrogate)")
         if not isinstance(row, int) or isinstance(row, bool) or row < 0:
             raise InputError(422, "wrong_type", f"{where}row must be a row index ≥ 0, got {row!r}")
         items.append(Feedback(request_id=request_id, row_index=row, actual=_feedback_label(label, task, where)))

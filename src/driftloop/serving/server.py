@@ -55,6 +55,28 @@ Send = Callable[[dict[str, Any]], Any]
 _SERVER_ERROR = b"Internal Server Error"
 
 
+def _all_text(document: Any) -> bool:
+    """False when a string (key or value) of a parsed JSON document holds a lone surrogate.
+
+    Such a string is not text: no database stores it, nor does orjson write it back. Iterative: the document may
+    be as deep as json.loads allows.
+    """
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
+
+
 def media_type(content_type: str | None) -> str | None:
     """A content-type header's media type, lowercase and without parameters (``; charset=...``)."""
     return content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
@@ -172,9 +194,14 @@ class Server:
                 # (orjson refuses both): read them, and let the parser treat NaN as a missing value where
                 # allowed and refuse infinities by name.
                 try:
-                    return json.loads(body)
+                    document = json.loads(body)
                 except (ValueError, RecursionError):  # orjson stops at 1,024 levels; json.loads recurses until it fails
                     pass
+                else:
+                    if not _all_text(document):
+                        # orjson refuses a lone surrogate ("\ud800"); json.loads takes it: the same answer either way.
+                        raise InputError(400, "malformed_json", "malformed JSON: a string holds a lone surrogate")
+                    return document
             raise InputError(400, "malformed_json", f"malformed JSON: {error}") from None
 
     @staticmethod
