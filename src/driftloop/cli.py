@@ -108,8 +108,8 @@ def _require_known_model(settings: Settings, given: str | None) -> None:
     declared = load_project(settings.project_file).names if settings.project_file.is_file() else ()
     if given in declared:
         return
-    store = Path(settings.tracking_uri.removeprefix("sqlite:///"))
-    if settings.uses_local_mlflow and not store.is_file():
+    store = _local_store(settings)
+    if store is not None and not store.is_file():
         registered: list[str] = []
     else:
         _require_mlflow_answers(settings)
@@ -122,13 +122,18 @@ def _require_known_model(settings: Settings, given: str | None) -> None:
         raise _fail(f"no model {given!r} is declared or registered here (known: {known})")
 
 
+def _local_store(settings: Settings) -> Path | None:
+    """The embedded MLflow store's file (it may not exist yet); None when MLflow is a server."""
+    return Path(settings.tracking_uri.removeprefix("sqlite:///")) if settings.uses_local_mlflow else None
+
+
 def _require_version(settings: Settings, version: str | None) -> None:
     """VERSION (or, without one, a champion) must exist before any service or flow starts for it.
 
     Checked only where the registry can be read without starting anything (as ``_require_known_model``).
     """
-    store = Path(settings.tracking_uri.removeprefix("sqlite:///"))
-    if settings.uses_local_mlflow and not store.is_file():
+    store = _local_store(settings)
+    if store is not None and not store.is_file():
         raise _fail(f"model {settings.model_name!r} has no versions yet: train it first (driftloop train)")
     _require_mlflow_answers(settings)
     _export_env(settings)
@@ -472,7 +477,8 @@ def _check_training_inputs(
     problems = find_problems(read_source(data_path, password), dataset_schema)
     if problems:
         raise DatasetValidationError(describe_source(data_path), problems)
-    if settings.uses_local_mlflow and Path(settings.tracking_uri.removeprefix("sqlite:///")).is_file():
+    store = _local_store(settings)
+    if store is not None and store.is_file():
         # A local store is read without a server: a champion this snapshot cannot be compared with is named now.
         from driftloop.core.schema import evolution_problem, same_contract
         from driftloop.io.registry import ModelRegistry

@@ -13,7 +13,6 @@ Rollouts of different models may run at once: each change of the shared files ha
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 import time
@@ -31,6 +30,7 @@ from docker.models.containers import Container
 
 from driftloop.deploy.routing import PROXY_HEALTH, ProxyLimits, ProxyModels, Routing, render_nginx_config
 from driftloop.errors import DeployError
+from driftloop.io.file_lock import exclusive_lock
 from driftloop.settings import Settings
 
 CONFIG_FILE = "driftloop.conf"
@@ -126,21 +126,12 @@ def _lock_wait(settings: Settings) -> float:
 @contextmanager
 def locked(path: Path, wait_seconds: float, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created), waiting up to ``wait_seconds`` for whoever holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise DeployError(f"{what} stayed locked for {wait_seconds:.0f}s ({path})") from None
-                time.sleep(0.1)
+
+    def refused() -> DeployError:
+        return DeployError(f"{what} stayed locked for {wait_seconds:.0f}s ({path})")
+
+    with exclusive_lock(path, wait_seconds, refused, poll=0.1):
         yield
-    finally:
-        os.close(fd)
 
 
 def _config(settings: Settings, routings: Mapping[str, Routing]) -> str:

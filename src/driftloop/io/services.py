@@ -13,7 +13,6 @@ process that serves: one launched here that exits, or that finds another process
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftloop.errors import ServiceError
+from driftloop.io.file_lock import exclusive_lock
 from driftloop.settings import Settings
 
 LOCK_NAME = "services.lock"
@@ -188,28 +188,20 @@ def start_lock(run_dir: Path, timeout: float) -> Iterator[Path]:
     The lock is an ``flock``: the kernel releases it when the holder closes it or dies, so a killed CLI never
     leaves it taken. Not re-entrant: a process that holds it must not ask for it again.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inheritable: services started under it never hold it
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = path.read_text(errors="replace").strip() or "?"
-                    raise ServiceError(
-                        f"could not take {path} within {timeout:g}s: another driftloop process (pid {holder}) "
-                        "is still starting this data directory's services"
-                    ) from None
-                time.sleep(0.05)
+
+    def refused() -> ServiceError:
+        holder = path.read_text(errors="replace").strip() or "?"
+        return ServiceError(
+            f"could not take {path} within {timeout:g}s: another driftloop process (pid {holder}) "
+            "is still starting this data directory's services"
+        )
+
+    # 0o600, and not inheritable: services started under it never hold it.
+    with exclusive_lock(path, timeout, refused, mode=0o600) as fd:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the message above
         yield path
-    finally:
-        os.close(fd)
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
