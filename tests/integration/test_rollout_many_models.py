@@ -40,7 +40,7 @@ from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     require_base_image,
     require_docker,
 )
-from tests.support.host import free_port
+from tests.support.host import free_port, free_ports_in_a_row
 from tests.support.load import PredictLoad
 from tests.support.proxy_image import PROXY_IMAGE, ensure_proxy_image
 from tests.support.worlds import TARGET, world, world_schema
@@ -130,7 +130,8 @@ class Proxy:
 
 @pytest.fixture
 def stage(trained: Trained, docker_run: DockerTestRun, tmp_path: Path) -> Proxy:  # noqa: F811 (the fixture)
-    proxy_port, blue, green = sorted({free_port(), free_port(), free_port()})
+    proxy_port = free_port()
+    blue, green, *_ = free_ports_in_a_row(4)  # the second model counts up from churn's pair: two more free
     base = {
         "home": trained.dl.home,
         "image_prefix": trained.prefix,
