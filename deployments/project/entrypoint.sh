@@ -4,18 +4,19 @@
 #   check           verify the secrets in the environment, exit 0 or 1
 #   prefect-server  Prefect API + UI on PostgreSQL (asyncpg)
 #   worker          work pool + `prefect deploy --all` (prefect.yaml), then a process worker with a health port
-#   mlflow          MLflow tracking server on PostgreSQL (psycopg2), artifacts proxied from a volume
+#   mlflow          MLflow tracking server on PostgreSQL (psycopg2), artifacts proxied from a volume, basic auth
+#   mlflow-accounts as MLflow's admin: create the loop's and the read-only account (io/mlflow_accounts.py)
 #   <anything else> exec'd as given (e.g. `driftloop status`, `bash`)
 set -euo pipefail
 
 die() { echo "driftloop-entrypoint: $*" >&2; exit 1; }
 need() { [ -n "${!1:-}" ] || die "$1 is not set (see .env.example)"; }
 
-# Every *_PASSWORD variable in the environment must be set, not a .env.example placeholder, long enough and
-# URL-safe: the compose file builds connection URLs from them by plain interpolation.
+# Every *_PASSWORD and *_SECRET variable in the environment must be set, not a .env.example placeholder, long
+# enough and URL-safe: the compose file builds connection URLs from them by plain interpolation.
 check_secrets() {
   local name value found=0 bad=0
-  for name in $(compgen -e | grep -E '_PASSWORD$' || true); do
+  for name in $(compgen -e | grep -E '_(PASSWORD|SECRET)$' || true); do
     found=1
     value="${!name}"
     if [ -z "$value" ]; then
@@ -28,7 +29,7 @@ check_secrets() {
       echo "refusing to start: $name may only contain letters, digits and _ . ~ - (it goes into URLs)" >&2; bad=1
     fi
   done
-  [ "$found" = 1 ] || die "no *_PASSWORD variable in the environment: nothing to check (is .env loaded?)"
+  [ "$found" = 1 ] || die "no *_PASSWORD or *_SECRET variable in the environment: nothing to check (is .env loaded?)"
   [ "$bad" = 0 ] || exit 1
 }
 
@@ -40,7 +41,7 @@ case "$role" in
     ;;
   prefect-server)
     check_secrets
-    need POSTGRES_PORT; need PREFECT_PORT; need PREFECT_DB_PASSWORD
+    need POSTGRES_PORT; need PREFECT_PORT; need PREFECT_DB_PASSWORD; need PREFECT_AUTH_PASSWORD
     export PREFECT_HOME="${PREFECT_HOME:-/var/lib/prefect}"
     export PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg
     export PREFECT_SERVER_DATABASE_HOST="${POSTGRES_HOST:-postgres}"
@@ -48,6 +49,8 @@ case "$role" in
     export PREFECT_SERVER_DATABASE_USER=prefect
     export PREFECT_SERVER_DATABASE_NAME=prefect
     export PREFECT_SERVER_DATABASE_PASSWORD="$PREFECT_DB_PASSWORD"
+    # Every API call but GET /api/health needs it: the worker and the CLI send PREFECT_API_AUTH_STRING.
+    export PREFECT_SERVER_API_AUTH_STRING="driftloop:$PREFECT_AUTH_PASSWORD"
     export PREFECT_UI_API_URL="${PREFECT_UI_API_URL:-http://${STACK_PUBLIC_HOST:-127.0.0.1}:$PREFECT_PORT/api}"
     # The UI is copied out of the (read-only to this user) package at start: give it a directory we own.
     export PREFECT_SERVER_UI_STATIC_DIRECTORY="${PREFECT_SERVER_UI_STATIC_DIRECTORY:-$PREFECT_HOME/ui}"
@@ -75,7 +78,7 @@ PY
     ;;
   mlflow)
     check_secrets
-    need POSTGRES_PORT; need MLFLOW_PORT; need MLFLOW_DB_PASSWORD
+    need POSTGRES_PORT; need MLFLOW_PORT; need MLFLOW_DB_PASSWORD; need MLFLOW_ADMIN_PASSWORD; need MLFLOW_FLASK_SECRET
     port="$MLFLOW_PORT"
     hosts="mlflow,mlflow:$port,localhost,localhost:$port,127.0.0.1,127.0.0.1:$port"
     [ -z "${MLFLOW_EXTRA_ALLOWED_HOSTS:-}" ] || hosts="$hosts,$MLFLOW_EXTRA_ALLOWED_HOSTS"
@@ -85,13 +88,24 @@ PY
     # MLflow's job runner (about eight huey consumer processes, 250 MB each) serves GenAI features driftloop does
     # not use.
     export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
-    exec mlflow server \
+    # MLflow's basic-auth app (mlflow-basic-auth.ini: signed-in users read, anonymous get 401). The admin account is
+    # created from this password on first start; MLflow has no default one.
+    export MLFLOW_AUTH_CONFIG_PATH=/opt/driftloop/deployments/project/mlflow-basic-auth.ini
+    export MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_ADMIN_PASSWORD"
+    export MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SECRET"
+    exec mlflow server --app-name basic-auth \
       --artifacts-destination /var/lib/mlflow/artifacts --serve-artifacts \
       --host "${STACK_BIND_ADDRESS:-127.0.0.1}" --port "$port" --workers "${MLFLOW_WORKERS:-2}" \
       --allowed-hosts "$hosts"
     ;;
+  mlflow-accounts)
+    check_secrets
+    need MLFLOW_TRACKING_URI; need MLFLOW_ADMIN_PASSWORD
+    export MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD="$MLFLOW_ADMIN_PASSWORD"
+    exec python -c "from driftloop.io.mlflow_accounts import main; main()"
+    ;;
   help | --help | -h)
-    sed -n '2,9p' "$0"
+    sed -n '2,10p' "$0"
     ;;
   *)
     exec "$@"

@@ -155,6 +155,18 @@ def _require_mlflow_answers(settings: Settings) -> None:
         raise _fail(f"the MLflow server at {settings.tracking_uri} does not answer (MLFLOW_TRACKING_URI)")
 
 
+def _refuse_unauthenticated_prefect(settings: Settings) -> None:
+    """Whoever can reach Prefect's API can start flow runs (and the worker's deploys): not without a credential."""
+    from driftloop.core.addresses import is_loopback
+
+    if settings.uses_local_prefect and not is_loopback(settings.prefect_host) and not settings.prefect_api_auth_string:
+        raise _fail(
+            f"the Prefect server would listen on {settings.prefect_host} with no authentication, so anyone who "
+            "reaches it could start flow runs: set PREFECT_API_AUTH_STRING=user:password (the server, the worker "
+            "and this command all use it), or DRIFTLOOP_PREFECT_HOST=127.0.0.1"
+        )
+
+
 def _require_free_address(host: str, port: int) -> None:
     """The server can listen on host:port: checked before the model loads, not after."""
     try:
@@ -873,6 +885,7 @@ def _up(settings: Settings) -> Settings:
     from driftloop.io.project import project_for
     from driftloop.io.provenance import PROJECT_DIR
 
+    _refuse_unauthenticated_prefect(settings)
     project = project_for(settings)
     served = tuple(name for name in project.names if name != settings.model_name)
     settings = settings.model_copy(update={"serve_models": served})
@@ -1112,6 +1125,25 @@ def schema_infer(
         )
 
 
+def _mlflow_refusal(error: Exception) -> str | None:
+    """An MLflow server's 401 or 403 (its basic-auth app), said as what to do about it; None for anything else."""
+    status_of = getattr(error, "get_http_status_code", None)  # MlflowException's; not imported on this path
+    status = status_of() if callable(status_of) else None
+    if status not in (401, 403):
+        return None
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "the MLflow server")
+    if status == 401:
+        return (
+            f"{uri} wants an account: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(a wrong password gets this too; the stack's accounts: deployments/README.md, Security)"
+        )
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "?")
+    return (
+        f"{uri} refused: the account {user!r} has no permission for this (it changes the registry: the loop's "
+        "account can; deployments/README.md, Security)"
+    )
+
+
 def main() -> None:
     """Console-script entry point: driftloop's errors become one clear line and exit code 1."""
     # MLflow's download progress bars would land in the terminal above the CLI's own lines (the pre-checks read
@@ -1142,6 +1174,9 @@ def main() -> None:
 
 def _describe_unexpected(error: Exception) -> str:
     """One line for an error driftloop did not phrase itself: what failed, on which file, and where to look."""
+    refusal = _mlflow_refusal(error)
+    if refusal is not None:
+        return refusal
     if isinstance(error, OSError):
         target = f" {error.filename}" if error.filename else ""
         return f"cannot use{target}: {error.strerror or error} (check the data directory, DRIFTLOOP_HOME, and the disk)"

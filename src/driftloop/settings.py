@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DRIFTLOOP_PREFECT_API_URL", "PREFECT_API_URL"),
         description="Unset: a local Prefect server that driftloop starts and reuses.",
     )
+    prefect_api_auth_string: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRIFTLOOP_PREFECT_API_AUTH_STRING", "PREFECT_API_AUTH_STRING"),
+        description="user:password the Prefect API requires (the local server is started with it; clients send "
+        "it). Required when prefect_host is not a loopback address.",
+    )
     prefect_host: str = "127.0.0.1"
     prefect_port: int = Field(default=4200, ge=1, le=65535)
     service_start_timeout: float = Field(default=120.0, gt=0)
@@ -178,7 +184,7 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
 
-    @field_validator("feedback_token", mode="before")
+    @field_validator("feedback_token", "prefect_api_auth_string", mode="before")
     @classmethod
     def _empty_is_no_token(cls, value: object) -> object:
         return None if value == "" else value  # compose passes an unset variable as ""
@@ -282,10 +288,13 @@ class Settings(BaseSettings):
         """
         env = dict(TELEMETRY_OFF)
         env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # progress bars garble flow logs
-        for name, value in self.model_dump(exclude={"mlflow_tracking_uri", "prefect_api_url"}).items():
+        exclude = {"mlflow_tracking_uri", "prefect_api_url", "prefect_api_auth_string"}
+        for name, value in self.model_dump(exclude=exclude).items():
             if value is not None:
                 env[f"DRIFTLOOP_{name.upper()}"] = _env_value(value)
         env["PREFECT_API_URL"] = self.prefect_api
+        if self.prefect_api_auth_string is not None:
+            env["PREFECT_API_AUTH_STRING"] = self.prefect_api_auth_string.get_secret_value()
         env["MLFLOW_TRACKING_URI"] = self.tracking_uri
         if self.uses_local_prefect:
             env["PREFECT_HOME"] = str(self.prefect_home)

@@ -21,10 +21,11 @@ import httpx
 import pytest
 import redis
 
+from driftloop import events
 from driftloop.io.datasets import read_snapshot
 from driftloop.settings import BUNDLED_DATA
 from tests.support.compose import SECRETS, compose_command
-from tests.support.docker_engine import require_base_image, require_docker
+from tests.support.docker_engine import remove_test_image, require_base_image, require_docker
 from tests.support.host import free_port
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,14 @@ class Stack:
 
     def port(self, name: str) -> int:
         return int(self.env[name])
+
+    @property
+    def prefect_auth(self) -> tuple[str, str]:
+        return "driftloop", self.env["PREFECT_AUTH_PASSWORD"]
+
+    @property
+    def mlflow_reader(self) -> tuple[str, str]:
+        return "driftloop-reader", self.env["MLFLOW_READER_PASSWORD"]
 
     def containers(self) -> list[docker.models.containers.Container]:
         return self.client.containers.list(all=True, filters={"label": f"com.docker.compose.project={self.project}"})
@@ -150,7 +159,7 @@ def stack(images: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory)
     finally:
         stack.down()
         for image in images.images.list(name=f"driftloop/{env['DRIFTLOOP_MODEL_NAME']}-serving"):
-            images.images.remove(image.id, force=True)
+            remove_test_image(images, image.id)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -180,6 +189,9 @@ def test_every_service_becomes_healthy(stack: Stack) -> None:
     unhealthy = {service: states.get(service) for service in SERVICES if states.get(service) != "healthy"}
     assert not unhealthy, "\n".join(f"{s}: {state}\n{stack.logs(s)}" for s, state in unhealthy.items())
     assert stack.container("preflight").attrs["State"]["ExitCode"] == 0
+    accounts = stack.container("mlflow-accounts")
+    assert accounts.attrs["State"]["ExitCode"] == 0, stack.logs("mlflow-accounts")
+    assert "created driftloop, driftloop-reader" in stack.logs("mlflow-accounts")
     assert "grafana" not in states
     assert stack.container("nginx").name == stack.env["DRIFTLOOP_PROXY_CONTAINER"]
 
@@ -193,7 +205,9 @@ def test_services_answer_on_their_ports(stack: Stack) -> None:
         mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_PORT')}"
         assert http.get(f"{mlflow}/health").text.strip() == "OK"
         # Containers address MLflow by service name: its host check must let that through.
-        by_name = http.get(f"{mlflow}/version", headers={"Host": f"mlflow:{stack.port('MLFLOW_PORT')}"})
+        by_name = http.get(
+            f"{mlflow}/version", headers={"Host": f"mlflow:{stack.port('MLFLOW_PORT')}"}, auth=stack.mlflow_reader
+        )
         assert by_name.status_code == 200, by_name.text
         prometheus = f"http://127.0.0.1:{stack.port('PROMETHEUS_PORT')}"
         assert http.get(f"{prometheus}/-/ready").status_code == 200
@@ -243,7 +257,7 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
     """The chain the worker runs with DRIFTLOOP_DEPLOY=docker: train → register → build image → roll out."""
     api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
     model = stack.env["DRIFTLOOP_MODEL_NAME"]
-    with httpx.Client(base_url=api, timeout=30) as prefect:
+    with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
         deployment = prefect.get("/deployments/name/train-model/train")
         assert deployment.status_code == 200, f"no train deployment:\n{stack.logs('prefect-worker')}"
         run = prefect.post(f"/deployments/{deployment.json()['id']}/create_flow_run", json={}).json()
@@ -258,7 +272,12 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
         assert state.get("type") == "COMPLETED", f"{state}\n{stack.logs('prefect-worker', tail=200)}"
 
     mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_PORT')}/api/2.0/mlflow"
-    alias = httpx.get(f"{mlflow}/registered-models/alias", params={"name": model, "alias": "champion"}, timeout=10)
+    alias = httpx.get(
+        f"{mlflow}/registered-models/alias",
+        params={"name": model, "alias": "champion"},
+        auth=stack.mlflow_reader,
+        timeout=10,
+    )
     assert alias.status_code == 200, alias.text
     champion = alias.json()["model_version"]["version"]
 
@@ -274,6 +293,34 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
     assert response.status_code == 200, f"{response.text}\n{stack.logs('prefect-worker', tail=200)}"
     assert response.headers["x-model-version"] == champion
     assert any(c.status == "running" for c in stack.model_containers()), "no serving slot of the model is running"
+
+
+def test_anonymous_callers_cannot_drive_either_control_plane(stack: Stack) -> None:
+    """Runs after training: a champion exists to move and a train deployment to start."""
+    model = stack.env["DRIFTLOOP_MODEL_NAME"]
+    mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_PORT')}/api/2.0/mlflow"
+    move = {"name": model, "alias": "champion", "version": "1"}
+    with httpx.Client(timeout=30) as http:
+        assert http.post(f"{mlflow}/registered-models/alias", json=move).status_code == 401
+        assert http.post(f"{mlflow}/registered-models/alias", json=move, auth=stack.mlflow_reader).status_code == 403
+        tag = {"name": model, "version": "1", "key": "driftloop.parity", "value": "passed"}
+        assert http.post(f"{mlflow}/model-versions/set-tag", json=tag).status_code == 401
+        assert http.get(f"{mlflow}/registered-models/search").status_code == 401
+        assert http.get(f"{mlflow}/registered-models/search", auth=stack.mlflow_reader).status_code == 200
+
+        api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
+        drift = {
+            "id": str(uuid.uuid4()),
+            "occurred": "2026-12-03T00:00:00Z",
+            "event": events.DRIFT_DETECTED,
+            "resource": {"prefect.resource.id": f"driftloop.model.{model}"},
+            "payload": {},
+        }
+        assert http.post(f"{api}/events", json=[drift]).status_code == 401
+        deployment = http.get(f"{api}/deployments/name/train-model/train", auth=stack.prefect_auth).json()
+        runs = f"{api}/deployments/{deployment['id']}/create_flow_run"
+        assert http.post(runs, json={}).status_code == 401
+        assert http.post(runs, json={}, auth=("driftloop", "not-the-password")).status_code == 401
 
 
 def test_down_leaves_no_container(stack: Stack) -> None:

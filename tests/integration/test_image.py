@@ -6,7 +6,6 @@ build in a session is cold (pip inside the build, ~15-60 s); the layers stay cac
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
@@ -34,6 +33,7 @@ from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     docker_engine,
     docker_run,
     labelled_run,
+    remove_test_image,
     require_base_image,
 )
 from tests.support.host import free_port
@@ -78,7 +78,7 @@ def built(docker_engine: docker.DockerClient, trained: Driftloop) -> Iterator[Bu
         yield Built(settings=settings, result=result, log=log, model_dir=model_dir)
     finally:
         # The tag goes; its parent layers stay as the build cache other tests and builds reuse.
-        docker_engine.images.remove(result.image.tag, force=True, noprune=True)
+        remove_test_image(docker_engine, result.image.tag)
 
 
 def _start(client: docker.DockerClient, tag: str, run: DockerTestRun, port: int) -> Container:
@@ -239,8 +239,7 @@ def test_a_new_model_only_changes_the_last_layer(
         assert first_layers[-1] != second_layers[-1]
     finally:
         for tag in tags:
-            with contextlib.suppress(ImageNotFound):
-                docker_engine.images.remove(tag, force=True)
+            remove_test_image(docker_engine, tag)
 
 
 def test_a_model_directory_without_its_graph_is_refused_before_building(

@@ -14,7 +14,6 @@ reused connection closed before any response covers it; bench/bench_rollout.py m
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-from docker.errors import DockerException
 
 from driftloop import events
 from driftloop.deploy import proxy
@@ -42,6 +40,7 @@ from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     build_derived,
     docker_engine,
     docker_run,
+    remove_test_image,
     require_base_image,
     require_docker,
 )
@@ -115,8 +114,7 @@ def images(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServ
         yield Images(dl, prefix, v1, v2, crash, never_ready, wrong)
     finally:
         for tag in reversed(tags):
-            with contextlib.suppress(DockerException):
-                client.images.remove(tag, force=True)
+            remove_test_image(client, tag)
         client.close()
 
 

@@ -9,7 +9,6 @@ unnamed routes to it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from docker.errors import DockerException
 
 from driftloop.deploy import proxy
 from driftloop.deploy.image_build import build_image_for_version
@@ -37,6 +35,7 @@ from tests.support.docker_engine import (  # noqa: F401 (pytest fixtures)
     build_derived,
     docker_engine,
     docker_run,
+    remove_test_image,
     require_base_image,
     require_docker,
 )
@@ -93,8 +92,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectSer
         yield Trained(dl, prefix, tags, rows, (tmp / "houses.csv", tmp / "houses.schema.yaml"))
     finally:
         for tag in tags.values():
-            with contextlib.suppress(DockerException):
-                client.images.remove(tag, force=True)
+            remove_test_image(client, tag)
         client.close()
 
 

@@ -19,7 +19,7 @@ from driftloop.core import lineage
 from driftloop.io.registry import ModelRegistry
 from tests.support.churn import sample_rows
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
-from tests.support.docker_engine import docker_engine, require_base_image  # noqa: F401 (pytest fixture)
+from tests.support.docker_engine import docker_engine, remove_test_image, require_base_image  # noqa: F401 (pytest fixture)
 from tests.support.host import free_port
 from tests.support.proxy_image import PROXY_IMAGE, ensure_proxy_image
 
@@ -56,7 +56,7 @@ def shipping(
             if container.name in names:
                 container.remove(force=True)
         for image in docker_engine.images.list(name=f"driftloop/{model}-serving"):
-            docker_engine.images.remove(image.id, force=True)
+            remove_test_image(docker_engine, image.id)
 
 
 def proxy_url(dl: Driftloop) -> str:

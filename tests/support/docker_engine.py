@@ -66,6 +66,18 @@ def build_derived(client: docker.DockerClient, dockerfile: str, tag: str) -> str
     return tag
 
 
+def remove_test_image(client: docker.DockerClient, reference: str) -> None:
+    """Untag and delete one image a test built, keeping its parent layers.
+
+    The parents are the build cache other tests build on at the same time (pytest -n): pruning them while a build
+    uses one fails that build with "unknown parent image ID". An image already gone is ignored.
+    """
+    try:
+        client.images.remove(reference, force=True, noprune=True)
+    except (ImageNotFound, NotFound):
+        return
+
+
 def remove_test_containers(client: docker.DockerClient, run_id: str) -> list[str]:
     """Force-remove every container labelled ``driftloop.managed=true`` and ``driftloop.test_run=<run_id>``.
 

@@ -275,3 +275,23 @@ def test_serve_on_an_address_in_use_is_one_line(home: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use"), result.stderr
     assert "serving model" not in result.stdout  # refused before the model loads
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "prefect.example"])  # noqa: S104 (the point of the test)
+def test_up_refuses_to_expose_prefect_without_authentication(home: Path, host: str) -> None:
+    result = driftloop(home, "up", extra={"PREFECT_API_URL": None, "DRIFTLOOP_PREFECT_HOST": host})
+    assert_refused_before_services(
+        result, home, f"the Prefect server would listen on {host} with no authentication, so anyone who reaches it"
+    )
+    assert "PREFECT_API_AUTH_STRING" in result.stderr
+
+
+def test_up_on_a_loopback_prefect_or_with_a_credential_goes_on(home: Path, tmp_path: Path) -> None:
+    # Past the check, up reads the project file: a broken one stops it there, in one line, before any service.
+    (tmp_path / "driftloop.yaml").write_text("models:\n  - {name: 'a b', data: x.csv, schema: s.yaml}\n")
+    for extra in (
+        {"PREFECT_API_URL": None, "DRIFTLOOP_PREFECT_HOST": "127.0.0.1"},
+        {"PREFECT_API_URL": None, "DRIFTLOOP_PREFECT_HOST": "0.0.0.0", "PREFECT_API_AUTH_STRING": "ops:s3cret-pass"},  # noqa: S104
+    ):
+        result = driftloop(home, "up", extra=extra)
+        assert_refused_before_services(result, home, f"project file {tmp_path / 'driftloop.yaml'} is invalid")

@@ -25,7 +25,7 @@ ENTRYPOINT = ROOT / "deployments" / "project" / "entrypoint.sh"
 PROMETHEUS_DIR = ROOT / "deployments" / "prometheus"
 GRAFANA_DIR = ROOT / "deployments" / "grafana"
 SUBSTITUTED = {"postgres", "redis", "nginx", "prometheus"}
-ONE_SHOT = {"preflight"}
+ONE_SHOT = {"preflight", "mlflow-accounts"}
 METRIC_NAME = re.compile(r"\b(driftloop_[a-z0-9_]+|up)\b")
 
 
@@ -169,9 +169,31 @@ def test_mlflow_uses_psycopg2_and_allows_its_service_name() -> None:
     assert re.search(r'hosts="mlflow,mlflow:\$port', script)
 
 
+def test_the_control_planes_take_credentials_from_the_secrets(config: dict[str, Any]) -> None:
+    services = config["services"]
+    worker = environment(services["prefect-worker"])
+    assert worker["PREFECT_API_AUTH_STRING"] == f"driftloop:{worker_secret(config, 'PREFECT_AUTH_PASSWORD')}"
+    assert worker["MLFLOW_TRACKING_USERNAME"] == "driftloop"
+    assert worker["MLFLOW_TRACKING_PASSWORD"] == worker_secret(config, "MLFLOW_LOOP_PASSWORD")
+    assert "MLFLOW_ADMIN_PASSWORD" not in worker, "the worker must not hold MLflow's admin password"
+    assert set(services["mlflow-accounts"]["depends_on"]) == {"mlflow"}
+    assert services["prefect-worker"]["depends_on"]["mlflow-accounts"]["condition"] == "service_completed_successfully"
+    script = ENTRYPOINT.read_text()
+    assert 'export PREFECT_SERVER_API_AUTH_STRING="driftloop:$PREFECT_AUTH_PASSWORD"' in script
+    assert "exec mlflow server --app-name basic-auth" in script
+    auth_ini = (ROOT / "deployments" / "project" / "mlflow-basic-auth.ini").read_text()
+    assert re.search(r"^default_permission = READ$", auth_ini, re.MULTILINE)
+    assert not re.search(r"^admin_password", auth_ini, re.MULTILINE), "no admin password in a file"
+
+
+def worker_secret(config: dict[str, Any], name: str) -> str:
+    """The value compose resolved for secret ``name`` (write_env gives each its own)."""
+    return environment(config["services"]["preflight"])[name]
+
+
 def test_every_password_is_mandatory_in_the_compose_file() -> None:
     text = COMPOSE.read_text()
-    references = re.findall(r"\$\{([A-Z_]*PASSWORD)([^}]*)\}", text)
+    references = re.findall(r"\$\{([A-Z_]*(?:PASSWORD|SECRET))([^}]*)\}", text)
     assert {name for name, _ in references} == set(SECRETS)
     for name, rest in references:
         assert rest.startswith(":?"), f"${{{name}{rest}}} must refuse when unset, not default"

@@ -73,8 +73,11 @@ def venv_bin(command: str) -> str:
 
 
 def prefect_server_spec(settings: Settings) -> ServiceSpec:
+    """The local Prefect server; with an auth string set every API call but the health probe needs it."""
     env = settings.process_env()
     env.pop("PREFECT_API_URL")  # the server itself must not look for another API
+    if settings.prefect_api_auth_string is not None:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = settings.prefect_api_auth_string.get_secret_value()
     return ServiceSpec(
         name="prefect-server",
         argv=(

@@ -8,22 +8,11 @@ on other addresses (a slot behind nginx is reached from anywhere nginx is).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from dataclasses import dataclass
 
+from driftloop.core.addresses import is_loopback
 from driftloop.errors import InputError
 from driftloop.settings import Settings
-
-_LOOPBACK_NAMES = frozenset({"localhost"})
-
-
-def is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

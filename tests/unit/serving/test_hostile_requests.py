@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from driftloop.core.addresses import is_loopback
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.serving.app import create_app
-from driftloop.serving.feedback_auth import is_loopback
 from driftloop.serving.source import FileModelSource
 from driftloop.settings import Settings
 from tests.support.bundles import TrainedModel
