@@ -1131,7 +1131,7 @@ def _mlflow_refusal(error: Exception) -> str | None:
     status = status_of() if callable(status_of) else None
     if status not in (401, 403):
         return None
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "the MLflow server")
+    uri = get_settings().tracking_uri
     if status == 401:
         return (
             f"{uri} wants an account: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "

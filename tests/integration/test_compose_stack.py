@@ -21,12 +21,12 @@ import httpx
 import pytest
 import redis
 
-from driftloop import events
 from driftloop.io.datasets import read_snapshot
 from driftloop.settings import BUNDLED_DATA
 from tests.support.compose import SECRETS, compose_command
 from tests.support.docker_engine import remove_test_image, require_base_image, require_docker
 from tests.support.host import free_port
+from tests.support.stack import forged_drift_event
 
 pytestmark = pytest.mark.integration
 
@@ -309,14 +309,7 @@ def test_anonymous_callers_cannot_drive_either_control_plane(stack: Stack) -> No
         assert http.get(f"{mlflow}/registered-models/search", auth=stack.mlflow_reader).status_code == 200
 
         api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
-        drift = {
-            "id": str(uuid.uuid4()),
-            "occurred": "2026-12-03T00:00:00Z",
-            "event": events.DRIFT_DETECTED,
-            "resource": {"prefect.resource.id": f"driftloop.model.{model}"},
-            "payload": {},
-        }
-        assert http.post(f"{api}/events", json=[drift]).status_code == 401
+        assert http.post(f"{api}/events", json=[forged_drift_event(model)]).status_code == 401
         deployment = http.get(f"{api}/deployments/name/train-model/train", auth=stack.prefect_auth).json()
         runs = f"{api}/deployments/{deployment['id']}/create_flow_run"
         assert http.post(runs, json={}).status_code == 401

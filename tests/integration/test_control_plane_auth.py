@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from driftloop import events
 from driftloop.io import services
 from driftloop.io.mlflow_accounts import LOOP_ACCOUNT, READER_ACCOUNT
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF, Settings
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.host import VENV_BIN, free_port
+from tests.support.stack import forged_drift_event
 
 pytestmark = pytest.mark.integration
 
@@ -244,13 +244,7 @@ def test_the_loop_account_owns_what_existed_before_authentication(mlflow_auth: A
 def test_anonymous_callers_cannot_send_events_or_create_flow_runs(prefect_auth: tuple[PrefectServer, str]) -> None:
     prefect, auth_string = prefect_auth
     user, _, password = auth_string.partition(":")
-    drift_event = {
-        "id": str(uuid.uuid4()),
-        "occurred": "2026-12-03T00:00:00Z",
-        "event": events.DRIFT_DETECTED,
-        "resource": {"prefect.resource.id": f"driftloop.model.{MODEL}"},
-        "payload": {},
-    }
+    drift_event = forged_drift_event(MODEL)
     with httpx.Client(base_url=prefect.api_url, timeout=30) as anonymous:
         assert anonymous.get("/health").status_code == 200  # the probe stays open
         assert anonymous.post("/events", json=[drift_event]).status_code == 401

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,6 +20,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from driftloop.events import DRIFT_DETECTED, model_resource
 from driftloop.settings import TELEMETRY_OFF
 from tests.support.cli import Driftloop
 from tests.support.host import VENV_BIN, free_port
@@ -88,6 +90,18 @@ def api(dl: Driftloop) -> httpx.Client:
 
 def server_url(dl: Driftloop) -> str:
     return f"http://127.0.0.1:{dl.env['DRIFTLOOP_SERVE_PORT']}"
+
+
+def forged_drift_event(model_name: str) -> dict[str, Any]:
+    """A drift event about ``model_name`` as Prefect's REST API takes it (POST /api/events): what a caller who is
+    not the drift check would send to start a retrain."""
+    return {
+        "id": str(uuid.uuid4()),
+        "occurred": "2026-12-03T00:00:00Z",
+        "event": DRIFT_DETECTED,
+        "resource": {"prefect.resource.id": model_resource(model_name)},
+        "payload": {},
+    }
 
 
 def events(dl: Driftloop, name: str, since: datetime) -> list[dict[str, Any]]:
