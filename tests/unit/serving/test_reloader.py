@@ -161,7 +161,12 @@ def test_readers_always_see_one_whole_model_while_versions_swap(
     try:
         for version in ["1", "2"] * 3:
             source.current = version
+            start = len(seen)
             assert holder.refresh() is True
+            # Each swap stays in place until a reader has used it (a busy machine may not schedule them otherwise).
+            deadline = time.monotonic() + 10
+            while version not in seen[start:] and time.monotonic() < deadline and not problems:
+                time.sleep(0.001)
     finally:
         stop.set()
         for reader in readers:
