@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 
 _STILL_GOING = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING")
+# Runs this process opened and has not closed (run id -> tracking URI): closed by close_runs_opened_here when the
+# process must end without its flow (driftloop.cli: the Prefect API gone).
+_OPEN_HERE: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ def open_run(
     client = tracking.use_tracking_uri(tracking_uri)
     experiment_id = tracking.ensure_experiment(client, experiment, artifact_root)
     _close_runs_left_open(client, experiment_id)
-    return RunRef(experiment_id, tracking.start_run(client, experiment_id, run_name, tags))
+    run_id = tracking.start_run(client, experiment_id, run_name, tags)
+    _OPEN_HERE[run_id] = tracking_uri
+    return RunRef(experiment_id, run_id)
 
 
 def _close_runs_left_open(client: MlflowClient, experiment_id: str) -> None:
@@ -72,3 +77,13 @@ def _close_runs_left_open(client: MlflowClient, experiment_id: str) -> None:
 @mlflow_task("close-mlflow-run")
 def close_run(tracking_uri: str, run_id: str, succeeded: bool) -> None:
     tracking.end_run(tracking.use_tracking_uri(tracking_uri), run_id, succeeded)
+    _OPEN_HERE.pop(run_id, None)
+
+
+def close_runs_opened_here(reason: str) -> None:
+    """Close FAILED, saying why, every MLflow run this process opened and did not close (not a task: no Prefect)."""
+    for run_id, tracking_uri in list(_OPEN_HERE.items()):
+        client = tracking.use_tracking_uri(tracking_uri)
+        tracking.set_run_tags(client, run_id, {lineage.CLOSED_LATE: f"closed as its process ended: {reason}"})
+        tracking.end_run(client, run_id, succeeded=False)
+        _OPEN_HERE.pop(run_id, None)

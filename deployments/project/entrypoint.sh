@@ -66,11 +66,17 @@ case "$role" in
 from pathlib import Path
 
 from driftloop.io.deployments import deploy_all
+from driftloop.io.unresponsive_runs import AUTOMATION_NAME, ensure_crash_automation
 from driftloop.settings import get_settings
 
 names = deploy_all(get_settings(), Path("/opt/driftloop"))
 print("driftloop-entrypoint: deployed", ", ".join(names) or "(none reported)", flush=True)
+if ensure_crash_automation():
+    print("driftloop-entrypoint: created the automation", AUTOMATION_NAME, flush=True)
 PY
+    # The worker's flow runs send heartbeats (the automation above crashes the silent ones).
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY="$(python -c 'from driftloop.settings import FLOW_HEARTBEAT_SECONDS as s; print(s)')"
+    export PREFECT_FLOWS_HEARTBEAT_FREQUENCY
     export PREFECT_WORKER_WEBSERVER_HOST=127.0.0.1
     export PREFECT_WORKER_WEBSERVER_PORT="$WORKER_HEALTH_PORT"
     export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-${DRIFTLOOP_WORKER_POLL_SECONDS:-5}}"

@@ -7,8 +7,9 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeGuard, get_args
@@ -207,6 +208,54 @@ def _start_services(settings: Settings, with_model_server: bool = False) -> None
         out.print(f"  {status.name:<15} {status.url}  [green]{verb}[/]")
 
 
+@contextmanager
+def _flow_session(settings: Settings) -> Iterator[None]:
+    """Services up and this process pointed at them; then flows run here until the Prefect API stays gone.
+
+    Prefect's clients would wait many minutes for a server that died. After ``prefect_patience`` seconds without
+    an answer the run is given up: its MLflow run closed FAILED, one line said, exit 1. The flow run itself is
+    marked Crashed by the server once it is back (the automation of ``io/unresponsive_runs``: no heartbeats).
+    """
+    from driftloop.io.prefect_watch import watch_prefect_api
+
+    _start_services(settings)
+    _export_env(settings)
+    _ensure_crash_automation(settings)
+    with watch_prefect_api(f"{settings.prefect_api}/health", settings.prefect_patience, _give_up(settings)):
+        yield
+
+
+def _ensure_crash_automation(settings: Settings) -> None:
+    from driftloop.io.services import start_lock
+    from driftloop.io.unresponsive_runs import ensure_crash_automation
+
+    with start_lock(settings.run_dir, settings.service_start_timeout):  # two commands at once would make two
+        ensure_crash_automation()
+
+
+def _give_up(settings: Settings) -> Callable[[float], None]:
+    def give_up(seconds: float) -> None:
+        from tasks.tracking import close_runs_opened_here
+
+        cause = f"the Prefect server at {settings.prefect_api} stopped answering"
+        # The MLflow store may be gone too (the same host): its client would retry for minutes, so this is bounded.
+        closer = threading.Thread(target=close_runs_opened_here, args=(cause,), daemon=True)
+        closer.start()
+        closer.join(timeout=10)
+        err.print(
+            f"[bold red]error:[/] {escape(cause)} for {seconds:.0f} s (DRIFTLOOP_PREFECT_PATIENCE): the flow run "
+            "cannot record its states, so it is stopped. Its MLflow run is closed FAILED"
+            + ("" if not closer.is_alive() else " by the next training run (the MLflow store did not answer)")
+            + "; the server marks the flow run Crashed once it is back (its heartbeats stopped).",
+            highlight=False,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)  # no exit handlers: Prefect's would wait 7 s per queued event for the API that is gone
+
+    return give_up
+
+
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -318,21 +367,20 @@ def train(
     task = dataset_schema.task
     estimator = canonical_reference(model) if model else estimator or default_estimator(task)
     floors = _task_floors(task, overrides, declared.floors if declared else None, floors_from)
-    _start_services(settings)
-    _export_env(settings)
-    from flows.train import train_model
+    with _flow_session(settings):
+        from flows.train import train_model
 
-    data_path, sql = _flow_data(source)
-    outcome = train_model(
-        data_path=data_path,
-        query=sql,
-        schema_path=str(schema) if schema else None,
-        model_name=name,
-        estimator=estimator,
-        params=params or None,
-        floors=floors,
-        tolerance=0.005 if tolerance is None else tolerance,
-    )
+        data_path, sql = _flow_data(source)
+        outcome = train_model(
+            data_path=data_path,
+            query=sql,
+            schema_path=str(schema) if schema else None,
+            model_name=name,
+            estimator=estimator,
+            params=params or None,
+            floors=floors,
+            tolerance=0.005 if tolerance is None else tolerance,
+        )
     _print_outcome(settings, outcome)
 
 
@@ -768,11 +816,10 @@ def build_image(
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     _require_version(settings, version)
-    _start_services(settings)
-    _export_env(settings)
-    from flows.ship import build_model_image
+    with _flow_session(settings):
+        from flows.ship import build_model_image
 
-    image = build_model_image(version=version)
+        image = build_model_image(version=version)
     built = image.image
     out.print(f"[bold green]built[/] {built.tag}  {built.id[:19]}  {built.size_bytes / 1e6:.0f} MB  "
               f"in {built.seconds:.1f}s (recorded on v{image.version} as driftloop.image_id)")  # fmt: skip
@@ -793,13 +840,13 @@ def rollout(
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     _require_version(settings, version)
-    _start_services(settings)
-    _export_env(settings)
     from driftloop.errors import RolloutRolledBack
-    from flows.ship import ship_model
 
     try:
-        shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild)
+        with _flow_session(settings):
+            from flows.ship import ship_model
+
+            shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild)
     except RolloutRolledBack as rolled_back:
         out.print(rolled_back.result.markdown(), highlight=False)
         raise _fail(str(rolled_back)) from None
@@ -907,6 +954,7 @@ def _up(settings: Settings) -> Settings:
     _export_env(settings)  # Prefect calls below (alerts) must reach this server, never an ephemeral one
     deployed = deploy_project(settings, PROJECT_DIR, project)
     out.print(f"  deployments     {', '.join(deployed)} (pool {settings.work_pool})")
+    _ensure_crash_automation(settings)  # the worker's flow runs send heartbeats too (Settings.process_env)
     if settings.alert_webhook_url:
         from driftloop.io.alerts import install_alerts
 
@@ -999,15 +1047,14 @@ def drift_check(
 
     declared = project_for(settings).model(settings.model_name)
     policy = {} if declared is None else declared.drift_parameters()
-    _start_services(settings)
-    _export_env(settings)
-    from flows.drift import check_drift
+    with _flow_session(settings):
+        from flows.drift import check_drift
 
-    outcome = check_drift(
-        window_rows=window_rows or policy.get("window_rows"),
-        min_rows=min_rows or policy.get("min_rows"),
-        drift_share=policy.get("drift_share"),
-    )
+        outcome = check_drift(
+            window_rows=window_rows or policy.get("window_rows"),
+            min_rows=min_rows or policy.get("min_rows"),
+            drift_share=policy.get("drift_share"),
+        )
     out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
     # The verdict is Evidently's rule on the features alone; the labels and the outputs are judged apart, and any

@@ -23,6 +23,8 @@ TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
 }
+# Every flow run says it is alive this often (Prefect's minimum); io/unresponsive_runs.py crashes the silent ones.
+FLOW_HEARTBEAT_SECONDS = 30
 
 
 class Settings(BaseSettings):
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     prefect_host: str = "127.0.0.1"
     prefect_port: int = Field(default=4200, ge=1, le=65535)
     service_start_timeout: float = Field(default=120.0, gt=0)
+    prefect_patience: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a flow run of the CLI goes on while the Prefect API does not answer; then it stops.",
+    )
 
     seed: int = 42
     holdout_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
@@ -288,6 +295,7 @@ class Settings(BaseSettings):
         """
         env = dict(TELEMETRY_OFF)
         env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # progress bars garble flow logs
+        env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(FLOW_HEARTBEAT_SECONDS)
         exclude = {"mlflow_tracking_uri", "prefect_api_url", "prefect_api_auth_string"}
         for name, value in self.model_dump(exclude=exclude).items():
             if value is not None:
