@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from prefect import flow
 
+from driftloop.core.drift import DriftRule, window_predictions
 from driftloop.core.drift import check_drift as test_drift
-from driftloop.core.drift import window_predictions
 from driftloop.core.label_check import check_labels
 from driftloop.settings import get_settings
 from tasks.drift import (
@@ -40,6 +40,8 @@ class DriftCheckOutcome:
     note: str
     report_url: str | None
     prediction_drift: bool | None = None  # the model's output drifted (None: not tested); not in ``share``
+    weighted_share: float | None = None  # the drifted features' importance weight (None: no weights)
+    decided_by: str = ""  # the rule and what fired under it (``DriftVerdict.decided_by``)
     label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
 
 
@@ -49,6 +51,7 @@ def check_drift(
     window_rows: int | None = None,
     min_rows: int | None = None,
     drift_share: float | None = None,
+    drift_rule: DriftRule | None = None,
 ) -> DriftCheckOutcome:
     """Test the champion's last predictions for data drift (and, where labels arrived, concept drift).
 
@@ -59,6 +62,7 @@ def check_drift(
         window_rows: How many recent predictions to read; default: settings (DRIFTLOOP_DRIFT_WINDOW_ROWS).
         min_rows: Below this many rows the verdict is "insufficient data"; default: settings.
         drift_share: Dataset drift when at least this share of columns drifted; default: settings.
+        drift_rule: Which share decides: share, weighted (by importance) or either; default: settings.
     """
     settings = get_settings()
     name = model_name or settings.model_name
@@ -78,6 +82,7 @@ def check_drift(
         drift_share=drift_share or settings.drift_share,
         min_rows=min_rows or settings.drift_min_rows,
         predictions=window_predictions(profile, window),
+        rule=drift_rule or settings.drift_rule,
     )
     labelled = window[window["actual"].notna()]
     labels = check_labels(
@@ -106,6 +111,8 @@ def check_drift(
         "version": champion.version,
         "kind": "data" if verdict.status == "drift" else "concept",
         "share": round(verdict.share, 4),
+        "weighted_share": None if verdict.weighted_share is None else round(verdict.weighted_share, 4),
+        "rule": verdict.decided_by(),
         "drifted_columns": verdict.drifted_columns,
         "rows": verdict.rows,
         "window_start": str(window["ts"].min()) if len(window) else None,
@@ -141,6 +148,8 @@ def check_drift(
         report_url=report_url,
         prediction_drift=verdict.prediction_drift,
         label_check=labels.summary(),
+        weighted_share=None if verdict.weighted_share is None else float(np.round(verdict.weighted_share, 4)),
+        decided_by=verdict.decided_by(),
     )
 
 

@@ -86,7 +86,10 @@ def record_check(
     tags = {"driftloop.model": model_name, "driftloop.model_version": version, "driftloop.verdict": verdict.status}
     run_id = tracking.start_run(client, experiment_id, f"drift-{model_name}-v{version}", tags)
     try:
-        tracking.log_metrics(client, run_id, {"drift_share": verdict.share, "window_rows": float(verdict.rows)})
+        metrics = {"drift_share": verdict.share, "window_rows": float(verdict.rows)}
+        if verdict.weighted_share is not None:
+            metrics["weighted_drift_share"] = verdict.weighted_share
+        tracking.log_metrics(client, run_id, metrics)
         if verdict.prediction is not None and math.isfinite(verdict.prediction.score):
             tracking.log_metrics(client, run_id, {"prediction_drift_score": verdict.prediction.score})
         if labels.value is not None:

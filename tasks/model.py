@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class Evaluation:
 
     metrics: Metrics
     scores: np.ndarray
+    importances: Mapping[str, float] = field(default_factory=dict)  # raw feature → permutation importance
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def evaluate_candidate(
         if task.kind is TaskKind.REGRESSION:
             pngs.append(plots.predicted_vs_actual_png(y_true, scores, out / "predicted_vs_actual.png"))
         tracking.log_files(client, run_id, pngs, artifact_path="plots")
-    return Evaluation(metrics, scores)
+    return Evaluation(metrics, scores, importances)
 
 
 def _sklearn_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> np.ndarray:
@@ -205,13 +207,15 @@ def save_reference(
     """The drift reference as run artifacts; returns its URI.
 
     It holds the training features' statistics and a sample and, given the candidate's ``evaluation``, its
-    holdout output: the reference of prediction drift.
+    holdout output (the reference of prediction drift) and its features' importances (the drift weights).
     """
     client = tracking.use_tracking_uri(tracking_uri)
     predictions: np.ndarray | None = None
     kind: ColumnKind = "numerical"
+    importances = None
     if evaluation is not None:
         predictions, kind = prediction_values(schema.task, evaluation.scores)
+        importances = evaluation.importances or None
     profile = build_profile(
         split.train[schema.feature_names],
         schema.numeric,
@@ -219,6 +223,7 @@ def save_reference(
         seed=seed,
         predictions=predictions,
         prediction_kind=kind,
+        importances=importances,
     )
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_profile(profile, Path(tmp))

@@ -25,6 +25,7 @@ from driftloop.errors import DriftloopError
 from driftloop.settings import RolloutStrategy, Settings, get_settings
 
 if TYPE_CHECKING:
+    from driftloop.core.drift import DriftRule
     from driftloop.core.project import ProjectModel
     from driftloop.core.schema import DatasetSchema
     from driftloop.core.task import Task
@@ -859,6 +860,12 @@ def rollout(
     out.print(f"[bold green]v{shipped.rollout.version} of {settings.model_name} serves[/] at {url}", highlight=False)
 
 
+def _is_drift_rule(value: str | None) -> TypeGuard[DriftRule | None]:
+    from driftloop.core.drift import DRIFT_RULES
+
+    return value is None or value in DRIFT_RULES
+
+
 def _is_strategy(value: str | None) -> TypeGuard[RolloutStrategy | None]:
     return value is None or value in get_args(RolloutStrategy)
 
@@ -1038,9 +1045,18 @@ def drift_check(
     min_rows: Annotated[
         int | None, typer.Option(min=1, help="Fewer rows: insufficient data [default: settings]")
     ] = None,
+    rule: Annotated[
+        str | None,
+        typer.Option(
+            help="Which share decides: share (Evidently's), weighted (by the features' importance to the model) "
+            "or either [default: the project's drift policy, else DRIFTLOOP_DRIFT_RULE]"
+        ),
+    ] = None,
     model_name: ModelNameOption = None,
 ) -> None:
     """Run the drift check once: the champion's recent predictions vs its reference profile (and labels)."""
+    if not _is_drift_rule(rule):
+        raise _fail(f"--rule {rule!r}: choose share, weighted or either")
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     from driftloop.io.project import project_for
@@ -1054,13 +1070,18 @@ def drift_check(
             window_rows=window_rows or policy.get("window_rows"),
             min_rows=min_rows or policy.get("min_rows"),
             drift_share=policy.get("drift_share"),
+            drift_rule=rule or policy.get("drift_rule"),
         )
     out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
     # The verdict is Evidently's rule on the features alone; the labels and the outputs are judged apart, and any
     # of them can open an episode (the action line says what was done).
     share = f": drifted share {outcome.share:.2f} of the features" if outcome.verdict in ("drift", "no drift") else ""
+    if outcome.weighted_share is not None and share:
+        share += f", importance-weighted {outcome.weighted_share:.2f}"
     out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows{share}")
+    if outcome.decided_by and share:
+        out.print(f"decision {outcome.decided_by}", highlight=False)
     if outcome.drifted_columns:
         out.print(f"drifted  {', '.join(outcome.drifted_columns)}")
     detail = outcome.label_check.removeprefix("label check: ")

@@ -34,6 +34,7 @@ models:
     schema: /etc/houses.yaml
     estimator: models/houses.py:make_model
     tolerance: 0.01
+    drift: {rule: weighted}
 """
 
 
@@ -67,6 +68,7 @@ def test_a_project_file_declares_models_with_paths_relative_to_it(tmp_path: Path
     assert houses.schema_path == "/etc/houses.yaml"
     assert houses.estimator == f"{base / 'models' / 'houses.py'}:make_model"
     assert houses.tolerance == 0.01
+    assert houses.drift_parameters() == {"model_name": "houses", "drift_rule": "weighted"}
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,12 @@ receives them in ``io.drift_report``. Binary (0/1) features go in as numerical (
 with two distinct values Evidently tests a numerical column exactly as it tests a categorical one (Z-test or
 Jensen-Shannon), and the HTML report then shows them as numbers. Categorical values are compared as text.
 
+Drift that matters: a profile may carry the model's permutation importances (measured on its holdout at training
+time), normalised to weights (negative ones count as 0). The importance-weighted share is the weight of the drifted
+features. ``DriftRule`` says which share decides the verdict: ``share`` (Evidently's, the default), ``weighted``, or
+``either``; each is compared with ``drift_share``, and the verdict says which fired. Without weights (a profile
+saved before they were kept, or a model no feature matters to), ``weighted`` falls back to the plain share, saying so.
+
 Prediction drift: the model's own output is one more monitored column, tested by the same rules, reported
 beside the feature verdict and never counted in the share (which stays Evidently's: drifted *feature* columns).
 Its reference is the candidate's holdout output (``prediction_values``); the current side is the prediction
@@ -54,6 +60,7 @@ __all__ = [
     "CategoricalReference",
     "ColumnDrift",
     "ColumnKind",
+    "DriftRule",
     "DriftStatus",
     "DriftVerdict",
     "NumericReference",
@@ -61,6 +68,7 @@ __all__ = [
     "ReferenceProfile",
     "build_profile",
     "check_drift",
+    "importance_weights",
     "prediction_column",
     "prediction_values",
     "sample_frame",
@@ -69,6 +77,8 @@ __all__ = [
 
 ColumnKind = Literal["numerical", "categorical"]
 DriftStatus = Literal["drift", "no drift", "insufficient data"]
+DriftRule = Literal["share", "weighted", "either"]
+DRIFT_RULES: tuple[DriftRule, ...] = ("share", "weighted", "either")
 
 # Method names exactly as Evidently reports them (ValueDrift's ``method``).
 KS = "K-S p_value"
@@ -140,7 +150,8 @@ class ReferenceProfile:
 
     ``sample`` is a seeded random sample of the reference rows (profile columns only), for the HTML report.
     ``columns`` and ``kinds`` are the features only; ``prediction`` is None in a profile saved before
-    prediction drift was monitored.
+    prediction drift was monitored. ``weights`` (``importance_weights``: each feature's, summing to 1) is None in
+    one saved before importances were kept.
     """
 
     rows: int
@@ -148,6 +159,7 @@ class ReferenceProfile:
     categorical: Mapping[str, CategoricalReference]
     sample: pd.DataFrame
     prediction: PredictionReference | None = None
+    weights: Mapping[str, float] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -210,6 +222,10 @@ class DriftVerdict:
     columns: list[ColumnDrift]
     reference_rows: int = 0
     prediction: ColumnDrift | None = None
+    weighted_share: float | None = None  # the drifted features' importance weight; None without weights
+    rule: DriftRule = "share"
+    fired: tuple[str, ...] = ()  # each share that reached drift_share, as "share 0.60" / "weighted share 0.81"
+    rule_note: str = ""  # why the rule could not be applied as asked (no weights), else empty
 
     @property
     def is_drift(self) -> bool:
@@ -233,10 +249,23 @@ class DriftVerdict:
             f"{self.status}: {len(self.drifted_columns)} of {len(self.columns)} columns drifted "
             f"(share {self.share:.2f} {relation} drift_share {self.drift_share:.2f}) in {self.rows:,} rows"
         )
+        if self.weighted_share is not None:
+            relation = "≥" if self.weighted_share >= self.drift_share else "<"
+            text += f"; importance-weighted share {self.weighted_share:.2f} {relation} {self.drift_share:.2f}"
+        if self.rule != "share":
+            text += f"; {self.decided_by()}"
         top = self.top(3)
         if top:
             text += "; top: " + ", ".join(f"{c.column} ({c.method} {_fmt_score(c.score)})" for c in top)
         return f"{text}; {self._prediction_text()}"
+
+    def decided_by(self) -> str:
+        """Which rule decided, and what fired under it: the verdict's reason in one phrase."""
+        if self.status == "insufficient data":
+            return "no rule applied"
+        fired = ", ".join(self.fired) if self.fired else "nothing reached drift_share"
+        note = f" ({self.rule_note})" if self.rule_note else ""
+        return f"rule {self.rule}{note}: {fired}"
 
     def _prediction_text(self) -> str:
         c = self.prediction
@@ -252,6 +281,10 @@ class DriftVerdict:
             "reference_rows": self.reference_rows,
             "drift_share": self.drift_share,
             "share": self.share,
+            "weighted_share": self.weighted_share,
+            "rule": self.rule,
+            "fired": list(self.fired),
+            "rule_note": self.rule_note,
             "drifted_columns": list(self.drifted_columns),
             "columns": [c.as_dict() for c in self.columns],
             "prediction": None if self.prediction is None else self.prediction.as_dict(),
@@ -272,6 +305,8 @@ class DriftVerdict:
             lines += [
                 f"| Drifted columns | {len(self.drifted_columns)} of {len(self.columns)} "
                 f"(share {self.share:.2f}; dataset drift at ≥ {self.drift_share:.2f}) |",
+                f"| Importance-weighted share | {self._weighted_cell()} |",
+                f"| Decided by | {self.decided_by()} |",
                 f"| Window | {self.rows:,} rows (minimum {self.min_rows:,}) |",
             ]
         if self.reference_rows:
@@ -286,6 +321,11 @@ class DriftVerdict:
             if hidden > 0:
                 lines += ["", f"… and {hidden} more drifted column(s)."]
         return "\n".join(lines) + "\n"
+
+    def _weighted_cell(self) -> str:
+        if self.weighted_share is None:
+            return "not available (no importances in the reference profile)"
+        return f"{self.weighted_share:.2f}"
 
     def _prediction_cell(self) -> str:
         c = self.prediction
@@ -323,6 +363,19 @@ def window_predictions(profile: ReferenceProfile, window: pd.DataFrame) -> pd.Se
     return series
 
 
+def importance_weights(importances: Mapping[str, float], columns: Sequence[str]) -> dict[str, float] | None:
+    """Each column's share of the total importance (a negative or missing one counts as 0); None if none is > 0.
+
+    Permutation importance is negative when shuffling a feature happened to help: the model does not rely on it.
+    """
+    clipped = {name: max(float(importances.get(name, 0.0)), 0.0) for name in columns}
+    clipped = {name: value if math.isfinite(value) else 0.0 for name, value in clipped.items()}
+    total = sum(clipped.values())
+    if total <= 0:
+        return None
+    return {name: value / total for name, value in clipped.items()}
+
+
 def build_profile(
     frame: pd.DataFrame,
     numeric: Sequence[str],
@@ -332,11 +385,13 @@ def build_profile(
     *,
     predictions: np.ndarray | pd.Series | None = None,
     prediction_kind: ColumnKind = "numerical",
+    importances: Mapping[str, float] | None = None,
 ) -> ReferenceProfile:
     """Precompute the reference side of every drift test, and keep a seeded sample of rows for the report.
 
     ``predictions``, the model's output on its holdout (``prediction_values``, any length), becomes the
     prediction reference, a column of kind ``prediction_kind``; without it the profile has none.
+    ``importances`` (each feature's permutation importance) become the profile's ``weights``.
 
     Raises:
         DatasetError: a column is missing, listed twice, not numerical where it should be, or has no value.
@@ -371,6 +426,7 @@ def build_profile(
         categorical=categorical_refs,
         sample=sample_frame(frame, sample_rows, seed)[columns],
         prediction=prediction,
+        weights=None if importances is None else importance_weights(importances, columns),
     )
 
 
@@ -401,6 +457,7 @@ def check_drift(
     *,
     workers: int = 2,
     predictions: pd.Series | None = None,
+    rule: DriftRule = "share",
 ) -> DriftVerdict:
     """Test every profile column of ``current`` against the reference, as Evidently's DataDriftPreset would.
 
@@ -411,16 +468,21 @@ def check_drift(
     ``predictions`` (the model's output per current row, see ``window_predictions``) is tested against the
     profile's prediction reference, when both exist, and reported as the verdict's ``prediction``.
 
+    ``rule`` says which share decides (``DriftRule``); the plain share is computed and reported whatever it is.
+
     Raises:
-        DatasetError: a profile column is missing from ``current``, or a numerical one holds non-numbers.
+        DatasetError: a profile column is missing from ``current``, or a numerical one holds non-numbers; an
+            unknown ``rule``.
     """
+    if rule not in DRIFT_RULES:
+        raise DatasetError(f"drift rule {rule!r}: choose one of {', '.join(DRIFT_RULES)}")
     if not 0 < drift_share <= 1:
         raise DatasetError(f"drift_share must be in (0, 1], got {drift_share}")
     if min_rows < 1:
         raise DatasetError(f"min_rows must be at least 1, got {min_rows}")
     rows = len(current)
     if rows < min_rows:  # before the column check: an empty window (no predictions yet) has no feature columns
-        return DriftVerdict("insufficient data", rows, min_rows, drift_share, 0.0, [], [], profile.rows)
+        return DriftVerdict("insufficient data", rows, min_rows, drift_share, 0.0, [], [], profile.rows, rule=rule)
     _require_columns(current, profile.columns, "current")
 
     tests: list[Callable[[], ColumnDrift]] = [
@@ -438,9 +500,42 @@ def check_drift(
     prediction = results.pop() if prediction_test is not None else None
     drifted = sorted((c for c in results if c.drifted), key=lambda c: (-c.strength, c.column))
     share = len(drifted) / len(results)
-    status: DriftStatus = "drift" if share >= drift_share else "no drift"
     drifted_names = [c.column for c in drifted]
-    return DriftVerdict(status, rows, min_rows, drift_share, share, drifted_names, results, profile.rows, prediction)
+    weights = profile.weights
+    weighted = None if weights is None else min(1.0, sum(weights.get(name, 0.0) for name in drifted_names))
+    status, fired, note = apply_rule(rule, share, weighted, drift_share)
+    return DriftVerdict(
+        status,
+        rows,
+        min_rows,
+        drift_share,
+        share,
+        drifted_names,
+        results,
+        profile.rows,
+        prediction,
+        weighted_share=weighted,
+        rule=rule,
+        fired=fired,
+        rule_note=note,
+    )
+
+
+def apply_rule(
+    rule: DriftRule, share: float, weighted: float | None, drift_share: float
+) -> tuple[DriftStatus, tuple[str, ...], str]:
+    """(status, the shares that reached ``drift_share``, a note when ``rule`` fell back to the plain share)."""
+    note = ""
+    if weighted is None and rule != "share":
+        note = "no importance weights in the reference profile: the plain share decides"
+        rule = "share"
+    candidates: list[tuple[str, float | None]] = []
+    if rule in ("share", "either"):
+        candidates.append(("share", share))
+    if rule in ("weighted", "either"):
+        candidates.append(("weighted share", weighted))
+    fired = tuple(f"{label} {value:.2f}" for label, value in candidates if value is not None and value >= drift_share)
+    return ("drift" if fired else "no drift"), fired, note
 
 
 def _prediction_test(

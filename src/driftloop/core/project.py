@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from driftloop.core.drift import DriftRule
 from driftloop.core.lineage import MODEL_NAME
 from driftloop.core.schema import repeated_names
 
@@ -27,6 +28,7 @@ class DriftPolicy(BaseModel):
     window_rows: int | None = Field(default=None, ge=1)
     min_rows: int | None = Field(default=None, ge=1)
     drift_share: float | None = Field(default=None, gt=0, le=1)
+    rule: DriftRule | None = Field(default=None, description="share | weighted | either (core.drift.DriftRule)")
 
     @field_validator("cron")
     @classmethod
@@ -82,7 +84,12 @@ class ProjectModel(BaseModel):
     def drift_parameters(self) -> dict[str, Any]:
         """The drift-check flow's parameters for this model (``flows/drift.py: check_drift``)."""
         policy = self.drift
-        values = {"window_rows": policy.window_rows, "min_rows": policy.min_rows, "drift_share": policy.drift_share}
+        values = {
+            "window_rows": policy.window_rows,
+            "min_rows": policy.min_rows,
+            "drift_share": policy.drift_share,
+            "drift_rule": policy.rule,
+        }
         return {"model_name": self.name, **{key: value for key, value in values.items() if value is not None}}
 
 

@@ -2,6 +2,7 @@
 
     profile.json    format, row count, per column: kind, and std/distinct (numerical) or category counts;
                     "prediction": the model output's column, the same way (absent in older profiles)
+                    "weights": each feature's importance weight, summing to 1 (absent in older profiles)
     numeric.npz     each numerical column's sorted reference values (float64), keyed c0, c1, ... as in profile.json,
                     and the prediction's under "prediction" when it is numerical
     sample.parquet  the seeded sample of reference rows, for the HTML report
@@ -28,6 +29,7 @@ __all__ = ["FORMAT", "PROFILE_FILE", "SAMPLE_FILE", "VALUES_FILE", "load_profile
 # Unchanged by the optional "prediction" entry: older readers ignore it, and this one reads profiles without it.
 FORMAT = "driftloop.reference-profile/1"
 PREDICTION_KEY = "prediction"  # profile.json entry and .npz key of the model output's column
+WEIGHTS_KEY = "weights"
 PROFILE_FILE = "profile.json"
 VALUES_FILE = "numeric.npz"
 SAMPLE_FILE = "sample.parquet"
@@ -56,6 +58,8 @@ def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
         document[PREDICTION_KEY] = _column_entry(prediction.column, prediction.reference, PREDICTION_KEY)
         if isinstance(prediction.reference, NumericReference):
             arrays[PREDICTION_KEY] = prediction.reference.values
+    if profile.weights is not None:
+        document[WEIGHTS_KEY] = dict(profile.weights)
 
     meta_path = directory / PROFILE_FILE
     values_path = directory / VALUES_FILE
@@ -100,9 +104,24 @@ def load_profile(directory: Path) -> ReferenceProfile:
                 prediction = PredictionReference(str(entry["name"]), _read_column(entry, arrays))
         sample = pd.read_parquet(directory / SAMPLE_FILE)
         rows = int(document["rows"])
+        weights = _read_weights(document.get(WEIGHTS_KEY), [*numeric, *categorical])
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"the reference profile in {directory} is incomplete or damaged: {exc!r}") from exc
-    return ReferenceProfile(rows=rows, numeric=numeric, categorical=categorical, sample=sample, prediction=prediction)
+    return ReferenceProfile(
+        rows=rows, numeric=numeric, categorical=categorical, sample=sample, prediction=prediction, weights=weights
+    )
+
+
+def _read_weights(entry: object, columns: list[str]) -> dict[str, float] | None:
+    """The profile's importance weights, checked: one per column, none negative, summing to 1."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or sorted(entry) != sorted(columns):
+        raise ValueError(f"{WEIGHTS_KEY} must name each column once: {columns}")
+    weights = {str(name): float(value) for name, value in entry.items()}
+    if any(not 0 <= value <= 1 for value in weights.values()) or abs(sum(weights.values()) - 1) > 1e-6:
+        raise ValueError(f"{WEIGHTS_KEY} must be in [0, 1] and sum to 1, got {weights}")
+    return weights
 
 
 def _column_entry(name: str, ref: NumericReference | CategoricalReference, key: str = "") -> dict[str, Any]:

@@ -1,0 +1,165 @@
+"""Drift that matters: the importance-weighted share and the rule that decides, on data where the truth is known.
+
+The world: ``y`` depends on ``x1`` and ``x2`` only; ``x3``, ``x4`` and ``region`` are noise. A real model is
+trained, its permutation importances measured on a holdout (as the training flow does), and the profile built from
+them. Moving the three noise columns moves 3 of 5 columns (Evidently's share says drift) but nothing the model
+uses; moving ``x1`` alone moves 1 of 5 (the share says no drift) but what the model relies on most.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from driftloop.core.drift import (
+    DRIFT_RULES,
+    DriftRule,
+    ReferenceProfile,
+    apply_rule,
+    build_profile,
+    check_drift,
+    importance_weights,
+)
+from driftloop.core.evaluation import feature_importance
+from driftloop.errors import DatasetError
+from driftloop.io.reference import PROFILE_FILE, load_profile, save_profile
+from driftloop.settings import Settings
+
+NUMERIC = ["x1", "x2", "x3", "x4"]
+CATEGORICAL = ["region"]
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def _world(rows: int, seed: int, moved: tuple[str, ...] = ()) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({name: rng.normal(0.0, 1.0, rows) for name in NUMERIC})
+    frame["region"] = rng.choice(["north", "south", "east"], rows, p=[0.6, 0.3, 0.1])
+    for name in moved:
+        if name == "region":
+            frame[name] = rng.choice(["north", "south", "east"], rows, p=[0.1, 0.3, 0.6])
+        else:
+            frame[name] = frame[name] + 3.0
+    signal = 2.0 * frame["x1"] + frame["x2"]
+    frame["y"] = (signal + rng.normal(0.0, 0.5, rows) > 0).astype(int)
+    return frame
+
+
+def _trained_profile(seed: int) -> ReferenceProfile:
+    train, holdout = _world(4000, seed), _world(2000, seed + 100)
+    features = NUMERIC + CATEGORICAL
+    model = Pipeline(
+        [
+            ("prep", ColumnTransformer([("num", StandardScaler(), NUMERIC), ("cat", OneHotEncoder(), CATEGORICAL)])),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    )
+    model.fit(train[features], train["y"])
+    importances = feature_importance(model, holdout[features], holdout["y"].to_numpy(), seed)
+    return build_profile(train[features], NUMERIC, CATEGORICAL, seed=seed, importances=importances)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drift_in_features_the_model_ignores_is_drift_by_share_and_not_by_weight(seed: int) -> None:
+    profile = _trained_profile(seed)
+    window = _world(3000, seed + 200, moved=("x3", "x4", "region"))
+    share = check_drift(profile, window, rule="share")
+    weighted = check_drift(profile, window, rule="weighted")
+    assert sorted(share.drifted_columns) == ["region", "x3", "x4"]
+    assert share.status == "drift"
+    assert share.fired == (f"share {share.share:.2f}",)
+    assert weighted.weighted_share is not None
+    assert weighted.weighted_share < 0.1
+    assert weighted.status == "no drift"
+    assert weighted.fired == ()
+    assert weighted.share == share.share  # the plain share is still computed and reported, exactly
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drift_in_the_feature_the_model_relies_on_is_drift_by_weight_and_not_by_share(seed: int) -> None:
+    profile = _trained_profile(seed)
+    window = _world(3000, seed + 300, moved=("x1",))
+    share = check_drift(profile, window, rule="share")
+    weighted = check_drift(profile, window, rule="weighted")
+    either = check_drift(profile, window, rule="either")
+    assert share.drifted_columns == ["x1"]
+    assert share.status == "no drift"
+    assert weighted.weighted_share is not None
+    assert weighted.weighted_share > 0.5
+    assert weighted.status == "drift"
+    assert weighted.fired == (f"weighted share {weighted.weighted_share:.2f}",)
+    assert either.status == "drift"
+    assert "rule weighted" in weighted.summary()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_drift_anywhere_is_no_drift_under_every_rule(seed: int) -> None:
+    profile = _trained_profile(seed)
+    window = _world(3000, seed + 400)
+    for rule in DRIFT_RULES:
+        assert check_drift(profile, window, rule=rule).status == "no drift"
+
+
+def test_weights_clip_negative_importances_and_sum_to_one() -> None:
+    weights = importance_weights({"a": 0.3, "b": -0.1, "c": 0.1}, ["a", "b", "c", "d"])
+    assert weights == pytest.approx({"a": 0.75, "b": 0.0, "c": 0.25, "d": 0.0})
+    assert importance_weights({"a": -0.2, "b": 0.0}, ["a", "b"]) is None  # nothing the model relies on
+    assert importance_weights({"a": float("nan"), "b": 1.0}, ["a", "b"]) == {"a": 0.0, "b": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("rule", "share", "weighted", "status", "fired"),
+    [
+        ("share", 0.6, 0.1, "drift", ("share 0.60",)),
+        ("share", 0.4, 0.9, "no drift", ()),
+        ("weighted", 0.6, 0.1, "no drift", ()),
+        ("weighted", 0.2, 0.5, "drift", ("weighted share 0.50",)),
+        ("either", 0.6, 0.7, "drift", ("share 0.60", "weighted share 0.70")),
+        ("either", 0.4, 0.4, "no drift", ()),
+    ],
+)
+def test_the_rule_decides_and_says_what_fired(
+    rule: DriftRule, share: float, weighted: float, status: str, fired: tuple[str, ...]
+) -> None:
+    assert apply_rule(rule, share, weighted, 0.5) == (status, fired, "")
+
+
+def test_without_weights_a_weighted_rule_falls_back_to_the_share_and_says_so() -> None:
+    status, fired, note = apply_rule("weighted", 0.6, None, 0.5)
+    assert (status, fired) == ("drift", ("share 0.60",))
+    assert "no importance weights" in note
+    frame = _world(500, 0)
+    profile = build_profile(frame, NUMERIC, CATEGORICAL)  # no importances: an older profile
+    verdict = check_drift(profile, _world(500, 1, moved=("x1",)), rule="weighted")
+    assert verdict.weighted_share is None
+    assert "the plain share decides" in verdict.decided_by()
+
+
+def test_an_unknown_rule_is_refused() -> None:
+    frame = _world(300, 0)
+    with pytest.raises(DatasetError, match="drift rule 'heaviest'"):
+        check_drift(build_profile(frame, NUMERIC, CATEGORICAL), frame, rule="heaviest")  # type: ignore[arg-type]
+
+
+def test_the_weights_survive_the_profile_files_and_damaged_ones_are_named(tmp_path: Path) -> None:
+    profile = _trained_profile(0)
+    save_profile(profile, tmp_path)
+    loaded = load_profile(tmp_path)
+    assert profile.weights is not None
+    assert loaded.weights == pytest.approx(dict(profile.weights))
+    document = (tmp_path / PROFILE_FILE).read_text()
+    (tmp_path / PROFILE_FILE).write_text(document.replace('"x1":', '"x9":', 1))
+    with pytest.raises(DatasetError, match="weights must name each column once"):
+        load_profile(tmp_path)
+
+
+def test_the_settings_offer_exactly_the_rules() -> None:
+    annotation = Settings.model_fields["drift_rule"].annotation
+    assert typing.get_args(annotation) == DRIFT_RULES
