@@ -10,6 +10,7 @@ from prefect import flow
 from driftloop.core.drift import DriftRule, window_predictions
 from driftloop.core.drift import check_drift as test_drift
 from driftloop.core.label_check import check_labels
+from driftloop.core.performance_estimate import estimate_performance
 from driftloop.settings import get_settings
 from tasks.drift import (
     EpisodePolicy,
@@ -42,6 +43,8 @@ class DriftCheckOutcome:
     prediction_drift: bool | None = None  # the model's output drifted (None: not tested); not in ``share``
     weighted_share: float | None = None  # the drifted features' importance weight (None: no weights)
     decided_by: str = ""  # the rule and what fired under it (``DriftVerdict.decided_by``)
+    estimate: str = "not available"  # the performance estimated without labels: degraded, ok, not available
+    estimate_detail: str = ""  # its figures, or why there are none
     label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
 
 
@@ -93,7 +96,18 @@ def check_drift(
         settings.label_min_rows,
         settings.label_max_drop,
     )
-    drifted = verdict.status == "drift" or labels.status == "degraded"
+    estimate = estimate_performance(
+        profile.calibration,
+        task,
+        window["probability"].to_numpy(),
+        window["label"].to_numpy(),
+        label_baseline(champion.tags, task, "accuracy"),
+        settings.label_max_drop,
+        min_rows or settings.drift_min_rows,
+    )
+    # Any of the three opens an episode: the features moved (by the rule), the labels say the model got worse, or
+    # its calibrated confidence does before any label came back.
+    drifted = verdict.status == "drift" or labels.status == "degraded" or estimate.status == "degraded"
     report_url = record_check(
         uri,
         settings.mlflow_artifacts if settings.uses_local_mlflow else None,
@@ -102,6 +116,7 @@ def check_drift(
         champion.version,
         verdict,
         labels,
+        estimate,
         profile,
         window,
         with_report=drifted,  # the HTML report only when there is something to look at (it is slow)
@@ -109,7 +124,7 @@ def check_drift(
     payload = {
         "model": name,
         "version": champion.version,
-        "kind": "data" if verdict.status == "drift" else "concept",
+        "kind": "data" if verdict.status == "drift" else "concept" if labels.status == "degraded" else "performance",
         "share": round(verdict.share, 4),
         "weighted_share": None if verdict.weighted_share is None else round(verdict.weighted_share, 4),
         "rule": verdict.decided_by(),
@@ -121,8 +136,9 @@ def check_drift(
         "label_metric": labels.metric,
         "label_value": None if labels.value is None else float(f"{labels.value:.6g}"),
         "prediction_drift": verdict.prediction_drift,
+        "estimated_accuracy": None if estimate.accuracy is None else round(estimate.accuracy, 4),
         "report": report_url,
-        "reason": f"{verdict.summary()}; {labels.summary()}",
+        "reason": f"{verdict.summary()}; {labels.summary()}; {estimate.summary()}",
     }
     insufficient = verdict.status == "insufficient data" and labels.value is None
     policy = EpisodePolicy(
@@ -130,7 +146,8 @@ def check_drift(
     )
     episode = handle_episode(name, uri, settings.predictions_url, champion, drifted, insufficient, payload, policy)
     publish_verdict(
-        f"{verdict.markdown()}\n\n{labels.summary()}\n\n**Action**: {episode.note}\n\n[MLflow run]({report_url})\n",
+        f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n\n**Action**: {episode.note}\n\n"
+        f"[MLflow run]({report_url})\n",
         verdict.status if labels.status != "degraded" else "concept drift",
         report_url,
     )
@@ -150,6 +167,8 @@ def check_drift(
         label_check=labels.summary(),
         weighted_share=None if verdict.weighted_share is None else float(np.round(verdict.weighted_share, 4)),
         decided_by=verdict.decided_by(),
+        estimate=estimate.status,
+        estimate_detail=estimate.detail(),
     )
 
 

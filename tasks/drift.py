@@ -20,6 +20,7 @@ from driftloop.core import lineage
 from driftloop.core.drift import DriftVerdict, ReferenceProfile
 from driftloop.core.episodes import Episode, drift_action
 from driftloop.core.label_check import LabelCheck
+from driftloop.core.performance_estimate import PerformanceEstimate
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task
 from driftloop.events import DRIFT_DETECTED
@@ -76,6 +77,7 @@ def record_check(
     version: str,
     verdict: DriftVerdict,
     labels: LabelCheck,
+    estimate: PerformanceEstimate,
     profile: ReferenceProfile,
     window: pd.DataFrame,
     with_report: bool,
@@ -96,7 +98,9 @@ def record_check(
             tracking.log_metrics(client, run_id, {f"labelled_{labels.metric}": labels.value})
         if labels.mae is not None:
             tracking.log_metrics(client, run_id, {"labelled_mae": labels.mae})
-        tracking.log_text(client, run_id, verdict.markdown() + "\n\n" + labels.summary() + "\n", "verdict.md")
+        tracking.log_metrics(client, run_id, _estimate_metrics(estimate))
+        summaries = f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n"
+        tracking.log_text(client, run_id, summaries, "verdict.md")
         if with_report:
             # Evidently takes seconds of CPU to import: only a drifting check, which builds its report, pays that.
             from driftloop.io.drift_report import build_report
@@ -183,6 +187,16 @@ def publish_verdict(markdown: str, verdict: str, run_url: str) -> None:
     create_link_artifact(key="drift-report", link=run_url, link_text="MLflow drift-check run (report)")
 
 
-def label_baseline(tags: Mapping[str, str], task: Task) -> float:
-    """The version's holdout value of the task's label-check metric (NaN if it was not recorded)."""
-    return float(tags.get(f"{lineage.PREFIX}metric.{task.label_check_metric}", "nan"))
+def _estimate_metrics(estimate: PerformanceEstimate) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    if estimate.accuracy is not None and estimate.accuracy_interval is not None:
+        metrics["estimated_accuracy"] = estimate.accuracy
+        metrics["estimated_accuracy_low"], metrics["estimated_accuracy_high"] = estimate.accuracy_interval
+    if estimate.roc_auc is not None:
+        metrics["estimated_roc_auc"] = estimate.roc_auc
+    return metrics
+
+
+def label_baseline(tags: Mapping[str, str], task: Task, metric: str | None = None) -> float:
+    """The version's holdout value of ``metric`` (default: the task's label-check metric); NaN if not recorded."""
+    return float(tags.get(f"{lineage.PREFIX}metric.{metric or task.label_check_metric}", "nan"))

@@ -20,6 +20,7 @@ from driftloop.core.evaluation import Metrics, compute_metrics, feature_importan
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_predictions
+from driftloop.core.performance_estimate import fit_calibration
 from driftloop.core.pipeline import build_pipeline, check_columns, describe_pipeline, is_driftloop_pipeline
 from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
 from driftloop.core.snapshot import Split
@@ -207,15 +208,18 @@ def save_reference(
     """The drift reference as run artifacts; returns its URI.
 
     It holds the training features' statistics and a sample and, given the candidate's ``evaluation``, its
-    holdout output (the reference of prediction drift) and its features' importances (the drift weights).
+    holdout output (the reference of prediction drift), its features' importances (the drift weights) and a
+    classifier's calibration on the holdout (performance estimated without labels).
     """
     client = tracking.use_tracking_uri(tracking_uri)
     predictions: np.ndarray | None = None
     kind: ColumnKind = "numerical"
-    importances = None
+    importances = calibration = None
     if evaluation is not None:
         predictions, kind = prediction_values(schema.task, evaluation.scores)
         importances = evaluation.importances or None
+        y_true = encode_target(split.holdout[schema.target.name], schema)
+        calibration = fit_calibration(schema.task, evaluation.scores, y_true)
     profile = build_profile(
         split.train[schema.feature_names],
         schema.numeric,
@@ -224,6 +228,7 @@ def save_reference(
         predictions=predictions,
         prediction_kind=kind,
         importances=importances,
+        calibration=calibration,
     )
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_profile(profile, Path(tmp))

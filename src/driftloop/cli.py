@@ -1086,6 +1086,8 @@ def drift_check(
         out.print(f"drifted  {', '.join(outcome.drifted_columns)}")
     detail = outcome.label_check.removeprefix("label check: ")
     out.print(f"labels   {outcome.concept}" + (f"  ({detail})" if detail else ""), highlight=False)
+    if outcome.estimate_detail:
+        out.print(f"estimate {outcome.estimate}  (no labels: {outcome.estimate_detail})", highlight=False)
     if outcome.prediction_drift is not None:
         out.print(f"outputs  {'drifted' if outcome.prediction_drift else 'no drift'} (the model's predictions)")
     out.print(f"action   {outcome.note}")

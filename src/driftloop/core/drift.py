@@ -46,6 +46,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
+from driftloop.core.performance_estimate import Calibration
 from driftloop.core.task import Task, TaskKind
 from driftloop.errors import DatasetError
 
@@ -160,6 +161,7 @@ class ReferenceProfile:
     sample: pd.DataFrame
     prediction: PredictionReference | None = None
     weights: Mapping[str, float] | None = None
+    calibration: Calibration | None = None  # the model's (core.performance_estimate); None in older profiles
 
     @property
     def columns(self) -> list[str]:
@@ -386,12 +388,14 @@ def build_profile(
     predictions: np.ndarray | pd.Series | None = None,
     prediction_kind: ColumnKind = "numerical",
     importances: Mapping[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> ReferenceProfile:
     """Precompute the reference side of every drift test, and keep a seeded sample of rows for the report.
 
     ``predictions``, the model's output on its holdout (``prediction_values``, any length), becomes the
     prediction reference, a column of kind ``prediction_kind``; without it the profile has none.
-    ``importances`` (each feature's permutation importance) become the profile's ``weights``.
+    ``importances`` (each feature's permutation importance) become the profile's ``weights``; ``calibration``
+    is kept as given (``core.performance_estimate.fit_calibration``).
 
     Raises:
         DatasetError: a column is missing, listed twice, not numerical where it should be, or has no value.
@@ -427,6 +431,7 @@ def build_profile(
         sample=sample_frame(frame, sample_rows, seed)[columns],
         prediction=prediction,
         weights=None if importances is None else importance_weights(importances, columns),
+        calibration=calibration,
     )
 
 

@@ -3,6 +3,8 @@
     profile.json    format, row count, per column: kind, and std/distinct (numerical) or category counts;
                     "prediction": the model output's column, the same way (absent in older profiles)
                     "weights": each feature's importance weight, summing to 1 (absent in older profiles)
+                    "calibration": the model's calibration kind; its two arrays are in numeric.npz (absent in
+                    older profiles and for regressors)
     numeric.npz     each numerical column's sorted reference values (float64), keyed c0, c1, ... as in profile.json,
                     and the prediction's under "prediction" when it is numerical
     sample.parquet  the seeded sample of reference rows, for the HTML report
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.core.drift import CategoricalReference, NumericReference, PredictionReference, ReferenceProfile
+from driftloop.core.performance_estimate import Calibration
 from driftloop.errors import DatasetError
 
 __all__ = ["FORMAT", "PROFILE_FILE", "SAMPLE_FILE", "VALUES_FILE", "load_profile", "save_profile"]
@@ -30,6 +33,8 @@ __all__ = ["FORMAT", "PROFILE_FILE", "SAMPLE_FILE", "VALUES_FILE", "load_profile
 FORMAT = "driftloop.reference-profile/1"
 PREDICTION_KEY = "prediction"  # profile.json entry and .npz key of the model output's column
 WEIGHTS_KEY = "weights"
+CALIBRATION_KEY = "calibration"
+CALIBRATION_ARRAYS = ("calibration_scores", "calibration_probabilities")  # .npz keys
 PROFILE_FILE = "profile.json"
 VALUES_FILE = "numeric.npz"
 SAMPLE_FILE = "sample.parquet"
@@ -60,6 +65,10 @@ def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
             arrays[PREDICTION_KEY] = prediction.reference.values
     if profile.weights is not None:
         document[WEIGHTS_KEY] = dict(profile.weights)
+    if profile.calibration is not None:
+        document[CALIBRATION_KEY] = {"kind": profile.calibration.kind}
+        arrays[CALIBRATION_ARRAYS[0]] = profile.calibration.scores
+        arrays[CALIBRATION_ARRAYS[1]] = profile.calibration.probabilities
 
     meta_path = directory / PROFILE_FILE
     values_path = directory / VALUES_FILE
@@ -102,14 +111,32 @@ def load_profile(directory: Path) -> ReferenceProfile:
             entry = document.get(PREDICTION_KEY)
             if entry is not None:
                 prediction = PredictionReference(str(entry["name"]), _read_column(entry, arrays))
+            calibration = _read_calibration(document.get(CALIBRATION_KEY), arrays)
         sample = pd.read_parquet(directory / SAMPLE_FILE)
         rows = int(document["rows"])
         weights = _read_weights(document.get(WEIGHTS_KEY), [*numeric, *categorical])
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"the reference profile in {directory} is incomplete or damaged: {exc!r}") from exc
     return ReferenceProfile(
-        rows=rows, numeric=numeric, categorical=categorical, sample=sample, prediction=prediction, weights=weights
+        rows=rows,
+        numeric=numeric,
+        categorical=categorical,
+        sample=sample,
+        prediction=prediction,
+        weights=weights,
+        calibration=calibration,
     )
+
+
+def _read_calibration(entry: object, arrays: Mapping[str, np.ndarray]) -> Calibration | None:
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or entry.get("kind") not in ("binary", "top-label"):
+        raise ValueError(f"{CALIBRATION_KEY} must say its kind (binary or top-label), got {entry!r}")
+    scores, probabilities = (np.asarray(arrays[key], dtype=np.float64) for key in CALIBRATION_ARRAYS)
+    if scores.shape != probabilities.shape or scores.ndim != 1 or scores.size == 0 or np.any(np.diff(scores) < 0):
+        raise ValueError(f"{CALIBRATION_KEY}: the scores must rise, one probability each")
+    return Calibration(entry["kind"], scores, probabilities)
 
 
 def _read_weights(entry: object, columns: list[str]) -> dict[str, float] | None:
