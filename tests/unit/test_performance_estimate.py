@@ -76,6 +76,9 @@ def test_unshifted_traffic_is_estimated_as_it_turns_out(seed: int) -> None:
     low, high = estimate.accuracy_interval
     assert low <= _realized(scores, y) <= high
     assert estimate.roc_auc == pytest.approx(roc_auc_score(y, scores), abs=0.03)
+    assert estimate.roc_auc_interval is not None
+    low, high = estimate.roc_auc_interval
+    assert low <= roc_auc_score(y, scores) <= high
 
 
 @pytest.mark.parametrize("seed", SEEDS)
