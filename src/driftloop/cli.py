@@ -243,6 +243,8 @@ def _give_up(settings: Settings) -> Callable[[float], None]:
         closer = threading.Thread(target=close_runs_opened_here, args=(cause,), daemon=True)
         closer.start()
         closer.join(timeout=10)
+        # On its own line: Prefect's log handler may have left one unfinished ("--- Error logging to API ---...").
+        err.file.write("\n")
         err.print(
             f"[bold red]error:[/] {escape(cause)} for {seconds:.0f} s (DRIFTLOOP_PREFECT_PATIENCE): the flow run "
             "cannot record its states, so it is stopped. Its MLflow run is closed FAILED"
@@ -675,6 +677,7 @@ def promote(
     from driftloop.io.provenance import local_actor
 
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
     _refuse_alias_only_moves(settings, f"driftloop rollout {version}")
     with _promotion_lock(settings):
         move = _registry(settings).promote(version, reason=reason, actor=local_actor("driftloop promote"))
@@ -691,6 +694,7 @@ def rollback(
     from driftloop.io.provenance import local_actor
 
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
     _refuse_alias_only_moves(settings, "driftloop rollout <the previous version> (see driftloop history)")
     with _promotion_lock(settings):
         move = _registry(settings).rollback(reason=reason, actor=local_actor("driftloop rollback"))
@@ -710,6 +714,7 @@ def pin(
     from driftloop.io.provenance import local_actor
 
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
     registry = _registry(settings)
     champion = registry.champion()
     if champion is None or str(champion.version) != version:
@@ -734,6 +739,7 @@ def unpin(
     from driftloop.io.provenance import local_actor
 
     settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
     with _promotion_lock(settings):
         move = _registry(settings).unpin(reason=reason, actor=local_actor("driftloop unpin"))
     out.print(

@@ -187,7 +187,19 @@ def test_every_model_command_refuses_a_bad_model_name(home: Path, command: str) 
 
 
 @pytest.mark.parametrize(
-    "command", [("models",), ("history",), ("drift-check",), ("status",), ("rollout", "1"), ("build-image", "1")]
+    "command",
+    [
+        ("models",),
+        ("history",),
+        ("drift-check",),
+        ("status",),
+        ("rollout", "1"),
+        ("build-image", "1"),
+        ("promote", "1", "--reason", "x"),
+        ("rollback", "--reason", "x"),
+        ("pin", "1", "--reason", "x"),
+        ("unpin", "--reason", "x"),
+    ],
 )
 def test_a_model_name_nobody_declared_or_registered_is_refused(
     home: Path, tmp_path: Path, users_csv: Path, command: tuple[str, ...]

@@ -164,3 +164,45 @@ def test_a_perfect_holdout_makes_any_error_degraded() -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="3 predictions but 2 true values"):
         check_labels(BINARY, np.array(["No"] * 3), np.array(["No"] * 2), 0.9, 1, 0.05)
+
+
+# --------------------------------------------------------------------------------------------- noise
+
+
+NOISE_SEEDS = range(20)
+
+
+def _small_regressed(noise: float, seed: int, rows: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(300.0, 90.0, rows)
+    return signal.astype(str).astype(object), (signal + rng.normal(0.0, noise, rows)).astype(str).astype(object)
+
+
+def test_an_unchanged_regressor_on_a_few_hundred_rows_is_never_called_degraded() -> None:
+    """RMSE on 300 rows moves by ±7% (95%) around the holdout's: the 5% allowance alone fired on some of these."""
+    checks = [check_labels(REGRESSION, *_small_regressed(38.0, seed), 38.0, 100, 0.05) for seed in NOISE_SEEDS]
+    assert [check.status for check in checks] == ["ok"] * len(checks)
+    beyond = [check for check in checks if check.rise is not None and check.rise > 0.05]
+    assert beyond  # the allowance alone would have called these degraded: the check above could fail
+    assert all("within these rows' noise" in check.summary() for check in beyond)
+
+
+def test_an_unchanged_classifier_is_called_degraded_at_most_as_often_as_the_noise_margin_allows() -> None:
+    """On 100 labelled rows accuracy moves by ±7% (95%): a 95% margin bounds the false alarms near 5%."""
+    checks = []
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        truth = rng.integers(0, 2, 100)
+        right = rng.random(100) < 0.85
+        classes = np.asarray(BINARY.classes, dtype=object)
+        checks.append(check_labels(BINARY, classes[np.where(right, truth, 1 - truth)], classes[truth], 0.85, 100, 0.05))
+    false_alarms = sum(check.status == "degraded" for check in checks) / len(checks)
+    by_allowance_alone = sum(check.drop is not None and check.drop > 0.05 for check in checks) / len(checks)
+    assert false_alarms <= 0.065
+    assert by_allowance_alone > false_alarms  # the noise margin is what kept these from firing
+
+
+@pytest.mark.parametrize("seed", NOISE_SEEDS)
+def test_a_real_rise_on_a_few_hundred_rows_is_still_degraded(seed: int) -> None:
+    check = check_labels(REGRESSION, *_small_regressed(50.0, seed), 38.0, 100, 0.05)  # about 32% worse
+    assert check.status == "degraded"

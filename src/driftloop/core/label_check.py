@@ -4,6 +4,11 @@ The metric is the task's label-check metric (``Task.label_check_metric``): accur
 regressors. Classifiers are degraded when accuracy drops by more than ``max_drop`` (absolute); regressors when
 RMSE rises by more than ``max_drop`` relative to the holdout RMSE (0.1: 10% worse), since RMSE has the target's
 unit and no absolute threshold reads the same on every data set.
+
+And only when the change is more than the window's own noise: a few hundred labelled rows of an unchanged model
+move RMSE by several percent and accuracy by a few points, and a false alarm costs a retrain and then, while it is
+refused, the cooldown that delays the response to real drift. The noise is the one-sided 95% margin of the metric
+on these rows (1.645 standard errors: accuracy √(a(1−a)/n); RMSE, by the delta method, sd(e²) / (2·RMSE·√n)).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 from driftloop.core.task import Task
 
 LabelStatus = Literal["degraded", "ok", "insufficient labels"]
+Z_ONE_SIDED_95 = 1.644854
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class LabelCheck:
         baseline: The version's holdout value of the metric.
         max_drop: Allowed accuracy drop (classifiers) or relative RMSE rise (regressors).
         mae: Regressors: the mean absolute error on the labelled rows (reported, not judged).
+        noise: The metric's one-sided 95% margin on these rows, in its unit.
     """
 
     status: LabelStatus
@@ -42,6 +49,7 @@ class LabelCheck:
     baseline: float
     max_drop: float
     mae: float | None = None
+    noise: float = 0.0  # the one-sided 95% margin of the metric on these rows; a smaller change is not judged worse
 
     @property
     def accuracy(self) -> float | None:
@@ -64,16 +72,20 @@ class LabelCheck:
         if self.value is None:
             return f"label check: {self.rows} labelled row(s), need {self.min_rows}: not judged"
         if self.metric == "accuracy":
-            return (
+            text = (
                 f"label check: accuracy {self.value:.4f} on {self.rows} labelled rows vs holdout "
                 f"{self.baseline:.4f} (drop {self.drop:+.4f}, allowed {self.max_drop:.4f}): {self.status}"
             )
-        rise = "n/a" if self.rise is None else f"{self.rise:+.1%}"
-        mae = "" if self.mae is None else f" (mae {self.mae:.4g})"
-        return (
-            f"label check: {self.metric} {self.value:.4g}{mae} on {self.rows} labelled rows vs holdout "
-            f"{self.baseline:.4g} ({rise}, allowed +{self.max_drop * 100:g}%): {self.status}"
-        )
+        else:
+            rise = "n/a" if self.rise is None else f"{self.rise:+.1%}"
+            mae = "" if self.mae is None else f" (mae {self.mae:.4g})"
+            text = (
+                f"label check: {self.metric} {self.value:.4g}{mae} on {self.rows} labelled rows vs holdout "
+                f"{self.baseline:.4g} ({rise}, allowed +{self.max_drop * 100:g}%): {self.status}"
+            )
+        if self.status == "ok" and _beyond_allowance(self.metric, self.value, self.baseline, self.max_drop):
+            text += f" (beyond the allowance, but within these rows' noise: ±{self.noise:.4g})"
+        return text
 
 
 def check_labels(
@@ -105,12 +117,25 @@ def check_labels(
 
     if task.is_classifier:
         accuracy = float(np.mean(predicted[usable].astype(str) == actual[usable].astype(str)))
-        status: LabelStatus = "degraded" if baseline - accuracy > max_drop else "ok"
-        return LabelCheck(status, rows, min_rows, metric, accuracy, baseline, max_drop)
+        noise = Z_ONE_SIDED_95 * math.sqrt(accuracy * (1 - accuracy) / rows)
+        worse = _beyond_allowance(metric, accuracy, baseline, max_drop) and baseline - accuracy > noise
+        return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, accuracy, baseline, max_drop,
+                          noise=noise)  # fmt: skip
 
     errors = predicted[usable].astype(np.float64) - actual[usable].astype(np.float64)
-    rmse = math.sqrt(float(np.mean(errors**2)))
+    squared = errors**2
+    rmse = math.sqrt(float(np.mean(squared)))
     mae = float(np.mean(np.abs(errors)))
-    # As a product, not a ratio, so that a perfect holdout (RMSE 0) still reads: any error is degraded.
-    status = "degraded" if rmse > baseline * (1 + max_drop) else "ok"
-    return LabelCheck(status, rows, min_rows, metric, rmse, baseline, max_drop, mae)
+    noise = Z_ONE_SIDED_95 * float(np.std(squared)) / (2 * rmse * math.sqrt(rows)) if rmse > 0 else 0.0
+    worse = _beyond_allowance(metric, rmse, baseline, max_drop) and rmse - baseline > noise
+    return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, rmse, baseline, max_drop, mae, noise)
+
+
+def _beyond_allowance(metric: str, value: float | None, baseline: float, max_drop: float) -> bool:
+    """The change from the holdout is more than ``max_drop`` allows (noise aside)."""
+    if value is None:
+        return False
+    if metric == "accuracy":
+        return baseline - value > max_drop
+    # As a product, not a ratio, so that a perfect holdout (RMSE 0) still reads: any error is worse.
+    return value > baseline * (1 + max_drop)
