@@ -75,6 +75,7 @@ class TrainingOutcome:
     flow_run_url: str
     shipped: str | None = None  # deploy=docker: what the image build and rollout did; None: the alias is enough
     rule: str = ""  # the gate's rule that decided
+    ignored_columns: tuple[str, ...] = ()  # the snapshot's columns the schema does not name (not trained on)
 
 
 @flow(name="train-model")
@@ -239,6 +240,7 @@ def train_model(
         flow_run_url=provenance[lineage.FLOW_RUN_URL],
         shipped=shipped,
         rule=decision.rule,
+        ignored_columns=decision.ignored_columns,
     )
 
 

@@ -580,6 +580,9 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
     out.print(f"rule     {outcome.rule}", highlight=False)
     out.print(f"parity   {outcome.parity}", highlight=False)
     out.print(f"data     sha256 {outcome.data_hash}")
+    if outcome.ignored_columns:
+        ignored = ", ".join(outcome.ignored_columns)
+        out.print(f"ignored  column(s) the schema does not name, not trained on: {ignored}", highlight=False)
     if outcome.shipped:
         out.print(f"shipped  {outcome.shipped}", highlight=False)
     out.print("\n[bold]Where to look[/]")

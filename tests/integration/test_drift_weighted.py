@@ -3,12 +3,11 @@
 Generated data where the truth is known: ``y`` follows ``x1`` (and a little ``x2``); ``x3``, ``x4`` and ``region``
 are noise. Traffic where only the noise moved is drift by Evidently's share (3 of 5 columns) and must open no
 episode under the weighted rule; traffic where only ``x1`` moved is no drift by the share (1 of 5) and must open
-one under the weighted rule. The windows are written to the real prediction log as the server writes them.
+one under the weighted rule. The windows go through `driftloop serve`'s /predict into the real prediction log.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,9 @@ import pytest
 
 from driftloop.core.schema import DatasetSchema
 from driftloop.io.datasets import schema_yaml
-from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
 from tests.support.cli import PrefectServer, make_driftloop
+from tests.support.serving import driftloop_serve
+from tests.support.stack import replay, wait_logged
 
 pytestmark = pytest.mark.integration
 
@@ -38,22 +38,6 @@ def _world(rows: int, seed: int, moved: tuple[str, ...] = ()) -> pd.DataFrame:
     return frame
 
 
-def _log_window(store_url: str, frame: pd.DataFrame, request_id: str) -> None:
-    """``frame``'s rows as one request of the champion's, as the server would log them."""
-    columns = {name: frame[name].to_numpy(dtype=np.float32).reshape(-1, 1) for name in NUMERIC}
-    columns["region"] = frame["region"].to_numpy(dtype=object).reshape(-1, 1)
-    positive = (1 / (1 + np.exp(-2.0 * frame["x1"].to_numpy()))).astype(np.float32).reshape(-1, 1)
-    open_prediction_log(store_url).write(
-        [
-            PredictionEvent(
-                ts=time.time(), request_id=request_id, model_name="world", model_version="1", features=columns,
-                labels=np.where(positive[:, 0] >= 0.5, "1", "0").astype(object),
-                probabilities=np.hstack([1 - positive, positive]),
-            )
-        ]
-    )  # fmt: skip
-
-
 def test_the_weighted_rule_ignores_drift_the_model_does_not_use_and_catches_drift_it_does(
     tmp_path: Path, prefect_server: PrefectServer
 ) -> None:
@@ -68,27 +52,31 @@ def test_the_weighted_rule_ignores_drift_the_model_does_not_use_and_catches_drif
         }
     )
     data, schema_file = tmp_path / "world.csv", tmp_path / "world.yaml"
-    _world(3000, seed=11).to_csv(data, index=False)
+    _world(3000, seed=11).assign(listing_id=range(3000)).to_csv(data, index=False)  # a column the schema omits
     schema_file.write_text(schema_yaml(schema))
-    dl = make_driftloop(tmp_path, prefect_server, drift_window_rows=str(WINDOW), drift_min_rows="200")
-    dl.run("train", "--data", str(data), "--schema", str(schema_file))
-    store = f"sqlite:///{dl.home / 'predictions.db'}"
+    dl = make_driftloop(
+        tmp_path, prefect_server, model_name="world", drift_window_rows=str(WINDOW), drift_min_rows="200"
+    )
+    trained = dl.run("train", "--data", str(data), "--schema", str(schema_file))
+    assert "ignored  column(s) the schema does not name, not trained on: listing_id" in trained.stdout
+    with driftloop_serve(dl, tmp_path):
+        replay(dl, _world(WINDOW, seed=12, moved=("x3", "x4", "region")), target="y", labels=False)
+        wait_logged(dl, WINDOW)
+        noise = dl.run("drift-check", "--model-name", "world", "--rule", "weighted")
+        assert "verdict  no drift" in noise.stdout, noise.stdout
+        assert "decision rule weighted: nothing reached drift_share" in noise.stdout
+        assert "drifted  " in noise.stdout  # the columns did drift: the rule chose not to act on them
+        assert "event emitted" not in noise.stdout
 
-    _log_window(store, _world(WINDOW, seed=12, moved=("x3", "x4", "region")), "noise-moved")
-    noise = dl.run("drift-check", "--model-name", "world", "--rule", "weighted")
-    assert "verdict  no drift" in noise.stdout, noise.stdout
-    assert "decision rule weighted: nothing reached drift_share" in noise.stdout
-    assert "drifted  " in noise.stdout  # the columns did drift: the rule chose not to act on them
-    assert "event emitted" not in noise.stdout
-
-    _log_window(store, _world(WINDOW, seed=13, moved=("x1",)), "x1-moved")
-    plain = dl.run("drift-check", "--model-name", "world", "--rule", "share")
-    assert "verdict  no drift" in plain.stdout, plain.stdout  # 1 of 5 columns: Evidently's share is 0.2
-    assert "drifted  x1" in plain.stdout
-    weighted = dl.run("drift-check", "--model-name", "world", "--rule", "weighted")
-    assert "verdict  drift" in weighted.stdout, weighted.stdout
-    assert "decision rule weighted: weighted share" in weighted.stdout
-    assert "event emitted" in weighted.stdout
+        replay(dl, _world(WINDOW, seed=13, moved=("x1",)), target="y", labels=False)
+        wait_logged(dl, 2 * WINDOW)
+        plain = dl.run("drift-check", "--model-name", "world", "--rule", "share")
+        assert "verdict  no drift" in plain.stdout, plain.stdout  # 1 of 5 columns: Evidently's share is 0.2
+        assert "drifted  x1" in plain.stdout
+        weighted = dl.run("drift-check", "--model-name", "world", "--rule", "weighted")
+        assert "verdict  drift" in weighted.stdout, weighted.stdout
+        assert "decision rule weighted: weighted share" in weighted.stdout
+        assert "event emitted" in weighted.stdout
 
     refused = dl.run("drift-check", "--model-name", "world", "--rule", "heaviest", check=False)
     assert refused.returncode == 1

@@ -8,9 +8,6 @@ estimate alone opens the episode. The labels then arrive late through /feedback,
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,9 +17,8 @@ import pytest
 
 from driftloop.core.schema import DatasetSchema
 from driftloop.io.datasets import schema_yaml
-from tests.support.cli import Driftloop, PrefectServer, make_driftloop
-from tests.support.host import VENV_BIN, free_port
-from tests.support.serving import wait_until
+from tests.support.cli import PrefectServer, make_driftloop
+from tests.support.serving import driftloop_serve
 from tests.support.stack import replay, wait_logged
 
 pytestmark = pytest.mark.integration
@@ -37,30 +33,6 @@ def _world(rows: int, seed: int, spread: float) -> pd.DataFrame:
     frame["x1"] *= spread
     frame["y"] = np.where(rng.random(rows) < 1 / (1 + np.exp(-3.0 * frame["x1"])), "yes", "no")
     return frame
-
-
-@contextmanager
-def _serving(dl: Driftloop, tmp_path: Path) -> Iterator[None]:
-    """`driftloop serve` following the champion, logging predictions to the data directory's log."""
-    port = free_port()
-    dl.env["DRIFTLOOP_SERVE_PORT"] = str(port)
-    with (tmp_path / "serve.log").open("wb") as log:
-        server = subprocess.Popen([str(VENV_BIN / "driftloop"), "serve"], env=dl.env, stdout=log, stderr=log)
-    try:
-        ready = f"http://127.0.0.1:{port}/ready"
-        wait_until("the model server", lambda: _answers(ready) or server.poll() is not None, timeout=120, every=0.5)
-        assert server.poll() is None, (tmp_path / "serve.log").read_text()
-        yield
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_a_harmful_shift_is_estimated_before_labels_open_an_episode_and_labels_confirm_it(
@@ -86,7 +58,7 @@ def test_a_harmful_shift_is_estimated_before_labels_open_an_episode_and_labels_c
     )
     dl.run("train", "--data", str(data), "--schema", str(schema_file))
 
-    with _serving(dl, tmp_path):
+    with driftloop_serve(dl, tmp_path) as url:
         replay(dl, _world(WINDOW, seed=2, spread=3.0), target="y", labels=False)
         wait_logged(dl, WINDOW)
         easy = dl.run("drift-check", "--model-name", "boundary")
@@ -103,7 +75,7 @@ def test_a_harmful_shift_is_estimated_before_labels_open_an_episode_and_labels_c
         assert "estimate degraded  (no labels: accuracy " in estimated.stdout
         assert "drift episode opened; event emitted" in estimated.stdout
 
-        with httpx.Client(base_url=f"http://127.0.0.1:{dl.env['DRIFTLOOP_SERVE_PORT']}", timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30) as client:
             for request_id, label in zip(ids, hard["y"], strict=True):
                 sent = client.post("/feedback", json={"request_id": request_id, "label": str(label)})
                 assert sent.status_code == 202, sent.text

@@ -15,6 +15,7 @@ import httpx
 
 from driftloop.io.bundle import ModelBundle, read_bundle
 from driftloop.settings import TELEMETRY_OFF, Settings
+from tests.support.cli import Driftloop
 from tests.support.host import VENV_BIN, free_port
 
 
@@ -120,3 +121,31 @@ def server_process(tmp_path: Path, bundle_dir: Path, **env: str) -> Iterator[Ser
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def driftloop_serve(dl: Driftloop, log_dir: Path) -> Iterator[str]:
+    """`driftloop serve` of ``dl``'s data directory (the champion, the prediction log), ready; its URL. Stopped after.
+
+    Sets ``DRIFTLOOP_SERVE_PORT`` in ``dl.env`` to a free port, so helpers that read it (``stack.replay``) find it.
+    """
+    port = free_port()
+    dl.env["DRIFTLOOP_SERVE_PORT"] = str(port)
+    log_path = log_dir / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen([str(VENV_BIN / "driftloop"), "serve"], env=dl.env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until("the model server", lambda: _ready(url) or server.poll() is not None, timeout=120, every=0.5)
+        assert server.poll() is None, log_path.read_text()
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
