@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from prefect import flow
 
-from driftloop.core.drift import DriftRule, window_predictions
 from driftloop.core.drift import check_drift as test_drift
+from driftloop.core.drift import window_predictions
+from driftloop.core.drift_rule import DriftRule
 from driftloop.core.label_check import check_labels
 from driftloop.core.performance_estimate import estimate_performance
 from driftloop.settings import get_settings
@@ -16,6 +17,7 @@ from tasks.drift import (
     EpisodePolicy,
     champion_task,
     handle_episode,
+    holdout_rows,
     label_baseline,
     load_reference,
     publish_verdict,
@@ -95,6 +97,7 @@ def check_drift(
         label_baseline(champion.tags, task),
         settings.label_min_rows,
         settings.label_max_drop,
+        holdout_rows(champion.tags),
     )
     estimate = estimate_performance(
         profile.calibration,
@@ -148,7 +151,7 @@ def check_drift(
     publish_verdict(
         f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n\n**Action**: {episode.note}\n\n"
         f"[MLflow run]({report_url})\n",
-        verdict.status if labels.status != "degraded" else "concept drift",
+        _headline(verdict.status, labels.status, estimate.status),
         report_url,
     )
     return DriftCheckOutcome(
@@ -170,6 +173,17 @@ def check_drift(
         estimate=estimate.status,
         estimate_detail=estimate.detail(),
     )
+
+
+def _headline(features: str, labels: str, estimate: str) -> str:
+    """The check's result in a few words: a labelled drop first, then the features' verdict, then the estimate."""
+    if labels == "degraded":
+        return "concept drift"
+    if features == "drift":
+        return features
+    if estimate == "degraded":
+        return "estimated degradation"
+    return features
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from driftloop.io.reference import load_profile
 from driftloop.io.registry import ModelRegistry, locate_model_file
 from tasks.policies import mlflow_task
 from tasks.registry import Champion
+from tasks.tracking import closed_here, opened_here
 
 MONITORING_EXPERIMENT = "driftloop-monitoring"
 
@@ -87,6 +88,7 @@ def record_check(
     experiment_id = tracking.ensure_experiment(client, MONITORING_EXPERIMENT, artifact_root)
     tags = {"driftloop.model": model_name, "driftloop.model_version": version, "driftloop.verdict": verdict.status}
     run_id = tracking.start_run(client, experiment_id, f"drift-{model_name}-v{version}", tags)
+    opened_here(run_id, tracking_uri)
     try:
         metrics = {"drift_share": verdict.share, "window_rows": float(verdict.rows)}
         if verdict.weighted_share is not None:
@@ -110,8 +112,10 @@ def record_check(
                 tracking.log_files(client, run_id, [report], artifact_path="report")
     except BaseException:
         tracking.end_run(client, run_id, succeeded=False)
+        closed_here(run_id)
         raise
     tracking.end_run(client, run_id, succeeded=True)
+    closed_here(run_id)
     return tracking.run_url(mlflow_ui, experiment_id, run_id)
 
 
@@ -195,6 +199,12 @@ def _estimate_metrics(estimate: PerformanceEstimate) -> dict[str, float]:
     if estimate.roc_auc is not None:
         metrics["estimated_roc_auc"] = estimate.roc_auc
     return metrics
+
+
+def holdout_rows(tags: Mapping[str, str]) -> int | None:
+    """How many holdout rows the version's metrics were measured on; None if not recorded."""
+    rows = float(tags.get(f"{lineage.PREFIX}metric.rows", "nan"))
+    return int(rows) if math.isfinite(rows) and rows > 0 else None
 
 
 def label_baseline(tags: Mapping[str, str], task: Task, metric: str | None = None) -> float:

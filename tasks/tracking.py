@@ -55,8 +55,17 @@ def open_run(
     experiment_id = tracking.ensure_experiment(client, experiment, artifact_root)
     _close_runs_left_open(client, experiment_id)
     run_id = tracking.start_run(client, experiment_id, run_name, tags)
-    _OPEN_HERE[run_id] = tracking_uri
+    opened_here(run_id, tracking_uri)
     return RunRef(experiment_id, run_id)
+
+
+def opened_here(run_id: str, tracking_uri: str) -> None:
+    """This process opened ``run_id``: closed by ``close_runs_opened_here`` unless ``closed_here`` says otherwise."""
+    _OPEN_HERE[run_id] = tracking_uri
+
+
+def closed_here(run_id: str) -> None:
+    _OPEN_HERE.pop(run_id, None)
 
 
 def _close_runs_left_open(client: MlflowClient, experiment_id: str) -> None:
@@ -77,13 +86,18 @@ def _close_runs_left_open(client: MlflowClient, experiment_id: str) -> None:
 @mlflow_task("close-mlflow-run")
 def close_run(tracking_uri: str, run_id: str, succeeded: bool) -> None:
     tracking.end_run(tracking.use_tracking_uri(tracking_uri), run_id, succeeded)
-    _OPEN_HERE.pop(run_id, None)
+    closed_here(run_id)
 
 
-def close_runs_opened_here(reason: str) -> None:
-    """Close FAILED, saying why, every MLflow run this process opened and did not close (not a task: no Prefect)."""
+def close_runs_opened_here(reason: str, closed: list[str] | None = None) -> None:
+    """Close FAILED, saying why, every MLflow run this process opened and did not close (not a task: no Prefect).
+
+    The ids closed are appended to ``closed`` as they are (it runs in a thread that may be abandoned).
+    """
     for run_id, tracking_uri in list(_OPEN_HERE.items()):
         client = tracking.use_tracking_uri(tracking_uri)
         tracking.set_run_tags(client, run_id, {lineage.CLOSED_LATE: f"closed as its process ended: {reason}"})
         tracking.end_run(client, run_id, succeeded=False)
-        _OPEN_HERE.pop(run_id, None)
+        closed_here(run_id)
+        if closed is not None:
+            closed.append(run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -25,7 +26,7 @@ from driftloop.errors import DriftloopError
 from driftloop.settings import RolloutStrategy, Settings, get_settings
 
 if TYPE_CHECKING:
-    from driftloop.core.drift import DriftRule
+    from driftloop.core.drift_rule import DriftRule
     from driftloop.core.project import ProjectModel
     from driftloop.core.schema import DatasetSchema
     from driftloop.core.task import Task
@@ -234,22 +235,52 @@ def _ensure_crash_automation(settings: Settings) -> None:
         ensure_crash_automation()
 
 
+ROLLBACK_GRACE_SECONDS = 60.0  # how long a rollout interrupted by a give-up has to roll back
+_GIVING_UP = threading.Event()  # set once the watcher gives up: it, not the main thread, ends the process
+
+
+def _hold_while_giving_up() -> None:
+    """Once the main thread was interrupted by a give-up, let the watcher end the process; never exit before it."""
+    if _GIVING_UP.is_set():
+        threading.Event().wait(ROLLBACK_GRACE_SECONDS + 30)  # the watcher's own bound, and then some
+
+
 def _give_up(settings: Settings) -> Callable[[float], None]:
     def give_up(seconds: float) -> None:
         from tasks.tracking import close_runs_opened_here
 
         cause = f"the Prefect server at {settings.prefect_api} stopped answering"
+        rollout = sys.modules.get("driftloop.deploy.rollout")  # not imported: no rollout can be under way
+        rolled_back = ""
+        _GIVING_UP.set()
+        if rollout is not None and rollout.UNDERWAY.any():
+            # Cut short, a canary would leave traffic split: interrupt it (a real SIGINT to the main thread, which
+            # also ends a sleep) so that its own handler rolls back, and give it time to.
+            err.print(f"{escape(cause)}: interrupting the rollout under way so that it rolls back", highlight=False)
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            done = rollout.UNDERWAY.wait_until_none(ROLLBACK_GRACE_SECONDS)
+            rolled_back = (
+                " The rollout under way was rolled back."
+                if done
+                else (
+                    f" The rollout under way did not finish rolling back within {ROLLBACK_GRACE_SECONDS:g} s: see "
+                    "driftloop status."
+                )
+            )
         # The MLflow store may be gone too (the same host): its client would retry for minutes, so this is bounded.
-        closer = threading.Thread(target=close_runs_opened_here, args=(cause,), daemon=True)
+        closed_runs: list[str] = []
+        closer = threading.Thread(target=close_runs_opened_here, args=(cause, closed_runs), daemon=True)
         closer.start()
         closer.join(timeout=10)
+        closed = " Its MLflow run is closed FAILED." if closed_runs else ""
+        if closer.is_alive():
+            closed += " The MLflow store did not answer within 10 s: its run may still show RUNNING."
         # On its own line: Prefect's log handler may have left one unfinished ("--- Error logging to API ---...").
         err.file.write("\n")
         err.print(
             f"[bold red]error:[/] {escape(cause)} for {seconds:.0f} s (DRIFTLOOP_PREFECT_PATIENCE): the flow run "
-            "cannot record its states, so it is stopped. Its MLflow run is closed FAILED"
-            + ("" if not closer.is_alive() else " by the next training run (the MLflow store did not answer)")
-            + "; the server marks the flow run Crashed once it is back (its heartbeats stopped).",
+            f"cannot record its states, so it is stopped.{rolled_back}{closed} The server marks the flow run "
+            "Crashed once it is back (its heartbeats stopped).",
             highlight=False,
         )
         sys.stdout.flush()
@@ -870,7 +901,7 @@ def rollout(
 
 
 def _is_drift_rule(value: str | None) -> TypeGuard[DriftRule | None]:
-    from driftloop.core.drift import DRIFT_RULES
+    from driftloop.core.drift_rule import DRIFT_RULES
 
     return value is None or value in DRIFT_RULES
 
@@ -1229,7 +1260,10 @@ def main() -> None:
     # a champion's schema); the services and flow runs get the same setting from Settings.process_env.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        app()
+        try:
+            app()
+        finally:
+            _hold_while_giving_up()
     except DriftloopError as error:
         if _show_tracebacks:
             err.print_exception()

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from driftloop.core.drift_rule import DriftRule
 from driftloop.core.lineage import MODEL_NAME
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -125,8 +126,7 @@ class Settings(BaseSettings):
     drift_window_rows: int = Field(default=1000, ge=1, description="The drift check reads the last N predictions.")
     drift_min_rows: int = Field(default=200, ge=1, description="Fewer rows: 'insufficient data', never drift.")
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Dataset drift ⇔ drifted column share ≥ this.")
-    # core.drift.DriftRule's values (tests/unit/test_settings.py keeps the two the same).
-    drift_rule: Literal["share", "weighted", "either"] = Field(
+    drift_rule: DriftRule = Field(
         default="share",
         description="Which share decides the drift verdict: share (Evidently's), weighted (by the features' "
         "importance to the model) or either.",

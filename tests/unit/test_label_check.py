@@ -206,3 +206,19 @@ def test_an_unchanged_classifier_is_called_degraded_at_most_as_often_as_the_nois
 def test_a_real_rise_on_a_few_hundred_rows_is_still_degraded(seed: int) -> None:
     check = check_labels(REGRESSION, *_small_regressed(50.0, seed), 38.0, 100, 0.05)  # about 32% worse
     assert check.status == "degraded"
+
+
+def test_the_holdouts_own_noise_counts_too() -> None:
+    """A small holdout's accuracy is itself a draw: compared with it, an unchanged model still rarely alarms."""
+    with_holdout, window_only = [], []
+    classes = np.asarray(BINARY.classes, dtype=object)
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        baseline = float(np.mean(rng.random(150) < 0.85))  # the holdout's accuracy, measured on 150 rows
+        truth = rng.integers(0, 2, 200)
+        predicted = classes[np.where(rng.random(200) < 0.85, truth, 1 - truth)]
+        with_holdout.append(check_labels(BINARY, predicted, classes[truth], baseline, 100, 0.05, 150).status)
+        window_only.append(check_labels(BINARY, predicted, classes[truth], baseline, 100, 0.05).status)
+    false_alarms = with_holdout.count("degraded") / len(with_holdout)
+    assert false_alarms <= 0.065
+    assert window_only.count("degraded") / len(window_only) > false_alarms

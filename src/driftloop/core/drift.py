@@ -46,6 +46,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
+from driftloop.core.drift_rule import DRIFT_RULES, DriftRule, DriftStatus, apply_rule
 from driftloop.core.performance_estimate import Calibration
 from driftloop.core.task import Task, TaskKind
 from driftloop.errors import DatasetError
@@ -61,7 +62,6 @@ __all__ = [
     "CategoricalReference",
     "ColumnDrift",
     "ColumnKind",
-    "DriftRule",
     "DriftStatus",
     "DriftVerdict",
     "NumericReference",
@@ -77,9 +77,6 @@ __all__ = [
 ]
 
 ColumnKind = Literal["numerical", "categorical"]
-DriftStatus = Literal["drift", "no drift", "insufficient data"]
-DriftRule = Literal["share", "weighted", "either"]
-DRIFT_RULES: tuple[DriftRule, ...] = ("share", "weighted", "either")
 
 # Method names exactly as Evidently reports them (ValueDrift's ``method``).
 KS = "K-S p_value"
@@ -524,23 +521,6 @@ def check_drift(
         fired=fired,
         rule_note=note,
     )
-
-
-def apply_rule(
-    rule: DriftRule, share: float, weighted: float | None, drift_share: float
-) -> tuple[DriftStatus, tuple[str, ...], str]:
-    """(status, the shares that reached ``drift_share``, a note when ``rule`` fell back to the plain share)."""
-    note = ""
-    if weighted is None and rule != "share":
-        note = "no importance weights in the reference profile: the plain share decides"
-        rule = "share"
-    candidates: list[tuple[str, float | None]] = []
-    if rule in ("share", "either"):
-        candidates.append(("share", share))
-    if rule in ("weighted", "either"):
-        candidates.append(("weighted share", weighted))
-    fired = tuple(f"{label} {value:.2f}" for label, value in candidates if value is not None and value >= drift_share)
-    return ("drift" if fired else "no drift"), fired, note
 
 
 def _prediction_test(

@@ -7,8 +7,11 @@ unit and no absolute threshold reads the same on every data set.
 
 And only when the change is more than the window's own noise: a few hundred labelled rows of an unchanged model
 move RMSE by several percent and accuracy by a few points, and a false alarm costs a retrain and then, while it is
-refused, the cooldown that delays the response to real drift. The noise is the one-sided 95% margin of the metric
-on these rows (1.645 standard errors: accuracy √(a(1−a)/n); RMSE, by the delta method, sd(e²) / (2·RMSE·√n)).
+refused, the cooldown that delays the response to real drift. The noise is the one-sided 95% margin of the
+difference between the metric on these rows and on the holdout, both measured on finite samples: 1.645 standard
+errors, from accuracy's √(a(1−a)/n) on each side, and RMSE's delta-method sd(e²) / (2·RMSE·√n) on the window and
+RMSE / √(2n) on the holdout (its errors are not kept: the Gaussian case). Without the holdout's size, the window's
+noise alone.
 """
 
 from __future__ import annotations
@@ -89,7 +92,13 @@ class LabelCheck:
 
 
 def check_labels(
-    task: Task, predicted: np.ndarray, actual: np.ndarray, baseline: float, min_rows: int, max_drop: float
+    task: Task,
+    predicted: np.ndarray,
+    actual: np.ndarray,
+    baseline: float,
+    min_rows: int,
+    max_drop: float,
+    baseline_rows: int | None = None,
 ) -> LabelCheck:
     """Compare the task's label-check metric on the labelled window with the version's holdout value.
 
@@ -103,6 +112,7 @@ def check_labels(
         min_rows: Fewer usable labelled rows than this are not judged.
         max_drop: Classifiers: a larger drop in accuracy is concept drift. Regressors: a larger relative rise
             in RMSE is.
+        baseline_rows: How many holdout rows ``baseline`` was measured on (its own noise); None: not counted.
     """
     predicted, actual = np.asarray(predicted, dtype=object), np.asarray(actual, dtype=object)
     if predicted.shape != actual.shape:
@@ -117,7 +127,8 @@ def check_labels(
 
     if task.is_classifier:
         accuracy = float(np.mean(predicted[usable].astype(str) == actual[usable].astype(str)))
-        noise = Z_ONE_SIDED_95 * math.sqrt(accuracy * (1 - accuracy) / rows)
+        holdout = baseline * (1 - baseline) / baseline_rows if baseline_rows and 0 <= baseline <= 1 else 0.0
+        noise = Z_ONE_SIDED_95 * math.sqrt(accuracy * (1 - accuracy) / rows + holdout)
         worse = _beyond_allowance(metric, accuracy, baseline, max_drop) and baseline - accuracy > noise
         return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, accuracy, baseline, max_drop,
                           noise=noise)  # fmt: skip
@@ -126,7 +137,9 @@ def check_labels(
     squared = errors**2
     rmse = math.sqrt(float(np.mean(squared)))
     mae = float(np.mean(np.abs(errors)))
-    noise = Z_ONE_SIDED_95 * float(np.std(squared)) / (2 * rmse * math.sqrt(rows)) if rmse > 0 else 0.0
+    window = (float(np.std(squared)) / (2 * rmse * math.sqrt(rows))) ** 2 if rmse > 0 else 0.0
+    holdout = baseline**2 / (2 * baseline_rows) if baseline_rows and math.isfinite(baseline) else 0.0
+    noise = Z_ONE_SIDED_95 * math.sqrt(window + holdout)
     worse = _beyond_allowance(metric, rmse, baseline, max_drop) and rmse - baseline > noise
     return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, rmse, baseline, max_drop, mae, noise)
 

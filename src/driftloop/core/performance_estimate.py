@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 
 from driftloop.core.task import Task, TaskKind
 
@@ -66,6 +65,8 @@ def fit_calibration(task: Task, scores: np.ndarray, y_true: np.ndarray) -> Calib
     else:
         kind = "top-label"
         x, y = scores.max(axis=1), (task.predicted(scores) == np.asarray(y_true)).astype(np.float64)
+    from sklearn.isotonic import IsotonicRegression  # here: drift checks import this module, and never fit
+
     fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
     return Calibration(kind, np.asarray(fitted.X_thresholds_), np.asarray(fitted.y_thresholds_))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from driftloop.core.drift import DriftRule
+from driftloop.core.drift_rule import DriftRule
 from driftloop.core.lineage import MODEL_NAME
 from driftloop.core.schema import repeated_names
 
@@ -28,7 +28,7 @@ class DriftPolicy(BaseModel):
     window_rows: int | None = Field(default=None, ge=1)
     min_rows: int | None = Field(default=None, ge=1)
     drift_share: float | None = Field(default=None, gt=0, le=1)
-    rule: DriftRule | None = Field(default=None, description="share | weighted | either (core.drift.DriftRule)")
+    rule: DriftRule | None = Field(default=None, description="share | weighted | either (core.drift_rule)")
 
     @field_validator("cron")
     @classmethod

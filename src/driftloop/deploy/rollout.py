@@ -13,6 +13,7 @@ record (markdown) under ``<home>/rollouts/``. No Prefect here: events go through
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -224,6 +225,41 @@ def rollout(
             slots.client.close()
 
 
+class _Underway:
+    """The rollouts running in this process.
+
+    One cut short leaves traffic split and the alias unsettled: a process that has to end early (the CLI when the
+    Prefect API is gone) interrupts them and waits for their rollback before it exits.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._changed:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def any(self) -> bool:
+        with self._changed:
+            return self._count > 0
+
+    def wait_until_none(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every rollout to end; whether they all did."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
+
+
+UNDERWAY = _Underway()
+
+
 def _rollout(
     settings: Settings,
     version: str,
@@ -236,7 +272,7 @@ def _rollout(
 ) -> RolloutResult:
     result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC))
     clock = _Clock(result, on_step)
-    with _rollout_lock(settings):
+    with _rollout_lock(settings), UNDERWAY.running():
         admitted = proxy.admit(settings, port_in_use, _declared_default(settings))
         slots = slots if slots.ports is not None else replace(slots, ports=admitted.ports)
         proxy.ensure_proxy(slots.client, settings, slots.labels)
