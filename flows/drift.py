@@ -8,7 +8,7 @@ import numpy as np
 from prefect import flow
 
 from driftloop.core.drift import check_drift as test_drift
-from driftloop.core.drift import window_predictions
+from driftloop.core.drift import check_target_drift, window_predictions
 from driftloop.core.drift_rule import DriftRule
 from driftloop.core.label_check import check_labels
 from driftloop.core.performance_estimate import estimate_performance
@@ -47,6 +47,8 @@ class DriftCheckOutcome:
     decided_by: str = ""  # the rule and what fired under it (``DriftVerdict.decided_by``)
     estimate: str = "not available"  # the performance estimated without labels: degraded, ok, not available
     estimate_detail: str = ""  # its figures, or why there are none
+    target_drift: bool | None = None  # the labels that came back drifted from the training target (None: not tested)
+    target_detail: str = ""
     label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
 
 
@@ -99,6 +101,7 @@ def check_drift(
         settings.label_max_drop,
         holdout_rows(champion.tags),
     )
+    target = check_target_drift(profile, task, labelled["actual"], settings.label_min_rows)
     estimate = estimate_performance(
         profile.calibration,
         task,
@@ -139,6 +142,7 @@ def check_drift(
         "label_metric": labels.metric,
         "label_value": None if labels.value is None else float(f"{labels.value:.6g}"),
         "prediction_drift": verdict.prediction_drift,
+        "target_drift": None if target is None else target.drifted,
         "estimated_accuracy": None if estimate.accuracy is None else round(estimate.accuracy, 4),
         "report": report_url,
         "reason": f"{verdict.summary()}; {labels.summary()}; {estimate.summary()}",
@@ -172,6 +176,8 @@ def check_drift(
         decided_by=verdict.decided_by(),
         estimate=estimate.status,
         estimate_detail=estimate.detail(),
+        target_drift=None if target is None else target.drifted,
+        target_detail="" if target is None else f"{target.method} {target.score:.4g}, threshold {target.threshold:g}",
     )
 
 

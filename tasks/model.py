@@ -229,11 +229,22 @@ def save_reference(
         prediction_kind=kind,
         importances=importances,
         calibration=calibration,
+        target=_training_target(split, schema),
+        target_kind="categorical" if schema.task.is_classifier else "numerical",
     )
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_profile(profile, Path(tmp))
         tracking.log_files(client, run_id, paths, artifact_path=REFERENCE_ARTIFACTS)
     return f"runs:/{run_id}/{REFERENCE_ARTIFACTS}"
+
+
+def _training_target(split: Split, schema: DatasetSchema) -> pd.Series:
+    """The train rows' target as feedback will bring it back: class names (classifiers) or values (regressors)."""
+    column = split.train[schema.target.name]
+    if not schema.task.is_classifier:
+        return column
+    names = np.asarray(schema.task.classes, dtype=object)[encode_target(column, schema)]
+    return pd.Series(names, name=schema.target.name)
 
 
 @mlflow_task("score-champion", timeout_seconds=900)

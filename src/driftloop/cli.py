@@ -1130,6 +1130,9 @@ def drift_check(
         out.print(f"estimate {outcome.estimate}  (no labels: {outcome.estimate_detail})", highlight=False)
     if outcome.prediction_drift is not None:
         out.print(f"outputs  {'drifted' if outcome.prediction_drift else 'no drift'} (the model's predictions)")
+    if outcome.target_drift is not None:
+        verdict = "drifted" if outcome.target_drift else "no drift"
+        out.print(f"targets  {verdict} (the labels that came back vs training: {outcome.target_detail})")
     out.print(f"action   {outcome.note}")
     if outcome.report_url:
         out.print(f"MLflow   {outcome.report_url}")

@@ -67,8 +67,10 @@ __all__ = [
     "NumericReference",
     "PredictionReference",
     "ReferenceProfile",
+    "TargetReference",
     "build_profile",
     "check_drift",
+    "check_target_drift",
     "importance_weights",
     "prediction_column",
     "prediction_values",
@@ -143,6 +145,14 @@ class PredictionReference:
 
 
 @dataclass(frozen=True, eq=False)
+class TargetReference:
+    """The training rows' target: the reference side of the target-drift test (the labels that come back)."""
+
+    column: str
+    reference: NumericReference | CategoricalReference
+
+
+@dataclass(frozen=True, eq=False)
 class ReferenceProfile:
     """Everything a drift check needs from the reference data, so only the current window is read at check time.
 
@@ -159,6 +169,7 @@ class ReferenceProfile:
     prediction: PredictionReference | None = None
     weights: Mapping[str, float] | None = None
     calibration: Calibration | None = None  # the model's (core.performance_estimate); None in older profiles
+    target: TargetReference | None = None  # the training target (target drift); None in older profiles
 
     @property
     def columns(self) -> list[str]:
@@ -386,13 +397,17 @@ def build_profile(
     prediction_kind: ColumnKind = "numerical",
     importances: Mapping[str, float] | None = None,
     calibration: Calibration | None = None,
+    target: pd.Series | None = None,
+    target_kind: ColumnKind = "categorical",
 ) -> ReferenceProfile:
     """Precompute the reference side of every drift test, and keep a seeded sample of rows for the report.
 
     ``predictions``, the model's output on its holdout (``prediction_values``, any length), becomes the
     prediction reference, a column of kind ``prediction_kind``; without it the profile has none.
     ``importances`` (each feature's permutation importance) become the profile's ``weights``; ``calibration``
-    is kept as given (``core.performance_estimate.fit_calibration``).
+    is kept as given (``core.performance_estimate.fit_calibration``); ``target`` (the training rows' target, a
+    column of kind ``target_kind``: categorical for classifiers, numerical for regressors) becomes the reference
+    of target drift.
 
     Raises:
         DatasetError: a column is missing, listed twice, not numerical where it should be, or has no value.
@@ -429,7 +444,34 @@ def build_profile(
         prediction=prediction,
         weights=None if importances is None else importance_weights(importances, columns),
         calibration=calibration,
+        target=None if target is None else _target_reference(target, target_kind),
     )
+
+
+def _target_reference(target: pd.Series, kind: ColumnKind) -> TargetReference:
+    name = str(target.name) if target.name is not None else "target"
+    if kind == "numerical":
+        return TargetReference(name, _numeric_reference(target, name))
+    return TargetReference(name, _categorical_reference(target.astype(str), name))
+
+
+def check_target_drift(profile: ReferenceProfile, task: Task, labels: pd.Series, min_rows: int) -> ColumnDrift | None:
+    """The labels that came back (as feedback stores them: text) against the training target, by Evidently's rules.
+
+    Only labels the task can use count (``Task.usable_labels``: a classifier's classes, a regressor's finite
+    numbers). None when the profile has no target reference or fewer than ``min_rows`` labels are usable.
+    Reported beside the verdict, never counted in the share.
+    """
+    reference = profile.target
+    if reference is None:
+        return None
+    values = np.asarray(labels, dtype=object)
+    usable = values[task.usable_labels(values)]
+    if usable.size < min_rows:
+        return None
+    if isinstance(reference.reference, NumericReference):
+        return _numeric_drift(reference.column, reference.reference, pd.Series(usable.astype(np.float64)))
+    return _categorical_drift(reference.column, reference.reference, pd.Series(usable.astype(str)))
 
 
 def _numeric_reference(series: pd.Series, name: str) -> NumericReference:

@@ -3,6 +3,7 @@
     profile.json    format, row count, per column: kind, and std/distinct (numerical) or category counts;
                     "prediction": the model output's column, the same way (absent in older profiles)
                     "weights": each feature's importance weight, summing to 1 (absent in older profiles)
+                    "target": the training target's column, as "prediction" (absent in older profiles)
                     "calibration": the model's calibration kind; its two arrays are in numeric.npz (absent in
                     older profiles and for regressors)
     numeric.npz     each numerical column's sorted reference values (float64), keyed c0, c1, ... as in profile.json,
@@ -23,7 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.core.drift import CategoricalReference, NumericReference, PredictionReference, ReferenceProfile
+from driftloop.core.drift import (
+    CategoricalReference,
+    NumericReference,
+    PredictionReference,
+    ReferenceProfile,
+    TargetReference,
+)
 from driftloop.core.performance_estimate import Calibration
 from driftloop.errors import DatasetError
 
@@ -34,6 +41,7 @@ FORMAT = "driftloop.reference-profile/1"
 PREDICTION_KEY = "prediction"  # profile.json entry and .npz key of the model output's column
 WEIGHTS_KEY = "weights"
 CALIBRATION_KEY = "calibration"
+TARGET_KEY = "target"  # profile.json entry and .npz key of the training target's column
 CALIBRATION_ARRAYS = ("calibration_scores", "calibration_probabilities")  # .npz keys
 PROFILE_FILE = "profile.json"
 VALUES_FILE = "numeric.npz"
@@ -63,6 +71,10 @@ def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
         document[PREDICTION_KEY] = _column_entry(prediction.column, prediction.reference, PREDICTION_KEY)
         if isinstance(prediction.reference, NumericReference):
             arrays[PREDICTION_KEY] = prediction.reference.values
+    if profile.target is not None:
+        document[TARGET_KEY] = _column_entry(profile.target.column, profile.target.reference, TARGET_KEY)
+        if isinstance(profile.target.reference, NumericReference):
+            arrays[TARGET_KEY] = profile.target.reference.values
     if profile.weights is not None:
         document[WEIGHTS_KEY] = dict(profile.weights)
     if profile.calibration is not None:
@@ -112,6 +124,8 @@ def load_profile(directory: Path) -> ReferenceProfile:
             if entry is not None:
                 prediction = PredictionReference(str(entry["name"]), _read_column(entry, arrays))
             calibration = _read_calibration(document.get(CALIBRATION_KEY), arrays)
+            entry = document.get(TARGET_KEY)
+            target = None if entry is None else TargetReference(str(entry["name"]), _read_column(entry, arrays))
         sample = pd.read_parquet(directory / SAMPLE_FILE)
         rows = int(document["rows"])
         weights = _read_weights(document.get(WEIGHTS_KEY), [*numeric, *categorical])
@@ -125,6 +139,7 @@ def load_profile(directory: Path) -> ReferenceProfile:
         prediction=prediction,
         weights=weights,
         calibration=calibration,
+        target=target,
     )
 
 
