@@ -245,7 +245,18 @@ def _hold_while_giving_up() -> None:
         threading.Event().wait(ROLLBACK_GRACE_SECONDS + 30)  # the watcher's own bound, and then some
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"driftloop gave up on the flow run (signal {signum})")
+
+
 def _give_up(settings: Settings) -> Callable[[float], None]:
+    """The watch's action when Prefect is gone. Call it in the main thread: it sets the signal that interrupts it.
+
+    SIGUSR1, with a handler of our own: SIGINT may be ignored (a command started by nohup, cron or a non-interactive
+    shell's ``&`` inherits SIGINT ignored, and Python then installs no KeyboardInterrupt for it).
+    """
+    signal.signal(signal.SIGUSR1, _interrupt)
+
     def give_up(seconds: float) -> None:
         from tasks.tracking import close_runs_opened_here
 
@@ -254,10 +265,10 @@ def _give_up(settings: Settings) -> Callable[[float], None]:
         rolled_back = ""
         _GIVING_UP.set()
         if rollout is not None and rollout.UNDERWAY.any():
-            # Cut short, a canary would leave traffic split: interrupt it (a real SIGINT to the main thread, which
+            # Cut short, a canary would leave traffic split: interrupt it (a real signal to the main thread, which
             # also ends a sleep) so that its own handler rolls back, and give it time to.
             err.print(f"{escape(cause)}: interrupting the rollout under way so that it rolls back", highlight=False)
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
             done = rollout.UNDERWAY.wait_until_none(ROLLBACK_GRACE_SECONDS)
             rolled_back = (
                 " The rollout under way was rolled back."

@@ -7,6 +7,7 @@ own ``except BaseException`` path: the part under test is that the give-up inter
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -58,12 +59,18 @@ def health() -> Iterator[HealthServer]:
         server.stop()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_until_given_up(health: HealthServer, mode: str, home: Path) -> tuple[int, list[str]]:
+    """Run ``WORK``; as under nohup, cron or a shell's ``&``, the process starts with SIGINT ignored."""
     process = subprocess.Popen(
         [str(VENV_BIN / "python"), "-c", WORK, health.url, mode, str(home)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ignore_sigint,  # noqa: PLW1509 (no threads run between fork and exec here)
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "working"
