@@ -20,7 +20,7 @@ from driftloop.core.evaluation import Metrics, compute_metrics, feature_importan
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_predictions
-from driftloop.core.performance_estimate import fit_calibration
+from driftloop.core.performance_estimate import Calibration, fit_calibration
 from driftloop.core.pipeline import build_pipeline, check_columns, describe_pipeline, is_driftloop_pipeline
 from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
 from driftloop.core.snapshot import Split
@@ -64,6 +64,7 @@ class Evaluation:
     metrics: Metrics
     scores: np.ndarray
     importances: Mapping[str, float] = field(default_factory=dict)  # raw feature → permutation importance
+    calibration: Calibration | None = None  # a classifier's, fitted on the same holdout (fit_calibration)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def evaluate_candidate(
         if task.kind is TaskKind.REGRESSION:
             pngs.append(plots.predicted_vs_actual_png(y_true, scores, out / "predicted_vs_actual.png"))
         tracking.log_files(client, run_id, pngs, artifact_path="plots")
-    return Evaluation(metrics, scores, importances)
+    return Evaluation(metrics, scores, importances, fit_calibration(task, scores, y_true))
 
 
 def _sklearn_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> np.ndarray:
@@ -218,8 +219,7 @@ def save_reference(
     if evaluation is not None:
         predictions, kind = prediction_values(schema.task, evaluation.scores)
         importances = evaluation.importances or None
-        y_true = encode_target(split.holdout[schema.target.name], schema)
-        calibration = fit_calibration(schema.task, evaluation.scores, y_true)
+        calibration = evaluation.calibration
     profile = build_profile(
         split.train[schema.feature_names],
         schema.numeric,

@@ -30,6 +30,10 @@ class HealthServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _Health)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
     def stop(self) -> None:
         assert self._server is not None
         self._server.shutdown()

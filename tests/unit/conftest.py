@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from threadpoolctl import threadpool_limits
 
+from tests.support.health_server import HealthServer
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_native_thread() -> Iterator[None]:
@@ -36,3 +38,13 @@ def _imports_out_of_the_collectors_way() -> Iterator[None]:
     gc.freeze()
     yield
     gc.unfreeze()
+
+
+@pytest.fixture
+def health() -> Iterator[HealthServer]:
+    """A real health endpoint (tests/support/health_server.py), stopped after the test unless it stopped it."""
+    server = HealthServer()
+    server.start()
+    yield server
+    if server.running:
+        server.stop()

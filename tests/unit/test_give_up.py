@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +47,6 @@ try:
 finally:
     _hold_while_giving_up()  # as driftloop.cli.main does
 """
-
-
-@pytest.fixture
-def health() -> Iterator[HealthServer]:
-    server = HealthServer()
-    server.start()
-    yield server
-    if server._server is not None:
-        server.stop()
 
 
 def _ignore_sigint() -> None:

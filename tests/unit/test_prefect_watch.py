@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from driftloop.io.prefect_watch import watch_prefect_api
 from tests.support.health_server import HealthServer
 
 PROBE_SECONDS = 0.2  # the watch's interval here (2 s in the CLI)
-
-
-@pytest.fixture
-def health() -> Iterator[HealthServer]:
-    server = HealthServer()
-    server.start()
-    yield server
-    if server._server is not None:
-        server.stop()
 
 
 def test_a_server_gone_for_the_patience_is_given_up(health: HealthServer) -> None:

@@ -86,7 +86,7 @@ class LabelCheck:
                 f"label check: {self.metric} {self.value:.4g}{mae} on {self.rows} labelled rows vs holdout "
                 f"{self.baseline:.4g} ({rise}, allowed +{self.max_drop * 100:g}%): {self.status}"
             )
-        if self.status == "ok" and _beyond_allowance(self.metric, self.value, self.baseline, self.max_drop):
+        if self.status == "ok" and beyond_allowance(self.metric, self.value, self.baseline, self.max_drop):
             text += f" (beyond the allowance, but within these rows' noise: ±{self.noise:.4g})"
         return text
 
@@ -129,7 +129,7 @@ def check_labels(
         accuracy = float(np.mean(predicted[usable].astype(str) == actual[usable].astype(str)))
         holdout = baseline * (1 - baseline) / baseline_rows if baseline_rows and 0 <= baseline <= 1 else 0.0
         noise = Z_ONE_SIDED_95 * math.sqrt(accuracy * (1 - accuracy) / rows + holdout)
-        worse = _beyond_allowance(metric, accuracy, baseline, max_drop) and baseline - accuracy > noise
+        worse = beyond_allowance(metric, accuracy, baseline, max_drop) and baseline - accuracy > noise
         return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, accuracy, baseline, max_drop,
                           noise=noise)  # fmt: skip
 
@@ -140,12 +140,12 @@ def check_labels(
     window = (float(np.std(squared)) / (2 * rmse * math.sqrt(rows))) ** 2 if rmse > 0 else 0.0
     holdout = baseline**2 / (2 * baseline_rows) if baseline_rows and math.isfinite(baseline) else 0.0
     noise = Z_ONE_SIDED_95 * math.sqrt(window + holdout)
-    worse = _beyond_allowance(metric, rmse, baseline, max_drop) and rmse - baseline > noise
+    worse = beyond_allowance(metric, rmse, baseline, max_drop) and rmse - baseline > noise
     return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, rmse, baseline, max_drop, mae, noise)
 
 
-def _beyond_allowance(metric: str, value: float | None, baseline: float, max_drop: float) -> bool:
-    """The change from the holdout is more than ``max_drop`` allows (noise aside)."""
+def beyond_allowance(metric: str, value: float | None, baseline: float, max_drop: float) -> bool:
+    """The change from the holdout is more than ``max_drop`` allows, noise aside (the estimate uses it too)."""
     if value is None:
         return False
     if metric == "accuracy":

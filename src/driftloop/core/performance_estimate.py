@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from driftloop.core.label_check import beyond_allowance
 from driftloop.core.task import Task, TaskKind
 
 CalibrationKind = Literal["binary", "top-label"]
@@ -155,7 +156,7 @@ def estimate_performance(
         right = calibrated
     accuracy = float(right.mean())
     half = Z_95 * math.sqrt(float(np.sum(right * (1.0 - right)))) / right.size
-    status: EstimateStatus = "degraded" if baseline - accuracy > max_drop else "ok"
+    status: EstimateStatus = "degraded" if beyond_allowance("accuracy", accuracy, baseline, max_drop) else "ok"
     return PerformanceEstimate(
         status,
         int(right.size),
