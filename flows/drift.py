@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from prefect import flow
 
+from driftloop.core.check_record import build_record
 from driftloop.core.drift import check_drift as test_drift
 from driftloop.core.drift import check_target_drift, window_predictions
 from driftloop.core.drift_rule import DriftRule
@@ -18,6 +20,7 @@ from tasks.drift import (
     champion_task,
     handle_episode,
     holdout_rows,
+    keep_check,
     label_baseline,
     load_reference,
     publish_verdict,
@@ -152,6 +155,22 @@ def check_drift(
         settings.retrain_cooldown_seconds, settings.retrain_min_new_labels, settings.retrain_timeout_seconds
     )
     episode = handle_episode(name, uri, settings.predictions_url, champion, drifted, insufficient, payload, policy)
+    keep_check(
+        settings.predictions_url,
+        build_record(
+            datetime.now(UTC),
+            name,
+            champion.version,
+            verdict,
+            labels,
+            estimate,
+            target,
+            episode.action,
+            episode.episode,
+            window["ts"].min().to_pydatetime() if len(window) else None,
+            window["ts"].max().to_pydatetime() if len(window) else None,
+        ),
+    )
     publish_verdict(
         f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n\n**Action**: {episode.note}\n\n"
         f"[MLflow run]({report_url})\n",

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import mlflow.artifacts
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from driftloop.core import lineage
+from driftloop.core.check_record import CheckRecord
 from driftloop.core.drift import DriftVerdict, ReferenceProfile
 from driftloop.core.episodes import Episode, drift_action
 from driftloop.core.label_check import LabelCheck
@@ -25,11 +25,12 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task
 from driftloop.events import DRIFT_DETECTED
 from driftloop.io import tracking
+from driftloop.io.check_store import CheckStore
 from driftloop.io.episode_store import EpisodeStore
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
 from driftloop.io.prefect_runs import flow_run_state
-from driftloop.io.reference import load_profile
+from driftloop.io.reference import download_profile
 from driftloop.io.registry import ModelRegistry, locate_model_file
 from tasks.policies import mlflow_task
 from tasks.registry import Champion
@@ -50,9 +51,7 @@ def read_window(predictions_url: str, model_name: str, version: str, rows: int) 
 
 @mlflow_task("load-reference-profile", timeout_seconds=600)
 def load_reference(tracking_uri: str, reference_uri: str) -> ReferenceProfile:
-    with tempfile.TemporaryDirectory(prefix="driftloop-reference-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=reference_uri, dst_path=tmp, tracking_uri=tracking_uri)
-        return load_profile(Path(local))
+    return download_profile(tracking_uri, reference_uri)
 
 
 @mlflow_task("read-champion-task", timeout_seconds=600)
@@ -181,6 +180,16 @@ def _new_labels(predictions_url: str, model_name: str, tags: Mapping[str, str]) 
     store = open_prediction_log(predictions_url)
     try:
         return store.count_labelled(model_name, datetime.fromisoformat(through) if through else None)
+    finally:
+        store.close()
+
+
+@task(name="keep-drift-check", cache_policy=NO_CACHE, timeout_seconds=120)
+def keep_check(predictions_url: str, record: CheckRecord) -> None:
+    """Add the check's figures to the monitoring store (``driftloop monitor``, the server's metrics)."""
+    store = CheckStore(predictions_url)
+    try:
+        store.write(record)
     finally:
         store.close()
 

@@ -1150,6 +1150,151 @@ def drift_check(
 
 
 @app.command()
+def monitor(
+    last: Annotated[int, typer.Option(min=1, help="How many of the newest drift checks to list")] = 20,
+    every: Annotated[str, typer.Option(help="Performance windows' length, as pandas writes it: 1h, 1D, 7D")] = "1D",
+    days: Annotated[float, typer.Option(min=0, help="Performance windows over the predictions of the last N days")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    model_name: ModelNameOption = None,
+) -> None:
+    """The model's health over time: each drift check's figures, and performance per window as labels arrive."""
+    import pandas as pd
+
+    from driftloop.core.check_record import format_checks
+    from driftloop.core.performance_windows import format_windows, performance_by_window
+
+    try:
+        pd.tseries.frequencies.to_offset(every)
+    except ValueError:
+        raise _fail(f"--every {every!r}: write a length as pandas does, such as 1h, 6h, 1D or 7D") from None
+    settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
+    from driftloop.io.check_store import CheckStore
+    from driftloop.io.prediction_store import open_prediction_log
+
+    checks = CheckStore(settings.predictions_url)
+    try:
+        records = checks.read(settings.model_name, last=last)
+    finally:
+        checks.close()
+    task, calibration = _champion_task_and_calibration(settings)
+    log = open_prediction_log(settings.predictions_url)
+    try:
+        since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
+        served = log.read_window(settings.model_name, since=since.to_pydatetime(), features=False)
+    finally:
+        log.close()
+    windows = (
+        []
+        if task is None
+        else performance_by_window(served, task, calibration, every, settings.label_min_rows, settings.drift_min_rows)
+    )
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "model": settings.model_name,
+                    "checks": [{**vars(r), "label_coverage": r.label_coverage} for r in records],
+                    "windows": [{**vars(w), "coverage": w.coverage} for w in windows],
+                },
+                default=str,
+                indent=2,
+            )
+            + "\n"
+        )
+        return
+    _print_table(f"drift checks of {settings.model_name} (newest last)", format_checks(records),
+                 f"no drift check of {settings.model_name!r} recorded yet: run driftloop drift-check")  # fmt: skip
+    caption = (
+        f"windows of {every} by serving time, last {days:g} days; a window's realized value fills in as labels come"
+    )
+    _print_table(f"performance of {settings.model_name} by window", format_windows(windows),
+                 f"no predictions of {settings.model_name!r} served in the last {days:g} days", caption)  # fmt: skip
+
+
+def _champion_task_and_calibration(settings: Settings) -> tuple[Any, Any]:
+    """The champion's task and calibration (the estimate per window); (None, None) with no champion yet."""
+    store = _local_store(settings)
+    if store is not None and not store.is_file():
+        return None, None
+    from driftloop.core.task import Task
+    from driftloop.io.reference import download_profile
+
+    registry = _registry(settings)
+    champion = registry.champion()
+    if champion is None:
+        return None, None
+    tags = dict(champion.tags)
+    task = Task.from_record(tags[lineage.TASK]) if lineage.TASK in tags else registry.schema_of(champion.version).task
+    reference = tags.get(f"{lineage.PREFIX}reference_uri")
+    profile = download_profile(settings.tracking_uri, reference) if reference else None
+    return task, None if profile is None else profile.calibration
+
+
+def _print_table(title: str, rows: list[dict[str, str]], empty: str, caption: str | None = None) -> None:
+    if not rows:
+        out.print(empty, highlight=False)
+        return
+    table = Table(title=title, caption=caption, header_style="bold")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(value) for value in row.values()))
+    out.print(table)
+
+
+labels_app = typer.Typer(
+    help="Labels that arrive late: join them to the predictions they belong to.", no_args_is_help=True
+)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("import")
+def labels_import(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="The labels: a CSV or Parquet file, a directory of Parquet, or a database URL with --query"
+        ),
+    ],
+    label_column: Annotated[str, typer.Option(help="The column holding the true label")],
+    id_column: Annotated[
+        str, typer.Option(help="The column of request ids: the server's request_id or the X-Request-ID the client sent")
+    ] = "request_id",
+    row_column: Annotated[
+        str | None, typer.Option(help="The column of row indexes within a request [default: every id is row 0]")
+    ] = None,
+    query: Annotated[str | None, typer.Option(help=QUERY_HELP)] = None,
+    model_name: ModelNameOption = None,
+) -> None:
+    """Join late labels to the logged predictions (by request id and row); checks and retrains then use them."""
+    settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
+    from driftloop.io.datasets import read_source
+    from driftloop.io.label_import import import_labels, label_texts, read_label_table
+    from driftloop.io.prediction_store import open_prediction_log
+
+    password = settings.sql_password
+    frame = read_source(_source(data, query), password.get_secret_value() if password else None)
+    table = read_label_table(frame, id_column, label_column, row_column)
+    task, _ = _champion_task_and_calibration(settings)
+    if task is None:
+        raise _fail(f"model {settings.model_name!r} has no champion yet: there are no predictions to label")
+    labels = label_texts(table["label"], task, label_column)
+    log = open_prediction_log(settings.predictions_url)
+    try:
+        done = import_labels(log, settings.model_name, table["id"].tolist(), table["row"].tolist(), labels)
+    finally:
+        log.close()
+    out.print(
+        f"{done.rows:,} row(s): {done.accepted:,} label(s) joined, {done.already_labelled:,} already labelled "
+        f"(kept), {done.missing:,} without a label, {done.unmatched:,} matching no prediction of "
+        f"{settings.model_name!r}" + (f" (e.g. {', '.join(done.unmatched_examples)})" if done.unmatched else ""),
+        highlight=False,
+    )
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on [default: settings]")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [default: settings]")] = None,

@@ -449,6 +449,11 @@ class SqlPredictionStore:
         """The URL with any password hidden."""
         return self._where
 
+    @property
+    def engine(self) -> Engine:
+        """The database's engine, for the monitoring tables that live beside the log (``io.check_store``)."""
+        return self._engine
+
     def write(self, events: Sequence[Logged]) -> int:
         # Rows go straight to the driver (SQLAlchemy's per-row parameter processing cost more than building
         # them), with ts as SQLAlchemy would have stored it; through Core for a driver that binds no tuples.
@@ -562,6 +567,7 @@ class SqlPredictionStore:
         last: int | None = None,
         labelled: bool = False,
         labelled_after: datetime | None = None,
+        features: bool = True,
     ) -> pd.DataFrame:
         """Logged rows of one model, oldest first, one column per feature after ``WINDOW_COLUMNS``.
 
@@ -576,6 +582,7 @@ class SqlPredictionStore:
             last: Only the ``last`` most recent rows that pass the other filters.
             labelled: Only rows whose true class arrived as feedback.
             labelled_after: Only rows whose true class arrived after this moment (implies ``labelled``).
+            features: False: ``WINDOW_COLUMNS`` only (the features are not parsed).
 
         Returns:
             ``ts`` and ``labelled_at`` are UTC. Numeric features are float64 with NaN for missing, categorical
@@ -591,7 +598,7 @@ class SqlPredictionStore:
         if last is not None:
             rows = rows[::-1]
         columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 8
-        ts, request_ids, versions, labels, probabilities, features, actual, labelled_at = columns
+        ts, request_ids, versions, labels, probabilities, feature_texts, actual, labelled_at = columns
         time_format = "ISO8601" if self._sqlite else None
         frame = pd.DataFrame(
             {
@@ -604,7 +611,9 @@ class SqlPredictionStore:
                 "labelled_at": pd.to_datetime(pd.Series(labelled_at, dtype=object), utc=True, format=time_format),
             }
         )
-        expanded = _feature_frame(features, frame.index)
+        if not features:
+            return frame
+        expanded = _feature_frame(feature_texts, frame.index)
         clash = sorted(set(expanded.columns) & set(WINDOW_COLUMNS))
         if clash:
             raise ConfigError(f"feature name(s) {clash} clash with the prediction log's own columns {WINDOW_COLUMNS}")

@@ -16,6 +16,7 @@ The folder is logged as-is next to each model version (MLflow artifact path ``re
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,6 +90,15 @@ def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
     np.savez(values_path, allow_pickle=False, **arrays)  # float64 values only, as load_profile reads them
     profile.sample.to_parquet(sample_path, index=False)
     return [meta_path, values_path, sample_path]
+
+
+def download_profile(tracking_uri: str, reference_uri: str) -> ReferenceProfile:
+    """A version's profile from its MLflow artifact (the ``driftloop.reference_uri`` tag)."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory(prefix="driftloop-reference-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=reference_uri, dst_path=tmp, tracking_uri=tracking_uri)
+        return load_profile(Path(local))
 
 
 def load_profile(directory: Path) -> ReferenceProfile:

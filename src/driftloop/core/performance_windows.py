@@ -1,0 +1,109 @@
+"""Performance per time window of served traffic: realized (from the labels that came back) beside estimated.
+
+Labels arrive late and partly, so each window says how many of its rows are labelled (the coverage). Its realized
+value is the label check's metric on those rows (``core.label_check``), only once at least ``min_labels`` came
+back; its estimate is the label-free one (``core.performance_estimate``) on all of its rows. The window is the time
+the prediction was served, not the time its label arrived: a window's realized value fills in as labels come.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from driftloop.core.label_check import check_labels
+from driftloop.core.performance_estimate import Calibration, estimate_performance
+from driftloop.core.task import Task
+
+
+@dataclass(frozen=True)
+class WindowPerformance:
+    """One window of served predictions.
+
+    Attributes:
+        start: The window's first moment (UTC), windows being ``[start, start + every)``.
+        rows: Predictions served in it.
+        labelled: Of them, rows whose usable true label came back.
+        metric: The realized metric's name: accuracy (classifiers) or rmse (regressors).
+        realized: The metric on the labelled rows; None below ``min_labels``.
+        estimated_accuracy: The label-free expected accuracy (classifiers with a calibration); else None.
+    """
+
+    start: datetime
+    rows: int
+    labelled: int
+    metric: str
+    realized: float | None
+    estimated_accuracy: float | None
+
+    @property
+    def coverage(self) -> float:
+        return self.labelled / self.rows if self.rows else 0.0
+
+
+def performance_by_window(
+    frame: pd.DataFrame,
+    task: Task,
+    calibration: Calibration | None,
+    every: str,
+    min_labels: int,
+    min_rows: int,
+) -> list[WindowPerformance]:
+    """Each non-empty window's figures, oldest first.
+
+    Args:
+        frame: Prediction log rows: ``ts`` (UTC), ``label``, ``probability``, ``actual`` (None where no label).
+        task: The model's task.
+        calibration: The version's calibration (the estimate); None: no estimate.
+        every: The window length as pandas spells a frequency: ``1h``, ``1D``, ``7D``.
+        min_labels: Fewer usable labels than this leave ``realized`` empty (the label check's own minimum).
+        min_rows: Fewer rows than this are not estimated.
+
+    Raises:
+        ValueError: ``every`` is not a frequency.
+    """
+    if frame.empty:
+        return []
+    keys = frame["ts"].dt.floor(pd.tseries.frequencies.to_offset(every))
+    windows = []
+    for start, rows in frame.groupby(keys, sort=True):
+        labelled = rows[rows["actual"].notna()]
+        check = check_labels(task, labelled["label"].to_numpy(), labelled["actual"].to_numpy(), np.nan, min_labels, 0.0)
+        estimate = estimate_performance(
+            calibration,
+            task,
+            rows["probability"].to_numpy(),
+            rows["label"].to_numpy(),
+            np.nan,
+            0.0,
+            min_rows,
+        )
+        windows.append(
+            WindowPerformance(
+                start=pd.Timestamp(start).to_pydatetime(),
+                rows=len(rows),
+                labelled=check.rows,
+                metric=check.metric,
+                realized=check.value,
+                estimated_accuracy=estimate.accuracy,
+            )
+        )
+    return windows
+
+
+def format_windows(windows: list[WindowPerformance]) -> list[dict[str, str]]:
+    """One row of text per window, for a terminal table (``driftloop monitor``)."""
+    return [
+        {
+            "served from (UTC)": w.start.strftime("%Y-%m-%d %H:%M"),
+            "rows": f"{w.rows:,}",
+            "labelled": f"{w.labelled:,}",
+            "coverage": f"{w.coverage:.0%}",
+            f"realized {w.metric}": "-" if w.realized is None else f"{w.realized:.4g}",
+            "estimated accuracy": "-" if w.estimated_accuracy is None else f"{w.estimated_accuracy:.3f}",
+        }
+        for w in windows
+    ]

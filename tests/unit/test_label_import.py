@@ -1,0 +1,68 @@
+"""Late labels from a table: ids resolved (the server's or the client's), bad labels refused before any write."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftloop.core.task import Task, TaskKind
+from driftloop.errors import DatasetError
+from driftloop.io.label_import import import_labels, label_texts, read_label_table
+from driftloop.io.prediction_store import open_prediction_log
+from tests.support.prediction_log import T0, make_event
+
+CHURN = Task(TaskKind.BINARY, ("No", "Yes"))
+
+
+def test_server_and_client_ids_both_join_partial_tables_fill_in(tmp_path: Path) -> None:
+    store = open_prediction_log(f"sqlite:///{tmp_path / 'predictions.db'}")
+    try:
+        store.write(
+            [make_event(T0, "srv-1", rows=3), replace(make_event(T0 + 1, "srv-2"), client_request_id="order-7")]
+        )
+        table = read_label_table(
+            pd.DataFrame({"id": ["srv-1", "srv-1", "order-7", "srv-1", "nowhere"], "row": [0, 2, 0, 7, 0],
+                          "y": ["Yes", None, "No", "No", "Yes"]}),
+            "id", "y", "row",
+        )  # fmt: skip
+        labels = label_texts(table["label"], CHURN, "y")
+        done = import_labels(store, "churn", table["id"].tolist(), table["row"].tolist(), labels)
+        assert (done.rows, done.missing, done.accepted, done.unmatched) == (5, 1, 2, 2)
+        assert done.unmatched_examples == ("srv-1#7", "nowhere#0")
+        window = store.read_window("churn")
+        assert window["actual"].tolist() == ["Yes", None, None, "No"]
+        # The rest arrives later: the missing one now labelled, the first one given again (kept as it was).
+        later = import_labels(store, "churn", ["srv-1", "srv-1"], [2, 0], ["No", "No"])
+        assert (later.accepted, later.already_labelled) == (1, 1)
+        assert store.read_window("churn")["actual"].tolist() == ["Yes", None, "No", "No"]
+        assert store.count_labelled("churn") == 3
+    finally:
+        store.close()
+
+
+def test_a_label_the_model_cannot_use_is_refused_naming_its_row() -> None:
+    with pytest.raises(DatasetError, match=r"label column 'y': row 2 is 'maybe', expected one of 'No', 'Yes' \(1 such"):
+        label_texts(pd.Series(["Yes", None, "maybe"]), CHURN, "y")
+    regressor = Task(TaskKind.REGRESSION)
+    assert label_texts(pd.Series([1.5, np.nan, 3]), regressor, "v") == ["1.5", None, "3.0"]
+    with pytest.raises(DatasetError, match="row 0 is 'abc', expected a finite number"):
+        label_texts(pd.Series(["abc", 1.0]), regressor, "v")
+    # A CSV column of class numbers with a gap reads as floats: 1.0 is the class "1".
+    assert label_texts(pd.Series([1.0, 0.0, np.nan]), Task(TaskKind.BINARY, ("0", "1")), "y") == ["1", "0", None]
+
+
+def test_the_table_s_columns_are_checked() -> None:
+    frame = pd.DataFrame({"id": [17.0, 18.0, np.nan], "y": ["Yes", "No", "No"], "row": [0, 1.5, 0]})
+    with pytest.raises(DatasetError, match="the labels table has no column 'label'"):
+        read_label_table(frame, "id", "label", None)
+    with pytest.raises(DatasetError, match="id column 'id': row 2 has no id"):
+        read_label_table(frame, "id", "y", None)
+    with pytest.raises(DatasetError, match="row column 'row': row 1 is 1.5, expected a row index"):
+        read_label_table(frame.iloc[:2], "id", "y", "row")
+    table = read_label_table(frame.iloc[:2], "id", "y", None)
+    assert table["id"].tolist() == ["17", "18"]
+    assert table["row"].tolist() == [0, 0]

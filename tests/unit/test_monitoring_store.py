@@ -1,0 +1,131 @@
+"""The monitoring store and performance by window: a check's figures kept and read back, windows on known truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftloop.core.check_record import build_record, format_checks
+from driftloop.core.drift import build_profile, check_drift
+from driftloop.core.label_check import check_labels
+from driftloop.core.performance_estimate import estimate_performance, fit_calibration
+from driftloop.core.performance_windows import format_windows, performance_by_window
+from driftloop.core.task import Task, TaskKind
+from driftloop.io.check_store import CheckStore
+
+BINARY = Task(TaskKind.BINARY, ("no", "yes"))
+
+
+def _verdict(seed: int, shift: float):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    reference = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(0, 1, 2000)})
+    # No shift: rows of the reference itself (no chance false alarm in a test about storage); else a moved "a".
+    current = reference.iloc[::2].iloc[:800].copy()
+    current["a"] += shift
+    profile = build_profile(reference, ["a", "b"], [], importances={"a": 0.9, "b": 0.1})
+    return check_drift(profile, current, drift_share=0.5, min_rows=100, rule="weighted")
+
+
+def _record(ts: datetime, model: str, seed: int, shift: float, labelled: int):  # type: ignore[no-untyped-def]
+    verdict = _verdict(seed, shift)
+    predicted = np.array(["yes"] * labelled, dtype=object)
+    labels = check_labels(BINARY, predicted, predicted.copy(), 0.9, 50, 0.05)
+    estimate = estimate_performance(None, BINARY, np.full(800, 0.7), np.full(800, "yes"), 0.9, 0.05, 100)
+    return build_record(ts, model, "3", verdict, labels, estimate, None, "emit" if verdict.is_drift else "none", None)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_checks_are_kept_and_read_back_oldest_first_per_model(tmp_path: Path, seed: int) -> None:
+    store = CheckStore(f"sqlite:///{tmp_path / 'log' / 'predictions.db'}")
+    start = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    try:
+        for hour, shift in enumerate([0.0, 0.0, 1.5]):
+            store.write(_record(start + timedelta(hours=hour), "churn", seed + hour, shift, 40 * hour))
+        store.write(_record(start, "other", seed, 0.0, 0))
+        records = store.read("churn")
+        assert [r.ts for r in records] == [start + timedelta(hours=h) for h in range(3)]
+        assert [r.verdict for r in records] == ["no drift", "no drift", "drift"]
+        assert [r.labelled_rows for r in records] == [0, 40, 80]
+        assert records[2].label_coverage == pytest.approx(80 / 800)
+        assert records[2].drifted_columns == ["a"]
+        assert records[2].columns[0]["column"] == "a"
+        assert records[2].columns[0]["drifted"] is True
+        assert records[2].weighted_share == pytest.approx(0.9)
+        assert records[2].decided_by.startswith("rule weighted")
+        assert records[2].labels == "ok"
+        assert records[1].labels == "insufficient labels"
+        assert records[0].estimate == "not available"
+        assert records[0].estimated_accuracy is None
+        assert [r.ts for r in store.read("churn", last=2)] == [start + timedelta(hours=h) for h in (1, 2)]
+        assert store.read("churn", since=start + timedelta(minutes=90))[0].verdict == "drift"
+        latest = store.latest()
+        assert sorted(latest) == ["churn", "other"]
+        assert latest["churn"].verdict == "drift"
+        assert format_checks(records)[2]["labels"] == "80 (10%)"
+        assert format_checks(records)[2]["top drifting"] == "a"
+    finally:
+        store.close()
+
+
+def _served(seed: int, hours: int, rows_per_hour: int, coverage: list[float], accuracy: list[float]) -> pd.DataFrame:
+    """Traffic with known truth: hour h is right ``accuracy[h]`` of the time, with ``coverage[h]`` labelled."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    start = pd.Timestamp("2026-12-01 00:00", tz="UTC")
+    for hour in range(hours):
+        ts = start + pd.Timedelta(hours=hour) + pd.to_timedelta(rng.uniform(0, 3599, rows_per_hour), unit="s")
+        predicted = rng.choice(["no", "yes"], rows_per_hour)
+        right = rng.random(rows_per_hour) < accuracy[hour]
+        truth = np.where(right, predicted, np.where(predicted == "yes", "no", "yes")).astype(object)
+        truth[rng.random(rows_per_hour) >= coverage[hour]] = None
+        frames.append(pd.DataFrame({"ts": ts, "label": predicted, "probability": 0.5, "actual": truth}))
+    return pd.concat(frames, ignore_index=True).sort_values("ts", ignore_index=True)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_windows_count_coverage_and_realize_only_with_enough_labels(seed: int) -> None:
+    served = _served(seed, 3, 2000, coverage=[1.0, 0.5, 0.01], accuracy=[0.9, 0.6, 0.9])
+    windows = performance_by_window(served, BINARY, None, "1h", min_labels=100, min_rows=100)
+    assert [w.rows for w in windows] == [2000, 2000, 2000]
+    assert windows[0].coverage == 1.0
+    assert 0.45 < windows[1].coverage < 0.55
+    assert windows[2].coverage < 0.03
+    assert windows[0].realized == pytest.approx(0.9, abs=0.03)
+    assert windows[1].realized == pytest.approx(0.6, abs=0.04)
+    assert windows[2].realized is None  # ~20 labels: not judged, whatever they say
+    assert all(w.estimated_accuracy is None for w in windows)  # no calibration given
+    one = performance_by_window(served, BINARY, None, "1D", min_labels=100, min_rows=100)
+    assert [w.rows for w in one] == [6000]
+    assert one[0].labelled == sum(w.labelled for w in windows)
+    assert format_windows(windows)[2]["realized accuracy"] == "-"
+
+
+def test_the_estimate_per_window_follows_the_calibration() -> None:
+    rng = np.random.default_rng(7)
+    scores = rng.uniform(0, 1, 5000)
+    truth = (rng.random(5000) < scores).astype(int)  # calibrated as it is
+    calibration = fit_calibration(BINARY, scores, truth)
+    sure = pd.DataFrame(
+        {"ts": pd.Timestamp("2026-12-01 00:10", tz="UTC"), "probability": rng.choice([0.02, 0.98], 1000)}
+    )
+    unsure = pd.DataFrame(
+        {"ts": pd.Timestamp("2026-12-01 01:10", tz="UTC"), "probability": rng.uniform(0.4, 0.6, 1000)}
+    )
+    served = pd.concat([sure, unsure], ignore_index=True)
+    served["label"] = np.where(served["probability"] >= 0.5, "yes", "no")
+    served["actual"] = None
+    sure_window, unsure_window = performance_by_window(served, BINARY, calibration, "1h", 100, 100)
+    assert sure_window.estimated_accuracy is not None
+    assert sure_window.estimated_accuracy > 0.9
+    assert unsure_window.estimated_accuracy == pytest.approx(0.55, abs=0.05)
+    assert sure_window.labelled == 0
+    assert sure_window.realized is None
+
+
+def test_a_bad_window_length_is_refused() -> None:
+    with pytest.raises(ValueError):
+        performance_by_window(_served(1, 1, 10, [1.0], [1.0]), BINARY, None, "fortnightly", 1, 1)
