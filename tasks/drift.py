@@ -25,7 +25,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task
 from driftloop.events import DRIFT_DETECTED
 from driftloop.io import tracking
-from driftloop.io.check_store import CheckStore
+from driftloop.io.check_store import open_check_store
 from driftloop.io.episode_store import EpisodeStore
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
@@ -187,7 +187,7 @@ def _new_labels(predictions_url: str, model_name: str, tags: Mapping[str, str]) 
 @task(name="keep-drift-check", cache_policy=NO_CACHE, timeout_seconds=120)
 def keep_check(predictions_url: str, record: CheckRecord) -> None:
     """Add the check's figures to the monitoring store (``driftloop monitor``, the server's metrics)."""
-    store = CheckStore(predictions_url)
+    store = open_check_store(predictions_url)
     try:
         store.write(record)
     finally:

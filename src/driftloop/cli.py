@@ -1169,10 +1169,10 @@ def monitor(
         raise _fail(f"--every {every!r}: write a length as pandas does, such as 1h, 6h, 1D or 7D") from None
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
-    from driftloop.io.check_store import CheckStore
+    from driftloop.io.check_store import open_check_store
     from driftloop.io.prediction_store import open_prediction_log
 
-    checks = CheckStore(settings.predictions_url)
+    checks = open_check_store(settings.predictions_url)
     try:
         records = checks.read(settings.model_name, last=last)
     finally:

@@ -9,43 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.core.check_record import build_record, format_checks
-from driftloop.core.drift import build_profile, check_drift
-from driftloop.core.label_check import check_labels
-from driftloop.core.performance_estimate import estimate_performance, fit_calibration
+from driftloop.core.check_record import format_checks
+from driftloop.core.performance_estimate import fit_calibration
 from driftloop.core.performance_windows import format_windows, performance_by_window
-from driftloop.core.task import Task, TaskKind
-from driftloop.io.check_store import CheckStore
-
-BINARY = Task(TaskKind.BINARY, ("no", "yes"))
-
-
-def _verdict(seed: int, shift: float):  # type: ignore[no-untyped-def]
-    rng = np.random.default_rng(seed)
-    reference = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(0, 1, 2000)})
-    # No shift: rows of the reference itself (no chance false alarm in a test about storage); else a moved "a".
-    current = reference.iloc[::2].iloc[:800].copy()
-    current["a"] += shift
-    profile = build_profile(reference, ["a", "b"], [], importances={"a": 0.9, "b": 0.1})
-    return check_drift(profile, current, drift_share=0.5, min_rows=100, rule="weighted")
-
-
-def _record(ts: datetime, model: str, seed: int, shift: float, labelled: int):  # type: ignore[no-untyped-def]
-    verdict = _verdict(seed, shift)
-    predicted = np.array(["yes"] * labelled, dtype=object)
-    labels = check_labels(BINARY, predicted, predicted.copy(), 0.9, 50, 0.05)
-    estimate = estimate_performance(None, BINARY, np.full(800, 0.7), np.full(800, "yes"), 0.9, 0.05, 100)
-    return build_record(ts, model, "3", verdict, labels, estimate, None, "emit" if verdict.is_drift else "none", None)
+from driftloop.io.check_store import open_check_store
+from tests.support.checks import BINARY, make_record
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_checks_are_kept_and_read_back_oldest_first_per_model(tmp_path: Path, seed: int) -> None:
-    store = CheckStore(f"sqlite:///{tmp_path / 'log' / 'predictions.db'}")
+    store = open_check_store(f"sqlite:///{tmp_path / 'log' / 'predictions.db'}")
     start = datetime(2026, 12, 1, 8, tzinfo=UTC)
     try:
         for hour, shift in enumerate([0.0, 0.0, 1.5]):
-            store.write(_record(start + timedelta(hours=hour), "churn", seed + hour, shift, 40 * hour))
-        store.write(_record(start, "other", seed, 0.0, 0))
+            store.write(make_record(start + timedelta(hours=hour), "churn", seed + hour, shift, 40 * hour))
+        store.write(make_record(start, "other", seed, 0.0, 0))
         records = store.read("churn")
         assert [r.ts for r in records] == [start + timedelta(hours=h) for h in range(3)]
         assert [r.verdict for r in records] == ["no drift", "no drift", "drift"]

@@ -7,14 +7,17 @@ import json
 import os
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from driftloop.serving.health_metrics import ModelHealthMetrics
 from driftloop.serving.metrics import ServingMetrics
 from driftloop.settings import Settings
+from tests.support.checks import make_record
 from tests.support.compose import SECRETS, compose_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,6 +289,8 @@ def exported_metrics() -> set[str]:
     metrics.set_model("churn", "1", "abc")
     metrics.reloads.labels("churn", "ok").inc()
     metrics.cache.labels("hit").inc()
+    check = make_record(datetime(2026, 12, 1, tzinfo=UTC), "churn", 1, 2.0, 400, "1", calibrated=True)
+    metrics.registry.register(ModelHealthMetrics(lambda: {"churn": check}, ["churn"]))
     text = metrics.render().decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 
@@ -310,29 +315,59 @@ def test_grafana_datasource_is_the_stacks_prometheus(config: dict[str, Any]) -> 
     assert dashboards["providers"][0]["options"]["path"] in targets
 
 
-def test_grafana_dashboard_queries_metrics_the_server_exports(exported_metrics: set[str]) -> None:
-    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "driftloop.json").read_text())
+def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel or annotation title, PromQL) for every query of a dashboard."""
+    queries = [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+    return queries + [(a["name"], a["expr"]) for a in dashboard["annotations"]["list"]]
+
+
+DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+
+
+def test_there_are_the_serving_and_the_model_health_boards() -> None:
+    assert [path.name for path in DASHBOARDS] == ["driftloop.json", "model-health.json"]
+    uids = [json.loads(path.read_text())["uid"] for path in DASHBOARDS]
+    assert len(set(uids)) == len(uids)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_grafana_dashboard_queries_metrics_the_server_exports(path: Path, exported_metrics: set[str]) -> None:
+    dashboard = json.loads(path.read_text())
     panels = dashboard["panels"]
     assert panels
-    exprs = []
     for panel in panels:
         assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}, panel["title"]
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "prometheus", panel["title"]
-            missing = referenced_metrics(target["expr"]) - exported_metrics
-            assert not missing, f"{panel['title']}: {missing} not exported by serving/metrics.py"
-            exprs.append(target["expr"])
-    joined = "\n".join(exprs)
-    for required in (
-        "driftloop_request_latency_seconds_count",  # requests
-        "histogram_quantile(0.5,",
-        "histogram_quantile(0.99,",
-        "by (model, endpoint, reason) (rate(driftloop_request_errors_total",
-        "by (model, model_version, label) (rate(driftloop_predictions_total",
-        "driftloop_model_info",
-    ):
-        assert required in joined
+    for annotation in dashboard["annotations"]["list"]:
+        assert annotation["datasource"]["uid"] == "prometheus", annotation["name"]
+    for title, expr in dashboard_queries(dashboard):
+        missing = referenced_metrics(expr) - exported_metrics
+        assert not missing, f"{title}: {missing} not exported by the server"
+    joined = "\n".join(expr for _, expr in dashboard_queries(dashboard))
+    required = {
+        "driftloop.json": (
+            "driftloop_request_latency_seconds_count",  # requests
+            "histogram_quantile(0.5,",
+            "histogram_quantile(0.99,",
+            "by (model, endpoint, reason) (rate(driftloop_request_errors_total",
+            "by (model, model_version, label) (rate(driftloop_predictions_total",
+            "driftloop_model_info",
+        ),
+        "model-health.json": (
+            "driftloop_drift_share",
+            "driftloop_drift_weighted_share",
+            "driftloop_drift_column_strength",
+            "driftloop_estimated_accuracy",
+            'driftloop_realized_performance{metric="accuracy"}',
+            "driftloop_label_coverage",
+            "driftloop_drift_episode_opened",  # episodes, as annotations
+            "driftloop_model_info offset",  # new versions served (retrains), as annotations
+        ),
+    }[path.name]
+    for expr in required:
+        assert expr in joined
     assert len({panel["id"] for panel in panels}) == len(panels)
 
 

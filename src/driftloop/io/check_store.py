@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from driftloop.core.check_record import CheckRecord
 from driftloop.errors import ServiceError
-from driftloop.io.prediction_store import open_prediction_log
+from driftloop.io.prediction_store import SqlPredictionStore, open_prediction_log
 
 metadata = sa.MetaData()
 drift_checks = sa.Table(
@@ -55,22 +55,18 @@ _JSON_FIELDS = ("drifted_columns", "columns", "segments")
 
 
 class CheckStore:
-    """The ``drift_checks`` table at a prediction log URL (it creates the table on first use).
+    """The ``drift_checks`` table in a prediction log's database (created on first use); it shares the log's engine.
 
     Raises:
-        ConfigError: The URL is malformed or names a driver that is not installed.
-        ServiceError: The database cannot be reached or the table cannot be created.
+        ServiceError: The table cannot be created.
     """
 
-    def __init__(self, url: str) -> None:
-        log = open_prediction_log(url)  # the same URL checks and the same directory creation
+    def __init__(self, log: SqlPredictionStore) -> None:
         self._engine: Engine = log.engine
-        self._where = log.url
         try:
             metadata.create_all(self._engine)
         except SQLAlchemyError as error:
-            log.close()
-            raise ServiceError(f"monitoring store {self._where} is unusable: {error}") from error
+            raise ServiceError(f"monitoring store {log.url} is unusable: {error}") from error
 
     def write(self, record: CheckRecord) -> None:
         row: dict[str, Any] = {c.name: getattr(record, c.name) for c in drift_checks.columns if c.name != "id"}
@@ -102,7 +98,23 @@ class CheckStore:
         return {row["model_name"]: _record(dict(row)) for row in rows}
 
     def close(self) -> None:
+        """Close the database connections, the prediction log's included (they share them)."""
         self._engine.dispose()
+
+
+def open_check_store(url: str) -> CheckStore:
+    """The monitoring store at a prediction log URL (``open_prediction_log``'s checks and directory creation).
+
+    Raises:
+        ConfigError: The URL is malformed or names a driver that is not installed.
+        ServiceError: The database cannot be reached or the table cannot be created.
+    """
+    log = open_prediction_log(url)
+    try:
+        return CheckStore(log)
+    except ServiceError:
+        log.close()
+        raise
 
 
 def _record(row: dict[str, Any]) -> CheckRecord:

@@ -22,11 +22,13 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from driftloop.errors import InputError, ModelNotReady
+from driftloop.io.check_store import CheckStore
 from driftloop.io.onnx_runtime import Outputs
 from driftloop.io.prediction_store import PredictionEvent, PredictionRow, SqlPredictionStore, open_prediction_log
 from driftloop.serving.cache import PredictionCache
 from driftloop.serving.endpoints import INVOCATIONS, Endpoint
 from driftloop.serving.feedback_auth import FeedbackGate
+from driftloop.serving.health_metrics import ModelHealthMetrics
 from driftloop.serving.inputs import FeatureBatch
 from driftloop.serving.metrics import UNKNOWN_MODEL, ServingMetrics
 from driftloop.serving.model import ServingModel
@@ -146,6 +148,8 @@ class Server:
     def start(self) -> None:
         if self.settings.prediction_log:
             self.store = open_prediction_log(self.settings.predictions_url)
+            health = ModelHealthMetrics(CheckStore(self.store).latest, self.models)
+            self.metrics.registry.register(health)
             self.logger = PredictionLogger(
                 self.store,
                 max_queue=self.settings.prediction_log_queue,
