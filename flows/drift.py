@@ -14,6 +14,7 @@ from driftloop.core.drift import check_target_drift, window_predictions
 from driftloop.core.drift_rule import DriftRule
 from driftloop.core.label_check import check_labels
 from driftloop.core.performance_estimate import estimate_performance
+from driftloop.core.segments import check_segments, drifted_segments
 from driftloop.settings import get_settings
 from tasks.drift import (
     EpisodePolicy,
@@ -53,6 +54,7 @@ class DriftCheckOutcome:
     target_drift: bool | None = None  # the labels that came back drifted from the training target (None: not tested)
     target_detail: str = ""
     label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
+    segments: tuple[str, ...] = ()  # each segment's figures in a line (``SegmentCheck.summary``); not judged
 
 
 @flow(name="check-drift")
@@ -93,6 +95,15 @@ def check_drift(
         min_rows=min_rows or settings.drift_min_rows,
         predictions=window_predictions(profile, window),
         rule=drift_rule or settings.drift_rule,
+    )
+    segments = check_segments(
+        profile,
+        window,
+        profile.segments,
+        task,
+        drift_share=drift_share or settings.drift_share,
+        min_rows=min_rows or settings.drift_min_rows,
+        label_min_rows=settings.label_min_rows,
     )
     labelled = window[window["actual"].notna()]
     labels = check_labels(
@@ -147,6 +158,7 @@ def check_drift(
         "prediction_drift": verdict.prediction_drift,
         "target_drift": None if target is None else target.drifted,
         "estimated_accuracy": None if estimate.accuracy is None else round(estimate.accuracy, 4),
+        "drifted_segments": drifted_segments(segments),
         "report": report_url,
         "reason": f"{verdict.summary()}; {labels.summary()}; {estimate.summary()}",
     }
@@ -169,11 +181,14 @@ def check_drift(
             episode.episode,
             window["ts"].min().to_pydatetime() if len(window) else None,
             window["ts"].max().to_pydatetime() if len(window) else None,
+            [segment.as_dict() for segment in segments],
         ),
     )
+    by_segment = "".join(f"- {segment.summary()}\n" for segment in segments)
     publish_verdict(
-        f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n\n**Action**: {episode.note}\n\n"
-        f"[MLflow run]({report_url})\n",
+        f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n\n"
+        + (f"**Segments** (reported, not judged):\n\n{by_segment}\n" if by_segment else "")
+        + f"**Action**: {episode.note}\n\n[MLflow run]({report_url})\n",
         _headline(verdict.status, labels.status, estimate.status),
         report_url,
     )
@@ -197,6 +212,7 @@ def check_drift(
         estimate_detail=estimate.detail(),
         target_drift=None if target is None else target.drifted,
         target_detail="" if target is None else f"{target.method} {target.score:.4g}, threshold {target.threshold:g}",
+        segments=tuple(segment.summary() for segment in segments),
     )
 
 

@@ -231,6 +231,8 @@ def save_reference(
         calibration=calibration,
         target=_training_target(split, schema),
         target_kind="categorical" if schema.task.is_classifier else "numerical",
+        thresholds={f.name: f.drift_threshold for f in schema.features if f.drift_threshold is not None},
+        segments=schema.segments,
     )
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_profile(profile, Path(tmp))

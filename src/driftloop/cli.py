@@ -1144,6 +1144,8 @@ def drift_check(
     if outcome.target_drift is not None:
         verdict = "drifted" if outcome.target_drift else "no drift"
         out.print(f"targets  {verdict} (the labels that came back vs training: {outcome.target_detail})")
+    for index, segment in enumerate(outcome.segments):
+        out.print(f"{'segments' if index == 0 else '':8} {segment}", highlight=False)
     out.print(f"action   {outcome.note}")
     if outcome.report_url:
         out.print(f"MLflow   {outcome.report_url}")

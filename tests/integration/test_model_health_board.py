@@ -18,9 +18,9 @@ import pytest
 from driftloop.io.check_store import open_check_store
 from tests.support.bundles import train_model, write_bundle
 from tests.support.checks import make_record
+from tests.support.dashboards import DASHBOARDS, dashboard_queries
 from tests.support.prometheus import prometheus_scraping
 from tests.support.serving import server_process
-from tests.unit.test_stack_config import DASHBOARDS, dashboard_queries
 
 pytestmark = pytest.mark.integration
 

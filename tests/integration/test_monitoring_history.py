@@ -142,3 +142,59 @@ def _predicted(dl: object, client_ids: list[str]) -> np.ndarray:
     finally:
         store.close()
     return np.asarray([rows[i] for i in client_ids], dtype=object)
+
+
+def _contracts(rows: int, seed: int, moved: str | None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    contract = rng.choice(["month", "year", "two-year"], rows, p=[0.55, 0.35, 0.10])
+    frame = pd.DataFrame(
+        {"tenure": rng.normal(30, 10, rows), "charges": rng.normal(70, 20, rows), "contract": contract}
+    )
+    if moved is not None:
+        frame.loc[contract == moved, ["tenure", "charges"]] += [8.0, 16.0]
+    frame["y"] = np.where(rng.random(rows) < 1 / (1 + np.exp(-(frame["tenure"] - 30) / 5)), "yes", "no")
+    return frame
+
+
+def test_a_shift_confined_to_one_segment_is_reported_for_that_segment(
+    tmp_path: Path, prefect_server: PrefectServer
+) -> None:
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "contracts",
+            "target": {"name": "y", "classes": ["no", "yes"], "positive": "yes"},
+            "features": [
+                {"name": "tenure", "kind": "numeric"},
+                {"name": "charges", "kind": "numeric"},
+                {"name": "contract", "kind": "categorical", "categories": ["month", "year", "two-year"]},
+            ],
+            "segments": ["contract"],
+        }
+    )
+    data, schema_file = tmp_path / "contracts.csv", tmp_path / "contracts.yaml"
+    _contracts(6000, seed=21, moved=None).to_csv(data, index=False)
+    schema_file.write_text(schema_yaml(schema))
+    rows = 1500
+    dl = make_driftloop(tmp_path, prefect_server, model_name="contracts", drift_window_rows=str(rows),
+                        drift_min_rows="100")  # fmt: skip
+    dl.run("train", "--data", str(data), "--schema", str(schema_file))
+    with driftloop_serve(dl, tmp_path) as url:
+        _send_rows(url, _contracts(rows, seed=22, moved="two-year"))
+        wait_logged(dl, rows)
+        checked = dl.run("drift-check")
+    out = checked.stdout
+    assert "verdict  no drift" in out, out  # 10% of the rows moved: diluted below the share
+    assert "segments contract=month: no drift" in out
+    lines = {
+        line.split(":")[0].removeprefix("segments").strip(): line for line in out.splitlines() if "contract=" in line
+    }
+    assert "contract=two-year: drift: " in lines["contract=two-year"]
+    assert "contract=year: no drift" in lines["contract=year"]
+    (check,) = json.loads(dl.run("monitor", "--json").stdout)["checks"]
+    assert [s["segment"] for s in check["segments"] if s["verdict"] == "drift"] == ["contract=two-year"]
+
+
+def _send_rows(url: str, frame: pd.DataFrame) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for row in frame.drop(columns=["y"]).to_dict(orient="records"):
+            assert client.post("/predict", json={"features": row}).status_code == 200

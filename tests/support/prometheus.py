@@ -25,6 +25,12 @@ from tests.support.host import free_port
 @dataclass(frozen=True)
 class Prometheus:
     url: str
+    config: Path
+
+    def scrape(self, targets: list[str], interval: str = "1s") -> None:
+        """Scrape these targets from now on (the config rewritten, then reloaded)."""
+        _write_config(self.config, targets, interval)
+        assert httpx.post(f"{self.url}/-/reload", timeout=10).status_code == 200
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The instant vector of ``expr`` now; fails the test if Prometheus refuses the query."""
@@ -67,14 +73,7 @@ def prometheus_scraping(directory: Path, targets: list[str], interval: str = "1s
     binary = require_prometheus()
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": interval, "evaluation_interval": interval},
-                "scrape_configs": [{"job_name": "driftloop-serving", "static_configs": [{"targets": targets}]}],
-            }
-        )
-    )
+    _write_config(config, targets, interval)
     port = free_port()
     log = (directory / "prometheus.log").open("wb")
     process = subprocess.Popen(
@@ -82,7 +81,7 @@ def prometheus_scraping(directory: Path, targets: list[str], interval: str = "1s
          f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    running = Prometheus(f"http://127.0.0.1:{port}")
+    running = Prometheus(f"http://127.0.0.1:{port}", config)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -99,3 +98,14 @@ def prometheus_scraping(directory: Path, targets: list[str], interval: str = "1s
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def _write_config(path: Path, targets: list[str], interval: str) -> None:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": interval, "evaluation_interval": interval},
+                "scrape_configs": [{"job_name": "driftloop-serving", "static_configs": [{"targets": targets}]}],
+            }
+        )
+    )

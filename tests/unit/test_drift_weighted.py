@@ -8,6 +8,8 @@ uses; moving ``x1`` alone moves 1 of 5 (the share says no drift) but what the mo
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from driftloop.core.drift import ReferenceProfile, build_profile, check_drift, importance_weights
+from driftloop.core.drift import (
+    ColumnDrift,
+    ReferenceProfile,
+    build_profile,
+    check_drift,
+    importance_weights,
+    with_threshold,
+)
 from driftloop.core.drift_rule import DRIFT_RULES, DriftRule, apply_rule
 from driftloop.core.evaluation import feature_importance
-from driftloop.errors import DatasetError
+from driftloop.errors import ConfigError, DatasetError
+from driftloop.io.datasets import load_schema
 from driftloop.io.reference import PROFILE_FILE, load_profile, save_profile
 
 NUMERIC = ["x1", "x2", "x3", "x4"]
@@ -149,3 +159,49 @@ def test_the_weights_survive_the_profile_files_and_damaged_ones_are_named(tmp_pa
     (tmp_path / PROFILE_FILE).write_text(document.replace('"x1":', '"x9":', 1))
     with pytest.raises(DatasetError, match="weights must name each column once"):
         load_profile(tmp_path)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_schema_threshold_judges_its_column_both_ways(seed: int, tmp_path: Path) -> None:
+    """A column's own threshold replaces the default for that column only, with its test's comparison; kept on disk."""
+    rng = np.random.default_rng(seed)
+    reference = pd.DataFrame({"big": rng.normal(0, 1, 5000), "small": rng.normal(0, 1, 5000), "city": "a"})
+    current = pd.DataFrame({"big": rng.normal(0.15, 1, 2000), "small": rng.normal(0, 1, 2000), "city": "a"})
+    plain = build_profile(reference, ["big", "small"], ["city"])
+    default = check_drift(plain, current, min_rows=10)
+    big = next(c for c in default.columns if c.column == "big")
+    assert big.method == "Wasserstein distance (normed)"
+    assert 0.1 < big.score < 0.2  # a 0.15 sd move: drift at the default 0.1
+    assert big.drifted
+    tolerant = build_profile(reference, ["big", "small"], ["city"], thresholds={"big": 0.25})
+    judged = check_drift(tolerant, current, min_rows=10)
+    relaxed = next(c for c in judged.columns if c.column == "big")
+    assert (relaxed.threshold, relaxed.drifted, relaxed.score) == (0.25, False, big.score)
+    assert [c for c in judged.columns if c.column != "big"] == [c for c in default.columns if c.column != "big"]
+    strict = check_drift(build_profile(reference, ["big", "small"], ["city"], thresholds={"big": 0.05}),
+                         current.assign(big=rng.normal(0.07, 1, 2000)), min_rows=10)  # fmt: skip
+    assert next(c for c in strict.columns if c.column == "big").drifted  # 0.07 sd: no drift at 0.1, drift at 0.05
+    save_profile(tolerant, tmp_path)
+    assert load_profile(tmp_path).thresholds == {"big": 0.25}
+
+
+def test_with_threshold_keeps_each_test_s_own_comparison() -> None:
+    ks = ColumnDrift("a", "numerical", "K-S p_value", 0.05, 0.01, True)
+    assert with_threshold(ks, 0.01).drifted  # K-S: p ≤ threshold
+    assert not with_threshold(replace(ks, method="Z-test p_value"), 0.01).drifted  # Z and chi²: p < threshold
+    assert with_threshold(replace(ks, method="Wasserstein distance (normed)", score=0.2), 0.2).drifted
+    assert with_threshold(replace(ks, score=math.nan), 0.5).drifted  # no value to test stays drift
+    assert with_threshold(ks, None) is ks
+
+
+def test_a_schema_threshold_outside_0_1_is_refused_by_name(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(
+        "name: t\ntarget: {name: y, classes: [a, b], positive: b}\n"
+        "features:\n  - {name: x, kind: numeric, drift_threshold: 2}\n"
+        "  - {name: z, kind: numeric, drift_threshold: 0.2}\n"
+    )
+    with pytest.raises(ConfigError, match=r"features\[0\] \('x'\).drift_threshold: Input should be less than 1"):
+        load_schema(schema)
+    schema.write_text(schema.read_text().replace("drift_threshold: 2}", "drift_threshold: 0.01}"))
+    assert [f.drift_threshold for f in load_schema(schema).features] == [0.01, 0.2]

@@ -19,6 +19,7 @@ from driftloop.serving.metrics import ServingMetrics
 from driftloop.settings import Settings
 from tests.support.checks import make_record
 from tests.support.compose import SECRETS, compose_command
+from tests.support.dashboards import DASHBOARDS, dashboard_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -313,15 +314,6 @@ def test_grafana_datasource_is_the_stacks_prometheus(config: dict[str, Any]) -> 
     assert "/etc/grafana/provisioning" in targets
     dashboards = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "driftloop.yml").read_text())
     assert dashboards["providers"][0]["options"]["path"] in targets
-
-
-def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
-    """(panel or annotation title, PromQL) for every query of a dashboard."""
-    queries = [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
-    return queries + [(a["name"], a["expr"]) for a in dashboard["annotations"]["list"]]
-
-
-DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 
 
 def test_there_are_the_serving_and_the_model_health_boards() -> None:

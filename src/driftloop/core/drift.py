@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -170,6 +170,8 @@ class ReferenceProfile:
     weights: Mapping[str, float] | None = None
     calibration: Calibration | None = None  # the model's (core.performance_estimate); None in older profiles
     target: TargetReference | None = None  # the training target (target drift); None in older profiles
+    thresholds: Mapping[str, float] | None = None  # per-column drift thresholds from the schema; None: the defaults
+    segments: tuple[str, ...] = ()  # the schema's segment columns (core.segments)
 
     @property
     def columns(self) -> list[str]:
@@ -399,6 +401,8 @@ def build_profile(
     calibration: Calibration | None = None,
     target: pd.Series | None = None,
     target_kind: ColumnKind = "categorical",
+    thresholds: Mapping[str, float] | None = None,
+    segments: Sequence[str] = (),
 ) -> ReferenceProfile:
     """Precompute the reference side of every drift test, and keep a seeded sample of rows for the report.
 
@@ -407,7 +411,8 @@ def build_profile(
     ``importances`` (each feature's permutation importance) become the profile's ``weights``; ``calibration``
     is kept as given (``core.performance_estimate.fit_calibration``); ``target`` (the training rows' target, a
     column of kind ``target_kind``: categorical for classifiers, numerical for regressors) becomes the reference
-    of target drift.
+    of target drift. ``thresholds`` (the schema's per-column ``drift_threshold``) replace the tests' default
+    thresholds for those columns; ``segments`` are kept for the checks (``core.segments``).
 
     Raises:
         DatasetError: a column is missing, listed twice, not numerical where it should be, or has no value.
@@ -445,6 +450,8 @@ def build_profile(
         weights=None if importances is None else importance_weights(importances, columns),
         calibration=calibration,
         target=None if target is None else _target_reference(target, target_kind),
+        thresholds=dict(thresholds) if thresholds else None,
+        segments=tuple(segments),
     )
 
 
@@ -542,6 +549,8 @@ def check_drift(
     else:
         results = [test() for test in tests]
     prediction = results.pop() if prediction_test is not None else None
+    if profile.thresholds:
+        results = [with_threshold(c, profile.thresholds.get(c.column)) for c in results]
     drifted = sorted((c for c in results if c.drifted), key=lambda c: (-c.strength, c.column))
     share = len(drifted) / len(results)
     drifted_names = [c.column for c in drifted]
@@ -563,6 +572,19 @@ def check_drift(
         fired=fired,
         rule_note=note,
     )
+
+
+def with_threshold(column: ColumnDrift, threshold: float | None) -> ColumnDrift:
+    """The same test judged at ``threshold`` instead (None: as it was), with the test's own comparison."""
+    if threshold is None or math.isnan(column.score):  # no value to test is drift, whatever the threshold
+        return column
+    if column.method == KS:
+        drifted = column.score <= threshold
+    elif column.method in P_VALUE_METHODS:
+        drifted = column.score < threshold
+    else:
+        drifted = column.score >= threshold
+    return replace(column, threshold=threshold, drifted=drifted)
 
 
 def _prediction_test(

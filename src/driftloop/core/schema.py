@@ -41,7 +41,12 @@ class Unseen(StrEnum):
 
 # Feature fields that came after the first schemas, at their defaults: left out of the fingerprint so a schema that
 # does not use them keeps the fingerprint it always had.
-_LATER_FIELD_DEFAULTS: dict[str, object] = {"learn": False, "max_categories": None, "unseen": Unseen.ERROR.value}
+_LATER_FIELD_DEFAULTS: dict[str, object] = {
+    "learn": False,
+    "max_categories": None,
+    "unseen": Unseen.ERROR.value,
+    "drift_threshold": None,
+}
 
 
 class Feature(BaseModel):
@@ -65,6 +70,10 @@ class Feature(BaseModel):
     max_categories: int | None = Field(default=None, ge=1)
     unseen: Unseen = Unseen.ERROR
     description: str = ""
+    # The drift test's threshold for this column instead of Evidently's default (0.05 for a p-value, 0.1 for a
+    # distance); the test itself is still chosen by Evidently's rules. A p-value at or below it, or a distance at
+    # or above it, is drift: a smaller threshold makes a p-value test less sensitive, a distance test more.
+    drift_threshold: float | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -217,6 +226,9 @@ class DatasetSchema(BaseModel):
     target: Target
     features: tuple[Feature, ...] = Field(min_length=1)
     min_rows: int = Field(default=100, ge=2)
+    # Categorical features whose values split the traffic into segments: each drift check also reports drift and
+    # performance per segment, so a change confined to one (one contract type, one region) is seen.
+    segments: tuple[str, ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -231,6 +243,13 @@ class DatasetSchema(BaseModel):
             raise ValueError(f"feature names must be unique; repeated: {duplicated}")
         if self.target.name in names:
             raise ValueError(f"the target {self.target.name!r} is also listed as a feature")
+        categorical = {f.name for f in self.features if f.is_categorical}
+        for segment in self.segments:
+            if segment not in categorical:
+                what = "a numeric feature" if segment in names else "not a feature"
+                raise ValueError(f"segments: {segment!r} is {what}; a segment column must be a categorical feature")
+        if repeated_names(list(self.segments)):
+            raise ValueError(f"segments: listed more than once: {repeated_names(list(self.segments))}")
         return self
 
     @property
@@ -267,6 +286,8 @@ class DatasetSchema(BaseModel):
         # So schemas keep the fingerprint they had before target kinds and learned categories existed.
         dumped["target"] = self.target.recorded()
         dumped["features"] = [feature.recorded() for feature in self.features]
+        if not self.segments:
+            dumped.pop("segments")
         canonical = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -6,6 +6,8 @@
                     "target": the training target's column, as "prediction" (absent in older profiles)
                     "calibration": the model's calibration kind; its two arrays are in numeric.npz (absent in
                     older profiles and for regressors)
+                    "thresholds": the schema's per-column drift thresholds (absent when the schema sets none)
+                    "segments": the schema's segment columns (absent when it names none)
     numeric.npz     each numerical column's sorted reference values (float64), keyed c0, c1, ... as in profile.json,
                     and the prediction's under "prediction" when it is numerical
     sample.parquet  the seeded sample of reference rows, for the HTML report
@@ -41,6 +43,8 @@ __all__ = ["FORMAT", "PROFILE_FILE", "SAMPLE_FILE", "VALUES_FILE", "load_profile
 FORMAT = "driftloop.reference-profile/1"
 PREDICTION_KEY = "prediction"  # profile.json entry and .npz key of the model output's column
 WEIGHTS_KEY = "weights"
+SEGMENTS_KEY = "segments"  # the schema's segment columns (absent when it names none)
+THRESHOLDS_KEY = "thresholds"  # per-column drift thresholds from the schema (absent: the tests' defaults)
 CALIBRATION_KEY = "calibration"
 TARGET_KEY = "target"  # profile.json entry and .npz key of the training target's column
 CALIBRATION_ARRAYS = ("calibration_scores", "calibration_probabilities")  # .npz keys
@@ -78,6 +82,10 @@ def save_profile(profile: ReferenceProfile, directory: Path) -> list[Path]:
             arrays[TARGET_KEY] = profile.target.reference.values
     if profile.weights is not None:
         document[WEIGHTS_KEY] = dict(profile.weights)
+    if profile.thresholds:
+        document[THRESHOLDS_KEY] = dict(profile.thresholds)
+    if profile.segments:
+        document[SEGMENTS_KEY] = list(profile.segments)
     if profile.calibration is not None:
         document[CALIBRATION_KEY] = {"kind": profile.calibration.kind}
         arrays[CALIBRATION_ARRAYS[0]] = profile.calibration.scores
@@ -139,6 +147,8 @@ def load_profile(directory: Path) -> ReferenceProfile:
         sample = pd.read_parquet(directory / SAMPLE_FILE)
         rows = int(document["rows"])
         weights = _read_weights(document.get(WEIGHTS_KEY), [*numeric, *categorical])
+        thresholds = _read_thresholds(document.get(THRESHOLDS_KEY), [*numeric, *categorical])
+        segments = tuple(str(name) for name in document.get(SEGMENTS_KEY, []) if name in categorical)
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"the reference profile in {directory} is incomplete or damaged: {exc!r}") from exc
     return ReferenceProfile(
@@ -150,7 +160,21 @@ def load_profile(directory: Path) -> ReferenceProfile:
         weights=weights,
         calibration=calibration,
         target=target,
+        thresholds=thresholds,
+        segments=segments,
     )
+
+
+def _read_thresholds(entry: object, columns: list[str]) -> dict[str, float] | None:
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{THRESHOLDS_KEY} must map columns to thresholds, got {entry!r}")
+    thresholds = {str(name): float(value) for name, value in entry.items()}
+    unknown = sorted(set(thresholds) - set(columns))
+    if unknown or any(not 0 < value < 1 for value in thresholds.values()):
+        raise ValueError(f"{THRESHOLDS_KEY}: each must be a profile column's, in (0, 1): {thresholds}")
+    return thresholds
 
 
 def _read_calibration(entry: object, arrays: Mapping[str, np.ndarray]) -> Calibration | None:

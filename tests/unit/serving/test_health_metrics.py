@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
 
 from driftloop.io.check_store import open_check_store
 from driftloop.serving.app import create_app
@@ -16,7 +17,6 @@ from driftloop.serving.health_metrics import ModelHealthMetrics
 from driftloop.serving.source import FileModelSource
 from tests.support.checks import make_record
 from tests.support.serving import serving_settings
-from tests.unit.serving.test_app import running
 
 T = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ def test_the_server_exposes_its_models_newest_check_and_no_other(tmp_path: Path,
         store.write(make_record(T, "not-served", seed=3, shift=2.0, labelled=0))
     finally:
         store.close()
-    with running(create_app(settings, source=FileModelSource(bundle_dir))) as client:
+    with TestClient(create_app(settings, source=FileModelSource(bundle_dir))) as client:
         samples = _samples(client.get("/metrics").text)
     churn = (("model", "churn"), ("model_version", "1"))
     assert samples["driftloop_drift_check_timestamp_seconds", churn] == (T + timedelta(hours=1)).timestamp()

@@ -1,0 +1,142 @@
+"""Drift and performance per segment: the window split by a categorical column the schema names (``segments``).
+
+A change confined to one segment (one contract type, one region) is diluted in the whole window's verdict. Each
+segment's rows are tested against the reference rows of the same segment: those of the profile's seeded sample
+(``ReferenceProfile.sample``, up to 5,000 training rows), so no more is stored. With a reference of at most 1,000
+rows Evidently's rules pick p-value tests (K-S, chi-square, Z), as they would for any small reference. The
+segment's estimate and realized performance are the whole check's, on its rows only. Segments are reported; the
+episode policy does not act on them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from driftloop.core.drift import ReferenceProfile, build_profile, check_drift
+from driftloop.core.label_check import check_labels
+from driftloop.core.performance_estimate import estimate_performance
+from driftloop.core.task import Task
+
+MIN_REFERENCE_ROWS = 100  # fewer reference rows of a segment in the sample: it is not tested
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    """One segment's figures. ``verdict`` is the drift test's status, or why the segment was not tested."""
+
+    column: str
+    value: str
+    rows: int
+    verdict: str
+    share: float | None = None
+    drifted_columns: tuple[str, ...] = ()
+    estimated_accuracy: float | None = None
+    labelled: int = 0
+    realized_metric: str = ""
+    realized: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}={self.value}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "segment": self.name,
+            "rows": self.rows,
+            "verdict": self.verdict,
+            "share": self.share,
+            "drifted_columns": list(self.drifted_columns),
+            "estimated_accuracy": self.estimated_accuracy,
+            "labelled": self.labelled,
+            "realized_metric": self.realized_metric,
+            "realized": self.realized,
+        }
+
+    def summary(self) -> str:
+        if self.share is None:
+            return f"{self.name}: {self.verdict} ({self.rows:,} rows)"
+        drifted = f": {', '.join(self.drifted_columns[:3])}" if self.drifted_columns else ""
+        text = f"{self.name}: {self.verdict}{drifted} (share {self.share:.2f}, {self.rows:,} rows"
+        if self.estimated_accuracy is not None:
+            text += f", estimated accuracy {self.estimated_accuracy:.3f}"
+        if self.realized is not None:
+            text += f", {self.realized_metric} {self.realized:.4g} on {self.labelled:,} labels"
+        return text + ")"
+
+
+def check_segments(
+    profile: ReferenceProfile,
+    window: pd.DataFrame,
+    segments: Sequence[str],
+    task: Task,
+    *,
+    drift_share: float,
+    min_rows: int,
+    label_min_rows: int,
+) -> list[SegmentCheck]:
+    """Each segment value seen in the window, most rows first within a column.
+
+    Args:
+        profile: The champion's profile; its sample gives each segment's reference rows.
+        window: The prediction log's window: features, ``label``, ``probability``, ``actual``.
+        segments: The schema's segment columns (categorical features).
+        task: The model's task.
+        drift_share: The whole check's; a segment is drift when this share of its columns drifted.
+        min_rows: Fewer window rows in a segment: not tested.
+        label_min_rows: Fewer labels in a segment: its realized value is not computed.
+    """
+    numeric, categorical = list(profile.numeric), list(profile.categorical)
+    results = []
+    for column in segments:
+        if column not in profile.categorical or column not in window:
+            continue
+        values = window[column].astype(object).where(window[column].notna(), "(missing)")
+        reference_values = profile.sample[column].astype(object).where(profile.sample[column].notna(), "(missing)")
+        for value, rows in window.groupby(values, sort=False).groups.items():
+            part = window.loc[rows]
+            label = str(value)
+            reference = profile.sample[reference_values == value]
+            if len(part) < min_rows:
+                results.append(SegmentCheck(column, label, len(part), f"not tested: fewer than {min_rows} rows"))
+                continue
+            if len(reference) < MIN_REFERENCE_ROWS:
+                results.append(SegmentCheck(column, label, len(part), f"not tested: {len(reference)} reference rows"))
+                continue
+            segment_profile = build_profile(
+                reference, numeric, categorical, sample_rows=1, thresholds=profile.thresholds
+            )
+            verdict = check_drift(segment_profile, part, drift_share=drift_share, min_rows=min_rows, workers=1)
+            labelled = part[part["actual"].notna()]
+            # Figures only: the segments are reported, not judged against the holdout (NaN baselines).
+            labels = check_labels(
+                task, labelled["label"].to_numpy(), labelled["actual"].to_numpy(), math.nan, label_min_rows, 0.0
+            )
+            estimate = estimate_performance(
+                profile.calibration, task, part["probability"].to_numpy(), part["label"].to_numpy(), math.nan, 0.0,
+                min_rows,
+            )  # fmt: skip
+            results.append(
+                SegmentCheck(
+                    column,
+                    label,
+                    len(part),
+                    verdict.status,
+                    verdict.share,
+                    tuple(verdict.drifted_columns),
+                    estimate.accuracy,
+                    labels.rows,
+                    labels.metric,
+                    labels.value,
+                )
+            )
+    return sorted(results, key=lambda s: (segments.index(s.column), -s.rows, s.value))
+
+
+def drifted_segments(checks: Sequence[SegmentCheck]) -> list[str]:
+    """The names of the segments whose own test found drift."""
+    return [s.name for s in checks if s.verdict == "drift"]
