@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run install test lint bench up down
+.PHONY: run install test lint bench up down minimal
 
 $(BIN)/driftloop: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("driftloop needs Python 3.11 or 3.12, found " + sys.version.split()[0]) if sys.version_info[:2] not in ((3, 11), (3, 12)) else None'
@@ -19,6 +19,17 @@ run: $(BIN)/driftloop          ## set up, then the whole loop once (services sta
 
 test: lint                     ## lint, then the whole test suite (unit + integration), three modules at a time
 	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25 tests/unit tests/integration
+
+# A minimal install (no extras: no Evidently) on pandas 3, in .venv-minimal, and the unit tests that need no
+# extra (Evidently's agreement, LightGBM/XGBoost, Triton's client, the dev tools' own tests are left out).
+minimal:
+	test -x .venv-minimal/bin/python || $(PYTHON) -m venv .venv-minimal
+	grep -v '^pandas\(-stubs\)\?==\|^evidently==' constraints.txt > .venv-minimal/constraints.txt
+	.venv-minimal/bin/python -m pip install --quiet -c .venv-minimal/constraints.txt -e . 'pandas>=3' pytest pytest-xdist
+	.venv-minimal/bin/python -c 'import importlib.util as u, pandas; assert u.find_spec("evidently") is None; print("pandas", pandas.__version__, "without evidently")'
+	.venv-minimal/bin/pytest -n 2 -p no:cacheprovider tests/unit --ignore=tests/unit/test_drift_evidently.py \
+	  --ignore=tests/unit/serving/test_protocols.py --ignore=tests/unit/test_k8s_manifests.py \
+	  -k 'not lightgbm and not xgboost and not contracts_hold and not actionlint'
 
 lint: $(BIN)/driftloop         ## ruff, the import contracts, mypy, actionlint
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -55,6 +55,7 @@ class DriftCheckOutcome:
     target_detail: str = ""
     label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
     segments: tuple[str, ...] = ()  # each segment's figures in a line (``SegmentCheck.summary``); not judged
+    report_file: str | None = None  # the Evidently HTML report as a local file, to open in a browser
 
 
 @flow(name="check-drift")
@@ -128,7 +129,7 @@ def check_drift(
     # Any of the three opens an episode: the features moved (by the rule), the labels say the model got worse, or
     # its calibrated confidence does before any label came back.
     drifted = verdict.status == "drift" or labels.status == "degraded" or estimate.status == "degraded"
-    report_url = record_check(
+    recorded = record_check(
         uri,
         settings.mlflow_artifacts if settings.uses_local_mlflow else None,
         settings.mlflow_ui,
@@ -140,7 +141,9 @@ def check_drift(
         profile,
         window,
         with_report=drifted,  # the HTML report only when there is something to look at (it is slow)
+        reports_dir=settings.home / "reports",
     )
+    report_url = recorded.run_url
     payload = {
         "model": name,
         "version": champion.version,
@@ -160,6 +163,7 @@ def check_drift(
         "estimated_accuracy": None if estimate.accuracy is None else round(estimate.accuracy, 4),
         "drifted_segments": drifted_segments(segments),
         "report": report_url,
+        "report_file": None if recorded.report_path is None else str(recorded.report_path),
         "reason": f"{verdict.summary()}; {labels.summary()}; {estimate.summary()}",
     }
     insufficient = verdict.status == "insufficient data" and labels.value is None
@@ -213,6 +217,7 @@ def check_drift(
         target_drift=None if target is None else target.drifted,
         target_detail="" if target is None else f"{target.method} {target.score:.4g}, threshold {target.threshold:g}",
         segments=tuple(segment.summary() for segment in segments),
+        report_file=None if recorded.report_path is None else str(recorded.report_path),
     )
 
 

@@ -179,10 +179,11 @@ def _draw(board: dict, series: dict, marks: dict, start: float, out: Path) -> No
         axis.set_title(panel["title"], fontsize=10)
         axis.legend(fontsize=7, loc="best")
         axis.grid(alpha=0.3)
-    for axis in axes[1]:
-        axis.set_xlabel(
-            "seconds (a drift check every 10 s); red: drift episode opened; blue: a version starts being served"
-        )
+    figure.supxlabel(
+        "seconds (a drift check every 10 s).  Red: a drift episode opened.  Blue: a version starts being served "
+        "(v1 at the start, v2 after the retrain).",
+        fontsize=9,
+    )
     figure.suptitle("driftloop model health: the board's queries on a real Prometheus (known world, compressed)")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

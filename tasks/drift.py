@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ from tasks.registry import Champion
 from tasks.tracking import closed_here, opened_here
 
 MONITORING_EXPERIMENT = "driftloop-monitoring"
+REPORT_SKIPPED = (
+    "The Evidently HTML report was skipped: it needs the report extra (pip install 'driftloop[report]'). "
+    "The verdict does not: driftloop's tests reproduce Evidently's."
+)
 
 
 @task(name="read-prediction-window", cache_policy=NO_CACHE, timeout_seconds=600)
@@ -81,8 +87,13 @@ def record_check(
     profile: ReferenceProfile,
     window: pd.DataFrame,
     with_report: bool,
-) -> str:
-    """An MLflow run per check (verdict metrics, JSON, the Evidently HTML report); returns the run's URL."""
+    reports_dir: Path | None = None,
+) -> CheckRecorded:
+    """An MLflow run per check (verdict metrics, the summaries, the Evidently HTML report).
+
+    The report is also written under ``reports_dir`` (when given), to open in a browser: MLflow serves every
+    artifact as a download, and its preview cannot run the report's scripts.
+    """
     client = tracking.use_tracking_uri(tracking_uri)
     experiment_id = tracking.ensure_experiment(client, MONITORING_EXPERIMENT, artifact_root)
     tags = {"driftloop.model": model_name, "driftloop.model_version": version, "driftloop.verdict": verdict.status}
@@ -101,21 +112,34 @@ def record_check(
             tracking.log_metrics(client, run_id, {"labelled_mae": labels.mae})
         tracking.log_metrics(client, run_id, _estimate_metrics(estimate))
         summaries = f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n"
-        tracking.log_text(client, run_id, summaries, "verdict.md")
-        if with_report:
+        report_path = None
+        if with_report and find_spec("evidently") is None:
+            summaries += f"\n{REPORT_SKIPPED}\n"
+        elif with_report:
             # Evidently takes seconds of CPU to import: only a drifting check, which builds its report, pays that.
             from driftloop.io.drift_report import build_report
 
             with tempfile.TemporaryDirectory() as tmp:
                 report = build_report(profile, window[list(profile.columns)], Path(tmp) / "drift_report.html")
                 tracking.log_files(client, run_id, [report], artifact_path="report")
+                if reports_dir is not None:
+                    report_path = reports_dir / model_name / f"drift-v{version}-{run_id[:12]}.html"
+                    report_path.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(report, report_path)
+        tracking.log_text(client, run_id, summaries, "verdict.md")
     except BaseException:
         tracking.end_run(client, run_id, succeeded=False)
         closed_here(run_id)
         raise
     tracking.end_run(client, run_id, succeeded=True)
     closed_here(run_id)
-    return tracking.run_url(mlflow_ui, experiment_id, run_id)
+    return CheckRecorded(tracking.run_url(mlflow_ui, experiment_id, run_id), report_path)
+
+
+@dataclass(frozen=True)
+class CheckRecorded:
+    run_url: str  # the check's MLflow run
+    report_path: Path | None  # the HTML report as a local file, when one was built and kept
 
 
 @dataclass(frozen=True)

@@ -1147,6 +1147,8 @@ def drift_check(
     for index, segment in enumerate(outcome.segments):
         out.print(f"{'segments' if index == 0 else '':8} {segment}", highlight=False)
     out.print(f"action   {outcome.note}")
+    if outcome.report_file:
+        out.print(f"report   {Path(outcome.report_file).as_uri()}", highlight=False, soft_wrap=True)
     if outcome.report_url:
         out.print(f"MLflow   {outcome.report_url}")
 
@@ -1179,17 +1181,17 @@ def monitor(
         records = checks.read(settings.model_name, last=last)
     finally:
         checks.close()
-    task, calibration = _champion_task_and_calibration(settings)
     log = open_prediction_log(settings.predictions_url)
     try:
         since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
         served = log.read_window(settings.model_name, since=since.to_pydatetime(), features=False)
     finally:
         log.close()
+    task, calibrations = _task_and_calibrations(settings, sorted(set(served["model_version"])))
     windows = (
         []
         if task is None
-        else performance_by_window(served, task, calibration, every, settings.label_min_rows, settings.drift_min_rows)
+        else performance_by_window(served, task, calibrations, every, settings.label_min_rows, settings.drift_min_rows)
     )
     if as_json:
         sys.stdout.write(
@@ -1214,23 +1216,31 @@ def monitor(
                  f"no predictions of {settings.model_name!r} served in the last {days:g} days", caption)  # fmt: skip
 
 
-def _champion_task_and_calibration(settings: Settings) -> tuple[Any, Any]:
-    """The champion's task and calibration (the estimate per window); (None, None) with no champion yet."""
+def _champion_task(settings: Settings) -> Any:
+    """The champion's task; None with no champion yet."""
+    task, _ = _task_and_calibrations(settings, [])
+    return task
+
+
+def _task_and_calibrations(settings: Settings, versions: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The champion's task, and each version's calibration (its rows' estimate); (None, {}) with no champion yet."""
     store = _local_store(settings)
     if store is not None and not store.is_file():
-        return None, None
+        return None, {}
     from driftloop.core.task import Task
     from driftloop.io.reference import download_profile
 
     registry = _registry(settings)
     champion = registry.champion()
     if champion is None:
-        return None, None
+        return None, {}
     tags = dict(champion.tags)
     task = Task.from_record(tags[lineage.TASK]) if lineage.TASK in tags else registry.schema_of(champion.version).task
-    reference = tags.get(f"{lineage.PREFIX}reference_uri")
-    profile = download_profile(settings.tracking_uri, reference) if reference else None
-    return task, None if profile is None else profile.calibration
+    calibrations = {}
+    for version in versions:
+        reference = dict(registry.get_version(version).tags).get(f"{lineage.PREFIX}reference_uri")
+        calibrations[version] = download_profile(settings.tracking_uri, reference).calibration if reference else None
+    return task, calibrations
 
 
 def _print_table(title: str, rows: list[dict[str, str]], empty: str, caption: str | None = None) -> None:
@@ -1279,7 +1289,7 @@ def labels_import(
     password = settings.sql_password
     frame = read_source(_source(data, query), password.get_secret_value() if password else None)
     table = read_label_table(frame, id_column, label_column, row_column)
-    task, _ = _champion_task_and_calibration(settings)
+    task = _champion_task(settings)
     if task is None:
         raise _fail(f"model {settings.model_name!r} has no champion yet: there are no predictions to label")
     labels = label_texts(table["label"], task, label_column)

@@ -78,6 +78,14 @@ def test_late_labels_from_a_file_fill_in_coverage_and_confirm_the_estimate_in_th
         wait_logged(dl, WINDOW)
         before = dl.run("drift-check")
         assert "estimate degraded" in before.stdout, before.stdout
+        # Something to look at: the Evidently report, as a file a browser opens (MLflow only offers a download).
+        (report_line,) = [line for line in before.stdout.splitlines() if line.startswith("report   file://")]
+        report = Path(report_line.removeprefix("report   file://"))
+        assert report.parent == dl.home / "reports" / "boundary", report
+        html = report.read_text(encoding="utf-8")
+        assert html.lstrip().lower().startswith("<html") or html.lstrip().lower().startswith("<!doctype html")
+        assert "evidently" in html.lower()
+        assert len(html) > 100_000
 
         labels = pd.DataFrame({"order_id": ids, "outcome": hard["y"]})
         early = int(0.3 * WINDOW)

@@ -60,14 +60,16 @@ def _served(seed: int, hours: int, rows_per_hour: int, coverage: list[float], ac
         right = rng.random(rows_per_hour) < accuracy[hour]
         truth = np.where(right, predicted, np.where(predicted == "yes", "no", "yes")).astype(object)
         truth[rng.random(rows_per_hour) >= coverage[hour]] = None
-        frames.append(pd.DataFrame({"ts": ts, "label": predicted, "probability": 0.5, "actual": truth}))
+        frames.append(
+            pd.DataFrame({"ts": ts, "model_version": "1", "label": predicted, "probability": 0.5, "actual": truth})
+        )
     return pd.concat(frames, ignore_index=True).sort_values("ts", ignore_index=True)
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])
 def test_windows_count_coverage_and_realize_only_with_enough_labels(seed: int) -> None:
     served = _served(seed, 3, 2000, coverage=[1.0, 0.5, 0.01], accuracy=[0.9, 0.6, 0.9])
-    windows = performance_by_window(served, BINARY, None, "1h", min_labels=100, min_rows=100)
+    windows = performance_by_window(served, BINARY, {}, "1h", min_labels=100, min_rows=100)
     assert [w.rows for w in windows] == [2000, 2000, 2000]
     assert windows[0].coverage == 1.0
     assert 0.45 < windows[1].coverage < 0.55
@@ -76,7 +78,7 @@ def test_windows_count_coverage_and_realize_only_with_enough_labels(seed: int) -
     assert windows[1].realized == pytest.approx(0.6, abs=0.04)
     assert windows[2].realized is None  # ~20 labels: not judged, whatever they say
     assert all(w.estimated_accuracy is None for w in windows)  # no calibration given
-    one = performance_by_window(served, BINARY, None, "1D", min_labels=100, min_rows=100)
+    one = performance_by_window(served, BINARY, {}, "1D", min_labels=100, min_rows=100)
     assert [w.rows for w in one] == [6000]
     assert one[0].labelled == sum(w.labelled for w in windows)
     assert format_windows(windows)[2]["realized accuracy"] == "-"
@@ -96,7 +98,8 @@ def test_the_estimate_per_window_follows_the_calibration() -> None:
     served = pd.concat([sure, unsure], ignore_index=True)
     served["label"] = np.where(served["probability"] >= 0.5, "yes", "no")
     served["actual"] = None
-    sure_window, unsure_window = performance_by_window(served, BINARY, calibration, "1h", 100, 100)
+    served["model_version"] = "1"
+    sure_window, unsure_window = performance_by_window(served, BINARY, {"1": calibration}, "1h", 100, 100)
     assert sure_window.estimated_accuracy is not None
     assert sure_window.estimated_accuracy > 0.9
     assert unsure_window.estimated_accuracy == pytest.approx(0.55, abs=0.05)
@@ -106,4 +109,23 @@ def test_the_estimate_per_window_follows_the_calibration() -> None:
 
 def test_a_bad_window_length_is_refused() -> None:
     with pytest.raises(ValueError):
-        performance_by_window(_served(1, 1, 10, [1.0], [1.0]), BINARY, None, "fortnightly", 1, 1)
+        performance_by_window(_served(1, 1, 10, [1.0], [1.0]), BINARY, {}, "fortnightly", 1, 1)
+
+
+def test_a_window_served_by_two_versions_is_split_and_each_estimated_with_its_own_calibration() -> None:
+    rng = np.random.default_rng(8)
+    served = pd.DataFrame(
+        {
+            "ts": pd.Timestamp("2026-12-01 00:30", tz="UTC"),
+            "model_version": np.repeat(["1", "2"], 500),
+            "probability": 0.8,
+            "actual": None,
+        }
+    )
+    served["label"] = "yes"
+    optimistic = fit_calibration(BINARY, rng.uniform(0, 1, 4000), np.ones(4000, dtype=int))  # always right
+    honest = fit_calibration(BINARY, (s := rng.uniform(0, 1, 4000)), (rng.random(4000) < s).astype(int))
+    one, two = performance_by_window(served, BINARY, {"1": optimistic, "2": honest}, "1h", 100, 100)
+    assert (one.version, one.rows, two.version, two.rows) == ("1", 500, "2", 500)
+    assert one.estimated_accuracy == pytest.approx(1.0)
+    assert two.estimated_accuracy == pytest.approx(0.8, abs=0.05)

@@ -8,6 +8,7 @@ the prediction was served, not the time its label arrived: a window's realized v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +26,7 @@ class WindowPerformance:
 
     Attributes:
         start: The window's first moment (UTC), windows being ``[start, start + every)``.
+        version: The model version that served these rows (a window served by two versions has a row for each).
         rows: Predictions served in it.
         labelled: Of them, rows whose usable true label came back.
         metric: The realized metric's name: accuracy (classifiers) or rmse (regressors).
@@ -33,6 +35,7 @@ class WindowPerformance:
     """
 
     start: datetime
+    version: str
     rows: int
     labelled: int
     metric: str
@@ -47,7 +50,7 @@ class WindowPerformance:
 def performance_by_window(
     frame: pd.DataFrame,
     task: Task,
-    calibration: Calibration | None,
+    calibrations: Mapping[str, Calibration | None],
     every: str,
     min_labels: int,
     min_rows: int,
@@ -55,9 +58,10 @@ def performance_by_window(
     """Each non-empty window's figures, oldest first.
 
     Args:
-        frame: Prediction log rows: ``ts`` (UTC), ``label``, ``probability``, ``actual`` (None where no label).
+        frame: Prediction log rows: ``ts`` (UTC), ``model_version``, ``label``, ``probability``, ``actual`` (None
+            where no label).
         task: The model's task.
-        calibration: The version's calibration (the estimate); None: no estimate.
+        calibrations: Each version's calibration (its rows' estimate); a version missing or None: no estimate.
         every: The window length as pandas spells a frequency: ``1h``, ``1D``, ``7D``.
         min_labels: Fewer usable labels than this leave ``realized`` empty (the label check's own minimum).
         min_rows: Fewer rows than this are not estimated.
@@ -67,13 +71,13 @@ def performance_by_window(
     """
     if frame.empty:
         return []
-    keys = frame["ts"].dt.floor(pd.tseries.frequencies.to_offset(every))
+    keys = frame["ts"].dt.floor(pd.tseries.frequencies.to_offset(every)).rename("start")
     windows = []
-    for start, rows in frame.groupby(keys, sort=True):
+    for (start, version), rows in frame.groupby([keys, frame["model_version"].astype(str)], sort=True):
         labelled = rows[rows["actual"].notna()]
         check = check_labels(task, labelled["label"].to_numpy(), labelled["actual"].to_numpy(), np.nan, min_labels, 0.0)
         estimate = estimate_performance(
-            calibration,
+            calibrations.get(str(version)),
             task,
             rows["probability"].to_numpy(),
             rows["label"].to_numpy(),
@@ -83,7 +87,8 @@ def performance_by_window(
         )
         windows.append(
             WindowPerformance(
-                start=pd.Timestamp(start).to_pydatetime(),
+                start=pd.Timestamp(str(start)).to_pydatetime(),
+                version=str(version),
                 rows=len(rows),
                 labelled=check.rows,
                 metric=check.metric,
@@ -99,6 +104,7 @@ def format_windows(windows: list[WindowPerformance]) -> list[dict[str, str]]:
     return [
         {
             "served from (UTC)": w.start.strftime("%Y-%m-%d %H:%M"),
+            "version": w.version,
             "rows": f"{w.rows:,}",
             "labelled": f"{w.labelled:,}",
             "coverage": f"{w.coverage:.0%}",

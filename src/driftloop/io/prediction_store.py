@@ -365,7 +365,8 @@ def _feature_frame(texts: list[str], index: pd.Index) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame([orjson.loads(text) for text in texts], index=index)
-    for name in frame.select_dtypes(include="object").columns:
+    # Text columns are object in pandas 2 and str in pandas 3; numbers and all-missing columns are float.
+    for name in [n for n, kind in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(kind)]:
         column = frame[name]
         # JSON keeps numbers and strings apart, so a category such as "12" stays text. A feature missing in
         # every row cannot tell its kind and comes back as float NaN, like a numeric one.
@@ -602,7 +603,7 @@ class SqlPredictionStore:
         time_format = "ISO8601" if self._sqlite else None
         frame = pd.DataFrame(
             {
-                "ts": pd.to_datetime(ts, utc=True, format=time_format),
+                "ts": pd.to_datetime(ts, utc=True, format=time_format).as_unit("ns"),  # pandas 3 infers the unit
                 "request_id": pd.Series(request_ids, dtype=object),
                 "model_version": pd.Series(versions, dtype=object),
                 "label": pd.Series(labels, dtype=object),

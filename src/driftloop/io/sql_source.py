@@ -82,7 +82,7 @@ def read_sql(source: SqlQuery, password: str | None = None) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             frame = pd.read_sql_query(sa.text(source.query), connection)
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, pd.errors.DatabaseError) as error:  # pandas 3 wraps the driver's error in its own
         raise DatasetError(f"cannot read {source.describe()}: {_hidden(error, password)}") from None
     finally:
         engine.dispose()
