@@ -19,6 +19,7 @@ from driftloop.settings import get_settings
 from tasks.drift import (
     EpisodePolicy,
     champion_task,
+    check_window_in_chunks,
     handle_episode,
     holdout_rows,
     keep_check,
@@ -86,27 +87,35 @@ def check_drift(
         publish_verdict(f"# Drift check skipped\n\n{note}\n", "skipped", settings.mlflow_ui)
         return DriftCheckOutcome(name, None, "skipped", "skipped", 0.0, [], 0, "none", None, note, None)
 
-    window = read_window(settings.predictions_url, name, champion.version, window_rows or settings.drift_window_rows)
+    wanted = window_rows or settings.drift_window_rows
     profile = load_reference(uri, champion.tags["driftloop.reference_uri"])
     task = champion_task(name, uri, champion.version, champion.tags)
-    verdict = test_drift(
-        profile,
-        window,
-        drift_share=drift_share or settings.drift_share,
-        min_rows=min_rows or settings.drift_min_rows,
-        predictions=window_predictions(profile, window),
-        rule=drift_rule or settings.drift_rule,
-    )
+    share_needed = drift_share or settings.drift_share
+    rows_needed = min_rows or settings.drift_min_rows
+    rule = drift_rule or settings.drift_rule
+    if wanted > settings.drift_chunk_rows:
+        # The features' verdict on every row, in bounded memory; the other figures on a sample and the labels.
+        big = check_window_in_chunks(settings.predictions_url, name, champion.version, wanted,
+                                     settings.drift_chunk_rows, profile, share_needed, rows_needed, rule)  # fmt: skip
+        verdict, window, labelled = big.verdict, big.sample, big.labelled
+        bounds = (big.first_ts, big.last_ts)
+    else:
+        window = read_window(settings.predictions_url, name, champion.version, wanted)
+        verdict = test_drift(profile, window, drift_share=share_needed, min_rows=rows_needed,
+                             predictions=window_predictions(profile, window), rule=rule)  # fmt: skip
+        labelled = window[window["actual"].notna()]
+        bounds = (
+            (window["ts"].min().to_pydatetime(), window["ts"].max().to_pydatetime()) if len(window) else (None, None)
+        )
     segments = check_segments(
         profile,
         window,
         profile.segments,
         task,
-        drift_share=drift_share or settings.drift_share,
-        min_rows=min_rows or settings.drift_min_rows,
+        drift_share=share_needed,
+        min_rows=rows_needed,
         label_min_rows=settings.label_min_rows,
     )
-    labelled = window[window["actual"].notna()]
     labels = check_labels(
         task,
         labelled["label"].to_numpy(),  # a regressor's value as text: check_labels reads it as a number
@@ -153,8 +162,8 @@ def check_drift(
         "rule": verdict.decided_by(),
         "drifted_columns": verdict.drifted_columns,
         "rows": verdict.rows,
-        "window_start": str(window["ts"].min()) if len(window) else None,
-        "window_end": str(window["ts"].max()) if len(window) else None,
+        "window_start": None if bounds[0] is None else str(bounds[0]),
+        "window_end": None if bounds[1] is None else str(bounds[1]),
         **({"accuracy": None if labels.accuracy is None else round(labels.accuracy, 4)} if task.is_classifier else {}),
         "label_metric": labels.metric,
         "label_value": None if labels.value is None else float(f"{labels.value:.6g}"),
@@ -183,8 +192,8 @@ def check_drift(
             target,
             episode.action,
             episode.episode,
-            window["ts"].min().to_pydatetime() if len(window) else None,
-            window["ts"].max().to_pydatetime() if len(window) else None,
+            bounds[0],
+            bounds[1],
             [segment.as_dict() for segment in segments],
         ),
     )

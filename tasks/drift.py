@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from driftloop.core import lineage
 from driftloop.core.check_record import CheckRecord
 from driftloop.core.drift import DriftVerdict, ReferenceProfile
+from driftloop.core.drift_rule import DriftRule
 from driftloop.core.episodes import Episode, drift_action
 from driftloop.core.label_check import LabelCheck
 from driftloop.core.performance_estimate import PerformanceEstimate
@@ -34,6 +35,7 @@ from driftloop.io.prefect_events import emit
 from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.reference import download_profile
 from driftloop.io.registry import ModelRegistry, locate_model_file
+from driftloop.io.window_spill import LoggedWindow, check_logged_window
 from tasks.policies import mlflow_task
 from tasks.registry import Champion
 from tasks.tracking import closed_here, opened_here
@@ -51,6 +53,28 @@ def read_window(predictions_url: str, model_name: str, version: str, rows: int) 
     store = open_prediction_log(predictions_url)
     try:
         return store.read_window(model_name, model_version=version, last=rows)
+    finally:
+        store.close()
+
+
+@task(name="check-window-in-chunks", cache_policy=NO_CACHE, timeout_seconds=3600)
+def check_window_in_chunks(
+    predictions_url: str,
+    model_name: str,
+    version: str,
+    rows: int,
+    chunk_rows: int,
+    profile: ReferenceProfile,
+    drift_share: float,
+    min_rows: int,
+    rule: DriftRule,
+) -> LoggedWindow:
+    """A window too big to read at once: streamed from the log, its columns spilled to disk and tested one by one."""
+    store = open_prediction_log(predictions_url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="driftloop-window-") as tmp:
+            return check_logged_window(store, model_name, version, rows, chunk_rows, profile, Path(tmp),
+                                       drift_share=drift_share, min_rows=min_rows, rule=rule)  # fmt: skip
     finally:
         store.close()
 

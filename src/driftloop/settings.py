@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     drift_cron: str = Field(default="*/10 * * * *", description="Schedule of the drift-check deployment (UTC).")
     drift_window_rows: int = Field(default=1000, ge=1, description="The drift check reads the last N predictions.")
     drift_min_rows: int = Field(default=200, ge=1, description="Fewer rows: 'insufficient data', never drift.")
+    drift_chunk_rows: int = Field(
+        default=500_000,
+        ge=1_000,
+        description="A window of more rows is read in chunks of this many: the features' verdict stays exact in "
+        "bounded memory; the estimate, segments and report use a seeded sample of about this many rows.",
+    )
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Dataset drift ⇔ drifted column share ≥ this.")
     drift_rule: DriftRule = Field(
         default="share",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
+import pandas as pd
 
 from driftloop.io.prediction_store import WINDOW_COLUMNS, Feedback, FeedbackWritten, PredictionEvent, PredictionStore
 
@@ -115,6 +116,15 @@ def check_windows(store: PredictionStore, model: str) -> None:
     assert ids(since=at(5).replace(tzinfo=None)) == ["r5", "r6", "r7", "r8", "r9"]  # naive means UTC
     assert ids(since=at(8).astimezone(timezone(timedelta(hours=-5)))) == ["r8", "r9"]
     assert ids(since=at(20)) == []
+    # The same windows streamed in chunks: the same rows, features and all, in the same order (r4's two rows share
+    # one moment and may fall in two chunks).
+    for last, version, chunk_rows in [(3, None, 2), (6, None, 1), (50, None, 4), (2, "1", 1), (11, None, 11)]:
+        chunks = list(store.read_window_chunks(model, model_version=version, last=last, chunk_rows=chunk_rows))
+        assert all(len(chunk) <= chunk_rows for chunk in chunks)
+        streamed = pd.concat(chunks, ignore_index=True)
+        pd.testing.assert_frame_equal(streamed, store.read_window(model, model_version=version, last=last))
+    (empty,) = store.read_window_chunks("nobody", last=5, chunk_rows=2)
+    assert empty.empty
     assert store.count(model) == 11
     assert store.count(f"{model}-other") == 1
     assert store.count("nobody") == 0

@@ -525,21 +525,54 @@ def check_drift(
         DatasetError: a profile column is missing from ``current``, or a numerical one holds non-numbers; an
             unknown ``rule``.
     """
+    if len(current) >= min_rows:  # an empty window (no predictions yet) has no feature columns
+        _require_columns(current, profile.columns, "current")
+    column: ColumnSource = current.__getitem__
+    return check_drift_columns(
+        profile,
+        column,
+        len(current),
+        drift_share,
+        min_rows,
+        workers=workers,
+        prediction_source=None if predictions is None else lambda: predictions,
+        rule=rule,
+    )
+
+
+ColumnSource = Callable[[str], pd.Series]
+
+
+def check_drift_columns(
+    profile: ReferenceProfile,
+    column: ColumnSource,
+    rows: int,
+    drift_share: float = 0.5,
+    min_rows: int = 100,
+    *,
+    workers: int = 2,
+    prediction_source: Callable[[], pd.Series] | None = None,
+    rule: DriftRule = "share",
+) -> DriftVerdict:
+    """``check_drift`` on a window of ``rows`` rows whose columns are fetched one at a time by ``column(name)``.
+
+    For a window larger than memory (``io.window_spill``): at most ``workers`` columns are held at once, and the
+    verdict is the in-memory one, exactly. ``prediction_source`` gives the model output's column, when tested.
+    """
     if rule not in DRIFT_RULES:
         raise DatasetError(f"drift rule {rule!r}: choose one of {', '.join(DRIFT_RULES)}")
     if not 0 < drift_share <= 1:
         raise DatasetError(f"drift_share must be in (0, 1], got {drift_share}")
     if min_rows < 1:
         raise DatasetError(f"min_rows must be at least 1, got {min_rows}")
-    rows = len(current)
-    if rows < min_rows:  # before the column check: an empty window (no predictions yet) has no feature columns
+    if rows < min_rows:
         return DriftVerdict("insufficient data", rows, min_rows, drift_share, 0.0, [], [], profile.rows, rule=rule)
-    _require_columns(current, profile.columns, "current")
 
     tests: list[Callable[[], ColumnDrift]] = [
-        partial(_numeric_drift, name, ref, current[name]) for name, ref in profile.numeric.items()
+        partial(_fetched, _numeric_drift, name, ref, column) for name, ref in profile.numeric.items()
     ]
-    tests += [partial(_categorical_drift, name, ref, current[name]) for name, ref in profile.categorical.items()]
+    tests += [partial(_fetched, _categorical_drift, name, ref, column) for name, ref in profile.categorical.items()]
+    predictions = None if prediction_source is None else prediction_source()
     prediction_test = _prediction_test(profile.prediction, predictions)
     if prediction_test is not None:
         tests.append(prediction_test)  # last, so that it is popped off the results below
@@ -585,6 +618,13 @@ def with_threshold(column: ColumnDrift, threshold: float | None) -> ColumnDrift:
     else:
         drifted = column.score >= threshold
     return replace(column, threshold=threshold, drifted=drifted)
+
+
+def _fetched(
+    test: Callable[[str, Any, pd.Series], ColumnDrift], name: str, reference: Any, column: ColumnSource
+) -> ColumnDrift:
+    """Run one column's test on its values, fetched only now (so a lazy window holds few columns at once)."""
+    return test(name, reference, column(name))
 
 
 def _prediction_test(

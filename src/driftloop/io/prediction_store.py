@@ -9,7 +9,7 @@ request's own two feature matrices) and a writer thread hands them to ``SqlPredi
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -193,6 +193,10 @@ class PredictionStore(Protocol):
         labelled: bool = False,
         labelled_after: datetime | None = None,
     ) -> pd.DataFrame: ...
+
+    def read_window_chunks(
+        self, model_name: str, *, model_version: str | None = None, last: int, chunk_rows: int
+    ) -> Iterator[pd.DataFrame]: ...
 
     def write_feedback(self, model_name: str, items: Sequence[Feedback]) -> FeedbackWritten: ...
 
@@ -589,8 +593,6 @@ class SqlPredictionStore:
             ``ts`` and ``labelled_at`` are UTC. Numeric features are float64 with NaN for missing, categorical
             ones object with None.
         """
-        import pandas as pd
-
         if last is not None and last < 1:
             raise ValueError(f"last must be a positive number of rows, got {last}")
         query = self._select(model_name, model_version, since, until, last, labelled, labelled_after)
@@ -598,6 +600,42 @@ class SqlPredictionStore:
             rows = connection.execute(query).all()
         if last is not None:
             rows = rows[::-1]
+        return self._frame(rows, features)
+
+    def read_window_chunks(
+        self, model_name: str, *, model_version: str | None = None, last: int, chunk_rows: int
+    ) -> Iterator[pd.DataFrame]:
+        """``read_window(model_name, model_version=..., last=...)`` as frames of at most ``chunk_rows`` rows.
+
+        The same rows in the same order, streamed from the database: memory holds one chunk, whatever ``last``.
+        """
+        if last < 1 or chunk_rows < 1:
+            raise ValueError(f"last and chunk_rows must be positive, got {last} and {chunk_rows}")
+        table = predictions.c
+        # The window is every row from its oldest one on, in the index's order.
+        selected = sa.select(table.ts, table.model_version, table.id).where(table.model_name == model_name)
+        if model_version is not None:
+            selected = selected.where(table.model_version == model_version)
+        newest_first = selected.order_by(table.ts.desc(), table.model_version.desc(), table.id.desc())
+        oldest_first = selected.order_by(table.ts, table.model_version, table.id)
+        with self._engine.connect() as connection:
+            first = connection.execute(newest_first.offset(last - 1).limit(1)).first()
+            if first is None:  # fewer rows than ``last``: all of them
+                first = connection.execute(oldest_first.limit(1)).first()
+            if first is None:
+                yield self._frame([], features=True)
+                return
+            query = self._select(model_name, model_version, None, None, None).where(
+                sa.tuple_(table.ts, table.model_version, table.id) >= sa.tuple_(*first)
+            )
+            streamed = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+            for part in streamed.partitions(chunk_rows):
+                yield self._frame(part, features=True)
+
+    def _frame(self, rows: Sequence[Any], features: bool) -> pd.DataFrame:
+        """Rows of ``_select`` as ``read_window`` returns them."""
+        import pandas as pd
+
         columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 8
         ts, request_ids, versions, labels, probabilities, feature_texts, actual, labelled_at = columns
         time_format = "ISO8601" if self._sqlite else None
