@@ -11,7 +11,7 @@ from prefect import flow
 from driftloop.core.check_record import build_record
 from driftloop.core.drift import check_drift as test_drift
 from driftloop.core.drift import check_target_drift, window_predictions
-from driftloop.core.drift_rule import DriftRule
+from driftloop.core.drift_rule import DriftRule, EpisodeTrigger, episode_reasons
 from driftloop.core.label_check import check_labels
 from driftloop.core.performance_estimate import estimate_performance
 from driftloop.core.segments import check_segments, drifted_segments
@@ -57,6 +57,8 @@ class DriftCheckOutcome:
     label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
     segments: tuple[str, ...] = ()  # each segment's figures in a line (``SegmentCheck.summary``); not judged
     report_file: str | None = None  # the Evidently HTML report as a local file, to open in a browser
+    fired: tuple[str, ...] = ()  # which of the policy's episode triggers fired (features, estimate, labels)
+    triggers: tuple[str, ...] = ()  # the policy's episode triggers
 
 
 @flow(name="check-drift")
@@ -66,6 +68,7 @@ def check_drift(
     min_rows: int | None = None,
     drift_share: float | None = None,
     drift_rule: DriftRule | None = None,
+    opens_episode: tuple[EpisodeTrigger, ...] | None = None,
 ) -> DriftCheckOutcome:
     """Test the champion's last predictions for data drift (and, where labels arrived, concept drift).
 
@@ -77,6 +80,7 @@ def check_drift(
         min_rows: Below this many rows the verdict is "insufficient data"; default: settings.
         drift_share: Dataset drift when at least this share of columns drifted; default: settings.
         drift_rule: Which share decides: share, weighted (by importance) or either; default: settings.
+        opens_episode: Which of features, estimate, labels open an episode; default: settings.
     """
     settings = get_settings()
     name = model_name or settings.model_name
@@ -135,9 +139,15 @@ def check_drift(
         settings.label_max_drop,
         min_rows or settings.drift_min_rows,
     )
-    # Any of the three opens an episode: the features moved (by the rule), the labels say the model got worse, or
-    # its calibrated confidence does before any label came back.
-    drifted = verdict.status == "drift" or labels.status == "degraded" or estimate.status == "degraded"
+    # What the policy lets open an episode: the features moved (by the rule), the labels say the model got worse,
+    # or its calibrated confidence does before any label came back.
+    reasons = episode_reasons(
+        opens_episode or settings.drift_opens_episode,
+        features=verdict.status == "drift",
+        estimate=estimate.status == "degraded",
+        labels=labels.status == "degraded",
+    )
+    drifted = bool(reasons)
     recorded = record_check(
         uri,
         settings.mlflow_artifacts if settings.uses_local_mlflow else None,
@@ -156,7 +166,8 @@ def check_drift(
     payload = {
         "model": name,
         "version": champion.version,
-        "kind": "data" if verdict.status == "drift" else "concept" if labels.status == "degraded" else "performance",
+        "kind": {"features": "data", "labels": "concept", "estimate": "performance"}[reasons[0]] if reasons else "none",
+        "opened_by": list(reasons),
         "share": round(verdict.share, 4),
         "weighted_share": None if verdict.weighted_share is None else round(verdict.weighted_share, 4),
         "rule": verdict.decided_by(),
@@ -227,6 +238,8 @@ def check_drift(
         target_detail="" if target is None else f"{target.method} {target.score:.4g}, threshold {target.threshold:g}",
         segments=tuple(segment.summary() for segment in segments),
         report_file=None if recorded.report_path is None else str(recorded.report_path),
+        fired=reasons,
+        triggers=opens_episode or settings.drift_opens_episode,
     )
 
 

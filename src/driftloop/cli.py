@@ -1122,6 +1122,7 @@ def drift_check(
             min_rows=min_rows or policy.get("min_rows"),
             drift_share=policy.get("drift_share"),
             drift_rule=rule or policy.get("drift_rule"),
+            opens_episode=policy.get("opens_episode"),
         )
     out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
@@ -1146,6 +1147,9 @@ def drift_check(
         out.print(f"targets  {verdict} (the labels that came back vs training: {outcome.target_detail})")
     for index, segment in enumerate(outcome.segments):
         out.print(f"{'segments' if index == 0 else '':8} {segment}", highlight=False)
+    if outcome.triggers:
+        fired = f"fired: {', '.join(outcome.fired)}" if outcome.fired else "none fired"
+        out.print(f"episode  opened by {', '.join(outcome.triggers)} ({fired})", highlight=False)
     out.print(f"action   {outcome.note}")
     if outcome.report_file:
         out.print(f"report   {Path(outcome.report_file).as_uri()}", highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from driftloop.core.drift_rule import DriftRule
+from driftloop.core.drift_rule import EPISODE_TRIGGERS, DriftRule, EpisodeTrigger
 from driftloop.core.lineage import MODEL_NAME
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         description="Which share decides the drift verdict: share (Evidently's), weighted (by the features' "
         "importance to the model) or either.",
     )
+    drift_opens_episode: Annotated[tuple[EpisodeTrigger, ...], NoDecode] = Field(
+        default=EPISODE_TRIGGERS,
+        min_length=1,
+        description="What opens a drift episode (comma-separated): features (the verdict, by the rule), estimate "
+        "(a label-free estimated drop), labels (the label check).",
+    )
     label_min_rows: int = Field(default=100, ge=1, description="Labelled rows needed for the concept-drift check.")
     label_max_drop: float = Field(
         default=0.05,
@@ -208,7 +214,7 @@ class Settings(BaseSettings):
     def _empty_is_no_token(cls, value: object) -> object:
         return None if value == "" else value  # compose passes an unset variable as ""
 
-    @field_validator("slot_ports", "canary_steps", "serve_models", mode="before")
+    @field_validator("slot_ports", "canary_steps", "serve_models", "drift_opens_episode", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value

@@ -69,7 +69,15 @@ def test_a_harmful_shift_is_estimated_before_labels_open_an_episode_and_labels_c
         hard = _world(WINDOW, seed=3, spread=0.3)
         ids = replay(dl, hard, target="y", labels=False)
         wait_logged(dl, 2 * WINDOW)
+        # A policy where only the labels open an episode: the same estimate is reported and opens nothing.
+        dl.env["DRIFTLOOP_DRIFT_OPENS_EPISODE"] = "labels"
+        labels_only = dl.run("drift-check", "--model-name", "boundary")
+        assert "estimate degraded" in labels_only.stdout, labels_only.stdout
+        assert "episode  opened by labels (none fired)" in labels_only.stdout
+        assert "event emitted" not in labels_only.stdout
+        del dl.env["DRIFTLOOP_DRIFT_OPENS_EPISODE"]
         estimated = dl.run("drift-check", "--model-name", "boundary")
+        assert "episode  opened by features, labels, estimate (fired: estimate)" in estimated.stdout
         assert "verdict  no drift" in estimated.stdout, estimated.stdout
         assert "labels   insufficient labels" in estimated.stdout
         assert "estimate degraded  (no labels: accuracy " in estimated.stdout

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -28,11 +29,12 @@ from driftloop.core.drift import (
     importance_weights,
     with_threshold,
 )
-from driftloop.core.drift_rule import DRIFT_RULES, DriftRule, apply_rule
+from driftloop.core.drift_rule import DRIFT_RULES, DriftRule, apply_rule, episode_reasons
 from driftloop.core.evaluation import feature_importance
 from driftloop.errors import ConfigError, DatasetError
 from driftloop.io.datasets import load_schema
 from driftloop.io.reference import PROFILE_FILE, load_profile, save_profile
+from driftloop.settings import Settings
 
 NUMERIC = ["x1", "x2", "x3", "x4"]
 CATEGORICAL = ["region"]
@@ -205,3 +207,22 @@ def test_a_schema_threshold_outside_0_1_is_refused_by_name(tmp_path: Path) -> No
         load_schema(schema)
     schema.write_text(schema.read_text().replace("drift_threshold: 2}", "drift_threshold: 0.01}"))
     assert [f.drift_threshold for f in load_schema(schema).features] == [0.01, 0.2]
+
+
+def test_the_episode_policy_names_what_fired_among_its_triggers() -> None:
+    everything = ("features", "labels", "estimate")
+    assert episode_reasons(everything, features=False, estimate=True, labels=False) == ("estimate",)
+    assert episode_reasons(("labels",), features=True, estimate=True, labels=False) == ()
+    assert episode_reasons(("estimate", "features"), features=True, estimate=True, labels=True) == (
+        "features",
+        "estimate",
+    )
+    assert episode_reasons(everything, features=False, estimate=False, labels=False) == ()
+
+
+def test_the_episode_policy_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLOOP_DRIFT_OPENS_EPISODE", "labels, features")
+    assert Settings().drift_opens_episode == ("labels", "features")
+    monkeypatch.setenv("DRIFTLOOP_DRIFT_OPENS_EPISODE", "labels,gut-feeling")
+    with pytest.raises(ValidationError, match="drift_opens_episode"):
+        Settings()

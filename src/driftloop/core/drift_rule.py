@@ -10,6 +10,17 @@ from typing import Literal
 DriftStatus = Literal["drift", "no drift", "insufficient data"]
 DriftRule = Literal["share", "weighted", "either"]
 DRIFT_RULES: tuple[DriftRule, ...] = ("share", "weighted", "either")
+# What may open a drift episode: the features' verdict (by the rule), the estimate without labels, the label check.
+EpisodeTrigger = Literal["features", "estimate", "labels"]
+EPISODE_TRIGGERS: tuple[EpisodeTrigger, ...] = ("features", "labels", "estimate")  # the order reasons are named in
+
+
+def episode_reasons(
+    triggers: tuple[EpisodeTrigger, ...], features: bool, estimate: bool, labels: bool
+) -> tuple[EpisodeTrigger, ...]:
+    """Which of the policy's triggers fired: the features drifted, the estimate or the labels say degraded."""
+    fired = {"features": features, "estimate": estimate, "labels": labels}
+    return tuple(trigger for trigger in EPISODE_TRIGGERS if trigger in triggers and fired[trigger])
 
 
 def apply_rule(

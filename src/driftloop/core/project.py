@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from driftloop.core.drift_rule import DriftRule
+from driftloop.core.drift_rule import DriftRule, EpisodeTrigger
 from driftloop.core.lineage import MODEL_NAME
 from driftloop.core.schema import repeated_names
 
@@ -29,6 +29,9 @@ class DriftPolicy(BaseModel):
     min_rows: int | None = Field(default=None, ge=1)
     drift_share: float | None = Field(default=None, gt=0, le=1)
     rule: DriftRule | None = Field(default=None, description="share | weighted | either (core.drift_rule)")
+    opens_episode: tuple[EpisodeTrigger, ...] | None = Field(
+        default=None, min_length=1, description="features | estimate | labels: what opens a drift episode"
+    )
 
     @field_validator("cron")
     @classmethod
@@ -89,6 +92,7 @@ class ProjectModel(BaseModel):
             "min_rows": policy.min_rows,
             "drift_share": policy.drift_share,
             "drift_rule": policy.rule,
+            "opens_episode": policy.opens_episode,
         }
         return {"model_name": self.name, **{key: value for key, value in values.items() if value is not None}}
 
