@@ -1259,6 +1259,142 @@ def _print_table(title: str, rows: list[dict[str, str]], empty: str, caption: st
     out.print(table)
 
 
+@app.command()
+def score(
+    data: Annotated[Path, typer.Argument(help="The rows to score: a CSV or Parquet file, or a directory of Parquet")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the scored Parquet files (rejected rows: rejected/)")
+    ],
+    version: Annotated[str | None, typer.Option(help="Model version [default: the champion]")] = None,
+    key: Annotated[
+        list[str], typer.Option("--key", help="An input column to keep beside each prediction (repeatable)")
+    ] = [],  # noqa: B006
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="A Dask scheduler to run on (tcp://host:8786) [default: DRIFTLOOP_DASK_SCHEDULER, else a "
+            "local cluster]"
+        ),
+    ] = None,  # fmt: skip
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes of the local cluster")] = 2,
+    memory_limit: Annotated[str, typer.Option(help="Each local worker's memory limit (Dask's: 2GB, auto)")] = "auto",
+    blocksize: Annotated[str, typer.Option(help="Rows are read in blocks of about this size")] = "64MB",
+    log_fraction: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of scored rows logged for the drift check [default: DRIFTLOOP_SCORE_LOG_FRACTION]",
+        ),
+    ] = None,  # fmt: skip
+    force: Annotated[bool, typer.Option(help="Write into --out even if it holds files")] = False,
+    model_name: ModelNameOption = None,
+) -> None:
+    """Score a table with a model version's ONNX graph on Dask, writing Parquet; bad rows are set aside."""
+    settings = _use_model(model_name)
+    _require_known_model(settings, model_name)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
+    from driftloop.io.batch_scoring import LogSampling, input_partitions
+
+    frame, columns = input_partitions(data, blocksize)
+    missing = [k for k in key if k not in columns]
+    if missing:
+        raise _fail(f"--key {missing[0]!r} is not a column of {data} (columns: {', '.join(columns)})")
+    from driftloop.core.schema import DatasetSchema
+
+    model = _scoring_model(settings, version)
+    schema = DatasetSchema.model_validate_json(model.schema_json)
+    absent = [name for name in schema.feature_names if name not in columns]
+    if absent:
+        raise _fail(f"{data} lacks the model's feature(s) {absent} (v{model.version} of {model.name!r})")
+    fraction = settings.score_log_fraction if log_fraction is None else log_fraction
+    sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
+    _run_scoring(settings, frame, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema)
+
+
+def _scoring_model(settings: Settings, version: str | None) -> Any:
+    """The version's (default: the champion's) ONNX graph and schema, downloaded once for every worker."""
+    import tempfile
+
+    from driftloop.io.batch_scoring import ScoringModel
+    from driftloop.io.bundle import find_model_file
+
+    registry = _registry(settings)
+    if version is None:
+        champion = registry.champion()
+        if champion is None:
+            raise _fail(f"model {settings.model_name!r} has no champion yet: train one, or pass --version")
+        version = str(champion.version)
+    _require_version(settings, version)
+    with tempfile.TemporaryDirectory(prefix="driftloop-score-") as tmp:
+        directory = registry.download_model_dir(version, Path(tmp))
+        try:
+            graph = find_model_file(directory, lineage.SERVING_ONNX_FILE)
+        except DriftloopError:
+            graph = find_model_file(directory, lineage.ONNX_FILE)
+        schema = find_model_file(directory, lineage.SCHEMA_FILE).read_text()
+        return ScoringModel(settings.model_name, version, graph.read_bytes(), schema)
+
+
+def _run_scoring(
+    settings: Settings, frame: Any, model: Any, keys: list[str], destination: Path, sampling: Any, data: Path,
+    scheduler: str | None, workers: int, memory_limit: str, schema: Any,
+) -> None:  # fmt: skip
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from driftloop.io.batch_scoring import score_with_dask
+
+    address = scheduler or settings.dask_scheduler
+    client, cluster = _dask_client(address, workers, memory_limit)
+    where = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
+    csv = None if data.is_dir() or data.suffix.lower() in (".parquet", ".pq") else schema
+    try:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("partitions, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task(f"scoring with v{model.version}", total=frame.npartitions, rows=0)
+
+            def advance(result: Any, total: int) -> None:
+                bar.update(task, advance=1, rows=bar.tasks[task].fields["rows"] + result.rows)
+
+            done = score_with_dask(client, frame, model, keys, destination, sampling, advance, csv_schema=csv)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    rate = done.rows / done.seconds if done.seconds > 0 else 0.0
+    out.print(
+        f"scored   {done.rows:,} rows of {data} with {model.name} v{model.version} in {done.seconds:.1f} s "
+        f"({rate:,.0f} rows/s) on {where}: {done.scored:,} → {destination}/part-*.parquet",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if done.rejected:
+        out.print(
+            f"rejected {done.rejected:,} rows the model cannot score → {destination}/_rejected/ (column "
+            f"driftloop_reason; e.g. {'; '.join(done.first_reasons)})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    out.print(f"logged   {done.logged:,} rows for the drift check", highlight=False)
+
+
+def _dask_client(address: str | None, workers: int, memory_limit: str) -> tuple[Any, Any]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise _fail("driftloop score runs on Dask, which is not installed: pip install 'driftloop[scale]'") from None
+    if address:
+        try:
+            return Client(address, timeout="10s"), None
+        except OSError as error:
+            raise _fail(f"--dask-scheduler {address}: no Dask scheduler answers there ({error})") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                           dashboard_address=None)  # fmt: skip
+    return Client(cluster), cluster
+
+
 labels_app = typer.Typer(
     help="Labels that arrive late: join them to the predictions they belong to.", no_args_is_help=True
 )

@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Set to cache responses in Redis; off by default.")
     cache_ttl_seconds: int = Field(default=3600, ge=1)
 
+    # Batch scoring (driftloop score).
+    dask_scheduler: str | None = Field(
+        default=None, description="A Dask scheduler's address (tcp://host:8786) to score on; unset: a local cluster."
+    )
+    score_log_fraction: float = Field(
+        default=0.01, ge=0, le=1, description="The share of batch-scored rows logged for the drift check."
+    )
+
     # Drift monitoring and retraining.
     drift_cron: str = Field(default="*/10 * * * *", description="Schedule of the drift-check deployment (UTC).")
     drift_window_rows: int = Field(default=1000, ge=1, description="The drift check reads the last N predictions.")

@@ -1,0 +1,153 @@
+"""`driftloop score` through the real CLI: a trained version's ONNX graph over a Parquet directory on Dask.
+
+A local cluster of 2 worker processes, then a real `dask scheduler` with `dask worker` processes (the multi-node
+path, on one machine): the same answers as the model in this process, bad rows set aside with their reason, a
+sample logged for the drift check.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftloop.core.features import to_model_frame
+from driftloop.core.schema import DatasetSchema
+from driftloop.io.datasets import schema_yaml
+from driftloop.io.onnx_runtime import OnnxModel
+from driftloop.io.prediction_store import open_prediction_log
+from driftloop.io.registry import ModelRegistry
+from tests.support.cli import VENV_BIN, Driftloop, PrefectServer, make_driftloop
+from tests.support.host import free_port
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = DatasetSchema.model_validate(
+    {
+        "name": "accounts",
+        "target": {"name": "y", "classes": ["no", "yes"], "positive": "yes"},
+        "features": [
+            {"name": "tenure", "kind": "numeric", "min": 0},
+            {"name": "charges", "kind": "numeric"},
+            {"name": "contract", "kind": "categorical", "categories": ["month", "year"]},
+        ],
+    }
+)
+
+
+def _rows(rows: int, seed: int, start: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(start, start + rows),
+            "tenure": np.abs(rng.normal(30, 10, rows)),
+            "charges": rng.normal(70, 20, rows),
+            "contract": rng.choice(["month", "year"], rows),
+        }
+    )
+    frame["y"] = np.where(rng.random(rows) < 1 / (1 + np.exp(-(frame["tenure"] - 30) / 5)), "yes", "no")
+    return frame
+
+
+def _trained(tmp_path: Path, prefect_server: PrefectServer) -> Driftloop:
+    data, schema_file = tmp_path / "accounts.csv", tmp_path / "accounts.yaml"
+    _rows(3000, seed=41).to_csv(data, index=False)
+    schema_file.write_text(schema_yaml(SCHEMA))
+    dl = make_driftloop(tmp_path, prefect_server, model_name="accounts", score_log_fraction="0.1")
+    dl.run("train", "--data", str(data), "--schema", str(schema_file))
+    return dl
+
+
+def _expected(dl: Driftloop, rows: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    registry = ModelRegistry("accounts", f"sqlite:///{dl.home / 'mlflow.db'}")
+    model = OnnxModel.from_bytes(registry.onnx_bytes("1"), SCHEMA)
+    labels, probabilities = model.predict(to_model_frame(rows, SCHEMA))
+    assert probabilities is not None
+    return [SCHEMA.task.classes[i] for i in labels], probabilities[:, 1]
+
+
+def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefect_server: PrefectServer) -> None:
+    dl = _trained(tmp_path, prefect_server)
+    source = tmp_path / "accounts"
+    source.mkdir()
+    parts = [_rows(4000, seed=42 + i, start=4000 * i).drop(columns=["y"]) for i in range(3)]
+    bad = parts[1]
+    bad.loc[bad.index[:5], "tenure"] = np.nan  # not nullable
+    bad.loc[bad.index[5:8], "tenure"] = -3.0  # below min
+    bad.loc[bad.index[8:10], "contract"] = "weekly"  # not a declared category
+    for index, part in enumerate(parts):
+        part.to_parquet(source / f"part-{index}.parquet", index=False)
+
+    done = dl.run("score", str(source), "--out", str(tmp_path / "scored"), "--key", "id", "--workers", "2")
+    lines = done.stdout.splitlines()
+    assert any(
+        line.startswith("scored   12,000 rows of") and "on a local Dask cluster of 2 worker process(es): 11,990" in line
+        for line in lines
+    ), done.stdout
+    assert "rejected 10 rows the model cannot score" in done.stdout
+
+    scored = pd.read_parquet(tmp_path / "scored").sort_values("id", ignore_index=True)  # _rejected/ is skipped
+    good = pd.concat(parts, ignore_index=True)
+    good = good[~good["id"].isin(bad["id"].iloc[:10])].reset_index(drop=True)
+    assert scored["id"].tolist() == good["id"].tolist()
+    labels, positive = _expected(dl, good)
+    assert scored["prediction"].tolist() == labels
+    np.testing.assert_allclose(scored["probability_yes"], positive, rtol=1e-6)
+    assert set(scored["model_version"]) == {"1"}
+
+    rejected = pd.read_parquet(tmp_path / "scored" / "_rejected").sort_values("id", ignore_index=True)
+    assert rejected["id"].tolist() == bad["id"].iloc[:10].tolist()
+    assert (
+        rejected["driftloop_reason"].tolist()
+        == ["tenure: missing"] * 5 + ["tenure: below min 0"] * 3 + ["contract: not one of the declared categories"] * 2
+    )
+
+    store = open_prediction_log(f"sqlite:///{dl.home / 'predictions.db'}")
+    try:
+        logged = store.read_window("accounts")
+    finally:
+        store.close()
+    assert 800 < len(logged) < 1600  # DRIFTLOOP_SCORE_LOG_FRACTION=0.1 of 11,990
+    assert set(logged["model_version"]) == {"1"}
+    assert logged["request_id"].str.startswith("batch-").all()
+
+    # The multi-node path: a real scheduler and a worker with 2 processes, addressed like a remote cluster.
+    port = free_port()
+    scheduler = subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen([str(VENV_BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2",
+                               "--nthreads", "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for_workers(port, 2)
+        remote = dl.run("score", str(source), "--out", str(tmp_path / "remote"), "--key", "id",
+                        "--dask-scheduler", f"tcp://127.0.0.1:{port}", "--log-fraction", "0")  # fmt: skip
+        assert f"on the Dask scheduler at tcp://127.0.0.1:{port}: 11,990" in remote.stdout, remote.stdout
+        again = pd.read_parquet(tmp_path / "remote").sort_values("id", ignore_index=True)
+        pd.testing.assert_frame_equal(again, scored)
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+            process.wait(timeout=60)
+
+    refused = dl.run("score", str(source), "--out", str(tmp_path / "scored"), check=False)
+    assert refused.returncode == 1
+    assert "holds files already; choose an empty directory or pass --force" in refused.stderr
+
+
+def _wait_for_workers(port: int, count: int) -> None:
+    from distributed import Client
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with Client(f"tcp://127.0.0.1:{port}", timeout="5s") as client:
+                client.wait_for_workers(count, timeout=60)
+                return
+        except (OSError, TimeoutError):
+            assert time.monotonic() < deadline, "the Dask cluster did not come up within 60 s"
+            time.sleep(0.5)
