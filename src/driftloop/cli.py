@@ -1139,7 +1139,10 @@ def drift_check(
     detail = outcome.label_check.removeprefix("label check: ")
     out.print(f"labels   {outcome.concept}" + (f"  ({detail})" if detail else ""), highlight=False)
     if outcome.estimate_detail:
-        out.print(f"estimate {outcome.estimate}  (no labels: {outcome.estimate_detail})", highlight=False)
+        out.print(
+            f"estimate {outcome.estimate}  (label-free, from the model's confidence: {outcome.estimate_detail})",
+            highlight=False,
+        )
     if outcome.prediction_drift is not None:
         out.print(f"outputs  {'drifted' if outcome.prediction_drift else 'no drift'} (the model's predictions)")
     if outcome.target_drift is not None:
@@ -1172,9 +1175,11 @@ def monitor(
     from driftloop.core.performance_windows import format_windows, performance_by_window
 
     try:
-        pd.tseries.frequencies.to_offset(every)
-    except ValueError:
-        raise _fail(f"--every {every!r}: write a length as pandas does, such as 1h, 6h, 1D or 7D") from None
+        length = pd.Timedelta(str(pd.tseries.frequencies.to_offset(every).nanos) + "ns")
+    except (ValueError, TypeError):
+        length = None
+    if length is None or length <= pd.Timedelta(0):
+        raise _fail(f"--every {every!r}: write a positive length as pandas does, such as 1h, 6h, 1D or 7D")
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     from driftloop.io.check_store import open_check_store
@@ -1416,7 +1421,7 @@ def labels_import(
     row_column: Annotated[
         str | None, typer.Option(help="The column of row indexes within a request [default: every id is row 0]")
     ] = None,
-    query: Annotated[str | None, typer.Option(help=QUERY_HELP)] = None,
+    query: Annotated[str | None, typer.Option(help="The SQL selecting the labels, when DATA is a database URL")] = None,
     model_name: ModelNameOption = None,
 ) -> None:
     """Join late labels to the logged predictions (by request id and row); checks and retrains then use them."""
@@ -1426,6 +1431,8 @@ def labels_import(
     from driftloop.io.label_import import import_labels, label_texts, read_label_table
     from driftloop.io.prediction_store import open_prediction_log
 
+    if query is None and not Path(data).expanduser().exists():
+        raise _fail(f"labels file {data}: no such file or directory")
     password = settings.sql_password
     frame = read_source(_source(data, query), password.get_secret_value() if password else None)
     table = read_label_table(frame, id_column, label_column, row_column)
@@ -1441,7 +1448,11 @@ def labels_import(
     out.print(
         f"{done.rows:,} row(s): {done.accepted:,} label(s) joined, {done.already_labelled:,} already labelled "
         f"(kept), {done.missing:,} without a label, {done.unmatched:,} matching no prediction of "
-        f"{settings.model_name!r}" + (f" (e.g. {', '.join(done.unmatched_examples)})" if done.unmatched else ""),
+        f"{settings.model_name!r}"
+        + (f" (e.g. {', '.join(done.unmatched_examples)})" if done.unmatched else "")
+        + (
+            f", {done.repeated:,} repeating an earlier row of the table (its first label kept)" if done.repeated else ""
+        ),
         highlight=False,
     )
 

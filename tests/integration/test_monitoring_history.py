@@ -196,7 +196,7 @@ def test_a_shift_confined_to_one_segment_is_reported_for_that_segment(
     lines = {
         line.split(":")[0].removeprefix("segments").strip(): line for line in out.splitlines() if "contract=" in line
     }
-    assert "contract=two-year: drift: " in lines["contract=two-year"]
+    assert "contract=two-year: drift (drifted: " in lines["contract=two-year"]
     assert "contract=year: no drift" in lines["contract=year"]
     (check,) = json.loads(dl.run("monitor", "--json").stdout)["checks"]
     assert [s["segment"] for s in check["segments"] if s["verdict"] == "drift"] == ["contract=two-year"]

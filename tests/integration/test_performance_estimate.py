@@ -63,7 +63,7 @@ def test_a_harmful_shift_is_estimated_before_labels_open_an_episode_and_labels_c
         wait_logged(dl, WINDOW)
         easy = dl.run("drift-check", "--model-name", "boundary")
         assert "verdict  no drift" in easy.stdout, easy.stdout
-        assert "estimate ok  (no labels: accuracy " in easy.stdout
+        assert "estimate ok  (label-free, from the model's confidence: accuracy " in easy.stdout
         assert "event emitted" not in easy.stdout
 
         hard = _world(WINDOW, seed=3, spread=0.3)
@@ -80,7 +80,7 @@ def test_a_harmful_shift_is_estimated_before_labels_open_an_episode_and_labels_c
         assert "episode  opened by features, labels, estimate (fired: estimate)" in estimated.stdout
         assert "verdict  no drift" in estimated.stdout, estimated.stdout
         assert "labels   insufficient labels" in estimated.stdout
-        assert "estimate degraded  (no labels: accuracy " in estimated.stdout
+        assert "estimate degraded  (label-free, from the model's confidence: accuracy " in estimated.stdout
         assert "drift episode opened; event emitted" in estimated.stdout
 
         with httpx.Client(base_url=url, timeout=30) as client:

@@ -307,3 +307,16 @@ def test_up_on_a_loopback_prefect_or_with_a_credential_goes_on(home: Path, tmp_p
     ):
         result = driftloop(home, "up", extra=extra)
         assert_refused_before_services(result, home, f"project file {tmp_path / 'driftloop.yaml'} is invalid")
+
+
+@pytest.mark.parametrize("every", ["0h", "-1h", "1x", "hourly", ""])
+def test_monitor_refuses_a_window_that_is_not_a_positive_length(home: Path, every: str) -> None:
+    result = driftloop(home, "monitor", "--every", every)
+    assert_refused_before_services(result, home, f"--every {every!r}: write a positive length as pandas does")
+
+
+def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path, tmp_path: Path) -> None:
+    missing = driftloop(home, "labels", "import", "nowhere.csv", "--label-column", "y")
+    assert_refused_before_services(missing, home, "labels file nowhere.csv: no such file or directory")
+    scored = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"))
+    assert_refused_before_services(scored, home, "input nowhere.parquet does not exist")

@@ -36,8 +36,8 @@ def test_server_and_client_ids_both_join_partial_tables_fill_in(tmp_path: Path) 
         window = store.read_window("churn")
         assert window["actual"].tolist() == ["Yes", None, None, "No"]
         # The rest arrives later: the missing one now labelled, the first one given again (kept as it was).
-        later = import_labels(store, "churn", ["srv-1", "srv-1"], [2, 0], ["No", "No"])
-        assert (later.accepted, later.already_labelled) == (1, 1)
+        later = import_labels(store, "churn", ["srv-1", "srv-1", "srv-1"], [2, 0, 2], ["No", "No", "Yes"])
+        assert (later.accepted, later.already_labelled, later.repeated) == (1, 1, 1)  # row 2 given twice: "No" kept
         assert store.read_window("churn")["actual"].tolist() == ["Yes", None, "No", "No"]
         assert store.count_labelled("churn") == 3
     finally:

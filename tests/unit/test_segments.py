@@ -50,7 +50,7 @@ def test_a_shift_in_one_segment_is_reported_there_and_not_elsewhere(seed: int) -
     # The segment's reference is small (p-value tests, each with its 5% false alarms): the moved columns at least.
     assert {"tenure", "charges"} <= set(two_year.drifted_columns)
     assert two_year.share >= 0.5
-    assert "contract=two-year: drift: " in two_year.summary()
+    assert "contract=two-year: drift (drifted: " in two_year.summary()
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])

@@ -31,11 +31,13 @@ def to_model_frame(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     for feature in schema.features:
         values = frame[feature.name]
         if feature.is_categorical:
-            texts = [_category_text(v) for v in values]
+            # _category_text on every value, in one pass of pandas' C loop: str(value), "" where missing.
+            texts = values.astype(object).astype(str).to_numpy(dtype=object, copy=True)
+            texts[values.isna().to_numpy()] = MISSING_CATEGORY
             if feature.has_other_bucket:  # only then can a value differ from its text; most features skip the pass
                 listed = frozenset(feature.categories or ())
-                texts = [feature.bucketed(text, listed) for text in texts]
-            columns[feature.name] = np.array(texts, dtype=object)
+                texts = np.array([feature.bucketed(text, listed) for text in texts], dtype=object)
+            columns[feature.name] = texts
         else:
             columns[feature.name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float32)
     return pd.DataFrame(columns, index=frame.index)

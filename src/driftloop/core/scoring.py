@@ -23,46 +23,57 @@ VERSION_COLUMN = "model_version"
 def row_problems(frame: pd.DataFrame, schema: DatasetSchema) -> pd.Series:
     """Per row, why the model cannot score it ("" when it can); the first problem of each row is named.
 
-    A feature missing from the frame is a problem of every row.
+    A feature missing from the frame is a problem of every row. Vectorized: each check is a boolean mask, and a
+    row's first failing check is kept as a code; only the bad rows' texts are built.
     """
-    reasons = pd.Series("", index=frame.index, dtype=object)
+    rows = len(frame)
+    first = np.full(rows, -1, dtype=np.int64)
+    texts: list[str] = []
     for feature in schema.features:
-        if feature.name not in frame.columns:
-            reasons[reasons == ""] = f"{feature.name}: column missing"
-            continue
-        problem = _feature_problem(frame[feature.name], feature)
-        reasons = reasons.where(reasons != "", problem)
-    return reasons
+        checks = (
+            [(np.ones(rows, dtype=bool), f"{feature.name}: column missing")]
+            if feature.name not in frame.columns
+            else _feature_checks(frame[feature.name], feature)
+        )
+        for bad, text in checks:
+            fresh = bad & (first < 0)
+            if fresh.any():
+                first[fresh] = len(texts)
+            texts.append(text)
+    reasons = np.full(rows, "", dtype=object)
+    flagged = first >= 0
+    reasons[flagged] = np.asarray(texts, dtype=object)[first[flagged]]
+    return pd.Series(reasons, index=frame.index, dtype=object)
 
 
-def _feature_problem(values: pd.Series, feature: Feature) -> pd.Series:
-    """Per row, this feature's problem ("" when none)."""
+def _feature_checks(values: pd.Series, feature: Feature) -> list[tuple[np.ndarray, str]]:
+    """Each of the feature's checks as (rows that fail it, the reason), in the order they are reported."""
     name = feature.name
-    problem = pd.Series("", index=values.index, dtype=object)
     missing = values.isna().to_numpy()
+    checks: list[tuple[np.ndarray, str]] = []
     if not feature.nullable:
-        problem[missing] = f"{name}: missing"
+        checks.append((missing, f"{name}: missing"))
     if feature.is_categorical:
         if feature.refuses_unlisted:
-            listed = {str(c) for c in feature.categories or ()}
-            unknown = ~missing & ~values.astype(str).isin(listed).to_numpy()
-            problem[unknown & (problem == "").to_numpy()] = f"{name}: not one of the declared categories"
-        return problem
-    numbers = pd.to_numeric(values, errors="coerce")
-    free = (problem == "").to_numpy()
-    not_number = ~missing & numbers.isna().to_numpy()
-    problem[not_number & free] = f"{name}: not a number"
-    present = numbers.notna().to_numpy() & ~not_number
-    checks: list[tuple[np.ndarray, str]] = []
-    if feature.kind is FeatureKind.BINARY:
-        checks.append((present & ~numbers.isin([0, 1]).to_numpy(), f"{name}: not 0 or 1"))
-    if feature.min is not None:
-        checks.append((present & (numbers < feature.min).to_numpy(), f"{name}: below min {feature.min:g}"))
-    if feature.max is not None:
-        checks.append((present & (numbers > feature.max).to_numpy(), f"{name}: above max {feature.max:g}"))
-    for bad, reason in checks:
-        problem[bad & (problem == "").to_numpy()] = reason
-    return problem
+            listed = [str(c) for c in feature.categories or ()]
+            outside = ~missing & ~values.isin(listed).to_numpy()
+            if outside.any():  # a value that is not text (12 for "12") may still be listed as text
+                outside[outside] = ~values[outside].astype(str).isin(listed).to_numpy()
+            checks.append((outside, f"{name}: not one of the declared categories"))
+        return checks
+    numbers = pd.to_numeric(values, errors="coerce") if values.dtype == object else values
+    number_missing = numbers.isna().to_numpy()
+    checks.append((~missing & number_missing, f"{name}: not a number"))
+    present = ~number_missing
+    numeric = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        if feature.kind is FeatureKind.BINARY:
+            checks.append((present & (numeric != 0) & (numeric != 1), f"{name}: not 0 or 1"))
+        if feature.min is not None:
+            checks.append((present & (numeric < feature.min), f"{name}: below min {feature.min:g}"))
+        if feature.max is not None:
+            checks.append((present & (numeric > feature.max), f"{name}: above max {feature.max:g}"))
+    return checks
 
 
 def answers_frame(

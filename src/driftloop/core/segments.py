@@ -60,8 +60,8 @@ class SegmentCheck:
     def summary(self) -> str:
         if self.share is None:
             return f"{self.name}: {self.verdict} ({self.rows:,} rows)"
-        drifted = f": {', '.join(self.drifted_columns[:3])}" if self.drifted_columns else ""
-        text = f"{self.name}: {self.verdict}{drifted} (share {self.share:.2f}, {self.rows:,} rows"
+        drifted = f"drifted: {', '.join(self.drifted_columns[:3])}; " if self.drifted_columns else ""
+        text = f"{self.name}: {self.verdict} ({drifted}share {self.share:.2f}, {self.rows:,} rows"
         if self.estimated_accuracy is not None:
             text += f", estimated accuracy {self.estimated_accuracy:.3f}"
         if self.realized is not None:
@@ -101,11 +101,14 @@ def check_segments(
             part = window.loc[rows]
             label = str(value)
             reference = profile.sample[reference_values == value]
+            labelled_rows = int(part["actual"].notna().sum())
             if len(part) < min_rows:
-                results.append(SegmentCheck(column, label, len(part), f"not tested: fewer than {min_rows} rows"))
+                why = f"not tested: fewer than {min_rows} rows"
+                results.append(SegmentCheck(column, label, len(part), why, labelled=labelled_rows))
                 continue
             if len(reference) < MIN_REFERENCE_ROWS:
-                results.append(SegmentCheck(column, label, len(part), f"not tested: {len(reference)} reference rows"))
+                why = f"not tested: {len(reference)} reference rows"
+                results.append(SegmentCheck(column, label, len(part), why, labelled=labelled_rows))
                 continue
             segment_profile = build_profile(
                 reference, numeric, categorical, sample_rows=1, thresholds=profile.thresholds

@@ -54,6 +54,8 @@ def load_schema(path: Path) -> DatasetSchema:
     except ValidationError as exc:
         errors = exc.errors()
         problems = [_describe_error(error, raw) for error in errors if not _is_echo(error, errors)]
+        if len(problems) == 1:  # the usual case: one line, the problem in it
+            raise ConfigError(f"schema file {path} is invalid: {problems[0]}") from None
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"schema file {path} is invalid ({len(problems)} problem(s)):\n{lines}") from None
 

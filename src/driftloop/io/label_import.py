@@ -33,6 +33,7 @@ class LabelImport:
     already_labelled: int  # rows that had a label already (kept)
     unmatched: int  # rows whose id and row matched no logged prediction of the model
     unmatched_examples: tuple[str, ...] = ()
+    repeated: int = 0  # rows whose id and row came earlier in the table (the first label given is the one kept)
 
 
 def label_texts(values: pd.Series, task: Task, column: str) -> list[str | None]:
@@ -81,8 +82,10 @@ def import_labels(
     A row without a label (None) is left out; a row given twice keeps its first label, as the feedback does.
     """
     wanted: dict[tuple[str, int], str] = {}
+    repeated = 0
     for key, label in zip(zip(ids, rows, strict=True), labels, strict=True):
         if label is not None:
+            repeated += key in wanted
             wanted.setdefault(key, label)
     known = _logged_rows(store, model_name, sorted(set(ids)))
     items: list[Feedback] = []
@@ -99,7 +102,7 @@ def import_labels(
         accepted += written.accepted
         already += written.already_labelled
     missing = sum(label is None for label in labels)
-    return LabelImport(len(ids), missing, accepted, already, len(unmatched), tuple(unmatched[:3]))
+    return LabelImport(len(ids), missing, accepted, already, len(unmatched), tuple(unmatched[:3]), repeated)
 
 
 def _logged_rows(store: SqlPredictionStore, model_name: str, ids: list[str]) -> dict[tuple[str, int], str]:
