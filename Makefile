@@ -44,6 +44,7 @@ bench: $(BIN)/driftloop
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_many_models.py
 	$(BIN)/python bench/bench_drift.py
+	$(BIN)/python bench/bench_score.py
 	$(BIN)/python bench/bench_prediction_log.py
 	$(BIN)/python bench/bench_feedback.py
 	$(BIN)/python bench/bench_image.py

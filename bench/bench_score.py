@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one table, no download bars
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from driftloop.settings import TELEMETRY_OFF  # noqa: E402
 

@@ -1300,9 +1300,10 @@ def score(
     _require_known_model(settings, model_name)
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
-    from driftloop.io.batch_scoring import LogSampling, input_partitions
+    from driftloop.io.batch_scoring import LogSampling, scoring_input
 
-    frame, columns = input_partitions(data, blocksize)
+    source = scoring_input(data, blocksize)
+    columns = source.columns
     missing = [k for k in key if k not in columns]
     if missing:
         raise _fail(f"--key {missing[0]!r} is not a column of {data} (columns: {', '.join(columns)})")
@@ -1315,7 +1316,7 @@ def score(
         raise _fail(f"{data} lacks the model's feature(s) {absent} (v{model.version} of {model.name!r})")
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
-    _run_scoring(settings, frame, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema)
+    _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema)
 
 
 def _scoring_model(settings: Settings, version: str | None) -> Any:
@@ -1343,7 +1344,7 @@ def _scoring_model(settings: Settings, version: str | None) -> Any:
 
 
 def _run_scoring(
-    settings: Settings, frame: Any, model: Any, keys: list[str], destination: Path, sampling: Any, data: Path,
+    settings: Settings, source: Any, model: Any, keys: list[str], destination: Path, sampling: Any, data: Path,
     scheduler: str | None, workers: int, memory_limit: str, schema: Any,
 ) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -1353,17 +1354,16 @@ def _run_scoring(
     address = scheduler or settings.dask_scheduler
     client, cluster = _dask_client(address, workers, memory_limit)
     where = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
-    csv = None if data.is_dir() or data.suffix.lower() in (".parquet", ".pq") else schema
     try:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("partitions, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
+                   TextColumn("tasks, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
         with Progress(*columns, console=err) as bar:
-            task = bar.add_task(f"scoring with v{model.version}", total=frame.npartitions, rows=0)
+            task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
 
             def advance(result: Any, total: int) -> None:
                 bar.update(task, advance=1, rows=bar.tasks[task].fields["rows"] + result.rows)
 
-            done = score_with_dask(client, frame, model, keys, destination, sampling, advance, csv_schema=csv)
+            done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema)
     finally:
         client.close()
         if cluster is not None:

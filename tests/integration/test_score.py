@@ -134,6 +134,17 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
             process.terminate()
             process.wait(timeout=60)
 
+    # A CSV, read as text and typed by the schema: the same answers for the same rows, the same rows refused.
+    parts[1].to_csv(tmp_path / "part-1.csv", index=False)
+    from_csv = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "csv"), "--key", "id")
+    assert "rejected 10 rows the model cannot score" in from_csv.stdout, from_csv.stdout
+    csv_scored = pd.read_parquet(tmp_path / "csv").sort_values("id", ignore_index=True)
+    csv_scored["id"] = csv_scored["id"].astype(np.int64)
+    expected = scored[scored["id"].isin(csv_scored["id"])].reset_index(drop=True)
+    assert len(expected) == 3990
+    assert csv_scored["prediction"].tolist() == expected["prediction"].tolist()
+    np.testing.assert_allclose(csv_scored["probability_yes"], expected["probability_yes"], rtol=1e-5)
+
     refused = dl.run("score", str(source), "--out", str(tmp_path / "scored"), check=False)
     assert refused.returncode == 1
     assert "holds files already; choose an empty directory or pass --force" in refused.stderr

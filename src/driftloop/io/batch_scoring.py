@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from driftloop.core.features import to_model_frame
 from driftloop.core.schema import DatasetSchema
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 SCALE_EXTRA = "pip install 'driftloop[scale]'"
+PARQUET_SUFFIXES = (".parquet", ".pq")
 REJECTED_DIR = "_rejected"  # "_": Parquet readers of the output directory skip it
 
 
@@ -75,13 +77,16 @@ class LogSampling:
 
 def score_partition(
     frame: pd.DataFrame,
-    index: int,
+    part: tuple[int, int],
     model: ScoringModel,
     keys: Sequence[str],
     out: str,
     sampling: LogSampling,
 ) -> PartitionScored:
-    """Validate, score and write one partition (``out/part-NNNNN.parquet``, bad rows under ``rejected/``)."""
+    """Validate, score and write one batch of rows: ``out/part-TTTTT-BBBB.parquet`` (task, batch).
+
+    Bad rows go under ``_rejected/`` with their reason (their values as text, missing values kept missing).
+    """
     started = time.perf_counter()
     schema = DatasetSchema.model_validate_json(model.schema_json)
     onnx = _session(model.sha256, model.onnx_bytes, model.schema_json)
@@ -90,19 +95,23 @@ def score_partition(
     bad = frame[~good]
     if len(bad):
         rejected = bad.assign(**{REASON_COLUMN: reasons[~good].to_numpy()})
-        target = Path(out) / REJECTED_DIR / f"part-{index:05d}.parquet"
+        for column in rejected.columns:
+            if rejected[column].dtype == object:  # mixed values (30 and "abc"): as text, so Parquet can hold them
+                values = rejected[column]
+                texts = values.astype(str).to_numpy(dtype=object)
+                texts[values.isna().to_numpy()] = None
+                rejected[column] = texts
+        target = Path(out) / REJECTED_DIR / f"part-{part[0]:05d}-{part[1]:04d}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        rejected.astype({c: str for c in rejected.columns if rejected[c].dtype == object}).to_parquet(
-            target, index=False
-        )
+        rejected.to_parquet(target, index=False)
     rows = frame[good]
     logged = 0
     if len(rows):
         model_frame = to_model_frame(rows, schema)
         labels, probabilities = onnx.predict(model_frame)
         answers = answers_frame(key_columns(rows, keys), schema.task, labels, probabilities, model.version)
-        answers.to_parquet(Path(out) / f"part-{index:05d}.parquet", index=False)
-        logged = _log_sample(model, schema, model_frame, labels, probabilities, index, sampling)
+        answers.to_parquet(Path(out) / f"part-{part[0]:05d}-{part[1]:04d}.parquet", index=False)
+        logged = _log_sample(model, schema, model_frame, labels, probabilities, part, sampling)
     return PartitionScored(
         len(frame), int(good.sum()), int((~good).sum()), logged, time.perf_counter() - started,
         tuple(dict.fromkeys(reasons[~good].tolist()))[:3],
@@ -115,12 +124,12 @@ def _log_sample(
     model_frame: pd.DataFrame,
     labels: np.ndarray,
     probabilities: np.ndarray | None,
-    index: int,
+    part: tuple[int, int],
     sampling: LogSampling,
 ) -> int:
     if sampling.url is None or sampling.fraction <= 0:
         return 0
-    picked = np.random.default_rng([sampling.seed, index]).random(len(model_frame)) < sampling.fraction
+    picked = np.random.default_rng([sampling.seed, *part]).random(len(model_frame)) < sampling.fraction
     if not picked.any():
         return 0
     chosen = model_frame[picked]
@@ -138,7 +147,7 @@ def _log_sample(
         outputs = values.astype(np.float32).reshape(-1, 1)
     event = PredictionEvent(
         ts=time.time(),
-        request_id=f"batch-{model.sha256[:8]}-{index:05d}-{time.time_ns()}",
+        request_id=f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}",
         model_name=model.name,
         model_version=model.version,
         features=features,
@@ -163,52 +172,93 @@ class BatchScored:
     first_reasons: tuple[str, ...]
 
 
-def input_partitions(source: Path, blocksize: str) -> tuple[Any, list[str]]:
-    """The input as a Dask DataFrame (CSV, Parquet file or directory of Parquet) and its columns.
+@dataclass(frozen=True)
+class ParquetPiece:
+    """One row group of one Parquet file: a task's share of a Parquet input."""
+
+    path: str
+    row_group: int
+
+
+@dataclass(frozen=True)
+class ScoringInput:
+    """The input, cut into tasks: Parquet row groups (each read in batches by its task) or a CSV's blocks."""
+
+    columns: list[str]
+    pieces: list[ParquetPiece]
+    csv: Any = None  # a Dask DataFrame of the CSV's blocks, when the input is a CSV
+
+    @property
+    def tasks(self) -> int:
+        return len(self.pieces) if self.csv is None else int(self.csv.npartitions)
+
+
+def scoring_input(source: Path, blocksize: str) -> ScoringInput:
+    """The input's columns and tasks.
+
+    A CSV is read by Dask in blocks of ``blocksize``; a Parquet file or a directory of them (files under a name
+    starting with ``_`` or ``.`` skipped, as Parquet readers do) is cut into row groups.
 
     Raises:
         ConfigError: Dask is not installed.
-        DatasetError: The input does not exist or is not CSV or Parquet.
+        DatasetError: The input does not exist, is not CSV or Parquet, or a directory holds no Parquet file.
     """
     dd = _dask_dataframe()
     if not source.exists():
         raise DatasetError(f"input {source} does not exist")
-    parquet = source.is_dir() or source.suffix.lower() in (".parquet", ".pq")
-    if not parquet and ".csv" not in [s.lower() for s in source.suffixes]:
+    if source.is_dir() or source.suffix.lower() in PARQUET_SUFFIXES:
+        files = (
+            sorted(p for p in source.rglob("*") if p.suffix.lower() in PARQUET_SUFFIXES and not _hidden(p, source))
+            if source.is_dir()
+            else [source]
+        )
+        if not files:
+            raise DatasetError(f"input directory {source} holds no Parquet file")
+        pieces = [ParquetPiece(str(f), g) for f in files for g in range(pq.ParquetFile(f).num_row_groups)]
+        return ScoringInput([str(name) for name in pq.read_schema(files[0]).names], pieces)
+    if ".csv" not in [s.lower() for s in source.suffixes]:
         raise DatasetError(f"input {source}: score reads CSV, Parquet or a directory of Parquet files")
-    if parquet:
-        frame = dd.read_parquet(str(source), blocksize=blocksize)
-    else:
-        frame = dd.read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
-    return frame, [str(c) for c in frame.columns]
+    frame = dd.read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
+    return ScoringInput([str(c) for c in frame.columns], [], frame)
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
 
 
 def score_with_dask(
     client: Client,
-    frame: Any,
+    source: ScoringInput,
     model: ScoringModel,
     keys: Sequence[str],
     out: Path,
     sampling: LogSampling,
     progress: Callable[[PartitionScored, int], None] | None = None,
-    csv_schema: DatasetSchema | None = None,
+    schema: DatasetSchema | None = None,
+    batch_rows: int = 50_000,
 ) -> BatchScored:
-    """Score every partition on the cluster; each result, as it comes, goes to ``progress(result, total)``.
+    """Score every task's rows on the cluster; each result, as it comes, goes to ``progress(result, total)``.
 
-    One task per partition reads, scores and writes it; only its counts come back. The partitions' data is
-    released as soon as each is written, so the cluster holds a few partitions at a time, not the input.
+    A Parquet task reads its row group ``batch_rows`` rows at a time and scores, writes and forgets each batch, so
+    a worker holds one batch whatever the input's size; a CSV task its block. Only counts come back.
     """
     from dask import delayed
     from distributed import as_completed
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    score = delayed(_score_delayed, pure=False)
-    tasks = [
-        score(part, index, model, list(keys), str(out), sampling, csv_schema)
-        for index, part in enumerate(frame.to_delayed())
-    ]
-    futures = client.compute(tasks)
+    if source.csv is None:
+        futures = [
+            client.submit(_score_piece, piece, number, model, list(keys), str(out), sampling, batch_rows, pure=False)
+            for number, piece in enumerate(source.pieces)
+        ]
+    else:
+        score = delayed(_score_csv_block, pure=False)
+        tasks = [
+            score(block, number, model, list(keys), str(out), sampling, schema)
+            for number, block in enumerate(source.csv.to_delayed())
+        ]
+        futures = client.compute(tasks)
     results: list[PartitionScored] = []
     for future in as_completed(futures):
         result: PartitionScored = future.result()
@@ -227,18 +277,30 @@ def score_with_dask(
     )
 
 
-def _score_delayed(
-    frame: pd.DataFrame,
-    index: int,
-    model: ScoringModel,
-    keys: list[str],
-    out: str,
-    sampling: LogSampling,
-    csv_schema: DatasetSchema | None,
-) -> PartitionScored:
-    if csv_schema is not None:
-        frame = _csv_types(frame, csv_schema)
-    return score_partition(frame, index, model, keys, out, sampling)
+def _score_piece(
+    piece: ParquetPiece, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
+    batch_rows: int,
+) -> PartitionScored:  # fmt: skip
+    parts = [
+        score_partition(batch.to_pandas(), (number, index), model, keys, out, sampling)
+        for index, batch in enumerate(
+            pq.ParquetFile(piece.path).iter_batches(batch_size=batch_rows, row_groups=[piece.row_group])
+        )
+    ]
+    return PartitionScored(
+        sum(p.rows for p in parts), sum(p.scored for p in parts), sum(p.rejected for p in parts),
+        sum(p.logged for p in parts), sum(p.seconds for p in parts),
+        tuple(dict.fromkeys(r for p in parts for r in p.first_reasons))[:3],
+    )  # fmt: skip
+
+
+def _score_csv_block(
+    frame: pd.DataFrame, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
+    schema: DatasetSchema | None,
+) -> PartitionScored:  # fmt: skip
+    if schema is not None:
+        frame = _csv_types(frame, schema)
+    return score_partition(frame, (number, 0), model, keys, out, sampling)
 
 
 def _csv_types(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
