@@ -1268,7 +1268,7 @@ def _print_table(title: str, rows: list[dict[str, str]], empty: str, caption: st
 def score(
     data: Annotated[Path, typer.Argument(help="The rows to score: a CSV or Parquet file, or a directory of Parquet")],
     out: Annotated[
-        Path, typer.Option("--out", help="Directory for the scored Parquet files (rejected rows: rejected/)")
+        Path, typer.Option("--out", help="Directory for the scored Parquet files (rows set aside: _rejected/)")
     ],
     version: Annotated[str | None, typer.Option(help="Model version [default: the champion]")] = None,
     key: Annotated[
@@ -1283,7 +1283,9 @@ def score(
     ] = None,  # fmt: skip
     workers: Annotated[int, typer.Option(min=1, help="Worker processes of the local cluster")] = 2,
     memory_limit: Annotated[str, typer.Option(help="Each local worker's memory limit (Dask's: 2GB, auto)")] = "auto",
-    blocksize: Annotated[str, typer.Option(help="Rows are read in blocks of about this size")] = "64MB",
+    blocksize: Annotated[
+        str, typer.Option(help="A CSV is read in blocks of about this size (Parquet: by row group)")
+    ] = "64MB",
     log_fraction: Annotated[
         float | None,
         typer.Option(
