@@ -20,8 +20,9 @@ Every measurement runs in its own subprocess, so one's peak memory (ru_maxrss) d
   evidently  generate both frames, then time Report([DataDriftPreset()], include_tests=True).run and read it back
              (Evidently's preset computes the feature columns only)
   chunked    a 10M×20 window generated and checked in 1M-row chunks (io.window_spill: spilled to Parquet, tested
-             a column at a time) under an address-space cap below what the in-memory check of the same window
-             needs; beside it the in-memory check of the same rows: same verdict, time, peak memory
+             a column at a time); beside it the in-memory check of the same rows: same verdict, time, peak memory.
+             (An address-space cap, RLIMIT_AS, is no measure here: numpy and pyarrow reserve far more address
+             space than they use, and a 2 GB cap failed a 1M-row chunk's allocation.)
 "peak" is the subprocess's maximum RSS, data and imports included; "before" is the RSS before the timed step.
 """
 
@@ -44,7 +45,6 @@ import pandas as pd
 
 FULL_SIZES = [(100_000, 20), (100_000, 100), (1_000_000, 20), (300_000, 100)]
 CHUNKED_ROWS, CHUNKED_COLS, CHUNK_ROWS = 10_000_000, 20, 1_000_000
-CHUNKED_CAP_MB = 2_048  # the chunked check's address-space cap (RLIMIT_AS)
 LABELLED_SHARE = 0.1
 SEGMENT = "cat_000"
 TARGET_PLAIN_RATIO = 2.0
@@ -264,15 +264,11 @@ def worker_evidently(rows: int, cols: int) -> dict:
     }
 
 
-def run_worker(kind: str, rows: int, cols: int, directory: Path, cap_mb: int | None = None) -> dict:
+def run_worker(kind: str, rows: int, cols: int, directory: Path) -> dict:
     argv = [sys.executable, __file__, "--worker", kind, "--rows", str(rows), "--cols", str(cols)]
     argv += ["--dir", str(directory)]
 
-    def capped() -> None:
-        if cap_mb is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (cap_mb * 2**20, cap_mb * 2**20))
-
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, preexec_fn=capped)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{kind} worker failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -299,6 +295,7 @@ def yes(value: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a minute or two")
+    parser.add_argument("--chunked-only", action="store_true", help="only the 10M-row window in chunks")
     parser.add_argument(
         "--worker", choices=["prepare", "ours", "plain", "evidently", "chunked", "in-memory"], help=argparse.SUPPRESS
     )
@@ -321,6 +318,9 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
+    if args.chunked_only:
+        print("\n".join(chunked_table()))
+        return
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     load = os.getloadavg()[0]
     print(
@@ -378,25 +378,25 @@ def main() -> None:
 def chunked_table() -> list[str]:
     """The 10M-row window: in chunks under an address-space cap, and in memory; verdicts compared."""
     print()
-    header = f"{'10M × 20 window':>22} {'seconds':>8} {'peak MB':>8} {'cap MB':>7} {'verdict':>8} {'share':>6}"
+    header = f"{'10M × 20 window':>22} {'seconds':>8} {'peak MB':>8} {'verdict':>8} {'share':>6}"
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         directory = Path(tmp)
         run_worker("prepare", CHUNK_ROWS, CHUNKED_COLS, directory / "reference")
-        chunked = run_worker("chunked", CHUNKED_ROWS, CHUNKED_COLS, directory, cap_mb=CHUNKED_CAP_MB)
+        chunked = run_worker("chunked", CHUNKED_ROWS, CHUNKED_COLS, directory)
         whole = run_worker("in-memory", CHUNKED_ROWS, CHUNKED_COLS, directory)
-    for name, result, cap in (("in chunks of 1M rows", chunked, f"{CHUNKED_CAP_MB:,}"), ("in memory", whole, "-")):
+    for name, result in (("in chunks of 1M rows", chunked), ("in memory", whole)):
         verdict = result["verdict"]
         print(
-            f"{name:>22} {result['seconds']:>8.1f} {result['peak_mb']:>8,.0f} {cap:>7} {verdict['status']:>8} "
+            f"{name:>22} {result['seconds']:>8.1f} {result['peak_mb']:>8,.0f} {verdict['status']:>8} "
             f"{verdict['share']:>6.2f}",
             flush=True,
         )
     same = chunked["verdict"] == whole["verdict"]
     return [
         f"10M×20 in chunks: same verdict as in memory, column for column: {yes(same)}; peak "
-        f"{chunked['peak_mb']:,.0f} MB under a {CHUNKED_CAP_MB:,} MB cap vs {whole['peak_mb']:,.0f} MB in memory"
+        f"{chunked['peak_mb']:,.0f} MB vs {whole['peak_mb']:,.0f} MB in memory"
     ]
 
 
