@@ -24,7 +24,6 @@ from driftloop.core.drift_rule import DriftRule
 from driftloop.core.episodes import Episode, drift_action
 from driftloop.core.label_check import LabelCheck
 from driftloop.core.performance_estimate import PerformanceEstimate
-from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task
 from driftloop.events import DRIFT_DETECTED
 from driftloop.io import tracking
@@ -34,7 +33,7 @@ from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
 from driftloop.io.prefect_runs import flow_run_state
 from driftloop.io.reference import download_profile
-from driftloop.io.registry import ModelRegistry, locate_model_file
+from driftloop.io.registry import ModelRegistry
 from driftloop.io.window_spill import LoggedWindow, check_logged_window
 from tasks.policies import mlflow_task
 from tasks.registry import Champion
@@ -86,16 +85,8 @@ def load_reference(tracking_uri: str, reference_uri: str) -> ReferenceProfile:
 
 @mlflow_task("read-champion-task", timeout_seconds=600)
 def champion_task(model_name: str, tracking_uri: str, version: str, tags: Mapping[str, str]) -> Task:
-    """The champion's task (kind and classes): from its tag, or the schema saved in its model directory.
-
-    Versions registered before the task was tagged have only the schema.
-    """
-    if lineage.TASK in tags:
-        return Task.from_record(tags[lineage.TASK])
-    with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
-        model_dir = ModelRegistry(model_name, tracking_uri).download_model_dir(version, Path(tmp))
-        schema_path = locate_model_file(model_dir, lineage.SCHEMA_FILE)
-        return DatasetSchema.model_validate_json(schema_path.read_text()).task
+    """The champion's task (kind and classes), as ``ModelRegistry.task_of`` reads it."""
+    return ModelRegistry(model_name, tracking_uri).task_of(version, tags)
 
 
 @mlflow_task("record-drift-check", timeout_seconds=900)

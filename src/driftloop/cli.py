@@ -1236,15 +1236,13 @@ def _task_and_calibrations(settings: Settings, versions: list[str]) -> tuple[Any
     store = _local_store(settings)
     if store is not None and not store.is_file():
         return None, {}
-    from driftloop.core.task import Task
     from driftloop.io.reference import download_profile
 
     registry = _registry(settings)
     champion = registry.champion()
     if champion is None:
         return None, {}
-    tags = dict(champion.tags)
-    task = Task.from_record(tags[lineage.TASK]) if lineage.TASK in tags else registry.schema_of(champion.version).task
+    task = registry.task_of(str(champion.version), dict(champion.tags))
     calibrations = {}
     for version in versions:
         reference = dict(registry.get_version(version).tags).get(f"{lineage.PREFIX}reference_uri")

@@ -39,6 +39,7 @@ from driftloop.core.history import (
     rollback_target,
 )
 from driftloop.core.schema import DatasetSchema
+from driftloop.core.task import Task
 from driftloop.errors import BundleError, ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
 from driftloop.io.bundle import EXTRA_FILES_DIR, find_model_file
 from driftloop.io.history_log import HistoryLog
@@ -387,6 +388,15 @@ class ModelRegistry:
             for mv in found
         ]
         return sorted(summaries, key=lambda summary: int(summary.version), reverse=True)
+
+    def task_of(self, version: str, tags: Mapping[str, str]) -> Task:
+        """The version's task (kind and classes): from its tag, else from its schema.
+
+        Versions registered before the task was tagged have only the schema.
+        """
+        if lineage.TASK in tags:
+            return Task.from_record(tags[lineage.TASK])
+        return self.schema_of(version).task
 
     def schema_of(self, version: str) -> DatasetSchema:
         """The schema the version was trained on (its model directory's ``schema.json``, read alone)."""
