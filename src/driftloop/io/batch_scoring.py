@@ -65,6 +65,15 @@ class PartitionScored:
     seconds: float
     first_reasons: tuple[str, ...] = ()
 
+    @classmethod
+    def combined(cls, parts: Sequence[PartitionScored], reasons: int = 3) -> PartitionScored:
+        """The counts of several batches as one; their first ``reasons`` distinct reasons."""
+        return cls(
+            sum(p.rows for p in parts), sum(p.scored for p in parts), sum(p.rejected for p in parts),
+            sum(p.logged for p in parts), sum(p.seconds for p in parts),
+            tuple(dict.fromkeys(r for p in parts for r in p.first_reasons))[:reasons],
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class LogSampling:
@@ -265,33 +274,24 @@ def score_with_dask(
         results.append(result)
         if progress is not None:
             progress(result, len(futures))
-    reasons = tuple(dict.fromkeys(r for result in results for r in result.first_reasons))[:5]
+    total = PartitionScored.combined(results, reasons=5)
     return BatchScored(
-        len(results),
-        sum(r.rows for r in results),
-        sum(r.scored for r in results),
-        sum(r.rejected for r in results),
-        sum(r.logged for r in results),
-        time.perf_counter() - started,
-        reasons,
-    )
+        len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
+        total.first_reasons,
+    )  # fmt: skip
 
 
 def _score_piece(
     piece: ParquetPiece, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
     batch_rows: int,
 ) -> PartitionScored:  # fmt: skip
-    parts = [
-        score_partition(batch.to_pandas(), (number, index), model, keys, out, sampling)
-        for index, batch in enumerate(
-            pq.ParquetFile(piece.path).iter_batches(batch_size=batch_rows, row_groups=[piece.row_group])
-        )
-    ]
-    return PartitionScored(
-        sum(p.rows for p in parts), sum(p.scored for p in parts), sum(p.rejected for p in parts),
-        sum(p.logged for p in parts), sum(p.seconds for p in parts),
-        tuple(dict.fromkeys(r for p in parts for r in p.first_reasons))[:3],
-    )  # fmt: skip
+    batches = pq.ParquetFile(piece.path).iter_batches(batch_size=batch_rows, row_groups=[piece.row_group])
+    return PartitionScored.combined(
+        [
+            score_partition(batch.to_pandas(), (number, index), model, keys, out, sampling)
+            for index, batch in enumerate(batches)
+        ]
+    )
 
 
 def _score_csv_block(
