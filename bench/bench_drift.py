@@ -1,6 +1,6 @@
 """Drift check: driftloop's core.drift beside Evidently 0.7.23's DataDriftPreset, on the same synthetic data.
 
-Run: .venv/bin/python bench/bench_drift.py [--quick]
+Run: .venv/bin/python bench/bench_drift.py [--quick | --sizes 1000000x20 300000x100 | --chunked-only]
      (full: 100k×20, 100k×100, 1M×20, 300k×100, then a 10M×20 window in chunks; about 15 minutes, most of it
      Evidently; prints two tables)
 
@@ -292,10 +292,21 @@ def yes(value: bool) -> str:
     return "yes" if value else "NO"
 
 
+def _size(text: str) -> tuple[int, int]:
+    rows, _, cols = text.lower().partition("x")
+    try:
+        return int(rows), int(cols)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is ROWSxCOLS, like 1000000x20, not {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a minute or two")
     parser.add_argument("--chunked-only", action="store_true", help="only the 10M-row window in chunks")
+    parser.add_argument(
+        "--sizes", nargs="+", type=_size, metavar="ROWSxCOLS", help="only these sizes (e.g. 1000000x20), no 10M window"
+    )
     parser.add_argument(
         "--worker", choices=["prepare", "ours", "plain", "evidently", "chunked", "in-memory"], help=argparse.SUPPRESS
     )
@@ -321,7 +332,7 @@ def main() -> None:
     if args.chunked_only:
         print("\n".join(chunked_table()))
         return
-    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     load = os.getloadavg()[0]
     print(
         f"Python {platform.python_version()}, {os.cpu_count()} CPU(s), load average {load:.2f} at start; "
@@ -368,7 +379,7 @@ def main() -> None:
         if (rows, cols) in ISSUE_BASELINE:
             baseline = ISSUE_BASELINE[(rows, cols)]
             checks.append(f"{rows:,}×{cols}: Evidently {theirs['seconds']:.1f} s here, {baseline} s in the issue")
-    if not args.quick:
+    if not args.quick and not args.sizes:
         checks += chunked_table()
     print()
     print("\n".join(checks))

@@ -8,7 +8,7 @@ import pytest
 
 from driftloop.core.drift import build_profile, check_drift
 from driftloop.core.schema import DatasetSchema
-from driftloop.core.segments import check_segments, drifted_segments
+from driftloop.core.segments import SEGMENT_WINDOW_ROWS, check_segments, drifted_segments
 from driftloop.core.task import Task, TaskKind
 
 TASK = Task(TaskKind.BINARY, ("no", "yes"))
@@ -93,3 +93,18 @@ def test_a_segment_must_be_a_categorical_feature() -> None:
     with pytest.raises(ValueError, match="segments: 'z' is not a feature"):
         DatasetSchema.model_validate({**base, "segments": ["z"]})
     assert DatasetSchema.model_validate(base).fingerprint() == DatasetSchema.model_validate(base).fingerprint()
+
+
+@pytest.mark.parametrize(("seed", "shifted"), [(11, True), (12, True), (13, False), (14, False)])
+def test_a_big_segment_is_tested_on_a_sample_and_keeps_its_verdict(seed: int, shifted: bool) -> None:
+    rng = np.random.default_rng(seed)
+    profile = build_profile(_traffic(rng, 6000), ["tenure", "charges", "usage"], ["contract"], segments=["contract"])
+    window = _traffic(rng, 60_000, shift_in="month" if shifted else None)  # month: about 33,000 rows
+    by_value = {s.value: s for s in check_segments(profile, window, ["contract"], TASK, drift_share=0.5,
+                                                   min_rows=100, label_min_rows=50)}  # fmt: skip
+    month = by_value["month"]
+    assert month.rows == (window["contract"] == "month").sum() > SEGMENT_WINDOW_ROWS
+    assert month.tested_rows == SEGMENT_WINDOW_ROWS
+    assert f"(tested on {SEGMENT_WINDOW_ROWS:,})" in month.summary()
+    assert (month.verdict == "drift") is shifted
+    assert by_value["two-year"].tested_rows == by_value["two-year"].rows  # below the cap: every row

@@ -4,7 +4,7 @@ The drift tests need each column whole (a K-S statistic, a Wasserstein distance)
 ``core.drift.check_drift_columns`` asks for one column per test. So a window read in chunks (from the prediction
 log, a file, a query) costs one chunk while it is written and ``workers`` columns while it is tested, and the
 verdict is the in-memory one. Numerical columns are stored as float64 and categorical ones as text, as the
-prediction log gives them back.
+prediction log gives them back; a categorical column is read back dictionary-encoded.
 """
 
 from __future__ import annotations
@@ -79,12 +79,17 @@ class SpilledWindow:
             raise DatasetError(f"the current data lacks column(s) {missing}")
 
     def column(self, name: str) -> pd.Series:
-        """One column, whole, as the in-memory window holds it (float64 with NaN, or text with None)."""
+        """One column, whole: float64 with NaN, or a pandas Categorical of the text values with NaN for missing.
+
+        Categorical, not Python strings: the drift tests only count a categorical column's values, and 10M rows
+        of ``str`` objects would cost more memory than every other column together.
+        """
         self.finish()
-        values = pq.read_table(self.path, columns=[name]).column(0)
         if self._kinds[name] == "numerical":
+            values = pq.read_table(self.path, columns=[name]).column(0)
             return pd.Series(values.to_numpy(zero_copy_only=False), name=name, dtype="float64")
-        return pd.Series(values.to_pylist(), name=name, dtype=object)
+        encoded = pq.read_table(self.path, columns=[name], read_dictionary=[name]).column(0)
+        return pd.Series(encoded.to_pandas(), name=name)
 
     def __enter__(self) -> SpilledWindow:
         return self
