@@ -1264,7 +1264,12 @@ def _print_table(title: str, rows: list[dict[str, str]], empty: str, caption: st
 
 @app.command()
 def score(
-    data: Annotated[Path, typer.Argument(help="The rows to score: a CSV or Parquet file, or a directory of Parquet")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="The rows to score: a CSV or Parquet file, a directory of Parquet, or a database URL with --query"
+        ),
+    ],
     out: Annotated[
         Path, typer.Option("--out", help="Directory for the scored Parquet files (rows set aside: _rejected/)")
     ],
@@ -1272,6 +1277,7 @@ def score(
     key: Annotated[
         list[str], typer.Option("--key", help="An input column to keep beside each prediction (repeatable)")
     ] = [],  # noqa: B006
+    query: Annotated[str | None, typer.Option(help="The SQL selecting the rows, when DATA is a database URL")] = None,
     dask_scheduler: Annotated[
         str | None,
         typer.Option(
@@ -1284,6 +1290,9 @@ def score(
     blocksize: Annotated[
         str, typer.Option(help="A CSV is read in blocks of about this size (Parquet: by row group)")
     ] = "64MB",
+    batch_rows: Annotated[
+        int, typer.Option(min=100, help="Rows read and scored at a time: of a Parquet row group, of a query")
+    ] = 50_000,
     log_fraction: Annotated[
         float | None,
         typer.Option(
@@ -1300,9 +1309,16 @@ def score(
     _require_known_model(settings, model_name)
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
-    from driftloop.io.batch_scoring import LogSampling, scoring_input
+    from driftloop.io.batch_scoring import LogSampling, query_input, scoring_input
+    from driftloop.io.sql_source import SqlQuery
 
-    source = scoring_input(data, blocksize)
+    where = _source(data, query)
+    if isinstance(where, SqlQuery):
+        data = where.describe()
+        password = get_settings().sql_password
+        source = query_input(where, password.get_secret_value() if password else None, batch_rows)
+    else:
+        source = scoring_input(where, blocksize)
     columns = source.columns
     missing = [k for k in key if k not in columns]
     if missing:
@@ -1316,7 +1332,8 @@ def score(
         raise _fail(f"{data} lacks the model's feature(s) {absent} (v{model.version} of {model.name!r})")
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
-    _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema)
+    _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema,
+                 batch_rows)  # fmt: skip
 
 
 def _scoring_model(settings: Settings, version: str | None) -> Any:
@@ -1344,8 +1361,8 @@ def _scoring_model(settings: Settings, version: str | None) -> Any:
 
 
 def _run_scoring(
-    settings: Settings, source: Any, model: Any, keys: list[str], destination: Path, sampling: Any, data: Path,
-    scheduler: str | None, workers: int, memory_limit: str, schema: Any,
+    settings: Settings, source: Any, model: Any, keys: list[str], destination: Path, sampling: Any, data: str,
+    scheduler: str | None, workers: int, memory_limit: str, schema: Any, batch_rows: int,
 ) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -1360,10 +1377,11 @@ def _run_scoring(
         with Progress(*columns, console=err) as bar:
             task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
 
-            def advance(result: Any, total: int) -> None:
+            def advance(result: Any, total: int | None) -> None:
                 bar.update(task, advance=1, rows=bar.tasks[task].fields["rows"] + result.rows)
 
-            done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema)
+            done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
+                                   batch_rows=batch_rows)  # fmt: skip
     finally:
         client.close()
         if cluster is not None:

@@ -1,4 +1,5 @@
-"""`driftloop score` through the real CLI: a trained version's ONNX graph over a Parquet directory on Dask.
+"""`driftloop score` through the real CLI: a trained version's ONNX graph over a Parquet directory, a CSV and a
+PostgreSQL query, on Dask.
 
 A local cluster of 2 worker processes, then a real `dask scheduler` with `dask worker` processes (the multi-node
 path, on one machine): the same answers as the model in this process, bad rows set aside with their reason, a
@@ -162,3 +163,42 @@ def _wait_for_workers(port: int, count: int) -> None:
         except (OSError, TimeoutError):
             assert time.monotonic() < deadline, "the Dask cluster did not come up within 60 s"
             time.sleep(0.5)
+
+
+def test_score_a_postgresql_query_streamed_in_chunks(tmp_path: Path, prefect_server: PrefectServer) -> None:
+    import sqlalchemy as sa
+
+    from tests.support.postgres import running_postgres
+
+    dl = _trained(tmp_path, prefect_server)
+    rows = _rows(12_000, seed=60).drop(columns=["y"])
+    rows.loc[rows.index[100:104], "tenure"] = -1.0  # below min
+    rows.loc[rows.index[7000:7002], "contract"] = "weekly"
+    with running_postgres() as url:
+        engine = sa.create_engine(url)
+        rows.to_sql("accounts", engine, index=False, chunksize=5000)
+        engine.dispose()
+        # 12,000 rows in chunks of 2,000: six tasks, at most four in flight on two workers.
+        done = dl.run("score", url, "--query", "SELECT * FROM accounts WHERE id < 11000 ORDER BY id", "--out",
+                      str(tmp_path / "scored"), "--key", "id", "--batch-rows", "2000", "--workers", "2")  # fmt: skip
+        assert "scored   11,000 rows of postgresql+psycopg2://postgres@" in done.stdout, done.stdout
+        assert ": 10,994 → " in done.stdout
+        assert "rejected 6 rows the model cannot score" in done.stdout
+
+        scored = pd.read_parquet(tmp_path / "scored").sort_values("id", ignore_index=True)
+        good = rows[(rows["id"] < 11000) & ~rows.index.isin([100, 101, 102, 103, 7000, 7001])]
+        good = good.reset_index(drop=True)
+        assert scored["id"].tolist() == good["id"].tolist()
+        labels, positive = _expected(dl, good)
+        assert scored["prediction"].tolist() == labels
+        np.testing.assert_allclose(scored["probability_yes"], positive, rtol=1e-6)
+        rejected = pd.read_parquet(tmp_path / "scored" / "_rejected").sort_values("id", ignore_index=True)
+        assert rejected["id"].tolist() == [100, 101, 102, 103, 7000, 7001]
+
+        broken = dl.run("score", url, "--query", "SELECT * FROM no_such_table", "--out", str(tmp_path / "none"),
+                        check=False)  # fmt: skip
+        assert broken.returncode == 1
+        assert broken.stderr.startswith("error: cannot read postgresql+psycopg2://postgres@"), broken.stderr
+        assert "no_such_table" in broken.stderr
+        assert len(broken.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "none").exists()

@@ -1,8 +1,9 @@
 """Batch scoring on Dask: each partition validated, scored with the version's ONNX graph, written as Parquet.
 
 The worker that reads a partition writes it, so no partition travels back to the client and inputs larger than
-memory stream through. Rows the model cannot score go to ``rejected/`` with their reason; a seeded sample of the scored
-rows goes to the prediction log, so the drift check sees batch traffic too.
+memory stream through. A query's rows are read by the client through a server-side cursor and sent to the workers
+chunk by chunk, a few in flight. Rows the model cannot score go to ``_rejected/`` with their reason; a seeded sample
+of the scored rows goes to the prediction log, so the drift check sees batch traffic too.
 
 Dask is the ``scale`` extra: imported by the functions that need it, not by this module.
 """
@@ -10,8 +11,9 @@ Dask is the ``scale`` extra: imported by the functions that need it, not by this
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +29,7 @@ from driftloop.core.scoring import REASON_COLUMN, answers_frame, key_columns, ro
 from driftloop.errors import ConfigError, DatasetError
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
+from driftloop.io.sql_source import SqlQuery, read_sql_chunks
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -189,17 +192,35 @@ class ParquetPiece:
     row_group: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class ScoringInput:
-    """The input, cut into tasks: Parquet row groups (each read in batches by its task) or a CSV's blocks."""
+    """The input, cut into tasks: Parquet row groups, a CSV's blocks, or a query's chunks.
+
+    A Parquet task reads its row group in batches; a query's rows are streamed by the client, one task per chunk,
+    so their number is known only at the end.
+    """
 
     columns: list[str]
     pieces: list[ParquetPiece]
     csv: Any = None  # a Dask DataFrame of the CSV's blocks, when the input is a CSV
+    chunks: Iterator[pd.DataFrame] | None = None  # a query's rows, when the input is SQL
 
     @property
-    def tasks(self) -> int:
+    def tasks(self) -> int | None:
+        if self.chunks is not None:
+            return None
         return len(self.pieces) if self.csv is None else int(self.csv.npartitions)
+
+
+def query_input(source: SqlQuery, password: str | None, chunk_rows: int = 50_000) -> ScoringInput:
+    """A query's rows as scoring input, read ``chunk_rows`` at a time (the first chunk now, for its columns).
+
+    Raises:
+        DatasetError: The database cannot be reached, the query fails or returns no rows.
+    """
+    chunks = read_sql_chunks(source, password, chunk_rows)
+    first = next(chunks)  # read_sql_chunks raises rather than end empty
+    return ScoringInput([str(c) for c in first.columns], [], chunks=itertools.chain([first], chunks))
 
 
 def scoring_input(source: Path, blocksize: str) -> ScoringInput:
@@ -242,43 +263,75 @@ def score_with_dask(
     keys: Sequence[str],
     out: Path,
     sampling: LogSampling,
-    progress: Callable[[PartitionScored, int], None] | None = None,
+    progress: Callable[[PartitionScored, int | None], None] | None = None,
     schema: DatasetSchema | None = None,
     batch_rows: int = 50_000,
 ) -> BatchScored:
     """Score every task's rows on the cluster; each result, as it comes, goes to ``progress(result, total)``.
 
+    ``total`` is None while a query's number of chunks is unknown.
+
     A Parquet task reads its row group ``batch_rows`` rows at a time and scores, writes and forgets each batch, so
-    a worker holds one batch whatever the input's size; a CSV task its block. Only counts come back.
+    a worker holds one batch whatever the input's size; a CSV task its block. A query's chunks are sent to the
+    workers as they are read, at most two per worker in flight. Only counts come back.
     """
     from dask import delayed
     from distributed import as_completed
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    if source.csv is None:
-        futures = [
-            client.submit(_score_piece, piece, number, model, list(keys), str(out), sampling, batch_rows, pure=False)
-            for number, piece in enumerate(source.pieces)
-        ]
-    else:
-        score = delayed(_score_csv_block, pure=False)
-        tasks = [
-            score(block, number, model, list(keys), str(out), sampling, schema)
-            for number, block in enumerate(source.csv.to_delayed())
-        ]
-        futures = client.compute(tasks)
     results: list[PartitionScored] = []
-    for future in as_completed(futures):
-        result: PartitionScored = future.result()
+
+    def collect(result: PartitionScored, total: int | None) -> None:
         results.append(result)
         if progress is not None:
-            progress(result, len(futures))
+            progress(result, total)
+
+    if source.chunks is not None:
+        _score_streamed(client, source.chunks, model, list(keys), str(out), sampling, collect)
+    else:
+        if source.csv is None:
+            futures = [
+                client.submit(
+                    _score_piece, piece, number, model, list(keys), str(out), sampling, batch_rows, pure=False
+                )  # fmt: skip
+                for number, piece in enumerate(source.pieces)
+            ]
+        else:
+            score = delayed(_score_csv_block, pure=False)
+            tasks = [
+                score(block, number, model, list(keys), str(out), sampling, schema)
+                for number, block in enumerate(source.csv.to_delayed())
+            ]
+            futures = client.compute(tasks)
+        for future in as_completed(futures):
+            collect(future.result(), len(futures))
     total = PartitionScored.combined(results, reasons=5)
     return BatchScored(
         len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
         total.first_reasons,
     )  # fmt: skip
+
+
+def _score_streamed(
+    client: Client, chunks: Iterator[pd.DataFrame], model: ScoringModel, keys: list[str], out: str,
+    sampling: LogSampling, collect: Callable[[PartitionScored, int | None], None],
+) -> None:  # fmt: skip
+    """Each chunk to a worker as it is read; no more than two per worker wait, so the client holds a few chunks."""
+    from distributed import wait
+
+    limit = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    pending: set[Any] = set()
+    for number, chunk in enumerate(chunks):
+        if len(pending) >= limit:
+            finished = wait(pending, return_when="FIRST_COMPLETED")
+            pending = set(finished.not_done)
+            for future in finished.done:
+                collect(future.result(), None)
+        data = client.scatter(chunk)
+        pending.add(client.submit(score_partition, data, (number, 0), model, keys, out, sampling, pure=False))
+    for future in wait(pending).done:
+        collect(future.result(), None)
 
 
 def _score_piece(

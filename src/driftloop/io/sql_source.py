@@ -7,6 +7,8 @@ apart (the ``DRIFTLOOP_SQL_PASSWORD`` setting) and put back into the URL only to
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -71,24 +73,60 @@ def read_sql(source: SqlQuery, password: str | None = None) -> pd.DataFrame:
         DatasetError: the URL or its driver is unusable, the query fails, or it returns no rows (the message names
             the URL without its password).
     """
-    url = make_url(source.url)
-    if url.password is None and password:
-        url = url.set(password=password)
-    password = url.password if isinstance(url.password, str) else None
-    try:
-        engine = sa.create_engine(url)
-    except (ArgumentError, SQLAlchemyError, ImportError) as error:
-        raise DatasetError(f"cannot use the database URL {source.safe_url}: {_hidden(error, password)}") from None
-    try:
-        with engine.connect() as connection:
+    with _connected(source, password) as (connection, secret):
+        try:
             frame = pd.read_sql_query(sa.text(source.query), connection)
-    except (SQLAlchemyError, pd.errors.DatabaseError) as error:  # pandas 3 wraps the driver's error in its own
-        raise DatasetError(f"cannot read {source.describe()}: {_hidden(error, password)}") from None
-    finally:
-        engine.dispose()
+        except (SQLAlchemyError, pd.errors.DatabaseError) as error:  # pandas 3 wraps the driver's error in its own
+            raise DatasetError(f"cannot read {source.describe()}: {_hidden(error, secret)}") from None
     if frame.empty:
         raise DatasetError(f"{source.describe()} returned no rows ({len(frame.columns)} column(s))")
     return frame
+
+
+def read_sql_chunks(source: SqlQuery, password: str | None = None, chunk_rows: int = 50_000) -> Iterator[pd.DataFrame]:
+    """The query's rows, ``chunk_rows`` at a time, through a server-side cursor where the driver has one.
+
+    So a query returning more rows than fit in memory is read one chunk at a time (PostgreSQL's psycopg2 streams
+    a named cursor; SQLite steps through its rows).
+
+    Raises:
+        DatasetError: as ``read_sql``, when the first chunk is asked for or while reading.
+    """
+    with _connected(source, password) as (connection, secret):
+        streamed = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+        try:
+            chunks = pd.read_sql_query(sa.text(source.query), streamed, chunksize=chunk_rows)
+            empty = True
+            for chunk in chunks:
+                if len(chunk):
+                    empty = False
+                    yield chunk
+        except (SQLAlchemyError, pd.errors.DatabaseError) as error:
+            raise DatasetError(f"cannot read {source.describe()}: {_hidden(error, secret)}") from None
+    if empty:
+        raise DatasetError(f"{source.describe()} returned no rows")
+
+
+@contextmanager
+def _connected(source: SqlQuery, password: str | None) -> Iterator[tuple[sa.Connection, str | None]]:
+    """A connection to the source's database, and the password used (to mask it in errors)."""
+    url = make_url(source.url)
+    if url.password is None and password:
+        url = url.set(password=password)
+    secret = url.password if isinstance(url.password, str) else None
+    try:
+        engine = sa.create_engine(url)
+    except (ArgumentError, SQLAlchemyError, ImportError) as error:
+        raise DatasetError(f"cannot use the database URL {source.safe_url}: {_hidden(error, secret)}") from None
+    try:
+        try:
+            connection = engine.connect()
+        except SQLAlchemyError as error:
+            raise DatasetError(f"cannot read {source.describe()}: {_hidden(error, secret)}") from None
+        with connection:
+            yield connection, secret
+    finally:
+        engine.dispose()
 
 
 def _hidden(error: BaseException, password: str | None) -> str:
