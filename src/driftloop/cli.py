@@ -1309,55 +1309,24 @@ def score(
     _require_known_model(settings, model_name)
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
-    from driftloop.io.batch_scoring import LogSampling, query_input, scoring_input
+    from driftloop.io.batch_scoring import LogSampling, load_scoring_model, open_scoring_input
     from driftloop.io.sql_source import SqlQuery
 
     where = _source(data, query)
-    if isinstance(where, SqlQuery):
-        data = where.describe()
-        password = get_settings().sql_password
-        source = query_input(where, password.get_secret_value() if password else None, batch_rows)
-    else:
-        source = scoring_input(where, blocksize)
-    columns = source.columns
-    missing = [k for k in key if k not in columns]
-    if missing:
-        raise _fail(f"--key {missing[0]!r} is not a column of {data} (columns: {', '.join(columns)})")
+    data = where.describe() if isinstance(where, SqlQuery) else str(where)
+    password = get_settings().sql_password
+    source = open_scoring_input(where, password.get_secret_value() if password else None, blocksize, batch_rows)
     from driftloop.core.schema import DatasetSchema
+    from driftloop.core.scoring import require_input_columns
 
-    model = _scoring_model(settings, version)
+    _require_version(settings, version)
+    model = load_scoring_model(_registry(settings), version)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    absent = [name for name in schema.feature_names if name not in columns]
-    if absent:
-        raise _fail(f"{data} lacks the model's feature(s) {absent} (v{model.version} of {model.name!r})")
+    require_input_columns(source.columns, key, schema, data)
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
     _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema,
                  batch_rows)  # fmt: skip
-
-
-def _scoring_model(settings: Settings, version: str | None) -> Any:
-    """The version's (default: the champion's) ONNX graph and schema, downloaded once for every worker."""
-    import tempfile
-
-    from driftloop.io.batch_scoring import ScoringModel
-    from driftloop.io.bundle import find_model_file
-
-    registry = _registry(settings)
-    if version is None:
-        champion = registry.champion()
-        if champion is None:
-            raise _fail(f"model {settings.model_name!r} has no champion yet: train one, or pass --version")
-        version = str(champion.version)
-    _require_version(settings, version)
-    with tempfile.TemporaryDirectory(prefix="driftloop-score-") as tmp:
-        directory = registry.download_model_dir(version, Path(tmp))
-        try:
-            graph = find_model_file(directory, lineage.SERVING_ONNX_FILE)
-        except DriftloopError:
-            graph = find_model_file(directory, lineage.ONNX_FILE)
-        schema = find_model_file(directory, lineage.SCHEMA_FILE).read_text()
-        return ScoringModel(settings.model_name, version, graph.read_bytes(), schema)
 
 
 def _run_scoring(
@@ -1366,26 +1335,20 @@ def _run_scoring(
 ) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from driftloop.io.batch_scoring import score_with_dask
+    from driftloop.io.batch_scoring import dask_client, score_with_dask
 
     address = scheduler or settings.dask_scheduler
-    client, cluster = _dask_client(address, workers, memory_limit)
     where = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
-    try:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("tasks, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("tasks, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
+    with dask_client(address, workers, memory_limit) as client, Progress(*columns, console=err) as bar:
+        task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
 
-            def advance(result: Any, total: int | None) -> None:
-                bar.update(task, advance=1, rows=bar.tasks[task].fields["rows"] + result.rows)
+        def advance(result: Any, total: int | None) -> None:
+            bar.update(task, advance=1, rows=bar.tasks[task].fields["rows"] + result.rows)
 
-            done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
-                                   batch_rows=batch_rows)  # fmt: skip
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
+                               batch_rows=batch_rows)  # fmt: skip
     rate = done.rows / done.seconds if done.seconds > 0 else 0.0
     out.print(
         f"scored   {done.rows:,} rows of {data} with {model.name} v{model.version} in {done.seconds:.1f} s "
@@ -1401,21 +1364,6 @@ def _run_scoring(
             soft_wrap=True,
         )
     out.print(f"logged   {done.logged:,} rows for the drift check", highlight=False)
-
-
-def _dask_client(address: str | None, workers: int, memory_limit: str) -> tuple[Any, Any]:
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise _fail("driftloop score runs on Dask, which is not installed: pip install 'driftloop[scale]'") from None
-    if address:
-        try:
-            return Client(address, timeout="10s"), None
-        except OSError as error:
-            raise _fail(f"--dask-scheduler {address}: no Dask scheduler answers there ({error})") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None)  # fmt: skip
-    return Client(cluster), cluster
 
 
 labels_app = typer.Typer(

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +21,17 @@ import yaml
 
 from tests.support.host import free_port
 
+Labels = Mapping[str, Mapping[str, str]]  # target (host:port) → its extra series labels
+
 
 @dataclass(frozen=True)
 class Prometheus:
     url: str
     config: Path
 
-    def scrape(self, targets: list[str], interval: str = "1s") -> None:
+    def scrape(self, targets: list[str], interval: str = "1s", labels: Labels | None = None) -> None:
         """Scrape these targets from now on (the config rewritten, then reloaded)."""
-        _write_config(self.config, targets, interval)
+        _write_config(self.config, targets, interval, labels)
         assert httpx.post(f"{self.url}/-/reload", timeout=10).status_code == 200
 
     def query(self, expr: str) -> list[dict[str, Any]]:
@@ -68,12 +70,18 @@ def require_prometheus() -> str:
 
 
 @contextmanager
-def prometheus_scraping(directory: Path, targets: list[str], interval: str = "1s") -> Iterator[Prometheus]:
-    """Prometheus scraping ``targets`` (host:port, /metrics) every ``interval``, ready; stopped after."""
+def prometheus_scraping(
+    directory: Path, targets: list[str], interval: str = "1s", labels: Labels | None = None
+) -> Iterator[Prometheus]:
+    """Prometheus scraping ``targets`` (host:port, /metrics) every ``interval``, ready; stopped after.
+
+    ``labels`` gives a target's series extra labels, as a Kubernetes scrape job's relabelling would (the pod's
+    namespace and labels).
+    """
     binary = require_prometheus()
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
-    _write_config(config, targets, interval)
+    _write_config(config, targets, interval, labels)
     port = free_port()
     log = (directory / "prometheus.log").open("wb")
     process = subprocess.Popen(
@@ -100,12 +108,13 @@ def prometheus_scraping(directory: Path, targets: list[str], interval: str = "1s
         log.close()
 
 
-def _write_config(path: Path, targets: list[str], interval: str) -> None:
+def _write_config(path: Path, targets: list[str], interval: str, labels: Labels | None = None) -> None:
+    static = [{"targets": [target], "labels": dict((labels or {}).get(target, {}))} for target in targets]
     path.write_text(
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": interval, "evaluation_interval": interval},
-                "scrape_configs": [{"job_name": "driftloop-serving", "static_configs": [{"targets": targets}]}],
+                "scrape_configs": [{"job_name": "driftloop-serving", "static_configs": static}],
             }
         )
     )

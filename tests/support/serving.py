@@ -87,19 +87,29 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(tmp_path: Path, bundle_dir: Path, **env: str) -> Iterator[ServerProcess]:
-    """The serving image's entry point on ``bundle_dir`` (file mode, no prediction log), ready; stopped after."""
+def server_process(tmp_path: Path, bundle_dir: Path | None, **env: str) -> Iterator[ServerProcess]:
+    """The serving image's entry point on ``bundle_dir`` (file mode, no prediction log), ready; stopped after.
+
+    Without a bundle: a server following an empty registry, up but never ready, answering every prediction with a
+    503 (``not_ready``): a real server fault, counted in its /metrics.
+    """
     port = free_port()
+    source = (
+        {"DRIFTLOOP_MODEL_SOURCE": "file", "DRIFTLOOP_MODEL_DIR": str(bundle_dir)}
+        if bundle_dir is not None
+        else {"DRIFTLOOP_MODEL_SOURCE": "registry", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
+    )
     environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "MLFLOW_"))},
         **TELEMETRY_OFF,
         "DRIFTLOOP_HOME": str(tmp_path / "home"),
-        "DRIFTLOOP_MODEL_SOURCE": "file",
-        "DRIFTLOOP_MODEL_DIR": str(bundle_dir),
+        **source,
         "DRIFTLOOP_SERVE_PORT": str(port),
         "DRIFTLOOP_PREDICTION_LOG": "false",
         **env,
     }
+    up = "/ready" if bundle_dir is not None else "/health"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -110,7 +120,7 @@ def server_process(tmp_path: Path, bundle_dir: Path, **env: str) -> Iterator[Ser
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(running.url + "/ready", timeout=1).status_code == 200:
+                if httpx.get(running.url + up, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

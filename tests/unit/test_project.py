@@ -28,6 +28,7 @@ models:
     params: {n_estimators: 50}
     floors: {roc_auc_ovr: 0.8}
     drift: {cron: "*/5 * * * *", window_rows: 300}
+    score: {data: nightly/, out: scored, cron: "0 2 * * *", keys: [id]}
   - name: houses
     data: postgresql://loop@db/houses
     query: SELECT * FROM sales
@@ -90,6 +91,14 @@ def test_a_project_file_declares_models_with_paths_relative_to_it(tmp_path: Path
         ("models:\n  - {name: a, data: x.csv, schema: s.yaml, estimater: rf}", "model 'a': estimater: Extra inputs"),
         ("models:\n  - {name: a, data: x.csv, query: SELECT 1, schema: s.yaml}", "query needs data to be a database"),
         ("models:\n  - {name: a, data: x.csv, schema: s.yaml, drift: {cron: '5 *'}}", "needs five fields"),
+        (
+            "models:\n  - {name: a, data: x.csv, schema: s.yaml, score: {data: y.csv, cron: '0 2 * * *'}}",
+            "model 'a': score.out: Field required",
+        ),
+        (
+            "models:\n  - {name: a, data: x.csv, schema: s.yaml, score: {data: y.csv, out: o, cron: '0 2'}}",
+            "needs five fields",
+        ),
     ],
 )
 def test_a_broken_project_file_names_each_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -120,12 +129,17 @@ def test_prefect_yaml_is_deployed_once_per_model_keyed_by_it(tmp_path: Path) -> 
     generated = model_deployments(template, project)
     by_name = {d["name"]: d for d in generated["deployments"]}
     bases = [d["name"] for d in template["deployments"]]
-    assert list(by_name) == [deployment_name(base, model) for model in project.names for base in bases]
+    # A score deployment only for the model with a score job (wine): what to score has no default.
+    assert list(by_name) == [
+        deployment_name(base, model) for model in project.names for base in bases if base != "score" or model == "wine"
+    ]
     assert {key: generated[key] for key in generated if key != "deployments"} == {
         key: template[key] for key in template if key != "deployments"
     }
     for model in project.names:
         for base in template["deployments"]:
+            if deployment_name(base["name"], model) not in by_name:
+                continue
             mine = by_name[deployment_name(base["name"], model)]
             assert mine["entrypoint"] == base["entrypoint"]
             assert mine["work_pool"] == base["work_pool"]
@@ -140,6 +154,15 @@ def test_prefect_yaml_is_deployed_once_per_model_keyed_by_it(tmp_path: Path) -> 
     assert by_name["drift-check-wine"]["parameters"] == {"model_name": "wine", "window_rows": 300}
     assert [s["cron"] for s in by_name["drift-check-wine"]["schedules"]] == ["*/5 * * * *"]
     assert [s["cron"] for s in by_name["drift-check-houses"]["schedules"]] == ["{{ $DRIFTLOOP_DRIFT_CRON }}"]
+    nightly = tmp_path / "project"
+    assert by_name["score-wine"]["parameters"] == {
+        "model_name": "wine",
+        "data": str(nightly / "nightly"),  # relative to the project file
+        "out": str(nightly / "scored"),
+        "keys": ["id"],
+        "workers": 2,
+    }
+    assert by_name["score-wine"]["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
     for model in project.names:
         (trigger,) = by_name[f"retrain-{model}"]["triggers"]
         assert trigger["match"]["prefect.resource.id"] == f"driftloop.model.{model}"  # only its own events
@@ -149,9 +172,9 @@ def test_prefect_yaml_is_deployed_once_per_model_keyed_by_it(tmp_path: Path) -> 
 
 
 def test_a_deployment_of_an_unknown_flow_is_refused(tmp_path: Path) -> None:
-    template = {"deployments": [{"name": "score", "entrypoint": "flows/score.py:score"}]}
+    template = {"deployments": [{"name": "explain", "entrypoint": "flows/explain.py:explain"}]}
     project = Project.model_validate({"models": [{"name": "a", "data": "x.csv", "schema": "s.yaml"}]})
-    with pytest.raises(ServiceError, match="'score' runs 'flows/score.py:score': not keyed by model"):
+    with pytest.raises(ServiceError, match="'explain' runs 'flows/explain.py:explain': not keyed by model"):
         model_deployments(template, project)
     assert RETRAIN.endswith("retrain_model")
 

@@ -36,9 +36,41 @@ class DriftPolicy(BaseModel):
     @field_validator("cron")
     @classmethod
     def _five_fields(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != _CRON_FIELDS:
-            raise ValueError(f"cron {value!r} needs five fields (minute hour day month weekday)")
+        return _five_field_cron(value)
+
+
+def _five_field_cron(value: str | None) -> str | None:
+    if value is not None and len(value.split()) != _CRON_FIELDS:
+        raise ValueError(f"cron {value!r} needs five fields (minute hour day month weekday)")
+    return value
+
+
+class ScoreJob(BaseModel):
+    """A model's scheduled batch scoring: which table, where the answers go, when (``flows/score.py``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: str = Field(description="CSV, Parquet, a directory of Parquet (relative to the project file), or a URL.")
+    query: str | None = Field(default=None, description="The SQL selecting the rows, when data is a database.")
+    out: str = Field(description="Directory under which each run writes its own subdirectory of Parquet files.")
+    cron: str = Field(description="Five-field cron of the score deployment (UTC).")
+    keys: tuple[str, ...] = Field(default=(), description="Input columns kept beside each prediction.")
+    version: str | None = Field(default=None, description="A model version; default: the champion at run time.")
+    workers: int = Field(default=2, ge=1, description="Worker processes of the local Dask cluster.")
+    dask_scheduler: str | None = Field(default=None, description="A Dask scheduler to run on instead (tcp://...).")
+    log_fraction: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        _five_field_cron(value)
         return value
+
+    @model_validator(mode="after")
+    def _query_needs_a_database(self) -> ScoreJob:
+        if self.query is not None and "://" not in self.data:
+            raise ValueError("score: query needs data to be a database URL (dialect://user@host/db)")
+        return self
 
 
 class ProjectModel(BaseModel):
@@ -57,6 +89,7 @@ class ProjectModel(BaseModel):
     floors: dict[str, float] | None = None
     tolerance: float = Field(default=0.005, ge=0)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    score: ScoreJob | None = None
 
     @field_validator("name")
     @classmethod
@@ -93,6 +126,23 @@ class ProjectModel(BaseModel):
             "drift_share": policy.drift_share,
             "drift_rule": policy.rule,
             "opens_episode": policy.opens_episode,
+        }
+        return {"model_name": self.name, **{key: value for key, value in values.items() if value is not None}}
+
+    def score_parameters(self) -> dict[str, Any] | None:
+        """The score flow's parameters for this model (``flows/score.py: score_table``); None: no score job."""
+        job = self.score
+        if job is None:
+            return None
+        values = {
+            "data": job.data,
+            "query": job.query,
+            "out": job.out,
+            "keys": list(job.keys) or None,
+            "version": job.version,
+            "workers": job.workers,
+            "dask_scheduler": job.dask_scheduler,
+            "log_fraction": job.log_fraction,
         }
         return {"model_name": self.name, **{key: value for key, value in values.items() if value is not None}}
 

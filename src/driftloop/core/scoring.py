@@ -14,10 +14,25 @@ import pandas as pd
 
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
 from driftloop.core.task import Task
+from driftloop.errors import DatasetError
 
 REASON_COLUMN = "driftloop_reason"
 PREDICTION_COLUMN = "prediction"
 VERSION_COLUMN = "model_version"
+
+
+def require_input_columns(columns: Sequence[str], keys: Sequence[str], schema: DatasetSchema, source: str) -> None:
+    """The input has every key column asked for and every feature of the model: checked once, before any row.
+
+    Raises:
+        DatasetError: A key column or a feature is not a column of ``source`` (both named).
+    """
+    missing = [k for k in keys if k not in columns]
+    if missing:
+        raise DatasetError(f"key column {missing[0]!r} is not a column of {source} (columns: {', '.join(columns)})")
+    absent = [name for name in schema.feature_names if name not in columns]
+    if absent:
+        raise DatasetError(f"{source} lacks the model's feature(s) {absent}")
 
 
 def row_problems(frame: pd.DataFrame, schema: DatasetSchema) -> pd.Series:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,12 +25,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from driftloop.core import lineage
 from driftloop.core.features import to_model_frame
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, answers_frame, key_columns, row_problems
-from driftloop.errors import ConfigError, DatasetError
+from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
+from driftloop.io.bundle import find_model_file
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
+from driftloop.io.registry import ModelRegistry
 from driftloop.io.sql_source import SqlQuery, read_sql_chunks
 
 if TYPE_CHECKING:
@@ -54,6 +59,27 @@ class ScoringModel:
 
 
 @lru_cache(maxsize=4)
+def load_scoring_model(registry: ModelRegistry, version: str | None) -> ScoringModel:
+    """A version's (default: the champion's) serving ONNX graph and schema, read once for every worker.
+
+    Raises:
+        RegistryError: There is no champion and no version was named, or the version does not exist.
+    """
+    if version is None:
+        champion = registry.champion()
+        if champion is None:
+            raise RegistryError(f"model {registry.model_name!r} has no champion yet: train one, or name a version")
+        version = str(champion.version)
+    with tempfile.TemporaryDirectory(prefix="driftloop-score-") as tmp:
+        directory = registry.download_model_dir(version, Path(tmp))
+        try:
+            graph = find_model_file(directory, lineage.SERVING_ONNX_FILE)
+        except DriftloopError:
+            graph = find_model_file(directory, lineage.ONNX_FILE)
+        schema = find_model_file(directory, lineage.SCHEMA_FILE).read_text()
+        return ScoringModel(registry.model_name, version, graph.read_bytes(), schema)
+
+
 def _session(sha256: str, onnx_bytes: bytes, schema_json: str) -> OnnxModel:
     """One onnxruntime session per model and worker process, single-threaded (Dask runs one task per thread)."""
     return OnnxModel.from_bytes(onnx_bytes, DatasetSchema.model_validate_json(schema_json), intra_op_num_threads=1)
@@ -223,6 +249,15 @@ def query_input(source: SqlQuery, password: str | None, chunk_rows: int = 50_000
     return ScoringInput([str(c) for c in first.columns], [], chunks=itertools.chain([first], chunks))
 
 
+def open_scoring_input(
+    source: Path | SqlQuery, password: str | None, blocksize: str = "64MB", batch_rows: int = 50_000
+) -> ScoringInput:
+    """A file or directory (``scoring_input``) or a database query (``query_input``) as scoring input."""
+    if isinstance(source, SqlQuery):
+        return query_input(source, password, batch_rows)
+    return scoring_input(source, blocksize)
+
+
 def scoring_input(source: Path, blocksize: str) -> ScoringInput:
     """The input's columns and tasks.
 
@@ -365,6 +400,32 @@ def _csv_types(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
             unparsed = out[feature.name].notna() & numbers.isna()
             out[feature.name] = numbers.astype(object).where(~unparsed, out[feature.name])
     return out
+
+
+@contextmanager
+def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Client]:
+    """A client of the Dask scheduler at ``address``, or of a local cluster of ``workers`` processes (closed after).
+
+    Raises:
+        ConfigError: Dask is not installed.
+        ServiceError: No scheduler answers at ``address``.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError(f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}") from None
+    if address:
+        try:
+            client = Client(address, timeout="10s")
+        except OSError as error:
+            raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
+        with client:
+            yield client
+        return
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                           dashboard_address=None)  # fmt: skip
+    with cluster, Client(cluster) as client:
+        yield client
 
 
 def _dask_dataframe() -> Any:

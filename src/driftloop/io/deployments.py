@@ -1,9 +1,10 @@
 """Put the deployments on a Prefect server: prefect.yaml's, once per model of the project (or as they are).
 
 prefect.yaml stays the one place that declares what a deployment is (entrypoint, pool, concurrency, schedule,
-trigger); ``model_deployments`` adds what differs per model: its name, its parameters, its drift schedule, and a
-retrain trigger that matches only that model's events. Each model's deployments have their own concurrency limit,
-so one model's retrain never waits for another's.
+trigger); ``model_deployments`` adds what differs per model: its name, its parameters, its drift schedule, a
+retrain trigger that matches only that model's events, and its score job's schedule (no job: no score
+deployment). Each model's deployments have their own concurrency limit, so one model's retrain never waits for
+another's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from driftloop.settings import Settings
 TRAIN = "flows/train.py:train_model"
 DRIFT_CHECK = "flows/drift.py:check_drift"
 RETRAIN = "flows/retrain.py:retrain_model"
+SCORE = "flows/score.py:score_table"
 GENERATED_FILE = "prefect.models.yaml"  # under DRIFTLOOP_HOME: what `driftloop up` deployed, to read
 
 
@@ -43,12 +45,15 @@ def model_deployments(template: dict[str, Any], project: Project) -> dict[str, A
     deployments: list[dict[str, Any]] = []
     for model in project.models:
         for base in template.get("deployments", []):
-            deployments.append(_for_model(base, model))
+            deployment = _for_model(base, model)
+            if deployment is not None:
+                deployments.append(deployment)
     generated["deployments"] = deployments
     return generated
 
 
-def _for_model(base: dict[str, Any], model: ProjectModel) -> dict[str, Any]:
+def _for_model(base: dict[str, Any], model: ProjectModel) -> dict[str, Any] | None:
+    """``base`` made ``model``'s; None for the score deployment of a model without a score job."""
     deployment = copy.deepcopy(base)
     deployment["name"] = deployment_name(base["name"], model.name)
     deployment["tags"] = [*base.get("tags", []), f"model:{model.name}"]
@@ -64,6 +69,12 @@ def _for_model(base: dict[str, Any], model: ProjectModel) -> dict[str, Any]:
     elif entrypoint == RETRAIN:
         for trigger in deployment.get("triggers", []):
             trigger.setdefault("match", {})["prefect.resource.id"] = model_resource(model.name)
+    elif entrypoint == SCORE:
+        parameters = model.score_parameters()
+        if parameters is None or model.score is None:
+            return None
+        deployment["parameters"] = {**base.get("parameters", {}), **parameters}
+        deployment["schedules"] = [{"cron": model.score.cron, "timezone": "UTC", "active": True}]
     else:
         raise ServiceError(f"prefect.yaml deployment {base['name']!r} runs {entrypoint!r}: not keyed by model")
     return deployment
@@ -152,4 +163,5 @@ def _delete_stale(settings: Settings, template: dict[str, Any], keep: set[str]) 
 
 def _flow_name(entrypoint: str) -> str:
     """The flow name of an entrypoint of prefect.yaml (its ``@flow(name=...)``: function name with dashes)."""
-    return {TRAIN: "train-model", DRIFT_CHECK: "check-drift", RETRAIN: "retrain-model"}[entrypoint]
+    names = {TRAIN: "train-model", DRIFT_CHECK: "check-drift", RETRAIN: "retrain-model", SCORE: "score-table"}
+    return names[entrypoint]

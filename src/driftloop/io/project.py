@@ -1,7 +1,7 @@
 """The project file (``driftloop.yaml``): an installation's models, read and checked; or the default project.
 
-Relative paths in the file (data, schema, ``path/to/file.py:factory`` estimators) are relative to the file's own
-directory, so a project works from wherever driftloop is started.
+Relative paths in the file (data, schema, ``path/to/file.py:factory`` estimators, a score job's data and out) are
+relative to the file's own directory, so a project works from wherever driftloop is started.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def project_for(settings: Settings) -> Project:
 
 
 def _resolved(entry: dict[str, Any], base: Path) -> dict[str, Any]:
-    """``entry`` with its relative paths made absolute against ``base`` (a database URL is left as it is)."""
+    """``entry`` with its relative paths (its score job's too) made absolute against ``base``; URLs left as they are."""
     resolved = dict(entry)
     data = resolved.get("data")
     if isinstance(data, str) and "://" not in data:
@@ -72,6 +72,13 @@ def _resolved(entry: dict[str, Any], base: Path) -> dict[str, Any]:
     schema = resolved.get("schema")
     if isinstance(schema, str):
         resolved["schema"] = str((base / schema).resolve())
+    score = resolved.get("score")
+    if isinstance(score, dict):
+        resolved["score"] = {
+            **score,
+            **{key: str((base / score[key]).resolve()) for key in ("data", "out")
+               if isinstance(score.get(key), str) and "://" not in score[key]},
+        }  # fmt: skip
     estimator = resolved.get("estimator")
     if isinstance(estimator, str) and ":" in estimator:
         module, _, factory = estimator.rpartition(":")
