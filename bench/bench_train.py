@@ -1,9 +1,20 @@
-"""Orchestration overhead: the training flow under Prefect vs the same steps called as plain functions.
+"""Training benchmarks, two of them.
 
+Orchestration overhead (default): the training flow under Prefect vs the same steps called as plain functions.
 Both variants run the same library code on the bundled churn data against the same MLflow SQLite store; the
 Prefect variant runs `train_model` against a real `prefect server start` (task runs, states, artifacts, the split
 cache), the plain variant calls each task's undecorated function (`.fn`) in the same order, without artifacts.
 Rounds are interleaved so machine noise hits both alike. Run: `.venv/bin/python bench/bench_train.py [rounds]`.
+
+Scale (`--scale 100000 1000000 5000000`): a generated snapshot of ROWS × 20 columns (15 numeric, 5 categorical, a
+binary target) written as CSV, trained two ways, each in its own subprocess so each peak RSS is its own:
+  plain      pandas.read_csv, the same pipeline (core.pipeline, HistGradientBoosting) fitted on the same rows,
+             skl2onnx export: the limit
+  driftloop  the training flow's steps as plain calls (no Prefect server: its cost is the other benchmark's):
+             load + validate + hash, split, fit, evaluate + permutation importance, ONNX export + parity, reference
+             profile, register; each stage timed
+Printed: seconds per stage, the work around the fit as a share of the plain run, peak RSS against the in-memory
+frame (pandas memory_usage(deep=True) of the snapshot as read).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _free_port() -> int:
@@ -132,5 +144,159 @@ def _run(rounds: int) -> None:
     )
 
 
+SCALE_NUMERIC, SCALE_CATEGORICAL = 15, 5
+SCALE_LEVELS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
+
+
+def _scale_snapshot(rows: int, directory: Path) -> tuple[Path, Path]:
+    """ROWS rows of a known world as CSV, and its schema; written in 500k-row pieces to stay small."""
+    import numpy as np
+    import yaml
+
+    data, schema_file = directory / "snapshot.csv", directory / "snapshot.schema.yaml"
+    rng = np.random.default_rng(7)
+    weights = rng.normal(0, 1, SCALE_NUMERIC)
+    written = 0
+    while written < rows:
+        n = min(500_000, rows - written)
+        numeric = rng.normal(0, 1, (n, SCALE_NUMERIC))
+        levels = rng.integers(0, len(SCALE_LEVELS), (n, SCALE_CATEGORICAL))
+        logit = numeric @ weights * 0.5 + (levels[:, 0] == 1) - (levels[:, 1] == 2)
+        target = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+        import pandas as pd
+
+        frame = pd.DataFrame(numeric.round(5), columns=[f"num_{i:02d}" for i in range(SCALE_NUMERIC)])
+        for j in range(SCALE_CATEGORICAL):
+            frame[f"cat_{j}"] = np.asarray(SCALE_LEVELS, dtype=object)[levels[:, j]]
+        frame["label"] = target
+        frame.to_csv(data, mode="a" if written else "w", header=not written, index=False)
+        written += n
+    schema = {
+        "name": "scale",
+        "target": {"name": "label", "classes": ["no", "yes"], "positive": "yes"},
+        "features": [{"name": f"num_{i:02d}", "kind": "numeric"} for i in range(SCALE_NUMERIC)]
+        + [
+            {"name": f"cat_{j}", "kind": "categorical", "categories": list(SCALE_LEVELS)}
+            for j in range(SCALE_CATEGORICAL)
+        ],
+    }
+    schema_file.write_text(yaml.safe_dump(schema, sort_keys=False))
+    return data, schema_file
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _scale_plain(data: Path, schema_file: Path) -> dict[str, float]:
+    import pandas as pd
+
+    from driftloop.core.features import encode_target, to_model_frame
+    from driftloop.core.pipeline import build_pipeline
+    from driftloop.io.datasets import load_schema
+    from driftloop.io.onnx_export import export_onnx
+
+    stages: dict[str, float] = {}
+    t = time.perf_counter()
+    schema = load_schema(schema_file)
+    raw = pd.read_csv(data)
+    stages["read"] = time.perf_counter() - t
+    frame_mb = raw.memory_usage(deep=True).sum() / 1e6
+    t = time.perf_counter()
+    pipeline = build_pipeline(schema, "hist_gradient_boosting", seed=42)
+    pipeline.fit(to_model_frame(raw, schema), encode_target(raw[schema.target.name], schema))
+    stages["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    export_onnx(pipeline, schema)
+    stages["export"] = time.perf_counter() - t
+    return {**stages, "frame_mb": frame_mb, "peak_mb": _peak_mb()}
+
+
+def _scale_driftloop(data: Path, schema_file: Path) -> dict[str, float]:
+    from driftloop.settings import get_settings
+    from tasks.data import load_snapshot, split_snapshot, store_training_snapshot
+    from tasks.model import evaluate_candidate, export_candidate, fit_candidate, save_reference, score_champion
+    from tasks.registry import register_model
+    from tasks.tracking import close_run, open_run
+
+    s = get_settings()
+    uri = s.tracking_uri
+    stages: dict[str, float] = {}
+
+    def timed(name: str, call: Any, *args: Any) -> Any:
+        t = time.perf_counter()
+        result = call(*args)
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
+        return result
+
+    snapshot = timed("load + validate + hash", load_snapshot.fn, data, schema_file)
+    split = timed("split", split_snapshot.fn, snapshot, s.holdout_fraction, s.seed)
+    champion = timed("other", score_champion.fn, "scale", uri, split, snapshot.schema)
+    run = timed("other", open_run.fn, uri, s.experiment_name, s.mlflow_artifacts, "bench-scale", {})
+    timed("store snapshot", store_training_snapshot.fn, uri, s.mlflow_artifacts, run.run_id, snapshot, str(data))
+    candidate = timed("fit", fit_candidate.fn, split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
+    timed("evaluate + importance", evaluate_candidate.fn, candidate, split, snapshot.schema, uri, run.run_id, s.seed)
+    export = timed("export + parity", export_candidate.fn, candidate, split, snapshot.schema, uri, run.run_id, 1e-5)
+    timed("reference profile", save_reference.fn, split, snapshot.schema, uri, run.run_id, s.seed)
+    timed("other", register_model.fn, "scale", uri, export.onnx_model_uri, run.run_id, {}, "bench")
+    timed("other", close_run.fn, uri, run.run_id, True)
+    del champion
+    return {**stages, "peak_mb": _peak_mb()}
+
+
+def _scale_worker(kind: str, data: Path, schema_file: Path) -> None:
+    import json
+
+    result = _scale_plain(data, schema_file) if kind == "plain" else _scale_driftloop(data, schema_file)
+    print("RESULT " + json.dumps(result))
+
+
+def _scale(sizes: list[int]) -> None:
+    import json
+    import subprocess
+
+    print(f"{'rows':>10} {'CSV MB':>7} {'frame MB':>9} {'plain s':>8} {'ours s':>8} {'around fit':>11} "
+          f"{'plain peak':>11} {'ours peak':>10} {'ours / frame':>13}")  # fmt: skip
+    details = []
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-train-scale-") as tmp:
+            directory = Path(tmp)
+            data, schema_file = _scale_snapshot(rows, directory)
+            results = {}
+            for kind in ("plain", "driftloop"):
+                env = {**os.environ, "DRIFTLOOP_HOME": str(directory / f"home-{kind}")}
+                done = subprocess.run(
+                    [sys.executable, __file__, "--scale-worker", kind, str(data), str(schema_file)],
+                    env=env, capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+                if done.returncode != 0 or not lines:
+                    raise SystemExit(f"{kind} at {rows:,} rows failed:\n{done.stderr[-3000:]}")
+                results[kind] = json.loads(lines[-1].removeprefix("RESULT "))
+            plain, ours = results["plain"], results["driftloop"]
+            plain_s = plain["read"] + plain["fit"] + plain["export"]
+            ours_s = sum(v for k, v in ours.items() if k != "peak_mb")
+            around = (ours_s - ours["fit"] - plain_s + plain["fit"]) / plain_s
+            print(
+                f"{rows:>10,} {data.stat().st_size / 1e6:>7.0f} {plain['frame_mb']:>9.0f} {plain_s:>8.1f} "
+                f"{ours_s:>8.1f} {around:>+10.0%} {plain['peak_mb']:>9,.0f} MB {ours['peak_mb']:>7,.0f} MB "
+                f"{ours['peak_mb'] / plain['frame_mb']:>12.1f}×",
+                flush=True,
+            )
+            details.append((rows, plain, ours))
+    print("\nper stage, seconds (driftloop | plain: read, fit, export)")
+    for rows, plain, ours in details:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in ours.items() if k != "peak_mb")
+        print(f"{rows:>10,}: {stages} | read {plain['read']:.1f}, fit {plain['fit']:.1f}, export {plain['export']:.1f}")
+    print("targets: work around the fit ≤ +30% of the plain run; peak ≤ 3× the in-memory frame")
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    if len(sys.argv) > 1 and sys.argv[1] == "--scale-worker":
+        _scale_worker(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--scale":
+        _scale([int(n) for n in sys.argv[2:]] or [100_000, 1_000_000, 5_000_000])
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

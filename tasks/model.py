@@ -16,10 +16,10 @@ from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
 from driftloop.core.drift import ColumnKind, build_profile, prediction_values
-from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric
+from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric, importance_rows
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
-from driftloop.core.parity import ParityReport, compare_predictions
+from driftloop.core.parity import ParityReport, compare_predictions, parity_rows
 from driftloop.core.performance_estimate import Calibration, fit_calibration
 from driftloop.core.pipeline import build_pipeline, check_columns, describe_pipeline, is_driftloop_pipeline
 from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
@@ -115,6 +115,7 @@ def evaluate_candidate(
     tracking.log_params(client, run_id, candidate.params)
     tracking.log_metrics(client, run_id, metrics.as_dict(), prefix="holdout_")
     importances = feature_importance(candidate.pipeline, holdout, y_true, seed, task=task)
+    tracking.log_metrics(client, run_id, {"importance_rows": importance_rows(len(holdout))})
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         pngs = [plots.feature_importance_png(importances, out / "feature_importance.png", importance_metric(task))]
@@ -143,9 +144,9 @@ def export_candidate(
     run_id: str,
     parity_tolerance: float,
 ) -> Export:
-    """Convert to ONNX, check parity on the whole holdout, log both models to the run."""
+    """Convert to ONNX, check parity on the holdout (at most ``PARITY_ROWS`` of it), log both models to the run."""
     tracking.use_tracking_uri(tracking_uri)
-    holdout = to_model_frame(split.holdout, schema)
+    holdout = to_model_frame(split.holdout.iloc[parity_rows(len(split.holdout))], schema)
     onnx_bytes = export_onnx(candidate.pipeline, schema)
     onnx_first, onnx_proba = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
     task = schema.task

@@ -13,6 +13,7 @@ from driftloop.core.evaluation import (
     HIGHER_IS_BETTER,
     compute_metrics,
     feature_importance,
+    importance_rows,
     predicted_labels,
 )
 from driftloop.core.pipeline import build_pipeline
@@ -124,3 +125,17 @@ def test_feature_importance_ranks_the_informative_raw_feature_first() -> None:
     values = list(importance.values())
     assert values == sorted(values, reverse=True)
     assert feature_importance(pipeline, frame, y, seed=0) == importance
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_feature_importance_on_a_sample_of_a_big_holdout_keeps_the_ranking(seed: int) -> None:
+    schema, frame, y = _toy()
+    pipeline = build_pipeline(schema, "logistic_regression").fit(frame, y)
+    whole = feature_importance(pipeline, frame, y, seed=seed)
+    sampled = feature_importance(pipeline, frame, y, seed=seed, max_rows=200)
+    assert sampled != whole  # computed on other rows
+    assert list(sampled)[0] == "signal"
+    assert sampled["signal"] > 0.3
+    assert abs(sampled["noise"]) < 0.05
+    assert importance_rows(400, 200) == 200
+    assert importance_rows(150, 200) == 150

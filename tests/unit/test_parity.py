@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from driftloop import settings
 from driftloop.core.features import encode_target, to_model_frame
-from driftloop.core.parity import ParityReport, compare_outputs, compare_with_recording
+from driftloop.core.parity import ParityReport, compare_outputs, compare_with_recording, parity_rows
 from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.io.onnx_export import export_onnx
@@ -161,3 +161,13 @@ def test_outputs_are_compared_with_the_recording_by_the_same_rule() -> None:
     assert "cannot be compared" in short.mismatch()
     with pytest.raises(ValueError, match="recorded self-check outputs are unreadable"):
         compare_with_recording({"labels": [0]}, [0], [[1.0, 0.0]])
+
+
+def test_export_parity_compares_every_row_or_a_seeded_sample_of_the_limit() -> None:
+    assert parity_rows(5, limit=10).tolist() == [0, 1, 2, 3, 4]
+    sample = parity_rows(1000, limit=100, seed=3)
+    assert len(sample) == len(set(sample.tolist())) == 100
+    assert sample.tolist() == sorted(sample.tolist())  # in holdout order
+    assert sample.max() < 1000
+    assert parity_rows(1000, limit=100, seed=3).tolist() == sample.tolist()
+    assert parity_rows(1000, limit=100, seed=4).tolist() != sample.tolist()

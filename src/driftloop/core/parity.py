@@ -4,9 +4,9 @@ Classifiers: probabilities within an absolute tolerance, and labels equal except
 are within the tie band of each other. Regressors: values within ``tolerance × max(1, |expected|)``, absolute for
 small values and relative for large ones (a float32 graph carries about 7 significant digits).
 
-It decides ONNX parity at export (scikit-learn vs ONNX on the holdout), the server's self-check when it loads a
-version (its outputs vs those recorded at registration) and a rollout's smoke test (a slot's answers vs the same
-recording).
+It decides ONNX parity at export (scikit-learn vs ONNX on the holdout, or ``PARITY_ROWS`` of it), the server's
+self-check when it loads a version (its outputs vs those recorded at registration) and a rollout's smoke test (a
+slot's answers vs the same recording).
 """
 
 from __future__ import annotations
@@ -19,6 +19,17 @@ from typing import Any
 import numpy as np
 
 from driftloop.core.task import Task
+
+# Export parity compares at most this many holdout rows (a seeded sample): on a 1M-row holdout, scoring every row
+# with both models (and proving the grouped serving graph on them) cost more than the rest of the export.
+PARITY_ROWS = 100_000
+
+
+def parity_rows(rows: int, limit: int = PARITY_ROWS, seed: int = 0) -> np.ndarray:
+    """The positions of the holdout rows export parity compares: every row, or a seeded sample of ``limit``."""
+    if rows <= limit:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
 
 
 @dataclass(frozen=True)
