@@ -90,7 +90,7 @@ def score_on_dask(
     source = source_from_text(data, query)
     rows = open_scoring_input(source, sql_password, batch_rows=batch_rows)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    require_input_columns(rows.columns, keys, schema, describe_source(source))
+    keys = require_input_columns(rows.columns, keys, schema, describe_source(source))
     progress = _Progress(model.version)
     with dask_client(scheduler, workers) as client:
         done = score_with_dask(client, rows, model, keys, out, sampling, progress.advance, schema=schema,

@@ -452,19 +452,20 @@ DATA_HELP = (
 QUERY_HELP = "The SQL selecting the snapshot's rows, when --data is a database URL"
 
 
-def _source(data: str, query: str | None) -> Source:
+def _source(data: str, query: str | None, argument: str = "--data") -> Source:
     """``--data``/``--query`` as a source, checked; a password in a database URL moves to the settings.
 
-    The flow gets the URL without it, so no flow parameter, tag or log holds it.
+    The flow gets the URL without it, so no flow parameter, tag or log holds it. ``argument`` names the data in
+    errors (a positional argument: ``DATA``).
     """
     from driftloop.io.datasets import source_from_text
     from driftloop.io.sql_source import SqlQuery
 
-    source = source_from_text(data, query)
+    source = source_from_text(data, query, argument)
     if isinstance(source, Path):
         source = source.expanduser().resolve()
         if not source.exists():
-            raise _fail(f"--data {data}: no such file or directory")
+            raise _fail(f"{argument} {data}: no such file or directory")
         return source
     from sqlalchemy.engine import make_url
 
@@ -1152,7 +1153,7 @@ def drift_check(
         out.print(f"{'segments' if index == 0 else '':8} {segment}", highlight=False)
     if outcome.triggers:
         fired = f"fired: {', '.join(outcome.fired)}" if outcome.fired else "none fired"
-        out.print(f"episode  opened by {', '.join(outcome.triggers)} ({fired})", highlight=False)
+        out.print(f"episode  may be opened by {', '.join(outcome.triggers)} ({fired})", highlight=False)
     out.print(f"action   {outcome.note}")
     if outcome.report_file:
         out.print(f"report   {Path(outcome.report_file).as_uri()}", highlight=False, soft_wrap=True)
@@ -1307,22 +1308,24 @@ def score(
     """Score a table with a model version's ONNX graph on Dask, writing Parquet; bad rows are set aside."""
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} is a file: give a directory for the scored Parquet files")
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
+    _require_version(settings, version)
     from driftloop.io.batch_scoring import LogSampling, load_scoring_model, open_scoring_input
     from driftloop.io.sql_source import SqlQuery
 
-    where = _source(data, query)
+    where = _source(data, query, "DATA")
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     password = get_settings().sql_password
     source = open_scoring_input(where, password.get_secret_value() if password else None, blocksize, batch_rows)
     from driftloop.core.schema import DatasetSchema
     from driftloop.core.scoring import require_input_columns
 
-    _require_version(settings, version)
     model = load_scoring_model(_registry(settings), version)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    require_input_columns(source.columns, key, schema, data)
+    key = require_input_columns(source.columns, key, schema, data)
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
     _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema,
@@ -1400,7 +1403,7 @@ def labels_import(
     if query is None and not Path(data).expanduser().exists():
         raise _fail(f"labels file {data}: no such file or directory")
     password = settings.sql_password
-    frame = read_source(_source(data, query), password.get_secret_value() if password else None)
+    frame = read_source(_source(data, query, "DATA"), password.get_secret_value() if password else None)
     table = read_label_table(frame, id_column, label_column, row_column)
     task = _champion_task(settings)
     if task is None:

@@ -73,11 +73,11 @@ def test_a_harmful_shift_is_estimated_before_labels_open_an_episode_and_labels_c
         dl.env["DRIFTLOOP_DRIFT_OPENS_EPISODE"] = "labels"
         labels_only = dl.run("drift-check", "--model-name", "boundary")
         assert "estimate degraded" in labels_only.stdout, labels_only.stdout
-        assert "episode  opened by labels (none fired)" in labels_only.stdout
+        assert "episode  may be opened by labels (none fired)" in labels_only.stdout
         assert "event emitted" not in labels_only.stdout
         del dl.env["DRIFTLOOP_DRIFT_OPENS_EPISODE"]
         estimated = dl.run("drift-check", "--model-name", "boundary")
-        assert "episode  opened by features, labels, estimate (fired: estimate)" in estimated.stdout
+        assert "episode  may be opened by features, labels, estimate (fired: estimate)" in estimated.stdout
         assert "verdict  no drift" in estimated.stdout, estimated.stdout
         assert "labels   insufficient labels" in estimated.stdout
         assert "estimate degraded  (label-free, from the model's confidence: accuracy " in estimated.stdout

@@ -149,6 +149,24 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     refused = dl.run("score", str(source), "--out", str(tmp_path / "scored"), check=False)
     assert refused.returncode == 1
     assert "holds files already; choose an empty directory or pass --force" in refused.stderr
+    parts[0].assign(prediction="theirs").to_parquet(tmp_path / "clash.parquet", index=False)
+    clash = dl.run("score", str(tmp_path / "clash.parquet"), "--out", str(tmp_path / "clash"), "--key", "prediction",
+                   check=False)  # fmt: skip
+    assert clash.returncode == 1
+    assert clash.stderr.startswith("error: key column 'prediction' has the name of an output column"), clash.stderr
+    assert not (tmp_path / "clash").exists()
+    file_out = dl.run("score", str(source), "--out", str(tmp_path / "part-1.csv"), check=False)
+    assert (
+        file_out.stderr.strip()
+        == f"error: --out {tmp_path / 'part-1.csv'} is a file: give a directory for the scored Parquet files"
+    )
+    twice = dl.run(
+        "score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "twice"), "--key", "id", "--key", "id"
+    )
+    assert "scored   4,000 rows of" in twice.stdout
+    assert list(pd.read_parquet(tmp_path / "twice").columns)[:2] == ["id", "prediction"]  # the key kept once
+    missing = dl.run("score", str(tmp_path / "nothere.csv"), "--out", str(tmp_path / "none"), check=False)
+    assert missing.stderr.strip() == f"error: DATA {tmp_path / 'nothere.csv'}: no such file or directory"
 
 
 def _wait_for_workers(port: int, count: int) -> None:

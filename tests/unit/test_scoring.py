@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from driftloop.core.schema import DatasetSchema
-from driftloop.core.scoring import answers_frame, key_columns, row_problems
+from driftloop.core.scoring import answers_frame, key_columns, output_columns, require_input_columns, row_problems
 from driftloop.core.task import Task, TaskKind
+from driftloop.errors import DatasetError
 
 SCHEMA = DatasetSchema.model_validate(
     {
@@ -64,3 +65,17 @@ def test_answers_carry_the_keys_class_names_probabilities_and_version() -> None:
     assert regression["prediction"].tolist() == [1.5, 2.5, 3.5]
     with pytest.raises(KeyError, match=r"key column\(s\) \['nope'\]"):
         key_columns(keys, ["nope"])
+
+
+def test_input_columns_are_checked_before_any_row_and_keys_kept_once() -> None:
+    columns = ["id", "age", "income", "member", "plan", "city", "prediction"]
+    assert require_input_columns(columns, ["id", "id", "plan"], SCHEMA, "rows.csv") == ["id", "plan"]
+    with pytest.raises(DatasetError, match="key column 'ref' is not a column of rows.csv"):
+        require_input_columns(columns, ["ref"], SCHEMA, "rows.csv")
+    # Its values would be overwritten by the model's answer without a word.
+    with pytest.raises(DatasetError, match="key column 'prediction' has the name of an output column"):
+        require_input_columns(columns, ["prediction"], SCHEMA, "rows.csv")
+    with pytest.raises(DatasetError, match=r"rows.csv lacks the model's feature\(s\) \['plan'\]"):
+        require_input_columns(["id", "age", "income", "member", "city"], ["id"], SCHEMA, "rows.csv")
+    assert output_columns(SCHEMA.task)[0] == "prediction"
+    assert output_columns(SCHEMA.task)[-1] == "model_version"

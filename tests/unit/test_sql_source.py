@@ -11,7 +11,7 @@ import pytest
 
 from driftloop.errors import ConfigError, DatasetError
 from driftloop.io.datasets import describe_source, read_source, record_source, source_from_text
-from driftloop.io.sql_source import SqlQuery, is_database_url, read_sql
+from driftloop.io.sql_source import SqlQuery, is_database_url, read_sql, read_sql_chunks
 from driftloop.settings import Settings
 
 URL = "postgresql+psycopg2://loans:pa55@db.internal:5432/lending?sslmode=require"
@@ -68,3 +68,11 @@ def test_a_query_is_read_and_its_failures_are_named(tmp_path: Path) -> None:
         read_sql(SqlQuery(url, "SELECT * FROM loans WHERE amount > 99"))
     with pytest.raises(DatasetError, match="cannot use the database URL nosuchdialect://x@h/db"):
         read_sql(SqlQuery("nosuchdialect://x:pw@h/db", "SELECT 1"))
+    missing = tmp_path / "nothere.db"
+    with pytest.raises(DatasetError, match=f"no SQLite database file {missing}"):
+        read_sql(SqlQuery(f"sqlite:///{missing}", "SELECT * FROM loans"))
+    assert not missing.exists()  # not created empty on the way
+    chunks = list(read_sql_chunks(SqlQuery(url, "SELECT amount FROM loans ORDER BY amount"), chunk_rows=2))
+    assert [chunk["amount"].tolist() for chunk in chunks] == [[1.5, 2.5], [3.5]]
+    with pytest.raises(DatasetError, match="returned no rows"):
+        list(read_sql_chunks(SqlQuery(url, "SELECT * FROM loans WHERE amount > 99")))

@@ -21,18 +21,33 @@ PREDICTION_COLUMN = "prediction"
 VERSION_COLUMN = "model_version"
 
 
-def require_input_columns(columns: Sequence[str], keys: Sequence[str], schema: DatasetSchema, source: str) -> None:
-    """The input has every key column asked for and every feature of the model: checked once, before any row.
+def output_columns(task: Task) -> list[str]:
+    """The columns the scored rows get besides their keys (``answers_frame``)."""
+    probabilities = [f"probability_{name}" for name in task.classes] if task.is_classifier else []
+    return [PREDICTION_COLUMN, *probabilities, VERSION_COLUMN]
+
+
+def require_input_columns(columns: Sequence[str], keys: Sequence[str], schema: DatasetSchema, source: str) -> list[str]:
+    """The key columns to keep (each once), checked with the model's features before any row is scored.
 
     Raises:
-        DatasetError: A key column or a feature is not a column of ``source`` (both named).
+        DatasetError: A key column is not a column of ``source`` or has the name of an output column, or a
+            feature is not a column of ``source``.
     """
-    missing = [k for k in keys if k not in columns]
+    unique = list(dict.fromkeys(keys))
+    missing = [k for k in unique if k not in columns]
     if missing:
         raise DatasetError(f"key column {missing[0]!r} is not a column of {source} (columns: {', '.join(columns)})")
+    taken = [k for k in unique if k in output_columns(schema.task)]
+    if taken:
+        raise DatasetError(
+            f"key column {taken[0]!r} has the name of an output column ({', '.join(output_columns(schema.task))}): "
+            "rename it in the input"
+        )
     absent = [name for name in schema.feature_names if name not in columns]
     if absent:
         raise DatasetError(f"{source} lacks the model's feature(s) {absent}")
+    return unique
 
 
 def row_problems(frame: pd.DataFrame, schema: DatasetSchema) -> pd.Series:

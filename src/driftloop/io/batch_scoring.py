@@ -315,6 +315,9 @@ def score_with_dask(
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    if sampling.url is not None and sampling.fraction > 0:
+        # Its tables are created here, once: workers creating them at the same time in a new SQLite file race.
+        open_prediction_log(sampling.url).close()
     results: list[PartitionScored] = []
 
     def collect(result: PartitionScored, total: int | None) -> None:

@@ -159,8 +159,10 @@ def _is_scalar(value: object) -> bool:
 Source = Path | SqlQuery
 
 
-def source_from_text(text: str, query: str | None = None) -> Source:
+def source_from_text(text: str, query: str | None = None, argument: str = "--data") -> Source:
     """``--data`` (and ``--query``) as a source; also reads back what ``record_source`` wrote.
+
+    ``argument`` is how the command names the data in its errors (``--data``, or a positional ``DATA``).
 
     Raises:
         ConfigError: a database URL without a query, or a query without a database URL.
@@ -170,10 +172,12 @@ def source_from_text(text: str, query: str | None = None) -> Source:
         return recorded
     if is_database_url(text):
         if not query:
-            raise ConfigError(f"--data {SqlQuery(text, '').safe_url} is a database: give the rows' SQL with --query")
+            raise ConfigError(
+                f"{argument} {SqlQuery(text, '').safe_url} is a database: give the rows' SQL with --query"
+            )
         return SqlQuery(text, query)
     if query:
-        raise ConfigError(f"--query needs --data to be a database URL (dialect://user@host/db), not {text!r}")
+        raise ConfigError(f"--query needs {argument} to be a database URL (dialect://user@host/db), not {text!r}")
     return Path(text)
 
 

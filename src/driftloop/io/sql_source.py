@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -114,6 +115,10 @@ def _connected(source: SqlQuery, password: str | None) -> Iterator[tuple[sa.Conn
     if url.password is None and password:
         url = url.set(password=password)
     secret = url.password if isinstance(url.password, str) else None
+    database = url.database or ""
+    local_file = url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and "file:" not in database
+    if local_file and not Path(database).is_file():  # SQLite would create it empty, then miss the table
+        raise DatasetError(f"cannot read {source.describe()}: no SQLite database file {database}")
     try:
         engine = sa.create_engine(url)
     except (ArgumentError, SQLAlchemyError, ImportError) as error:
