@@ -108,3 +108,17 @@ def test_a_big_segment_is_tested_on_a_sample_and_keeps_its_verdict(seed: int, sh
     assert f"(tested on {SEGMENT_WINDOW_ROWS:,})" in month.summary()
     assert (month.verdict == "drift") is shifted
     assert by_value["two-year"].tested_rows == by_value["two-year"].rows  # below the cap: every row
+
+
+def test_rows_missing_the_segment_column_are_a_segment_of_their_own() -> None:
+    rng = np.random.default_rng(21)
+    training = _traffic(rng, 6000)
+    training.loc[training.index[:900], "contract"] = None
+    profile = build_profile(training, ["tenure", "charges", "usage"], ["contract"], segments=["contract"])
+    window = _traffic(rng, 3000)
+    window.loc[window.index[:400], "contract"] = None
+    by_value = {s.value: s for s in check_segments(profile, window, ["contract"], TASK, drift_share=0.5,
+                                                   min_rows=100, label_min_rows=50)}  # fmt: skip
+    assert by_value["(missing)"].rows == 400
+    assert by_value["(missing)"].verdict == "no drift"
+    assert sum(s.rows for s in by_value.values()) == 3000
