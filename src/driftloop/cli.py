@@ -1312,11 +1312,11 @@ def score(
         raise _fail(f"--out {out} is a file: give a directory for the scored Parquet files")
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
-    _require_version(settings, version)
     from driftloop.io.batch_scoring import LogSampling, load_scoring_model, open_scoring_input
     from driftloop.io.sql_source import SqlQuery
 
-    where = _source(data, query, "DATA")
+    where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
+    _require_version(settings, version)
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     password = get_settings().sql_password
     source = open_scoring_input(where, password.get_secret_value() if password else None, blocksize, batch_rows)

@@ -319,4 +319,4 @@ def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path
     missing = driftloop(home, "labels", "import", "nowhere.csv", "--label-column", "y")
     assert_refused_before_services(missing, home, "labels file nowhere.csv: no such file or directory")
     scored = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"))
-    assert_refused_before_services(scored, home, "input nowhere.parquet does not exist")
+    assert_refused_before_services(scored, home, "DATA nowhere.parquet: no such file or directory")

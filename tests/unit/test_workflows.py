@@ -138,7 +138,7 @@ def rollout_subcommands() -> set[str]:
 
 def test_cd_calls_rollout_sh_with_a_subcommand_it_supports() -> None:
     supported = rollout_subcommands()
-    assert supported == {"render", "apply", "set-image"}
+    assert supported == {"render", "apply", "set-image", "render-argo", "apply-argo", "canary"}
     calls = [
         (where, shlex.split(call)) for where, script in run_scripts(load(CD)) for call in ROLLOUT_CALL.findall(script)
     ]
