@@ -29,7 +29,7 @@ from driftloop.core.performance_estimate import estimate_performance
 from driftloop.core.task import Task
 
 MIN_REFERENCE_ROWS = 100  # fewer reference rows of a segment in the sample: it is not tested
-SEGMENT_WINDOW_ROWS = 20_000  # a segment's drift test samples its window rows down to this many
+SEGMENT_WINDOW_ROWS = 20_000  # a segment's drift test and estimate sample its window rows down to this many
 MISSING = "(missing)"  # the segment of rows whose segment column is missing
 
 
@@ -47,7 +47,7 @@ class SegmentCheck:
     labelled: int = 0
     realized_metric: str = ""
     realized: float | None = None
-    tested_rows: int = 0  # window rows the drift test used (a sample when the segment has more)
+    tested_rows: int = 0  # window rows the drift test and estimate used (a sample when the segment has more)
 
     @property
     def name(self) -> str:
@@ -102,7 +102,7 @@ def check_segments(
         drift_share: The whole check's; a segment is drift when this share of its columns drifted.
         min_rows: Fewer window rows in a segment: not tested.
         label_min_rows: Fewer labels in a segment: its realized value is not computed.
-        seed: Seeds the sample of a segment's window rows that its drift test uses.
+        seed: Seeds the sample of a segment's window rows that its drift test and estimate use.
     """
     numeric, categorical = list(profile.numeric), list(profile.categorical)
     rng = np.random.default_rng(seed)
