@@ -22,6 +22,7 @@ from driftloop.io import tracking
 from driftloop.io.datasets import Source, describe_source, load_schema, read_source, record_source, source_from_text
 from driftloop.io.snapshots import log_training_input, store_snapshot
 from tasks.policies import mlflow_task
+from tasks.progress import progress
 
 __all__ = [
     "Snapshot",
@@ -78,11 +79,14 @@ def load_snapshot(
     frames = [with_canonical_target(part, declared) for part in frames]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     schema = learn_categories(declared, frame)
+    digest = content_hash(frame, schema)
+    progress("snapshot: %s rows × %s columns read, validated and hashed (%s)", f"{len(frame):,}", len(frame.columns),
+             digest[:12])  # fmt: skip
     return Snapshot(
         source=data,
         frame=frame,
         schema=schema,
-        content_hash=content_hash(frame, schema),
+        content_hash=digest,
         base_rows=len(frames[0]),
         ignored_columns=tuple(dict.fromkeys(c for part in frames for c in declared.unused_columns(part.columns))),
     )
@@ -125,7 +129,9 @@ def _split_cache_key(_context: Any, parameters: dict[str, Any]) -> str:
 )
 def split_snapshot(snapshot: Snapshot, fraction: float, seed: int) -> Split:
     """Seeded, stratified train/holdout split; cached on the content hash, so a re-run reuses it."""
-    return split_holdout(snapshot.frame, snapshot.schema, fraction=fraction, seed=seed)
+    split = split_holdout(snapshot.frame, snapshot.schema, fraction=fraction, seed=seed)
+    progress("split: %s training rows, %s holdout rows", f"{len(split.train):,}", f"{len(split.holdout):,}")
+    return split
 
 
 @mlflow_task("store-training-snapshot", timeout_seconds=1800)

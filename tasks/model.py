@@ -33,6 +33,7 @@ from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.user_model import resolve_estimator
 from tasks.policies import mlflow_task
+from tasks.progress import progress
 
 SELFCHECK_ROWS = 16
 REFERENCE_ARTIFACTS = "reference"
@@ -97,6 +98,7 @@ def fit_candidate(
 ) -> Candidate:
     """Fit the pipeline on the training part. Never cached: a run always trains."""
     pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
+    progress("fitting %s on %s rows × %s features", estimator, f"{len(split.train):,}", len(schema.features))
     pipeline.fit(to_model_frame(split.train, schema), encode_target(split.train[schema.target.name], schema))
     return Candidate(pipeline=pipeline, estimator=estimator, params=describe_pipeline(pipeline))
 
@@ -114,6 +116,9 @@ def evaluate_candidate(
     metrics = compute_metrics(y_true, scores, task)
     tracking.log_params(client, run_id, candidate.params)
     tracking.log_metrics(client, run_id, metrics.as_dict(), prefix="holdout_")
+    progress(
+        "evaluating on %s holdout rows (importance on %s)", f"{len(holdout):,}", f"{importance_rows(len(holdout)):,}"
+    )
     importances = feature_importance(candidate.pipeline, holdout, y_true, seed, task=task)
     tracking.log_metrics(client, run_id, {"importance_rows": importance_rows(len(holdout))})
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +152,7 @@ def export_candidate(
     """Convert to ONNX, check parity on the holdout (at most ``PARITY_ROWS`` of it), log both models to the run."""
     tracking.use_tracking_uri(tracking_uri)
     holdout = to_model_frame(split.holdout.iloc[parity_rows(len(split.holdout))], schema)
+    progress("ONNX export; parity on %s of %s holdout rows", f"{len(holdout):,}", f"{len(split.holdout):,}")
     onnx_bytes = export_onnx(candidate.pipeline, schema)
     onnx_first, onnx_proba = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
     task = schema.task

@@ -4,6 +4,7 @@ scores the same holdout rows from the features it was trained on; one that drops
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -33,6 +34,15 @@ def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_ref
     try:
         first = train(without_tenure)
         assert "evolving v1: promoted to champion (was none)" in first.stdout, first.stderr
+        # Progress as it trains: the rows of each long step, consistent with each other.
+        shown = first.stdout + first.stderr
+        read = _count(r"snapshot: ([\d,]+) rows × \d+ columns read, validated and hashed", shown)
+        trained = _count(r"split: ([\d,]+) training rows", shown)
+        held = _count(r"split: [\d,]+ training rows, ([\d,]+) holdout rows", shown)
+        assert read == trained + held > 0
+        assert _count(r"fitting \S+ on ([\d,]+) rows", shown) == trained
+        assert _count(r"evaluating on ([\d,]+) holdout rows", shown) == held
+        assert _count(r"parity on [\d,]+ of ([\d,]+) holdout rows", shown) == held
 
         # The full schema adds tenure: trained under the same name and compared with v1 on the same rows.
         second = train(BUNDLED_SCHEMA)
@@ -52,3 +62,9 @@ def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_ref
         assert len(registry.versions()) == 2
     finally:
         dl.run("down", check=False)
+
+
+def _count(pattern: str, text: str) -> int:
+    found = re.search(pattern, text)
+    assert found, f"no line matching {pattern!r} in:\n{text[-3000:]}"
+    return int(found.group(1).replace(",", ""))
