@@ -73,7 +73,6 @@ def score_table(
         scheduler=dask_scheduler or settings.dask_scheduler,
         workers=workers,
         batch_rows=batch_rows,
-        sql_password=settings.sql_password.get_secret_value() if settings.sql_password else None,
     )
     publish_scoring(name, model.version, destination, done)
     return ScoreOutcome(name, model.version, str(destination), done.rows, done.scored, done.rejected, done.logged,

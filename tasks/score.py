@@ -26,6 +26,7 @@ from driftloop.io.batch_scoring import (
 )
 from driftloop.io.datasets import describe_source, source_from_text
 from driftloop.io.registry import ModelRegistry
+from driftloop.settings import get_settings
 from tasks.policies import mlflow_task
 
 PROGRESS_EVERY_SECONDS = 2.0  # the progress artifact is rewritten at most this often (one API call each)
@@ -80,15 +81,16 @@ def score_on_dask(
     scheduler: str | None,
     workers: int,
     batch_rows: int,
-    sql_password: str | None,
 ) -> BatchScored:
     """Every row of the input through the model on a Dask cluster, the run's progress as an artifact.
 
-    ``log_fraction`` of the scored rows go to the prediction log at ``log_url`` (None: none).
+    ``log_fraction`` of the scored rows go to the prediction log at ``log_url`` (None: none). A database's
+    password is read here from the settings (DRIFTLOOP_SQL_PASSWORD), never passed as a parameter.
     """
     sampling = LogSampling(log_url, log_fraction)
     source = source_from_text(data, query)
-    rows = open_scoring_input(source, sql_password, batch_rows=batch_rows)
+    password = get_settings().sql_password
+    rows = open_scoring_input(source, password.get_secret_value() if password else None, batch_rows=batch_rows)
     schema = DatasetSchema.model_validate_json(model.schema_json)
     keys = require_input_columns(rows.columns, keys, schema, describe_source(source))
     progress = _Progress(model.version)
