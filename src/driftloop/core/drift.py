@@ -48,6 +48,7 @@ from scipy.spatial import distance
 
 from driftloop.core.drift_rule import DRIFT_RULES, DriftRule, DriftStatus, apply_rule
 from driftloop.core.performance_estimate import Calibration
+from driftloop.core.sampling import sample_positions
 from driftloop.core.task import Task, TaskKind
 from driftloop.errors import DatasetError
 
@@ -641,8 +642,7 @@ def sample_frame(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     """At most ``rows`` rows drawn without replacement (seeded), kept in their original order, index reset."""
     if len(frame) <= rows:
         return frame.reset_index(drop=True)
-    picked = np.sort(np.random.default_rng(seed).choice(len(frame), size=rows, replace=False))
-    return frame.iloc[picked].reset_index(drop=True)
+    return frame.iloc[sample_positions(len(frame), rows, seed)].reset_index(drop=True)
 
 
 def _numeric_drift(name: str, ref: NumericReference, series: pd.Series) -> ColumnDrift:

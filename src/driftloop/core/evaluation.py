@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
+from driftloop.core.sampling import sample_positions
 from driftloop.core.task import HIGHER_IS_BETTER, Task, TaskKind
 
 __all__ = ["HIGHER_IS_BETTER", "BINARY", "Metrics", "compute_metrics", "feature_importance", "predicted_labels"]
@@ -159,9 +160,8 @@ def feature_importance(
     there are more (``importance_rows``): each feature costs ``n_repeats`` predictions of every row used, which on
     a 1M-row holdout took three times the fit.
     """
-    used = importance_rows(len(model_frame), max_rows)
-    if used < len(model_frame):
-        picked = np.sort(np.random.default_rng(seed).choice(len(model_frame), size=used, replace=False))
+    if len(model_frame) > max_rows:
+        picked = sample_positions(len(model_frame), max_rows, seed)
         model_frame, y = model_frame.iloc[picked], np.asarray(y)[picked]
     result = permutation_importance(
         pipeline, model_frame, y, scoring=_IMPORTANCE_SCORING[task.kind][0], n_repeats=n_repeats, random_state=seed

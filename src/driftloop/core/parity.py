@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.core.sampling import sample_positions
 from driftloop.core.task import Task
 
 # Export parity compares at most this many holdout rows (a seeded sample): on a 1M-row holdout, scoring every row
@@ -27,9 +28,7 @@ PARITY_ROWS = 100_000
 
 def parity_rows(rows: int, limit: int = PARITY_ROWS, seed: int = 0) -> np.ndarray:
     """The positions of the holdout rows export parity compares: every row, or a seeded sample of ``limit``."""
-    if rows <= limit:
-        return np.arange(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+    return sample_positions(rows, limit, seed)
 
 
 @dataclass(frozen=True)

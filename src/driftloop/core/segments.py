@@ -26,6 +26,7 @@ import pandas as pd
 from driftloop.core.drift import ReferenceProfile, build_profile, check_drift
 from driftloop.core.label_check import check_labels
 from driftloop.core.performance_estimate import estimate_performance
+from driftloop.core.sampling import sample_positions
 from driftloop.core.task import Task
 
 MIN_REFERENCE_ROWS = 100  # fewer reference rows of a segment in the sample: it is not tested
@@ -129,7 +130,7 @@ def check_segments(
             # The segment column is one value on both sides within a segment (or missing throughout): not tested.
             others = [name for name in categorical if name != column]
             segment_profile = build_profile(reference, numeric, others, sample_rows=1, thresholds=profile.thresholds)
-            tested = _sample_positions(positions, SEGMENT_WINDOW_ROWS, rng)
+            tested = positions[sample_positions(len(positions), SEGMENT_WINDOW_ROWS, rng)]
             verdict = check_drift(segment_profile, window.iloc[tested], drift_share=drift_share, min_rows=min_rows)
             # Figures only: the segments are reported, not judged against the holdout (NaN baselines).
             labels = check_labels(task, predicted[labelled], actual[labelled], math.nan, label_min_rows, 0.0)
@@ -164,13 +165,6 @@ def _segment_rows(values: pd.Series) -> list[tuple[object, np.ndarray]]:
     found = [(uniques[code], np.flatnonzero(codes == code)) for code in range(len(uniques))]
     missing = np.flatnonzero(codes < 0)
     return found + ([(MISSING, missing)] if missing.size else [])
-
-
-def _sample_positions(positions: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``limit`` of ``positions``, drawn without replacement, in their order."""
-    if len(positions) <= limit:
-        return positions
-    return np.sort(rng.choice(positions, size=limit, replace=False))
 
 
 def drifted_segments(checks: Sequence[SegmentCheck]) -> list[str]:
