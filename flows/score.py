@@ -5,26 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import flow
 
 from driftloop.settings import get_settings
 from tasks.score import load_model_for_scoring, publish_scoring, score_on_dask
 
+if TYPE_CHECKING:
+    from driftloop.io.batch_scoring import BatchScored
+
 
 @dataclass(frozen=True)
 class ScoreOutcome:
-    """What one scoring run did: its counts, and the directory its Parquet files are in."""
+    """What one scoring run did: which version, the directory its Parquet files are in, and its counts."""
 
     model_name: str
     version: str
     out: str
-    rows: int
-    scored: int
-    rejected: int
-    logged: int
-    seconds: float
-    first_reasons: tuple[str, ...]
+    counts: BatchScored
 
 
 @flow(name="score-table")
@@ -75,5 +74,4 @@ def score_table(
         batch_rows=batch_rows,
     )
     publish_scoring(name, model.version, destination, done)
-    return ScoreOutcome(name, model.version, str(destination), done.rows, done.scored, done.rejected, done.logged,
-                        done.seconds, done.first_reasons)  # fmt: skip
+    return ScoreOutcome(name, model.version, str(destination), done)
