@@ -3,7 +3,8 @@
 The gate compares the candidate with the champion on the same holdout rows, per segment, with paired bootstrap
 intervals. Promotion is a compare-and-swap on the champion the gate compared with: if another run or a person
 moved the champion meanwhile, the candidate is scored against the new one and gated again.
-With DRIFTLOOP_DEPLOY=docker a promotion continues in flows/ship.py: build the serving image → roll it out.
+With DRIFTLOOP_DEPLOY=docker a promotion continues in flows/ship.py: build the serving image → roll it out; with
+DRIFTLOOP_DEPLOY=ship-deployment the same flow runs as its own deployment (its own container on a Docker pool).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from driftloop.core.recipe import RetrainInput, SplitSpec, TrainingRecipe
 from driftloop.core.snapshot import Split
 from driftloop.core.task import TaskKind
 from driftloop.errors import DeployError
-from driftloop.settings import get_settings
+from driftloop.settings import Settings, get_settings
 from flows.ship import ship_model
 from tasks.data import (
     Snapshot,
@@ -36,6 +37,7 @@ from tasks.data import (
     split_snapshot,
     store_training_snapshot,
 )
+from tasks.deploy import ship_by_deployment
 from tasks.model import (
     ChampionScore,
     Evaluation,
@@ -223,7 +225,7 @@ def train_model(
         )
     )
     link_mlflow(mlflow_run, mlflow_version)
-    shipped = _ship(name, version) if decision.promote and settings.deploy == "docker" else None
+    shipped = _ship(settings, name, version) if decision.promote and settings.serves_from_containers else None
     return TrainingOutcome(
         model_name=name,
         version=version,
@@ -294,8 +296,10 @@ def _promote(
     return refused, champion
 
 
-def _ship(model_name: str, version: str) -> str:
+def _ship(settings: Settings, model_name: str, version: str) -> str:
     """Image → rollout for the new champion. A failure is reported, not raised: the model itself is registered."""
+    if settings.deploy == "ship-deployment":
+        return ship_by_deployment(settings.ship_deployment, model_name, version)
     try:
         shipped = ship_model(version=version, model_name=model_name)
     except DeployError as error:

@@ -1,12 +1,16 @@
-"""Container tasks: build a version's serving image, roll it out behind nginx, give the alias back if it cannot ship."""
+"""Container tasks: a version's serving image, its rollout behind nginx, the alias given back if it cannot ship.
+
+Or all of that handed to the ship deployment's own flow run (``ship_by_deployment``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
 
 from driftloop.deploy.image_build import VersionImage, build_image_for_version, image_for_version
 from driftloop.deploy.rollout import RolloutResult, Strategy, rollout
@@ -15,6 +19,36 @@ from driftloop.events import ROLLOUT_ROLLED_BACK
 from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import Settings
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
+# The ship flow's own task limits (image build 1,800 s, rollout 3,600 s) plus time to wait for a worker.
+SHIP_RUN_TIMEOUT_SECONDS = 7200
+
+
+def ship_by_deployment(deployment: str, model_name: str, version: str) -> str:
+    """Run the ``flow/deployment`` that ships ``version`` and wait for it; what it did, in one line.
+
+    Its flow run is linked to the caller's. A failure is reported, not raised (as the in-process ship does): the
+    ship flow gives the champion alias back itself when the version cannot serve.
+    """
+    # Called from a (sync) flow, run_deployment runs synchronously: its result is the FlowRun, not a coroutine.
+    run = cast(
+        "FlowRun",
+        run_deployment(
+            deployment, parameters={"version": version, "model_name": model_name}, timeout=SHIP_RUN_TIMEOUT_SECONDS
+        ),
+    )
+    state = run.state
+    if state is not None and state.is_completed():
+        return f"v{version} shipped by flow run {run.name} of {deployment}"
+    if state is None or not state.is_final():
+        where = state.name if state is not None else "no state"
+        return (
+            f"not shipped yet: flow run {run.name} of {deployment} is still {where} after {SHIP_RUN_TIMEOUT_SECONDS}s"
+        )
+    return f"not shipped: flow run {run.name} of {deployment} ended {state.name}: {state.message}"
 
 
 @task(name="build-image", cache_policy=NO_CACHE, timeout_seconds=1800)

@@ -3,7 +3,8 @@
 # one-shot `preflight` service runs), then execs its server so it is PID 1's only child (compose adds `init`).
 #   check           verify the secrets in the environment, exit 0 or 1
 #   prefect-server  Prefect API + UI on PostgreSQL (asyncpg)
-#   worker          work pool + `prefect deploy --all` (prefect.yaml), then a process worker with a health port
+#   worker          Docker work pool + its deployments (prefect.docker.yaml), then a Docker worker with a health
+#                   port: each flow run is a container of this image
 #   mlflow          MLflow tracking server on PostgreSQL (psycopg2), artifacts proxied from a volume, basic auth
 #   mlflow-accounts as MLflow's admin: create the loop's and the read-only account (io/mlflow_accounts.py)
 #   <anything else> exec'd as given (e.g. `driftloop status`, `bash`)
@@ -60,7 +61,8 @@ case "$role" in
   worker)
     check_secrets
     need PREFECT_API_URL; need WORKER_HEALTH_PORT
-    pool="${DRIFTLOOP_WORK_POOL:-driftloop-process}"
+    need DRIFTLOOP_PROJECT_IMAGE; need DRIFTLOOP_HOME_VOLUME
+    pool="${DRIFTLOOP_WORK_POOL:-driftloop-docker}"
     # Idempotent: the pool is created with --overwrite and deployments are upserted by name.
     python - <<'PY'
 from pathlib import Path
@@ -69,18 +71,20 @@ from driftloop.io.deployments import deploy_all
 from driftloop.io.unresponsive_runs import AUTOMATION_NAME, ensure_crash_automation
 from driftloop.settings import get_settings
 
-names = deploy_all(get_settings(), Path("/opt/driftloop"))
+prefect_file = Path("deployments/project/prefect.docker.yaml")
+names = deploy_all(get_settings(), Path("/opt/driftloop"), prefect_file, pool_type="docker")
 print("driftloop-entrypoint: deployed", ", ".join(names) or "(none reported)", flush=True)
 if ensure_crash_automation():
     print("driftloop-entrypoint: created the automation", AUTOMATION_NAME, flush=True)
 PY
-    # The worker's flow runs send heartbeats (the automation above crashes the silent ones).
+    # The flow runs send heartbeats (the automation above crashes the silent ones): the Docker worker passes its
+    # PREFECT_* settings on to every flow container.
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY="$(python -c 'from driftloop.settings import FLOW_HEARTBEAT_SECONDS as s; print(s)')"
     export PREFECT_FLOWS_HEARTBEAT_FREQUENCY
     export PREFECT_WORKER_WEBSERVER_HOST=127.0.0.1
     export PREFECT_WORKER_WEBSERVER_PORT="$WORKER_HEALTH_PORT"
     export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-${DRIFTLOOP_WORKER_POLL_SECONDS:-5}}"
-    exec prefect worker start --pool "$pool" --type process --with-healthcheck --name "driftloop-worker-$(hostname)"
+    exec prefect worker start --pool "$pool" --type docker --with-healthcheck --name "driftloop-worker-$(hostname)"
     ;;
   mlflow)
     check_secrets

@@ -815,10 +815,10 @@ def _promotion_lock(settings: Settings) -> Iterator[None]:
 
 def _refuse_alias_only_moves(settings: Settings, instead: str) -> None:
     """With containers the champion is what serves: the alias moves with a rollout, never on its own."""
-    if settings.deploy == "docker":
+    if settings.serves_from_containers:
         raise _fail(
-            f"DRIFTLOOP_DEPLOY=docker: the champion is the version that serves, so it moves only with a rollout "
-            f"(which moves it back if the rollout fails): run `{instead}`"
+            f"DRIFTLOOP_DEPLOY={settings.deploy}: the champion is the version that serves, so it moves only with a "
+            f"rollout (which moves it back if the rollout fails): run `{instead}`"
         )
 
 

@@ -182,9 +182,18 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=2.0, gt=0, description="How often the local worker asks for runs.")
 
     # Containers: off by default (deploy=local: the local server follows the champion alias). With deploy=docker
-    # the pipeline builds a serving image per promoted version and rolls it out behind nginx.
-    deploy: Literal["local", "docker"] = Field(
-        default="local", description="local: `driftloop serve` follows the alias; docker: image build + rollout."
+    # the train flow builds a serving image per promoted version and rolls it out behind nginx itself; with
+    # deploy=ship-deployment it runs the `ship` deployment for that (the compose stack's Docker work pool: only
+    # the ship job's container gets the Docker socket).
+    deploy: Literal["local", "docker", "ship-deployment"] = Field(
+        default="local",
+        description="local: `driftloop serve` follows the alias; docker: image build + rollout in the train flow; "
+        "ship-deployment: the same steps as a run of the ship deployment (DRIFTLOOP_SHIP_DEPLOYMENT).",
+    )
+    ship_deployment: str = Field(
+        default="ship-model/ship",
+        pattern=r"^[^/]+/[^/]+$",
+        description="flow/deployment the train flow runs to ship a promoted version (deploy=ship-deployment).",
     )
     image_prefix: str = Field(
         default="driftloop",
@@ -258,6 +267,11 @@ class Settings(BaseSettings):
     def uses_local_prefect(self) -> bool:
         """True when driftloop owns the Prefect server (no PREFECT_API_URL given)."""
         return self.prefect_api_url is None
+
+    @property
+    def serves_from_containers(self) -> bool:
+        """The champion is the version the containers serve: it moves only with a rollout."""
+        return self.deploy != "local"
 
     @property
     def uses_local_mlflow(self) -> bool:

@@ -1,6 +1,8 @@
 """The production stack for real: build the substitute and project images, `docker-compose up` everything but
-Grafana (no substitute for it) on free ports, check every service answers, run the `train` deployment in the
-stack and get a prediction through nginx from the version it rolled out, then `down -v` and nothing is left.
+Grafana (no substitute for it) on free ports, check every service answers, run the `train` deployment on the
+stack's Docker work pool (its own container, which hands the promotion to the `ship` deployment's container, the
+only one with the Docker socket) and get a prediction through nginx from the version it rolled out, then
+`down -v` and nothing is left.
 
 Needs a Docker engine, a local python:3.11-slim and docker-compose: skipped without them, failed in CI.
 """
@@ -34,6 +36,13 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = ("-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.substitutes.yml"))
 SERVICES = ("postgres", "prefect-server", "mlflow", "redis", "nginx", "prefect-worker", "prometheus")
 PORTS = ("POSTGRES", "PREFECT", "MLFLOW", "REDIS", "PROMETHEUS", "GRAFANA", "WORKER_HEALTH", "PROXY", "BLUE", "GREEN")
+FLOW_DEPLOYMENTS = (
+    ("train-model", "train"),
+    ("check-drift", "drift-check"),
+    ("retrain-model", "retrain"),
+    ("score-table", "score"),
+    ("ship-model", "ship"),
+)
 HEALTHY_TIMEOUT = 420.0
 TRAIN_TIMEOUT = 1200.0
 
@@ -53,6 +62,7 @@ def stack_env(run_id: str, ports: dict[str, int], proxy_dir: Path, secret: str) 
         "DRIFTLOOP_PROXY_CONTAINER": f"dltest-{run_id}-proxy",
         "DRIFTLOOP_PROXY_DIR": str(proxy_dir),
         "DRIFTLOOP_MODEL_NAME": f"stack{run_id}",
+        "DRIFTLOOP_HOME_VOLUME": f"dltest-{run_id}-home",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
 
@@ -108,10 +118,15 @@ class Stack:
         model = self.env["DRIFTLOOP_MODEL_NAME"]
         return self.client.containers.list(all=True, filters={"label": f"driftloop.model.name={model}"})
 
+    def flow_containers(self) -> list[docker.models.containers.Container]:
+        """Containers the Docker worker started for this stack's flow runs (they all mount its home volume)."""
+        return self.client.containers.list(all=True, filters={"volume": self.env["DRIFTLOOP_HOME_VOLUME"]})
+
     def down(self) -> None:
+        for container in [*self.model_containers(), *self.flow_containers()]:
+            if not container.labels.get("com.docker.compose.project"):
+                container.remove(force=True)
         self.compose("down", "-v", "--remove-orphans", "-t", "10", check=False, timeout=300)
-        for container in self.model_containers():
-            container.remove(force=True)
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +268,36 @@ def sample_row() -> dict[str, object]:
     return frame.to_dict(orient="records")[0]
 
 
+def test_only_the_ship_job_is_given_the_docker_socket(stack: Stack) -> None:
+    api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
+    with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
+        pool = prefect.get("/work_pools/driftloop-docker")
+        assert pool.status_code == 200, f"no Docker work pool:\n{stack.logs('prefect-worker')}"
+        assert pool.json()["type"] == "docker"
+        mounts = {}
+        for flow, name in FLOW_DEPLOYMENTS:
+            deployment = prefect.get(f"/deployments/name/{flow}/{name}")
+            assert deployment.status_code == 200, f"no {name} deployment:\n{stack.logs('prefect-worker')}"
+            assert deployment.json()["work_pool_name"] == "driftloop-docker"
+            mounts[name] = deployment.json()["job_variables"]["volumes"]
+    socket = "/var/run/docker.sock:/var/run/docker.sock"
+    assert [name for name, volumes in mounts.items() if socket in volumes] == ["ship"]
+    assert all(f"{stack.env['DRIFTLOOP_HOME_VOLUME']}:/var/lib/driftloop" in volumes for volumes in mounts.values())
+
+
+def wait_for_end(prefect: httpx.Client, run_id: str, timeout: float) -> dict[str, object]:
+    started = time.monotonic()
+    run: dict[str, object] = {}
+    while time.monotonic() - started < timeout:
+        run = prefect.get(f"/flow_runs/{run_id}").json()
+        if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            break
+        time.sleep(3)
+    return run
+
+
 def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) -> None:
-    """The chain the worker runs with DRIFTLOOP_DEPLOY=docker: train → register → build image → roll out."""
+    """On the Docker pool: train (a container) → register → the ship run (another container) → image → rollout."""
     api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
     model = stack.env["DRIFTLOOP_MODEL_NAME"]
     with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
@@ -262,14 +305,22 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
         assert deployment.status_code == 200, f"no train deployment:\n{stack.logs('prefect-worker')}"
         run = prefect.post(f"/deployments/{deployment.json()['id']}/create_flow_run", json={}).json()
         started = time.monotonic()
-        state = {}
-        while time.monotonic() - started < TRAIN_TIMEOUT:
-            state = prefect.get(f"/flow_runs/{run['id']}").json()["state"]
-            if state["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
-                break
-            time.sleep(3)
+        finished = wait_for_end(prefect, run["id"], TRAIN_TIMEOUT)
+        state = finished.get("state") or {}
         print(f"\ntrain flow run: {state.get('type')} after {time.monotonic() - started:.1f}s")  # noqa: T201
         assert state.get("type") == "COMPLETED", f"{state}\n{stack.logs('prefect-worker', tail=200)}"
+        # A container per flow run: the Docker worker records the container it started.
+        assert finished["work_pool_name"] == "driftloop-docker"
+        assert finished["infrastructure_pid"], finished
+
+        ship = prefect.get("/deployments/name/ship-model/ship").json()
+        ship_runs = prefect.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [ship["id"]]}}}).json()
+        assert len(ship_runs) == 1, ship_runs
+        (ship_run,) = ship_runs
+        assert ship_run["state"]["type"] == "COMPLETED", f"{ship_run['state']}\n{stack.logs('prefect-worker')}"
+        assert ship_run["parameters"]["model_name"] == model
+        assert ship_run["infrastructure_pid"] not in {None, finished["infrastructure_pid"]}
+        assert ship_run["parent_task_run_id"] is not None  # linked to the train run that asked for it
 
     mlflow = f"http://127.0.0.1:{stack.port('MLFLOW_PORT')}/api/2.0/mlflow"
     alias = httpx.get(
@@ -317,8 +368,15 @@ def test_anonymous_callers_cannot_drive_either_control_plane(stack: Stack) -> No
 
 
 def test_down_leaves_no_container(stack: Stack) -> None:
+    worker = stack.container("prefect-worker")
+    deadline = time.monotonic() + 60  # a finished run's container exits (and is removed) just after its final state
+    while stack.flow_containers() != [worker] and time.monotonic() < deadline:
+        time.sleep(1)
+    left = [c.name for c in stack.flow_containers() if c.id != worker.id]
+    assert left == [], f"flow run containers left behind: {left}"
     stack.down()
     assert stack.containers() == []
     assert stack.model_containers() == []
+    assert stack.flow_containers() == []
     volumes = stack.client.volumes.list(filters={"label": f"com.docker.compose.project={stack.project}"})
     assert volumes == []

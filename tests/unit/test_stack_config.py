@@ -149,15 +149,20 @@ def test_the_substitutes_replace_exactly_the_third_party_images(config: dict[str
     assert environment(services["prefect-worker"])["DRIFTLOOP_PROXY_IMAGE"] == "driftloop/nginx:local"
 
 
-def test_the_worker_drives_the_proxy_through_the_hosts_engine(config: dict[str, Any]) -> None:
+def test_the_worker_starts_flow_containers_and_hands_the_ship_job_the_proxy(config: dict[str, Any]) -> None:
+    """The worker holds the socket to start containers; the proxy directory goes to the ship job's container only
+    (tests/unit/test_work_pools.py renders its mounts), at the host path nginx mounts."""
     worker, nginx = config["services"]["prefect-worker"], config["services"]["nginx"]
     env = environment(worker)
-    assert env["DRIFTLOOP_DEPLOY"] == "docker"
+    assert env["DRIFTLOOP_WORK_POOL"] == "driftloop-docker"
+    assert "DRIFTLOOP_DEPLOY" not in env  # the flow containers' is in their job variables
     assert nginx["container_name"] == env["DRIFTLOOP_PROXY_CONTAINER"]
     assert ("/var/run/docker.sock", "/var/run/docker.sock") in volume_pairs(worker)
-    # Same path inside and outside: the worker passes host paths to the engine.
-    assert ("/srv/driftloop-proxy", "/srv/driftloop-proxy") in volume_pairs(worker)
+    assert ("/srv/driftloop-proxy", "/srv/driftloop-proxy") not in volume_pairs(worker)
     assert env["DRIFTLOOP_PROXY_CONFIG_DIR"] == "/srv/driftloop-proxy"
+    home = config["volumes"]["driftloop-home"]["name"]
+    assert env["DRIFTLOOP_HOME_VOLUME"] == home
+    assert (home, "/var/lib/driftloop") in volume_pairs(worker)
     assert [source for source, _ in volume_pairs(nginx)] == ["/srv/driftloop-proxy"]
     assert env["DRIFTLOOP_SLOT_PORTS"] == ",".join(map(str, Settings.model_fields["slot_ports"].default))
     # Passed on to the slots, which the engine starts without compose's extra_hosts: no service names.

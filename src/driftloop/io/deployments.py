@@ -80,8 +80,17 @@ def _for_model(base: dict[str, Any], model: ProjectModel) -> dict[str, Any] | No
     return deployment
 
 
-def deploy_all(settings: Settings, project_dir: Path) -> list[str]:
-    """Deploy prefect.yaml's deployments as they are, for the one model of the settings (the compose stack's way).
+def deploy_all(
+    settings: Settings, project_dir: Path, prefect_file: Path | None = None, pool_type: str = "process"
+) -> list[str]:
+    """Deploy a prefect file's deployments as they are, for the one model of the settings (the compose stack's way).
+
+    Args:
+        settings: Whose work pool (created or overwritten as ``pool_type``) and Prefect server.
+        project_dir: The checkout the deployments run from.
+        prefect_file: Default: ``project_dir``/prefect.yaml (process pool); the compose stack deploys
+            deployments/project/prefect.docker.yaml on a Docker pool.
+        pool_type: The work pool's type: ``process``, ``docker`` (prefect-docker) or ``kubernetes``.
 
     Returns:
         The deployment names Prefect reported (``flow/deployment``).
@@ -89,7 +98,10 @@ def deploy_all(settings: Settings, project_dir: Path) -> list[str]:
     Raises:
         ServiceError: prefect.yaml is missing, or Prefect refused the pool or the deployments.
     """
-    return _deploy(settings, project_dir, _prefect_yaml(project_dir))
+    source = project_dir / prefect_file if prefect_file is not None else _prefect_yaml(project_dir)
+    if not source.is_file():
+        raise ServiceError(f"no {source}: run driftloop from a checkout of the repository")
+    return _deploy(settings, project_dir, source, pool_type)
 
 
 def deploy_project(settings: Settings, project_dir: Path, project: Project) -> list[str]:
@@ -122,12 +134,12 @@ def _prefect_yaml(project_dir: Path) -> Path:
     return source
 
 
-def _deploy(settings: Settings, project_dir: Path, prefect_file: Path) -> list[str]:
+def _deploy(settings: Settings, project_dir: Path, prefect_file: Path, pool_type: str = "process") -> list[str]:
     """The work pool (created or overwritten), then `prefect deploy --all` of ``prefect_file`` from ``project_dir``."""
     env = {**os.environ, **settings.process_env()}
     prefect = venv_bin("prefect")
     pool = subprocess.run(
-        [prefect, "work-pool", "create", settings.work_pool, "--type", "process", "--overwrite"],
+        [prefect, "work-pool", "create", settings.work_pool, "--type", pool_type, "--overwrite"],
         env=env, cwd=project_dir, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if pool.returncode != 0:
