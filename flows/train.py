@@ -299,7 +299,7 @@ def _promote(
 def _ship(settings: Settings, model_name: str, version: str) -> str:
     """Image → rollout for the new champion. A failure is reported, not raised: the model itself is registered."""
     if settings.deploy == "ship-deployment":
-        return ship_by_deployment(settings.ship_deployment, model_name, version)
+        return ship_by_deployment(settings.model_copy(update={"model_name": model_name}), version, _actor())
     try:
         shipped = ship_model(version=version, model_name=model_name)
     except DeployError as error:

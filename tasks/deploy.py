@@ -27,19 +27,23 @@ if TYPE_CHECKING:
 SHIP_RUN_TIMEOUT_SECONDS = 7200
 
 
-def ship_by_deployment(deployment: str, model_name: str, version: str) -> str:
-    """Run the ``flow/deployment`` that ships ``version`` and wait for it; what it did, in one line.
+def ship_by_deployment(settings: Settings, version: str, actor: str) -> str:
+    """Run the ship deployment (``settings.ship_deployment``) for ``version`` and wait for it; what it did, in one line.
 
-    Its flow run is linked to the caller's. A failure is reported, not raised (as the in-process ship does): the
-    ship flow gives the champion alias back itself when the version cannot serve.
+    Its flow run is linked to the caller's. A failure is reported, not raised, as the in-process ship does, and
+    the champion alias does not stay on a version that does not serve: a ship run that failed gave it back itself;
+    one that could not be created, or crashed before it could, is made up for here (``restore_champion`` leaves
+    an alias that already moved on alone). A run still going after ``SHIP_RUN_TIMEOUT_SECONDS`` may still ship.
     """
-    # Called from a (sync) flow, run_deployment runs synchronously: its result is the FlowRun, not a coroutine.
-    run = cast(
-        "FlowRun",
-        run_deployment(
-            deployment, parameters={"version": version, "model_name": model_name}, timeout=SHIP_RUN_TIMEOUT_SECONDS
-        ),
-    )
+    deployment = settings.ship_deployment
+    parameters = {"version": version, "model_name": settings.model_name}
+    try:
+        # Called from a (sync) flow, run_deployment runs synchronously: its result is the FlowRun, not a coroutine.
+        run = cast("FlowRun", run_deployment(deployment, parameters=parameters, timeout=SHIP_RUN_TIMEOUT_SECONDS))
+    except Exception as error:  # no such deployment, Prefect refused or unreachable: nothing will ship it
+        reason = f"cannot run {deployment}: {type(error).__name__}: {error}"
+        restore_champion(settings, version, reason, actor)
+        return f"not shipped: {reason}"
     state = run.state
     if state is not None and state.is_completed():
         return f"v{version} shipped by flow run {run.name} of {deployment}"
@@ -48,7 +52,9 @@ def ship_by_deployment(deployment: str, model_name: str, version: str) -> str:
         return (
             f"not shipped yet: flow run {run.name} of {deployment} is still {where} after {SHIP_RUN_TIMEOUT_SECONDS}s"
         )
-    return f"not shipped: flow run {run.name} of {deployment} ended {state.name}: {state.message}"
+    reason = f"flow run {run.name} of {deployment} ended {state.name}: {state.message}"
+    restore_champion(settings, version, reason, actor)
+    return f"not shipped: {reason}"
 
 
 @task(name="build-image", cache_policy=NO_CACHE, timeout_seconds=1800)

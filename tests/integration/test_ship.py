@@ -150,3 +150,24 @@ def test_a_missing_proxy_image_is_never_pulled_and_the_alias_goes_back(shipping:
     last = registry.history()[-1]
     assert (last.action, last.from_version, last.to_version) == ("rollback", "2", "1")
     assert "could not be rolled out" in last.reason
+
+
+def test_a_ship_deployment_that_cannot_run_gives_the_alias_back(shipping: Driftloop) -> None:
+    """DRIFTLOOP_DEPLOY=ship-deployment (the compose stack's Docker pool) naming a deployment the server lacks: the
+    promotion is reported as not shipped and v1, which still serves, gets the alias back. The positive direction, a
+    real ship run on a Docker pool, is tests/integration/test_compose_stack.py's."""
+    dl = shipping
+    model = dl.env["DRIFTLOOP_MODEL_NAME"]
+    dl.run("train")  # v1 ships in-process (deploy=docker)
+    dl.env["DRIFTLOOP_DEPLOY"] = "ship-deployment"
+    dl.env["DRIFTLOOP_SHIP_DEPLOYMENT"] = f"ship-model/no-such-{model}"
+    second = dl.run("train", "--tolerance", "0.05")
+    assert "promoted to champion" in second.stdout
+    assert f"not shipped: cannot run ship-model/no-such-{model}" in second.stdout
+
+    registry = ModelRegistry(model, dl.tracking_uri)
+    assert str(registry.champion().version) == "1"
+    last = registry.history()[-1]
+    assert (last.action, last.from_version, last.to_version) == ("rollback", "2", "1")
+    assert f"cannot run ship-model/no-such-{model}" in last.reason
+    assert predicted_version(dl) == "1"
