@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from driftloop.io.datasets import read_snapshot
-from driftloop.settings import BUNDLED_DATA
+from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
 from tests.support.compose import SECRETS, compose_command
 from tests.support.docker_engine import remove_test_image, require_base_image, require_docker
 from tests.support.host import free_port
@@ -47,7 +47,7 @@ HEALTHY_TIMEOUT = 420.0
 TRAIN_TIMEOUT = 1200.0
 
 
-def stack_env(run_id: str, ports: dict[str, int], proxy_dir: Path, secret: str) -> dict[str, str]:
+def stack_env(run_id: str, ports: dict[str, int], proxy_dir: Path, secret: str, data_dir: Path) -> dict[str, str]:
     return {
         **{name: f"{secret}-{index}" for index, name in enumerate(SECRETS)},
         "POSTGRES_PORT": str(ports["POSTGRES"]),
@@ -63,6 +63,7 @@ def stack_env(run_id: str, ports: dict[str, int], proxy_dir: Path, secret: str) 
         "DRIFTLOOP_PROXY_DIR": str(proxy_dir),
         "DRIFTLOOP_MODEL_NAME": f"stack{run_id}",
         "DRIFTLOOP_HOME_VOLUME": f"dltest-{run_id}-home",
+        "DRIFTLOOP_DATA_DIR": str(data_dir),
         "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
 
@@ -145,13 +146,24 @@ def images() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+def user_data(workdir: Path) -> Path:
+    """A user's snapshot and schema in a host directory (DRIFTLOOP_DATA_DIR), readable by the flow containers' uid."""
+    directory = workdir / "data"
+    directory.mkdir()
+    shutil.copy(BUNDLED_DATA, directory / "customers.csv.gz")
+    shutil.copy(BUNDLED_SCHEMA, directory / "customers.schema.yaml")
+    for path in [workdir, directory, *directory.iterdir()]:
+        path.chmod(0o755)
+    return directory
+
+
 @pytest.fixture(scope="module")
 def stack(images: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run_id = uuid.uuid4().hex[:8]
     workdir = tmp_path_factory.mktemp("stack")
     ports = {name: free_port() for name in PORTS}
     assert len(set(ports.values())) == len(ports)
-    env = stack_env(run_id, ports, workdir / "proxy", secret=f"test-secret-{run_id}")
+    env = stack_env(run_id, ports, workdir / "proxy", secret=f"test-secret-{run_id}", data_dir=user_data(workdir))
     env_file = workdir / "stack.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
     stack = Stack(project=f"dlstack{run_id}", env_file=env_file, env=env, client=images)
@@ -180,7 +192,7 @@ def stack(images: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory)
 
 def test_compose_refuses_the_example_placeholders(images: docker.DockerClient, tmp_path: Path) -> None:
     run_id = uuid.uuid4().hex[:8]
-    env = stack_env(run_id, {name: free_port() for name in PORTS}, tmp_path / "proxy", secret="unused")
+    env = stack_env(run_id, {name: free_port() for name in PORTS}, tmp_path / "proxy", "unused", tmp_path / "data")
     env.update(dict.fromkeys(SECRETS, "change-me"))  # what .env.example ships
     env_file = tmp_path / "placeholders.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
@@ -303,7 +315,9 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
     with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
         deployment = prefect.get("/deployments/name/train-model/train")
         assert deployment.status_code == 200, f"no train deployment:\n{stack.logs('prefect-worker')}"
-        run = prefect.post(f"/deployments/{deployment.json()['id']}/create_flow_run", json={}).json()
+        # The user's own files, as the flow container sees the host's DRIFTLOOP_DATA_DIR.
+        data = {"data_path": "/data/customers.csv.gz", "schema_path": "/data/customers.schema.yaml"}
+        run = prefect.post(f"/deployments/{deployment.json()['id']}/create_flow_run", json={"parameters": data}).json()
         started = time.monotonic()
         finished = wait_for_end(prefect, run["id"], TRAIN_TIMEOUT)
         state = finished.get("state") or {}
@@ -312,6 +326,7 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
         # A container per flow run: the Docker worker records the container it started.
         assert finished["work_pool_name"] == "driftloop-docker"
         assert finished["infrastructure_pid"], finished
+        assert finished["parameters"]["data_path"] == "/data/customers.csv.gz"
 
         ship = prefect.get("/deployments/name/ship-model/ship").json()
         ship_runs = prefect.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [ship["id"]]}}}).json()

@@ -100,6 +100,8 @@ def _mixed(rows: int, seed: int) -> pd.DataFrame:
                 for m, d in zip(rng.integers(1, 13, rows), rng.integers(1, 29, rows), strict=True)
             ],
             "customer_id": [f"C{seed}-{i:06d}" for i in range(rows)],
+            "account_number": rng.permutation(rows) + 10_000,  # whole numbers, one per row
+            "balance": rng.normal(1_000, 300, rows),  # distinct in every row too, but fractional: a quantity
             "zip_code": rng.choice([f"Z{i:04d}" for i in range(150)], rows).astype(object),
             "empty": np.nan,
             "label": rng.choice(["stay", "leave"], rows, p=[0.8, 0.2]).astype(object),
@@ -121,6 +123,8 @@ def test_a_mixed_export_keeps_what_can_be_a_feature_and_says_why_it_left_out_the
     schema = inferred.schema
     assert {f.name: f.kind for f in schema.features} == {
         "age": FeatureKind.NUMERIC,
+        "account_number": FeatureKind.NUMERIC,
+        "balance": FeatureKind.NUMERIC,
         "flag": FeatureKind.BINARY,
         "active": FeatureKind.BINARY,
         "plan": FeatureKind.CATEGORICAL,
@@ -132,6 +136,10 @@ def test_a_mixed_export_keeps_what_can_be_a_feature_and_says_why_it_left_out_the
     for column in ("signed_up", "last_login"):
         assert f"{column!r} left out: dates and times have no kind" in notes
     assert "'customer_id' left out: 600 distinct values in 600 rows, an identifier?" in notes
+    # A whole number per row is kept (it could be an amount) but named; a fractional quantity or a repeated age is not.
+    assert "'account_number' kept as numeric, but every one of its 600 values is a different whole number" in notes
+    assert "'balance' kept" not in notes
+    assert "'age' kept" not in notes
     # More values than the cap, but far from one per row: learned from the training snapshot, the rest bucketed.
     zips = frame["zip_code"].nunique()
     zip_code = schema.feature("zip_code")

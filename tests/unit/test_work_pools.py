@@ -122,6 +122,7 @@ def test_only_the_ship_job_gets_the_docker_socket(monkeypatch: pytest.MonkeyPatc
         assert job.get_network_mode() == "host"
         assert job.auto_remove is True
         assert f"{env['DRIFTLOOP_HOME_VOLUME']}:/var/lib/driftloop" in job.volumes
+        assert f"{env['DRIFTLOOP_DATA_DIR']}:/data:ro" in job.volumes
         assert job.env["MLFLOW_TRACKING_URI"] == env["MLFLOW_TRACKING_URI"]
         assert job.env["DRIFTLOOP_PREDICTION_LOG_URL"] == env["DRIFTLOOP_PREDICTION_LOG_URL"]
         assert job.container_create_kwargs is not None

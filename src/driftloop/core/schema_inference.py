@@ -9,6 +9,7 @@ Every column but the target becomes a feature unless it cannot be one, and then 
     text, over max_categories    categorical, ``categories: learn``: the training snapshot's most frequent values;
                                  the rest and unseen values go to an other bucket (``unseen: other``)
     text, nearly all distinct    left out: an identifier
+    whole numbers, all distinct  numeric, with a note: an identifier?
     dates, times                 left out: there is no date kind; derive numbers from them in the snapshot
     nothing but missing values   left out
 
@@ -38,6 +39,7 @@ POSITIVE_SPELLINGS = ("1", "1.0", "true", "yes", "y", "positive", "pos")
 _DATE_LIKE = re.compile(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
 _DATE_SHARE = 0.95  # of the non-missing values, for a text column to count as dates
 _IDENTIFIER_SHARE = 0.9  # distinct values per non-missing value, for a text column to count as an identifier
+_IDENTIFIER_MIN_ROWS = 50  # below this, whole numbers all distinct are too likely by chance to mention
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,14 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
     if pd.api.types.is_numeric_dtype(values.dtype):
         low, high = float(present.min()), float(present.max())
         description = f"observed {_number(low)} to {_number(high)}"
-        return Feature(name=name, kind=FeatureKind.NUMERIC, nullable=nullable, description=description), None
+        feature = Feature(name=name, kind=FeatureKind.NUMERIC, nullable=nullable, description=description)
+        if _whole_and_all_distinct(present):
+            # Kept (an amount in whole units can be distinct in every row too), but worth a look.
+            return feature, (
+                f"{name!r} kept as numeric, but every one of its {len(present)} values is a different whole number: "
+                "an identifier? If it is, remove it from the schema (a model that learns ids does not generalise)"
+            )
+        return feature, None
     text = present.astype(str)
     distinct = text.value_counts()
     if len(distinct) > max_categories:
@@ -187,6 +196,13 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
         )
     categories = tuple(sorted(distinct.index))
     return Feature(name=name, kind=FeatureKind.CATEGORICAL, nullable=nullable, categories=categories), None
+
+
+def _whole_and_all_distinct(present: pd.Series) -> bool:
+    """Whole numbers, each in one row only, in enough rows for that to mean something."""
+    if len(present) < _IDENTIFIER_MIN_ROWS or not bool((present % 1 == 0).all()):
+        return False
+    return bool(present.nunique() == len(present))
 
 
 def _looks_like_dates(present: pd.Series) -> bool:
