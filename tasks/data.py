@@ -21,6 +21,7 @@ from driftloop.errors import DatasetValidationError
 from driftloop.io import tracking
 from driftloop.io.datasets import Source, describe_source, load_schema, read_source, record_source, source_from_text
 from driftloop.io.snapshots import log_training_input, store_snapshot
+from driftloop.settings import secret_text
 from tasks.policies import mlflow_task
 from tasks.progress import progress
 
@@ -99,7 +100,7 @@ def _validated(
     min_rows: int | None = None,
     password: SecretStr | None = None,
 ) -> pd.DataFrame:
-    frame = read_source(source, password.get_secret_value() if password else None)
+    frame = read_source(source, secret_text(password))
     where = describe_source(source)
     problems = find_problems(frame, schema, min_rows)
     if problems:

@@ -28,6 +28,7 @@ from driftloop.io.prefect_concurrency import promotion_lock
 from driftloop.io.prefect_events import emit
 from driftloop.io.registry import ModelRegistry, locate_model_file
 from driftloop.io.snapshots import fetch_snapshot
+from driftloop.settings import secret_text
 from tasks.policies import mlflow_task
 
 
@@ -179,7 +180,7 @@ def check_source(recipe: TrainingRecipe, schema: DatasetSchema, password: Secret
     if isinstance(source, Path) and not source.exists():
         return SourceState(SourceCheck(None, f"the source {where} is not readable here"), None)
     try:
-        frame = read_source(source, password.get_secret_value() if password else None)
+        frame = read_source(source, secret_text(password))
         found = content_hash(with_canonical_target(frame, schema), schema)
     except (DatasetError, KeyError, ValueError) as error:
         return SourceState(SourceCheck(None, f"the source {where} cannot be hashed: {error}"), None)

@@ -26,7 +26,7 @@ from driftloop.io.batch_scoring import (
 )
 from driftloop.io.datasets import describe_source, source_from_text
 from driftloop.io.registry import ModelRegistry
-from driftloop.settings import get_settings
+from driftloop.settings import get_settings, secret_text
 from tasks.policies import mlflow_task
 
 PROGRESS_EVERY_SECONDS = 2.0  # the progress artifact is rewritten at most this often (one API call each)
@@ -89,8 +89,7 @@ def score_on_dask(
     """
     sampling = LogSampling(log_url, log_fraction)
     source = source_from_text(data, query)
-    password = get_settings().sql_password
-    rows = open_scoring_input(source, password.get_secret_value() if password else None, batch_rows=batch_rows)
+    rows = open_scoring_input(source, secret_text(get_settings().sql_password), batch_rows=batch_rows)
     schema = DatasetSchema.model_validate_json(model.schema_json)
     keys = require_input_columns(rows.columns, keys, schema, describe_source(source))
     progress = _Progress(model.version)

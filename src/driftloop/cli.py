@@ -23,7 +23,7 @@ from rich.table import Table
 
 from driftloop.core import lineage
 from driftloop.errors import DriftloopError
-from driftloop.settings import RolloutStrategy, Settings, get_settings
+from driftloop.settings import RolloutStrategy, Settings, get_settings, secret_text
 
 if TYPE_CHECKING:
     from driftloop.core.drift_rule import DriftRule
@@ -579,8 +579,7 @@ def _check_training_inputs(
 
     chosen = estimator or default_estimator(dataset_schema.task)
     check_columns(chosen, resolve_estimator(chosen, params, settings.seed, dataset_schema.task), dataset_schema)
-    password = settings.sql_password.get_secret_value() if settings.sql_password else None
-    problems = find_problems(read_source(data_path, password), dataset_schema)
+    problems = find_problems(read_source(data_path, secret_text(settings.sql_password)), dataset_schema)
     if problems:
         raise DatasetValidationError(describe_source(data_path), problems)
     store = _local_store(settings)
@@ -1318,8 +1317,7 @@ def score(
     where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     _require_version(settings, version)
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
-    password = get_settings().sql_password
-    source = open_scoring_input(where, password.get_secret_value() if password else None, blocksize, batch_rows)
+    source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows)
     from driftloop.core.schema import DatasetSchema
     from driftloop.core.scoring import require_input_columns
 
@@ -1402,8 +1400,7 @@ def labels_import(
 
     if query is None and not Path(data).expanduser().exists():
         raise _fail(f"labels file {data}: no such file or directory")
-    password = settings.sql_password
-    frame = read_source(_source(data, query, "DATA"), password.get_secret_value() if password else None)
+    frame = read_source(_source(data, query, "DATA"), secret_text(settings.sql_password))
     table = read_label_table(frame, id_column, label_column, row_column)
     task = _champion_task(settings)
     if task is None:
@@ -1496,8 +1493,7 @@ def schema_infer(
     if output is not None and output.exists() and not force:
         raise _fail(f"{output} exists; pass --force to overwrite it")
     source = _source(data, query)
-    password = get_settings().sql_password
-    frame = read_source(source, password.get_secret_value() if password else None)
+    frame = read_source(source, secret_text(get_settings().sql_password))
     stem = (source.name.split(".")[0] if isinstance(source, Path) else "") or "dataset"
     inferred = infer_schema(
         frame, target, name or stem, max_categories=max_categories, task=TaskKind(task) if task else None

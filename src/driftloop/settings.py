@@ -350,6 +350,11 @@ class Settings(BaseSettings):
         return env
 
 
+def secret_text(secret: SecretStr | None) -> str | None:
+    """A secret setting's plain text, for the one call that hands it to a driver; None when it is unset or empty."""
+    return secret.get_secret_value() if secret else None
+
+
 def _env_value(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()

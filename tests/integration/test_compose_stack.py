@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
@@ -28,6 +29,7 @@ from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
 from tests.support.compose import SECRETS, compose_command
 from tests.support.docker_engine import remove_test_image, require_base_image, require_docker
 from tests.support.host import free_port
+from tests.support.serving import wait_until
 from tests.support.stack import forged_drift_event
 
 pytestmark = pytest.mark.integration
@@ -297,15 +299,12 @@ def test_only_the_ship_job_is_given_the_docker_socket(stack: Stack) -> None:
     assert all(f"{stack.env['DRIFTLOOP_HOME_VOLUME']}:/var/lib/driftloop" in volumes for volumes in mounts.values())
 
 
-def wait_for_end(prefect: httpx.Client, run_id: str, timeout: float) -> dict[str, object]:
-    started = time.monotonic()
-    run: dict[str, object] = {}
-    while time.monotonic() - started < timeout:
-        run = prefect.get(f"/flow_runs/{run_id}").json()
-        if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
-            break
-        time.sleep(3)
-    return run
+def wait_for_end(prefect: httpx.Client, run_id: str, timeout: float) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        run: dict[str, Any] = prefect.get(f"/flow_runs/{run_id}").json()
+        return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+
+    return dict(wait_until(f"flow run {run_id} to end", ended, timeout, every=3))
 
 
 def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) -> None:
@@ -320,7 +319,7 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
         run = prefect.post(f"/deployments/{deployment.json()['id']}/create_flow_run", json={"parameters": data}).json()
         started = time.monotonic()
         finished = wait_for_end(prefect, run["id"], TRAIN_TIMEOUT)
-        state = finished.get("state") or {}
+        state = finished["state"]
         print(f"\ntrain flow run: {state.get('type')} after {time.monotonic() - started:.1f}s")  # noqa: T201
         assert state.get("type") == "COMPLETED", f"{state}\n{stack.logs('prefect-worker', tail=200)}"
         # A container per flow run: the Docker worker records the container it started.
@@ -384,11 +383,8 @@ def test_anonymous_callers_cannot_drive_either_control_plane(stack: Stack) -> No
 
 def test_down_leaves_no_container(stack: Stack) -> None:
     worker = stack.container("prefect-worker")
-    deadline = time.monotonic() + 60  # a finished run's container exits (and is removed) just after its final state
-    while stack.flow_containers() != [worker] and time.monotonic() < deadline:
-        time.sleep(1)
-    left = [c.name for c in stack.flow_containers() if c.id != worker.id]
-    assert left == [], f"flow run containers left behind: {left}"
+    # A finished run's container exits (and is removed) just after its final state.
+    wait_until("no flow run container left", lambda: stack.flow_containers() == [worker], 60, every=1)
     stack.down()
     assert stack.containers() == []
     assert stack.model_containers() == []

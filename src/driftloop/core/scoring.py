@@ -38,11 +38,11 @@ def require_input_columns(columns: Sequence[str], keys: Sequence[str], schema: D
     missing = [k for k in unique if k not in columns]
     if missing:
         raise DatasetError(f"key column {missing[0]!r} is not a column of {source} (columns: {', '.join(columns)})")
-    taken = [k for k in unique if k in output_columns(schema.task)]
+    outputs = output_columns(schema.task)
+    taken = [k for k in unique if k in outputs]
     if taken:
         raise DatasetError(
-            f"key column {taken[0]!r} has the name of an output column ({', '.join(output_columns(schema.task))}): "
-            "rename it in the input"
+            f"key column {taken[0]!r} has the name of an output column ({', '.join(outputs)}): rename it in the input"
         )
     absent = [name for name in schema.feature_names if name not in columns]
     if absent:

@@ -98,9 +98,7 @@ def deploy_all(
     Raises:
         ServiceError: prefect.yaml is missing, or Prefect refused the pool or the deployments.
     """
-    source = project_dir / prefect_file if prefect_file is not None else _prefect_yaml(project_dir)
-    if not source.is_file():
-        raise ServiceError(f"no {source}: run driftloop from a checkout of the repository")
+    source = _prefect_file(project_dir, prefect_file or Path("prefect.yaml"))
     return _deploy(settings, project_dir, source, pool_type)
 
 
@@ -116,7 +114,7 @@ def deploy_project(settings: Settings, project_dir: Path, project: Project) -> l
     Raises:
         ServiceError: prefect.yaml is missing, or Prefect refused the pool or the deployments.
     """
-    source = _prefect_yaml(project_dir)
+    source = _prefect_file(project_dir, Path("prefect.yaml"))
     generated = settings.home / GENERATED_FILE
     generated.parent.mkdir(parents=True, exist_ok=True)
     template = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -127,10 +125,10 @@ def deploy_project(settings: Settings, project_dir: Path, project: Project) -> l
     return deployed
 
 
-def _prefect_yaml(project_dir: Path) -> Path:
-    source = project_dir / "prefect.yaml"
+def _prefect_file(project_dir: Path, relative: Path) -> Path:
+    source = project_dir / relative
     if not source.is_file():
-        raise ServiceError(f"no prefect.yaml in {project_dir}: run driftloop from a checkout of the repository")
+        raise ServiceError(f"no {relative} in {project_dir}: run driftloop from a checkout of the repository")
     return source
 
 
