@@ -13,7 +13,8 @@ Every measurement runs in its own subprocess, so one's peak memory (ru_maxrss) d
   ours       generate the current frame only, then time everything a check computes on it: load_profile,
              check_drift with the model output's test and the importance-weighted share (rule "either"), the
              label-free estimate, the label check and target drift on the 10% of rows labelled, and the segments
-             of cat_000 (median of 3 runs)
+             of cat_000; the features' tests on a thread beside the rest, as the drift flow runs them (median
+             of 3 runs)
   plain      the same statistics written the plain way, from the raw reference and current columns, one thread:
              scipy's wasserstein_distance / ks_2samp / chisquare, np.unique counts + Jensen-Shannon, np.interp
              for the estimate: the limit the profile's precomputation and threads are measured against
@@ -124,8 +125,9 @@ def worker_prepare(rows: int, cols: int, directory: Path) -> dict:
 
 
 def worker_ours(rows: int, cols: int, directory: Path) -> dict:
+    from driftloop.core.background import in_background
     from driftloop.core.drift import check_drift, check_target_drift
-    from driftloop.core.label_check import check_labels
+    from driftloop.core.label_check import check_labels, labelled_rows
     from driftloop.core.performance_estimate import estimate_performance
     from driftloop.core.segments import check_segments
     from driftloop.core.task import Task, TaskKind
@@ -139,13 +141,15 @@ def worker_ours(rows: int, cols: int, directory: Path) -> dict:
         start = time.perf_counter()
         profile = load_profile(directory)
         loaded = time.perf_counter()
-        verdict = check_drift(profile, current, rule="either", predictions=current["probability"])
-        labelled = current[current["actual"].notna()]
+        # As flows/drift.py: the features' tests on a thread beside the other figures.
+        features = in_background(check_drift, profile, current, rule="either", predictions=current["probability"])
+        labelled = labelled_rows(current)
         estimate_performance(profile.calibration, task, current["probability"].to_numpy(),
                              current["label"].to_numpy(), 0.8, 0.05, 100)  # fmt: skip
         check_labels(task, labelled["label"].to_numpy(), labelled["actual"].to_numpy(), 0.8, 100, 0.05)
         check_target_drift(profile, task, labelled["actual"], 100)
         check_segments(profile, current, [SEGMENT], task, drift_share=0.5, min_rows=100, label_min_rows=100)
+        verdict = features.result()
         times.append(time.perf_counter() - start)
         loads.append(loaded - start)
         del profile

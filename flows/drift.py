@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import numpy as np
 from prefect import flow
 
+from driftloop.core.background import completed, in_background
 from driftloop.core.check_record import build_record
 from driftloop.core.drift import check_drift as test_drift
 from driftloop.core.drift import check_target_drift, window_predictions
 from driftloop.core.drift_rule import DriftRule, EpisodeTrigger, episode_reasons
-from driftloop.core.label_check import check_labels
+from driftloop.core.label_check import check_labels, labelled_rows
 from driftloop.core.performance_estimate import estimate_performance
 from driftloop.core.segments import check_segments, drifted_segments
 from driftloop.settings import get_settings
@@ -101,13 +102,14 @@ def check_drift(
         # The features' verdict on every row, in bounded memory; the other figures on a sample and the labels.
         big = check_window_in_chunks(settings.predictions_url, name, champion.version, wanted,
                                      settings.drift_chunk_rows, profile, share_needed, rows_needed, rule)  # fmt: skip
-        verdict, window, labelled = big.verdict, big.sample, big.labelled
+        features, window, labelled = completed(big.verdict), big.sample, big.labelled
         bounds = (big.first_ts, big.last_ts)
     else:
         window = read_window(settings.predictions_url, name, champion.version, wanted)
-        verdict = test_drift(profile, window, drift_share=share_needed, min_rows=rows_needed,
-                             predictions=window_predictions(profile, window), rule=rule)  # fmt: skip
-        labelled = window[window["actual"].notna()]
+        # The features' tests (numpy sorts, off the GIL) run beside the figures below: a tenth off a 1M-row check.
+        features = in_background(test_drift, profile, window, drift_share=share_needed, min_rows=rows_needed,
+                                 predictions=window_predictions(profile, window), rule=rule)  # fmt: skip
+        labelled = labelled_rows(window)
         bounds = (
             (window["ts"].min().to_pydatetime(), window["ts"].max().to_pydatetime()) if len(window) else (None, None)
         )
@@ -139,6 +141,7 @@ def check_drift(
         settings.label_max_drop,
         min_rows or settings.drift_min_rows,
     )
+    verdict = features.result()
     # What the policy lets open an episode: the features moved (by the rule), the labels say the model got worse,
     # or its calibrated confidence does before any label came back.
     reasons = episode_reasons(

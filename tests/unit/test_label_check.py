@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from driftloop.core.label_check import check_labels
-from driftloop.core.task import Task, TaskKind
+from driftloop.core.label_check import LABELLED_COLUMNS, check_labels, labelled_rows
+from driftloop.core.task import Task, TaskKind, as_text
 
 BINARY = Task(TaskKind.BINARY, ("No", "Yes"))
 MULTICLASS = Task(TaskKind.MULTICLASS, ("bus", "car", "bike", "walk"))
@@ -222,3 +223,43 @@ def test_the_holdouts_own_noise_counts_too() -> None:
     false_alarms = with_holdout.count("degraded") / len(with_holdout)
     assert false_alarms <= 0.065
     assert window_only.count("degraded") / len(window_only) > false_alarms
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["Yes", "No", "Yes"], dtype=object),  # Python strings: compared as they are
+        np.array(["Yes", "No", "Yes"]),  # a numpy text array
+        np.array([1, "Yes", None, 2.5], dtype=object),  # mixed: compared as their text, as before
+        np.array([0, 1, 1]),  # numbers
+    ],
+)
+def test_as_text_compares_exactly_as_the_text_copy(labels: np.ndarray) -> None:
+    for name in ("Yes", "1", "None", "2.5", "0"):
+        assert (as_text(labels) == name).tolist() == (labels.astype(str) == name).tolist()
+
+
+def test_an_object_array_of_strings_is_not_copied() -> None:
+    labels = np.array(["Yes", "No"], dtype=object)
+    assert as_text(labels) is labels
+    mixed = np.array(["Yes", 1], dtype=object)
+    assert as_text(mixed) is not mixed
+
+
+def test_labelled_rows_keeps_the_labelled_rows_and_the_three_columns() -> None:
+    window = pd.DataFrame(
+        {
+            "tenure": [1.0, 2.0, 3.0, 4.0],
+            "label": ["Yes", "No", "No", "Yes"],
+            "probability": [0.9, 0.2, 0.4, 0.7],
+            "actual": ["Yes", None, "Yes", np.nan],
+        }
+    )
+    labelled = labelled_rows(window)
+    assert list(labelled.columns) == list(LABELLED_COLUMNS)
+    assert labelled.to_dict("list") == {"label": ["Yes", "No"], "probability": [0.9, 0.4], "actual": ["Yes", "Yes"]}
+
+
+def test_labelled_rows_of_an_empty_window_is_empty() -> None:
+    window = pd.DataFrame({name: pd.Series([], dtype=object) for name in LABELLED_COLUMNS})
+    assert labelled_rows(window).empty

@@ -714,20 +714,21 @@ def _wasserstein_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
     """First Wasserstein distance between two sorted samples: ∫|F_ref − F_cur| over the merged values.
 
     scipy.stats.wasserstein_distance's sum, but the merge is a stable argsort of two sorted runs (linear) and the
-    CDF gaps are counted in integers instead of two searchsorted calls over the merged array.
+    CDF gaps are counted in whole numbers instead of two searchsorted calls over the merged array.
     """
     n, m = ref.size, cur.size
-    total = n + m
     both = np.concatenate([ref, cur])
     order = np.argsort(both, kind="stable")
     gaps = np.diff(both[order])
-    cur_seen = np.cumsum(order[:-1] >= n)
-    # n·m·|F_ref − F_cur| after the k-th merged value = |k·m − cur_seen·(n + m)|. Inside a run of equal values
-    # the gap is 0, so the counts there (partial) add nothing.
-    weight = np.arange(m, total * m, m, dtype=np.int64) - cur_seen * total
-    np.abs(weight, out=weight)
+    # n·m·(F_ref − F_cur) after each merged value: m more for a reference value, n less for a current one. Inside
+    # a run of equal values the gap is 0, so the counts there (partial) add nothing. Counted in float64, which
+    # holds these whole numbers (at most n·m) exactly below 2**53, and multiplies them by the gaps in place.
+    steps = np.where(order[:-1] < n, float(m), -float(n))
+    np.cumsum(steps, out=steps)
+    np.abs(steps, out=steps)
+    steps *= gaps
     # Not np.dot: BLAS wakes its thread pool for every call, which costs more than the sum on a busy 2-core box.
-    return float((weight * gaps).sum()) / (n * m)
+    return float(steps.sum()) / (n * m)
 
 
 def _aligned(keys: np.ndarray, subset: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
-from driftloop.core.task import Task
+from driftloop.core.task import Task, as_text
 
 LabelStatus = Literal["degraded", "ok", "insufficient labels"]
+LABELLED_COLUMNS = ("label", "probability", "actual")  # what the label check, target drift and estimates read
 Z_ONE_SIDED_95 = 1.644854
 
 
@@ -91,6 +93,16 @@ class LabelCheck:
         return text
 
 
+def labelled_rows(window: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a prediction-log window whose true value came back, with the ``LABELLED_COLUMNS`` only.
+
+    Built from the columns' arrays: selecting them through ``DataFrame.loc`` took three times as long on a
+    1M-row window, and copying every feature of the labelled rows twice.
+    """
+    known = window["actual"].notna().to_numpy()
+    return pd.DataFrame({name: window[name].to_numpy()[known] for name in LABELLED_COLUMNS})
+
+
 def check_labels(
     task: Task,
     predicted: np.ndarray,
@@ -126,7 +138,7 @@ def check_labels(
         return LabelCheck("insufficient labels", rows, min_rows, metric, None, baseline, max_drop)
 
     if task.is_classifier:
-        accuracy = float(np.mean(predicted[usable].astype(str) == actual[usable].astype(str)))
+        accuracy = float(np.mean(as_text(predicted[usable]) == as_text(actual[usable])))
         holdout = baseline * (1 - baseline) / baseline_rows if baseline_rows and 0 <= baseline <= 1 else 0.0
         noise = Z_ONE_SIDED_95 * math.sqrt(accuracy * (1 - accuracy) / rows + holdout)
         worse = beyond_allowance(metric, accuracy, baseline, max_drop) and baseline - accuracy > noise

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 
 from driftloop.core.label_check import beyond_allowance
-from driftloop.core.task import Task, TaskKind
+from driftloop.core.task import Task, TaskKind, as_text
 
 CalibrationKind = Literal["binary", "top-label"]
 EstimateStatus = Literal["degraded", "ok", "not available"]
@@ -137,19 +137,24 @@ def estimate_performance(
             else "this version has no calibration (trained before it was kept, or too few holdout rows)"
         )
         return PerformanceEstimate("not available", rows, baseline, max_drop, reason=reason)
-    values = np.asarray(scores, dtype=np.float64)
+    values, labels = np.asarray(scores, dtype=np.float64), np.asarray(predicted, dtype=object)
     keep = np.isfinite(values)
-    values, labels = values[keep], np.asarray(predicted, dtype=object)[keep].astype(str)
+    if not keep.all():
+        values, labels = values[keep], labels[keep]
     if values.size < min_rows:
         return PerformanceEstimate(
             "not available", int(values.size), baseline, max_drop, reason=f"{values.size} rows, need {min_rows}"
         )
+    # Sorted once: the calibration's lookup reads rising scores ten times faster, the ROC AUC needs them rising,
+    # and accuracy and its interval are sums, whatever the order.
+    order = np.argsort(values)
+    values = values[order]
     calibrated = calibration.apply(values)
     roc_auc = roc_interval = None
     if calibration.kind == "binary":
-        positive = labels == task.classes[1]
+        positive = (as_text(labels) == task.classes[1])[order]
         right = np.where(positive, calibrated, 1.0 - calibrated)
-        roc_auc = expected_roc_auc(values, calibrated)
+        roc_auc = _expected_roc_auc_of_sorted(values, calibrated)
         if roc_auc is not None:
             roc_interval = _roc_auc_interval(roc_auc, float(calibrated.sum()), float((1.0 - calibrated).sum()))
     else:
@@ -171,8 +176,12 @@ def estimate_performance(
 
 def expected_roc_auc(scores: np.ndarray, positive_probability: np.ndarray) -> float | None:
     """ROC AUC where each row is a positive with weight p and a negative with weight 1 − p (ties count half)."""
-    order = np.argsort(scores, kind="mergesort")
-    ranked, p = scores[order], positive_probability[order]
+    order = np.argsort(scores)  # not stable, and need not be: tied scores are summed as one group
+    return _expected_roc_auc_of_sorted(scores[order], positive_probability[order])
+
+
+def _expected_roc_auc_of_sorted(ranked: np.ndarray, p: np.ndarray) -> float | None:
+    """``expected_roc_auc`` of scores already in rising order."""
     boundaries = np.flatnonzero(np.diff(ranked)) + 1
     positives = np.add.reduceat(p, np.r_[0, boundaries])
     negatives = np.add.reduceat(1.0 - p, np.r_[0, boundaries])

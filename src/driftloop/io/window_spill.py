@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from driftloop.core.drift import ColumnKind, DriftVerdict, ReferenceProfile, check_drift_columns
 from driftloop.core.drift_rule import DriftRule
+from driftloop.core.label_check import labelled_rows
 from driftloop.errors import DatasetError
 from driftloop.io.prediction_store import PredictionStore
 
@@ -194,7 +195,7 @@ def check_logged_window(
             if len(chunk):
                 bounds.extend([chunk["ts"].iloc[0].to_pydatetime(), chunk["ts"].iloc[-1].to_pydatetime()])
             samples.append(chunk[rng.random(len(chunk)) < keep])
-            labelled.append(chunk.loc[chunk["actual"].notna(), ["label", "probability", "actual"]])
+            labelled.append(labelled_rows(chunk))
             yield chunk
 
     source = profile.prediction.source if profile.prediction is not None else None
