@@ -131,10 +131,7 @@ def check_segments(
             others = [name for name in categorical if name != column]
             segment_profile = build_profile(reference, numeric, others, sample_rows=1, thresholds=profile.thresholds)
             tested = positions[sample_positions(len(positions), SEGMENT_WINDOW_ROWS, rng)]
-            tested_window = pd.DataFrame(
-                {name: window[name].to_numpy()[tested] for name in segment_profile.columns if name in window}
-            )
-            verdict = check_drift(segment_profile, tested_window, drift_share=drift_share, min_rows=min_rows)
+            verdict = check_drift(segment_profile, window.iloc[tested], drift_share=drift_share, min_rows=min_rows)
             # Figures only: the segments are reported, not judged against the holdout (NaN baselines).
             labels = check_labels(task, predicted[labelled], actual[labelled], math.nan, label_min_rows, 0.0)
             estimate = estimate_performance(
