@@ -96,8 +96,8 @@ class LabelCheck:
 def labelled_rows(window: pd.DataFrame) -> pd.DataFrame:
     """The rows of a prediction-log window whose true value came back, with the ``LABELLED_COLUMNS`` only.
 
-    Built from the columns' arrays: selecting them through ``DataFrame.loc`` took three times as long on a
-    1M-row window, and copying every feature of the labelled rows twice.
+    Built from the three columns' arrays: on a 1M-row window, taking the labelled rows of every column cost about
+    twice as long, and selecting the three through ``DataFrame.loc`` longer still.
     """
     known = window["actual"].notna().to_numpy()
     return pd.DataFrame({name: window[name].to_numpy()[known] for name in LABELLED_COLUMNS})
