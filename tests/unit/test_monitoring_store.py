@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -129,3 +130,22 @@ def test_a_window_served_by_two_versions_is_split_and_each_estimated_with_its_ow
     assert (one.version, one.rows, two.version, two.rows) == ("1", 500, "2", 500)
     assert one.estimated_accuracy == pytest.approx(1.0)
     assert two.estimated_accuracy == pytest.approx(0.8, abs=0.05)
+
+
+def test_the_table_names_drifting_segments_and_rounds_coverage_down() -> None:
+    start = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    nearly_all = replace(make_record(start, "churn", 1, 1.0, 799), segments=[
+        {"segment": "region=east", "verdict": "drift", "rows": 300},
+        {"segment": "region=west", "verdict": "no drift", "rows": 300},
+        {"segment": "region=north", "verdict": "not tested: fewer than 200 rows", "rows": 20},
+    ])  # fmt: skip
+    few = make_record(start, "churn", 1, 0.0, 1)
+    nothing = replace(make_record(start, "churn", 1, 0.0, 0), verdict="insufficient data", rows=0, share=0.0)
+    table = format_checks([nearly_all, few, nothing])
+    assert table[0]["drifting segments"] == "region=east"
+    assert table[0]["labels"] == "799 (99%)"  # not all of the 800 rows: not 100%
+    assert table[1]["drifting segments"] == "-"
+    assert table[1]["labels"] == "1 (<1%)"
+    assert table[2]["share"] == "-"  # nothing was tested
+    assert table[2]["labels"] == "0 (-)"
+    assert table[0]["share"] == f"{nearly_all.share:.2f}"

@@ -88,6 +88,9 @@ def test_a_segment_must_be_a_categorical_feature() -> None:
         "features": [{"name": "x", "kind": "numeric"}, {"name": "c", "kind": "categorical", "categories": ["u"]}],
     }
     assert DatasetSchema.model_validate({**base, "segments": ["c"]}).segments == ("c",)
+    assert DatasetSchema.model_validate({**base, "segments": "c"}).segments == ("c",)  # one name, not in a list
+    with pytest.raises(ValueError, match="segments: 'z' is not a feature"):
+        DatasetSchema.model_validate({**base, "segments": "z"})
     with pytest.raises(ValueError, match="segments: 'x' is a numeric feature"):
         DatasetSchema.model_validate({**base, "segments": ["x"]})
     with pytest.raises(ValueError, match="segments: 'z' is not a feature"):

@@ -144,9 +144,10 @@ def format_checks(records: list[CheckRecord]) -> list[dict[str, str]]:
             "version": r.model_version,
             "rows": f"{r.rows:,}",
             "verdict": r.verdict,
-            "share": f"{r.share:.2f}",
+            "share": "-" if r.verdict == "insufficient data" else f"{r.share:.2f}",
             "weighted": _number(r.weighted_share, ".2f"),
             "top drifting": ", ".join(r.drifted_columns[:3]) or "-",
+            "drifting segments": ", ".join(s["segment"] for s in r.segments if s.get("verdict") == "drift") or "-",
             "estimated acc.": _estimate(r),
             "realized": _realized(r),
             "labels": f"{r.labelled_rows:,} ({_percent(r.label_coverage)})",
@@ -161,7 +162,11 @@ def _number(value: float | None, spec: str) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
+    """Whole percents rounded down, so that 100% means every row and 0% none: 999 of 1,000 is 99%."""
+    if value is None:
+        return "-"
+    whole = math.floor(value * 100)
+    return "<1%" if whole == 0 and value > 0 else f"{whole}%"
 
 
 def _estimate(record: CheckRecord) -> str:

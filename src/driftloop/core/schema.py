@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from driftloop.core import lineage
 from driftloop.core.task import Task, TaskKind
@@ -229,6 +229,12 @@ class DatasetSchema(BaseModel):
     # Categorical features whose values split the traffic into segments: each drift check also reports drift and
     # performance per segment, so a change confined to one (one contract type, one region) is seen.
     segments: tuple[str, ...] = ()
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _one_segment_as_a_list(cls, value: object) -> object:
+        """``segments: contract`` means ``segments: [contract]``."""
+        return [value] if isinstance(value, str) else value
 
     @property
     def model_name(self) -> str:
