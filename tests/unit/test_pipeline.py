@@ -19,6 +19,7 @@ from driftloop.core.pipeline import (
     build_pipeline,
     describe_pipeline,
     make_estimator,
+    preprocessed_columns,
 )
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError
@@ -152,3 +153,49 @@ def test_describe_pipeline_is_flat_and_textual(churn: tuple[DatasetSchema, pd.Da
     assert described["random_state"] == "42"
     assert described["init"] == "None"
     assert all(isinstance(value, str) for value in described.values())
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "hist_gradient_boosting"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shuffling_a_raw_feature_shuffles_exactly_its_preprocessed_columns(
+    churn: tuple[DatasetSchema, pd.DataFrame, np.ndarray], name: str, seed: int
+) -> None:
+    """The premise of importance on the preprocessed matrix: preprocessing then shuffling is shuffling then
+    preprocessing, for every feature, numeric (scaled or not) and categorical (one-hot, missing values included)."""
+    schema, frame, y = churn
+    frame = frame.copy()
+    frame.iloc[::7, frame.columns.get_loc(schema.categorical[0])] = ""  # missing: imputed before the one-hot
+    frame.iloc[::5, frame.columns.get_loc(schema.numeric[0])] = np.nan
+    pipeline = build_pipeline(schema, name, seed=seed).fit(frame, y)
+    features = list(frame.columns)
+    columns = preprocessed_columns(pipeline, features)
+    assert columns is not None
+    preprocess = pipeline.named_steps[PREPROCESS_STEP]
+    matrix = preprocess.transform(frame)
+    assert sorted(c for where in columns for c in where) == list(range(matrix.shape[1]))  # each column once
+    order = np.random.default_rng(seed).permutation(len(frame))
+    for feature, where in zip(features, columns, strict=True):
+        shuffled = frame.copy()
+        shuffled[feature] = frame[feature].to_numpy()[order]
+        expected = matrix.copy()
+        expected[:, where] = matrix[order][:, where]
+        np.testing.assert_array_equal(preprocess.transform(shuffled), expected)
+
+
+def test_a_users_own_pipeline_has_no_preprocessed_columns(
+    churn: tuple[DatasetSchema, pd.DataFrame, np.ndarray],
+) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    schema, frame, y = churn
+    own = Pipeline(
+        [
+            ("mine", ColumnTransformer([("scaled", StandardScaler(), schema.numeric),
+                                        ("codes", OneHotEncoder(handle_unknown="ignore"), schema.categorical)])),
+            ("model", LogisticRegression(max_iter=500)),
+        ]
+    ).fit(frame, y)  # fmt: skip
+    assert preprocessed_columns(own, list(frame.columns)) is None

@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
+from driftloop.core.pipeline import preprocessed_columns
 from driftloop.core.sampling import sample_positions
 from driftloop.core.task import HIGHER_IS_BETTER, Task, TaskKind
 
@@ -158,13 +159,44 @@ def feature_importance(
     Raw features (the columns of ``model_frame``), not the one-hot columns the model sees, so the names
     match the schema and a categorical counts once. Largest first. On a seeded sample of ``max_rows`` rows when
     there are more (``importance_rows``): each feature costs ``n_repeats`` predictions of every row used, which on
-    a 1M-row holdout took three times the fit.
+    a 1M-row holdout took three times the fit. A ``build_pipeline`` pipeline is shuffled after its preprocessing
+    (``_shuffled_drops``), any other Pipeline by scikit-learn's ``permutation_importance`` on the raw frame.
     """
     if len(model_frame) > max_rows:
         picked = sample_positions(len(model_frame), max_rows, seed)
         model_frame, y = model_frame.iloc[picked], np.asarray(y)[picked]
-    result = permutation_importance(
-        pipeline, model_frame, y, scoring=_IMPORTANCE_SCORING[task.kind][0], n_repeats=n_repeats, random_state=seed
-    )
-    pairs = zip(model_frame.columns, result.importances_mean, strict=True)
-    return dict(sorted(((str(name), float(value)) for name, value in pairs), key=lambda kv: -kv[1]))
+    scoring = _IMPORTANCE_SCORING[task.kind][0]
+    features = [str(name) for name in model_frame.columns]
+    columns = preprocessed_columns(pipeline, features)
+    if columns is None:
+        result = permutation_importance(pipeline, model_frame, y, scoring=scoring, n_repeats=n_repeats,
+                                        random_state=seed)  # fmt: skip
+        drops = result.importances_mean
+    else:
+        matrix = np.asarray(pipeline.steps[0][1].transform(model_frame))
+        drops = _shuffled_drops(pipeline.steps[-1][1], matrix, np.asarray(y), columns, scoring, n_repeats, seed)
+    pairs = zip(features, drops, strict=True)
+    return dict(sorted(((name, float(value)) for name, value in pairs), key=lambda kv: -kv[1]))
+
+
+def _shuffled_drops(
+    model: object, matrix: np.ndarray, y: np.ndarray, columns: list[list[int]], scoring: str, repeats: int, seed: int
+) -> np.ndarray:
+    """Permutation importance on the preprocessed matrix: each feature's columns shuffled together, by rows.
+
+    The same measure as shuffling the raw feature and preprocessing again (``core.pipeline.preprocessed_columns``
+    says why), without preprocessing the rows once per shuffle: a third of the importance's time on 20 features.
+    """
+    scorer = skm.get_scorer(scoring)
+    baseline = scorer(model, matrix, y)
+    rng = np.random.default_rng(seed)
+    drops = np.empty((len(columns), repeats))
+    shuffled = matrix.copy()
+    for i, where in enumerate(columns):
+        original = matrix[:, where]
+        for repeat in range(repeats):
+            shuffled[:, where] = original[rng.permutation(len(matrix))]
+            drops[i, repeat] = baseline - scorer(model, shuffled, y)
+        shuffled[:, where] = original
+    mean: np.ndarray = drops.mean(axis=1)
+    return mean

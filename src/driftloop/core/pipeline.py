@@ -321,6 +321,36 @@ def is_driftloop_pipeline(pipeline: Pipeline) -> bool:
     )
 
 
+def preprocessed_columns(pipeline: Pipeline, features: list[str]) -> list[list[int]] | None:
+    """The columns of a fitted ``build_pipeline`` preprocessing's output that each of ``features`` becomes.
+
+    That preprocessing works feature by feature (impute, scale, one-hot), so each output column comes from one
+    feature: a numeric feature is one column, a categorical one its one-hot block. None for a user's own Pipeline,
+    whose preprocessing may mix features.
+    """
+    if not is_driftloop_pipeline(pipeline):
+        return None
+    preprocess: ColumnTransformer = pipeline.steps[0][1]
+    where: dict[str, list[int]] = {}
+    for name, transformer, columns in preprocess.transformers_:
+        if name not in ("numeric", "categorical"):
+            continue  # the dropped remainder
+        widths = (
+            [len(values) for values in transformer.named_steps["one_hot"].categories_]
+            if name == "categorical"
+            else [1] * len(columns)
+        )
+        start = preprocess.output_indices_[name].start
+        for column, width in zip(columns, widths, strict=True):
+            where[column] = list(range(start, start + width))
+            start += width
+        if start != preprocess.output_indices_[name].stop:
+            return None
+    if any(feature not in where for feature in features):
+        return None
+    return [where[feature] for feature in features]
+
+
 def estimator_name(pipeline: Pipeline) -> str:
     """The built-in name of the pipeline's final step, or its class name if it is not one of them."""
     model = pipeline.steps[-1][1]
