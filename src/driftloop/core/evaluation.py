@@ -185,7 +185,7 @@ def _shuffled_drops(
     """Permutation importance on the preprocessed matrix: each feature's columns shuffled together, by rows.
 
     The same measure as shuffling the raw feature and preprocessing again (``core.pipeline.preprocessed_columns``
-    says why), without preprocessing the rows once per shuffle: a third of the importance's time on 20 features.
+    says why), without preprocessing the rows once per shuffle: a fifth of the importance's time (20 features, idle).
     """
     scorer = skm.get_scorer(scoring)
     baseline = scorer(model, matrix, y)
