@@ -49,7 +49,7 @@ from scipy.spatial import distance
 from driftloop.core.drift_rule import DRIFT_RULES, DriftRule, DriftStatus, apply_rule
 from driftloop.core.performance_estimate import Calibration
 from driftloop.core.sampling import sample_positions
-from driftloop.core.task import Task, TaskKind
+from driftloop.core.task import Task, TaskKind, as_text
 from driftloop.errors import DatasetError
 
 __all__ = [
@@ -479,7 +479,7 @@ def check_target_drift(profile: ReferenceProfile, task: Task, labels: pd.Series,
         return None
     if isinstance(reference.reference, NumericReference):
         return _numeric_drift(reference.column, reference.reference, pd.Series(usable.astype(np.float64)))
-    return _categorical_drift(reference.column, reference.reference, pd.Series(usable.astype(str)))
+    return _categorical_drift(reference.column, reference.reference, pd.Series(as_text(usable)))
 
 
 def _numeric_reference(series: pd.Series, name: str) -> NumericReference:
