@@ -14,17 +14,14 @@ from prefect.cache_policies import NO_CACHE
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.io.batch_scoring import (
-    REJECTED_DIR,
     BatchScored,
-    LogSampling,
-    PartitionScored,
-    ScoringModel,
-    dask_client,
+    dask_cluster,
     load_scoring_model,
     open_scoring_input,
     score_with_dask,
 )
 from driftloop.io.datasets import describe_source, source_from_text
+from driftloop.io.partition_scoring import REJECTED_DIR, LogSampling, PartitionScored, ScoringModel
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import get_settings, secret_text
 from tasks.policies import mlflow_task
@@ -93,8 +90,8 @@ def score_on_dask(
     schema = DatasetSchema.model_validate_json(model.schema_json)
     keys = require_input_columns(rows.columns, keys, schema, describe_source(source))
     progress = _Progress(model.version)
-    with dask_client(scheduler, workers) as client:
-        done = score_with_dask(client, rows, model, keys, out, sampling, progress.advance, schema=schema,
+    with dask_cluster(scheduler, workers) as connect:
+        done = score_with_dask(connect(), rows, model, keys, out, sampling, progress.advance, schema=schema,
                                batch_rows=batch_rows)  # fmt: skip
     progress.finish()
     return done

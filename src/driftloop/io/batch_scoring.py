@@ -1,61 +1,55 @@
-"""Batch scoring on Dask: each partition validated, scored with the version's ONNX graph, written as Parquet.
+"""Batch scoring on Dask, the client's side: a version's graph, the input cut into tasks, the cluster.
 
-The worker that reads a partition writes it, so no partition travels back to the client and inputs larger than
-memory stream through. A query's rows are read by the client through a server-side cursor and sent to the workers
-chunk by chunk, a few in flight. Rows the model cannot score go to ``_rejected/`` with their reason; a seeded sample
-of the scored rows goes to the prediction log, so the drift check sees batch traffic too.
+Each task (``partition_scoring``, run by a worker) validates, scores and writes its rows, so no partition travels
+back to the client and inputs larger than memory stream through. A query's rows are read by the client through a
+server-side cursor and sent to the workers chunk by chunk, a few in flight. Rows the model cannot score go to
+``_rejected/`` with their reason; a seeded sample of the scored rows goes to the prediction log, so the drift check
+sees batch traffic too.
 
 Dask is the ``scale`` extra: imported by the functions that need it, not by this module.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from driftloop.core import lineage
-from driftloop.core.features import to_model_frame
+from driftloop.core.background import in_background
 from driftloop.core.schema import DatasetSchema
-from driftloop.core.scoring import REASON_COLUMN, answers_frame, key_columns, row_problems
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
-from driftloop.io.onnx_runtime import OnnxModel
-from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
+from driftloop.io.partition_scoring import (
+    LogSampling,
+    ParquetPiece,
+    PartitionScored,
+    ScoringModel,
+    score_csv_block,
+    score_partition,
+    score_piece,
+)
+from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.sql_source import SqlQuery, read_sql_chunks
 
 if TYPE_CHECKING:
     from distributed import Client
 
+WORKER_MODULE = score_partition.__module__  # what a worker runs: imported as it starts
+
 SCALE_EXTRA = "pip install 'driftloop[scale]'"
 PARQUET_SUFFIXES = (".parquet", ".pq")
-REJECTED_DIR = "_rejected"  # "_": Parquet readers of the output directory skip it
-
-
-@dataclass(frozen=True)
-class ScoringModel:
-    """What a worker needs to score: the ONNX graph, its schema and version (small: sent with each task)."""
-
-    name: str
-    version: str
-    onnx_bytes: bytes
-    schema_json: str
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.onnx_bytes).hexdigest()
 
 
 @lru_cache(maxsize=4)
@@ -80,125 +74,6 @@ def load_scoring_model(registry: ModelRegistry, version: str | None) -> ScoringM
         return ScoringModel(registry.model_name, version, graph.read_bytes(), schema)
 
 
-def _session(sha256: str, onnx_bytes: bytes, schema_json: str) -> OnnxModel:
-    """One onnxruntime session per model and worker process, single-threaded (Dask runs one task per thread)."""
-    return OnnxModel.from_bytes(onnx_bytes, DatasetSchema.model_validate_json(schema_json), intra_op_num_threads=1)
-
-
-@dataclass(frozen=True)
-class PartitionScored:
-    rows: int
-    scored: int
-    rejected: int
-    logged: int
-    seconds: float
-    first_reasons: tuple[str, ...] = ()
-
-    @classmethod
-    def combined(cls, parts: Sequence[PartitionScored], reasons: int = 3) -> PartitionScored:
-        """The counts of several batches as one; their first ``reasons`` distinct reasons."""
-        return cls(
-            sum(p.rows for p in parts), sum(p.scored for p in parts), sum(p.rejected for p in parts),
-            sum(p.logged for p in parts), sum(p.seconds for p in parts),
-            tuple(dict.fromkeys(r for p in parts for r in p.first_reasons))[:reasons],
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class LogSampling:
-    """Which scored rows go to the prediction log: a seeded fraction, at ``url``; no URL: none."""
-
-    url: str | None
-    fraction: float
-    seed: int = 0
-
-
-def score_partition(
-    frame: pd.DataFrame,
-    part: tuple[int, int],
-    model: ScoringModel,
-    keys: Sequence[str],
-    out: str,
-    sampling: LogSampling,
-) -> PartitionScored:
-    """Validate, score and write one batch of rows: ``out/part-TTTTT-BBBB.parquet`` (task, batch).
-
-    Bad rows go under ``_rejected/`` with their reason (their values as text, missing values kept missing).
-    """
-    started = time.perf_counter()
-    schema = DatasetSchema.model_validate_json(model.schema_json)
-    onnx = _session(model.sha256, model.onnx_bytes, model.schema_json)
-    reasons = row_problems(frame, schema)
-    good = (reasons == "").to_numpy()
-    bad = frame[~good]
-    if len(bad):
-        rejected = bad.assign(**{REASON_COLUMN: reasons[~good].to_numpy()})
-        for column in rejected.columns:
-            if rejected[column].dtype == object:  # mixed values (30 and "abc"): as text, so Parquet can hold them
-                values = rejected[column]
-                texts = values.astype(str).to_numpy(dtype=object)
-                texts[values.isna().to_numpy()] = None
-                rejected[column] = texts
-        target = Path(out) / REJECTED_DIR / f"part-{part[0]:05d}-{part[1]:04d}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        rejected.to_parquet(target, index=False)
-    rows = frame[good]
-    logged = 0
-    if len(rows):
-        model_frame = to_model_frame(rows, schema)
-        labels, probabilities = onnx.predict(model_frame)
-        answers = answers_frame(key_columns(rows, keys), schema.task, labels, probabilities, model.version)
-        answers.to_parquet(Path(out) / f"part-{part[0]:05d}-{part[1]:04d}.parquet", index=False)
-        logged = _log_sample(model, schema, model_frame, labels, probabilities, part, sampling)
-    return PartitionScored(
-        len(frame), int(good.sum()), int((~good).sum()), logged, time.perf_counter() - started,
-        tuple(dict.fromkeys(reasons[~good].tolist()))[:3],
-    )  # fmt: skip
-
-
-def _log_sample(
-    model: ScoringModel,
-    schema: DatasetSchema,
-    model_frame: pd.DataFrame,
-    labels: np.ndarray,
-    probabilities: np.ndarray | None,
-    part: tuple[int, int],
-    sampling: LogSampling,
-) -> int:
-    if sampling.url is None or sampling.fraction <= 0:
-        return 0
-    picked = np.random.default_rng([sampling.seed, *part]).random(len(model_frame)) < sampling.fraction
-    if not picked.any():
-        return 0
-    chosen = model_frame[picked]
-    features = {
-        f.name: chosen[f.name].to_numpy(dtype=object if f.is_categorical else np.float32).reshape(-1, 1)
-        for f in schema.features
-    }
-    task = schema.task
-    if task.is_classifier and probabilities is not None:
-        names = np.asarray(task.classes, dtype=object)[np.asarray(labels)[picked].astype(np.int64)].astype(str)
-        outputs = np.asarray(probabilities, dtype=np.float32)[picked]
-    else:
-        values = np.asarray(labels, dtype=np.float64).reshape(-1)[picked]
-        names = np.array([repr(float(v)) for v in values], dtype=object)
-        outputs = values.astype(np.float32).reshape(-1, 1)
-    event = PredictionEvent(
-        ts=time.time(),
-        request_id=f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}",
-        model_name=model.name,
-        model_version=model.version,
-        features=features,
-        labels=names,
-        probabilities=outputs,
-    )
-    store = open_prediction_log(sampling.url)
-    try:
-        return store.write([event])
-    finally:
-        store.close()
-
-
 @dataclass(frozen=True)
 class BatchScored:
     partitions: int
@@ -208,14 +83,6 @@ class BatchScored:
     logged: int
     seconds: float
     first_reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ParquetPiece:
-    """One row group of one Parquet file: a task's share of a Parquet input."""
-
-    path: str
-    row_group: int
 
 
 @dataclass
@@ -265,10 +132,9 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
     starting with ``_`` or ``.`` skipped, as Parquet readers do) is cut into row groups.
 
     Raises:
-        ConfigError: Dask is not installed.
+        ConfigError: The input is a CSV and Dask is not installed.
         DatasetError: The input does not exist, is not CSV or Parquet, or a directory holds no Parquet file.
     """
-    dd = _dask_dataframe()
     if not source.exists():
         raise DatasetError(f"input {source} does not exist")
     if source.is_dir() or source.suffix.lower() in PARQUET_SUFFIXES:
@@ -283,7 +149,7 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
         return ScoringInput([str(name) for name in pq.read_schema(files[0]).names], pieces)
     if ".csv" not in [s.lower() for s in source.suffixes]:
         raise DatasetError(f"input {source}: score reads CSV, Parquet or a directory of Parquet files")
-    frame = dd.read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
+    frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
     return ScoringInput([str(c) for c in frame.columns], [], frame)
 
 
@@ -331,12 +197,12 @@ def score_with_dask(
         if source.csv is None:
             futures = [
                 client.submit(
-                    _score_piece, piece, number, model, list(keys), str(out), sampling, batch_rows, pure=False
+                    score_piece, piece, number, model, list(keys), str(out), sampling, batch_rows, pure=False
                 )  # fmt: skip
                 for number, piece in enumerate(source.pieces)
             ]
         else:
-            score = delayed(_score_csv_block, pure=False)
+            score = delayed(score_csv_block, pure=False)
             tasks = [
                 score(block, number, model, list(keys), str(out), sampling, schema)
                 for number, block in enumerate(source.csv.to_delayed())
@@ -372,63 +238,46 @@ def _score_streamed(
         collect(future.result(), None)
 
 
-def _score_piece(
-    piece: ParquetPiece, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
-    batch_rows: int,
-) -> PartitionScored:  # fmt: skip
-    batches = pq.ParquetFile(piece.path).iter_batches(batch_size=batch_rows, row_groups=[piece.row_group])
-    return PartitionScored.combined(
-        [
-            score_partition(batch.to_pandas(), (number, index), model, keys, out, sampling)
-            for index, batch in enumerate(batches)
-        ]
-    )
-
-
-def _score_csv_block(
-    frame: pd.DataFrame, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
-    schema: DatasetSchema | None,
-) -> PartitionScored:  # fmt: skip
-    if schema is not None:
-        frame = _csv_types(frame, schema)
-    return score_partition(frame, (number, 0), model, keys, out, sampling)
-
-
-def _csv_types(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """A CSV partition read as text: numeric features as numbers where they parse (the rest is flagged, not lost)."""
-    out = frame.copy()
-    for feature in schema.features:
-        if feature.name in out.columns and not feature.is_categorical:
-            numbers = pd.to_numeric(out[feature.name], errors="coerce")
-            unparsed = out[feature.name].notna() & numbers.isna()
-            out[feature.name] = numbers.astype(object).where(~unparsed, out[feature.name])
-    return out
-
-
 @contextmanager
-def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Client]:
-    """A client of the Dask scheduler at ``address``, or of a local cluster of ``workers`` processes (closed after).
+def dask_cluster(address: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Callable[[], Client]]:
+    """The Dask scheduler at ``address``, or a local cluster of ``workers`` processes; yields the call that connects.
+
+    A local cluster starts on a thread at once, its workers importing ``partition_scoring`` as they start, so the
+    caller can fetch the model and check the input meanwhile; the call waits for it. Closed on the way out.
 
     Raises:
         ConfigError: Dask is not installed.
-        ServiceError: No scheduler answers at ``address``.
+        ServiceError: (by the call) No scheduler answers at ``address``.
     """
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}") from None
-    if address:
-        try:
-            client = Client(address, timeout="10s")
-        except OSError as error:
-            raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
-        with client:
-            yield client
-        return
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None)  # fmt: skip
-    with cluster, Client(cluster) as client:
-        yield client
+    with ExitStack() as stack:
+        if address:
+
+            def connect() -> Client:
+                try:
+                    client = Client(address, timeout="10s")
+                except OSError as error:
+                    raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
+                return stack.enter_context(client)
+        else:
+            starting = in_background(
+                LocalCluster, n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                dashboard_address=None, preload=[WORKER_MODULE],
+            )  # fmt: skip
+            stack.callback(_close_when_started, starting)
+
+            def connect() -> Client:
+                return stack.enter_context(Client(starting.result()))
+
+        yield cache(connect)
+
+
+def _close_when_started(starting: Future[Any]) -> None:
+    if starting.exception() is None:  # waits for the start; a cluster that failed to start has nothing to close
+        starting.result().close()
 
 
 def _dask_dataframe() -> Any:

@@ -1,0 +1,201 @@
+"""What a Dask worker runs for batch scoring: a batch of rows validated, scored with ONNX, written as Parquet.
+
+The client side (``batch_scoring``: the registry, the input's tasks, the cluster) submits these functions; a
+worker process imports only this module to run them, not MLflow or the registry, so it starts scoring sooner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from driftloop.core.features import to_model_frame
+from driftloop.core.schema import DatasetSchema
+from driftloop.core.scoring import REASON_COLUMN, answers_frame, key_columns, row_problems
+from driftloop.io.onnx_runtime import OnnxModel
+from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
+
+REJECTED_DIR = "_rejected"  # "_": Parquet readers of the output directory skip it
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """What a worker needs to score: the ONNX graph, its schema and version (small: sent with each task)."""
+
+    name: str
+    version: str
+    onnx_bytes: bytes
+    schema_json: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.onnx_bytes).hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _session(sha256: str, onnx_bytes: bytes, schema_json: str) -> OnnxModel:
+    """One onnxruntime session per model and worker process, single-threaded (Dask runs one task per thread)."""
+    return OnnxModel.from_bytes(onnx_bytes, DatasetSchema.model_validate_json(schema_json), intra_op_num_threads=1)
+
+
+@dataclass(frozen=True)
+class PartitionScored:
+    rows: int
+    scored: int
+    rejected: int
+    logged: int
+    seconds: float
+    first_reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def combined(cls, parts: Sequence[PartitionScored], reasons: int = 3) -> PartitionScored:
+        """The counts of several batches as one; their first ``reasons`` distinct reasons."""
+        return cls(
+            sum(p.rows for p in parts), sum(p.scored for p in parts), sum(p.rejected for p in parts),
+            sum(p.logged for p in parts), sum(p.seconds for p in parts),
+            tuple(dict.fromkeys(r for p in parts for r in p.first_reasons))[:reasons],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LogSampling:
+    """Which scored rows go to the prediction log: a seeded fraction, at ``url``; no URL: none."""
+
+    url: str | None
+    fraction: float
+    seed: int = 0
+
+
+def score_partition(
+    frame: pd.DataFrame,
+    part: tuple[int, int],
+    model: ScoringModel,
+    keys: Sequence[str],
+    out: str,
+    sampling: LogSampling,
+) -> PartitionScored:
+    """Validate, score and write one batch of rows: ``out/part-TTTTT-BBBB.parquet`` (task, batch).
+
+    Bad rows go under ``_rejected/`` with their reason (their values as text, missing values kept missing).
+    """
+    started = time.perf_counter()
+    schema = DatasetSchema.model_validate_json(model.schema_json)
+    onnx = _session(model.sha256, model.onnx_bytes, model.schema_json)
+    reasons = row_problems(frame, schema)
+    good = (reasons == "").to_numpy()
+    bad = frame[~good]
+    if len(bad):
+        rejected = bad.assign(**{REASON_COLUMN: reasons[~good].to_numpy()})
+        for column in rejected.columns:
+            if rejected[column].dtype == object:  # mixed values (30 and "abc"): as text, so Parquet can hold them
+                values = rejected[column]
+                texts = values.astype(str).to_numpy(dtype=object)
+                texts[values.isna().to_numpy()] = None
+                rejected[column] = texts
+        target = Path(out) / REJECTED_DIR / f"part-{part[0]:05d}-{part[1]:04d}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rejected.to_parquet(target, index=False)
+    rows = frame[good]
+    logged = 0
+    if len(rows):
+        model_frame = to_model_frame(rows, schema)
+        labels, probabilities = onnx.predict(model_frame)
+        answers = answers_frame(key_columns(rows, keys), schema.task, labels, probabilities, model.version)
+        answers.to_parquet(Path(out) / f"part-{part[0]:05d}-{part[1]:04d}.parquet", index=False)
+        logged = _log_sample(model, schema, model_frame, labels, probabilities, part, sampling)
+    return PartitionScored(
+        len(frame), int(good.sum()), int((~good).sum()), logged, time.perf_counter() - started,
+        tuple(dict.fromkeys(reasons[~good].tolist()))[:3],
+    )  # fmt: skip
+
+
+def _log_sample(
+    model: ScoringModel,
+    schema: DatasetSchema,
+    model_frame: pd.DataFrame,
+    labels: np.ndarray,
+    probabilities: np.ndarray | None,
+    part: tuple[int, int],
+    sampling: LogSampling,
+) -> int:
+    if sampling.url is None or sampling.fraction <= 0:
+        return 0
+    picked = np.random.default_rng([sampling.seed, *part]).random(len(model_frame)) < sampling.fraction
+    if not picked.any():
+        return 0
+    chosen = model_frame[picked]
+    features = {
+        f.name: chosen[f.name].to_numpy(dtype=object if f.is_categorical else np.float32).reshape(-1, 1)
+        for f in schema.features
+    }
+    task = schema.task
+    if task.is_classifier and probabilities is not None:
+        names = np.asarray(task.classes, dtype=object)[np.asarray(labels)[picked].astype(np.int64)].astype(str)
+        outputs = np.asarray(probabilities, dtype=np.float32)[picked]
+    else:
+        values = np.asarray(labels, dtype=np.float64).reshape(-1)[picked]
+        names = np.array([repr(float(v)) for v in values], dtype=object)
+        outputs = values.astype(np.float32).reshape(-1, 1)
+    event = PredictionEvent(
+        ts=time.time(),
+        request_id=f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}",
+        model_name=model.name,
+        model_version=model.version,
+        features=features,
+        labels=names,
+        probabilities=outputs,
+    )
+    store = open_prediction_log(sampling.url)
+    try:
+        return store.write([event])
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True)
+class ParquetPiece:
+    """One row group of one Parquet file: a task's share of a Parquet input."""
+
+    path: str
+    row_group: int
+
+
+def score_piece(
+    piece: ParquetPiece, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
+    batch_rows: int,
+) -> PartitionScored:  # fmt: skip
+    batches = pq.ParquetFile(piece.path).iter_batches(batch_size=batch_rows, row_groups=[piece.row_group])
+    return PartitionScored.combined(
+        [
+            score_partition(batch.to_pandas(), (number, index), model, keys, out, sampling)
+            for index, batch in enumerate(batches)
+        ]
+    )
+
+
+def score_csv_block(
+    frame: pd.DataFrame, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
+    schema: DatasetSchema | None,
+) -> PartitionScored:  # fmt: skip
+    if schema is not None:
+        frame = _csv_types(frame, schema)
+    return score_partition(frame, (number, 0), model, keys, out, sampling)
+
+
+def _csv_types(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """A CSV partition read as text: numeric features as numbers where they parse (the rest is flagged, not lost)."""
+    out = frame.copy()
+    for feature in schema.features:
+        if feature.name in out.columns and not feature.is_categorical:
+            numbers = pd.to_numeric(out[feature.name], errors="coerce")
+            unparsed = out[feature.name].notna() & numbers.isna()
+            out[feature.name] = numbers.astype(object).where(~unparsed, out[feature.name])
+    return out
