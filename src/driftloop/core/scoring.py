@@ -1,8 +1,7 @@
 """Batch scoring's pure part: which rows a model can score (and why not), and the table its answers make.
 
 A bad row is not fatal to a batch: it is set aside with its reason, and the rest is scored. The rules are the
-schema's, row by row: a missing value where the feature is not nullable, a value that is not a number, a binary
-feature other than 0/1, a number outside [min, max], a category outside a declared list that refuses others.
+schema's, row by row, as ``core.feature_rules`` states them for a snapshot's validation too.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
+from driftloop.core.feature_rules import broken_rules
+from driftloop.core.schema import DatasetSchema, Feature
 from driftloop.core.task import Task
 from driftloop.errors import DatasetError
 
@@ -77,33 +77,8 @@ def row_problems(frame: pd.DataFrame, schema: DatasetSchema) -> pd.Series:
 
 
 def _feature_checks(values: pd.Series, feature: Feature) -> list[tuple[np.ndarray, str]]:
-    """Each of the feature's checks as (rows that fail it, the reason), in the order they are reported."""
-    name = feature.name
-    missing = values.isna().to_numpy()
-    checks: list[tuple[np.ndarray, str]] = []
-    if not feature.nullable:
-        checks.append((missing, f"{name}: missing"))
-    if feature.is_categorical:
-        if feature.refuses_unlisted:
-            listed = [str(c) for c in feature.categories or ()]
-            outside = ~missing & ~values.isin(listed).to_numpy()
-            if outside.any():  # a value that is not text (12 for "12") may still be listed as text
-                outside[outside] = ~values[outside].astype(str).isin(listed).to_numpy()
-            checks.append((outside, f"{name}: not one of the declared categories"))
-        return checks
-    numbers = pd.to_numeric(values, errors="coerce") if values.dtype == object else values
-    number_missing = numbers.isna().to_numpy()
-    checks.append((~missing & number_missing, f"{name}: not a number"))
-    present = ~number_missing
-    numeric = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        if feature.kind is FeatureKind.BINARY:
-            checks.append((present & (numeric != 0) & (numeric != 1), f"{name}: not 0 or 1"))
-        if feature.min is not None:
-            checks.append((present & (numeric < feature.min), f"{name}: below min {feature.min:g}"))
-        if feature.max is not None:
-            checks.append((present & (numeric > feature.max), f"{name}: above max {feature.max:g}"))
-    return checks
+    """Each of the feature's rules as (rows that break it, the reason), in the order they are reported."""
+    return [(broken.rows, broken.reason(feature)) for broken in broken_rules(values, feature)]
 
 
 def answers_frame(

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
+from driftloop.core.feature_rules import Rule, as_numbers, broken_rules
+from driftloop.core.schema import DatasetSchema, Feature
 from driftloop.core.task import TaskKind
 from driftloop.errors import DatasetValidationError
 
@@ -61,52 +62,43 @@ def find_problems(frame: pd.DataFrame, schema: DatasetSchema, min_rows: int | No
 def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
     column = f"column {feature.name!r}"
     problems: list[str] = []
-    missing = values.isna()
-    if not feature.nullable and missing.any():
-        problems.append(
-            f"{column}: {int(missing.sum())} missing value(s) but the feature is not nullable "
-            f"(rows {_examples(values.index[missing])})"
-        )
-    if feature.is_categorical:
-        if feature.learn and missing.all():
-            problems.append(f"{column}: no values to learn its categories from")
-        if feature.refuses_unlisted:
-            unknown = _unknown_values(values, feature.categories or ())
-            if unknown:
-                problems.append(f"{column}: {unknown} outside the declared categories")
-        return problems
-
-    numbers, problem = _as_numbers(values)
-    if problem:
+    numbers = None if feature.is_categorical else as_numbers(values)
+    for broken in broken_rules(values, feature, numbers):
+        rows = broken.rows
+        if broken.rule is Rule.NOT_A_NUMBER:  # said of the whole column, with its dtype
+            stored = None if numbers is None else _stored_as_text(values, numbers)
+            problems.extend([f"{column}: {stored}"] if stored else [])
+            continue
+        if not rows.any():
+            continue
+        count = int(rows.sum())
+        match broken.rule:
+            case Rule.MISSING:
+                problem = (
+                    f"{count} missing value(s) but the feature is not nullable (rows {_examples(values.index[rows])})"
+                )
+            case Rule.UNLISTED:
+                problem = f"{_counted(values[rows].astype(object).astype(str))} outside the declared categories"
+            case Rule.NOT_BINARY:
+                problem = f"{count} value(s) other than 0/1 ({_distinct(values[rows])})"
+            case Rule.BELOW_MIN | Rule.ABOVE_MAX:
+                bound = feature.min if broken.rule is Rule.BELOW_MIN else feature.max
+                shown = values if numbers is None else numbers
+                problem = f"{count} value(s) {broken.rule} {_show(bound)} ({_distinct(shown[rows])})"
         problems.append(f"{column}: {problem}")
-    if feature.kind is FeatureKind.BINARY:
-        bad = numbers.notna() & ~numbers.isin([0, 1])
-        if bad.any():
-            problems.append(f"{column}: {int(bad.sum())} value(s) other than 0/1 ({_distinct(values[bad])})")
-    if feature.min is not None:
-        below = numbers < feature.min
-        if below.any():
-            problems.append(
-                f"{column}: {int(below.sum())} value(s) below min {_show(feature.min)} ({_distinct(numbers[below])})"
-            )
-    if feature.max is not None:
-        above = numbers > feature.max
-        if above.any():
-            problems.append(
-                f"{column}: {int(above.sum())} value(s) above max {_show(feature.max)} ({_distinct(numbers[above])})"
-            )
+    if feature.is_categorical and feature.learn and values.isna().all():  # then no other rule has a row to name
+        problems.append(f"{column}: no values to learn its categories from")
     return problems
 
 
-def _as_numbers(values: pd.Series) -> tuple[pd.Series, str | None]:
-    """The column as float64 (unparsable values → NaN) and, if it is not a numeric dtype, what is wrong."""
+def _stored_as_text(values: pd.Series, numbers: pd.Series) -> str | None:
+    """What is wrong with a numeric column whose dtype is not numeric: values that are not numbers, or none."""
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return values.astype("float64"), None
-    numbers = pd.to_numeric(values.astype(object), errors="coerce").astype("float64")
+        return None
     not_numbers = values.notna() & numbers.isna()
     if not_numbers.any():
-        return numbers, f"{int(not_numbers.sum())} non-numeric value(s) ({_distinct(values[not_numbers])})"
-    return numbers, f"numbers stored as {values.dtype}, not a numeric dtype ({_distinct(values.dropna())})"
+        return f"{int(not_numbers.sum())} non-numeric value(s) ({_distinct(values[not_numbers])})"
+    return f"numbers stored as {values.dtype}, not a numeric dtype ({_distinct(values.dropna())})"
 
 
 def _target_problems(labels: pd.Series, schema: DatasetSchema) -> list[str]:
@@ -117,7 +109,8 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema) -> list[str]:
     if missing.any():
         problems.append(f"{column}: {int(missing.sum())} missing label(s) (rows {_examples(labels.index[missing])})")
     if target.kind is TaskKind.REGRESSION:
-        numbers, wrong = _as_numbers(labels)
+        numbers = as_numbers(labels)
+        wrong = _stored_as_text(labels, numbers)
         if wrong is not None:
             problems.append(f"{column}: {wrong}; a regression target must be numbers")
         infinite = np.isinf(numbers)
@@ -139,13 +132,6 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema) -> list[str]:
         every = "both classes" if len(classes) == 2 else f"all {len(classes)} classes"
         problems.append(f"{column}: {every} {_names(classes)} are needed; no rows of {_names(absent)}")
     return problems
-
-
-def _unknown_values(values: pd.Series, categories: tuple[str, ...]) -> str | None:
-    # Compared as str(value), the text the model is fed (core.features.to_model_frame).
-    text = values.dropna().astype(object).astype(str)
-    unknown = text[~text.isin(categories)]
-    return _counted(unknown) if len(unknown) else None
 
 
 def _counted(values: pd.Series) -> str:

@@ -1,0 +1,86 @@
+"""The rules a feature's values follow, row by row: one place for a snapshot's validation and batch scoring.
+
+A missing value where the feature is not nullable; a category outside a declared list that refuses others; a
+value that is not a number; a binary feature other than 0/1; a number outside [min, max]. Each rule gives the
+rows that break it; how that is reported (a count and examples for a snapshot, a reason per row for scoring) is
+the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from driftloop.core.schema import Feature, FeatureKind
+
+
+class Rule(StrEnum):
+    MISSING = "missing"
+    UNLISTED = "not one of the declared categories"
+    NOT_A_NUMBER = "not a number"
+    NOT_BINARY = "not 0 or 1"
+    BELOW_MIN = "below min"
+    ABOVE_MAX = "above max"
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A rule and the rows (a boolean mask over the column) whose value breaks it."""
+
+    rule: Rule
+    rows: np.ndarray
+
+    def reason(self, feature: Feature) -> str:
+        """``tenure: below min 0``: the rule as one row's reason."""
+        bound = {Rule.BELOW_MIN: feature.min, Rule.ABOVE_MAX: feature.max}.get(self.rule)
+        return f"{feature.name}: {self.rule}" + ("" if bound is None else f" {bound:g}")
+
+
+def as_numbers(values: pd.Series) -> pd.Series:
+    """The column as float64; a value that does not parse as a number becomes NaN."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64")
+    return pd.to_numeric(values.astype(object), errors="coerce").astype("float64")
+
+
+def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None = None) -> list[Broken]:
+    """Every rule of ``feature`` and the rows of ``values`` that break it, in the order they are reported.
+
+    ``numbers``: the column already through ``as_numbers``, when the caller has it. A rule is listed even when no
+    row breaks it (its mask is all False).
+    """
+    missing = values.isna().to_numpy()
+    broken: list[Broken] = []
+    if not feature.nullable:
+        broken.append(Broken(Rule.MISSING, missing))
+    if feature.is_categorical:
+        if feature.refuses_unlisted:
+            broken.append(Broken(Rule.UNLISTED, _unlisted(values, missing, feature.categories or ())))
+        return broken
+    numbers = as_numbers(values) if numbers is None else numbers
+    present = numbers.notna().to_numpy()
+    numeric = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    broken.append(Broken(Rule.NOT_A_NUMBER, ~missing & ~present))
+    with np.errstate(invalid="ignore"):
+        if feature.kind is FeatureKind.BINARY:
+            broken.append(Broken(Rule.NOT_BINARY, present & (numeric != 0) & (numeric != 1)))
+        if feature.min is not None:
+            broken.append(Broken(Rule.BELOW_MIN, present & (numeric < feature.min)))
+        if feature.max is not None:
+            broken.append(Broken(Rule.ABOVE_MAX, present & (numeric > feature.max)))
+    return broken
+
+
+def _unlisted(values: pd.Series, missing: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+    """Present values outside ``categories``, compared as str(value).
+
+    str(value) is the text the model is fed (``core.features.to_model_frame``).
+    """
+    listed = [str(c) for c in categories]
+    outside: np.ndarray = ~missing & ~values.isin(listed).to_numpy()
+    if outside.any():  # a value that is not text (12 for "12") may still be listed as text
+        outside[outside] = ~values[outside].astype(str).isin(listed).to_numpy()
+    return outside

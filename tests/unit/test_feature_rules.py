@@ -1,0 +1,54 @@
+"""core.feature_rules: each rule's rows, as validation and batch scoring both read them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from driftloop.core.feature_rules import Rule, as_numbers, broken_rules
+from driftloop.core.schema import Feature, FeatureKind
+
+
+def _rows(values: list[object], feature: Feature) -> dict[Rule, list[int]]:
+    return {b.rule: np.flatnonzero(b.rows).tolist() for b in broken_rules(pd.Series(values, dtype=object), feature)}
+
+
+def test_a_bounded_number_names_each_rule_and_its_rows() -> None:
+    feature = Feature(name="tenure", kind=FeatureKind.NUMERIC, min=0, max=10)
+    assert _rows([5, None, "abc", -1, 11, "3", 10], feature) == {
+        Rule.MISSING: [1],
+        Rule.NOT_A_NUMBER: [2],
+        Rule.BELOW_MIN: [3],
+        Rule.ABOVE_MAX: [4],
+    }
+
+
+def test_a_nullable_binary_feature_allows_missing_values_but_only_0_and_1() -> None:
+    feature = Feature(name="senior", kind=FeatureKind.BINARY, nullable=True)
+    assert _rows([0, 1, None, 2, 0.5, "1"], feature) == {Rule.NOT_A_NUMBER: [], Rule.NOT_BINARY: [3, 4]}
+
+
+def test_categories_are_compared_as_the_text_the_model_is_fed() -> None:
+    feature = Feature(name="plan", kind=FeatureKind.CATEGORICAL, categories=["basic", "12"])
+    assert _rows(["basic", 12, "12", 12.0, "Basic", None], feature) == {
+        Rule.MISSING: [5],
+        Rule.UNLISTED: [3, 4],  # 12.0 is fed as "12.0"; case counts
+    }
+
+
+def test_a_reason_names_the_feature_the_rule_and_its_bound() -> None:
+    feature = Feature(name="tenure", kind=FeatureKind.NUMERIC, min=0.5)
+    reasons = {b.rule: b.reason(feature) for b in broken_rules(pd.Series([1.0]), feature)}
+    assert reasons == {
+        Rule.MISSING: "tenure: missing",
+        Rule.NOT_A_NUMBER: "tenure: not a number",
+        Rule.BELOW_MIN: "tenure: below min 0.5",
+    }
+
+
+def test_numbers_parse_from_text_and_what_does_not_parse_is_nan() -> None:
+    numbers = as_numbers(pd.Series(["1.5", "x", None, 3], dtype=object))
+    assert numbers.dtype == np.float64
+    assert numbers.iloc[0] == 1.5
+    assert numbers.iloc[3] == 3.0
+    assert numbers.iloc[1:3].isna().all()
