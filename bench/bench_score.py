@@ -1,6 +1,6 @@
 """`driftloop score` (batch inference on Dask) beside bare onnxruntime on the same rows in one process.
 
-Run: .venv/bin/python bench/bench_score.py [--quick]
+Run: .venv/bin/python bench/bench_score.py [--quick | --rows N ...]
      (full: 1M and 10M rows, 1 and 2 Dask workers, then 10M rows under a memory cap; about 15 minutes)
 
 The champion is the bundled churn model trained by the real CLI into a scratch home. The input is the bundled
@@ -117,8 +117,9 @@ def score(home: Path, directory: Path, out: Path, workers: int, memory: str = "a
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500k rows only")
+    parser.add_argument("--rows", type=int, nargs="+", help="these sizes, 1 and 2 workers each (the capped run: 10M)")
     args = parser.parse_args()
-    runs = QUICK if args.quick else FULL
+    runs = QUICK if args.quick else [(r, w) for r in args.rows for w in (1, 2)] if args.rows else FULL
     print(
         f"Python {platform.python_version()}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f} at "
         f"start; {psutil.virtual_memory().total / 2**30:.0f} GB RAM"
@@ -152,7 +153,7 @@ def main() -> None:
                 f"{rows:,} rows, {workers} worker(s): {per_core / measured[0]:.0%} of the limit per core "
                 f"(target ≥ 50%) {'yes' if per_core >= 0.5 * measured[0] else 'NO'}"
             )
-        if not args.quick:
+        if 10_000_000 in inputs:
             rows = 10_000_000
             in_memory = pd.read_parquet(inputs[rows] / "part-0000.parquet").memory_usage(deep=True).sum()
             frame_mb = in_memory * (rows / FILE_ROWS) / 2**20
