@@ -1320,8 +1320,9 @@ def score(
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows)
     from driftloop.core.schema import DatasetSchema
-    from driftloop.core.scoring import require_input_columns
+    from driftloop.core.scoring import require_input_columns, require_key_columns
 
+    require_key_columns(source.columns, key, data)  # a mistyped --key fails before any worker starts
     address = dask_scheduler or settings.dask_scheduler
     cluster = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
     with dask_cluster(address, workers, memory_limit) as connect:  # a local one starts now, beside the model's fetch
