@@ -15,7 +15,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.io.batch_scoring import (
     BatchScored,
-    dask_cluster,
+    dask_client,
     load_scoring_model,
     open_scoring_input,
     score_with_dask,
@@ -90,8 +90,8 @@ def score_on_dask(
     schema = DatasetSchema.model_validate_json(model.schema_json)
     keys = require_input_columns(rows.columns, keys, schema, describe_source(source))
     progress = _Progress(model.version)
-    with dask_cluster(scheduler, workers) as connect:
-        done = score_with_dask(connect(), rows, model, keys, out, sampling, progress.advance, schema=schema,
+    with dask_client(scheduler, workers) as client:
+        done = score_with_dask(client, rows, model, keys, out, sampling, progress.advance, schema=schema,
                                batch_rows=batch_rows)  # fmt: skip
     progress.finish()
     return done

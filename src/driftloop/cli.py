@@ -1311,41 +1311,39 @@ def score(
         raise _fail(f"--out {out} is a file: give a directory for the scored Parquet files")
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
-    from driftloop.io.batch_scoring import dask_cluster, load_scoring_model, open_scoring_input
+    where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
+    _require_version(settings, version)
+    from driftloop.io.batch_scoring import load_scoring_model, open_scoring_input
     from driftloop.io.partition_scoring import LogSampling
     from driftloop.io.sql_source import SqlQuery
 
-    where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
-    _require_version(settings, version)
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows)
     from driftloop.core.schema import DatasetSchema
-    from driftloop.core.scoring import require_input_columns, require_key_columns
+    from driftloop.core.scoring import require_input_columns
 
-    require_key_columns(source.columns, key, data)  # a mistyped --key fails before any worker starts
-    address = dask_scheduler or settings.dask_scheduler
-    cluster = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
-    with dask_cluster(address, workers, memory_limit) as connect:  # a local one starts now, beside the model's fetch
-        model = load_scoring_model(_registry(settings), version)
-        schema = DatasetSchema.model_validate_json(model.schema_json)
-        key = require_input_columns(source.columns, key, schema, data)
-        fraction = settings.score_log_fraction if log_fraction is None else log_fraction
-        sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
-        _run_scoring(connect, cluster, source, model, key, out, sampling, data, schema, batch_rows)
+    model = load_scoring_model(_registry(settings), version)
+    schema = DatasetSchema.model_validate_json(model.schema_json)
+    key = require_input_columns(source.columns, key, schema, data)  # every check before any worker starts
+    fraction = settings.score_log_fraction if log_fraction is None else log_fraction
+    sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
+    _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema,
+                 batch_rows)  # fmt: skip
 
 
 def _run_scoring(
-    connect: Callable[[], Any], where: str, source: Any, model: Any, keys: list[str], destination: Path,
-    sampling: Any, data: str, schema: Any, batch_rows: int,
+    settings: Settings, source: Any, model: Any, keys: list[str], destination: Path, sampling: Any, data: str,
+    scheduler: str | None, workers: int, memory_limit: str, schema: Any, batch_rows: int,
 ) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from driftloop.io.batch_scoring import score_with_dask
+    from driftloop.io.batch_scoring import dask_client, score_with_dask
 
+    address = scheduler or settings.dask_scheduler
+    where = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("tasks, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
-    client = connect()
-    with Progress(*columns, console=err) as bar:
+    with dask_client(address, workers, memory_limit) as client, Progress(*columns, console=err) as bar:
         task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
 
         def advance(result: Any, total: int | None) -> None:

@@ -226,38 +226,12 @@ def test_local_workers_start_with_the_scoring_module_and_without_mlflow() -> Non
     """A worker imports what it runs as it starts (preload), and not MLflow: it starts scoring sooner."""
     import sys
 
-    from driftloop.io.batch_scoring import WORKER_MODULE, dask_cluster
+    from driftloop.io.batch_scoring import WORKER_MODULE, dask_client
 
     modules = (WORKER_MODULE, "onnxruntime", "mlflow")
-    with dask_cluster(None, 2) as connect:
-        client = connect()
-        assert connect() is client  # one client, however often the caller asks
+    with dask_client(None, 2) as client:
         # A lambda travels by value: a function of this module would make the worker import it, and MLflow with it.
         seen = client.run(lambda: {module: module in sys.modules for module in modules})
     assert len(seen) == 2
     for imported in seen.values():
         assert imported == {WORKER_MODULE: True, "onnxruntime": True, "mlflow": False}
-
-
-def _fail_while_the_cluster_starts() -> None:
-    from driftloop.io.batch_scoring import dask_cluster
-
-    with dask_cluster(None, 2):
-        time.sleep(0.5)  # the workers are starting meanwhile
-        raise LookupError("no such version")
-
-
-def test_a_local_cluster_started_for_a_caller_that_fails_is_closed() -> None:
-    """The cluster starts beside the caller's preparation; if that fails, nothing is left running."""
-    import psutil
-
-    me = psutil.Process()
-    before = {child.pid for child in me.children(recursive=True)}
-    with pytest.raises(LookupError, match="no such version"):
-        _fail_while_the_cluster_starts()
-    deadline = time.monotonic() + 30
-    while (
-        left := {c.pid for c in me.children(recursive=True) if c.is_running()} - before
-    ) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, f"worker processes left running: {left}"

@@ -79,11 +79,3 @@ def test_input_columns_are_checked_before_any_row_and_keys_kept_once() -> None:
         require_input_columns(["id", "age", "income", "member", "city"], ["id"], SCHEMA, "rows.csv")
     assert output_columns(SCHEMA.task)[0] == "prediction"
     assert output_columns(SCHEMA.task)[-1] == "model_version"
-
-
-def test_key_columns_are_checked_before_the_model_is_known() -> None:
-    from driftloop.core.scoring import require_key_columns
-
-    assert require_key_columns(["id", "tenure"], ["id", "id"], "rows.csv") == ["id"]
-    with pytest.raises(DatasetError, match="key column 'ref' is not a column of rows.csv"):
-        require_key_columns(["id", "tenure"], ["id", "ref"], "rows.csv")

@@ -27,19 +27,6 @@ def output_columns(task: Task) -> list[str]:
     return [PREDICTION_COLUMN, *probabilities, VERSION_COLUMN]
 
 
-def require_key_columns(columns: Sequence[str], keys: Sequence[str], source: str) -> list[str]:
-    """The key columns (each once), checked present in ``source``: what can be said before the model is known.
-
-    Raises:
-        DatasetError: A key column is not a column of ``source``.
-    """
-    unique = list(dict.fromkeys(keys))
-    missing = [k for k in unique if k not in columns]
-    if missing:
-        raise DatasetError(f"key column {missing[0]!r} is not a column of {source} (columns: {', '.join(columns)})")
-    return unique
-
-
 def require_input_columns(columns: Sequence[str], keys: Sequence[str], schema: DatasetSchema, source: str) -> list[str]:
     """The key columns to keep (each once), checked with the model's features before any row is scored.
 
@@ -47,7 +34,10 @@ def require_input_columns(columns: Sequence[str], keys: Sequence[str], schema: D
         DatasetError: A key column is not a column of ``source`` or has the name of an output column, or a
             feature is not a column of ``source``.
     """
-    unique = require_key_columns(columns, keys, source)
+    unique = list(dict.fromkeys(keys))
+    missing = [k for k in unique if k not in columns]
+    if missing:
+        raise DatasetError(f"key column {missing[0]!r} is not a column of {source} (columns: {', '.join(columns)})")
     outputs = output_columns(schema.task)
     taken = [k for k in unique if k in outputs]
     if taken:

@@ -15,10 +15,9 @@ import itertools
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from driftloop.core import lineage
-from driftloop.core.background import in_background
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
@@ -239,45 +237,31 @@ def _score_streamed(
 
 
 @contextmanager
-def dask_cluster(address: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Callable[[], Client]]:
-    """The Dask scheduler at ``address``, or a local cluster of ``workers`` processes; yields the call that connects.
+def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Client]:
+    """A client of the Dask scheduler at ``address``, or of a local cluster of ``workers`` processes (closed after).
 
-    A local cluster starts on a thread at once, its workers importing ``partition_scoring`` as they start, so the
-    caller can fetch the model and check the input meanwhile; the call waits for it. Closed on the way out.
+    A local cluster's workers import ``partition_scoring`` as they start (Dask's preload), not at their first task.
 
     Raises:
         ConfigError: Dask is not installed.
-        ServiceError: (by the call) No scheduler answers at ``address``.
+        ServiceError: No scheduler answers at ``address``.
     """
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}") from None
-    with ExitStack() as stack:
-        if address:
-
-            def connect() -> Client:
-                try:
-                    client = Client(address, timeout="10s")
-                except OSError as error:
-                    raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
-                return stack.enter_context(client)
-        else:
-            starting = in_background(
-                LocalCluster, n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                dashboard_address=None, preload=[WORKER_MODULE],
-            )  # fmt: skip
-            stack.callback(_close_when_started, starting)
-
-            def connect() -> Client:
-                return stack.enter_context(Client(starting.result()))
-
-        yield cache(connect)
-
-
-def _close_when_started(starting: Future[Any]) -> None:
-    if starting.exception() is None:  # waits for the start; a cluster that failed to start has nothing to close
-        starting.result().close()
+    if address:
+        try:
+            client = Client(address, timeout="10s")
+        except OSError as error:
+            raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
+        with client:
+            yield client
+        return
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                           dashboard_address=None, preload=[WORKER_MODULE])  # fmt: skip
+    with cluster, Client(cluster) as client:
+        yield client
 
 
 def _dask_dataframe() -> Any:
