@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import SecretStr
 
 from driftloop.core.categories import learn_categories
-from driftloop.core.features import with_canonical_target
+from driftloop.core.features import with_canonical_target, with_default_index
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.snapshot import Split, content_hash, split_holdout
 from driftloop.core.validation import find_problems
@@ -78,7 +78,7 @@ def load_snapshot(
     if recent_path is not None:
         frames.append(_validated(recent_path, declared, schema_path, min_rows=1))
     frames = [with_canonical_target(part, declared) for part in frames]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else with_default_index(frames[0])
     schema = learn_categories(declared, frame)
     digest = content_hash(frame, schema)
     progress("snapshot: %s rows × %s columns read, validated and hashed (%s)", f"{len(frame):,}", len(frame.columns),

@@ -21,7 +21,13 @@ from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_predictions, parity_rows
 from driftloop.core.performance_estimate import Calibration, fit_calibration
-from driftloop.core.pipeline import build_pipeline, check_columns, describe_pipeline, is_driftloop_pipeline
+from driftloop.core.pipeline import (
+    build_pipeline,
+    check_columns,
+    describe_pipeline,
+    is_driftloop_pipeline,
+    sklearn_answers,
+)
 from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
 from driftloop.core.snapshot import Split
 from driftloop.core.task import Task, TaskKind
@@ -156,10 +162,7 @@ def export_candidate(
     onnx_bytes = export_onnx(candidate.pipeline, schema)
     onnx_first, onnx_proba = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
     task = schema.task
-    expected = (
-        candidate.pipeline.predict(holdout),
-        (candidate.pipeline.predict_proba(holdout) if task.is_classifier else None),
-    )
+    expected = sklearn_answers(candidate.pipeline, holdout, task)
     parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
     serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout)
     sample = holdout.head(SELFCHECK_ROWS)

@@ -360,6 +360,86 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
     assert any(c.status == "running" for c in stack.model_containers()), "no serving slot of the model is running"
 
 
+def run_deployment(prefect: httpx.Client, flow: str, name: str, parameters: dict[str, Any]) -> str:
+    deployment = prefect.get(f"/deployments/name/{flow}/{name}").json()
+    run = prefect.post(f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters})
+    assert run.status_code == 201, run.text
+    return str(run.json()["id"])
+
+
+def artifact_of(prefect: httpx.Client, flow_run_id: str, key: str) -> dict[str, Any]:
+    body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "key": {"any_": [key]}}}
+    found = prefect.post("/artifacts/filter", json=body).json()
+    assert found, f"flow run {flow_run_id} has no {key!r} artifact"
+    return dict(found[-1])
+
+
+def test_drift_check_retrain_and_score_each_run_in_their_own_flow_container(stack: Stack, tmp_path: Path) -> None:
+    """After training, on the Docker pool: drifted traffic through nginx → the drift-check deployment (a container)
+    finds drift and emits the event → the retrain deployment's trigger starts a retrain (another container), which
+    decides it cannot help without new labels; the score deployment scores a file of the data directory (a third)."""
+    from driftloop.core import scenarios
+    from driftloop.io.prediction_store import open_prediction_log
+
+    api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
+    model = stack.env["DRIFTLOOP_MODEL_NAME"]
+    proxy = f"http://127.0.0.1:{stack.port('DRIFTLOOP_PROXY_PORT')}"
+    full = read_snapshot(BUNDLED_DATA)
+    # New customers at twice the price: tenure, contract, the charges and more move against the training data.
+    drifted = scenarios.price_increase(scenarios.new_customers(full, 600, seed=3), 600, seed=3, factor=2.0)
+    features = drifted.drop(columns=["churn"])
+    instances = features.astype(object).where(features.notna(), None).to_dict(orient="records")
+    answered = httpx.post(f"{proxy}/predict/batch", json={"instances": instances}, timeout=60)
+    assert answered.status_code == 200, answered.text
+    log_url = (
+        f"postgresql+psycopg2://driftloop:{stack.env['DRIFTLOOP_DB_PASSWORD']}@127.0.0.1:"
+        f"{stack.port('POSTGRES_PORT')}/predictions"
+    )
+    store = open_prediction_log(log_url)
+    try:
+        wait_until("600 logged predictions", lambda: store.count(model) >= 600 or None, 60, every=1)
+    finally:
+        store.close()
+    table = Path(stack.env["DRIFTLOOP_DATA_DIR"]) / "tonight.parquet"
+    full.drop(columns=["churn"]).reset_index(names="customer").to_parquet(table)
+    table.chmod(0o644)
+
+    with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
+        # A low drift share: this test is about where the check runs; test_decisions.py is about its verdicts.
+        parameters = {"min_rows": 200, "window_rows": 600, "drift_share": 0.2}
+        check_id = run_deployment(prefect, "check-drift", "drift-check", parameters)
+        check = wait_for_end(prefect, check_id, 600)
+        assert check["state"]["type"] == "COMPLETED", f"{check['state']}\n{stack.logs('prefect-worker', tail=200)}"
+        assert check["infrastructure_pid"], check
+        verdict = artifact_of(prefect, check_id, "drift-verdict")
+        assert verdict["description"] == "drift check: drift", verdict["data"]
+
+        retrain = prefect.get("/deployments/name/retrain-model/retrain").json()
+
+        def retrain_ended() -> list[dict[str, Any]] | None:
+            runs = prefect.post("/flow_runs/filter", json={"deployments": {"id": {"any_": [retrain["id"]]}}}).json()
+            ended = [r for r in runs if r["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}]
+            return ended or None
+
+        (retrained,) = wait_until("the retrain the drift event starts", retrain_ended, 600, every=3)
+        assert retrained["state"]["type"] == "COMPLETED", f"{retrained['state']}\n{stack.logs('prefect-worker')}"
+        assert retrained["parameters"]["model_name"] == model
+        assert retrained["infrastructure_pid"] not in {None, check["infrastructure_pid"]}
+        decision = artifact_of(prefect, retrained["id"], "retrain-decision")["data"]
+        assert "retraining cannot help yet" in decision, decision
+
+        score_id = run_deployment(
+            prefect, "score-table", "score",
+            {"data": "/data/tonight.parquet", "out": "/var/lib/driftloop/scores", "keys": ["customer"], "workers": 2},
+        )  # fmt: skip
+        scored = wait_for_end(prefect, score_id, 600)
+        assert scored["state"]["type"] == "COMPLETED", f"{scored['state']}\n{stack.logs('prefect-worker', tail=200)}"
+        assert scored["infrastructure_pid"] not in {None, check["infrastructure_pid"], retrained["infrastructure_pid"]}
+        summary = artifact_of(prefect, score_id, "scoring-run")["data"]
+        assert f"# Scored {len(full):,} rows with {model} v1" in summary, summary
+        assert f"answers: {len(full):,} rows" in summary, summary
+
+
 def test_anonymous_callers_cannot_drive_either_control_plane(stack: Stack) -> None:
     """Runs after training: a champion exists to move and a train deployment to start."""
     model = stack.env["DRIFTLOOP_MODEL_NAME"]

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from sklearn import metrics as skm
 
 from driftloop.core.evaluation import compute_metrics, feature_importance
-from driftloop.core.features import encode_target, to_model_frame, with_canonical_target
+from driftloop.core.features import encode_target, to_model_frame, with_canonical_target, with_default_index
 from driftloop.core.gates import GatePolicy, compare_segments, decide_promotion
 from driftloop.core.parity import compare_predictions, compare_values, compare_with_recording
-from driftloop.core.pipeline import ESTIMATORS, REGRESSORS, build_pipeline, default_estimator
+from driftloop.core.pipeline import ESTIMATORS, REGRESSORS, build_pipeline, default_estimator, sklearn_answers
 from driftloop.core.recipe import SplitSpec, TrainingRecipe
 from driftloop.core.schema import DatasetSchema, Target
 from driftloop.core.snapshot import content_hash, split_holdout
@@ -208,6 +208,33 @@ def test_integer_classes_and_logged_text_labels_join_into_one_column() -> None:
     assert content_hash(with_canonical_target(base, schema), schema) == content_hash(base, schema)
 
 
+def test_the_canonical_target_shares_the_features_and_leaves_the_frame_as_it_was() -> None:
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "t",
+            "target": {"name": "y", "classes": ["0", "1"], "positive": "1"},
+            "features": [{"name": "x", "kind": "numeric"}],
+        }
+    )
+    frame = pd.DataFrame({"x": [0.1, 0.2, 0.3], "y": [0, 1, 1]})
+    canonical = with_canonical_target(frame, schema)
+    assert canonical["y"].tolist() == ["0", "1", "1"]
+    assert frame["y"].tolist() == [0, 1, 1]  # the caller's frame is unchanged
+    assert np.shares_memory(canonical["x"].to_numpy(), frame["x"].to_numpy())  # not a second copy of the features
+
+
+def test_a_default_index_is_kept_and_any_other_replaced_without_copying_the_columns() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    assert with_default_index(frame) is frame
+    shuffled = frame.iloc[[2, 0, 1]]
+    indexed = with_default_index(shuffled)
+    assert indexed.index.tolist() == [0, 1, 2]
+    assert shuffled.index.tolist() == [2, 0, 1]
+    assert indexed["x"].tolist() == [3.0, 1.0, 2.0]
+    assert np.shares_memory(indexed["x"].to_numpy(), shuffled["x"].to_numpy())
+    assert with_default_index(frame.iloc[1:])["x"].tolist() == [2.0, 3.0]
+
+
 # ---------------------------------------------------------------------------------------------- models
 
 
@@ -228,6 +255,9 @@ def test_every_classifier_exports_a_multiclass_model_with_parity(estimator: str)
     assert proba is not None
     assert proba.shape == (len(holdout), 3)
     expected = (pipeline.predict(holdout), pipeline.predict_proba(holdout))  # type: ignore[attr-defined]
+    once = sklearn_answers(pipeline, holdout, schema.task)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(once[0], expected[0])
+    np.testing.assert_array_equal(once[1], expected[1])  # type: ignore[arg-type]
     report = compare_predictions(schema.task, expected, (labels, proba))
     assert report.passed, report.summary()
     grouped = OnnxModel.from_bytes(proven_grouped_onnx(onnx_bytes, schema, holdout), schema)
@@ -243,6 +273,9 @@ def test_every_regressor_exports_with_parity(estimator: str) -> None:
     assert none is None
     assert values.shape == (len(holdout),)
     expected = (pipeline.predict(holdout), None)  # type: ignore[attr-defined]
+    once = sklearn_answers(pipeline, holdout, schema.task)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(once[0], expected[0])
+    assert once[1] is None
     report = compare_predictions(schema.task, expected, (values, None))
     assert report.passed, report.summary()
     grouped = OnnxModel.from_bytes(proven_grouped_onnx(onnx_bytes, schema, holdout), schema)

@@ -12,7 +12,14 @@ import pandas as pd
 
 from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema
 
-__all__ = ["MISSING_CATEGORY", "encode_target", "onnx_feed", "to_model_frame", "with_canonical_target"]
+__all__ = [
+    "MISSING_CATEGORY",
+    "encode_target",
+    "onnx_feed",
+    "to_model_frame",
+    "with_canonical_target",
+    "with_default_index",
+]
 
 
 def _category_text(value: object) -> str:
@@ -61,7 +68,20 @@ def with_canonical_target(frame: pd.DataFrame, schema: DatasetSchema) -> pd.Data
     """
     values = frame[schema.target.name]
     canonical = values.astype(str) if schema.task.is_classifier else pd.to_numeric(values).astype("float64")
-    return frame.assign(**{schema.target.name: canonical})
+    # A shallow copy: the other columns stay shared with ``frame`` (``assign`` copied them all: a second
+    # snapshot in memory while training loads), and setting the target replaces it in the copy only.
+    out = frame.copy(deep=False)
+    out[schema.target.name] = canonical
+    return out
+
+
+def with_default_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` indexed 0 to n-1, its columns shared (``reset_index`` copied them all)."""
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
+        return frame
+    out = frame.copy(deep=False)
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def encode_target(labels: pd.Series, schema: DatasetSchema) -> np.ndarray:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
@@ -369,3 +371,10 @@ def describe_pipeline(pipeline: Pipeline) -> dict[str, str]:
         if value is None or isinstance(value, bool | int | float | str):
             described[key] = str(value)
     return described
+
+
+def sklearn_answers(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> tuple[np.ndarray, np.ndarray | None]:
+    """``pipeline.predict`` and, for a classifier, ``predict_proba``, its preprocessing run once for both."""
+    matrix = pipeline[:-1].transform(frame) if len(pipeline.steps) > 1 else frame
+    final = pipeline.steps[-1][1]
+    return np.asarray(final.predict(matrix)), (np.asarray(final.predict_proba(matrix)) if task.is_classifier else None)
