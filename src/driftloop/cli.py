@@ -301,6 +301,34 @@ def _give_up(settings: Settings) -> Callable[[float], None]:
     return give_up
 
 
+def _byte_size(value: str) -> str:
+    """A size as Dask reads it (64MB, 2GiB, 1e6), checked as the command line is parsed; a usage error if not."""
+    try:
+        from dask.utils import parse_bytes
+    except ImportError:  # `score` then names the extra that installs Dask
+        return value
+    try:
+        size = parse_bytes(value)
+    except ValueError as error:
+        raise typer.BadParameter(f"{value!r} is not a size: {error} (e.g. 64MB, 2GiB)") from None
+    if size <= 0:
+        raise typer.BadParameter(f"{value!r}: a size must be more than 0 bytes")
+    return value
+
+
+def _memory_limit(value: str) -> str:
+    """``auto``, 0 (no limit), a share of the RAM (0 < x ≤ 1) or a size, as Dask's worker memory limit reads it."""
+    if value == "auto":
+        return value
+    try:
+        share = float(value)
+    except ValueError:
+        return _byte_size(value)
+    if share < 0:
+        raise typer.BadParameter(f"{value!r}: give auto, 0 (no limit), a share of the RAM (0 < x ≤ 1) or a size (2GB)")
+    return value
+
+
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -1286,9 +1314,16 @@ def score(
         ),
     ] = None,  # fmt: skip
     workers: Annotated[int, typer.Option(min=1, help="Worker processes of the local cluster")] = 2,
-    memory_limit: Annotated[str, typer.Option(help="Each local worker's memory limit (Dask's: 2GB, auto)")] = "auto",
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            help="Each local worker's memory limit (Dask's: 2GB, a share of the RAM such as 0.4, 0 for none, auto)",
+            callback=_memory_limit,
+        ),
+    ] = "auto",
     blocksize: Annotated[
-        str, typer.Option(help="A CSV is read in blocks of about this size (Parquet: by row group)")
+        str,
+        typer.Option(help="A CSV is read in blocks of about this size (Parquet: by row group)", callback=_byte_size),
     ] = "64MB",
     batch_rows: Annotated[
         int, typer.Option(min=100, help="Rows read and scored at a time: of a Parquet row group, of a query")
@@ -1324,7 +1359,7 @@ def score(
 
     model = load_scoring_model(_registry(settings), version)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    key = require_input_columns(source.columns, key, schema, data)  # every check before any worker starts
+    key = require_input_columns(source.columns, key, schema, source.named(data))  # every check before any worker
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
     _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema,

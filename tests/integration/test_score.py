@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
+from driftloop.core import lineage
 from driftloop.core.features import to_model_frame
 from driftloop.core.schema import DatasetSchema
 from driftloop.io.datasets import schema_yaml
@@ -80,20 +82,21 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     bad.loc[bad.index[:5], "tenure"] = np.nan  # not nullable
     bad.loc[bad.index[5:8], "tenure"] = -3.0  # below min
     bad.loc[bad.index[8:10], "contract"] = "weekly"  # not a declared category
+    bad.loc[bad.index[10:13], "charges"] = [np.inf, -np.inf, 1e300]  # refused by the server too (float32 range)
     for index, part in enumerate(parts):
         part.to_parquet(source / f"part-{index}.parquet", index=False)
 
     done = dl.run("score", str(source), "--out", str(tmp_path / "scored"), "--key", "id", "--workers", "2")
     lines = done.stdout.splitlines()
     assert any(
-        line.startswith("scored   12,000 rows of") and "on a local Dask cluster of 2 worker process(es): 11,990" in line
+        line.startswith("scored   12,000 rows of") and "on a local Dask cluster of 2 worker process(es): 11,987" in line
         for line in lines
     ), done.stdout
-    assert "rejected 10 rows the model cannot score" in done.stdout
+    assert "rejected 13 rows the model cannot score" in done.stdout
 
     scored = pd.read_parquet(tmp_path / "scored").sort_values("id", ignore_index=True)  # _rejected/ is skipped
     good = pd.concat(parts, ignore_index=True)
-    good = good[~good["id"].isin(bad["id"].iloc[:10])].reset_index(drop=True)
+    good = good[~good["id"].isin(bad["id"].iloc[:13])].reset_index(drop=True)
     assert scored["id"].tolist() == good["id"].tolist()
     labels, positive = _expected(dl, good)
     assert scored["prediction"].tolist() == labels
@@ -101,10 +104,12 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     assert set(scored["model_version"]) == {"1"}
 
     rejected = pd.read_parquet(tmp_path / "scored" / "_rejected").sort_values("id", ignore_index=True)
-    assert rejected["id"].tolist() == bad["id"].iloc[:10].tolist()
-    assert (
-        rejected["driftloop_reason"].tolist()
-        == ["tenure: missing"] * 5 + ["tenure: below min 0"] * 3 + ["contract: not one of the declared categories"] * 2
+    assert rejected["id"].tolist() == bad["id"].iloc[:13].tolist()
+    assert rejected["driftloop_reason"].tolist() == (
+        ["tenure: missing"] * 5
+        + ["tenure: below min 0"] * 3
+        + ["contract: not one of the declared categories"] * 2
+        + ["charges: not a finite number within float32 range"] * 3
     )
 
     store = open_prediction_log(f"sqlite:///{dl.home / 'predictions.db'}")
@@ -112,7 +117,7 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
         logged = store.read_window("accounts")
     finally:
         store.close()
-    assert 800 < len(logged) < 1600  # DRIFTLOOP_SCORE_LOG_FRACTION=0.1 of 11,990
+    assert 800 < len(logged) < 1600  # DRIFTLOOP_SCORE_LOG_FRACTION=0.1 of 11,987
     assert set(logged["model_version"]) == {"1"}
     assert logged["request_id"].str.startswith("batch-").all()
 
@@ -127,7 +132,7 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
         _wait_for_workers(port, 2)
         remote = dl.run("score", str(source), "--out", str(tmp_path / "remote"), "--key", "id",
                         "--dask-scheduler", f"tcp://127.0.0.1:{port}", "--log-fraction", "0")  # fmt: skip
-        assert f"on the Dask scheduler at tcp://127.0.0.1:{port}: 11,990" in remote.stdout, remote.stdout
+        assert f"on the Dask scheduler at tcp://127.0.0.1:{port}: 11,987" in remote.stdout, remote.stdout
         again = pd.read_parquet(tmp_path / "remote").sort_values("id", ignore_index=True)
         pd.testing.assert_frame_equal(again, scored)
     finally:
@@ -138,11 +143,11 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     # A CSV, read as text and typed by the schema: the same answers for the same rows, the same rows refused.
     parts[1].to_csv(tmp_path / "part-1.csv", index=False)
     from_csv = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "csv"), "--key", "id")
-    assert "rejected 10 rows the model cannot score" in from_csv.stdout, from_csv.stdout
+    assert "rejected 13 rows the model cannot score" in from_csv.stdout, from_csv.stdout
     csv_scored = pd.read_parquet(tmp_path / "csv").sort_values("id", ignore_index=True)
     csv_scored["id"] = csv_scored["id"].astype(np.int64)
     expected = scored[scored["id"].isin(csv_scored["id"])].reset_index(drop=True)
-    assert len(expected) == 3990
+    assert len(expected) == 3987
     assert csv_scored["prediction"].tolist() == expected["prediction"].tolist()
     np.testing.assert_allclose(csv_scored["probability_yes"], expected["probability_yes"], rtol=1e-5)
 
@@ -167,6 +172,28 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     assert list(pd.read_parquet(tmp_path / "twice").columns)[:2] == ["id", "prediction"]  # the key kept once
     missing = dl.run("score", str(tmp_path / "nothere.csv"), "--out", str(tmp_path / "none"), check=False)
     assert missing.stderr.strip() == f"error: DATA {tmp_path / 'nothere.csv'}: no such file or directory"
+
+    # One file of a directory without a feature: refused before any row is scored, naming the file.
+    (source / "late").mkdir()
+    parts[2].drop(columns=["tenure"]).to_parquet(source / "late" / "part-3.parquet", index=False)
+    uneven = dl.run("score", str(source), "--out", str(tmp_path / "uneven"), "--key", "id", check=False)
+    assert uneven.returncode == 1
+    assert (
+        uneven.stderr.strip()
+        == f"error: {source} (late/part-3.parquet lacks tenure) lacks the model's feature(s) ['tenure']"
+    )
+    assert not (tmp_path / "uneven").exists()
+
+    # A version whose ONNX export failed the parity check answers no one, a batch included.
+    MlflowClient(f"sqlite:///{dl.home / 'mlflow.db'}").set_model_version_tag("accounts", "1", lineage.PARITY, "failed")
+    unproven = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "unproven"), "--version", "1",
+                      check=False)  # fmt: skip
+    assert unproven.returncode == 1
+    assert unproven.stderr.strip() == (
+        "error: version 1 of 'accounts' has driftloop.parity=failed: only a version whose ONNX export passed the "
+        "parity check may score"
+    )
+    assert not (tmp_path / "unproven").exists()
 
 
 def _wait_for_workers(port: int, count: int) -> None:

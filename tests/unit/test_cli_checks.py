@@ -320,3 +320,29 @@ def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path
     assert_refused_before_services(missing, home, "labels file nowhere.csv: no such file or directory")
     scored = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"))
     assert_refused_before_services(scored, home, "DATA nowhere.parquet: no such file or directory")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--blocksize", "64XB", "Invalid value for '--blocksize': '64XB' is not a size: Could not interpret 'XB'"),
+        ("--blocksize", "0", "Invalid value for '--blocksize': '0': a size must be more than 0 bytes"),
+        ("--memory-limit", "lots", "Invalid value for '--memory-limit': 'lots' is not a size"),
+        ("--memory-limit", "-0.5", "Invalid value for '--memory-limit': '-0.5': give auto, 0 (no limit)"),
+    ],
+)
+def test_score_refuses_a_size_dask_cannot_read_as_a_usage_error(
+    home: Path, tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    result = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"), option, value)
+    assert result.returncode == 2, result.stderr
+    assert message in " ".join(result.stderr.replace("│", " ").split()), result.stderr
+    assert not (home / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--blocksize", "16MiB"), ("--memory-limit", "0.4"), ("--memory-limit", "0")]
+)
+def test_score_takes_the_sizes_dask_reads(home: Path, tmp_path: Path, option: str, value: str) -> None:
+    scored = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"), option, value)
+    assert_refused_before_services(scored, home, "DATA nowhere.parquet: no such file or directory")  # got past parsing

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.core.feature_rules import Rule, as_numbers, broken_rules
-from driftloop.core.schema import Feature, FeatureKind
+from driftloop.core.schema import FLOAT32_MAX, Feature, FeatureKind
 
 
 def _rows(values: list[object], feature: Feature) -> dict[Rule, list[int]]:
@@ -18,6 +18,7 @@ def test_a_bounded_number_names_each_rule_and_its_rows() -> None:
     assert _rows([5, None, "abc", -1, 11, "3", 10], feature) == {
         Rule.MISSING: [1],
         Rule.NOT_A_NUMBER: [2],
+        Rule.NOT_FINITE: [],
         Rule.BELOW_MIN: [3],
         Rule.ABOVE_MAX: [4],
     }
@@ -25,7 +26,11 @@ def test_a_bounded_number_names_each_rule_and_its_rows() -> None:
 
 def test_a_nullable_binary_feature_allows_missing_values_but_only_0_and_1() -> None:
     feature = Feature(name="senior", kind=FeatureKind.BINARY, nullable=True)
-    assert _rows([0, 1, None, 2, 0.5, "1"], feature) == {Rule.NOT_A_NUMBER: [], Rule.NOT_BINARY: [3, 4]}
+    assert _rows([0, 1, None, 2, 0.5, "1"], feature) == {
+        Rule.NOT_A_NUMBER: [],
+        Rule.NOT_FINITE: [],
+        Rule.NOT_BINARY: [3, 4],
+    }
 
 
 def test_categories_are_compared_as_the_text_the_model_is_fed() -> None:
@@ -42,7 +47,25 @@ def test_a_reason_names_the_feature_the_rule_and_its_bound() -> None:
     assert reasons == {
         Rule.MISSING: "tenure: missing",
         Rule.NOT_A_NUMBER: "tenure: not a number",
+        Rule.NOT_FINITE: "tenure: not a finite number within float32 range",
         Rule.BELOW_MIN: "tenure: below min 0.5",
+    }
+
+
+def test_infinite_numbers_and_numbers_beyond_float32_break_one_rule_and_no_bound() -> None:
+    """The model is fed float32, where 1e300 is infinite: as the server refuses such values, so do the rules."""
+    feature = Feature(name="area", kind=FeatureKind.NUMERIC, min=0, max=1e6)
+    values = [1.0, float("inf"), float("-inf"), 1e300, -1e300, "inf", FLOAT32_MAX, 2e6, float("nan")]
+    assert _rows(values, Feature(name="area", kind=FeatureKind.NUMERIC, nullable=True)) == {
+        Rule.NOT_A_NUMBER: [],
+        Rule.NOT_FINITE: [1, 2, 3, 4, 5],
+    }
+    assert _rows(values, feature) == {
+        Rule.MISSING: [8],
+        Rule.NOT_A_NUMBER: [],
+        Rule.NOT_FINITE: [1, 2, 3, 4, 5],
+        Rule.BELOW_MIN: [],
+        Rule.ABOVE_MAX: [6, 7],  # float32's largest number is a number, above this feature's max
     }
 
 

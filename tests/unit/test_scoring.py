@@ -48,6 +48,25 @@ def test_each_bad_row_is_named_with_its_first_problem_and_good_rows_pass() -> No
     ]
 
 
+def test_infinite_numbers_and_numbers_beyond_float32_are_bad_rows_as_the_server_refuses_them() -> None:
+    frame = pd.DataFrame(
+        {
+            "age": [30, float("inf"), 40, 50, 60],
+            "income": [1.0, 2.0, float("-inf"), 1e300, 3.4e38],
+            "member": [1, 0, 1, 0, 1],
+            "plan": ["a", "b", "a", "b", "a"],
+            "city": ["x", "y", "x", "x", "x"],
+        }
+    )
+    assert row_problems(frame, SCHEMA).tolist() == [
+        "",
+        "age: not a finite number within float32 range",
+        "income: not a finite number within float32 range",
+        "income: not a finite number within float32 range",
+        "",  # 3.4e38 is still a float32
+    ]
+
+
 def test_a_missing_feature_column_is_every_row_s_problem() -> None:
     frame = pd.DataFrame({"age": [1, 2], "income": [1, 2], "member": [0, 1], "plan": ["a", "b"]})
     assert row_problems(frame, SCHEMA).tolist() == ["city: column missing"] * 2

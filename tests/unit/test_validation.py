@@ -101,6 +101,15 @@ def test_values_outside_the_numeric_range(
     assert find_problems(churn_frame, churn_schema) == [expected]
 
 
+def test_infinite_numbers_are_refused_before_the_fit_sees_them(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    churn_frame.loc[churn_frame.index[3:5], "monthly_charges"] = [np.inf, 1e300]
+    assert find_problems(churn_frame, churn_schema) == [
+        "column 'monthly_charges': 2 value(s) that are not finite numbers within float32 range (e.g. inf, 1e+300)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("column", "empty"),
     [("tenure", np.nan), ("partner", np.nan), ("contract", None), ("internet_service", np.nan)],

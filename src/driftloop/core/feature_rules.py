@@ -1,7 +1,8 @@
 """The rules a feature's values follow, row by row: one place for a snapshot's validation and batch scoring.
 
 A missing value where the feature is not nullable; a category outside a declared list that refuses others; a
-value that is not a number; a binary feature other than 0/1; a number outside [min, max]. Each rule gives the
+value that is not a number; a number that is infinite or beyond float32's range (the model is fed float32, where
+it would become infinite); a binary feature other than 0/1; a number outside [min, max]. Each rule gives the
 rows that break it; how that is reported (a count and examples for a snapshot, a reason per row for scoring) is
 the caller's.
 """
@@ -14,13 +15,14 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from driftloop.core.schema import Feature, FeatureKind
+from driftloop.core.schema import FLOAT32_MAX, Feature, FeatureKind
 
 
 class Rule(StrEnum):
     MISSING = "missing"
     UNLISTED = "not one of the declared categories"
     NOT_A_NUMBER = "not a number"
+    NOT_FINITE = "not a finite number within float32 range"
     NOT_BINARY = "not 0 or 1"
     BELOW_MIN = "below min"
     ABOVE_MAX = "above max"
@@ -65,12 +67,15 @@ def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None 
     numeric = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     broken.append(Broken(Rule.NOT_A_NUMBER, ~missing & ~present))
     with np.errstate(invalid="ignore"):
+        finite = present & (np.abs(numeric) <= FLOAT32_MAX)
+        broken.append(Broken(Rule.NOT_FINITE, present & ~finite))
+        # The rules below judge finite numbers only: an infinite value breaks one rule, not three.
         if feature.kind is FeatureKind.BINARY:
-            broken.append(Broken(Rule.NOT_BINARY, present & (numeric != 0) & (numeric != 1)))
+            broken.append(Broken(Rule.NOT_BINARY, finite & (numeric != 0) & (numeric != 1)))
         if feature.min is not None:
-            broken.append(Broken(Rule.BELOW_MIN, present & (numeric < feature.min)))
+            broken.append(Broken(Rule.BELOW_MIN, finite & (numeric < feature.min)))
         if feature.max is not None:
-            broken.append(Broken(Rule.ABOVE_MAX, present & (numeric > feature.max)))
+            broken.append(Broken(Rule.ABOVE_MAX, finite & (numeric > feature.max)))
     return broken
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 PREFIX = "driftloop."
 
@@ -87,3 +88,17 @@ SERVING_ONNX_FILE = "serving.onnx"
 SELFCHECK_FILE = "selfcheck.json"
 SCHEMA_FILE = "schema.json"
 MODEL_INFO_FILE = "model_info.json"  # written beside the bundle when a model is baked into an image
+
+
+def parity_refusal(tags: Mapping[str, str], model_name: str, version: str, use: str) -> str | None:
+    """Why a version may not ``use`` ("become champion", "be rolled out", "score"); None if its parity passed.
+
+    Only a version whose ONNX export passed the parity check answers anyone: its graph is the model it was trained as.
+    """
+    parity = tags.get(PARITY)
+    if parity == PASSED:
+        return None
+    return (
+        f"version {version} of {model_name!r} has {PARITY}={parity or 'unset'}: only a version whose ONNX export "
+        f"passed the parity check may {use}"
+    )

@@ -79,6 +79,11 @@ def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
                 )
             case Rule.UNLISTED:
                 problem = f"{_counted(values[rows].astype(object).astype(str))} outside the declared categories"
+            case Rule.NOT_FINITE:
+                shown = values if numbers is None else numbers
+                problem = (
+                    f"{count} value(s) that are not finite numbers within float32 range ({_distinct(shown[rows])})"
+                )
             case Rule.NOT_BINARY:
                 problem = f"{count} value(s) other than 0/1 ({_distinct(values[rows])})"
             case Rule.BELOW_MIN | Rule.ABOVE_MAX:
@@ -159,7 +164,7 @@ def _examples(values: Iterable[object]) -> str:
 def _show(value: object) -> str:
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:  # 1e300 stays 1e+300
         return str(int(value))
     if isinstance(value, float | int):
         return str(value)

@@ -317,12 +317,9 @@ def _check_parity(settings: Settings, version: str) -> None:
     from driftloop.io.registry import ModelRegistry
 
     registered = ModelRegistry(settings.model_name, settings.tracking_uri).get_version(str(version))
-    parity = registered.tags.get(lineage.PARITY)
-    if parity != lineage.PASSED:
-        raise DeployError(
-            f"version {version} of {settings.model_name!r} has {lineage.PARITY}={parity or 'unset'}: only a "
-            "version whose ONNX export passed the parity check is rolled out"
-        )
+    refusal = lineage.parity_refusal(registered.tags, settings.model_name, str(version), "be rolled out")
+    if refusal is not None:
+        raise DeployError(refusal)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,13 +55,17 @@ def load_scoring_model(registry: ModelRegistry, version: str | None) -> ScoringM
     """A version's (default: the champion's) serving ONNX graph and schema, read once for every worker.
 
     Raises:
-        RegistryError: There is no champion and no version was named, or the version does not exist.
+        RegistryError: There is no champion and no version was named, the version does not exist, or its ONNX
+            export failed the parity check.
     """
     if version is None:
         champion = registry.champion()
         if champion is None:
             raise RegistryError(f"model {registry.model_name!r} has no champion yet: train one, or name a version")
         version = str(champion.version)
+    refusal = lineage.parity_refusal(registry.get_version(version).tags, registry.model_name, version, "score")
+    if refusal is not None:
+        raise RegistryError(refusal)
     with tempfile.TemporaryDirectory(prefix="driftloop-score-") as tmp:
         directory = registry.download_model_dir(version, Path(tmp))
         try:
@@ -91,10 +95,20 @@ class ScoringInput:
     so their number is known only at the end.
     """
 
-    columns: list[str]
+    columns: list[str]  # the columns every part of the input has
     pieces: list[ParquetPiece]
     csv: Any = None  # a Dask DataFrame of the CSV's blocks, when the input is a CSV
     chunks: Iterator[pd.DataFrame] | None = None  # a query's rows, when the input is SQL
+    lacking: dict[str, list[str]] = field(default_factory=dict)  # a Parquet file → columns other files have
+
+    def named(self, data: str) -> str:
+        """``data`` as an error about its columns names it: with the files that lack columns others have."""
+        if not self.lacking:
+            return data
+        files = list(self.lacking.items())
+        shown = "; ".join(f"{name} lacks {', '.join(columns)}" for name, columns in files[:3])
+        more = f"; {len(files) - 3} more file(s)" if len(files) > 3 else ""
+        return f"{data} ({shown}{more})"
 
     @property
     def tasks(self) -> int | None:
@@ -143,12 +157,25 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
         )
         if not files:
             raise DatasetError(f"input directory {source} holds no Parquet file")
-        pieces = [ParquetPiece(str(f), g) for f in files for g in range(pq.ParquetFile(f).num_row_groups)]
-        return ScoringInput([str(name) for name in pq.read_schema(files[0]).names], pieces)
+        metadata = {f: pq.ParquetFile(f).metadata for f in files}
+        pieces = [ParquetPiece(str(f), g) for f in files for g in range(metadata[f].num_row_groups)]
+        names = {f: [str(name) for name in meta.schema.to_arrow_schema().names] for f, meta in metadata.items()}
+        everywhere = set.intersection(*(set(n) for n in names.values()))
+        anywhere = list(dict.fromkeys(c for n in names.values() for c in n))
+        lacking = {
+            _relative(f, source): [c for c in anywhere if c not in names[f]]
+            for f in files
+            if set(names[f]) != set(anywhere)
+        }
+        return ScoringInput([c for c in names[files[0]] if c in everywhere], pieces, lacking=lacking)
     if ".csv" not in [s.lower() for s in source.suffixes]:
         raise DatasetError(f"input {source}: score reads CSV, Parquet or a directory of Parquet files")
     frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
     return ScoringInput([str(c) for c in frame.columns], [], frame)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if root.is_dir() else path.name
 
 
 def _hidden(path: Path, root: Path) -> bool:

@@ -226,12 +226,9 @@ class ModelRegistry:
             target = self.get_version(version)
         except RegistryError as exc:
             raise PromotionRefused(str(exc)) from exc
-        parity = target.tags.get(lineage.PARITY)
-        if parity != lineage.PASSED:
-            raise PromotionRefused(
-                f"version {version} of {self.model_name!r} has {lineage.PARITY}={parity or 'unset'}: only a "
-                "version whose ONNX export passed the parity check may become champion"
-            )
+        refusal = lineage.parity_refusal(target.tags, self.model_name, version, "become champion")
+        if refusal is not None:
+            raise PromotionRefused(refusal)
         current, report = self._read()
         pin = report.pinned
         if automatic and pin is not None:

@@ -31,14 +31,21 @@ from typing import Any, Literal, NamedTuple, NoReturn
 import numpy as np
 
 from driftloop.core.layout import FeatureLayout
-from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind, Unseen, repeated_names
+from driftloop.core.schema import (
+    FLOAT32_MAX,
+    MISSING_CATEGORY,
+    DatasetSchema,
+    Feature,
+    FeatureKind,
+    Unseen,
+    repeated_names,
+)
 from driftloop.errors import InputError
 
 UnknownCategories = Literal["error", "ignore"]
 
 _NUMERIC, _BINARY, _CATEGORICAL = 0, 1, 2
 _KIND_CODE = {FeatureKind.NUMERIC: _NUMERIC, FeatureKind.BINARY: _BINARY, FeatureKind.CATEGORICAL: _CATEGORICAL}
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ZERO_ONE = frozenset({0, 1})  # 0 == 0.0 == False and 1 == 1.0 == True hash alike
 _NUMBER_TYPES = frozenset({int, float})
 _BINARY_TYPES = frozenset({int, float, bool})
@@ -131,8 +138,8 @@ class _Spec:
         self.name = feature.name
         self.kind = _KIND_CODE[feature.kind]
         self.nullable = feature.nullable
-        self.lo = -_FLOAT32_MAX if feature.min is None else max(feature.min, -_FLOAT32_MAX)
-        self.hi = _FLOAT32_MAX if feature.max is None else min(feature.max, _FLOAT32_MAX)
+        self.lo = -FLOAT32_MAX if feature.min is None else max(feature.min, -FLOAT32_MAX)
+        self.hi = FLOAT32_MAX if feature.max is None else min(feature.max, FLOAT32_MAX)
         self.allowed = frozenset(feature.categories or ())
         self.categories_text = _quoted(feature.categories or ())
         # A value outside the list is accepted as sent, and the model sees it in the other bucket (``for_model``).
