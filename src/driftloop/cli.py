@@ -368,7 +368,8 @@ def train(
         str | None,
         typer.Option(
             help="Classifiers: logistic_regression (default) | random_forest | gradient_boosting | "
-            "hist_gradient_boosting; regressors: ridge (default) and the same three tree models"
+            "hist_gradient_boosting | lightgbm | xgboost (the last two: pip install 'driftloop\\[boosting]'); "
+            "regressors: ridge (default) and the same five tree models"
         ),
     ] = None,
     model: Annotated[

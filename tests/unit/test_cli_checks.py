@@ -346,3 +346,14 @@ def test_score_refuses_a_size_dask_cannot_read_as_a_usage_error(
 def test_score_takes_the_sizes_dask_reads(home: Path, tmp_path: Path, option: str, value: str) -> None:
     scored = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"), option, value)
     assert_refused_before_services(scored, home, "DATA nowhere.parquet: no such file or directory")  # got past parsing
+
+
+def test_train_help_names_every_built_in_estimator(home: Path) -> None:
+    from driftloop.core.pipeline import ESTIMATORS, REGRESSORS
+
+    shown = " ".join(driftloop(home, "train", "--help").stdout.replace("│", " ").split())
+    for name in [*ESTIMATORS, *REGRESSORS]:
+        assert name in shown, name
+    assert len(set(REGRESSORS) - {"ridge"}) == 5
+    assert "the same five tree models" in shown
+    assert "pip install 'driftloop[boosting]'" in shown
