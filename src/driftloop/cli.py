@@ -1021,7 +1021,8 @@ def _up(settings: Settings) -> Settings:
 
     _refuse_unauthenticated_prefect(settings)
     project = project_for(settings)
-    served = tuple(name for name in project.names if name != settings.model_name)
+    # DRIFTLOOP_SERVE_MODELS' names are served too, though only the project's models get deployments.
+    served = project.served_beside(settings.model_name, settings.serve_models)
     settings = settings.model_copy(update={"serve_models": served})
 
     if not settings.uses_local_prefect:

@@ -123,6 +123,16 @@ def test_without_a_project_file_the_settings_model_is_the_project(tmp_path: Path
     )
 
 
+def test_up_serves_the_projects_models_and_those_of_driftloop_serve_models(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, project_file=tmp_path / "driftloop.yaml", serve_models=("wine", "churn"))
+    assert project_for(settings).served_beside("churn", settings.serve_models) == ("wine",)  # no project file
+    _write(tmp_path, THREE)
+    project = project_for(Settings(home=tmp_path, project_file=tmp_path / "project" / "driftloop.yaml"))
+    assert project.served_beside("churn") == ("wine", "houses")
+    assert project.served_beside("churn", ("extra", "wine")) == ("wine", "houses", "extra")
+    assert project.served_beside("wine") == ("churn", "houses")
+
+
 def test_prefect_yaml_is_deployed_once_per_model_keyed_by_it(tmp_path: Path) -> None:
     template = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     project = load_project(_write(tmp_path, THREE))

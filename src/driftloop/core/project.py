@@ -171,3 +171,7 @@ class Project(BaseModel):
 
     def model(self, name: str) -> ProjectModel | None:
         return next((model for model in self.models if model.name == name), None)
+
+    def served_beside(self, default: str, more: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The models one server serves beside ``default``: the project's, then ``more`` (DRIFTLOOP_SERVE_MODELS)."""
+        return tuple(dict.fromkeys(name for name in (*self.names, *more) if name != default))
