@@ -238,3 +238,19 @@ def test_a_snapshot_that_adds_features_evolves_the_schema_and_one_that_drops_or_
     problem = evolution_problem(champion, retyped) or ""
     assert f"retypes {binary} (binary → numeric)" in problem
     assert problem.endswith("or register it under another model name (--model-name / DRIFTLOOP_MODEL_NAME)")
+
+
+def test_a_numeric_column_with_a_few_stray_texts_is_numeric_and_the_note_names_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    area = rng.uniform(20, 300, 2000).round(1).astype(object)
+    area[[5, 700]] = ["unknown", "12,5"]
+    codes = rng.choice(["A1", "B2", "C3", "17"], 2000).astype(object)  # mostly text: stays a category
+    frame = pd.DataFrame({"area": area, "code": codes, "y": rng.choice(["a", "b"], 2000)})
+    inferred = infer_schema(frame, "y", "houses")
+    assert inferred.schema.feature("area").kind is FeatureKind.NUMERIC
+    assert inferred.schema.feature("code").kind is FeatureKind.CATEGORICAL
+    notes = "\n".join(inferred.notes)
+    assert "'area' inferred numeric: 1,998 of 2,000 values are numbers, 2 are not (e.g. 'unknown', '12,5')" in notes
+    # Then training names the same rows, so the user fixes them before any fit.
+    problems = find_problems(frame, inferred.schema)
+    assert problems == ["column 'area': 2 non-numeric value(s) (e.g. 'unknown', '12,5')"]

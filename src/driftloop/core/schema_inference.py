@@ -5,6 +5,7 @@ Every column but the target becomes a feature unless it cannot be one, and then 
     0/1 numbers or booleans      binary
     other numbers                numeric (the observed range goes in the description, not in min/max: a rule
                                  there would refuse tomorrow's data for drifting)
+    text, ≥ 95% of it numbers    numeric, with a note naming the values that are not (training refuses them)
     text                         categorical, the observed values as its categories
     text, over max_categories    categorical, ``categories: learn``: the training snapshot's most frequent values;
                                  the rest and unseen values go to an other bucket (``unseen: other``)
@@ -39,6 +40,7 @@ POSITIVE_SPELLINGS = ("1", "1.0", "true", "yes", "y", "positive", "pos")
 _DATE_LIKE = re.compile(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
 _DATE_SHARE = 0.95  # of the non-missing values, for a text column to count as dates
 _IDENTIFIER_SHARE = 0.9  # distinct values per non-missing value, for a text column to count as an identifier
+_MOSTLY_NUMBERS = 0.95  # the share of a text column's values that parse as numbers for it to be inferred numeric
 _IDENTIFIER_MIN_ROWS = 50  # below this, whole numbers all distinct are too likely by chance to mention
 
 
@@ -179,6 +181,16 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
                 "an identifier? If it is, remove it from the schema (a model that learns ids does not generalise)"
             )
         return feature, None
+    stray = _mostly_numbers(present)
+    if stray is not None:
+        numbers = pd.to_numeric(present, errors="coerce").dropna()
+        description = f"observed {_number(float(numbers.min()))} to {_number(float(numbers.max()))}"
+        shown = ", ".join(repr(v) for v in pd.unique(present[stray].astype(str))[:3])
+        return Feature(name=name, kind=FeatureKind.NUMERIC, nullable=nullable, description=description), (
+            f"{name!r} inferred numeric: {len(numbers):,} of {len(present):,} values are numbers, "
+            f"{int(stray.sum()):,} are not (e.g. {shown}); training refuses those rows until they are fixed "
+            "(or empty, the feature then nullable). If the column is a category, declare it categorical"
+        )
     text = present.astype(str)
     distinct = text.value_counts()
     if len(distinct) > max_categories:
@@ -196,6 +208,15 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
         )
     categories = tuple(sorted(distinct.index))
     return Feature(name=name, kind=FeatureKind.CATEGORICAL, nullable=nullable, categories=categories), None
+
+
+def _mostly_numbers(present: pd.Series) -> pd.Series | None:
+    """Which values of a text column are not numbers, when nearly all of them are (stray text); else None."""
+    if pd.api.types.is_numeric_dtype(present.dtype):
+        return None
+    stray = pd.to_numeric(present.astype(str), errors="coerce").isna()
+    share = 1 - float(stray.mean())
+    return stray if _MOSTLY_NUMBERS <= share < 1 else None
 
 
 def _whole_and_all_distinct(present: pd.Series) -> bool:
