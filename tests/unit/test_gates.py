@@ -292,6 +292,21 @@ def test_an_ordinary_run_within_tolerance_is_still_refused_when_significantly_wo
     assert _segment_decide(_segments(all=_difference(-0.004, -0.012, 0.004)), POLICY).verdict == "promote"
 
 
+def test_a_retrain_that_fixes_a_shift_may_give_up_less_than_its_tolerance_on_the_old_rows() -> None:
+    """A big holdout calls 0.0006 "significantly worse"; a retrain that fixes a shift must still pass that."""
+    fixes = _difference(0.23, 0.20, 0.26)
+    slightly = _segment_decide(_segments(reference=_difference(-0.0006, -0.0011, -0.0002), recent=fixes))
+    assert slightly.verdict == "promote", slightly.reasons
+    assert "by more than 0.005" in slightly.rule
+    clearly = _segment_decide(_segments(reference=_difference(-0.009, -0.012, -0.006), recent=fixes))
+    assert clearly.verdict == "refuse"
+    assert any("on reference" in r and "(beyond the tolerance of 0.005)" in r for r in clearly.reasons), clearly.reasons
+    strict = GatePolicy(improve_on=RECENT, tolerance=0.0)
+    assert _segment_decide(
+        _segments(reference=_difference(-0.0006, -0.0011, -0.0002), recent=fixes), strict
+    ).verdict == ("refuse")
+
+
 def test_a_pinned_champion_refuses_automatic_promotion() -> None:
     segments = _segments(recent=_difference(0.06, 0.02, 0.10))
     decision = _segment_decide(segments, pinned="alice@host at v3 (release freeze)")

@@ -4,7 +4,8 @@ Point estimates on a few thousand rows cannot tell a better model from a worse o
 against a champion the gate compares both models on the same holdout rows, segment by segment (the champion's
 own holdout, the recent labelled rows, all of them), with an interval of the difference (``core.significance``:
 DeLong's for ROC AUC, a paired bootstrap for other metrics). A retrain must improve significantly where it was
-meant to help; no candidate may be significantly worse on any segment.
+meant to help; no candidate may be significantly worse on any segment (a retrain: by more than its tolerance, so a
+large holdout's narrow interval on the old rows cannot block a retrain that fixes a shift).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class GatePolicy:
             the task's defaults.
         tolerance: How much worse than the champion on the primary metric (point estimate, whole holdout) a
             candidate may be and still be promoted. 0 means at least equal; a negative value means it must beat
-            the champion by that much.
+            the champion by that much. A retrain's positive tolerance is also its other segments' margin
+            (``worse_margin``).
         improve_on: The segment where the candidate must be significantly better (a retrain: ``recent``, or
             ``all`` when it retrains on a changed source); None for an ordinary training run.
         min_effect: With ``improve_on``: the interval's lower end must lie above this improvement.
@@ -74,6 +76,16 @@ class GatePolicy:
     min_segment_rows: int = 50
     resamples: int = 2000
     kind: TaskKind = TaskKind.BINARY
+
+    @property
+    def worse_margin(self) -> float:
+        """How much worse on a segment a candidate may be shown to be before that refuses it.
+
+        0 for an ordinary run: a candidate shown to be worse anywhere is refused. A retrain (``improve_on``) may be
+        worse elsewhere by up to a positive tolerance: with thousands of holdout rows an interval is narrow enough
+        to call 0.0006 of R² on the old rows "significantly worse", and a retrain that fixes a shift would never pass.
+        """
+        return max(self.tolerance, 0.0) if self.improve_on is not None else 0.0
 
     def __post_init__(self) -> None:
         kind = TaskKind(self.kind)
@@ -139,7 +151,8 @@ class GatePolicy:
             method += f" ({self.resamples} resamples)"
         lines.append(
             f"segments: {self.confidence:.0%} {method} intervals on every segment with at least "
-            f"{self.min_segment_rows} holdout rows; significantly worse on any refuses"
+            f"{self.min_segment_rows} holdout rows; significantly worse on any, by more than "
+            f"{self.worse_margin:g}, refuses"
         )
         if self.improve_on:
             lines.append(
@@ -509,14 +522,15 @@ def _rule(policy: GatePolicy, has_champion: bool) -> str:
     if not has_champion:
         return "first version: the floors and ONNX parity"
     tested = f"{policy.confidence:.0%} {interval_method(policy.primary, policy.kind)} interval on {policy.primary}"
+    margin = f" by more than {policy.worse_margin:g}" if policy.worse_margin > 0 else ""
     if policy.improve_on is None:
         return (
-            f"not significantly worse on any segment ({tested}) and within {policy.tolerance:g} of the champion "
-            "on the whole holdout"
+            f"not significantly worse on any segment{margin} ({tested}) and within {policy.tolerance:g} of the "
+            "champion on the whole holdout"
         )
     return (
         f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}) and not "
-        f"significantly worse on any segment ({tested})"
+        f"significantly worse on any segment{margin} ({tested})"
     )
 
 
@@ -528,8 +542,9 @@ def _judge_segments(
     findings: list[str] = []
     for comparison in segments:
         difference = comparison.difference
-        if difference is not None and difference.significantly_worse:
-            failures.append(f"significantly worse than {champion_label} on {comparison.describe()}")
+        if difference is not None and difference.worse_beyond(policy.worse_margin):
+            beyond = f" (beyond the tolerance of {policy.worse_margin:g})" if policy.worse_margin > 0 else ""
+            failures.append(f"significantly worse than {champion_label} on {comparison.describe()}{beyond}")
     if policy.improve_on is not None:
         target = next((c for c in segments if c.segment == policy.improve_on), None)
         if target is None:

@@ -275,6 +275,10 @@ class MetricDifference:
         """The whole interval lies below zero."""
         return self.high < 0
 
+    def worse_beyond(self, margin: float) -> bool:
+        """The whole interval lies below ``-margin``: worse, with confidence, by more than ``margin``."""
+        return self.high < -margin
+
     def describe(self) -> str:
         """``roc_auc 0.8312 vs 0.8101: 0.0211 better, 95% CI of the improvement [+0.0083, +0.0342]``.
 
