@@ -6,7 +6,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
@@ -199,11 +199,12 @@ def handle_episode(
         cooldown_seconds=policy.cooldown_seconds,
         new_labels=_new_labels(predictions_url, model_name, champion.tags) if current is not None else 0,
         min_new_labels=policy.min_new_labels,
+        claim_timeout_seconds=policy.retrain_timeout_seconds,
     )
     if decision.action == "emit":
         episode = Episode.start(model_name, champion.version, now)
     elif decision.action == "re_emit" and current is not None:
-        episode = replace(current, attempt=current.attempt + 1, retrain="pending")
+        episode = current.asked_again(now)
     else:
         if decision.action == "close":
             store.close(champion.version)

@@ -49,6 +49,39 @@ def test_a_failed_retrain_is_asked_for_again_after_the_cooldown() -> None:
     assert "the last retrain failed" in later.note
 
 
+def _waiting(episode: Episode, hours: float) -> object:
+    return drift_action(
+        True, False, episode, now=T0 + timedelta(hours=hours), cooldown_seconds=600, new_labels=0, min_new_labels=100,
+        claim_timeout_seconds=7200,
+    )  # fmt: skip
+
+
+def test_a_requested_retrain_nobody_started_is_asked_for_again_after_the_retrain_timeout() -> None:
+    """No retrain deployment for the model, or no worker: the event went nowhere; the episode must not wait forever."""
+    requested = Episode.start("wine", "1", T0)
+    assert requested.requested_at == T0
+    waiting = _waiting(requested, 1.9)
+    assert waiting.action == "already_open"  # a worker busy with another run may take a while
+    assert "retrain requested, not started yet" in waiting.note
+    lost = _waiting(requested, 2.1)
+    assert lost.action == "re_emit"
+    assert "the retrain requested at 2026-11-25 12:00:00 never started" in lost.note
+    # The second request is timed from when it was made, not from the episode's start.
+    again = requested.asked_again(T0 + timedelta(hours=2.1))
+    assert (again.attempt, again.retrain, again.requested_at) == (2, "pending", T0 + timedelta(hours=2.1))
+    assert _waiting(again, 3).action == "already_open"
+    assert _waiting(again, 4.2).action == "re_emit"
+    # An older record without requested_at: the first attempt counts from the start; a later one cannot be timed.
+    assert _waiting(OPEN, 2.1).action == "re_emit"
+    assert _waiting(replace(OPEN, attempt=2), 50).action == "already_open"
+
+
+def test_a_claimed_retrain_is_never_asked_for_again_by_the_claim_timeout() -> None:
+    for state in ("running", "promoted"):
+        claimed = replace(Episode.start("wine", "1", T0), retrain=state, claimed_attempt=1, attempt_at=T0)
+        assert _waiting(claimed, 100).action == "already_open", state
+
+
 def test_a_failed_retrain_is_not_asked_for_when_the_drift_is_gone() -> None:
     failed = replace(OPEN, retrain="failed", claimed_attempt=1, attempt_at=T0)
     assert _act(False, failed, now=T0 + timedelta(hours=2)).action == "close"
@@ -90,9 +123,13 @@ def test_a_retrain_whose_run_died_is_taken_as_failed(run_state: str | None, elap
 
 def test_episode_json_round_trip_and_the_older_form() -> None:
     episode = replace(
-        OPEN, attempt=3, retrain="refused", claimed_attempt=2, attempt_at=T0, flow_run_id="x", labels_seen=7
-    )
+        OPEN, attempt=3, retrain="refused", claimed_attempt=2, attempt_at=T0, flow_run_id="x", labels_seen=7,
+        requested_at=T0 + timedelta(minutes=5),
+    )  # fmt: skip
     assert Episode.from_json(episode.to_json()) == episode
+    without = episode.to_json().replace(f',"requested_at":"{(T0 + timedelta(minutes=5)).isoformat()}"', "")
+    assert "requested_at" not in without
+    assert Episode.from_json(without) == replace(episode, requested_at=None)  # recorded before it was kept
     legacy = Episode.from_json(f"{OPEN.key}@{T0.isoformat()}")
     assert (legacy.key, legacy.started_at, legacy.retrain, legacy.claimed_attempt) == (OPEN.key, T0, "pending", 0)
     handled = Episode.from_json(f"{OPEN.key}@{T0.isoformat()}", legacy_retrained_episode=OPEN.key)

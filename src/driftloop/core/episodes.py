@@ -6,7 +6,9 @@ cooldown after the previous retrain, so a check firing every minute cannot start
 
 An attempt is not handled until the retrain says how it ended. If it failed, or its flow run died without
 saying, the next drifting check (after the cooldown) emits again. If it was refused, or skipped because there
-were no new labels, the check emits again once enough new labels have arrived (and the cooldown has passed).
+were no new labels, the check emits again once enough new labels have arrived (and the cooldown has passed). If
+no retrain ever claimed it (no retrain deployment for the model, no worker, the event lost) within the retrain
+timeout, the next drifting check emits again rather than wait forever.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Episode:
         attempt_at: When that retrain started (or, when deferred, the retrain it waits behind).
         flow_run_id: The Prefect flow run of that retrain.
         labels_seen: New labelled rows there were when the latest retrain decided.
+        requested_at: When the latest event was emitted (None in episodes recorded before it was kept).
     """
 
     key: str
@@ -49,15 +52,25 @@ class Episode:
     attempt_at: datetime | None = None
     flow_run_id: str | None = None
     labels_seen: int = 0
+    requested_at: datetime | None = None
 
     @staticmethod
     def start(model_name: str, version: str, at: datetime) -> Episode:
-        return Episode(key=f"{model_name}-v{version}-{at.strftime('%Y%m%dT%H%M%SZ')}", started_at=at)
+        return Episode(key=f"{model_name}-v{version}-{at.strftime('%Y%m%dT%H%M%SZ')}", started_at=at, requested_at=at)
+
+    def asked_again(self, at: datetime) -> Episode:
+        """The next attempt, requested at ``at``."""
+        return replace(self, attempt=self.attempt + 1, retrain="pending", requested_at=at)
+
+    def requested(self) -> datetime | None:
+        """When the pending attempt was requested: recorded, or (first attempt, older records) the episode's start."""
+        return self.requested_at or (self.started_at if self.attempt == 1 else None)
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data["started_at"] = self.started_at.isoformat()
         data["attempt_at"] = self.attempt_at.isoformat() if self.attempt_at else None
+        data["requested_at"] = self.requested_at.isoformat() if self.requested_at else None
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -80,6 +93,7 @@ class Episode:
             raise ValueError(f"unknown retrain state {data.get('retrain')!r} in drift episode {text[:200]!r}")
         data["started_at"] = datetime.fromisoformat(data["started_at"])
         data["attempt_at"] = datetime.fromisoformat(data["attempt_at"]) if data.get("attempt_at") else None
+        data["requested_at"] = datetime.fromisoformat(data["requested_at"]) if data.get("requested_at") else None
         return cls(**data)
 
     def running_ended(self, run_state: str | None, now: datetime, timeout_seconds: float) -> Episode:
@@ -110,6 +124,7 @@ def drift_action(
     cooldown_seconds: float,
     new_labels: int,
     min_new_labels: int,
+    claim_timeout_seconds: float = float("inf"),
 ) -> DriftDecision:
     """What the drift flow does with a verdict, given the version's open episode (if any).
 
@@ -124,6 +139,7 @@ def drift_action(
         new_labels: Labelled rows the champion has not been trained on.
         min_new_labels: New labels (since the last attempt) that justify another attempt after a refusal or a
             skip for lack of labels.
+        claim_timeout_seconds: A requested attempt no retrain has claimed after this long is asked for again.
     """
     if insufficient:
         return DriftDecision("none", "not judged: too few rows")
@@ -140,6 +156,13 @@ def drift_action(
     wait_note = f"retry after the cooldown ({cooldown_seconds - waited:.0f}s left)"
     quiet = "no new event"
     if episode.retrain == "pending":
+        requested = episode.requested()
+        if requested is not None and (now - requested).total_seconds() > claim_timeout_seconds:
+            return DriftDecision(
+                "re_emit",
+                f"drift persists {since}; the retrain requested at {requested:%Y-%m-%d %H:%M:%S} never started (is "
+                "there a retrain deployment for this model, and a worker?): event emitted again",
+            )
         return DriftDecision("already_open", f"drift persists {since}; retrain requested, not started yet; {quiet}")
     if episode.retrain == "running":
         return DriftDecision(
