@@ -88,7 +88,8 @@ def score_on_dask(
     source = source_from_text(data, query)
     rows = open_scoring_input(source, secret_text(get_settings().sql_password), batch_rows=batch_rows)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    keys = require_input_columns(rows.columns, keys, schema, rows.named(describe_source(source)))
+    named = rows.named(describe_source(source), [*(keys or []), *schema.feature_names])
+    keys = require_input_columns(rows.columns, keys, schema, named)
     progress = _Progress(model.version)
     with dask_client(scheduler, workers) as client:
         done = score_with_dask(client, rows, model, keys, out, sampling, progress.advance, schema=schema,

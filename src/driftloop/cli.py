@@ -1361,7 +1361,8 @@ def score(
 
     model = load_scoring_model(_registry(settings), version)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    key = require_input_columns(source.columns, key, schema, source.named(data))  # every check before any worker
+    named = source.named(data, [*key, *schema.feature_names])
+    key = require_input_columns(source.columns, key, schema, named)  # every check before any worker starts
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
     _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema,

@@ -101,11 +101,12 @@ class ScoringInput:
     chunks: Iterator[pd.DataFrame] | None = None  # a query's rows, when the input is SQL
     lacking: dict[str, list[str]] = field(default_factory=dict)  # a Parquet file → columns other files have
 
-    def named(self, data: str) -> str:
-        """``data`` as an error about its columns names it: with the files that lack columns others have."""
-        if not self.lacking:
+    def named(self, data: str, wanted: Sequence[str]) -> str:
+        """``data`` as an error about its columns names it: with the files that lack ``wanted`` columns others have."""
+        files = [(name, [c for c in columns if c in wanted]) for name, columns in self.lacking.items()]
+        files = [(name, columns) for name, columns in files if columns]
+        if not files:
             return data
-        files = list(self.lacking.items())
         shown = "; ".join(f"{name} lacks {', '.join(columns)}" for name, columns in files[:3])
         more = f"; {len(files) - 3} more file(s)" if len(files) > 3 else ""
         return f"{data} ({shown}{more})"
