@@ -316,16 +316,36 @@ def _byte_size(value: str) -> str:
     return value
 
 
+# Below this a scoring worker (Python, pandas, pyarrow, onnxruntime: about 350 MB before any row) is over its limit
+# as it starts, and Dask restarts it for ever instead of failing.
+MIN_WORKER_MEMORY = 512 * 2**20
+
+
 def _memory_limit(value: str) -> str:
     """``auto``, 0 (no limit), a share of the RAM (0 < x ≤ 1) or a size, as Dask's worker memory limit reads it."""
     if value == "auto":
         return value
     try:
+        from dask.utils import parse_bytes
+        from distributed.system import MEMORY_LIMIT  # the RAM (or cgroup limit) a share is of, as Dask reads it
+    except ImportError:  # `score` then names the extra that installs Dask
+        return value
+    try:
         share = float(value)
     except ValueError:
-        return _byte_size(value)
-    if share < 0:
-        raise typer.BadParameter(f"{value!r}: give auto, 0 (no limit), a share of the RAM (0 < x ≤ 1) or a size (2GB)")
+        limit = parse_bytes(_byte_size(value))
+    else:
+        if share < 0:
+            raise typer.BadParameter(
+                f"{value!r}: give auto, 0 (no limit), a share of the RAM (0 < x ≤ 1) or a size (2GB)"
+            ) from None
+        limit = int(share * MEMORY_LIMIT) if share <= 1 else int(share)
+    if 0 < limit < MIN_WORKER_MEMORY:
+        shown = f"{limit / 2**20:,.0f} MiB" if limit >= 2**20 else f"{limit:,} bytes"
+        raise typer.BadParameter(
+            f"{value!r} is {shown}: a scoring worker needs at least {MIN_WORKER_MEMORY // 2**20} MiB (its libraries "
+            "alone take about 350 MB)"
+        )
     return value
 
 
@@ -1338,7 +1358,10 @@ def score(
             help="Share of scored rows logged for the drift check [default: DRIFTLOOP_SCORE_LOG_FRACTION]",
         ),
     ] = None,  # fmt: skip
-    force: Annotated[bool, typer.Option(help="Write into --out even if it holds files")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Write into --out even if it holds files; an earlier run's answers there are replaced"),
+    ] = False,
     model_name: ModelNameOption = None,
 ) -> None:
     """Score a table with a model version's ONNX graph on Dask, writing Parquet; bad rows are set aside."""
@@ -1365,6 +1388,11 @@ def score(
     key = require_input_columns(source.columns, key, schema, named)  # every check before any worker starts
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
+    if force and out.is_dir():  # every check passed: the earlier answers go only now
+        from driftloop.io.batch_scoring import clear_earlier_answers
+
+        if replaced := clear_earlier_answers(out):
+            err.print(f"replaced {replaced:,} answer file(s) of an earlier run in {out}", highlight=False)
     _run_scoring(settings, source, model, key, out, sampling, data, dask_scheduler, workers, memory_limit, schema,
                  batch_rows)  # fmt: skip
 
@@ -1390,9 +1418,10 @@ def _run_scoring(
         done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
                                batch_rows=batch_rows)  # fmt: skip
     rate = done.rows / done.seconds if done.seconds > 0 else 0.0
+    answers = f"{done.scored:,} → {destination}/part-*.parquet" if done.scored else "no answers, no file written"
     out.print(
         f"scored   {done.rows:,} rows of {data} with {model.name} v{model.version} in {done.seconds:.1f} s "
-        f"({rate:,.0f} rows/s) on {where}: {done.scored:,} → {destination}/part-*.parquet",
+        f"({rate:,.0f} rows/s) on {where}: {answers}",
         highlight=False,
         soft_wrap=True,
     )

@@ -173,6 +173,16 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     missing = dl.run("score", str(tmp_path / "nothere.csv"), "--out", str(tmp_path / "none"), check=False)
     assert missing.stderr.strip() == f"error: DATA {tmp_path / 'nothere.csv'}: no such file or directory"
 
+    # --force over another run's answers (12,000 rows in 3 files): only this run's are left to read.
+    forced = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "scored"), "--key", "id", "--force")
+    assert "replaced 4 answer file(s) of an earlier run" in forced.stderr, forced.stderr
+    assert len(pd.read_parquet(tmp_path / "scored")) == 3987
+    assert len(pd.read_parquet(tmp_path / "scored" / "_rejected")) == 13
+    nowhere = dl.run("score", str(source), "--out", str(tmp_path / "nowhere"), "--dask-scheduler", "nonsense",
+                     check=False)  # fmt: skip
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.startswith("error: 'nonsense' is not a Dask scheduler address such as tcp://host:8786")
+
     # One file of a directory without a feature: refused before any row is scored, naming the file.
     (source / "late").mkdir()
     parts[2].drop(columns=["tenure"]).to_parquet(source / "late" / "part-3.parquet", index=False)

@@ -329,6 +329,10 @@ def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path
         ("--blocksize", "0", "Invalid value for '--blocksize': '0': a size must be more than 0 bytes"),
         ("--memory-limit", "lots", "Invalid value for '--memory-limit': 'lots' is not a size"),
         ("--memory-limit", "-0.5", "Invalid value for '--memory-limit': '-0.5': give auto, 0 (no limit)"),
+        # Dask would restart a worker this small for ever: it is over its limit before its first row.
+        ("--memory-limit", "200MB", "'200MB' is 191 MiB: a scoring worker needs at least 512 MiB"),
+        ("--memory-limit", "10", "'10' is 10 bytes: a scoring worker needs at least 512 MiB"),
+        ("--memory-limit", "0.0000001", "bytes: a scoring worker needs at least 512 MiB"),
     ],
 )
 def test_score_refuses_a_size_dask_cannot_read_as_a_usage_error(
@@ -341,7 +345,8 @@ def test_score_refuses_a_size_dask_cannot_read_as_a_usage_error(
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--blocksize", "16MiB"), ("--memory-limit", "0.4"), ("--memory-limit", "0")]
+    ("option", "value"),
+    [("--blocksize", "16MiB"), ("--memory-limit", "0.4"), ("--memory-limit", "0"), ("--memory-limit", "600MB")],
 )
 def test_score_takes_the_sizes_dask_reads(home: Path, tmp_path: Path, option: str, value: str) -> None:
     scored = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"), option, value)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from driftloop.io.batch_scoring import scoring_input
+from driftloop.errors import DatasetError
+from driftloop.io.batch_scoring import clear_earlier_answers, scoring_input
 
 
 def test_a_directory_s_columns_are_those_every_file_has_and_the_files_lacking_one_are_named(tmp_path: Path) -> None:
@@ -30,3 +32,19 @@ def test_a_single_file_lacks_nothing(tmp_path: Path) -> None:
     assert found.columns == ["id", "age"]
     assert found.lacking == {}
     assert found.named("one.parquet", ["age"]) == "one.parquet"
+
+
+def test_an_empty_csv_is_named_as_empty(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DatasetError, match="empty.csv is empty: not even a header line"):
+        scoring_input(tmp_path / "empty.csv", "64MB")
+
+
+def test_force_clears_only_an_earlier_runs_answer_files(tmp_path: Path) -> None:
+    for name in ("part-00000-0000.parquet", "part-00003-0001.parquet", "_rejected/part-00001-0000.parquet"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert clear_earlier_answers(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # and the emptied _rejected/ is gone
+    assert clear_earlier_answers(tmp_path) == 0

@@ -29,6 +29,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
 from driftloop.io.partition_scoring import (
+    REJECTED_DIR,
     LogSampling,
     ParquetPiece,
     PartitionScored,
@@ -171,8 +172,24 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
         return ScoringInput([c for c in names[files[0]] if c in everywhere], pieces, lacking=lacking)
     if ".csv" not in [s.lower() for s in source.suffixes]:
         raise DatasetError(f"input {source}: score reads CSV, Parquet or a directory of Parquet files")
+    if source.stat().st_size == 0:
+        raise DatasetError(f"input {source} is empty: not even a header line")
     frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
     return ScoringInput([str(c) for c in frame.columns], [], frame)
+
+
+def clear_earlier_answers(out: Path) -> int:
+    """Delete the answer files an earlier run wrote in ``out`` (``part-*.parquet``, ``_rejected/part-*.parquet``).
+
+    ``--force``: the directory then holds this run's answers only. Other files are left alone. Returns how many
+    files went.
+    """
+    earlier = [*out.glob("part-*.parquet"), *(out / REJECTED_DIR).glob("part-*.parquet")]
+    for path in earlier:
+        path.unlink()
+    if (out / REJECTED_DIR).is_dir() and not any((out / REJECTED_DIR).iterdir()):
+        (out / REJECTED_DIR).rmdir()
+    return len(earlier)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -283,6 +300,10 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
             client = Client(address, timeout="10s")
         except OSError as error:
             raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
+        except ValueError as error:  # distributed's parse of the address
+            raise ConfigError(
+                f"{address!r} is not a Dask scheduler address such as tcp://host:8786 ({error})"
+            ) from None
         with client:
             yield client
         return
