@@ -151,8 +151,9 @@ class GatePolicy:
             method += f" ({self.resamples} resamples)"
         lines.append(
             f"segments: {self.confidence:.0%} {method} intervals on every segment with at least "
-            f"{self.min_segment_rows} holdout rows; significantly worse on any, by more than "
-            f"{self.worse_margin:g}, refuses"
+            f"{self.min_segment_rows} holdout rows; significantly worse on any"
+            + (f", by more than {self.worse_margin:g}," if self.worse_margin > 0 else "")
+            + " refuses"
         )
         if self.improve_on:
             lines.append(
