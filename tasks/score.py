@@ -12,12 +12,13 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from driftloop.core.schema import DatasetSchema
-from driftloop.core.scoring import REASON_COLUMN, require_input_columns
+from driftloop.core.scoring import REASON_COLUMN
 from driftloop.io.batch_scoring import (
     BatchScored,
     dask_client,
     load_scoring_model,
     open_scoring_input,
+    require_columns,
     score_with_dask,
 )
 from driftloop.io.datasets import describe_source, source_from_text
@@ -88,8 +89,7 @@ def score_on_dask(
     source = source_from_text(data, query)
     rows = open_scoring_input(source, secret_text(get_settings().sql_password), batch_rows=batch_rows)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    named = rows.named(describe_source(source), [*(keys or []), *schema.feature_names])
-    keys = require_input_columns(rows.columns, keys, schema, named)
+    keys = require_columns(rows, describe_source(source), keys or [], schema)
     progress = _Progress(model.version)
     with dask_client(scheduler, workers) as client:
         done = score_with_dask(client, rows, model, keys, out, sampling, progress.advance, schema=schema,

@@ -1373,19 +1373,17 @@ def score(
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
     where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     _require_version(settings, version)
-    from driftloop.io.batch_scoring import load_scoring_model, open_scoring_input
+    from driftloop.io.batch_scoring import load_scoring_model, open_scoring_input, require_columns
     from driftloop.io.partition_scoring import LogSampling
     from driftloop.io.sql_source import SqlQuery
 
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows)
     from driftloop.core.schema import DatasetSchema
-    from driftloop.core.scoring import require_input_columns
 
     model = load_scoring_model(_registry(settings), version)
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    named = source.named(data, [*key, *schema.feature_names])
-    key = require_input_columns(source.columns, key, schema, named)  # every check before any worker starts
+    key = require_columns(source, data, key, schema)  # every check before any worker starts
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction
     sampling = LogSampling(settings.predictions_url if settings.prediction_log else None, fraction)
     if force and out.is_dir():  # every check passed: the earlier answers go only now

@@ -181,9 +181,10 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
                 "an identifier? If it is, remove it from the schema (a model that learns ids does not generalise)"
             )
         return feature, None
-    stray = _mostly_numbers(present)
-    if stray is not None:
-        numbers = pd.to_numeric(present, errors="coerce").dropna()
+    parsed = _mostly_numbers(present)
+    if parsed is not None:
+        stray = parsed.isna()
+        numbers = parsed.dropna()
         description = f"observed {_number(float(numbers.min()))} to {_number(float(numbers.max()))}"
         shown = ", ".join(repr(v) for v in pd.unique(present[stray].astype(str))[:3])
         return Feature(name=name, kind=FeatureKind.NUMERIC, nullable=nullable, description=description), (
@@ -211,12 +212,12 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
 
 
 def _mostly_numbers(present: pd.Series) -> pd.Series | None:
-    """Which values of a text column are not numbers, when nearly all of them are (stray text); else None."""
+    """A text column as numbers (NaN where a value is not one), when nearly all of them are (stray text); else None."""
     if pd.api.types.is_numeric_dtype(present.dtype):
         return None
-    stray = pd.to_numeric(present.astype(str), errors="coerce").isna()
-    share = 1 - float(stray.mean())
-    return stray if _MOSTLY_NUMBERS <= share < 1 else None
+    parsed = pd.to_numeric(present.astype(str), errors="coerce")
+    share = 1 - float(parsed.isna().mean())
+    return parsed if _MOSTLY_NUMBERS <= share < 1 else None
 
 
 def _whole_and_all_distinct(present: pd.Series) -> bool:

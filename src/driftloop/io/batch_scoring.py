@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from driftloop.core import lineage
 from driftloop.core.schema import DatasetSchema
+from driftloop.core.scoring import require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
 from driftloop.io.partition_scoring import (
@@ -176,6 +177,14 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
         raise DatasetError(f"input {source} is empty: not even a header line")
     frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
     return ScoringInput([str(c) for c in frame.columns], [], frame)
+
+
+def require_columns(source: ScoringInput, data: str, keys: Sequence[str], schema: DatasetSchema) -> list[str]:
+    """The key columns to keep, once the input has every key and feature (``core.scoring.require_input_columns``).
+
+    An error names the files of a directory that lack one of them.
+    """
+    return require_input_columns(source.columns, keys, schema, source.named(data, [*keys, *schema.feature_names]))
 
 
 def clear_earlier_answers(out: Path) -> int:
