@@ -164,7 +164,7 @@ def export_candidate(
     task = schema.task
     expected = sklearn_answers(candidate.pipeline, holdout, task)
     parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
-    serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout)
+    serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout, (onnx_first, onnx_proba))
     sample = holdout.head(SELFCHECK_ROWS)
     selfcheck = tracking.build_selfcheck(
         sample,
@@ -189,8 +189,14 @@ def _deciles(values: np.ndarray) -> list[float]:
     return sorted({float(f"{edge:.4g}") for edge in edges})
 
 
-def _grouped_graph(onnx_bytes: bytes, pipeline: Pipeline, schema: DatasetSchema, holdout: pd.DataFrame) -> bytes | None:
-    """The grouped serving graph, proven on the holdout.
+def _grouped_graph(
+    onnx_bytes: bytes,
+    pipeline: Pipeline,
+    schema: DatasetSchema,
+    holdout: pd.DataFrame,
+    onnx_answers: tuple[np.ndarray, np.ndarray | None],
+) -> bytes | None:
+    """The grouped serving graph, proven on the holdout against ``onnx_answers``, model.onnx's outputs on it.
 
     None and a warning if it cannot be: the server then runs model.onnx, the same model, slower. A user's whole
     Pipeline has none (the grouped graph replaces driftloop's own preprocessing inputs).
@@ -201,7 +207,7 @@ def _grouped_graph(onnx_bytes: bytes, pipeline: Pipeline, schema: DatasetSchema,
         )
         return None
     try:
-        return proven_grouped_onnx(onnx_bytes, schema, holdout)
+        return proven_grouped_onnx(onnx_bytes, schema, holdout, onnx_answers)
     except ExportError as error:
         get_run_logger().warning("no %s: %s", lineage.SERVING_ONNX_FILE, error)
         return None

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftloop.core import evaluation
 from driftloop.core.evaluation import (
     BINARY,
     HIGHER_IS_BETTER,
@@ -139,3 +140,53 @@ def test_feature_importance_on_a_sample_of_a_big_holdout_keeps_the_ranking(seed:
     assert abs(sampled["noise"]) < 0.05
     assert importance_rows(400, 200) == 200
     assert importance_rows(150, 200) == 150
+
+
+def _toy_of_kind(kind: str) -> tuple[DatasetSchema, pd.DataFrame, np.ndarray]:
+    """600 rows where only ``signal`` carries the target, for a binary, multiclass or regression task."""
+    rng = np.random.default_rng(4)
+    n = 600
+    frame = pd.DataFrame(
+        {
+            "noise": rng.normal(size=n),
+            "signal": rng.normal(size=n),
+            "colour": rng.choice(["red", "blue", "green"], size=n).astype(object),
+        }
+    )
+    signal = frame["signal"].to_numpy() + 0.2 * rng.normal(size=n)
+    targets = {
+        "binary": ({"classes": ["no", "yes"], "positive": "yes"}, (signal > 0).astype(np.int64)),
+        "multiclass": ({"classes": ["low", "mid", "high"]}, np.digitize(signal, [-0.5, 0.5]).astype(np.int64)),
+        "regression": ({}, 3.0 * signal),
+    }
+    target, y = targets[kind]
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "toy",
+            "min_rows": 2,
+            "target": {"name": "y", "kind": kind, **target},
+            "features": [
+                {"name": "noise", "kind": "numeric"},
+                {"name": "signal", "kind": "numeric"},
+                {"name": "colour", "kind": "categorical", "categories": ["red", "blue", "green"]},
+            ],
+        }
+    )
+    return schema, frame, y
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("estimator", ["hist_gradient_boosting", "random_forest"])
+def test_importance_predicts_shuffles_together_with_the_answer_of_one_call_per_shuffle(
+    kind: str, estimator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema, frame, y = _toy_of_kind(kind)
+    pipeline = build_pipeline(schema, estimator, seed=0).fit(frame, y)
+    together = feature_importance(pipeline, frame, y, seed=1, task=schema.task)
+    monkeypatch.setattr(evaluation, "_SHUFFLES_BYTES", 1)  # every shuffle predicted on its own
+    one_by_one = feature_importance(pipeline, frame, y, seed=1, task=schema.task)
+
+    assert together == one_by_one
+    assert list(together)[0] == "signal"
+    assert together["signal"] > 0.2
+    assert abs(together["noise"]) < 0.05

@@ -227,6 +227,18 @@ def test_the_grouped_graph_is_proven_on_rows_before_it_is_used(churn: Churn) -> 
         proven_grouped_onnx(foreign.SerializeToString(), churn.schema, churn.holdout)
 
 
+def test_the_grouped_graph_is_proven_against_answers_the_caller_already_has(churn: Churn) -> None:
+    _, model_bytes = churn.model("logistic_regression")
+    labels, probabilities = OnnxModel.from_bytes(model_bytes, churn.schema).predict(churn.holdout)
+    assert probabilities is not None
+    proven = proven_grouped_onnx(model_bytes, churn.schema, churn.holdout, (labels, probabilities))
+    assert proven == grouped_onnx(model_bytes)
+    shifted = probabilities.copy()
+    shifted[7] = shifted[7][::-1]  # one row's answer is not the model's
+    with pytest.raises(ExportError, match=f"scores {len(churn.holdout)} rows differently"):
+        proven_grouped_onnx(model_bytes, churn.schema, churn.holdout, (labels, shifted))
+
+
 def test_only_graphs_made_by_export_onnx_are_grouped() -> None:
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 1])
     foreign = onnx.helper.make_model(

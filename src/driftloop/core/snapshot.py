@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import DatasetError
@@ -70,11 +71,19 @@ def _numbers_bytes(values: pd.Series) -> bytes | None:
     return canonical.astype("<f8").tobytes()
 
 
+def _texts(values: pd.Series) -> np.ndarray:
+    """The column as text: an object array of ``str``, ``_MISSING_TEXT`` for a missing value."""
+    objects = values.to_numpy(dtype=object)
+    if infer_dtype(objects, skipna=False) == "string":  # text already, none missing: converting copied every value
+        return objects
+    text: np.ndarray = values.astype(object).where(values.notna(), _MISSING_TEXT).astype(str).to_numpy()
+    return text
+
+
 def _text_bytes(values: pd.Series) -> bytes:
     # The values themselves (length-prefixed, so no separator can be ambiguous) rather than
     # pd.util.hash_pandas_object, whose 64-bit per-row hashes depend on pandas' hashing staying the same.
-    objects = values.astype(object)
-    strings = objects.astype(str).where(objects.notna(), _MISSING_TEXT).tolist()
+    strings = _texts(values).tolist()
     lengths = np.fromiter(map(len, strings), dtype="<i8", count=len(strings))  # 10x faster than .str.len()
     return lengths.tobytes() + "".join(strings).encode("utf-8", errors="surrogatepass")
 
@@ -134,7 +143,7 @@ def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) ->
         if not kinds.get(name, True) and pd.api.types.is_numeric_dtype(values.dtype):
             canonical[name] = values.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # int and float alike
         else:
-            canonical[name] = values.astype(object).where(values.notna(), _MISSING_TEXT).astype(str).to_numpy()
+            canonical[name] = _texts(values)
     key = hashlib.sha256(f"driftloop-split-{seed}".encode()).hexdigest()[:16]
     hashes = pd.util.hash_pandas_object(pd.DataFrame(canonical), index=False, hash_key=key).to_numpy()
     return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)

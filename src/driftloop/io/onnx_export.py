@@ -274,15 +274,23 @@ def grouped_onnx(model_bytes: bytes) -> bytes:
     return grouped.SerializeToString()
 
 
-def proven_grouped_onnx(model_bytes: bytes, schema: DatasetSchema, frame: pd.DataFrame) -> bytes:
+def proven_grouped_onnx(
+    model_bytes: bytes,
+    schema: DatasetSchema,
+    frame: pd.DataFrame,
+    expected: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> bytes:
     """``grouped_onnx``, once it has scored ``frame`` (from ``to_model_frame``) exactly as ``model_bytes`` does.
+
+    ``expected``: ``model_bytes``' own outputs on ``frame`` (``OnnxModel.predict``), when the caller has them.
 
     Raises:
         ExportError: the grouped graph cannot be made or run, or its outputs differ in any value.
     """
     grouped = grouped_onnx(model_bytes)
     try:
-        expected = OnnxModel.from_bytes(model_bytes, schema).predict(frame)
+        if expected is None:
+            expected = OnnxModel.from_bytes(model_bytes, schema).predict(frame)
         got = OnnxModel.from_bytes(grouped, schema).predict(frame)
     except ExportError:
         raise
