@@ -1402,6 +1402,7 @@ def _run_scoring(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from driftloop.io.batch_scoring import dask_client, score_with_dask
+    from driftloop.io.partition_scoring import ANSWER_FILES
 
     address = scheduler or settings.dask_scheduler
     where = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
@@ -1416,7 +1417,7 @@ def _run_scoring(
         done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
                                batch_rows=batch_rows)  # fmt: skip
     rate = done.rows / done.seconds if done.seconds > 0 else 0.0
-    answers = f"{done.scored:,} → {destination}/part-*.parquet" if done.scored else "no answers, no file written"
+    answers = f"{done.scored:,} → {destination}/{ANSWER_FILES}" if done.scored else "no answers, no file written"
     out.print(
         f"scored   {done.rows:,} rows of {data} with {model.name} v{model.version} in {done.seconds:.1f} s "
         f"({rate:,.0f} rows/s) on {where}: {answers}",

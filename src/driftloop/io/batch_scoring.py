@@ -30,6 +30,7 @@ from driftloop.core.scoring import require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
 from driftloop.io.partition_scoring import (
+    ANSWER_FILES,
     REJECTED_DIR,
     LogSampling,
     ParquetPiece,
@@ -193,7 +194,7 @@ def clear_earlier_answers(out: Path) -> int:
     ``--force``: the directory then holds this run's answers only. Other files are left alone. Returns how many
     files went.
     """
-    earlier = [*out.glob("part-*.parquet"), *(out / REJECTED_DIR).glob("part-*.parquet")]
+    earlier = [*out.glob(ANSWER_FILES), *(out / REJECTED_DIR).glob(ANSWER_FILES)]
     for path in earlier:
         path.unlink()
     if (out / REJECTED_DIR).is_dir() and not any((out / REJECTED_DIR).iterdir()):

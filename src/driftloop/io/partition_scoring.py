@@ -24,6 +24,12 @@ from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
 
 REJECTED_DIR = "_rejected"  # "_": Parquet readers of the output directory skip it
+ANSWER_FILES = "part-*.parquet"  # the files of one run, in the output directory and in REJECTED_DIR
+
+
+def answer_file(part: tuple[int, int]) -> str:
+    """The name of one batch's file (task, batch), in the output directory or in ``REJECTED_DIR``."""
+    return f"part-{part[0]:05d}-{part[1]:04d}.parquet"
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ def score_partition(
     out: str,
     sampling: LogSampling,
 ) -> PartitionScored:
-    """Validate, score and write one batch of rows: ``out/part-TTTTT-BBBB.parquet`` (task, batch).
+    """Validate, score and write one batch of rows: ``out/part-TTTTT-BBBB.parquet`` (task, batch: ``answer_file``).
 
     Bad rows go under ``_rejected/`` with their reason (their values as text, missing values kept missing).
     """
@@ -100,7 +106,7 @@ def score_partition(
                 texts = values.astype(str).to_numpy(dtype=object)
                 texts[values.isna().to_numpy()] = None
                 rejected[column] = texts
-        target = Path(out) / REJECTED_DIR / f"part-{part[0]:05d}-{part[1]:04d}.parquet"
+        target = Path(out) / REJECTED_DIR / answer_file(part)
         target.parent.mkdir(parents=True, exist_ok=True)
         rejected.to_parquet(target, index=False)
     rows = frame[good]
@@ -109,7 +115,7 @@ def score_partition(
         model_frame = to_model_frame(rows, schema)
         labels, probabilities = onnx.predict(model_frame)
         answers = answers_frame(key_columns(rows, keys), schema.task, labels, probabilities, model.version)
-        answers.to_parquet(Path(out) / f"part-{part[0]:05d}-{part[1]:04d}.parquet", index=False)
+        answers.to_parquet(Path(out) / answer_file(part), index=False)
         logged = _log_sample(model, schema, model_frame, labels, probabilities, part, sampling)
     return PartitionScored(
         len(frame), int(good.sum()), int((~good).sum()), logged, time.perf_counter() - started,
