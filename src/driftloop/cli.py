@@ -653,6 +653,8 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
         f"[bold green]promoted to champion[/] (was {_v(outcome.champion_version)})"
         if outcome.promoted
         else f"[bold yellow]not promoted[/]: champion stays {_v(outcome.champion_version)}"
+        if outcome.champion_version
+        else "[bold yellow]not promoted[/]: there is no champion yet"
     )
     out.rule(f"model {outcome.model_name} v{outcome.version}")
     out.print(f"{outcome.model_name} v{outcome.version}: {headline}")
@@ -1417,9 +1419,10 @@ def _run_scoring(
         done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
                                batch_rows=batch_rows)  # fmt: skip
     rate = done.rows / done.seconds if done.seconds > 0 else 0.0
-    answers = f"{done.scored:,} → {destination}/{ANSWER_FILES}" if done.scored else "no answers, no file written"
+    answers = f"{done.scored:,} → {destination}/{ANSWER_FILES}" if done.scored else "none scored, no file written"
     out.print(
-        f"scored   {done.rows:,} rows of {data} with {model.name} v{model.version} in {done.seconds:.1f} s "
+        f"{'scored' if done.scored else 'read':<8} {done.rows:,} rows of {data} with {model.name} v{model.version} in "
+        f"{done.seconds:.1f} s "
         f"({rate:,.0f} rows/s) on {where}: {answers}",
         highlight=False,
         soft_wrap=True,

@@ -166,3 +166,18 @@ def test_report_is_built_from_samples_and_says_so(tmp_path: Path) -> None:
     assert "Verdict on the full data" in html
     # Evidently picks tests by the size it is given: 500 sampled reference rows get p-value tests.
     assert "K-S p_value" in html
+
+
+def test_report_takes_a_true_false_feature_of_the_training_snapshot(tmp_path: Path) -> None:
+    """pandas reads a CSV column of True/False as booleans; the profile's sample keeps them, Evidently subtracts."""
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"member": rng.random(600) < 0.3, "visits": rng.poisson(3, 600).astype(float)})
+    current = pd.DataFrame({"member": (rng.random(400) < 0.8).astype(float), "visits": rng.poisson(3, 400) * 1.0})
+    profile = build_profile(reference, ["member", "visits"], [], sample_rows=600)
+    assert profile.sample["member"].dtype == bool
+
+    path = build_report(profile, current, tmp_path / "report.html", max_rows=500, verdict=our_check(profile, current))
+
+    html = path.read_text(encoding="utf-8")
+    assert "member" in html
+    assert "Verdict on the full data" in html

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import math
+
 import numpy as np
 import pandas as pd
 
-from driftloop.core.feature_rules import Rule, as_numbers, broken_rules
-from driftloop.core.schema import FLOAT32_MAX, Feature, FeatureKind
+from driftloop.core.feature_rules import Rule, broken_rules
+from driftloop.core.features import as_numbers, to_model_frame
+from driftloop.core.schema import FLOAT32_MAX, DatasetSchema, Feature, FeatureKind
 
 
 def _rows(values: list[object], feature: Feature) -> dict[Rule, list[int]]:
@@ -75,3 +79,39 @@ def test_numbers_parse_from_text_and_what_does_not_parse_is_nan() -> None:
     assert numbers.iloc[0] == 1.5
     assert numbers.iloc[3] == 3.0
     assert numbers.iloc[1:3].isna().all()
+
+
+def test_true_and_false_read_as_one_and_zero_as_pandas_csv_reader_reads_them() -> None:
+    numbers = as_numbers(pd.Series(["True", "false", "TRUE", "FALSE", "yes", "1", None, True, False], dtype=object))
+    assert numbers.iloc[:4].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert math.isnan(numbers.iloc[4])  # only pandas' own words: "yes" is not a number
+    assert numbers.iloc[5] == 1.0
+    assert math.isnan(numbers.iloc[6])
+    assert numbers.iloc[7:].tolist() == [1.0, 0.0]
+    assert as_numbers(pd.Series([True, False])).tolist() == [1.0, 0.0]
+
+
+def test_a_csv_read_as_text_gives_the_model_what_training_read_from_it() -> None:
+    """Batch scoring reads a CSV as text; training reads it with pandas, which turns True/False into booleans."""
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "members",
+            "target": {"name": "y", "classes": ["no", "yes"], "positive": "yes"},
+            "features": [
+                {"name": "member", "kind": "binary"},
+                {"name": "visits", "kind": "numeric", "nullable": True},
+                {"name": "plan", "kind": "categorical", "categories": ["basic", "plus"]},
+            ],
+        }
+    )
+    text = "member,visits,plan,y\nTrue,3,basic,yes\nFalse,,plus,no\nTrue,1.5,plus,no\n"
+    as_training_reads = pd.read_csv(io.StringIO(text))
+    as_scoring_reads = pd.read_csv(io.StringIO(text), dtype=object)
+    assert as_training_reads["member"].dtype == bool
+
+    trained_on = to_model_frame(as_training_reads, schema)
+    scored = to_model_frame(as_scoring_reads, schema)
+    pd.testing.assert_frame_equal(trained_on, scored)
+    assert trained_on["member"].tolist() == [1.0, 0.0, 1.0]
+    problems = [b for f in schema.features for b in broken_rules(as_scoring_reads[f.name], f) if b.rows.any()]
+    assert problems == []

@@ -15,6 +15,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from driftloop.core.features import as_numbers
 from driftloop.core.schema import FLOAT32_MAX, Feature, FeatureKind
 
 
@@ -39,13 +40,6 @@ class Broken:
         """``tenure: below min 0``: the rule as one row's reason."""
         bound = {Rule.BELOW_MIN: feature.min, Rule.ABOVE_MAX: feature.max}.get(self.rule)
         return f"{feature.name}: {self.rule}" + ("" if bound is None else f" {bound:g}")
-
-
-def as_numbers(values: pd.Series) -> pd.Series:
-    """The column as float64; a value that does not parse as a number becomes NaN."""
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        return values.astype("float64")
-    return pd.to_numeric(values.astype(object), errors="coerce").astype("float64")
 
 
 def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None = None) -> list[Broken]:

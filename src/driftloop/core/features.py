@@ -14,6 +14,7 @@ from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema
 
 __all__ = [
     "MISSING_CATEGORY",
+    "as_numbers",
     "encode_target",
     "onnx_feed",
     "to_model_frame",
@@ -26,6 +27,29 @@ def _category_text(value: object) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return MISSING_CATEGORY
     return str(value)
+
+
+# The words pandas' CSV reader takes for booleans (its default true_values and false_values). A snapshot read with
+# it turns a column of them into True/False, so a CSV read as text (batch scoring) must read them as 1/0 too.
+CSV_TRUE_WORDS = ("True", "TRUE", "true")
+CSV_FALSE_WORDS = ("False", "FALSE", "false")
+
+
+def as_numbers(values: pd.Series) -> pd.Series:
+    """The column as float64; a value that does not parse as a number becomes NaN.
+
+    Booleans, and pandas' words for them (``CSV_TRUE_WORDS``, ``CSV_FALSE_WORDS``), are 1 and 0.
+    """
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64")
+    objects = values.astype(object)
+    numbers = pd.to_numeric(objects, errors="coerce").astype("float64")
+    unparsed = (numbers.isna() & objects.notna()).to_numpy()
+    if unparsed.any():
+        texts = objects[unparsed].astype(str)
+        words = np.where(texts.isin(CSV_TRUE_WORDS), 1.0, np.where(texts.isin(CSV_FALSE_WORDS), 0.0, np.nan))
+        numbers[unparsed] = words
+    return numbers
 
 
 def to_model_frame(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
@@ -46,7 +70,8 @@ def to_model_frame(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
                 texts = np.array([feature.bucketed(text, listed) for text in texts], dtype=object)
             columns[feature.name] = texts
         else:
-            columns[feature.name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float32)
+            numbers = values if pd.api.types.is_numeric_dtype(values.dtype) else as_numbers(values)
+            columns[feature.name] = numbers.to_numpy(dtype=np.float32, na_value=np.nan)
     return pd.DataFrame(columns, index=frame.index)
 
 

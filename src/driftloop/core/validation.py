@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from driftloop.core.feature_rules import Rule, as_numbers, broken_rules
+from driftloop.core.feature_rules import Rule, broken_rules
+from driftloop.core.features import as_numbers
 from driftloop.core.schema import DatasetSchema, Feature
 from driftloop.core.task import TaskKind
 from driftloop.errors import DatasetValidationError

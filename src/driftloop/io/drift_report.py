@@ -20,6 +20,7 @@ from evidently.legacy.renderers.html_widgets import header_text, text_widget
 from evidently.presets import DataDriftPreset, DataSummaryPreset
 
 from driftloop.core.drift import DriftVerdict, ReferenceProfile, sample_frame
+from driftloop.core.features import as_numbers
 from driftloop.errors import DriftloopError
 
 __all__ = ["EvidentlyDrift", "build_report", "evidently_column_verdicts"]
@@ -71,8 +72,8 @@ def build_report(
     missing = [c for c in columns if c not in current.columns]
     if missing:
         raise DriftloopError(f"the current data lacks column(s) {missing} needed for the drift report")
-    reference = sample_frame(profile.sample, max_rows, seed)[columns]
-    window = sample_frame(current, max_rows, seed)[columns]
+    reference = _evidently_types(sample_frame(profile.sample, max_rows, seed)[columns], profile.kinds)
+    window = _evidently_types(sample_frame(current, max_rows, seed)[columns], profile.kinds)
     empty = [c for c in columns if reference[c].isna().all() or window[c].isna().all()]
     kept = [c for c in columns if c not in empty]
     if not kept or window.empty:
@@ -93,6 +94,16 @@ def build_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(snapshot.get_html_str(as_iframe=False), encoding="utf-8")
     return path
+
+
+def _evidently_types(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
+    """Numerical columns as float64.
+
+    Evidently's summary subtracts them, which numpy refuses for booleans: a True/False feature of the training
+    snapshot keeps that type in the profile's sample.
+    """
+    numerical = [name for name in frame.columns if kinds.get(name) == "numerical"]
+    return frame.assign(**{name: as_numbers(frame[name]) for name in numerical})
 
 
 def evidently_column_verdicts(

@@ -1,0 +1,47 @@
+"""The summary `driftloop train` prints: its headline names what happened to the champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from driftloop.cli import _print_outcome
+from driftloop.settings import Settings
+from flows.train import TrainingOutcome
+
+
+def _outcome(promoted: bool, champion: str | None) -> TrainingOutcome:
+    return TrainingOutcome(
+        model_name="shop",
+        version="1" if champion is None else "4",
+        promoted=promoted,
+        verdict="promote" if promoted else "refuse",
+        reasons=["roc_auc 0.6998 < floor 0.7"] if not promoted else ["floors met"],
+        metrics={"roc_auc": 0.6998},
+        champion_version=champion,
+        champion_metrics=None if champion is None else {"roc_auc": 0.71},
+        parity="passed",
+        data_hash="0" * 64,
+        mlflow_run_url="http://127.0.0.1:5010/#/runs/x",
+        mlflow_version_url="http://127.0.0.1:5010/#/models/shop/versions/1",
+        flow_run_url="http://127.0.0.1:4200/runs/flow-run/x",
+    )
+
+
+@pytest.mark.parametrize(
+    ("promoted", "champion", "headline"),
+    [
+        (False, None, "shop v1: not promoted: there is no champion yet"),
+        (False, "3", "shop v4: not promoted: champion stays v3"),
+        (True, None, "shop v1: promoted to champion (was none)"),
+        (True, "3", "shop v4: promoted to champion (was v3)"),
+    ],
+)
+def test_the_headline_says_what_became_of_the_champion(
+    promoted: bool, champion: str | None, headline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _print_outcome(Settings(home=tmp_path), _outcome(promoted, champion))
+    lines = capsys.readouterr().out.splitlines()
+    assert headline in lines
+    assert not any("stays none" in line for line in lines)
