@@ -37,6 +37,7 @@ SCHEMA = DatasetSchema.model_validate(
             {"name": "tenure", "kind": "numeric", "min": 0},
             {"name": "charges", "kind": "numeric"},
             {"name": "contract", "kind": "categorical", "categories": ["month", "year"]},
+            {"name": "member", "kind": "binary"},  # True/False: pandas reads a CSV's as booleans, scoring as text
         ],
     }
 )
@@ -50,6 +51,7 @@ def _rows(rows: int, seed: int, start: int = 0) -> pd.DataFrame:
             "tenure": np.abs(rng.normal(30, 10, rows)),
             "charges": rng.normal(70, 20, rows),
             "contract": rng.choice(["month", "year"], rows),
+            "member": rng.random(rows) < 0.4,
         }
     )
     frame["y"] = np.where(rng.random(rows) < 1 / (1 + np.exp(-(frame["tenure"] - 30) / 5)), "yes", "no")
