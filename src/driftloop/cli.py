@@ -375,7 +375,7 @@ def train(
     data: Annotated[str | None, typer.Option(help=DATA_HELP)] = None,
     schema: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, resolve_path=True, help="The snapshot's schema file (YAML)"),
+        typer.Option(resolve_path=True, help="The snapshot's schema file (YAML)"),
     ] = None,
     query: Annotated[str | None, typer.Option(help=QUERY_HELP)] = None,
     model_name: Annotated[
@@ -422,6 +422,8 @@ def train(
     With NAME (or with neither NAME nor --data while a project file exists: its first model), the project file
     says what to train; without a project file, --data and --schema do (default: the bundled churn data).
     """
+    if schema is not None and not schema.is_file():  # checked here: typer's own check is a boxed usage error
+        raise _fail(f"--schema {schema}: " + ("a directory, not a schema file" if schema.is_dir() else "no such file"))
     settings = get_settings()
     declared = _declared_model(settings, project_model, data, schema)
     floors_from = "--floor"

@@ -315,6 +315,15 @@ def test_monitor_refuses_a_window_that_is_not_a_positive_length(home: Path, ever
     assert_refused_before_services(result, home, f"--every {every!r}: write a positive length as pandas does")
 
 
+def test_a_missing_schema_file_is_one_line_like_a_missing_data_file(home: Path, tmp_path: Path) -> None:
+    missing = driftloop(home, "train", "--data", str(BUNDLED_DATA), "--schema", str(tmp_path / "nothere.yaml"))
+    assert_refused_before_services(missing, home, f"--schema {tmp_path / 'nothere.yaml'}: no such file")
+    directory = driftloop(home, "train", "--data", str(BUNDLED_DATA), "--schema", str(tmp_path))
+    assert_refused_before_services(directory, home, f"--schema {tmp_path}: a directory, not a schema file")
+    data = driftloop(home, "train", "--data", str(tmp_path / "nothere.csv"), "--schema", str(BUNDLED_SCHEMA))
+    assert_refused_before_services(data, home, "--data")
+
+
 def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path, tmp_path: Path) -> None:
     missing = driftloop(home, "labels", "import", "nowhere.csv", "--label-column", "y")
     assert_refused_before_services(missing, home, "labels file nowhere.csv: no such file or directory")
