@@ -303,17 +303,27 @@ def _give_up(settings: Settings) -> Callable[[float], None]:
 
 def _byte_size(value: str) -> str:
     """A size as Dask reads it (64MB, 2GiB, 1e6), checked as the command line is parsed; a usage error if not."""
+    _bytes(value)
+    return value
+
+
+def _bytes(value: str) -> int | None:
+    """``value`` in bytes as Dask reads it, None without Dask (`score` then names the extra that installs it).
+
+    Raises:
+        typer.BadParameter: not a size, or not more than 0 bytes.
+    """
     try:
         from dask.utils import parse_bytes
-    except ImportError:  # `score` then names the extra that installs Dask
-        return value
+    except ImportError:
+        return None
     try:
-        size = parse_bytes(value)
+        size = int(parse_bytes(value))
     except ValueError as error:
         raise typer.BadParameter(f"{value!r} is not a size: {error} (e.g. 64MB, 2GiB)") from None
     if size <= 0:
         raise typer.BadParameter(f"{value!r}: a size must be more than 0 bytes")
-    return value
+    return size
 
 
 # Below this a scoring worker (Python, pandas, pyarrow, onnxruntime: about 350 MB before any row) is over its limit
@@ -326,14 +336,13 @@ def _memory_limit(value: str) -> str:
     if value == "auto":
         return value
     try:
-        from dask.utils import parse_bytes
         from distributed.system import MEMORY_LIMIT  # the RAM (or cgroup limit) a share is of, as Dask reads it
     except ImportError:  # `score` then names the extra that installs Dask
         return value
     try:
         share = float(value)
     except ValueError:
-        limit = parse_bytes(_byte_size(value))
+        limit = _bytes(value) or 0
     else:
         if share < 0:
             raise typer.BadParameter(
@@ -1424,8 +1433,7 @@ def _run_scoring(
     answers = f"{done.scored:,} → {destination}/{ANSWER_FILES}" if done.scored else "none scored, no file written"
     out.print(
         f"{'scored' if done.scored else 'read':<8} {done.rows:,} rows of {data} with {model.name} v{model.version} in "
-        f"{done.seconds:.1f} s "
-        f"({rate:,.0f} rows/s) on {where}: {answers}",
+        f"{done.seconds:.1f} s ({rate:,.0f} rows/s) on {where}: {answers}",
         highlight=False,
         soft_wrap=True,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,17 +21,41 @@ __all__ = ["HIGHER_IS_BETTER", "BINARY", "Metrics", "compute_metrics", "feature_
 # The task of every model before tasks had kinds; the default where no task is given.
 BINARY = Task(TaskKind.BINARY, ("0", "1"))
 
-# scikit-learn's scorer per task for permutation importance (the drop in it when a feature is shuffled), and its name.
-_IMPORTANCE_SCORING = {
-    TaskKind.BINARY: ("roc_auc", "ROC AUC"),
-    TaskKind.MULTICLASS: ("roc_auc_ovr", "one-vs-rest ROC AUC"),
-    TaskKind.REGRESSION: ("r2", "R²"),
+
+@dataclass(frozen=True)
+class _Ranking:
+    """The metric permutation importance measures the drop of, as scikit-learn's scorer of it computes it."""
+
+    name: str  # for people
+    metric: Callable[..., float]
+    response: tuple[str, ...]  # the model's methods the scorer asks, the first the model has
+    options: Mapping[str, str]
+
+    def scorer(self) -> Callable[..., float]:
+        """scikit-learn's scorer of this metric (``roc_auc``, ``roc_auc_ovr``, ``r2``)."""
+        scorer: Callable[..., float] = skm.make_scorer(self.metric, response_method=self.response, **self.options)
+        return scorer
+
+    def outputs(self, model: object, matrix: np.ndarray, kind: TaskKind) -> np.ndarray:
+        """What the scorer asks ``model`` for: a binary model's probabilities are its positive class's."""
+        method = next(name for name in self.response if hasattr(model, name))
+        outputs = np.asarray(getattr(model, method)(matrix))
+        return outputs[:, 1] if method == "predict_proba" and kind is TaskKind.BINARY else outputs
+
+    def score(self, y: np.ndarray, outputs: np.ndarray) -> float:
+        return float(self.metric(y, outputs, **self.options))
+
+
+_IMPORTANCE_RANKING = {
+    TaskKind.BINARY: _Ranking("ROC AUC", skm.roc_auc_score, ("decision_function", "predict_proba"), {}),
+    TaskKind.MULTICLASS: _Ranking("one-vs-rest ROC AUC", skm.roc_auc_score, ("predict_proba",), {"multi_class": "ovr"}),
+    TaskKind.REGRESSION: _Ranking("R²", skm.r2_score, ("predict",), {}),
 }
 
 
 def importance_metric(task: Task) -> str:
     """What ``feature_importance`` measures the drop of, for people."""
-    return _IMPORTANCE_SCORING[task.kind][1]
+    return _IMPORTANCE_RANKING[task.kind].name
 
 
 @dataclass(frozen=True)
@@ -167,14 +191,15 @@ def feature_importance(
         model_frame, y = model_frame.iloc[picked], np.asarray(y)[picked]
     features = [str(name) for name in model_frame.columns]
     columns = preprocessed_columns(pipeline, features)
+    ranking = _IMPORTANCE_RANKING[task.kind]
     if columns is None:
-        scoring = _IMPORTANCE_SCORING[task.kind][0]
-        result = permutation_importance(pipeline, model_frame, y, scoring=scoring, n_repeats=n_repeats,
+        result = permutation_importance(pipeline, model_frame, y, scoring=ranking.scorer(), n_repeats=n_repeats,
                                         random_state=seed)  # fmt: skip
         drops = result.importances_mean
     else:
         matrix = np.asarray(pipeline.steps[0][1].transform(model_frame))
-        drops = _shuffled_drops(pipeline.steps[-1][1], matrix, np.asarray(y), columns, task.kind, n_repeats, seed)
+        model = pipeline.steps[-1][1]
+        drops = _shuffled_drops(model, matrix, np.asarray(y), columns, task.kind, ranking, n_repeats, seed)
     pairs = zip(features, drops, strict=True)
     return dict(sorted(((name, float(value)) for name, value in pairs), key=lambda kv: -kv[1]))
 
@@ -183,8 +208,9 @@ _SHUFFLES_BYTES = 64 * 2**20  # shuffled copies of the matrix predicted in one c
 
 
 def _shuffled_drops(
-    model: object, matrix: np.ndarray, y: np.ndarray, columns: list[list[int]], kind: TaskKind, repeats: int, seed: int
-) -> np.ndarray:
+    model: object, matrix: np.ndarray, y: np.ndarray, columns: list[list[int]], kind: TaskKind, ranking: _Ranking,
+    repeats: int, seed: int,
+) -> np.ndarray:  # fmt: skip
     """Permutation importance on the preprocessed matrix: each feature's columns shuffled together, by rows.
 
     The same measure as shuffling the raw feature and preprocessing again (``core.pipeline.preprocessed_columns``
@@ -193,7 +219,7 @@ def _shuffled_drops(
     per shuffle of 5,000 rows cost half again as much, in each call's fixed cost.
     """
     rows = len(matrix)
-    baseline = _ranking_score(kind, y, _ranked_outputs(model, matrix, kind))
+    baseline = ranking.score(y, ranking.outputs(model, matrix, kind))
     rng = np.random.default_rng(seed)
     shuffles = [where for where in columns for _ in range(repeats)]
     per_call = max(1, _SHUFFLES_BYTES // max(matrix.nbytes, 1))
@@ -203,30 +229,8 @@ def _shuffled_drops(
         stacked = np.tile(matrix, (len(batch), 1))
         for k, where in enumerate(batch):
             stacked[k * rows : (k + 1) * rows, where] = matrix[:, where][rng.permutation(rows)]
-        outputs = _ranked_outputs(model, stacked, kind)
+        outputs = ranking.outputs(model, stacked, kind)
         for k in range(len(batch)):
-            scores[first + k] = _ranking_score(kind, y, outputs[k * rows : (k + 1) * rows])
+            scores[first + k] = ranking.score(y, outputs[k * rows : (k + 1) * rows])
     mean: np.ndarray = (baseline - scores.reshape(len(columns), repeats)).mean(axis=1)
     return mean
-
-
-def _ranked_outputs(model: object, matrix: np.ndarray, kind: TaskKind) -> np.ndarray:
-    """What scikit-learn's scorer of the task's importance metric asks the model for (``_IMPORTANCE_SCORING``).
-
-    ROC AUC: the decision function where there is one, else the positive class's probability; one-vs-rest ROC
-    AUC: the probabilities; R²: the predictions.
-    """
-    if kind is TaskKind.REGRESSION:
-        return np.asarray(model.predict(matrix))  # type: ignore[attr-defined]
-    if kind is TaskKind.MULTICLASS or not hasattr(model, "decision_function"):
-        probabilities = np.asarray(model.predict_proba(matrix))  # type: ignore[attr-defined]
-        return probabilities if kind is TaskKind.MULTICLASS else probabilities[:, 1]
-    return np.asarray(model.decision_function(matrix))
-
-
-def _ranking_score(kind: TaskKind, y: np.ndarray, outputs: np.ndarray) -> float:
-    if kind is TaskKind.REGRESSION:
-        return float(skm.r2_score(y, outputs))
-    if kind is TaskKind.MULTICLASS:
-        return float(skm.roc_auc_score(y, outputs, multi_class="ovr"))
-    return float(skm.roc_auc_score(y, outputs))
