@@ -89,7 +89,7 @@ def _plain_training(model_name: str) -> None:
     store_training_snapshot.fn(uri, s.mlflow_artifacts, run.run_id, snapshot, str(s.data_path))
     candidate = fit_candidate.fn(split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
     evaluation = evaluate_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, s.seed)
-    export = export_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, 1e-5)
+    export = export_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, 1e-5, evaluation)
     save_reference.fn(split, snapshot.schema, uri, run.run_id, s.seed)
     segments = compare_with_champion.fn(
         evaluation, champion, split, snapshot.schema, snapshot.base_rows, policy, s.seed
@@ -245,9 +245,11 @@ def _scale_driftloop(data: Path, schema_file: Path, model_name: str) -> dict[str
     run = timed("other", open_run.fn, uri, s.experiment_name, s.mlflow_artifacts, "bench-scale", {})
     timed("store snapshot", store_training_snapshot.fn, uri, s.mlflow_artifacts, run.run_id, snapshot, str(data))
     candidate = timed("fit", fit_candidate.fn, split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
-    timed("evaluate + importance", evaluate_candidate.fn, candidate, split, snapshot.schema, uri, run.run_id, s.seed)
-    export = timed("export + parity", export_candidate.fn, candidate, split, snapshot.schema, uri, run.run_id, 1e-5)
-    timed("reference profile", save_reference.fn, split, snapshot.schema, uri, run.run_id, s.seed)
+    evaluation = timed("evaluate + importance", evaluate_candidate.fn, candidate, split, snapshot.schema, uri,
+                       run.run_id, s.seed)  # fmt: skip
+    export = timed("export + parity", export_candidate.fn, candidate, split, snapshot.schema, uri, run.run_id, 1e-5,
+                   evaluation)  # fmt: skip
+    timed("reference profile", save_reference.fn, split, snapshot.schema, uri, run.run_id, s.seed, evaluation)
     timed("other", register_model.fn, model_name, uri, export.onnx_model_uri, run.run_id, {}, "bench")
     timed("other", close_run.fn, uri, run.run_id, True)
     del champion

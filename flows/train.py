@@ -173,7 +173,7 @@ def train_model(
         snapshot_uri = store_training_snapshot(uri, artifact_root, run.run_id, snapshot, source)
         candidate = fit_candidate(split, schema, estimator, params, seed)
         evaluation = evaluate_candidate(candidate, split, schema, uri, run.run_id, seed)
-        export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance)
+        export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance, evaluation)
         reference_uri = save_reference(split, schema, uri, run.run_id, seed, evaluation)
         decision = _gate(evaluation, export, champion, split, snapshot, policy, seed)
         record_decision(uri, run.run_id, decision.markdown(), decision.tags(), decision.verdict)

@@ -66,12 +66,17 @@ class Export:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The candidate's holdout metrics and its score (``core.task.Task.scores``) for each holdout row."""
+    """The candidate's holdout metrics and its score (``core.task.Task.scores``) for each holdout row.
+
+    ``outputs`` are the fitted pipeline's own answers for each holdout row (``_sklearn_outputs``): export's parity
+    check compares the ONNX graph with them instead of predicting the holdout again.
+    """
 
     metrics: Metrics
     scores: np.ndarray
     importances: Mapping[str, float] = field(default_factory=dict)  # raw feature → permutation importance
     calibration: Calibration | None = None  # a classifier's, fitted on the same holdout (fit_calibration)
+    outputs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,8 @@ def evaluate_candidate(
     holdout = to_model_frame(split.holdout, schema)
     y_true = encode_target(split.holdout[schema.target.name], schema)
     task = schema.task
-    scores = task.scores(_sklearn_outputs(candidate.pipeline, holdout, task))
+    outputs = _sklearn_outputs(candidate.pipeline, holdout, task)
+    scores = task.scores(outputs)
     metrics = compute_metrics(y_true, scores, task)
     tracking.log_params(client, run_id, candidate.params)
     tracking.log_metrics(client, run_id, metrics.as_dict(), prefix="holdout_")
@@ -138,7 +144,7 @@ def evaluate_candidate(
         if task.kind is TaskKind.REGRESSION:
             pngs.append(plots.predicted_vs_actual_png(y_true, scores, out / "predicted_vs_actual.png"))
         tracking.log_files(client, run_id, pngs, artifact_path="plots")
-    return Evaluation(metrics, scores, importances, fit_calibration(task, scores, y_true))
+    return Evaluation(metrics, scores, importances, fit_calibration(task, scores, y_true), outputs)
 
 
 def _sklearn_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> np.ndarray:
@@ -154,15 +160,21 @@ def export_candidate(
     tracking_uri: str,
     run_id: str,
     parity_tolerance: float,
+    evaluation: Evaluation | None = None,
 ) -> Export:
-    """Convert to ONNX, check parity on the holdout (at most ``PARITY_ROWS`` of it), log both models to the run."""
+    """Convert to ONNX, check parity on the holdout (at most ``PARITY_ROWS`` of it), log both models to the run.
+
+    Given the candidate's ``evaluation``, its holdout outputs stand for the pipeline's answers in the comparison.
+    """
     tracking.use_tracking_uri(tracking_uri)
-    holdout = to_model_frame(split.holdout.iloc[parity_rows(len(split.holdout))], schema)
+    rows = parity_rows(len(split.holdout))
+    holdout = to_model_frame(split.holdout.iloc[rows], schema)
     progress("ONNX export; parity on %s of %s holdout rows", f"{len(holdout):,}", f"{len(split.holdout):,}")
     onnx_bytes = export_onnx(candidate.pipeline, schema)
     onnx_first, onnx_proba = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
     task = schema.task
-    expected = sklearn_answers(candidate.pipeline, holdout, task)
+    known = None if evaluation is None or evaluation.outputs is None else evaluation.outputs[rows]
+    expected = sklearn_answers(candidate.pipeline, holdout, task, known)
     parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
     serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout, (onnx_first, onnx_proba))
     sample = holdout.head(SELFCHECK_ROWS)
@@ -237,7 +249,7 @@ def save_reference(
         importances = evaluation.importances or None
         calibration = evaluation.calibration
     profile = build_profile(
-        split.train[schema.feature_names],
+        split.train,  # its schema columns are read: selecting them first copied every training row
         schema.numeric,
         schema.categorical,
         seed=seed,

@@ -236,6 +236,23 @@ def test_profile_keeps_a_bounded_seeded_sample() -> None:
     assert profile.categorical["city"].counts == frame["city"].value_counts().sort_index().to_dict()
 
 
+def test_profile_is_the_same_on_threads_and_from_a_frame_with_other_columns() -> None:
+    frame = mixed_frame(3000, 2)
+    frame["other"] = np.arange(len(frame))  # a column the profile does not take, such as the target
+    columns = ["age", "flag", "income", "city"]
+    one = build_profile(frame[columns], ["age", "flag", "income"], ["city"], sample_rows=300, seed=5, workers=1)
+    threaded = build_profile(frame, ["age", "flag", "income"], ["city"], sample_rows=300, seed=5, workers=2)
+    assert list(threaded.numeric) == ["age", "flag", "income"]
+    for name, reference in one.numeric.items():
+        np.testing.assert_array_equal(threaded.numeric[name].values, reference.values)
+        assert (threaded.numeric[name].std, threaded.numeric[name].distinct) == (reference.std, reference.distinct)
+    assert threaded.categorical == one.categorical
+    pd.testing.assert_frame_equal(threaded.sample, one.sample)
+    assert threaded.rows == one.rows == 3000
+    with pytest.raises(DatasetError, match="'empty' has no value"):
+        build_profile(frame.assign(empty=np.nan), ["age", "empty"], [], workers=2)
+
+
 def test_profile_round_trip_without_pickle(tmp_path: Path) -> None:
     profile = build_profile(mixed_frame(3000, 1), ["age", "flag", "income"], ["city"], sample_rows=500)
     paths = save_profile(profile, tmp_path / "reference")

@@ -266,6 +266,25 @@ def test_every_classifier_exports_a_multiclass_model_with_parity(estimator: str)
     assert metrics["accuracy"] > 0.7
 
 
+@pytest.mark.parametrize(("kind", "estimator"), [("multiclass", "hist_gradient_boosting"), ("regression", "ridge")])
+def test_parity_reads_the_outputs_evaluation_already_has_and_still_catches_a_wrong_one(
+    kind: str, estimator: str
+) -> None:
+    pipeline, onnx_bytes, schema, holdout = _fit(kind, estimator)
+    onnx = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
+    classifier = schema.task.is_classifier
+    outputs = np.asarray(pipeline.predict_proba(holdout) if classifier else pipeline.predict(holdout))  # type: ignore[attr-defined]
+    given = sklearn_answers(pipeline, holdout, schema.task, outputs)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(given[0], pipeline.predict(holdout))  # type: ignore[attr-defined]
+    if classifier:
+        np.testing.assert_array_equal(given[1], outputs)  # type: ignore[arg-type]
+    assert compare_predictions(schema.task, given, onnx).passed
+    wrong = outputs.copy()
+    wrong[3] = np.roll(wrong[3], 1) if classifier else wrong[3] + 1.0
+    report = compare_predictions(schema.task, sklearn_answers(pipeline, holdout, schema.task, wrong), onnx)  # type: ignore[arg-type]
+    assert not report.passed
+
+
 @pytest.mark.parametrize("estimator", list(REGRESSORS))
 def test_every_regressor_exports_with_parity(estimator: str) -> None:
     pipeline, onnx_bytes, schema, holdout = _fit("regression", estimator)

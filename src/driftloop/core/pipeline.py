@@ -373,8 +373,19 @@ def describe_pipeline(pipeline: Pipeline) -> dict[str, str]:
     return described
 
 
-def sklearn_answers(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> tuple[np.ndarray, np.ndarray | None]:
-    """``pipeline.predict`` and, for a classifier, ``predict_proba``, its preprocessing run once for both."""
+def sklearn_answers(
+    pipeline: Pipeline, frame: pd.DataFrame, task: Task, outputs: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``pipeline.predict`` and, for a classifier, ``predict_proba``, its preprocessing run once for both.
+
+    ``outputs``, when the caller has them for these rows, are what ``predict_proba`` (a classifier) or
+    ``predict`` (a regressor) gave: not computed again. A classifier's labels are still its own ``predict``.
+    """
+    if outputs is not None and not task.is_classifier:
+        return np.asarray(outputs), None
     matrix = pipeline[:-1].transform(frame) if len(pipeline.steps) > 1 else frame
     final = pipeline.steps[-1][1]
-    return np.asarray(final.predict(matrix)), (np.asarray(final.predict_proba(matrix)) if task.is_classifier else None)
+    labels = np.asarray(final.predict(matrix))
+    if not task.is_classifier:
+        return labels, None
+    return labels, np.asarray(final.predict_proba(matrix)) if outputs is None else np.asarray(outputs)

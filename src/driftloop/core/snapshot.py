@@ -145,5 +145,7 @@ def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) ->
         else:
             canonical[name] = _texts(values)
     key = hashlib.sha256(f"driftloop-split-{seed}".encode()).hexdigest()[:16]
-    hashes = pd.util.hash_pandas_object(pd.DataFrame(canonical), index=False, hash_key=key).to_numpy()
+    # copy=False: the hash reads column by column, so stacking the numbers into one block first only copied them.
+    table = pd.DataFrame(canonical, copy=False)
+    hashes = pd.util.hash_pandas_object(table, index=False, hash_key=key).to_numpy()
     return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
