@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
 from driftloop.core.drift import ColumnKind, build_profile, prediction_values
-from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric, importance_rows
+from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric, importance_sample
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
 from driftloop.core.parity import ParityReport, compare_predictions, parity_rows
@@ -128,11 +128,10 @@ def evaluate_candidate(
     metrics = compute_metrics(y_true, scores, task)
     tracking.log_params(client, run_id, candidate.params)
     tracking.log_metrics(client, run_id, metrics.as_dict(), prefix="holdout_")
-    progress(
-        "evaluating on %s holdout rows (importance on %s)", f"{len(holdout):,}", f"{importance_rows(len(holdout)):,}"
-    )
+    used = len(importance_sample(y_true, seed, task))
+    progress("evaluating on %s holdout rows (importance on %s)", f"{len(holdout):,}", f"{used:,}")
     importances = feature_importance(candidate.pipeline, holdout, y_true, seed, task=task)
-    tracking.log_metrics(client, run_id, {"importance_rows": importance_rows(len(holdout))})
+    tracking.log_metrics(client, run_id, {"importance_rows": used})
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         pngs = [plots.feature_importance_png(importances, out / "feature_importance.png", importance_metric(task))]

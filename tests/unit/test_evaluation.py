@@ -14,7 +14,7 @@ from driftloop.core.evaluation import (
     HIGHER_IS_BETTER,
     compute_metrics,
     feature_importance,
-    importance_rows,
+    importance_sample,
     predicted_labels,
 )
 from driftloop.core.pipeline import build_pipeline
@@ -138,8 +138,50 @@ def test_feature_importance_on_a_sample_of_a_big_holdout_keeps_the_ranking(seed:
     assert list(sampled)[0] == "signal"
     assert sampled["signal"] > 0.3
     assert abs(sampled["noise"]) < 0.05
-    assert importance_rows(400, 200) == 200
-    assert importance_rows(150, 200) == 150
+    assert len(importance_sample(y, seed, limit=200)) == 200  # both classes are common: the plain sample
+    assert len(importance_sample(y[:150], seed, limit=200)) == 150
+
+
+def _rare_class_world(kind: str, seed: int) -> tuple[DatasetSchema, pd.DataFrame, np.ndarray]:
+    """30,000 rows where a class has 6 rows: a plain sample of 5,000 misses it about a third of the time."""
+    rng = np.random.default_rng(seed)
+    n = 30_000
+    frame = pd.DataFrame({"signal": rng.normal(size=n), "noise": rng.normal(size=n)})
+    y = (frame["signal"] > 0).to_numpy(dtype=np.int64) if kind == "multiclass" else np.zeros(n, dtype=np.int64)
+    y[rng.choice(n, 6, replace=False)] = 2 if kind == "multiclass" else 1
+    target: dict[str, object] = {"name": "y", "kind": kind, "classes": ["a", "b", "c"]}
+    if kind == "binary":
+        target = {"name": "y", "classes": ["a", "b"], "positive": "b"}
+    features = [{"name": "signal", "kind": "numeric"}, {"name": "noise", "kind": "numeric"}]
+    return DatasetSchema.model_validate({"name": "rare", "target": target, "features": features}), frame, y
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_importance_sample_keeps_a_rare_class_and_the_plain_sample(kind: str, seed: int) -> None:
+    schema, frame, y = _rare_class_world(kind, seed)
+    rare = np.flatnonzero(y == y.max())
+    picked = importance_sample(y, seed, schema.task)
+    assert set(rare) <= set(picked)  # each of its 6 rows, under the floor of 50
+    plain = evaluation.sample_positions(len(y), evaluation.IMPORTANCE_ROWS, seed)
+    assert set(plain) <= set(picked)
+    assert len(picked) <= evaluation.IMPORTANCE_ROWS + 6
+    assert np.all(np.diff(picked) > 0)
+    pipeline = build_pipeline(schema, "logistic_regression").fit(frame, y)
+    importance = feature_importance(pipeline, frame, y, seed=seed, task=schema.task)
+    assert all(math.isfinite(value) for value in importance.values())  # one-vs-rest refused a missing class
+    if kind == "multiclass":
+        assert list(importance)[0] == "signal"
+
+
+def test_importance_sample_of_a_regressor_is_the_plain_sample() -> None:
+    values = np.random.default_rng(0).normal(size=8000)
+    regression = DatasetSchema.model_validate(
+        {"name": "r", "target": {"name": "y", "kind": "regression"}, "features": [{"name": "x", "kind": "numeric"}]}
+    )
+    np.testing.assert_array_equal(
+        importance_sample(values, 3, regression.task), evaluation.sample_positions(8000, evaluation.IMPORTANCE_ROWS, 3)
+    )
 
 
 def _toy_of_kind(kind: str) -> tuple[DatasetSchema, pd.DataFrame, np.ndarray]:

@@ -13,7 +13,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
 from driftloop.core.pipeline import preprocessed_columns
-from driftloop.core.sampling import sample_positions
+from driftloop.core.sampling import sample_positions, sample_positions_by_label
 from driftloop.core.task import HIGHER_IS_BETTER, Task, TaskKind
 
 __all__ = ["HIGHER_IS_BETTER", "BINARY", "Metrics", "compute_metrics", "feature_importance", "predicted_labels"]
@@ -161,12 +161,19 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, task: Task = BINARY)
     return Metrics(task_metrics(task, y_true, scores))
 
 
-IMPORTANCE_ROWS = 5_000  # permutation importance shuffles at most this many holdout rows (a seeded sample)
+IMPORTANCE_ROWS = 5_000  # permutation importance shuffles a seeded sample of this many holdout rows
+IMPORTANCE_CLASS_FLOOR = 50  # ... to which each class short of this many rows gets its others back
 
 
-def importance_rows(rows: int, limit: int = IMPORTANCE_ROWS) -> int:
-    """How many of ``rows`` holdout rows permutation importance uses: all of them, or ``limit``."""
-    return min(rows, limit)
+def importance_sample(y: np.ndarray, seed: int, task: Task = BINARY, limit: int = IMPORTANCE_ROWS) -> np.ndarray:
+    """The positions of the holdout rows permutation importance uses: all of them, or a seeded sample of ``limit``.
+
+    A classifier's sample keeps at least ``IMPORTANCE_CLASS_FLOOR`` rows of each class (all, if it has fewer), so
+    a rare class stays: without it ROC AUC is undefined (binary) or refused (one-vs-rest).
+    """
+    if task.is_classifier:
+        return sample_positions_by_label(np.asarray(y), limit, seed, IMPORTANCE_CLASS_FLOOR)
+    return sample_positions(len(y), limit, seed)
 
 
 def feature_importance(
@@ -181,13 +188,14 @@ def feature_importance(
     """Mean drop in the task's ranking metric (ROC AUC, one-vs-rest ROC AUC, R²) when each raw feature is shuffled.
 
     Raw features (the columns of ``model_frame``), not the one-hot columns the model sees, so the names
-    match the schema and a categorical counts once. Largest first. On a seeded sample of ``max_rows`` rows when
-    there are more (``importance_rows``): each feature costs ``n_repeats`` predictions of every row used, which on
-    a 1M-row holdout took three times the fit. A ``build_pipeline`` pipeline is shuffled after its preprocessing
-    (``_shuffled_drops``), any other Pipeline by scikit-learn's ``permutation_importance`` on the raw frame.
+    match the schema and a categorical counts once. Largest first. On a seeded sample of about ``max_rows`` rows
+    when there are more (``importance_sample``): each feature costs ``n_repeats`` predictions of every row used,
+    which on a 1M-row holdout took three times the fit. A ``build_pipeline`` pipeline is shuffled after its
+    preprocessing (``_shuffled_drops``), any other Pipeline by scikit-learn's ``permutation_importance`` on the raw
+    frame.
     """
     if len(model_frame) > max_rows:
-        picked = sample_positions(len(model_frame), max_rows, seed)
+        picked = importance_sample(y, seed, task, max_rows)
         model_frame, y = model_frame.iloc[picked], np.asarray(y)[picked]
     features = [str(name) for name in model_frame.columns]
     columns = preprocessed_columns(pipeline, features)
