@@ -12,7 +12,9 @@ binary target) written as CSV, trained two ways, each in its own subprocess so e
              HistGradientBoosting) fitted on the training rows, skl2onnx export: the limit
   driftloop  the training flow's steps as plain calls (no Prefect server: its cost is the other benchmark's):
              load + validate + hash, split, fit (on the training rows), evaluate + permutation importance, ONNX
-             export + parity, reference profile, register; each stage timed
+             export + parity, reference profile, register; each stage timed. As in the flow, storing the
+             snapshot runs on a thread beside the fit and the reference profile beside export; the total is the
+             wall time, so the overlapped stages' seconds add up to more than it
 Each process trains twice and the second run is the one timed: the first, on the snapshot's first 5,000 rows,
 pays the imports and one-time caches, and its wall time is printed apart (`_scale_worker`).
 Printed: seconds per stage; the work around the fit, (driftloop − its fit) − (plain − its fit), as a share of the
@@ -90,7 +92,7 @@ def _plain_training(model_name: str) -> None:
     candidate = fit_candidate.fn(split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
     evaluation = evaluate_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, s.seed)
     export = export_candidate.fn(candidate, split, snapshot.schema, uri, run.run_id, 1e-5, evaluation)
-    save_reference.fn(split, snapshot.schema, uri, run.run_id, s.seed)
+    save_reference.fn(split, snapshot.schema, uri, run.run_id, s.seed, evaluation)
     segments = compare_with_champion.fn(
         evaluation, champion, split, snapshot.schema, snapshot.base_rows, policy, s.seed
     )
@@ -223,6 +225,8 @@ def _scale_plain(data: Path, schema_file: Path, model_name: str) -> dict[str, fl
 
 
 def _scale_driftloop(data: Path, schema_file: Path, model_name: str) -> dict[str, float]:
+    from concurrent.futures import ThreadPoolExecutor
+
     from driftloop.settings import get_settings
     from tasks.data import load_snapshot, split_snapshot, store_training_snapshot
     from tasks.model import evaluate_candidate, export_candidate, fit_candidate, save_reference, score_champion
@@ -239,25 +243,31 @@ def _scale_driftloop(data: Path, schema_file: Path, model_name: str) -> dict[str
         stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
         return result
 
+    started = time.perf_counter()
     snapshot = timed("load + validate + hash", load_snapshot.fn, data, schema_file)
     split = timed("split", split_snapshot.fn, snapshot, s.holdout_fraction, s.seed)
     champion = timed("other", score_champion.fn, model_name, uri, split, snapshot.schema)
     run = timed("other", open_run.fn, uri, s.experiment_name, s.mlflow_artifacts, "bench-scale", {})
-    timed("store snapshot", store_training_snapshot.fn, uri, s.mlflow_artifacts, run.run_id, snapshot, str(data))
-    candidate = timed("fit", fit_candidate.fn, split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
-    evaluation = timed("evaluate + importance", evaluate_candidate.fn, candidate, split, snapshot.schema, uri,
-                       run.run_id, s.seed)  # fmt: skip
-    export = timed("export + parity", export_candidate.fn, candidate, split, snapshot.schema, uri, run.run_id, 1e-5,
-                   evaluation)  # fmt: skip
-    timed("reference profile", save_reference.fn, split, snapshot.schema, uri, run.run_id, s.seed, evaluation)
+    with ThreadPoolExecutor(max_workers=1) as beside:  # the flow's submitted tasks (flows/train.py)
+        store = beside.submit(timed, "store snapshot (beside the fit)", store_training_snapshot.fn, uri,
+                              s.mlflow_artifacts, run.run_id, snapshot, str(data))  # fmt: skip
+        candidate = timed("fit", fit_candidate.fn, split, snapshot.schema, "hist_gradient_boosting", None, s.seed)
+        store.result()
+        evaluation = timed("evaluate + importance", evaluate_candidate.fn, candidate, split, snapshot.schema, uri,
+                           run.run_id, s.seed)  # fmt: skip
+        reference = beside.submit(timed, "reference profile (beside export)", save_reference.fn, split,
+                                  snapshot.schema, uri, run.run_id, s.seed, evaluation)  # fmt: skip
+        export = timed("export + parity", export_candidate.fn, candidate, split, snapshot.schema, uri, run.run_id,
+                       1e-5, evaluation)  # fmt: skip
+        reference.result()
     timed("other", register_model.fn, model_name, uri, export.onnx_model_uri, run.run_id, {}, "bench")
     timed("other", close_run.fn, uri, run.run_id, True)
     del champion
-    return {**stages, "peak_mb": _peak_mb()}
+    return {**stages, "wall_s": time.perf_counter() - started, "peak_mb": _peak_mb()}
 
 
 WARM_UP_ROWS = 5_000
-NOT_STAGES = {"peak_mb", "first_run_s", "frame_mb"}
+NOT_STAGES = {"peak_mb", "first_run_s", "frame_mb", "wall_s"}
 
 
 def _scale_worker(kind: str, data: Path, schema_file: Path) -> None:
@@ -304,7 +314,7 @@ def _scale(sizes: list[int]) -> None:
                 results[kind] = json.loads(lines[-1].removeprefix("RESULT "))
             plain, ours = results["plain"], results["driftloop"]
             plain_s = sum(v for k, v in plain.items() if k not in NOT_STAGES)
-            ours_s = sum(v for k, v in ours.items() if k not in NOT_STAGES)
+            ours_s = ours["wall_s"]  # its stages overlap where the flow runs two at once
             around = (ours_s - ours["fit"] - plain_s + plain["fit"]) / plain_s
             print(
                 f"{rows:>10,} {data.stat().st_size / 1e6:>7.0f} {plain['frame_mb']:>9.0f} {plain_s:>8.1f} "

@@ -170,11 +170,21 @@ def train_model(
     run = open_run(uri, settings.experiment_name, artifact_root, f"train-{name}-{flow_run.name}", provenance)
     try:
         source = retrain.source if retrain and retrain.source else record_source(snapshot.source)
-        snapshot_uri = store_training_snapshot(uri, artifact_root, run.run_id, snapshot, source)
-        candidate = fit_candidate(split, schema, estimator, params, seed)
+        # A submitted task runs on a thread beside the next one (the fit leaves part of a core idle; the profile's
+        # sorts release the GIL), and is waited for even when that one fails, so the run is closed after it.
+        stored = store_training_snapshot.submit(uri, artifact_root, run.run_id, snapshot, source)
+        try:
+            candidate = fit_candidate(split, schema, estimator, params, seed)
+        finally:
+            stored.wait()
+        snapshot_uri = stored.result()
         evaluation = evaluate_candidate(candidate, split, schema, uri, run.run_id, seed)
-        export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance, evaluation)
-        reference_uri = save_reference(split, schema, uri, run.run_id, seed, evaluation)
+        reference = save_reference.submit(split, schema, uri, run.run_id, seed, evaluation)
+        try:
+            export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance, evaluation)
+        finally:
+            reference.wait()
+        reference_uri = reference.result()
         decision = _gate(evaluation, export, champion, split, snapshot, policy, seed)
         record_decision(uri, run.run_id, decision.markdown(), decision.tags(), decision.verdict)
         recipe = TrainingRecipe(
