@@ -135,7 +135,8 @@ def split_snapshot(snapshot: Snapshot, fraction: float, seed: int) -> Split:
     return split
 
 
-@mlflow_task("store-training-snapshot", timeout_seconds=1800)
+# No timeout: the flow runs it on a thread beside the fit, where Prefect could not interrupt it (it warns so).
+@mlflow_task("store-training-snapshot")
 def store_training_snapshot(
     tracking_uri: str, artifact_root: Path | None, run_id: str, snapshot: Snapshot, source: str
 ) -> str:

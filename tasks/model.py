@@ -224,7 +224,8 @@ def _grouped_graph(
         return None
 
 
-@mlflow_task("save-reference-profile", timeout_seconds=900)
+# No timeout: the flow runs it on a thread beside export, where Prefect could not interrupt it (it warns so).
+@mlflow_task("save-reference-profile")
 def save_reference(
     split: Split,
     schema: DatasetSchema,

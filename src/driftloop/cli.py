@@ -698,7 +698,8 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
     owned = local_specs(settings)
     if owned:
         names = " and ".join(spec.name for spec in owned)
-        out.print(f"  ({names} stay up for the next commands; `driftloop down` stops them)", highlight=False)
+        stay, them = ("stays", "it") if len(owned) == 1 else ("stay", "them")
+        out.print(f"  ({names} {stay} up for the next commands; `driftloop down` stops {them})", highlight=False)
     out.print("  driftloop models | driftloop history")
 
 
