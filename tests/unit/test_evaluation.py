@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import metrics as skm
 
 from driftloop.core import evaluation
 from driftloop.core.evaluation import (
@@ -232,3 +233,13 @@ def test_importance_predicts_shuffles_together_with_the_answer_of_one_call_per_s
     assert list(together)[0] == "signal"
     assert together["signal"] > 0.2
     assert abs(together["noise"]) < 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_auc_is_scikit_learns_with_ties_and_nan_for_one_class(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 3000)
+    scores = np.round(rng.normal(size=3000) + 0.7 * y, seed + 1)  # rounded: many tied scores across classes
+    assert evaluation.roc_auc(y, scores) == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-12)
+    assert evaluation.roc_auc(np.array([0, 1, 1]), np.array([0.2, 0.2, 0.9])) == 0.75  # the tie counts half
+    assert math.isnan(evaluation.roc_auc(np.ones(10), rng.random(10)))
