@@ -76,7 +76,7 @@ def load_snapshot(
     declared = load_schema(schema_path)
     frames = [_validated(data, declared, schema_path, password=password)]
     if recent_path is not None:
-        frames.append(_validated(recent_path, declared, schema_path, min_rows=1))
+        frames.append(_validated(recent_path, declared, schema_path, part=True))
     frames = [with_canonical_target(part, declared) for part in frames]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else with_default_index(frames[0])
     schema = learn_categories(declared, frame)
@@ -97,12 +97,12 @@ def _validated(
     source: Source,
     schema: DatasetSchema,
     schema_path: Path,
-    min_rows: int | None = None,
+    part: bool = False,
     password: SecretStr | None = None,
 ) -> pd.DataFrame:
     frame = read_source(source, secret_text(password))
     where = describe_source(source)
-    problems = find_problems(frame, schema, min_rows)
+    problems = find_problems(frame, schema, 1 if part else None, part=part)
     if problems:
         listing = "\n".join(f"- {p}" for p in problems)
         create_markdown_artifact(

@@ -339,6 +339,7 @@ def _memory_limit(value: str) -> str:
         from distributed.system import MEMORY_LIMIT  # the RAM (or cgroup limit) a share is of, as Dask reads it
     except ImportError:  # `score` then names the extra that installs Dask
         return value
+    share = 0.0
     try:
         share = float(value)
     except ValueError:
@@ -351,9 +352,10 @@ def _memory_limit(value: str) -> str:
         limit = int(share * MEMORY_LIMIT) if share <= 1 else int(share)
     if 0 < limit < MIN_WORKER_MEMORY:
         shown = f"{limit / 2**20:,.0f} MiB" if limit >= 2**20 else f"{limit:,} bytes"
+        bytes_read = " (a number above 1 counts bytes: a share of the RAM is at most 1)" if share > 1 else ""
         raise typer.BadParameter(
-            f"{value!r} is {shown}: a scoring worker needs at least {MIN_WORKER_MEMORY // 2**20} MiB (its libraries "
-            "alone take about 350 MB)"
+            f"{value!r} is {shown}{bytes_read}: a scoring worker needs at least {MIN_WORKER_MEMORY // 2**20} MiB (its "
+            "libraries alone take about 350 MB)"
         )
     return value
 

@@ -340,7 +340,8 @@ def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path
         ("--memory-limit", "-0.5", "Invalid value for '--memory-limit': '-0.5': give auto, 0 (no limit)"),
         # Dask would restart a worker this small for ever: it is over its limit before its first row.
         ("--memory-limit", "200MB", "'200MB' is 191 MiB: a scoring worker needs at least 512 MiB"),
-        ("--memory-limit", "10", "'10' is 10 bytes: a scoring worker needs at least 512 MiB"),
+        ("--memory-limit", "10", "'10' is 10 bytes (a number above 1 counts bytes: a share of the RAM is at most"),
+        ("--memory-limit", "1.5", "'1.5' is 1 bytes (a number above 1 counts bytes"),
         ("--memory-limit", "0.0000001", "bytes: a scoring worker needs at least 512 MiB"),
     ],
 )

@@ -40,6 +40,28 @@ def test_an_empty_csv_is_named_as_empty(tmp_path: Path) -> None:
         scoring_input(tmp_path / "empty.csv", "64MB")
 
 
+def test_a_csv_with_a_repeated_column_no_row_or_no_text_is_refused_before_any_worker(tmp_path: Path) -> None:
+    (tmp_path / "twice.csv").write_text("id,rooms,rooms\n1,3,7\n")  # Dask would read the second as rooms.1
+    with pytest.raises(DatasetError, match=r"twice.csv repeats column name\(s\): 'rooms' in columns 2, 3"):
+        scoring_input(tmp_path / "twice.csv", "64MB")
+    (tmp_path / "header.csv").write_text("id,rooms\n")
+    with pytest.raises(DatasetError, match="header.csv has a header but no row to score"):
+        scoring_input(tmp_path / "header.csv", "64MB")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81\n\x90")
+    with pytest.raises(DatasetError, match="binary.csv cannot be read as CSV: 'utf-8' codec"):
+        scoring_input(tmp_path / "binary.csv", "64MB")
+    (tmp_path / "fine.csv").write_text("id,rooms\n1,3\n")
+    assert scoring_input(tmp_path / "fine.csv", "64MB").columns == ["id", "rooms"]
+
+
+def test_parquet_without_a_row_is_refused(tmp_path: Path) -> None:
+    pd.DataFrame({"id": pd.Series([], dtype="int64")}).to_parquet(tmp_path / "none.parquet")
+    with pytest.raises(DatasetError, match="has no row to score"):
+        scoring_input(tmp_path, "64MB")
+    pd.DataFrame({"id": [1]}).to_parquet(tmp_path / "one.parquet")
+    assert len(scoring_input(tmp_path, "64MB").pieces) == 2  # one file with rows is enough
+
+
 def test_force_clears_only_an_earlier_runs_answer_files(tmp_path: Path) -> None:
     for name in ("part-00000-0000.parquet", "part-00003-0001.parquet", "_rejected/part-00001-0000.parquet"):
         (tmp_path / name).parent.mkdir(exist_ok=True)

@@ -129,6 +129,32 @@ def test_nulls_in_a_nullable_feature_are_fine(churn_frame: pd.DataFrame, churn_s
     assert find_problems(churn_frame, churn_schema) == []
 
 
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_a_nullable_feature_with_no_value_at_all_is_refused_in_a_whole_snapshot_only(kind: str) -> None:
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "houses",
+            "min_rows": 2,
+            "target": {"name": "price", "kind": "regression"},
+            "features": [
+                {"name": "rooms", "kind": "numeric"},
+                {"name": "area", "kind": "numeric", "nullable": True},
+                {"name": "district", "kind": "categorical", "categories": ["n", "s"], "nullable": True},
+            ],
+        }
+    )
+    frame = pd.DataFrame(
+        {"rooms": [1.0, 2.0, 3.0], "area": [50.0, np.nan, 70.0], "district": ["n", None, "s"], "price": [1.0, 2, 3]}
+    )
+    assert find_problems(frame, schema) == []
+    empty = "area" if kind == "numeric" else "district"
+    frame[empty] = np.nan if kind == "numeric" else None
+    assert find_problems(frame, schema) == [
+        f"column {empty!r}: no value in any row (nullable, but nothing to learn from)"
+    ]
+    assert find_problems(frame, schema, 1, part=True) == []  # a retrain's recent rows may lack it
+
+
 def test_unknown_categories_are_listed_with_counts(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     churn_frame.loc[[1, 2, 3], "contract"] = ["Weekly", "Daily", "Weekly"]
     assert find_problems(churn_frame, churn_schema) == [

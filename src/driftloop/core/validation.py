@@ -28,12 +28,16 @@ def validate_snapshot(frame: pd.DataFrame, schema: DatasetSchema, dataset: str) 
         raise DatasetValidationError(dataset, problems)
 
 
-def find_problems(frame: pd.DataFrame, schema: DatasetSchema, min_rows: int | None = None) -> list[str]:
+def find_problems(
+    frame: pd.DataFrame, schema: DatasetSchema, min_rows: int | None = None, *, part: bool = False
+) -> list[str]:
     """Every way the snapshot breaks the schema, one human-readable line each; empty when it is valid.
 
     Columns the schema does not mention are ignored. A column whose name appears more than once is reported
-    once as duplicated and not checked further. ``min_rows`` replaces the schema's own minimum (a part of a
-    snapshot, such as a retrain's recent rows, may be small).
+    once as duplicated and not checked further. ``min_rows`` replaces the schema's own minimum, and ``part`` says
+    the rows are a part of a snapshot (a retrain's recent rows): small, and a feature may have no value in them.
+    In a whole snapshot a feature with no value at all, even a nullable one, is a problem: nothing can be
+    learnt from it, and its drift cannot be measured.
     """
     problems: list[str] = []
     columns = pd.Index(frame.columns)
@@ -55,6 +59,9 @@ def find_problems(frame: pd.DataFrame, schema: DatasetSchema, min_rows: int | No
     for feature in schema.features:
         if feature.name in columns and feature.name not in duplicated:
             problems.extend(_feature_problems(frame[feature.name], feature))
+            learnt = feature.is_categorical and feature.learn  # its own problem says so: no values to learn from
+            if not part and feature.nullable and not learnt and len(frame) and frame[feature.name].isna().all():
+                problems.append(f"column {feature.name!r}: no value in any row (nullable, but nothing to learn from)")
     if target in columns and target not in duplicated:
         problems.extend(_target_problems(frame[target], schema))
     return problems

@@ -29,6 +29,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
+from driftloop.io.datasets import refuse_repeated_columns
 from driftloop.io.partition_scoring import (
     ANSWER_FILES,
     REJECTED_DIR,
@@ -162,8 +163,12 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
         if not files:
             raise DatasetError(f"input directory {source} holds no Parquet file")
         metadata = {f: pq.ParquetFile(f).metadata for f in files}
+        if not any(meta.num_rows for meta in metadata.values()):
+            raise DatasetError(f"input {source} has no row to score")
         pieces = [ParquetPiece(str(f), g) for f in files for g in range(metadata[f].num_row_groups)]
         names = {f: [str(name) for name in meta.schema.to_arrow_schema().names] for f, meta in metadata.items()}
+        for file, columns in names.items():
+            refuse_repeated_columns(f"input {file}", columns)
         everywhere = set.intersection(*(set(n) for n in names.values()))
         anywhere = list(dict.fromkeys(c for n in names.values() for c in n))
         lacking = {
@@ -176,8 +181,23 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
         raise DatasetError(f"input {source}: score reads CSV, Parquet or a directory of Parquet files")
     if source.stat().st_size == 0:
         raise DatasetError(f"input {source} is empty: not even a header line")
+    _require_csv_rows(source)
     frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
     return ScoringInput([str(c) for c in frame.columns], [], frame)
+
+
+def _require_csv_rows(source: Path) -> None:
+    """The CSV's header names each column once, and a row follows it; its first lines are read as text.
+
+    Dask, as pandas, renames a repeated header (``rooms``, ``rooms.1``), and the second copy would go unread.
+    """
+    try:
+        head = pd.read_csv(source, header=None, nrows=2, dtype=object, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DatasetError(f"input {source} cannot be read as CSV: {error}") from error
+    refuse_repeated_columns(f"input {source}", [str(name) for name in head.iloc[0]])
+    if len(head) < 2:
+        raise DatasetError(f"input {source} has a header but no row to score")
 
 
 def require_columns(source: ScoringInput, data: str, keys: Sequence[str], schema: DatasetSchema) -> list[str]:

@@ -221,7 +221,7 @@ def read_snapshot(path: Path) -> pd.DataFrame:
 
     try:
         if kind == "parquet":
-            _refuse_repeated(path, list(pq.read_schema(path).names))
+            refuse_repeated_columns(f"snapshot {path}", list(pq.read_schema(path).names))
             frame = pd.read_parquet(path)
         else:
             frame = _read_csv(path)
@@ -276,15 +276,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
     # pandas renames a repeated header ("tenure", "tenure.1"): the second copy would be dropped as an unknown
     # column without a word. The header as written says so.
-    _refuse_repeated(path, [str(name) for name in pd.read_csv(path, header=None, nrows=1).iloc[0]])
+    refuse_repeated_columns(f"snapshot {path}", [str(name) for name in pd.read_csv(path, header=None, nrows=1).iloc[0]])
     return frame
 
 
-def _refuse_repeated(path: Path, names: list[str]) -> None:
+def refuse_repeated_columns(what: str, names: list[str]) -> None:
+    """Raise if a column name occurs twice in ``what`` (``snapshot PATH``, ``input PATH``), naming the positions.
+
+    Raises:
+        DatasetError: a name is repeated.
+    """
     repeated = repeated_names(names)
     if repeated:
         where = "; ".join(
             f"{name!r} in columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == name)}"
             for name in repeated
         )
-        raise DatasetError(f"snapshot {path} repeats column name(s): {where}; every column needs its own name")
+        raise DatasetError(f"{what} repeats column name(s): {where}; every column needs its own name")
