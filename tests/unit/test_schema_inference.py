@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_classification
 
+from driftloop.core.features import to_model_frame
 from driftloop.core.schema import FeatureKind, Unseen
 from driftloop.core.schema_inference import infer_schema
 from driftloop.core.task import TaskKind
@@ -254,3 +255,25 @@ def test_a_numeric_column_with_a_few_stray_texts_is_numeric_and_the_note_names_t
     # Then training names the same rows, so the user fixes them before any fit.
     problems = find_problems(frame, inferred.schema)
     assert problems == ["column 'area': 2 non-numeric value(s) (e.g. 'unknown', '12,5')"]
+
+
+def test_true_false_with_blanks_is_a_nullable_binary_feature_from_csv_and_parquet(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    garden = rng.choice(np.array([True, False, None], dtype=object), 600)  # bools with nulls: object dtype
+    words = rng.choice(np.array(["true", "FALSE", None], dtype=object), 600)  # pandas' words, as text
+    maybe = rng.choice(np.array(["True", "maybe", None], dtype=object), 600)  # not only booleans: a category
+    frame = pd.DataFrame({"garden": garden, "words": words, "maybe": maybe, "y": rng.choice(["a", "b"], 600)})
+    csv, parquet = tmp_path / "houses.csv", tmp_path / "houses.parquet"
+    frame.to_csv(csv, index=False)
+    frame.to_parquet(parquet, index=False)
+    for path in (csv, parquet):
+        read = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        schema = infer_schema(read, "y", "houses").schema
+        for name in ("garden", "words"):
+            feature = schema.feature(name)
+            assert (feature.kind, feature.nullable) == (FeatureKind.BINARY, True), (path.suffix, name)
+        assert schema.feature("maybe").kind is FeatureKind.CATEGORICAL
+        assert find_problems(read, schema) == []  # and training takes the data it was inferred from
+        fed = to_model_frame(read, schema)["garden"].to_numpy()
+        expected = np.array([{True: 1.0, False: 0.0}.get(v, np.nan) for v in garden], dtype=np.float32)
+        np.testing.assert_array_equal(fed, expected)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema
 
@@ -33,6 +34,18 @@ def _category_text(value: object) -> str:
 # it turns a column of them into True/False, so a CSV read as text (batch scoring) must read them as 1/0 too.
 CSV_TRUE_WORDS = ("True", "TRUE", "true")
 CSV_FALSE_WORDS = ("False", "FALSE", "false")
+
+
+def only_booleans(values: pd.Series) -> bool:
+    """Every present value is a boolean, or one of pandas' words for them: ``as_numbers`` reads them as 1 and 0.
+
+    Booleans with blanks are objects (a CSV column read by pandas, Parquet booleans with nulls), not a bool dtype.
+    """
+    kind = infer_dtype(values, skipna=True)
+    if kind == "boolean":
+        return True
+    present = values.dropna()
+    return kind == "string" and len(present) > 0 and bool(present.isin((*CSV_TRUE_WORDS, *CSV_FALSE_WORDS)).all())
 
 
 def as_numbers(values: pd.Series) -> pd.Series:

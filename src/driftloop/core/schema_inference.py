@@ -2,7 +2,7 @@
 
 Every column but the target becomes a feature unless it cannot be one, and then the notes say why and what to do:
 
-    0/1 numbers or booleans      binary
+    0/1 numbers or booleans      binary (also True/False with blanks, and pandas' words for them)
     other numbers                numeric (the observed range goes in the description, not in min/max: a rule
                                  there would refuse tomorrow's data for drifting)
     text, ≥ 95% of it numbers    numeric, with a note naming the values that are not (training refuses them)
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from driftloop.core.features import only_booleans
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind, Target, Unseen
 from driftloop.core.task import TaskKind
 from driftloop.errors import ConfigError
@@ -168,7 +169,7 @@ def _infer_feature(values: pd.Series, name: str, max_categories: int) -> tuple[F
             f"{name!r} left out: dates and times have no kind in a schema; derive numbers from them in the "
             "snapshot (days since an event, day of week, hour) and infer again"
         )
-    if pd.api.types.is_bool_dtype(values.dtype) or _only_zero_and_one(present):
+    if pd.api.types.is_bool_dtype(values.dtype) or _only_zero_and_one(present) or only_booleans(present):
         return Feature(name=name, kind=FeatureKind.BINARY, nullable=nullable), None
     if pd.api.types.is_numeric_dtype(values.dtype):
         low, high = float(present.min()), float(present.max())

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.core.feature_rules import Rule, broken_rules
-from driftloop.core.features import as_numbers
+from driftloop.core.features import as_numbers, only_booleans
 from driftloop.core.schema import DatasetSchema, Feature
 from driftloop.core.task import TaskKind
 from driftloop.errors import DatasetValidationError
@@ -106,7 +106,7 @@ def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
 
 def _stored_as_text(values: pd.Series, numbers: pd.Series) -> str | None:
     """What is wrong with a numeric column whose dtype is not numeric: values that are not numbers, or none."""
-    if pd.api.types.is_numeric_dtype(values.dtype):
+    if pd.api.types.is_numeric_dtype(values.dtype) or only_booleans(values):
         return None
     not_numbers = values.notna() & numbers.isna()
     if not_numbers.any():
