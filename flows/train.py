@@ -39,6 +39,7 @@ from tasks.data import (
 )
 from tasks.deploy import ship_by_deployment
 from tasks.model import (
+    Candidate,
     ChampionScore,
     Evaluation,
     Export,
@@ -151,7 +152,7 @@ def train_model(
     snapshot = load_snapshot(data, schema_file, recent, settings.sql_password)
     schema = snapshot.schema
     split = split_snapshot(snapshot, fraction=split_spec.fraction, seed=split_spec.seed)
-    champion = score_champion(name, uri, split, schema)
+    champion = score_champion(name, uri, split, schema, _ordinary(snapshot, policy))
 
     provenance = {
         lineage.DATA_HASH: snapshot.content_hash,
@@ -185,7 +186,7 @@ def train_model(
         finally:
             reference.wait()
         reference_uri = reference.result()
-        decision = _gate(evaluation, export, champion, split, snapshot, policy, seed)
+        decision = _gate(evaluation, candidate, export, champion, split, snapshot, policy, seed)
         record_decision(uri, run.run_id, decision.markdown(), decision.tags(), decision.verdict)
         recipe = TrainingRecipe(
             estimator=estimator,
@@ -219,7 +220,7 @@ def train_model(
             description=f"{estimator} on {schema.name} ({snapshot.content_hash[:12]}): gate {decision.verdict}",
         )
         if decision.promote:
-            decision, champion = _promote(name, uri, version, decision, champion, evaluation, export, split,
+            decision, champion = _promote(name, uri, version, decision, champion, evaluation, candidate, export, split,
                                           snapshot, policy, seed, run.run_id)  # fmt: skip
     except BaseException:
         close_run(uri, run.run_id, succeeded=False)
@@ -257,11 +258,12 @@ def train_model(
 
 
 def _gate(
-    evaluation: Evaluation, export: Export, champion: ChampionScore, split: Split, snapshot: Snapshot,
-    policy: GatePolicy, seed: int,
+    evaluation: Evaluation, candidate: Candidate, export: Export, champion: ChampionScore, split: Split,
+    snapshot: Snapshot, policy: GatePolicy, seed: int,
 ) -> PromotionDecision:  # fmt: skip
     """The gate's decision against ``champion``: floors, parity, pin, and the per-segment comparison."""
-    segments = compare_with_champion(evaluation, champion, split, snapshot.schema, snapshot.base_rows, policy, seed)
+    segments = compare_with_champion(evaluation, champion, split, snapshot.schema, snapshot.base_rows, policy, seed,
+                                     candidate.pipeline)  # fmt: skip
     decision = decide_promotion(
         candidate=evaluation.metrics.as_dict(),
         champion=champion.metrics.as_dict() if champion.metrics else None,
@@ -275,9 +277,18 @@ def _gate(
     return decision.with_ignored_columns(snapshot.ignored_columns)
 
 
+def _ordinary(snapshot: Snapshot, policy: GatePolicy) -> Snapshot | None:
+    """An ordinary run's snapshot: the champion is also scored on its own holdout rows the snapshot lacks.
+
+    A retrain's snapshot is the champion's own data plus recent rows (or its changed source): it lacks none.
+    """
+    return snapshot if policy.improve_on is None else None
+
+
 def _promote(
     name: str, uri: str, version: str, decision: PromotionDecision, champion: ChampionScore, evaluation: Evaluation,
-    export: Export, split: Split, snapshot: Snapshot, policy: GatePolicy, seed: int, run_id: str,
+    candidate: Candidate, export: Export, split: Split, snapshot: Snapshot, policy: GatePolicy, seed: int,
+    run_id: str,
 ) -> tuple[PromotionDecision, ChampionScore]:  # fmt: skip
     """Compare-and-swap: move the alias only if the champion is still the one the gate compared with.
 
@@ -293,8 +304,8 @@ def _promote(
             return refused, champion
         if not attempt.champion_moved:  # promoted (or someone else already made it champion)
             return decision, champion
-        champion = score_champion(name, uri, split, snapshot.schema)
-        decision = _gate(evaluation, export, champion, split, snapshot, policy, seed)
+        champion = score_champion(name, uri, split, snapshot.schema, _ordinary(snapshot, policy))
+        decision = _gate(evaluation, candidate, export, champion, split, snapshot, policy, seed)
         now = f"v{champion.version}" if champion.version else "no champion"
         note = f"the champion changed to {now} while this run was gated: gated again against it"
         decision = decision.noted(note)

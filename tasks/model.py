@@ -17,8 +17,16 @@ from sklearn.pipeline import Pipeline
 from driftloop.core import lineage
 from driftloop.core.drift import ColumnKind, build_profile, prediction_values
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric, importance_sample
-from driftloop.core.features import encode_target, to_model_frame
-from driftloop.core.gates import ALL, RECENT, REFERENCE, GatePolicy, SegmentComparison, compare_segments
+from driftloop.core.features import encode_target, to_model_frame, with_canonical_target
+from driftloop.core.gates import (
+    ALL,
+    CHAMPION_DATA,
+    RECENT,
+    REFERENCE,
+    GatePolicy,
+    SegmentComparison,
+    compare_segments,
+)
 from driftloop.core.parity import ParityReport, compare_predictions, parity_rows
 from driftloop.core.performance_estimate import Calibration, fit_calibration
 from driftloop.core.pipeline import (
@@ -28,16 +36,20 @@ from driftloop.core.pipeline import (
     is_driftloop_pipeline,
     sklearn_answers,
 )
+from driftloop.core.recipe import SplitSpec, TrainingRecipe
 from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
-from driftloop.core.snapshot import Split
+from driftloop.core.scoring import row_problems
+from driftloop.core.snapshot import Split, row_keys, split_holdout
 from driftloop.core.task import Task, TaskKind
-from driftloop.errors import ExportError, RegistryError
+from driftloop.errors import DatasetError, ExportError, RegistryError
 from driftloop.io import plots, tracking
 from driftloop.io.onnx_export import export_onnx, onnx_sha256, proven_grouped_onnx
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
+from driftloop.io.snapshots import fetch_snapshot
 from driftloop.io.user_model import resolve_estimator
+from tasks.data import Snapshot
 from tasks.policies import mlflow_task
 from tasks.progress import progress
 
@@ -80,6 +92,20 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class ChampionRows:
+    """The champion's own holdout rows that this run's snapshot lacks, their labels, and the champion's scores.
+
+    An ordinary run on other data than the champion's (an older file, after a retrain added recent labelled rows)
+    is compared with the champion there too: on its own holdout alone, a candidate that never saw the rows the
+    champion was retrained for is judged only where it is strong.
+    """
+
+    frame: pd.DataFrame  # the rows as the champion's stored snapshot holds them
+    y: np.ndarray  # encoded as this run's schema encodes its target
+    scores: np.ndarray  # the champion's (``core.task.Task.scores``)
+
+
+@dataclass(frozen=True)
 class ChampionScore:
     """The champion on this run's holdout (all None when there is no champion), and its pin if any.
 
@@ -87,12 +113,16 @@ class ChampionScore:
         version: The champion version the candidate is compared with.
         metrics: Its holdout metrics.
         scores: Its score (``core.task.Task.scores``) for each holdout row, in holdout order.
+        own_rows: Its own holdout rows this run's snapshot lacks (``ChampionRows``), when it was trained on other
+            data and its stored snapshot could be read; ``own_rows_note`` says why there are none otherwise.
     """
 
     version: str | None
     metrics: Metrics | None
     scores: np.ndarray | None = None
     pinned_by: str | None = None  # who pinned the champion, at which version and why (automatic promotions refused)
+    own_rows: ChampionRows | None = None
+    own_rows_note: str = ""
 
 
 def check_estimator(estimator: str, params: dict[str, Any] | None, seed: int, schema: DatasetSchema) -> None:
@@ -278,10 +308,14 @@ def _training_target(split: Split, schema: DatasetSchema) -> pd.Series:
 
 
 @mlflow_task("score-champion", timeout_seconds=900)
-def score_champion(model_name: str, tracking_uri: str, split: Split, schema: DatasetSchema) -> ChampionScore:
+def score_champion(
+    model_name: str, tracking_uri: str, split: Split, schema: DatasetSchema, snapshot: Snapshot | None = None
+) -> ChampionScore:
     """The current champion's metrics on this run's holdout, from its ONNX model (no pickle is loaded).
 
     A snapshot that adds features to the champion's is scored by the champion from the features it was trained on.
+    Given this run's ``snapshot`` (an ordinary run), the champion is also scored on its own holdout rows the
+    snapshot lacks (``ChampionScore.own_rows``).
     """
     registry = ModelRegistry(model_name, tracking_uri)
     champion = registry.champion()
@@ -301,15 +335,57 @@ def score_champion(model_name: str, tracking_uri: str, split: Split, schema: Dat
     first, proba = model.predict(to_model_frame(split.holdout, own))
     y_true = encode_target(split.holdout[schema.target.name], schema)
     scores = schema.task.scores(first if proba is None else proba)
-    return ChampionScore(version, compute_metrics(y_true, scores, schema.task), scores, pinned_by)
+    metrics = compute_metrics(y_true, scores, schema.task)
+    if snapshot is None:
+        return ChampionScore(version, metrics, scores, pinned_by)
+    try:
+        own_rows, note = _rows_lacking(registry, champion.tags, model, own, snapshot), ""
+    except (DatasetError, RegistryError, ValueError) as error:
+        own_rows, note = None, f"v{version}'s own holdout rows could not be read: {error}"
+        get_run_logger().warning("not compared on %s: %s", CHAMPION_DATA, note)
+    return ChampionScore(version, metrics, scores, pinned_by, own_rows, note)
+
+
+def _rows_lacking(
+    registry: ModelRegistry, tags: Mapping[str, str], model: OnnxModel, own: DatasetSchema, snapshot: Snapshot
+) -> ChampionRows | None:
+    """The champion's holdout rows (its stored snapshot, split as it was) that ``snapshot`` lacks and can score.
+
+    None when it was trained on the same data, or its version records no stored snapshot or split.
+    """
+    schema = snapshot.schema
+    recipe = TrainingRecipe.from_tags(tags, SplitSpec(0.5, 0))
+    if recipe.data_hash in (None, snapshot.content_hash) or not recipe.snapshot_uri or lineage.SPLIT not in tags:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = fetch_snapshot(registry.tracking_uri, recipe.snapshot_uri, Path(tmp), own, recipe.data_hash)
+        theirs = with_canonical_target(pd.read_parquet(stored), own)
+    held = split_holdout(theirs, own, recipe.split.fraction, recipe.split.seed).holdout
+    lacking_columns = [c for c in [*schema.feature_names, schema.target.name] if c not in held.columns]
+    if lacking_columns:
+        raise DatasetError(f"they lack this run's column(s) {', '.join(lacking_columns)}")
+    held = held[~np.isin(row_keys(held, schema), row_keys(snapshot.frame, schema))]
+    held = held[
+        (row_problems(held, schema) == "").to_numpy()
+        & schema.task.usable_labels(np.asarray(held[schema.target.name], dtype=object))
+    ]
+    if held.empty:
+        return None
+    first, proba = model.predict(to_model_frame(held, own))
+    y = encode_target(held[schema.target.name], schema)
+    return ChampionRows(held, y, schema.task.scores(first if proba is None else proba))
 
 
 @task(name="compare-with-champion", cache_policy=NO_CACHE, timeout_seconds=900)
 def compare_with_champion(
     candidate: Evaluation, champion: ChampionScore, split: Split, schema: DatasetSchema, base_rows: int,
-    policy: GatePolicy, seed: int,
+    policy: GatePolicy, seed: int, pipeline: Pipeline | None = None,
 ) -> tuple[SegmentComparison, ...]:  # fmt: skip
-    """Both models on the same holdout rows, per segment: the base data's rows, the recent rows, all of them."""
+    """Both models on the same holdout rows, per segment: the base data's rows, the recent rows, all of them.
+
+    Given the candidate's ``pipeline``, also on the champion's own holdout rows this run's snapshot lacks
+    (``CHAMPION_DATA``), when the champion has them (``ChampionScore.own_rows``).
+    """
     if champion.scores is None:
         return ()
     recent = np.asarray(split.holdout.index >= base_rows)
@@ -317,4 +393,10 @@ def compare_with_champion(
     if not recent.any():  # an ordinary run: one data set, one segment
         segments = {ALL: segments[ALL]}
     y_true = encode_target(split.holdout[schema.target.name], schema)
-    return compare_segments(y_true, candidate.scores, champion.scores, segments, policy, seed)
+    compared = compare_segments(y_true, candidate.scores, champion.scores, segments, policy, seed)
+    rows = champion.own_rows
+    if rows is None or pipeline is None:
+        return compared
+    theirs = schema.task.scores(_sklearn_outputs(pipeline, to_model_frame(rows.frame, schema), schema.task))
+    everywhere = {CHAMPION_DATA: np.ones(len(rows.y), dtype=bool)}
+    return compared + compare_segments(rows.y, theirs, rows.scores, everywhere, policy, seed + len(segments))

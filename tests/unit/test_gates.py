@@ -6,6 +6,7 @@ import pytest
 
 from driftloop.core import lineage
 from driftloop.core.gates import (
+    CHAMPION_DATA,
     RECENT,
     GatePolicy,
     PromotionDecision,
@@ -305,6 +306,29 @@ def test_a_retrain_that_fixes_a_shift_may_give_up_less_than_its_tolerance_on_the
     assert _segment_decide(
         _segments(reference=_difference(-0.0006, -0.0011, -0.0002), recent=fixes), strict
     ).verdict == ("refuse")
+
+
+def test_an_ordinary_run_on_other_data_may_give_up_less_than_its_tolerance_on_rows_only_the_champion_had() -> None:
+    """Rows the candidate was not given (another file than the champion's): worse by more than the tolerance refuses."""
+    fine_here = _difference(0.001, -0.004, 0.006)
+    slightly = _segment_decide(
+        tuple(_segments(all=fine_here)) + (SegmentComparison(CHAMPION_DATA, 400, _difference(-0.003, -0.004, -0.001)),),
+        POLICY,
+    )
+    assert slightly.verdict == "promote", slightly.reasons
+    assert POLICY.margin_on(CHAMPION_DATA) == 0.005
+    assert POLICY.margin_on("all") == 0.0
+    clearly = _segment_decide(
+        tuple(_segments(all=fine_here)) + (SegmentComparison(CHAMPION_DATA, 400, _difference(-0.3, -0.37, -0.28)),),
+        POLICY,
+    )
+    assert clearly.verdict == "refuse"
+    assert any(
+        r.startswith("significantly worse than champion v3 on rows only the champion had (400 rows)")
+        and "(beyond the tolerance of 0.005)" in r
+        for r in clearly.reasons
+    ), clearly.reasons
+    assert GatePolicy(tolerance=-0.01).margin_on(CHAMPION_DATA) == 0.0  # a negative tolerance gives no margin
 
 
 def test_a_pinned_champion_refuses_automatic_promotion() -> None:

@@ -35,6 +35,8 @@ Verdict = Literal["promote", "refuse"]
 REFERENCE = "reference"
 RECENT = "recent"
 ALL = "all"
+# An ordinary run on other data than the champion's: the champion's own holdout rows its snapshot lacks.
+CHAMPION_DATA = "rows only the champion had"
 # A class metric on a segment with fewer rows of either class than this is not tested (too few to mean anything).
 MIN_ROWS_PER_CLASS = 5
 
@@ -86,6 +88,14 @@ class GatePolicy:
         to call 0.0006 of R² on the old rows "significantly worse", and a retrain that fixes a shift would never pass.
         """
         return max(self.tolerance, 0.0) if self.improve_on is not None else 0.0
+
+    def margin_on(self, segment: str) -> float:
+        """How much worse on ``segment`` a candidate may be shown to be before that refuses it.
+
+        ``worse_margin``, except on ``CHAMPION_DATA``: rows the candidate was not given, where it may be worse by up
+        to a positive tolerance, as a retrain may be on the old rows.
+        """
+        return max(self.tolerance, 0.0) if segment == CHAMPION_DATA else self.worse_margin
 
     def __post_init__(self) -> None:
         kind = TaskKind(self.kind)
@@ -180,7 +190,7 @@ class SegmentComparison:
     """Both models on one segment of the holdout.
 
     Attributes:
-        segment: ``reference``, ``recent`` or ``all``.
+        segment: ``reference``, ``recent``, ``all`` or ``CHAMPION_DATA``.
         rows: Holdout rows in the segment.
         difference: The paired comparison; None when the segment is too small to test (``note`` says why).
         note: Why the segment was not tested, or "".
@@ -543,8 +553,9 @@ def _judge_segments(
     findings: list[str] = []
     for comparison in segments:
         difference = comparison.difference
-        if difference is not None and difference.worse_beyond(policy.worse_margin):
-            beyond = f" (beyond the tolerance of {policy.worse_margin:g})" if policy.worse_margin > 0 else ""
+        margin = policy.margin_on(comparison.segment)
+        if difference is not None and difference.worse_beyond(margin):
+            beyond = f" (beyond the tolerance of {margin:g})" if margin > 0 else ""
             failures.append(f"significantly worse than {champion_label} on {comparison.describe()}{beyond}")
     if policy.improve_on is not None:
         target = next((c for c in segments if c.segment == policy.improve_on), None)

@@ -135,6 +135,14 @@ def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, s
 
 def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) -> np.ndarray:
     """A uniform number in [0, 1) per row, from the row's schema values and the seed only."""
+    return (row_keys(frame, schema, seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def row_keys(frame: pd.DataFrame, schema: DatasetSchema, seed: int = 0) -> np.ndarray:
+    """A 64-bit hash per row of its schema values (features, then target): equal rows, equal keys, in any frame.
+
+    Whole numbers read as int or float, and text or category dtypes, give the same key, as in ``content_hash``.
+    """
     columns = [*schema.feature_names, schema.target.name]
     kinds = _text_columns(schema)
     canonical: dict[str, np.ndarray] = {}
@@ -147,5 +155,5 @@ def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) ->
     key = hashlib.sha256(f"driftloop-split-{seed}".encode()).hexdigest()[:16]
     # copy=False: the hash reads column by column, so stacking the numbers into one block first only copied them.
     table = pd.DataFrame(canonical, copy=False)
-    hashes = pd.util.hash_pandas_object(table, index=False, hash_key=key).to_numpy()
-    return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    keys: np.ndarray = pd.util.hash_pandas_object(table, index=False, hash_key=key).to_numpy()
+    return keys
