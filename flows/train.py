@@ -274,6 +274,8 @@ def _gate(
         segments=segments,
         pinned_by=champion.pinned_by,
     )
+    if champion.own_rows_note:  # the champion's rows this snapshot lacks could not be compared: say so
+        decision = decision.noted(champion.own_rows_note)
     return decision.with_ignored_columns(snapshot.ignored_columns)
 
 

@@ -341,8 +341,11 @@ def score_champion(
     try:
         own_rows, note = _rows_lacking(registry, champion.tags, model, own, snapshot), ""
     except (DatasetError, RegistryError, ValueError) as error:
-        own_rows, note = None, f"v{version}'s own holdout rows could not be read: {error}"
-        get_run_logger().warning("not compared on %s: %s", CHAMPION_DATA, note)
+        own_rows, note = (
+            None,
+            f"not compared on {CHAMPION_DATA} (v{version}'s holdout rows this snapshot lacks): {error}",
+        )
+        get_run_logger().warning(note)
     return ChampionScore(version, metrics, scores, pinned_by, own_rows, note)
 
 
