@@ -282,7 +282,8 @@ def _gate(
 def _ordinary(snapshot: Snapshot, policy: GatePolicy) -> Snapshot | None:
     """An ordinary run's snapshot: the champion is also scored on its own holdout rows the snapshot lacks.
 
-    A retrain's snapshot is the champion's own data plus recent rows (or its changed source): it lacks none.
+    A retrain is judged by its own rules instead: better on the recent rows (or on all of a changed source), not
+    worse beyond its tolerance elsewhere.
     """
     return snapshot if policy.improve_on is None else None
 

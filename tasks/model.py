@@ -339,14 +339,12 @@ def score_champion(
     if snapshot is None:
         return ChampionScore(version, metrics, scores, pinned_by)
     try:
-        own_rows, note = _rows_lacking(registry, champion.tags, model, own, snapshot), ""
-    except (DatasetError, RegistryError, ValueError) as error:
-        own_rows, note = (
-            None,
-            f"not compared on {CHAMPION_DATA} (v{version}'s holdout rows this snapshot lacks): {error}",
-        )
+        own_rows = _rows_lacking(registry, champion.tags, model, own, snapshot)
+    except (DatasetError, RegistryError, ValueError, OSError) as error:  # OSError: a corrupt or partial download
+        note = f"not compared on {CHAMPION_DATA} (v{version}'s holdout rows this snapshot lacks): {error}"
         get_run_logger().warning(note)
-    return ChampionScore(version, metrics, scores, pinned_by, own_rows, note)
+        return ChampionScore(version, metrics, scores, pinned_by, None, note)
+    return ChampionScore(version, metrics, scores, pinned_by, own_rows)
 
 
 def _rows_lacking(
@@ -354,19 +352,25 @@ def _rows_lacking(
 ) -> ChampionRows | None:
     """The champion's holdout rows (its stored snapshot, split as it was) that ``snapshot`` lacks and can score.
 
-    None when it was trained on the same data, or its version records no stored snapshot or split.
+    None when it was trained on the same data, or none of its holdout rows is lacking.
+
+    Raises:
+        DatasetError: its version records no stored training snapshot or split (registered before they were),
+            its data lacks a feature of this run's, or it cannot be read back as recorded.
     """
     schema = snapshot.schema
     recipe = TrainingRecipe.from_tags(tags, SplitSpec(0.5, 0))
-    if recipe.data_hash in (None, snapshot.content_hash) or not recipe.snapshot_uri or lineage.SPLIT not in tags:
+    if recipe.data_hash == snapshot.content_hash:
         return None
+    if recipe.data_hash is None or not recipe.snapshot_uri or lineage.SPLIT not in tags:
+        raise DatasetError("its version records no stored training snapshot and split")
+    lacking_columns = [c for c in schema.feature_names if c not in own.feature_names]
+    if lacking_columns:
+        raise DatasetError(f"its data lacks this run's feature(s) {', '.join(lacking_columns)}")
     with tempfile.TemporaryDirectory() as tmp:
         stored = fetch_snapshot(registry.tracking_uri, recipe.snapshot_uri, Path(tmp), own, recipe.data_hash)
         theirs = with_canonical_target(pd.read_parquet(stored), own)
     held = split_holdout(theirs, own, recipe.split.fraction, recipe.split.seed).holdout
-    lacking_columns = [c for c in [*schema.feature_names, schema.target.name] if c not in held.columns]
-    if lacking_columns:
-        raise DatasetError(f"they lack this run's column(s) {', '.join(lacking_columns)}")
     held = held[~np.isin(row_keys(held, schema), row_keys(snapshot.frame, schema))]
     held = held[
         (row_problems(held, schema) == "").to_numpy()

@@ -52,6 +52,8 @@ def test_a_csv_with_a_repeated_column_no_row_or_no_text_is_refused_before_any_wo
         scoring_input(tmp_path / "binary.csv", "64MB")
     (tmp_path / "fine.csv").write_text("id,rooms\n1,3\n")
     assert scoring_input(tmp_path / "fine.csv", "64MB").columns == ["id", "rooms"]
+    (tmp_path / "trailing.csv").write_text("id,rooms,,\n1,3,,\n")  # unnamed columns are no clash
+    assert scoring_input(tmp_path / "trailing.csv", "64MB").columns[:2] == ["id", "rooms"]
 
 
 def test_parquet_without_a_row_is_refused(tmp_path: Path) -> None:

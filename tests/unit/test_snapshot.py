@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from driftloop.core.schema import DatasetSchema
-from driftloop.core.snapshot import Split, content_hash, split_holdout
+from driftloop.core.snapshot import Split, content_hash, row_keys, split_holdout
 from driftloop.errors import DatasetError
 from driftloop.io.datasets import load_schema, read_snapshot
 
@@ -204,3 +204,23 @@ def test_split_explains_a_class_too_small_to_stratify(churn_frame: pd.DataFrame,
     )
     with pytest.raises(DatasetError, match="class counts 'No': 50, 'Yes': 1.*class 'Yes' would have no"):
         split_holdout(frame, churn_schema, fraction=0.25, seed=1)
+
+
+def test_a_blank_in_a_true_false_column_moves_no_row_to_the_other_side_of_the_split() -> None:
+    """One blank makes pandas store True/False as objects: the rows keep their keys, so a retrain's split keeps them."""
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "flags",
+            "min_rows": 2,
+            "target": {"name": "y", "classes": ["a", "b"], "positive": "b"},
+            "features": [{"name": "g", "kind": "binary", "nullable": True}, {"name": "x", "kind": "numeric"}],
+        }
+    )
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"g": rng.random(400) < 0.5, "x": rng.integers(0, 9, 400), "y": rng.choice(["a", "b"], 400)})
+    recent = pd.DataFrame({"g": [None, True], "x": [1.5, 2.0], "y": ["a", "b"]})
+    both = pd.concat([base, recent], ignore_index=True)
+    assert both["g"].dtype == object
+    np.testing.assert_array_equal(row_keys(both, schema)[:400], row_keys(base, schema))
+    held = split_holdout(both, schema, 0.25, 7).holdout.index
+    assert set(held[held < 400]) == set(split_holdout(base, schema, 0.25, 7).holdout.index)

@@ -155,6 +155,21 @@ def test_a_nullable_feature_with_no_value_at_all_is_refused_in_a_whole_snapshot_
     assert find_problems(frame, schema, 1, part=True) == []  # a retrain's recent rows may lack it
 
 
+def test_true_false_words_are_a_binary_feature_but_not_a_regression_target() -> None:
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "flags",
+            "min_rows": 2,
+            "target": {"name": "price", "kind": "regression"},
+            "features": [{"name": "garden", "kind": "binary", "nullable": True}],
+        }
+    )
+    frame = pd.DataFrame({"garden": ["True", None, "false"], "price": [1.0, 2.0, 3.0]})
+    assert find_problems(frame, schema) == []
+    words = frame.assign(price=["True", "False", "True"])
+    assert [p for p in find_problems(words, schema) if p.startswith("target 'price'")], find_problems(words, schema)
+
+
 def test_unknown_categories_are_listed_with_counts(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     churn_frame.loc[[1, 2, 3], "contract"] = ["Weekly", "Daily", "Weekly"]
     assert find_problems(churn_frame, churn_schema) == [

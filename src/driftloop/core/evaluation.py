@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
 from driftloop.core.pipeline import preprocessed_columns
 from driftloop.core.sampling import sample_positions, sample_positions_by_label
+from driftloop.core.significance import roc_auc
 from driftloop.core.task import HIGHER_IS_BETTER, Task, TaskKind
 
 __all__ = ["HIGHER_IS_BETTER", "BINARY", "Metrics", "compute_metrics", "feature_importance", "predicted_labels"]
@@ -45,21 +45,6 @@ class _Ranking:
 
     def score(self, y: np.ndarray, outputs: np.ndarray) -> float:
         return float(self.metric(y, outputs, **self.options))
-
-
-def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    """Binary ROC AUC as the Mann–Whitney statistic: pairs (positive, negative) ranked in order, ties counting half.
-
-    scikit-learn's ``roc_auc_score`` to float rounding, without its input checks, which took most of the
-    importance's 60 calls. NaN when ``y`` (0/1) holds a single class.
-    """
-    positive = np.asarray(y).ravel() == 1
-    ones = int(np.count_nonzero(positive))
-    zeros = positive.size - ones
-    if ones == 0 or zeros == 0:
-        return math.nan
-    ranks = rankdata(np.asarray(scores, dtype=np.float64).ravel())  # ties get their average rank
-    return float((ranks[positive].sum() - ones * (ones + 1) / 2) / (ones * zeros))
 
 
 _IMPORTANCE_RANKING = {

@@ -83,7 +83,8 @@ class GatePolicy:
     def worse_margin(self) -> float:
         """How much worse on a segment a candidate may be shown to be before that refuses it.
 
-        0 for an ordinary run: a candidate shown to be worse anywhere is refused. A retrain (``improve_on``) may be
+        0 for an ordinary run: a candidate shown to be worse on its own holdout is refused (``margin_on`` gives
+        the exception: rows only the champion had). A retrain (``improve_on``) may be
         worse elsewhere by up to a positive tolerance: with thousands of holdout rows an interval is narrow enough
         to call 0.0006 of R² on the old rows "significantly worse", and a retrain that fixes a shift would never pass.
         """
@@ -535,9 +536,10 @@ def _rule(policy: GatePolicy, has_champion: bool) -> str:
     tested = f"{policy.confidence:.0%} {interval_method(policy.primary, policy.kind)} interval on {policy.primary}"
     margin = f" by more than {policy.worse_margin:g}" if policy.worse_margin > 0 else ""
     if policy.improve_on is None:
+        theirs = policy.margin_on(CHAMPION_DATA)
         return (
-            f"not significantly worse on any segment{margin} ({tested}) and within {policy.tolerance:g} of the "
-            "champion on the whole holdout"
+            f"not significantly worse on any segment{margin} ({tested}; on {CHAMPION_DATA}, by more than "
+            f"{theirs:g}) and within {policy.tolerance:g} of the champion on the whole holdout"
         )
     return (
         f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}) and not "

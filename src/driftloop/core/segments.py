@@ -129,7 +129,9 @@ def check_segments(
                 continue
             # The segment column is one value on both sides within a segment (or missing throughout): not tested.
             others = [name for name in categorical if name != column]
-            segment_profile = build_profile(reference, numeric, others, sample_rows=1, thresholds=profile.thresholds)
+            segment_profile = build_profile(
+                reference, numeric, others, sample_rows=1, thresholds=profile.thresholds, workers=1
+            )
             tested = positions[sample_positions(len(positions), SEGMENT_WINDOW_ROWS, rng)]
             verdict = check_drift(segment_profile, window.iloc[tested], drift_share=drift_share, min_rows=min_rows)
             # Figures only: the segments are reported, not judged against the holdout (NaN baselines).

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
+from driftloop.core.features import as_numbers
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import DatasetError
 
@@ -141,19 +142,29 @@ def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) ->
 def row_keys(frame: pd.DataFrame, schema: DatasetSchema, seed: int = 0) -> np.ndarray:
     """A 64-bit hash per row of its schema values (features, then target): equal rows, equal keys, in any frame.
 
-    Whole numbers read as int or float, and text or category dtypes, give the same key, as in ``content_hash``.
+    A number is hashed as one whether it is stored as int, float, bool or objects (True/False with blanks, which
+    pandas stores as objects: one blank in a retrain's recent rows must not move the champion's rows to the other
+    side of the split); text is hashed as text whatever its dtype.
     """
     columns = [*schema.feature_names, schema.target.name]
     kinds = _text_columns(schema)
     canonical: dict[str, np.ndarray] = {}
     for name in columns:
         values = frame[name]
-        if not kinds.get(name, True) and pd.api.types.is_numeric_dtype(values.dtype):
-            canonical[name] = values.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # int and float alike
-        else:
-            canonical[name] = _texts(values)
+        numbers = None if kinds.get(name, True) else _as_numbers_if_all(values)
+        canonical[name] = _texts(values) if numbers is None else numbers
     key = hashlib.sha256(f"driftloop-split-{seed}".encode()).hexdigest()[:16]
     # copy=False: the hash reads column by column, so stacking the numbers into one block first only copied them.
     table = pd.DataFrame(canonical, copy=False)
     keys: np.ndarray = pd.util.hash_pandas_object(table, index=False, hash_key=key).to_numpy()
     return keys
+
+
+def _as_numbers_if_all(values: pd.Series) -> np.ndarray | None:
+    """The column as float64 (-0.0 as 0.0) when every present value is a number or a boolean; else None."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # int, float and bool alike
+    numbers = as_numbers(values)
+    if bool((numbers.isna() & values.notna()).any()):
+        return None
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0

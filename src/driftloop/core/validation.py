@@ -74,7 +74,7 @@ def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
     for broken in broken_rules(values, feature, numbers):
         rows = broken.rows
         if broken.rule is Rule.NOT_A_NUMBER:  # said of the whole column, with its dtype
-            stored = None if numbers is None else _stored_as_text(values, numbers)
+            stored = None if numbers is None or only_booleans(values) else _stored_as_text(values, numbers)
             problems.extend([f"{column}: {stored}"] if stored else [])
             continue
         if not rows.any():
@@ -106,7 +106,7 @@ def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
 
 def _stored_as_text(values: pd.Series, numbers: pd.Series) -> str | None:
     """What is wrong with a numeric column whose dtype is not numeric: values that are not numbers, or none."""
-    if pd.api.types.is_numeric_dtype(values.dtype) or only_booleans(values):
+    if pd.api.types.is_numeric_dtype(values.dtype):
         return None
     not_numbers = values.notna() & numbers.isna()
     if not_numbers.any():

@@ -276,7 +276,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
     # pandas renames a repeated header ("tenure", "tenure.1"): the second copy would be dropped as an unknown
     # column without a word. The header as written says so.
-    refuse_repeated_columns(f"snapshot {path}", [str(name) for name in pd.read_csv(path, header=None, nrows=1).iloc[0]])
+    refuse_repeated_columns(
+        f"snapshot {path}",
+        [str(name) for name in pd.read_csv(path, header=None, nrows=1, dtype=object, keep_default_na=False).iloc[0]],
+    )
     return frame
 
 
@@ -286,7 +289,7 @@ def refuse_repeated_columns(what: str, names: list[str]) -> None:
     Raises:
         DatasetError: a name is repeated.
     """
-    repeated = repeated_names(names)
+    repeated = [name for name in repeated_names(names) if name]  # unnamed columns (trailing commas) are no clash
     if repeated:
         where = "; ".join(
             f"{name!r} in columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == name)}"
