@@ -1631,7 +1631,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         try:
-            app()
+            _run_app()
         finally:
             _hold_while_giving_up()
     except DriftloopError as error:
@@ -1653,6 +1653,33 @@ def main() -> None:
             err.print_exception()
         err.print(f"[bold red]error:[/] {escape(_describe_unexpected(error))}", highlight=False)
         sys.exit(1)
+
+
+def _run_app() -> None:
+    """The typer app, a usage mistake (a missing argument, a bad option value) as one ``error:`` line, exit code 2.
+
+    typer's own display is a usage line, a hint and a framed box.
+    """
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # Click, as typer vendors it
+    except ImportError:  # a typer that still depends on Click
+        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError:  # the help is printed already, as without standalone mode
+        sys.exit(2)
+    except UsageError as error:
+        hint = f" (see {error.ctx.command_path} --help)" if error.ctx is not None else ""
+        err.print(f"[bold red]error:[/] {escape(error.format_message())}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except ClickException as error:
+        err.print(f"[bold red]error:[/] {escape(error.format_message())}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    if isinstance(code, int) and code != 0:  # typer.Exit(code), as typer returns it without standalone mode
+        sys.exit(code)
 
 
 def _describe_unexpected(error: Exception) -> str:

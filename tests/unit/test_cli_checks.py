@@ -372,3 +372,29 @@ def test_train_help_names_every_built_in_estimator(home: Path) -> None:
     assert len(set(REGRESSORS) - {"ridge"}) == 5
     assert "the same five tree models" in shown
     assert "pip install 'driftloop[boosting]'" in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["score"], "Missing argument 'data'. (see driftloop score --help)"),
+        (["score", "x.csv", "--out", "o", "--workers", "0"], "Invalid value for '--workers': "),
+        (["train", "--tolerance", "abc"], "Invalid value for '--tolerance': "),
+        (["trian"], "No such command 'trian'. Did you mean 'train'? (see driftloop --help)"),
+    ],
+)
+def test_a_usage_mistake_is_one_error_line_with_exit_code_2(home: Path, args: list[str], message: str) -> None:
+    result = driftloop(home, *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "╭" not in result.stderr
+    assert "Usage:" not in result.stderr
+    assert not home.exists()  # nothing was started or written
+
+
+def test_no_command_prints_the_help(home: Path) -> None:
+    result = driftloop(home)
+    assert result.returncode == 2
+    assert "Usage: driftloop" in result.stdout + result.stderr
+    assert "score" in result.stdout + result.stderr
