@@ -329,6 +329,7 @@ def parse_v2_infer(body: Any, parser: FeatureParser) -> tuple[FeatureBatch, list
         if name in tensors:
             raise InputError(400, "wrong_shape", f"input {name!r} is given more than once")
         tensors[name] = tensor
+    _refuse_matrix_inputs(tensors, parser)
     parser.require_names(tensors)
     columns: dict[str, list[Any]] = {}
     rows: int | None = None
@@ -345,6 +346,23 @@ def parse_v2_infer(body: Any, parser: FeatureParser) -> tuple[FeatureBatch, list
             )
         columns[feature.name] = values
     return parser.from_columns(columns), _v2_requested_outputs(body.get("outputs", None), _outputs(parser.schema.task))
+
+
+def _refuse_matrix_inputs(tensors: dict[str, dict[str, Any]], parser: FeatureParser) -> None:
+    """A tensor of several columns (one input holding every feature, as many servers take it) is named as such.
+
+    Otherwise the request would read as one unknown input and every feature missing.
+    """
+    for name, tensor in tensors.items():
+        shape = tensor["shape"]
+        if type(shape) is list and len(shape) == 2 and type(shape[1]) is int and shape[1] > 1:
+            raise InputError(
+                422,
+                "wrong_shape",
+                f"input {name!r} has shape {_short(shape)}: this model takes one input per feature, named after it, "
+                f"each of shape [n] or [n, 1] ({len(parser.feature_names)} inputs: "
+                f"{', '.join(parser.feature_names)})",
+            )
 
 
 def _v2_tensor_name(tensor: Any, position: int) -> str:

@@ -525,7 +525,14 @@ def test_v2_errors(parser: FeatureParser, schema: DatasetSchema, complete: list[
         (body_with("tenure", datatype="BYTES"), 422, "wrong_type", "feature 'tenure' is numeric: use FP32 or FP64"),
         (body_with("contract", datatype="FP32"), 422, "wrong_type", "feature 'contract' is categorical: use BYTES"),
         (body_with("tenure", datatype="BOOL"), 422, "wrong_type", "has datatype 'BOOL'"),
-        (body_with("tenure", shape=[n, 2]), 422, "wrong_shape", f"shape [{n}, 2]; expected [n, 1] or [n]"),
+        (body_with("tenure", shape=[n, 2]), 422, "wrong_shape", f"shape [{n}, 2]: this model takes one input per"),
+        (
+            {"inputs": [{"name": "input-0", "shape": [n, 19], "datatype": "FP32", "data": [0.0] * 19 * n}]},
+            422,
+            "wrong_shape",
+            f"input 'input-0' has shape [{n}, 19]: this model takes one input per feature, named after it, each of "
+            "shape [n] or [n, 1] (19 inputs: female, senior_citizen,",
+        ),
         (body_with("tenure", shape=[n, 1, 1]), 422, "wrong_shape", "expected [n, 1] or [n]"),
         (body_with("tenure", shape=str(n)), 422, "wrong_shape", "expected [n, 1] or [n]"),
         (body_with("tenure", shape=[n + 1, 1]), 422, "wrong_shape", f"holds {n + 1} value(s) but 'data' has {n}"),
