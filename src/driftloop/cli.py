@@ -474,6 +474,8 @@ def train(
     task = dataset_schema.task
     estimator = canonical_reference(model) if model else estimator or default_estimator(task)
     floors = _task_floors(task, overrides, declared.floors if declared else None, floors_from)
+    tolerance = 0.005 if tolerance is None else tolerance
+    _check_tolerance(task, tolerance)
     with _flow_session(settings):
         from flows.train import train_model
 
@@ -486,7 +488,7 @@ def train(
             estimator=estimator,
             params=params or None,
             floors=floors,
-            tolerance=0.005 if tolerance is None else tolerance,
+            tolerance=tolerance,
         )
     _print_outcome(settings, outcome)
 
@@ -563,6 +565,15 @@ def _parse_floors(pairs: list[str]) -> dict[str, float | None]:
         except ValueError:
             raise _fail(f"--floor {metric}: {raw!r} is not a number") from None
     return overrides
+
+
+def _check_tolerance(task: Task, tolerance: float) -> None:
+    from driftloop.core.gates import GatePolicy
+
+    try:
+        GatePolicy(kind=task.kind, tolerance=tolerance)
+    except ValueError as error:
+        raise _fail(f"--tolerance: {error}") from None
 
 
 def _task_floors(

@@ -98,6 +98,12 @@ def test_a_bad_floor_is_refused(home: Path, floor: str, message: str) -> None:
     assert_refused_before_services(driftloop(home, "train", "--floor", floor), home, message)
 
 
+@pytest.mark.parametrize("tolerance", ["-1", "2", "nan"])
+def test_a_tolerance_beyond_the_metrics_range_is_refused(home: Path, tolerance: str) -> None:
+    result = driftloop(home, "train", "--tolerance", tolerance)
+    assert_refused_before_services(result, home, "--tolerance: tolerance must lie between -1 and 1 (a difference of")
+
+
 def test_an_invalid_schema_file_is_refused(home: Path, tmp_path: Path) -> None:
     schema = tmp_path / "schema.yaml"
     schema.write_text("name: x\ntarget: {name: churn, classes: [No, Yes], positive: Maybe}\nfeatures: []\n")

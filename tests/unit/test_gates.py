@@ -209,10 +209,21 @@ def test_policy_rejects_unknown_metric_names(kwargs: dict[str, object]) -> None:
         GatePolicy(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kwargs", [{"tolerance": math.nan}, {"floors": {"roc_auc": math.inf}}])
-def test_policy_rejects_non_finite_numbers(kwargs: dict[str, object]) -> None:
+def test_policy_rejects_non_finite_floors() -> None:
     with pytest.raises(ValueError, match="finite"):
-        GatePolicy(**kwargs)  # type: ignore[arg-type]
+        GatePolicy(floors={"roc_auc": math.inf})
+
+
+@pytest.mark.parametrize("tolerance", [math.nan, math.inf, -1.0, 1.0, -3.0])
+def test_policy_rejects_a_tolerance_no_candidate_could_meet_or_miss(tolerance: float) -> None:
+    # A difference of ROC AUC (or R²) of 1 or more: -1 refuses every candidate, 1 admits any.
+    with pytest.raises(ValueError, match="tolerance must lie between -1 and 1 \\(a difference of roc_auc"):
+        GatePolicy(tolerance=tolerance)
+
+
+@pytest.mark.parametrize("tolerance", [-0.99, -0.01, 0.0, 0.005, 0.5])
+def test_policy_takes_a_tolerance_within_the_metrics_range(tolerance: float) -> None:
+    assert GatePolicy(tolerance=tolerance).tolerance == tolerance
 
 
 def test_policy_keeps_its_own_copy_of_floors() -> None:

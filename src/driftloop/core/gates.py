@@ -108,8 +108,11 @@ class GatePolicy:
             if not math.isfinite(value):
                 raise ValueError(f"the floor for {name} must be a finite number, got {value!r}")
             floors[name] = float(value)
-        if not math.isfinite(self.tolerance):
-            raise ValueError(f"tolerance must be a finite number, got {self.tolerance!r}")
+        if not -1 < self.tolerance < 1:  # also refuses NaN
+            raise ValueError(
+                f"tolerance must lie between -1 and 1 (a difference of {primary}, the metric compared with the "
+                f"champion; 0.005 by default, a negative value demands an improvement), got {self.tolerance!r}"
+            )
         if not math.isfinite(self.min_effect) or self.min_effect < 0:
             raise ValueError(f"min_effect must be a finite number ≥ 0, got {self.min_effect!r}")
         if not 0.5 <= self.confidence < 1:
