@@ -1584,8 +1584,8 @@ def schema_infer(
         raise _fail(f"--task {task!r}: choose binary, multiclass or regression")
     from driftloop.io.datasets import read_source, schema_yaml
 
-    if output is not None and output.exists() and not force:
-        raise _fail(f"{output} exists; pass --force to overwrite it")
+    if output is not None:
+        _require_writable_file(output, force)
     source = _source(data, query)
     frame = read_source(source, secret_text(get_settings().sql_password))
     stem = (source.name.split(".")[0] if isinstance(source, Path) else "") or "dataset"
@@ -1614,6 +1614,16 @@ def schema_infer(
             ),
             highlight=False,
         )
+
+
+def _require_writable_file(path: Path, force: bool) -> None:
+    """--out names a file this command may write: its directory exists, and it is no directory, nor kept."""
+    if path.is_dir():
+        raise _fail(f"--out {path} is a directory: give the file to write, e.g. {path / 'schema.yaml'}")
+    if not path.parent.is_dir():
+        raise _fail(f"--out {path}: no directory {path.parent} to write it in (create it first)")
+    if path.exists() and not force:
+        raise _fail(f"{path} exists; pass --force to overwrite it")
 
 
 def _mlflow_refusal(error: Exception) -> str | None:

@@ -111,6 +111,25 @@ def test_an_invalid_schema_file_is_refused(home: Path, tmp_path: Path) -> None:
     assert_refused_before_services(result, home, f"schema file {schema} is invalid")
 
 
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing/schema.yaml", "no directory {tmp}/missing to write it in (create it first)"),
+        (".", "is a directory: give the file to write, e.g. {tmp}/schema.yaml"),
+    ],
+)
+def test_schema_infer_refuses_an_out_it_cannot_write_before_reading_the_data(
+    home: Path, users_csv: Path, tmp_path: Path, where: str, message: str
+) -> None:
+    out = tmp_path / where
+    result = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "churn", "--out", str(out),
+                       "--force")  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: --out {out}"), result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr
+    assert "DRIFTLOOP_HOME" not in result.stderr
+
+
 def test_schema_infer_writes_a_schema_train_accepts(home: Path, users_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "customers.schema.yaml"
     written = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "churn", "--out", str(out))
