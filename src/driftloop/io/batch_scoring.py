@@ -29,7 +29,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
-from driftloop.io.datasets import refuse_repeated_columns
+from driftloop.io.datasets import csv_first_lines, refuse_repeated_columns
 from driftloop.io.partition_scoring import (
     ANSWER_FILES,
     REJECTED_DIR,
@@ -192,7 +192,7 @@ def _require_csv_rows(source: Path) -> None:
     Dask, as pandas, renames a repeated header (``rooms``, ``rooms.1``), and the second copy would go unread.
     """
     try:
-        head = pd.read_csv(source, header=None, nrows=2, dtype=object, keep_default_na=False)
+        head = csv_first_lines(source, 2)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DatasetError(f"input {source} cannot be read as CSV: {error}") from error
     refuse_repeated_columns(f"input {source}", [str(name) for name in head.iloc[0]])

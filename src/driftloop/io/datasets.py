@@ -276,11 +276,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
     # pandas renames a repeated header ("tenure", "tenure.1"): the second copy would be dropped as an unknown
     # column without a word. The header as written says so.
-    refuse_repeated_columns(
-        f"snapshot {path}",
-        [str(name) for name in pd.read_csv(path, header=None, nrows=1, dtype=object, keep_default_na=False).iloc[0]],
-    )
+    refuse_repeated_columns(f"snapshot {path}", [str(name) for name in csv_first_lines(path).iloc[0]])
     return frame
+
+
+def csv_first_lines(path: Path, lines: int = 1) -> pd.DataFrame:
+    """The CSV's first ``lines`` lines as written, header included: text, blanks kept, no name renamed."""
+    return pd.read_csv(path, header=None, nrows=lines, dtype=object, keep_default_na=False)
 
 
 def refuse_repeated_columns(what: str, names: list[str]) -> None:
