@@ -87,7 +87,7 @@ class ProjectModel(BaseModel):
     )
     params: dict[str, Any] = Field(default_factory=dict)
     floors: dict[str, float] | None = None
-    tolerance: float = Field(default=0.005, ge=0)
+    tolerance: float = Field(default=0.005, ge=0, lt=1)  # a difference of ROC AUC or R² (GatePolicy)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
     score: ScoreJob | None = None
 
