@@ -171,6 +171,7 @@ def check_drift(
         "version": champion.version,
         "kind": {"features": "data", "labels": "concept", "estimate": "performance"}[reasons[0]] if reasons else "none",
         "opened_by": list(reasons),
+        "labels_degraded": labels.status == "degraded",  # the retrain then holds its candidate to the recent rows
         "share": round(verdict.share, 4),
         "weighted_share": None if verdict.weighted_share is None else round(verdict.weighted_share, 4),
         "rule": verdict.decided_by(),

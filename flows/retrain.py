@@ -13,6 +13,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from driftloop.core.episodes import MANUAL, RetrainState
+from driftloop.core.gates import RECENT
 from driftloop.core.recipe import RetrainInput, SplitSpec
 from driftloop.core.retrain import plan_retrain
 from driftloop.errors import RegistryError
@@ -48,6 +49,7 @@ def retrain_model(
     episode: str = MANUAL,
     reason: str = "manual retrain",
     attempt: int = 1,
+    truth_changed: bool = False,
 ) -> RetrainOutcome:
     """Retrain the drifted champion as it was configured, on its training snapshot plus the new labelled rows.
 
@@ -60,6 +62,9 @@ def retrain_model(
         episode: The drift episode key from the event; ``manual`` for a retrain started by hand.
         reason: Why the retrain was asked for (the drift verdict).
         attempt: The episode's attempt number from the event (a duplicate event carries the same one).
+        truth_changed: The label check opened the episode (the event's ``labels_degraded``): the champion fell
+            short on labelled live traffic, so the old rows' labels are out of date and the candidate is held to
+            the recent rows alone (``GatePolicy.truth_changed``).
     """
     settings = get_settings()
     name = model_name or settings.model_name
@@ -72,14 +77,14 @@ def retrain_model(
         return RetrainOutcome(name, drifted, False, claim.reason, None)
 
     try:
-        outcome = _retrain(name, uri, drifted, episode, reason)
+        outcome = _retrain(name, uri, drifted, episode, reason, truth_changed)
     except BaseException:
         settle_episode(name, uri, drifted, episode, "failed", 0)  # released: the next drift check asks again
         raise
     return outcome
 
 
-def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str) -> RetrainOutcome:
+def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str, truth_changed: bool) -> RetrainOutcome:
     settings = get_settings()
     work = settings.home / "snapshots" / f"{name}-v{drifted}-{flow_run.id}"
     champion = read_recipe(name, uri, drifted, SplitSpec(settings.holdout_fraction, settings.seed), work)
@@ -121,6 +126,8 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str) -> Re
             source=recipe.source,
             source_hash=source.current_hash or recipe.source_hash,
             labels_through=labels.latest or recipe.labels_through,
+            # A changed source is judged on all its rows: there is no recent segment to hold the candidate to.
+            truth_changed=truth_changed and plan.improve_on == RECENT,
         ),
     )
     state: RetrainState = "promoted" if training.promoted else "refused"

@@ -143,6 +143,7 @@ def train_model(
         improve_on=retrain.improve_on if retrain else None,
         min_effect=retrain.min_effect if retrain else 0.0,
         kind=task.kind,
+        truth_changed=retrain.truth_changed if retrain else False,
     )
     estimator = estimator or default_estimator(task)
     check_estimator(estimator, params, seed, declared)  # a bad or unexportable model fails first

@@ -112,6 +112,9 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         assert payload["episode"].startswith("churn-v1-")
         (run,) = finished_runs(dl, "retrain-model", 1)
         assert run["parameters"]["episode"] == payload["episode"]
+        # No labels yet: the label check cannot have opened the episode, and the old rows still hold a retrain.
+        assert payload["labels_degraded"] is False
+        assert run["parameters"]["truth_changed"] is False
         assert run["state_type"] == "COMPLETED", run
         decision = artifact(dl, run["id"], "retrain-decision")
         assert "no new labelled data since v1: retraining cannot help yet" in decision
@@ -145,6 +148,8 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         second_run = finished_runs(dl, "retrain-model", 2)[-1]
         assert second_run["state_type"] == "COMPLETED", second_run
         assert second_run["parameters"]["attempt"] == 2
+        # The trigger carries the label check's verdict to the retrain, as the flow's boolean parameter.
+        assert second_run["parameters"]["truth_changed"] is ("labels   degraded" in third), third
         retrained = registry.get_version("2")
         assert retrained.tags[lineage.GATE] == "promote", retrained.tags[lineage.GATE_REASON]
         assert retrained.tags[lineage.GATE_REASON].startswith("significantly better on recent")

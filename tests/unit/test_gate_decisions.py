@@ -90,6 +90,67 @@ def _retrain_decision(
     return decide_promotion(metrics, metrics, "1", True, "", RETRAIN, segments=comparisons)
 
 
+def _truth_changed_decisions(
+    full: pd.DataFrame, schema: DatasetSchema, champions: Champions, seed: int, labels: str
+) -> dict[bool, PromotionDecision]:
+    """A retrain on 2,000 labelled rows of ordinary traffic, gated as usual (False) and after the truth changed (True).
+
+    ``concept``: long-standing customers now leave (``scenarios.concept_drift_labels``), where the old rows say
+    they stay; ``random``: labels that carry no information.
+    """
+    reference = full.sample(frac=1.0, random_state=seed).reset_index(drop=True).iloc[:5000]
+    recent_rows = scenarios.normal_traffic(full, 2000, seed=seed + 100)
+    if labels == "concept":
+        recent_rows["churn"] = scenarios.concept_drift_labels(recent_rows, recent_rows["churn"], seed=seed, flip=0.9)
+    else:
+        recent_rows["churn"] = scenarios.random_labels(recent_rows, seed)
+    champion = champions.of(reference)
+    split = split_holdout(pd.concat([reference, recent_rows], ignore_index=True), schema, 0.25, 42)
+    candidate = champions.fit(split.train)
+    holdout = to_model_frame(split.holdout, schema)
+    recent = np.asarray(split.holdout.index >= len(reference))
+    segments = {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(recent.size, dtype=bool)}
+    decisions = {}
+    for changed in (False, True):
+        policy = GatePolicy(improve_on=RECENT, resamples=500, truth_changed=changed)
+        comparisons = compare_segments(
+            encode_target(split.holdout["churn"], schema),
+            candidate.predict_proba(holdout)[:, 1],
+            champion.predict_proba(holdout)[:, 1],
+            segments,
+            policy,
+            seed,
+        )
+        metrics = {"roc_auc": 0.8, "accuracy": 0.8}
+        decisions[changed] = decide_promotion(metrics, metrics, "1", True, "", policy, segments=comparisons)
+    return decisions
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_after_the_truth_changed_a_retrain_that_learnt_it_is_promoted_though_worse_on_the_old_rows(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, champions: Champions, seed: int
+) -> None:
+    decisions = _truth_changed_decisions(churn_frame, churn_schema, champions, seed, "concept")
+    # Held to the old rows, the candidate that learnt what is true now is refused there ...
+    assert decisions[False].verdict == "refuse"
+    assert any(r.startswith("significantly worse than champion v1 on reference") for r in decisions[False].reasons)
+    # ... and once the labels of live traffic showed the change, the recent rows decide.
+    assert decisions[True].verdict == "promote", decisions[True].reasons
+    assert decisions[True].reasons[0].startswith("significantly better on recent")
+    assert any(r.startswith("not held to the old truth") for r in decisions[True].reasons), decisions[True].reasons
+    assert "the old rows (reference, all) are reported, not held to" in decisions[True].rule
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_after_the_truth_changed_a_retrain_on_labels_without_information_is_still_refused(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, champions: Champions, seed: int
+) -> None:
+    decisions = _truth_changed_decisions(churn_frame, churn_schema, champions, seed, "random")
+    for decision in decisions.values():
+        assert decision.verdict == "refuse"
+        assert any("no significant improvement on recent" in reason for reason in decision.reasons), decision.reasons
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_retrain_on_random_labels_is_refused(
     churn_frame: pd.DataFrame, churn_schema: DatasetSchema, champions: Champions, seed: int

@@ -6,8 +6,10 @@ import pytest
 
 from driftloop.core import lineage
 from driftloop.core.gates import (
+    ALL,
     CHAMPION_DATA,
     RECENT,
+    REFERENCE,
     GatePolicy,
     PromotionDecision,
     SegmentComparison,
@@ -417,3 +419,20 @@ def test_columns_the_schema_does_not_name_are_listed_in_the_record() -> None:
     clean = _decide({"roc_auc": 0.82, "accuracy": 0.79})
     assert "- Every column is in the schema." in clean.markdown()
     assert lineage.IGNORED_COLUMNS not in clean.tags()
+
+
+def test_after_the_truth_changed_only_the_recent_rows_hold_a_retrain() -> None:
+    policy = GatePolicy(improve_on=RECENT, truth_changed=True)
+    assert policy.margin_on(RECENT) == policy.worse_margin == 0.005
+    assert policy.margin_on(REFERENCE) == math.inf
+    assert policy.margin_on(ALL) == math.inf
+    assert "reference and all are reported, not held to" in policy.describe()[-1]
+    assert "truth_changed" not in policy.as_dict()  # an episode's, not the recipe a later retrain applies
+    usual = GatePolicy(improve_on=RECENT)
+    assert usual.margin_on(REFERENCE) == usual.margin_on(ALL) == 0.005
+
+
+@pytest.mark.parametrize("improve_on", [None, ALL])
+def test_truth_changed_is_only_for_a_retrain_on_recent_rows(improve_on: str | None) -> None:
+    with pytest.raises(ValueError, match="truth_changed is a retrain's on recent labelled rows"):
+        GatePolicy(improve_on=improve_on, truth_changed=True)

@@ -67,6 +67,10 @@ class GatePolicy:
         confidence: Coverage of the intervals (DeLong's for ROC AUC, a paired bootstrap for other metrics).
         min_segment_rows: A segment with fewer holdout rows is not tested (and, as ``improve_on``, refuses).
         resamples: Bootstrap replicates per segment (metrics other than ROC AUC).
+        truth_changed: A retrain whose episode the label check opened: on labelled live traffic the champion fell
+            short of its holdout, so the old rows' labels no longer say what is true now. The candidate is then held
+            to ``recent`` alone; ``reference`` and ``all`` (mostly old rows) are compared and reported, not held to
+            (``margin_on``): a model that learns the new truth must be worse on the old one.
     """
 
     primary_metric: str | None = None
@@ -78,6 +82,7 @@ class GatePolicy:
     min_segment_rows: int = 50
     resamples: int = 2000
     kind: TaskKind = TaskKind.BINARY
+    truth_changed: bool = False
 
     @property
     def worse_margin(self) -> float:
@@ -96,6 +101,8 @@ class GatePolicy:
         ``worse_margin``, except on ``CHAMPION_DATA``: rows the candidate was not given, where it may be worse by up
         to a positive tolerance, as a retrain may be on the old rows.
         """
+        if self.truth_changed and segment in (REFERENCE, ALL):
+            return math.inf
         return max(self.tolerance, 0.0) if segment == CHAMPION_DATA else self.worse_margin
 
     def __post_init__(self) -> None:
@@ -121,6 +128,8 @@ class GatePolicy:
             raise ValueError(f"min_segment_rows must be at least 10, got {self.min_segment_rows!r}")
         if self.resamples < 100:
             raise ValueError(f"resamples must be at least 100, got {self.resamples!r}")
+        if self.truth_changed and self.improve_on != RECENT:
+            raise ValueError("truth_changed is a retrain's on recent labelled rows (improve_on='recent')")
         # A private copy, so the caller's dict cannot change a policy after the fact.
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "primary_metric", primary)
@@ -173,6 +182,8 @@ class GatePolicy:
             lines.append(
                 f"retrain: must be significantly better on {self.improve_on} (interval above {self.min_effect:g})"
             )
+        if self.truth_changed:
+            lines.append(f"the labels of live traffic changed: {REFERENCE} and {ALL} are reported, not held to")
         return lines
 
     def as_dict(self) -> dict[str, object]:
@@ -544,6 +555,12 @@ def _rule(policy: GatePolicy, has_champion: bool) -> str:
             f"not significantly worse on any segment{margin} ({tested}; on {CHAMPION_DATA}, by more than "
             f"{theirs:g}) and within {policy.tolerance:g} of the champion on the whole holdout"
         )
+    if policy.truth_changed:
+        return (
+            f"retrain after the labels of live traffic changed: significantly better on {policy.improve_on} "
+            f"(interval above {policy.min_effect:g}; {tested}); the old rows ({REFERENCE}, {ALL}) are reported, "
+            "not held to"
+        )
     return (
         f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}) and not "
         f"significantly worse on any segment{margin} ({tested})"
@@ -575,8 +592,14 @@ def _judge_segments(
         else:
             findings.append(f"significantly better on {target.describe()}")
     others = [c for c in segments if c.segment != policy.improve_on]
-    tested = [c.describe() for c in others if c.difference is not None]
+    held = [c for c in others if math.isfinite(policy.margin_on(c.segment))]
+    tested = [c.describe() for c in held if c.difference is not None]
     if tested:
         findings.append("not significantly worse on " + "; ".join(tested))
+    released = [
+        c.describe() for c in others if not math.isfinite(policy.margin_on(c.segment)) and c.difference is not None
+    ]
+    if released:
+        findings.append("not held to the old truth (the labels of live traffic changed): " + "; ".join(released))
     findings += [c.describe() for c in others if c.difference is None]
     return failures, findings
