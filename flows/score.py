@@ -74,4 +74,5 @@ def score_table(
         batch_rows=batch_rows,
     )
     publish_scoring(name, model.version, destination, done)
+    done.require_scored(destination)  # after the record: a run that scored nothing fails, saying why
     return ScoreOutcome(name, model.version, str(destination), done)

@@ -111,8 +111,7 @@ def _require_known_model(settings: Settings, given: str | None) -> None:
     declared = load_project(settings.project_file).names if settings.project_file.is_file() else ()
     if given in declared:
         return
-    store = _local_store(settings)
-    if store is not None and not store.is_file():
+    if not _has_registry(settings):
         registered: list[str] = []
     else:
         _require_mlflow_answers(settings)
@@ -130,13 +129,18 @@ def _local_store(settings: Settings) -> Path | None:
     return Path(settings.tracking_uri.removeprefix("sqlite:///")) if settings.uses_local_mlflow else None
 
 
+def _has_registry(settings: Settings) -> bool:
+    """False when the local store's file does not exist yet: a command that only looks then creates none."""
+    store = _local_store(settings)
+    return store is None or store.is_file()
+
+
 def _require_version(settings: Settings, version: str | None) -> None:
     """VERSION (or, without one, a champion) must exist before any service or flow starts for it.
 
     Checked only where the registry can be read without starting anything (as ``_require_known_model``).
     """
-    store = _local_store(settings)
-    if store is not None and not store.is_file():
+    if not _has_registry(settings):
         raise _fail(f"model {settings.model_name!r} has no versions yet: train it first (driftloop train)")
     _require_mlflow_answers(settings)
     _export_env(settings)
@@ -666,7 +670,13 @@ def _check_training_inputs(
         if champion is not None and not same_contract(champion.tags, dataset_schema):
             problem = evolution_problem(registry.schema_of(str(champion.version)), dataset_schema)
             if problem is not None:
-                raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}")
+                bundled = (
+                    f" (this run would train the bundled churn sample, the default data: give {model_name!r} its "
+                    "data with --data and --schema, or declare it in driftloop.yaml)"
+                    if data_path == BUNDLED_DATA
+                    else ""
+                )
+                raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}{bundled}")
     return dataset_schema, model_name
 
 
@@ -733,11 +743,11 @@ def models(model_name: ModelNameOption = None) -> None:
     """List model versions with their metrics, aliases and lineage."""
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
-    registry = _registry(settings)
-    versions = registry.versions()
+    versions = _registry(settings).versions() if _has_registry(settings) else []
     if not versions:
         out.print(f"no versions of model {settings.model_name!r} yet: run `driftloop train`")
         return
+    registry = _registry(settings)
     pin = registry.pinned()
     if pin is not None:
         out.print(
@@ -916,6 +926,9 @@ def history(model_name: ModelNameOption = None) -> None:
 
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
+    if not _has_registry(settings):
+        out.print(f"no alias moves for model {settings.model_name!r} yet")
+        return
     report = _registry(settings).history_report()
     rows = format_history(report.moves)
     if not rows:
@@ -1310,8 +1323,7 @@ def _champion_task(settings: Settings) -> Any:
 
 def _task_and_calibrations(settings: Settings, versions: list[str]) -> tuple[Any, dict[str, Any]]:
     """The champion's task, and each version's calibration (its rows' estimate); (None, {}) with no champion yet."""
-    store = _local_store(settings)
-    if store is not None and not store.is_file():
+    if not _has_registry(settings):
         return None, {}
     from driftloop.io.reference import download_profile
 
@@ -1453,12 +1465,17 @@ def _run_scoring(
     )
     if done.rejected:
         out.print(
-            f"rejected {done.rejected:,} rows the model cannot score → {destination}/_rejected/ (column "
+            f"rejected {_rows(done.rejected)} the model cannot score → {destination}/_rejected/ (column "
             f"driftloop_reason; e.g. {'; '.join(done.first_reasons)})",
             highlight=False,
             soft_wrap=True,
         )
-    out.print(f"logged   {done.logged:,} rows for the drift check", highlight=False)
+    out.print(f"logged   {_rows(done.logged)} for the drift check", highlight=False)
+    done.require_scored(destination)
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row{'' if count == 1 else 's'}"
 
 
 labels_app = typer.Typer(
@@ -1539,6 +1556,9 @@ def serve(
         if bad:
             raise _fail(f"--model-name {bad[0]!r}: a model name has only letters, digits, '_', '.' and '-'")
         updates["serve_models"] = tuple(model_name[1:])
+        if settings.model_source == "registry":  # a name given must be one this installation knows
+            for name in model_name:
+                _require_known_model(settings, name)
     settings = settings.model_copy(update=updates)
     _require_free_address(settings.serve_host, settings.serve_port)
     _export_env(settings)

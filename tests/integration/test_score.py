@@ -146,6 +146,14 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     parts[1].to_csv(tmp_path / "part-1.csv", index=False)
     from_csv = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "csv"), "--key", "id")
     assert "rejected 13 rows the model cannot score" in from_csv.stdout, from_csv.stdout
+    # Every row set aside: no answer anywhere, so the run fails and says why; the rows are still aside.
+    parts[1].head(20).assign(tenure=-3.0).to_csv(tmp_path / "hopeless.csv", index=False)
+    hopeless = dl.run("score", str(tmp_path / "hopeless.csv"), "--out", str(tmp_path / "hopeless-out"), check=False)
+    assert hopeless.returncode == 1, hopeless.stdout + hopeless.stderr
+    assert hopeless.stderr.splitlines()[-1].startswith(
+        "error: none of the 20 rows could be scored (e.g. tenure: below min 0); each is in"
+    ), hopeless.stderr
+    assert len(pd.read_parquet(tmp_path / "hopeless-out" / "_rejected")) == 20
     csv_scored = pd.read_parquet(tmp_path / "csv").sort_values("id", ignore_index=True)
     csv_scored["id"] = csv_scored["id"].astype(np.int64)
     expected = scored[scored["id"].isin(csv_scored["id"])].reset_index(drop=True)

@@ -221,6 +221,21 @@ def test_second_dataset_trains_through_the_same_flow(driftloop: Driftloop, tmp_p
     assert clash.stderr.startswith("error: champion v")
     assert "removes feature(s)" in clash.stderr
     assert "cannot be scored on the same rows" in clash.stderr
+    assert "bundled churn sample" not in clash.stderr
+    assert registry_state(driftloop) == before
+
+    # The user's model named in the environment, no --data and no project file: the default data, the bundled
+    # churn sample, is what clashes, and the error says so.
+    driftloop.env["DRIFTLOOP_MODEL_NAME"] = "loans"
+    for args in (("train",), ("train", "loans")):
+        default = driftloop.run(*args, check=False)
+        assert default.returncode == 1, default.stdout
+        assert default.stderr.startswith("error: champion v"), default.stderr
+        assert "of model 'loans': this snapshot's schema" in default.stderr
+        assert "(this run would train the bundled churn sample, the default data: give 'loans' its data" in (
+            default.stderr
+        )
+    del driftloop.env["DRIFTLOOP_MODEL_NAME"]
     assert registry_state(driftloop) == before
 
 

@@ -224,6 +224,8 @@ def test_every_model_command_refuses_a_bad_model_name(home: Path, command: str) 
         ("rollback", "--reason", "x"),
         ("pin", "1", "--reason", "x"),
         ("unpin", "--reason", "x"),
+        ("serve",),
+        ("serve", "--model-name", "customers"),  # the second of two served models
     ],
 )
 def test_a_model_name_nobody_declared_or_registered_is_refused(
@@ -423,3 +425,15 @@ def test_no_command_prints_the_help(home: Path) -> None:
     assert result.returncode == 2
     assert "Usage: driftloop" in result.stdout + result.stderr
     assert "score" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [("models", "no versions of model 'churn' yet: run `driftloop train`"), ("history", "no alias moves for model")],
+)
+def test_looking_at_an_empty_installation_creates_nothing(home: Path, command: str, said: str) -> None:
+    result = driftloop(home, command)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(said)
+    assert "Creating initial MLflow database tables" not in result.stderr
+    assert not (home / "mlflow.db").exists()

@@ -30,10 +30,9 @@ def test_a_bounded_number_names_each_rule_and_its_rows() -> None:
 
 def test_a_nullable_binary_feature_allows_missing_values_but_only_0_and_1() -> None:
     feature = Feature(name="senior", kind=FeatureKind.BINARY, nullable=True)
-    assert _rows([0, 1, None, 2, 0.5, "1"], feature) == {
-        Rule.NOT_A_NUMBER: [],
+    assert _rows([0, 1, None, 2, 0.5, "1", "yes", "true"], feature) == {
         Rule.NOT_FINITE: [],
-        Rule.NOT_BINARY: [3, 4],
+        Rule.NOT_BINARY: [3, 4, 6],  # "yes" is not a number either: said as what a binary feature takes
     }
 
 

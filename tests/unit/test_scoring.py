@@ -43,7 +43,7 @@ def test_each_bad_row_is_named_with_its_first_problem_and_good_rows_pass() -> No
         "age: below min 0",
         "age: above max 120",
         "",  # income is nullable; city's unseen values go to its other bucket
-        "member: not 0 or 1",
+        "member: not 0 or 1 (or true/false)",
         "plan: not one of the declared categories",
     ]
 

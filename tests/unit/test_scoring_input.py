@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from driftloop.errors import DatasetError
-from driftloop.io.batch_scoring import clear_earlier_answers, scoring_input
+from driftloop.io.batch_scoring import BatchScored, clear_earlier_answers, scoring_input
 
 
 def test_a_directory_s_columns_are_those_every_file_has_and_the_files_lacking_one_are_named(tmp_path: Path) -> None:
@@ -72,3 +72,13 @@ def test_force_clears_only_an_earlier_runs_answer_files(tmp_path: Path) -> None:
     assert clear_earlier_answers(tmp_path) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # and the emptied _rejected/ is gone
     assert clear_earlier_answers(tmp_path) == 0
+
+
+def test_a_run_that_scored_no_row_of_its_input_fails_and_one_that_scored_some_does_not(tmp_path: Path) -> None:
+    none = BatchScored(2, rows=7, scored=0, rejected=7, logged=0, seconds=0.1, first_reasons=("x: missing",))
+    with pytest.raises(DatasetError, match=r"none of the 7 rows could be scored \(e\.g\. x: missing\); each is in "):
+        none.require_scored(tmp_path)
+    BatchScored(2, rows=7, scored=1, rejected=6, logged=0, seconds=0.1, first_reasons=("x: missing",)).require_scored(
+        tmp_path
+    )
+    BatchScored(0, rows=0, scored=0, rejected=0, logged=0, seconds=0.0, first_reasons=()).require_scored(tmp_path)

@@ -24,7 +24,7 @@ class Rule(StrEnum):
     UNLISTED = "not one of the declared categories"
     NOT_A_NUMBER = "not a number"
     NOT_FINITE = "not a finite number within float32 range"
-    NOT_BINARY = "not 0 or 1"
+    NOT_BINARY = "not 0 or 1 (or true/false)"
     BELOW_MIN = "below min"
     ABOVE_MAX = "above max"
 
@@ -59,13 +59,16 @@ def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None 
     numbers = as_numbers(values) if numbers is None else numbers
     present = numbers.notna().to_numpy()
     numeric = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    broken.append(Broken(Rule.NOT_A_NUMBER, ~missing & ~present))
+    unreadable = ~missing & ~present
+    binary = feature.kind is FeatureKind.BINARY
+    if not binary:  # a binary feature's "yes" is said as what it is not: 0, 1, true or false
+        broken.append(Broken(Rule.NOT_A_NUMBER, unreadable))
     with np.errstate(invalid="ignore"):
         finite = present & (np.abs(numeric) <= FLOAT32_MAX)
         broken.append(Broken(Rule.NOT_FINITE, present & ~finite))
         # The rules below judge finite numbers only: an infinite value breaks one rule, not three.
-        if feature.kind is FeatureKind.BINARY:
-            broken.append(Broken(Rule.NOT_BINARY, finite & (numeric != 0) & (numeric != 1)))
+        if binary:
+            broken.append(Broken(Rule.NOT_BINARY, unreadable | (finite & (numeric != 0) & (numeric != 1))))
         if feature.min is not None:
             broken.append(Broken(Rule.BELOW_MIN, finite & (numeric < feature.min)))
         if feature.max is not None:

@@ -557,9 +557,8 @@ def _rule(policy: GatePolicy, has_champion: bool) -> str:
         )
     if policy.truth_changed:
         return (
-            f"retrain after the labels of live traffic changed: significantly better on {policy.improve_on} "
-            f"(interval above {policy.min_effect:g}; {tested}); the old rows ({REFERENCE}, {ALL}) are reported, "
-            "not held to"
+            f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}; {tested}); "
+            f"the labels of live traffic changed, so the old rows ({REFERENCE}, {ALL}) are reported, not held to"
         )
     return (
         f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}) and not "

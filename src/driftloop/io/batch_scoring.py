@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from driftloop.core import lineage
 from driftloop.core.schema import DatasetSchema
-from driftloop.core.scoring import require_input_columns
+from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
 from driftloop.io.datasets import csv_first_lines, refuse_repeated_columns
@@ -89,6 +89,18 @@ class BatchScored:
     logged: int
     seconds: float
     first_reasons: tuple[str, ...]
+
+    def require_scored(self, out: Path) -> None:
+        """Raise when rows were read and none could be scored: a run that set every row aside failed.
+
+        Raises:
+            DatasetError: naming the first reasons and where the rows went.
+        """
+        if self.rows and not self.scored:
+            raise DatasetError(
+                f"none of the {self.rows:,} rows could be scored (e.g. {'; '.join(self.first_reasons)}); each is in "
+                f"{out / REJECTED_DIR}/ with its reason (column {REASON_COLUMN})"
+            )
 
 
 @dataclass
