@@ -743,11 +743,11 @@ def models(model_name: ModelNameOption = None) -> None:
     """List model versions with their metrics, aliases and lineage."""
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
-    versions = _registry(settings).versions() if _has_registry(settings) else []
-    if not versions:
+    registry = _registry(settings) if _has_registry(settings) else None
+    versions = registry.versions() if registry is not None else []
+    if registry is None or not versions:
         out.print(f"no versions of model {settings.model_name!r} yet: run `driftloop train`")
         return
-    registry = _registry(settings)
     pin = registry.pinned()
     if pin is not None:
         out.print(
