@@ -48,6 +48,7 @@ from tasks.model import (
     evaluate_candidate,
     export_candidate,
     fit_candidate,
+    recent_metrics,
     save_reference,
     score_champion,
 )
@@ -274,7 +275,10 @@ def _gate(
         policy=policy,
         segments=segments,
         pinned_by=champion.pinned_by,
-    )
+        # Once the truth changed, the floors judge the recent rows: the old rows' labels are stale.
+        floor_metrics=None if policy.floors_on is None else recent_metrics(evaluation, split, snapshot.schema,
+                                                                            snapshot.base_rows),
+    )  # fmt: skip
     if champion.own_rows_note:  # the champion's rows this snapshot lacks could not be compared: say so
         decision = decision.noted(champion.own_rows_note)
     return decision.with_ignored_columns(snapshot.ignored_columns)

@@ -383,6 +383,20 @@ def _rows_lacking(
     return ChampionRows(held, y, schema.task.scores(first if proba is None else proba))
 
 
+def _recent_rows(split: Split, base_rows: int) -> np.ndarray:
+    """Which holdout rows are a retrain's recent ones: the snapshot's rows after its ``base_rows``."""
+    return np.asarray(split.holdout.index >= base_rows)
+
+
+def recent_metrics(evaluation: Evaluation, split: Split, schema: DatasetSchema, base_rows: int) -> dict[str, float]:
+    """The candidate's metrics on the recent holdout rows alone; {} when there are none to measure."""
+    recent = _recent_rows(split, base_rows)
+    if not recent.any():
+        return {}
+    y_true = encode_target(split.holdout[schema.target.name], schema)
+    return compute_metrics(y_true[recent], evaluation.scores[recent], schema.task).as_dict()
+
+
 @task(name="compare-with-champion", cache_policy=NO_CACHE, timeout_seconds=900)
 def compare_with_champion(
     candidate: Evaluation, champion: ChampionScore, split: Split, schema: DatasetSchema, base_rows: int,
@@ -395,7 +409,7 @@ def compare_with_champion(
     """
     if champion.scores is None:
         return ()
-    recent = np.asarray(split.holdout.index >= base_rows)
+    recent = _recent_rows(split, base_rows)
     segments = {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(recent.size, dtype=bool)}
     if not recent.any():  # an ordinary run: one data set, one segment
         segments = {ALL: segments[ALL]}

@@ -122,7 +122,10 @@ def _truth_changed_decisions(
             seed,
         )
         metrics = {"roc_auc": 0.8, "accuracy": 0.8}
-        decisions[changed] = decide_promotion(metrics, metrics, "1", True, "", policy, segments=comparisons)
+        on_recent = metrics if changed else None  # the floors (not what this test is about) judge the recent rows
+        decisions[changed] = decide_promotion(
+            metrics, metrics, "1", True, "", policy, segments=comparisons, floor_metrics=on_recent
+        )
     return decisions
 
 

@@ -436,3 +436,28 @@ def test_after_the_truth_changed_only_the_recent_rows_hold_a_retrain() -> None:
 def test_truth_changed_is_only_for_a_retrain_on_recent_rows(improve_on: str | None) -> None:
     with pytest.raises(ValueError, match="truth_changed is a retrain's on recent labelled rows"):
         GatePolicy(improve_on=improve_on, truth_changed=True)
+
+
+def test_after_the_truth_changed_the_floors_judge_the_recent_rows() -> None:
+    policy = GatePolicy(improve_on=RECENT, truth_changed=True)
+    assert policy.floors_on == RECENT
+    assert GatePolicy(improve_on=RECENT).floors_on is None
+    whole = {"roc_auc": 0.69, "accuracy": 0.67}  # dragged down by the old rows' stale labels
+    learnt = _segments(reference=_difference(-0.05, -0.07, -0.03), recent=_difference(0.3, 0.27, 0.33))
+
+    def decide(on_recent: dict[str, float] | None, gate: GatePolicy = policy) -> PromotionDecision:
+        return decide_promotion(whole, CHAMPION, "3", True, "ok", gate, segments=learnt, floor_metrics=on_recent)
+
+    good = decide({"roc_auc": 0.85, "accuracy": 0.81})
+    assert good.verdict == "promote", good.reasons
+    assert good.reasons[-1] == "the candidate meets every floor on recent and passed ONNX parity"
+    bad = decide({"roc_auc": 0.6, "accuracy": 0.81})
+    assert bad.reasons == ("roc_auc 0.6000 on recent is below the floor of 0.7000",)
+    none = decide({})
+    assert "candidate on recent has no roc_auc metric, so its floor cannot be checked" in none.reasons
+    usual = decide(None, GatePolicy(improve_on=RECENT))  # held to the old rows: their floors and their segment
+    assert "roc_auc 0.6900 is below the floor of 0.7000" in usual.reasons
+    with pytest.raises(ValueError, match="floor_metrics are the candidate's on recent"):
+        decide(None)
+    with pytest.raises(ValueError, match="floor_metrics are the candidate's on no segment"):
+        decide({"roc_auc": 0.9}, GatePolicy(improve_on=RECENT))

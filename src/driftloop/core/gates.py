@@ -69,8 +69,9 @@ class GatePolicy:
         resamples: Bootstrap replicates per segment (metrics other than ROC AUC).
         truth_changed: A retrain whose episode the label check opened: on labelled live traffic the champion fell
             short of its holdout, so the old rows' labels no longer say what is true now. The candidate is then held
-            to ``recent`` alone; ``reference`` and ``all`` (mostly old rows) are compared and reported, not held to
-            (``margin_on``): a model that learns the new truth must be worse on the old one.
+            to ``recent`` alone: its floors are judged there (``floors_on``), and ``reference`` and ``all`` (mostly
+            old rows) are compared and reported, not held to (``margin_on``): a model that learns the new truth
+            must be worse on the old one.
     """
 
     primary_metric: str | None = None
@@ -94,6 +95,11 @@ class GatePolicy:
         to call 0.0006 of R² on the old rows "significantly worse", and a retrain that fixes a shift would never pass.
         """
         return max(self.tolerance, 0.0) if self.improve_on is not None else 0.0
+
+    @property
+    def floors_on(self) -> str | None:
+        """The holdout segment the floors judge: None, the whole holdout; ``recent`` once the truth changed."""
+        return RECENT if self.truth_changed else None
 
     def margin_on(self, segment: str) -> float:
         """How much worse on ``segment`` a candidate may be shown to be before that refuses it.
@@ -432,6 +438,7 @@ def decide_promotion(
     policy: GatePolicy,
     segments: Sequence[SegmentComparison] = (),
     pinned_by: str | None = None,
+    floor_metrics: Mapping[str, float] | None = None,
 ) -> PromotionDecision:
     """Decide whether the candidate may become champion; every failed check becomes a reason.
 
@@ -443,7 +450,16 @@ def decide_promotion(
       than the champion's by more than ``policy.tolerance``;
     - for a retrain, unless it is significantly better on ``policy.improve_on`` (the interval's lower end above
       ``policy.min_effect``); a segment too small to test refuses, saying so.
+
+    The floors judge ``candidate`` (the whole holdout's metrics), or ``floor_metrics``: the candidate's on the
+    segment ``policy.floors_on`` names, which a policy with one requires.
     """
+    if (policy.floors_on is None) != (floor_metrics is None):
+        raise ValueError(
+            f"floor_metrics are the candidate's on {policy.floors_on or 'no segment'}: give them then only"
+        )
+    judged = candidate if floor_metrics is None else floor_metrics
+    on = "" if policy.floors_on is None else f" on {policy.floors_on}"
     failures: list[str] = []
     if not parity_passed:
         detail = f" ({parity_summary})" if parity_summary else ""
@@ -453,14 +469,14 @@ def decide_promotion(
         )
 
     for name, floor in policy.floor_values.items():
-        value = _finite(candidate, name)
+        value = _finite(judged, name)
         bound = "floor" if _HIGHER_IS_BETTER[name] else "ceiling"
         if value is None:
-            failures.append(_missing_sentence(candidate, name, "candidate", f"so its {bound} cannot be checked"))
+            failures.append(_missing_sentence(judged, name, f"candidate{on}", f"so its {bound} cannot be checked"))
         elif _HIGHER_IS_BETTER[name] and value < floor - _EPSILON:
-            failures.append(f"{name} {value:.4f} is below the floor of {floor:.4f}")
+            failures.append(f"{name} {value:.4f}{on} is below the floor of {floor:.4f}")
         elif not _HIGHER_IS_BETTER[name] and value > floor + _EPSILON:
-            failures.append(f"{name} {value:.4f} is above the ceiling of {floor:.4f}")
+            failures.append(f"{name} {value:.4f}{on} is above the ceiling of {floor:.4f}")
 
     if pinned_by is not None:
         failures.append(f"champion pinned by {pinned_by}: automatic promotions are refused (the version is registered)")
@@ -518,7 +534,7 @@ def decide_promotion(
         reasons = tuple(failures)
     else:
         verdict = "promote"
-        floors_met = "meets every floor" if policy.floor_values else "has no floors to meet"
+        floors_met = f"meets every floor{on}" if policy.floor_values else "has no floors to meet"
         if champion_metrics is None:
             reasons = (f"no champion yet; the candidate {floors_met} and passed ONNX parity",)
         else:

@@ -68,7 +68,7 @@ def parse_predict(body: Any, parser: FeatureParser) -> FeatureBatch:
         features = body.get("features", _MISSING)
         if len(body) > 1 and features is not _MISSING:  # "feature" beside it, a label: nothing else is read
             others = ", ".join(repr(key) for key in body if key != "features")
-            raise InputError(400, "wrong_shape", f"unknown key(s) {others} beside 'features'; the body has only it")
+            raise InputError(400, "wrong_shape", f"unknown key(s) {others}: the body holds 'features' alone")
         if type(features) is list:
             return parser.from_row(features)
         if type(features) is dict:

@@ -101,7 +101,7 @@ def test_predict_envelope_errors(parser: FeatureParser, rows: list[list[Any]]) -
     assert (short.status, short.reason) == (422, "feature_count")
     beside = _error(protocols.parse_predict, {"features": rows[0], "label": 1, "feature": {}}, parser)
     assert (beside.status, beside.reason) == (400, "wrong_shape")
-    assert beside.message == "unknown key(s) 'label', 'feature' beside 'features'; the body has only it"
+    assert beside.message == "unknown key(s) 'label', 'feature': the body holds 'features' alone"
 
 
 def test_predict_response_is_the_tutorials_shape(schema: DatasetSchema) -> None:
