@@ -171,7 +171,9 @@ def check_drift(
         "version": champion.version,
         "kind": {"features": "data", "labels": "concept", "estimate": "performance"}[reasons[0]] if reasons else "none",
         "opened_by": list(reasons),
-        "labels_degraded": labels.status == "degraded",  # the retrain then holds its candidate to the recent rows
+        # The labels are a reason (the policy lets them open an episode) of the check that asks for the retrain:
+        # the retrain then holds its candidate to the recent rows.
+        "labels_degraded": "labels" in reasons,
         "share": round(verdict.share, 4),
         "weighted_share": None if verdict.weighted_share is None else round(verdict.weighted_share, 4),
         "rule": verdict.decided_by(),

@@ -62,9 +62,9 @@ def retrain_model(
         episode: The drift episode key from the event; ``manual`` for a retrain started by hand.
         reason: Why the retrain was asked for (the drift verdict).
         attempt: The episode's attempt number from the event (a duplicate event carries the same one).
-        truth_changed: The label check opened the episode (the event's ``labels_degraded``): the champion fell
-            short on labelled live traffic, so the old rows' labels are out of date and the candidate is held to
-            the recent rows alone (``GatePolicy.truth_changed``).
+        truth_changed: The drift check that asked found the labels degraded, as a reason its policy counts (the
+            event's ``labels_degraded``): the champion fell short on labelled live traffic, so the old rows' labels
+            are out of date and the candidate is held to the recent rows alone (``GatePolicy.truth_changed``).
     """
     settings = get_settings()
     name = model_name or settings.model_name

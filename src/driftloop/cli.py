@@ -1702,12 +1702,15 @@ def _run_app() -> None:
     typer's own display is a usage line, a hint and a framed box.
     """
     try:
-        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # Click, as typer vendors it
+        from typer._click import exceptions as click  # Click, as typer vendors it
     except ImportError:  # a typer that still depends on Click
-        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+        from click import exceptions as click  # type: ignore[no-redef]
+    ClickException, UsageError = click.ClickException, click.UsageError  # noqa: N806
+    # Click < 8.2 has no such error: it prints the help and exits 0 itself.
+    no_args: type[Exception] | tuple[()] = getattr(click, "NoArgsIsHelpError", ())
     try:
         code = app(standalone_mode=False)
-    except NoArgsIsHelpError:  # the help is printed already, as without standalone mode
+    except no_args:  # the help is printed already, as without standalone mode
         sys.exit(2)
     except UsageError as error:
         hint = f" (see {error.ctx.command_path} --help)" if error.ctx is not None else ""

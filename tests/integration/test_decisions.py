@@ -148,11 +148,14 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         second_run = finished_runs(dl, "retrain-model", 2)[-1]
         assert second_run["state_type"] == "COMPLETED", second_run
         assert second_run["parameters"]["attempt"] == 2
-        # The trigger carries the label check's verdict to the retrain, as the flow's boolean parameter.
-        assert second_run["parameters"]["truth_changed"] is ("labels   degraded" in third), third
+        # The new customers' labels show the champion wrong on live traffic: the trigger carries that to the retrain
+        # (a boolean parameter), which is then held to the recent rows, its floors included.
+        assert "labels   degraded" in third, third
+        assert second_run["parameters"]["truth_changed"] is True
         retrained = registry.get_version("2")
         assert retrained.tags[lineage.GATE] == "promote", retrained.tags[lineage.GATE_REASON]
         assert retrained.tags[lineage.GATE_REASON].startswith("significantly better on recent")
+        assert "the candidate meets every floor on recent (roc_auc " in retrained.tags[lineage.GATE_REASON]
         v1 = registry.get_version("1").tags
         assert v1[lineage.ESTIMATOR] == f"{models}:boosting"
         for tag in (lineage.ESTIMATOR, lineage.PARAMS, lineage.GATE_POLICY, lineage.SPLIT, lineage.SOURCE):

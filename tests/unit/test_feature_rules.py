@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from driftloop.core.feature_rules import Rule, broken_rules
+from driftloop.core.feature_rules import Broken, Rule, broken_rules
 from driftloop.core.features import as_numbers, to_model_frame
 from driftloop.core.schema import FLOAT32_MAX, DatasetSchema, Feature, FeatureKind
 
@@ -30,9 +30,10 @@ def test_a_bounded_number_names_each_rule_and_its_rows() -> None:
 
 def test_a_nullable_binary_feature_allows_missing_values_but_only_0_and_1() -> None:
     feature = Feature(name="senior", kind=FeatureKind.BINARY, nullable=True)
-    assert _rows([0, 1, None, 2, 0.5, "1", "yes", "true"], feature) == {
+    assert _rows([0, 1, None, 2, 0.5, "1"], feature) == {
+        Rule.NOT_A_NUMBER: [],
         Rule.NOT_FINITE: [],
-        Rule.NOT_BINARY: [3, 4, 6],  # "yes" is not a number either: said as what a binary feature takes
+        Rule.NOT_BINARY: [3, 4],
     }
 
 
@@ -114,3 +115,12 @@ def test_a_csv_read_as_text_gives_the_model_what_training_read_from_it() -> None
     assert trained_on["member"].tolist() == [1.0, 0.0, 1.0]
     problems = [b for f in schema.features for b in broken_rules(as_scoring_reads[f.name], f) if b.rows.any()]
     assert problems == []
+
+
+def test_a_binary_features_text_is_said_as_what_the_feature_takes() -> None:
+    feature = Feature(name="member", kind=FeatureKind.BINARY)
+    reasons = {b.rule: b.reason(feature) for b in broken_rules(pd.Series(["yes", 1, 2], dtype=object), feature)}
+    assert reasons[Rule.NOT_A_NUMBER] == "member: not 0 or 1 (or true/false)"  # "yes"
+    assert reasons[Rule.NOT_BINARY] == "member: not 0 or 1 (or true/false)"  # 2
+    numeric = Feature(name="age", kind=FeatureKind.NUMERIC)
+    assert Broken(Rule.NOT_A_NUMBER, np.ones(1, dtype=bool)).reason(numeric) == "age: not a number"

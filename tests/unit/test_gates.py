@@ -450,7 +450,9 @@ def test_after_the_truth_changed_the_floors_judge_the_recent_rows() -> None:
 
     good = decide({"roc_auc": 0.85, "accuracy": 0.81})
     assert good.verdict == "promote", good.reasons
-    assert good.reasons[-1] == "the candidate meets every floor on recent and passed ONNX parity"
+    assert good.reasons[-1] == (
+        "the candidate meets every floor on recent (roc_auc 0.8500, accuracy 0.8100) and passed ONNX parity"
+    )
     bad = decide({"roc_auc": 0.6, "accuracy": 0.81})
     assert bad.reasons == ("roc_auc 0.6000 on recent is below the floor of 0.7000",)
     none = decide({})

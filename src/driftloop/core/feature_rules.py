@@ -37,9 +37,13 @@ class Broken:
     rows: np.ndarray
 
     def reason(self, feature: Feature) -> str:
-        """``tenure: below min 0``: the rule as one row's reason."""
-        bound = {Rule.BELOW_MIN: feature.min, Rule.ABOVE_MAX: feature.max}.get(self.rule)
-        return f"{feature.name}: {self.rule}" + ("" if bound is None else f" {bound:g}")
+        """``tenure: below min 0``: the rule as one row's reason.
+
+        A binary feature's text (``yes``) is said as what the feature takes, not as "not a number".
+        """
+        rule = Rule.NOT_BINARY if self.rule is Rule.NOT_A_NUMBER and feature.kind is FeatureKind.BINARY else self.rule
+        bound = {Rule.BELOW_MIN: feature.min, Rule.ABOVE_MAX: feature.max}.get(rule)
+        return f"{feature.name}: {rule}" + ("" if bound is None else f" {bound:g}")
 
 
 def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None = None) -> list[Broken]:
@@ -59,16 +63,13 @@ def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None 
     numbers = as_numbers(values) if numbers is None else numbers
     present = numbers.notna().to_numpy()
     numeric = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    unreadable = ~missing & ~present
-    binary = feature.kind is FeatureKind.BINARY
-    if not binary:  # a binary feature's "yes" is said as what it is not: 0, 1, true or false
-        broken.append(Broken(Rule.NOT_A_NUMBER, unreadable))
+    broken.append(Broken(Rule.NOT_A_NUMBER, ~missing & ~present))
     with np.errstate(invalid="ignore"):
         finite = present & (np.abs(numeric) <= FLOAT32_MAX)
         broken.append(Broken(Rule.NOT_FINITE, present & ~finite))
         # The rules below judge finite numbers only: an infinite value breaks one rule, not three.
-        if binary:
-            broken.append(Broken(Rule.NOT_BINARY, unreadable | (finite & (numeric != 0) & (numeric != 1))))
+        if feature.kind is FeatureKind.BINARY:
+            broken.append(Broken(Rule.NOT_BINARY, finite & (numeric != 0) & (numeric != 1)))
         if feature.min is not None:
             broken.append(Broken(Rule.BELOW_MIN, finite & (numeric < feature.min)))
         if feature.max is not None:

@@ -67,11 +67,11 @@ class GatePolicy:
         confidence: Coverage of the intervals (DeLong's for ROC AUC, a paired bootstrap for other metrics).
         min_segment_rows: A segment with fewer holdout rows is not tested (and, as ``improve_on``, refuses).
         resamples: Bootstrap replicates per segment (metrics other than ROC AUC).
-        truth_changed: A retrain whose episode the label check opened: on labelled live traffic the champion fell
-            short of its holdout, so the old rows' labels no longer say what is true now. The candidate is then held
-            to ``recent`` alone: its floors are judged there (``floors_on``), and ``reference`` and ``all`` (mostly
-            old rows) are compared and reported, not held to (``margin_on``): a model that learns the new truth
-            must be worse on the old one.
+        truth_changed: A retrain asked for by a drift check whose label check counted: on labelled live traffic
+            the champion fell short of its holdout, so the old rows' labels no longer say what is true now. The
+            candidate is then held to ``recent`` alone: its floors are judged there (``floors_on``), and
+            ``reference`` and ``all`` (mostly old rows) are compared and reported, not held to (``margin_on``): a
+            model that learns the new truth must be worse on the old one.
     """
 
     primary_metric: str | None = None
@@ -180,7 +180,8 @@ class GatePolicy:
             method += f" ({self.resamples} resamples)"
         lines.append(
             f"segments: {self.confidence:.0%} {method} intervals on every segment with at least "
-            f"{self.min_segment_rows} holdout rows; significantly worse on any"
+            f"{self.min_segment_rows} holdout rows; significantly worse on "
+            + (f"any but {REFERENCE} and {ALL}" if self.truth_changed else "any")
             + (f", by more than {self.worse_margin:g}," if self.worse_margin > 0 else "")
             + " refuses"
         )
@@ -534,7 +535,9 @@ def decide_promotion(
         reasons = tuple(failures)
     else:
         verdict = "promote"
-        floors_met = f"meets every floor{on}" if policy.floor_values else "has no floors to meet"
+        values = ", ".join(f"{name} {judged[name]:.4f}" for name in policy.floor_values) if on else ""
+        floors_met = f"meets every floor{on}" + (f" ({values})" if values else "")
+        floors_met = floors_met if policy.floor_values else "has no floors to meet"
         if champion_metrics is None:
             reasons = (f"no champion yet; the candidate {floors_met} and passed ONNX parity",)
         else:

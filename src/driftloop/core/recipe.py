@@ -111,8 +111,8 @@ class RetrainInput(BaseModel):
         source: The data source the champion came from, carried to the new version.
         source_hash: That source's content hash as this retrain found it.
         labels_through: The newest label time among the recent rows (ISO 8601).
-        truth_changed: The label check opened the episode: the candidate is held to the recent rows alone
-            (``GatePolicy.truth_changed``).
+        truth_changed: The drift check that asked found the labels degraded: the candidate is held to the recent
+            rows alone (``GatePolicy.truth_changed``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
