@@ -62,6 +62,32 @@ def champions(churn_schema: DatasetSchema) -> Champions:
     return Champions(churn_schema)
 
 
+METRICS = {"roc_auc": 0.8, "accuracy": 0.8}  # the floors are not what these tests are about
+
+
+def _decide(
+    reference: pd.DataFrame, recent_rows: pd.DataFrame, schema: DatasetSchema, champions: Champions, seed: int,
+    policies: list[GatePolicy],
+) -> list[PromotionDecision]:  # fmt: skip
+    """The champion fitted on ``reference`` and a candidate on both, each policy's decision on the same holdout."""
+    champion = champions.of(reference)
+    split = split_holdout(pd.concat([reference, recent_rows], ignore_index=True), schema, 0.25, 42)
+    candidate = champions.fit(split.train)
+    holdout = to_model_frame(split.holdout, schema)
+    recent = np.asarray(split.holdout.index >= len(reference))
+    segments = {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(recent.size, dtype=bool)}
+    y_true = encode_target(split.holdout["churn"], schema)
+    theirs, ours = champion.predict_proba(holdout)[:, 1], candidate.predict_proba(holdout)[:, 1]
+    decisions = []
+    for policy in policies:
+        comparisons = compare_segments(y_true, ours, theirs, segments, policy, seed)
+        on_recent = None if policy.floors_on is None else METRICS  # the floors then judge the recent rows
+        decisions.append(
+            decide_promotion(METRICS, METRICS, "1", True, "", policy, segments=comparisons, floor_metrics=on_recent)
+        )
+    return decisions
+
+
 def _retrain_decision(
     full: pd.DataFrame, schema: DatasetSchema, champions: Champions, seed: int, labels: str
 ) -> PromotionDecision:
@@ -71,23 +97,8 @@ def _retrain_decision(
         drifted["churn"] = scenarios.random_labels(drifted, seed)
     else:
         drifted["churn"] = scenarios.competitor_offer_labels(drifted, seed)
-    champion = champions.of(reference)
-    combined = pd.concat([reference, drifted], ignore_index=True)
-    split = split_holdout(combined, schema, 0.25, 42)
-    candidate = champions.fit(split.train)
-    holdout = to_model_frame(split.holdout, schema)
-    recent = np.asarray(split.holdout.index >= len(reference))
-    segments = {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(recent.size, dtype=bool)}
-    comparisons = compare_segments(
-        encode_target(split.holdout["churn"], schema),
-        candidate.predict_proba(holdout)[:, 1],
-        champion.predict_proba(holdout)[:, 1],
-        segments,
-        RETRAIN,
-        seed,
-    )
-    metrics = {"roc_auc": 0.8, "accuracy": 0.8}  # the floors are not what this test is about
-    return decide_promotion(metrics, metrics, "1", True, "", RETRAIN, segments=comparisons)
+    (decision,) = _decide(reference, drifted, schema, champions, seed, [RETRAIN])
+    return decision
 
 
 def _truth_changed_decisions(
@@ -104,29 +115,9 @@ def _truth_changed_decisions(
         recent_rows["churn"] = scenarios.concept_drift_labels(recent_rows, recent_rows["churn"], seed=seed, flip=0.9)
     else:
         recent_rows["churn"] = scenarios.random_labels(recent_rows, seed)
-    champion = champions.of(reference)
-    split = split_holdout(pd.concat([reference, recent_rows], ignore_index=True), schema, 0.25, 42)
-    candidate = champions.fit(split.train)
-    holdout = to_model_frame(split.holdout, schema)
-    recent = np.asarray(split.holdout.index >= len(reference))
-    segments = {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(recent.size, dtype=bool)}
-    decisions = {}
-    for changed in (False, True):
-        policy = GatePolicy(improve_on=RECENT, resamples=500, truth_changed=changed)
-        comparisons = compare_segments(
-            encode_target(split.holdout["churn"], schema),
-            candidate.predict_proba(holdout)[:, 1],
-            champion.predict_proba(holdout)[:, 1],
-            segments,
-            policy,
-            seed,
-        )
-        metrics = {"roc_auc": 0.8, "accuracy": 0.8}
-        on_recent = metrics if changed else None  # the floors (not what this test is about) judge the recent rows
-        decisions[changed] = decide_promotion(
-            metrics, metrics, "1", True, "", policy, segments=comparisons, floor_metrics=on_recent
-        )
-    return decisions
+    policies = [GatePolicy(improve_on=RECENT, resamples=500, truth_changed=changed) for changed in (False, True)]
+    usual, changed = _decide(reference, recent_rows, schema, champions, seed, policies)
+    return {False: usual, True: changed}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
