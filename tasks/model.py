@@ -51,7 +51,7 @@ from driftloop.io.snapshots import fetch_snapshot
 from driftloop.io.user_model import resolve_estimator
 from tasks.data import Snapshot
 from tasks.policies import mlflow_task
-from tasks.progress import progress
+from tasks.progress import progress, timed_step
 
 SELFCHECK_ROWS = 16
 REFERENCE_ARTIFACTS = "reference"
@@ -139,8 +139,10 @@ def fit_candidate(
 ) -> Candidate:
     """Fit the pipeline on the training part. Never cached: a run always trains."""
     pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
-    progress("fitting %s on %s rows × %s features", estimator, f"{len(split.train):,}", len(schema.features))
-    pipeline.fit(to_model_frame(split.train, schema), encode_target(split.train[schema.target.name], schema))
+    features = to_model_frame(split.train, schema)
+    target = encode_target(split.train[schema.target.name], schema)
+    with timed_step("fitting %s on %s rows × %s features", estimator, f"{len(split.train):,}", len(schema.features)):
+        pipeline.fit(features, target)
     return Candidate(pipeline=pipeline, estimator=estimator, params=describe_pipeline(pipeline))
 
 
