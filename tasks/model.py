@@ -200,24 +200,24 @@ def export_candidate(
     tracking.use_tracking_uri(tracking_uri)
     rows = parity_rows(len(split.holdout))
     holdout = to_model_frame(split.holdout.iloc[rows], schema)
-    progress("ONNX export; parity on %s of %s holdout rows", f"{len(holdout):,}", f"{len(split.holdout):,}")
-    onnx_bytes = export_onnx(candidate.pipeline, schema)
-    onnx_first, onnx_proba = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
-    task = schema.task
-    known = None if evaluation is None or evaluation.outputs is None else evaluation.outputs[rows]
-    expected = sklearn_answers(candidate.pipeline, holdout, task, known)
-    parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
-    serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout, (onnx_first, onnx_proba))
-    sample = holdout.head(SELFCHECK_ROWS)
-    selfcheck = tracking.build_selfcheck(
-        sample,
-        onnx_first[:SELFCHECK_ROWS],
-        None if onnx_proba is None else onnx_proba[:SELFCHECK_ROWS],
-        parity_tolerance,
-        value_buckets=None if task.is_classifier else _deciles(onnx_first),
-    )
-    sklearn_uri = tracking.log_sklearn_model(run_id, candidate.pipeline, holdout)
-    onnx_uri = tracking.log_onnx_model(run_id, onnx_bytes, schema, holdout, selfcheck, serving_bytes)
+    with timed_step("ONNX export; parity on %s of %s holdout rows", f"{len(holdout):,}", f"{len(split.holdout):,}"):
+        onnx_bytes = export_onnx(candidate.pipeline, schema)
+        onnx_first, onnx_proba = OnnxModel.from_bytes(onnx_bytes, schema).predict(holdout)
+        task = schema.task
+        known = None if evaluation is None or evaluation.outputs is None else evaluation.outputs[rows]
+        expected = sklearn_answers(candidate.pipeline, holdout, task, known)
+        parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
+        serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout, (onnx_first, onnx_proba))
+        sample = holdout.head(SELFCHECK_ROWS)
+        selfcheck = tracking.build_selfcheck(
+            sample,
+            onnx_first[:SELFCHECK_ROWS],
+            None if onnx_proba is None else onnx_proba[:SELFCHECK_ROWS],
+            parity_tolerance,
+            value_buckets=None if task.is_classifier else _deciles(onnx_first),
+        )
+        sklearn_uri = tracking.log_sklearn_model(run_id, candidate.pipeline, holdout)
+        onnx_uri = tracking.log_onnx_model(run_id, onnx_bytes, schema, holdout, selfcheck, serving_bytes)
     return Export(
         onnx_sha256=onnx_sha256(onnx_bytes),
         parity=parity,

@@ -35,9 +35,9 @@ def progress(message: str, *args: object) -> None:
 def timed_step(message: str, *args: object, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
     """Log ``message``, then ``…: still running, 1 min 30 s`` every ``every`` seconds, then how long it took.
 
-    For a call that reports nothing while it runs (a scikit-learn fit): the heartbeat says it is alive and for how
-    long, not how far along it is, which the estimator does not say. The logger is taken here, on the caller's
-    thread, where the flow run's context is.
+    For a step that reports nothing while it runs (a scikit-learn fit, an ONNX export): the heartbeat says it is
+    alive and for how long, not how far along it is, which the estimator does not say. The logger is taken here, on
+    the caller's thread, where the flow run's context is. The last line is left out when the step fails.
     """
     logger = _logger()
     text = message % args if args else message
