@@ -10,7 +10,8 @@ import pandas as pd
 
 from driftloop.core.feature_rules import Broken, Rule, broken_rules
 from driftloop.core.features import as_numbers, to_model_frame
-from driftloop.core.schema import FLOAT32_MAX, DatasetSchema, Feature, FeatureKind
+from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
+from driftloop.core.task import FLOAT32_MAX
 
 
 def _rows(values: list[object], feature: Feature) -> dict[Rule, list[int]]:

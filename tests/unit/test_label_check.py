@@ -153,6 +153,20 @@ def test_values_a_regressor_cannot_score_are_left_out() -> None:
     assert (check.rows, check.value, check.status) == (100, 0.0, "ok")  # counted, any of them would be huge
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(("noise", "verdict"), [(38.0, "ok"), (50.0, "degraded")])
+def test_a_label_beyond_float32_range_is_left_out_so_it_neither_hides_nor_makes_a_change(
+    seed: int, noise: float, verdict: str
+) -> None:
+    """A typo such as 1e300 once made the squared errors overflow: RMSE inf, its margin NaN, and the check "ok"."""
+    predicted, actual = regressed(noise, seed)
+    check = check_labels(REGRESSION, np.append(predicted, "300.0"), np.append(actual, "1e+300"), 38.0, 100, 0.1)
+    assert (check.rows, check.status) == (ROWS, verdict)
+    assert check.value is not None
+    assert math.isfinite(check.value)
+    assert check.value == check_labels(REGRESSION, predicted, actual, 38.0, 100, 0.1).value
+
+
 def test_a_perfect_holdout_makes_any_error_degraded() -> None:
     exact = np.arange(100.0)
     assert check_labels(REGRESSION, exact, exact.astype(str), 0.0, 10, 0.1).status == "ok"

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from driftloop.core.features import as_numbers
-from driftloop.core.schema import FLOAT32_MAX, Feature, FeatureKind
+from driftloop.core.schema import Feature, FeatureKind
+from driftloop.core.task import FLOAT32_MAX
 
 
 class Rule(StrEnum):

@@ -24,6 +24,8 @@ from enum import StrEnum
 
 import numpy as np
 
+FLOAT32_MAX = 3.4028234663852886e38  # float(numpy.finfo(numpy.float32).max): the models' numbers are float32
+
 
 class TaskKind(StrEnum):
     BINARY = "binary"
@@ -84,12 +86,16 @@ def as_text(values: np.ndarray) -> np.ndarray:
     return text
 
 
-def _finite_number(value: object) -> bool:
+def _regression_label(value: object) -> bool:
+    """A number a regressor can be scored against: finite and within float32's range, as its outputs are.
+
+    A label beyond it (1e300, a typo) would make the squared errors overflow to infinity.
+    """
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
-    return number == number and abs(number) != float("inf")
+    return abs(number) <= FLOAT32_MAX  # False for NaN and ±inf too
 
 
 @dataclass(frozen=True)
@@ -181,11 +187,11 @@ class Task:
     def usable_labels(self, labels: np.ndarray) -> np.ndarray:
         """Which recorded true values (text, as feedback stores them) this task can learn from and score.
 
-        Classifiers: one of ``classes``. Regressors: a finite number.
+        Classifiers: one of ``classes``. Regressors: a finite number within float32's range.
         """
         if self.is_classifier:
             return np.isin(as_text(labels), np.asarray(self.classes, dtype=object))
-        return np.fromiter((_finite_number(value) for value in labels), dtype=bool, count=len(labels))
+        return np.fromiter((_regression_label(value) for value in labels), dtype=bool, count=len(labels))
 
     # ------------------------------------------------------------------------------------------ outputs
 

@@ -47,7 +47,11 @@ def label_texts(values: pd.Series, task: Task, column: str) -> list[str | None]:
     usable = task.usable_labels(np.asarray([t or "" for t in texts], dtype=object)) | ~given
     if not usable.all():
         first = int(np.flatnonzero(~usable)[0])
-        expected = "one of " + ", ".join(repr(c) for c in task.classes) if task.is_classifier else "a finite number"
+        expected = (
+            "one of " + ", ".join(repr(c) for c in task.classes)
+            if task.is_classifier
+            else "a finite number within float32 range"
+        )
         bad = int(np.count_nonzero(~usable))
         raise DatasetError(
             f"label column {column!r}: row {first} is {values.tolist()[first]!r}, expected {expected} "

@@ -32,7 +32,6 @@ import numpy as np
 
 from driftloop.core.layout import FeatureLayout
 from driftloop.core.schema import (
-    FLOAT32_MAX,
     MISSING_CATEGORY,
     DatasetSchema,
     Feature,
@@ -40,6 +39,7 @@ from driftloop.core.schema import (
     Unseen,
     repeated_names,
 )
+from driftloop.core.task import FLOAT32_MAX
 from driftloop.errors import InputError
 
 UnknownCategories = Literal["error", "ignore"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -619,10 +618,18 @@ def _as_json(value: Any) -> str:
 
 
 def _feedback_label(label: Any, task: Task | None, where: str) -> str:
-    """The label as the prediction log keeps it (text); a regressor's must be a finite number."""
+    """The label as the prediction log keeps it (text); a regressor's must be a number it can be scored against."""
     if task is not None and not task.is_classifier:
-        if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
-            raise InputError(422, "unknown_label", f"{where}label must be a finite number, got {_as_json(label)}")
+        if (
+            isinstance(label, bool)
+            or not isinstance(label, int | float)
+            or not task.usable_labels(np.asarray([label], dtype=object))[0]
+        ):
+            raise InputError(
+                422,
+                "unknown_label",
+                f"{where}label must be a finite number within float32 range, got {_as_json(label)}",
+            )
         return repr(float(label))
     classes = task.classes if task is not None else None
     if not isinstance(label, str) or (classes is not None and label not in classes):

@@ -147,8 +147,11 @@ def test_predictions_are_logged_and_labelled_the_tasks_way(
         request_id = predicted.headers["x-request-id"]
         accepted = client.post("/feedback", json={"request_id": request_id, "row": 1, "label": good})
         refused = client.post("/feedback", json={"request_id": request_id, "label": bad})
-    assert (accepted.status_code, refused.status_code) == (202, 422)
-    assert ("finite number" if regression else "'low' or 'mid' or 'high'") in refused.json()["detail"]
+        beyond = client.post("/feedback", json={"request_id": request_id, "label": 1e300})  # a typo's number
+    assert (accepted.status_code, refused.status_code, beyond.status_code) == (202, 422, 422)
+    expected = "a finite number within float32 range" if regression else "'low' or 'mid' or 'high'"
+    assert expected in refused.json()["detail"]
+    assert expected in beyond.json()["detail"]
     store = open_prediction_log(settings.predictions_url)
     try:
         window = store.read_window(name)
