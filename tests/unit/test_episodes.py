@@ -77,9 +77,8 @@ def test_a_requested_retrain_nobody_started_is_asked_for_again_after_the_retrain
 
 
 def test_a_claimed_retrain_is_never_asked_for_again_by_the_claim_timeout() -> None:
-    for state in ("running", "promoted"):
-        claimed = replace(Episode.start("wine", "1", T0), retrain=state, claimed_attempt=1, attempt_at=T0)
-        assert _waiting(claimed, 100).action == "already_open", state
+    claimed = replace(Episode.start("wine", "1", T0), retrain="running", claimed_attempt=1, attempt_at=T0)
+    assert _waiting(claimed, 100).action == "already_open"
 
 
 def test_a_failed_retrain_is_not_asked_for_when_the_drift_is_gone() -> None:
@@ -99,9 +98,20 @@ def test_a_refused_or_label_starved_retrain_waits_for_enough_new_labels(state: s
     assert _act(True, waited, now=T0 + timedelta(seconds=30), new_labels=5_000).action == "already_open"
 
 
-def test_a_promoted_retrain_never_asks_again() -> None:
+def test_a_promoted_retrain_rolled_back_asks_again_after_the_cooldown_only() -> None:
+    """Checks run on the champion: a drifting check on a version whose retrain was promoted means it serves again.
+
+    A person rolled the promotion back (driftloop rollback); the drift it answered is still there, so the loop goes on
+    (a pin stops automatic promotions), but no sooner than the cooldown after that promotion's attempt.
+    """
     promoted = replace(OPEN, retrain="promoted", claimed_attempt=1, attempt_at=T0)
-    assert _act(True, promoted, now=T0 + timedelta(days=1), new_labels=10_000).action == "already_open"
+    soon = _act(True, promoted, now=T0 + timedelta(seconds=30))
+    assert soon.action == "already_open"
+    assert "its retrain was promoted, but this version is the champion again: retry after the cooldown" in soon.note
+    later = _act(True, promoted, now=T0 + timedelta(hours=1))
+    assert later.action == "re_emit"
+    assert later.note.endswith("this version is the champion again: event emitted again")
+    assert _act(False, promoted, now=T0 + timedelta(hours=1)).action == "close"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ drift flow emits one event per retrain *attempt*, and each attempt runs at most 
 cooldown after the previous retrain, so a check firing every minute cannot start a retrain every minute.
 
 An attempt is not handled until the retrain says how it ended. If it failed, or its flow run died without
-saying, the next drifting check (after the cooldown) emits again. If it was refused, or skipped because there
+saying, the next drifting check (after the cooldown) emits again; so does one on a version whose retrain was
+promoted and then rolled back (it is the champion again). If it was refused, or skipped because there
 were no new labels, the check emits again once enough new labels have arrived (and the cooldown has passed). If
 no retrain ever claimed it (no retrain deployment for the model, no worker, the event lost) within the retrain
 timeout, the next drifting check emits again rather than wait forever.
@@ -169,7 +170,12 @@ def drift_action(
             "already_open", f"drift persists {since}; retrain running ({episode.flow_run_id}); {quiet}"
         )
     if episode.retrain == "promoted":
-        return DriftDecision("already_open", f"drift persists {since}; its retrain was promoted; {quiet}")
+        # Checks run on the champion, so this version serves again: a person rolled its retrain's version back.
+        # What that promotion did no longer stands; like a failed attempt, the next one waits out the cooldown.
+        reinstated = f"drift persists {since}; its retrain was promoted, but this version is the champion again"
+        if cooled:
+            return DriftDecision("re_emit", f"{reinstated}: event emitted again")
+        return DriftDecision("already_open", f"{reinstated}: {wait_note}; {quiet}")
     if episode.retrain in ("failed", "deferred"):
         if cooled:
             what = "failed" if episode.retrain == "failed" else "was deferred by the cooldown"
