@@ -160,7 +160,7 @@ def test_a_mixed_export_keeps_what_can_be_a_feature_and_says_why_it_left_out_the
 
 
 def test_a_positive_spelling_wins_over_rarity_and_missing_labels_are_noted() -> None:
-    frame = pd.DataFrame({"x": range(10), "bought": ["yes"] * 8 + ["no", None]})
+    frame = pd.DataFrame({"x": range(10), "bought": ["yes"] * 7 + ["no", "no", None]})
     inferred = infer_schema(frame, "bought", "draft")
     assert (inferred.schema.target.classes, inferred.schema.target.positive) == (("no", "yes"), "yes")
     assert inferred.notes == ("target 'bought': 1 row(s) have no label; training refuses a snapshot with missing "
@@ -277,3 +277,37 @@ def test_true_false_with_blanks_is_a_nullable_binary_feature_from_csv_and_parque
         fed = to_model_frame(read, schema)["garden"].to_numpy()
         expected = np.array([{True: 1.0, False: 0.0}.get(v, np.nan) for v in garden], dtype=np.float32)
         np.testing.assert_array_equal(fed, expected)
+
+
+def test_a_number_taken_for_classes_is_noted_at_inference_and_refused_by_validation() -> None:
+    """`--task multiclass` on a measured quantity: thousands of one-row classes no split can put on both sides."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"sunlight": rng.uniform(0, 12, 3000), "growth": np.round(rng.normal(30, 8, 3000), 3)})
+    inferred = infer_schema(frame, "growth", "plants", task=TaskKind.MULTICLASS)
+    (note,) = [n for n in inferred.notes if "single row" in n]
+    assert "classes have a single row" in note
+    assert "look like a number to predict (task regression); training refuses this data" in note
+    (problem,) = find_problems(frame, inferred.schema)
+    assert problem.startswith("target 'growth': ")
+    assert "each class needs rows on both sides of the holdout split" in problem
+    # As a regression target the same column is fine.
+    regression = infer_schema(frame, "growth", "plants", task=TaskKind.REGRESSION)
+    assert not [n for n in regression.notes if "single row" in n]
+    assert find_problems(frame, regression.schema) == []
+
+
+def test_one_rare_class_of_a_real_classifier_is_named_without_the_regression_hint() -> None:
+    frame = pd.DataFrame({"x": np.arange(301.0), "y": ["a"] * 150 + ["b"] * 150 + ["c"]})
+    inferred = infer_schema(frame, "y", "rare")
+    assert (
+        "target 'y': 1 of its 3 classes has a single row ('c'): each class needs rows on both sides of the holdout "
+        "split; training refuses this data"
+    ) in inferred.notes
+    assert find_problems(frame, inferred.schema) == [
+        "target 'y': 1 of its 3 classes has a single row ('c'): each class needs rows on both sides of the holdout "
+        "split"
+    ]
+    two = pd.concat([frame, frame.tail(1)], ignore_index=True)  # a second 'c' row: both sides can have one
+    assert find_problems(two, infer_schema(two, "y", "rare").schema) == []
+    # A retrain's recent rows are a part: one row of a class is fine there, the champion's rows are joined to them.
+    assert find_problems(frame, inferred.schema, 1, part=True) == []

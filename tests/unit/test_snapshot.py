@@ -202,8 +202,28 @@ def test_split_explains_a_class_too_small_to_stratify(churn_frame: pd.DataFrame,
             churn_frame[churn_frame["churn"] == "Yes"].head(1),
         ]
     )
-    with pytest.raises(DatasetError, match="class counts 'No': 50, 'Yes': 1.*class 'Yes' would have no"):
+    with pytest.raises(
+        DatasetError, match="class counts, smallest first: 'Yes': 1, 'No': 50\\).*class 'Yes' would have no"
+    ):
         split_holdout(frame, churn_schema, fraction=0.25, seed=1)
+
+
+def test_a_split_refusal_lists_the_ten_smallest_classes_only() -> None:
+    """A number taken for classes (thousands of them) once listed every one in the error."""
+    values = [f"{v:.3f}" for v in np.linspace(10.0, 50.0, 500)]
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "plants",
+            "features": [{"name": "x", "kind": "numeric"}],
+            "target": {"name": "growth", "kind": "multiclass", "classes": values},
+        }  # fmt: skip
+    )
+    frame = pd.DataFrame({"x": np.arange(1000.0), "growth": values * 2})
+    with pytest.raises(DatasetError) as refused:
+        split_holdout(frame, schema, fraction=0.25, seed=1)
+    message = str(refused.value)
+    assert message.count(": 2") == 10
+    assert "and 490 more classes)" in message
 
 
 def test_a_blank_in_a_true_false_column_moves_no_row_to_the_other_side_of_the_split() -> None:

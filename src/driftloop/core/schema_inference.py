@@ -29,6 +29,7 @@ import pandas as pd
 from driftloop.core.features import only_booleans
 from driftloop.core.schema import DatasetSchema, Feature, FeatureKind, Target, Unseen
 from driftloop.core.task import TaskKind
+from driftloop.core.validation import single_row_classes
 from driftloop.errors import ConfigError
 
 DEFAULT_MAX_CATEGORIES = 100
@@ -124,6 +125,8 @@ def _infer_target(labels: pd.Series, name: str, task: TaskKind | None) -> tuple[
         if not pd.api.types.is_numeric_dtype(present.dtype) or pd.api.types.is_bool_dtype(present.dtype):
             raise ConfigError(f"target {name!r} is not numbers, so it cannot be a regression target")
         return Target(name=name, kind=kind), notes
+    if (single := single_row_classes(present.astype(str))) is not None:
+        notes.append(f"target {name!r}: {single}; training refuses this data")
     if kind is TaskKind.MULTICLASS:
         if len(counts) < 3:
             raise ConfigError(f"target {name!r} has {len(counts)} classes: a multiclass target needs three or more")

@@ -97,6 +97,9 @@ class Split:
     holdout: pd.DataFrame
 
 
+_SHOWN_CLASSES = 10  # a split's refusal lists this many class counts at most
+
+
 def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, seed: int) -> Split:
     """Hold out about ``fraction`` of each class (of the rows, for a regressor), row by row, from a seeded hash.
 
@@ -125,10 +128,14 @@ def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, s
         of_class = (labels == label).to_numpy()
         held = int(np.count_nonzero(in_holdout & of_class))
         if held == 0 or held == int(of_class.sum()):
-            counts = ", ".join(f"{name!r}: {n}" for name, n in labels.value_counts().items())
+            tally = labels.value_counts().sort_values(kind="stable")  # the smallest classes, where the problem is
+            shown = _SHOWN_CLASSES
+            counts = ", ".join(f"{name!r}: {n}" for name, n in tally.head(shown).items())
+            if len(tally) > shown:
+                counts += f" and {len(tally) - shown:,} more classes"
             raise DatasetError(
                 f"cannot hold out {fraction:.0%} of {len(frame)} rows with every class on both sides of the split "
-                f"(class counts {counts}): class {label!r} would have no "
+                f"(class counts, smallest first: {counts}): class {label!r} would have no "
                 f"{'holdout' if held == 0 else 'training'} row"
             )
     return Split(train=frame[~in_holdout], holdout=frame[in_holdout])

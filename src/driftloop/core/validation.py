@@ -63,7 +63,7 @@ def find_problems(
             if not part and feature.nullable and not learnt and len(frame) and frame[feature.name].isna().all():
                 problems.append(f"column {feature.name!r}: no value in any row (nullable, but nothing to learn from)")
     if target in columns and target not in duplicated:
-        problems.extend(_target_problems(frame[target], schema))
+        problems.extend(_target_problems(frame[target], schema, part))
     return problems
 
 
@@ -114,7 +114,7 @@ def _stored_as_text(values: pd.Series, numbers: pd.Series) -> str | None:
     return f"numbers stored as {values.dtype}, not a numeric dtype ({_distinct(values.dropna())})"
 
 
-def _target_problems(labels: pd.Series, schema: DatasetSchema) -> list[str]:
+def _target_problems(labels: pd.Series, schema: DatasetSchema, part: bool) -> list[str]:
     target = schema.target
     column = f"target {target.name!r}"
     problems: list[str] = []
@@ -144,7 +144,32 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema) -> list[str]:
     if absent:
         every = "both classes" if len(classes) == 2 else f"all {len(classes)} classes"
         problems.append(f"{column}: {every} {_names(classes)} are needed; no rows of {_names(absent)}")
+    single = None if part else single_row_classes(text[~outside])  # a retrain's part joins the champion's rows
+    if single is not None:
+        problems.append(f"{column}: {single}")
     return problems
+
+
+def single_row_classes(labels: pd.Series) -> str | None:
+    """The problem of classes with one row, which no holdout split can put on both sides; None when there are none.
+
+    ``labels`` are a classifier's labels as text. When most classes have a single row, the target is likely a
+    number to predict, and the line says so.
+    """
+    counts = labels.value_counts()
+    single = counts.index[counts.to_numpy() == 1]
+    if not len(single):
+        return None
+    more = len(single) - _EXAMPLES
+    shown = _names(map(str, single[:_EXAMPLES])) + (f" and {more:,} more" if more > 0 else "")
+    line = (
+        f"{len(single):,} of its {len(counts):,} classes {'has' if len(single) == 1 else 'have'} a single row "
+        f"({shown}): each class needs rows on both "
+        "sides of the holdout split"
+    )
+    if len(single) > len(counts) / 2:
+        line += f"; {len(counts):,} classes in {len(labels):,} rows look like a number to predict (task regression)"
+    return line
 
 
 def _counted(values: pd.Series) -> str:
