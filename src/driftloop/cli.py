@@ -153,6 +153,13 @@ def _require_version(settings: Settings, version: str | None) -> None:
         raise _fail(f"model {settings.model_name!r} has no champion: name the version (driftloop models lists them)")
 
 
+def _require_docker_engine() -> None:
+    """A Docker engine must answer before a flow that builds or rolls out images starts: its error is one line then."""
+    from driftloop.deploy.engine import docker_client
+
+    docker_client(timeout=30).close()
+
+
 def _require_mlflow_answers(settings: Settings) -> None:
     """A remote MLflow server must answer before anything reads it: its client retries for many minutes."""
     from driftloop.io.services import is_healthy
@@ -957,6 +964,7 @@ def build_image(
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     _require_version(settings, version)
+    _require_docker_engine()
     with _flow_session(settings):
         from flows.ship import build_model_image
 
@@ -981,6 +989,7 @@ def rollout(
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     _require_version(settings, version)
+    _require_docker_engine()
     from driftloop.errors import RolloutRolledBack
 
     try:

@@ -437,3 +437,24 @@ def test_looking_at_an_empty_installation_creates_nothing(home: Path, command: s
     assert result.stdout.startswith(said)
     assert "Creating initial MLflow database tables" not in result.stderr
     assert not (home / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("command", [("build-image", "1"), ("rollout", "1"), ("rollout", "1", "--strategy", "canary")])
+def test_building_or_rolling_out_without_a_docker_engine_is_one_line_before_any_flow(
+    home: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """The flow used to start and fail inside, printing Prefect's tracebacks above the error."""
+    from mlflow import MlflowClient
+
+    home.mkdir()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("churn")
+    client.create_model_version("churn", source=str(tmp_path))  # a version is all the command checks first
+    nowhere = f"unix://{tmp_path}/no-engine.sock"
+    result = driftloop(home, *command, extra={"DOCKER_HOST": nowhere})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: no Docker engine answers at {nowhere} "), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "DRIFTLOOP_DEPLOY=local" not in result.stderr  # it builds images in any mode: that advice cannot help
+    assert not (home / "run").exists()  # no Prefect server was started for it
