@@ -582,11 +582,17 @@ def openapi_examples(schema: DatasetSchema) -> dict[str, Any]:
     }
 
 
+_FEEDBACK_KEYS = frozenset({"request_id", "label", "row"})
+
+
 def parse_feedback(body: Any, task: Task | None, max_items: int) -> list[Feedback]:
     """Feedback items from either body form; a label must be one of the model's classes, or a regressor's number.
 
     At most ``max_items`` items (413 beyond): one request must not hold the log's write lock for long.
     """
+    if isinstance(body, dict) and "items" in body and len(body) > 1:
+        others = ", ".join(repr(key) for key in body if key != "items")
+        raise InputError(400, "wrong_shape", f"unknown key(s) {others}: the body holds 'items' alone")
     entries = body.get("items") if isinstance(body, dict) and "items" in body else [body]
     if not isinstance(entries, list) or not entries:
         raise InputError(422, "wrong_shape", 'expected {"request_id", "label"} or {"items": [...]} with items')
@@ -599,6 +605,9 @@ def parse_feedback(body: Any, task: Task | None, max_items: int) -> list[Feedbac
         where = f"item {index}: " if len(entries) > 1 else ""
         if not isinstance(entry, dict):
             raise InputError(422, "wrong_shape", f"{where}expected an object with request_id and label")
+        if unknown := [key for key in entry if key not in _FEEDBACK_KEYS]:  # a typo ("lable") must not pass quietly
+            named = ", ".join(repr(key) for key in unknown)
+            raise InputError(400, "wrong_shape", f"{where}unknown key(s) {named}: a label has request_id, label, row")
         request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
             raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")

@@ -143,6 +143,30 @@ def test_a_repeated_row_in_one_request_keeps_its_first_label(client: TestClient)
     assert client.post("/feedback", json={"request_id": "r", "label": "No"}).json()["already_labelled"] == 1
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"request_id": "r", "label": "Yes", "foo": 1}, "unknown key(s) 'foo': a label has request_id, label, row"),
+        ({"request_id": "r", "lable": "Yes"}, "unknown key(s) 'lable': a label has request_id, label, row"),
+        ({"items": [{"request_id": "r", "label": "Yes"}], "model": "x"}, "unknown key(s) 'model': the body holds"),
+        (
+            {"items": [{"request_id": "r", "label": "Yes"}, {"request_id": "s", "label": "No", "weight": 2}]},
+            "item 1: unknown key(s) 'weight'",
+        ),
+    ],
+)
+def test_feedback_with_a_key_it_does_not_read_is_refused_and_nothing_is_stored(
+    client: TestClient, body: dict[str, object], detail: str
+) -> None:
+    """As /predict: a key beside the ones read (a typo, a field from another API) is a 400, not silently dropped."""
+    answer = client.post("/feedback", json=body)
+    assert answer.status_code == 400, answer.text
+    assert detail in answer.json()["detail"]
+    assert client.post("/feedback", json={"request_id": "r", "label": "No"}).json() == {
+        "accepted": 1, "already_labelled": 0,
+    }  # fmt: skip
+
+
 def test_too_many_feedback_items_is_a_413(client: TestClient, settings: Settings) -> None:
     limit = settings.max_batch_rows
     items = [{"request_id": f"r{i}", "label": "Yes"} for i in range(limit + 1)]
