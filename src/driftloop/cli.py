@@ -763,7 +763,7 @@ def models(model_name: ModelNameOption = None) -> None:
             highlight=False,
         )
     table = Table(title=f"model {settings.model_name}  ({settings.tracking_uri})", header_style="bold")
-    columns = ("version", "aliases", "created", "estimator", "metrics", "gate", "why", "parity", "data")
+    columns = ("version", "aliases", "created", "estimator", "metrics", "gate", "why", "parity", "data", "onnx sha256")
     for column in columns:
         table.add_column(column, overflow="fold" if column == "why" else "ellipsis")
     for v in versions:
@@ -778,6 +778,7 @@ def models(model_name: ModelNameOption = None) -> None:
             escape(_first_reason(tags.get(lineage.GATE_REASON, ""))),
             tags.get(lineage.PARITY, "?"),
             tags.get(lineage.DATA_HASH, "?")[:12],
+            tags.get(lineage.ONNX_SHA256, "?")[:12],
         )
     out.print(table)
     out.print("the gate's rule, every segment and interval: `driftloop.gate_*` tags and decision.md of each run")

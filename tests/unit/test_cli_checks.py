@@ -458,3 +458,22 @@ def test_building_or_rolling_out_without_a_docker_engine_is_one_line_before_any_
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "DRIFTLOOP_DEPLOY=local" not in result.stderr  # it builds images in any mode: that advice cannot help
     assert not (home / "run").exists()  # no Prefect server was started for it
+
+
+def test_models_lists_each_versions_onnx_sha256_beside_its_data_hash(home: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from driftloop.core import lineage
+
+    home.mkdir()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("churn")
+    tags = {lineage.DATA_HASH: "d" * 12 + "0" * 52, lineage.ONNX_SHA256: "0123456789ab" + "f" * 52}
+    client.create_model_version("churn", source=str(tmp_path), tags=tags)
+    result = driftloop(home, "models")
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "version" in line and "parity" in line)
+    assert header.index("data") < header.index("onnx sha256")
+    assert "dddddddddddd" in result.stdout
+    assert "0123456789ab" in result.stdout
