@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from driftloop.core.check_record import format_checks
 from driftloop.core.performance_estimate import fit_calibration
 from driftloop.core.performance_windows import format_windows, performance_by_window
+from driftloop.core.task import Task, TaskKind
 from driftloop.io.check_store import open_check_store
 from tests.support.checks import BINARY, make_record
 
@@ -106,6 +108,24 @@ def test_the_estimate_per_window_follows_the_calibration() -> None:
     assert unsure_window.estimated_accuracy == pytest.approx(0.55, abs=0.05)
     assert sure_window.labelled == 0
     assert sure_window.realized is None
+
+
+def test_a_regressors_windows_show_realized_rmse_and_no_estimated_accuracy_column() -> None:
+    served = pd.DataFrame(
+        {
+            "ts": pd.Timestamp("2026-12-01 00:10", tz="UTC"),
+            "model_version": "1",
+            "label": ["10.0", "12.0"] * 100,
+            "probability": np.nan,
+            "actual": ["11.0", "12.0"] * 100,
+        }  # fmt: skip
+    )
+    (window,) = performance_by_window(served, Task(TaskKind.REGRESSION), {}, "1h", min_labels=100, min_rows=100)
+    (row,) = format_windows([window])
+    assert row["realized rmse"] == f"{math.sqrt(0.5):.4g}"
+    assert "estimated accuracy" not in row
+    classifier = performance_by_window(_served(4, 1, 200, coverage=[1.0], accuracy=[0.9]), BINARY, {}, "1h", 100, 100)
+    assert format_windows(classifier)[0]["estimated accuracy"] == "-"
 
 
 def test_a_bad_window_length_is_refused() -> None:

@@ -100,16 +100,21 @@ def performance_by_window(
 
 
 def format_windows(windows: list[WindowPerformance]) -> list[dict[str, str]]:
-    """One row of text per window, for a terminal table (``driftloop monitor``)."""
-    return [
-        {
+    """One row of text per window, for a terminal table (``driftloop monitor``).
+
+    A regressor's rows have no estimated accuracy column: its error cannot be estimated without labels.
+    """
+    rows = []
+    for w in windows:
+        row = {
             "served from (UTC)": w.start.strftime("%Y-%m-%d %H:%M"),
             "version": w.version,
             "rows": f"{w.rows:,}",
             "labelled": f"{w.labelled:,}",
             "coverage": f"{w.coverage:.0%}",
             f"realized {w.metric}": "-" if w.realized is None else f"{w.realized:.4g}",
-            "estimated accuracy": "-" if w.estimated_accuracy is None else f"{w.estimated_accuracy:.3f}",
         }
-        for w in windows
-    ]
+        if w.metric == "accuracy":
+            row["estimated accuracy"] = "-" if w.estimated_accuracy is None else f"{w.estimated_accuracy:.3f}"
+        rows.append(row)
+    return rows
