@@ -134,7 +134,8 @@ def estimate_performance(
         reason = (
             "a regressor's error cannot be estimated from its outputs alone"
             if not task.is_classifier
-            else "this version has no calibration (trained before it was kept, or too few holdout rows)"
+            else f"this version has no calibration: its holdout had fewer than {MIN_CALIBRATION_ROWS} rows, or it was "
+            "trained before calibrations were kept"
         )
         return PerformanceEstimate("not available", rows, baseline, max_drop, reason=reason)
     values, labels = np.asarray(scores, dtype=np.float64), np.asarray(predicted, dtype=object)
