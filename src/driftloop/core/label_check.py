@@ -119,7 +119,7 @@ def check_labels(
         predicted: What the server answered, per labelled row: the class name (classifiers) or the value
             (regressors, as numbers or text).
         actual: The true value that arrived later, per row, as feedback stores it (text); rows whose value the
-            task cannot use (a class it does not know, not a finite number) are left out.
+            task cannot use (a class it does not know, not a finite number within float32 range) are left out.
         baseline: The version's holdout accuracy (classifiers) or RMSE (regressors), recorded at registration.
         min_rows: Fewer usable labelled rows than this are not judged.
         max_drop: Classifiers: a larger drop in accuracy is concept drift. Regressors: a larger relative rise

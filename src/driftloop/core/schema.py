@@ -16,7 +16,6 @@ from driftloop.core.task import Task, TaskKind
 
 # How a missing categorical value reaches the model: training, serving and the ONNX graph's imputer agree on it.
 MISSING_CATEGORY = ""
-# The largest magnitude a numeric feature may have: the model is fed float32, where a larger number is infinite.
 # The bucket of a categorical feature's values outside its categories, when its rules send them there: the values
 # a learned list leaves out for its cap, and (``unseen: other``) values outside the list.
 OTHER_CATEGORY = "__other__"

@@ -24,7 +24,9 @@ from enum import StrEnum
 
 import numpy as np
 
-FLOAT32_MAX = 3.4028234663852886e38  # float(numpy.finfo(numpy.float32).max): the models' numbers are float32
+# The largest magnitude a feature or a regressor's label may have: models take and give float32, where a larger
+# number is infinite.
+FLOAT32_MAX = 3.4028234663852886e38  # float(numpy.finfo(numpy.float32).max)
 
 
 class TaskKind(StrEnum):

@@ -164,8 +164,7 @@ def single_row_classes(labels: pd.Series) -> str | None:
     shown = _names(map(str, single[:_EXAMPLES])) + (f" and {more:,} more" if more > 0 else "")
     line = (
         f"{len(single):,} of its {len(counts):,} classes {'has' if len(single) == 1 else 'have'} a single row "
-        f"({shown}): each class needs rows on both "
-        "sides of the holdout split"
+        f"({shown}): each class needs rows on both sides of the holdout split"
     )
     if len(single) > len(counts) / 2:
         line += f"; {len(counts):,} classes in {len(labels):,} rows look like a number to predict (task regression)"
