@@ -98,20 +98,22 @@ def test_a_refused_or_label_starved_retrain_waits_for_enough_new_labels(state: s
     assert _act(True, waited, now=T0 + timedelta(seconds=30), new_labels=5_000).action == "already_open"
 
 
-def test_a_promoted_retrain_rolled_back_asks_again_after_the_cooldown_only() -> None:
+def test_a_promoted_retrain_that_was_rolled_back_is_not_retrained_again_in_its_episode() -> None:
     """Checks run on the champion: a drifting check on a version whose retrain was promoted means it serves again.
 
-    A person rolled the promotion back (driftloop rollback); the drift it answered is still there, so the loop goes on
-    (a pin stops automatic promotions), but no sooner than the cooldown after that promotion's attempt.
+    Its retrain's version was rolled back (a person, a failed rollout); retraining the same recipe would undo that,
+    so the episode stays quiet however long it lasts and however many labels arrive, and says why. A clean check
+    still closes it, so the next drift opens a new episode that retrains as usual.
     """
     promoted = replace(OPEN, retrain="promoted", claimed_attempt=1, attempt_at=T0)
-    soon = _act(True, promoted, now=T0 + timedelta(seconds=30))
-    assert soon.action == "already_open"
-    assert "its retrain was promoted, but this version is the champion again: retry after the cooldown" in soon.note
-    later = _act(True, promoted, now=T0 + timedelta(hours=1))
-    assert later.action == "re_emit"
-    assert later.note.endswith("this version is the champion again: event emitted again")
+    for later in (timedelta(seconds=30), timedelta(days=1)):
+        held = _act(True, promoted, now=T0 + later, new_labels=10_000)
+        assert held.action == "already_open"
+        assert "promoted, then rolled back to this one: no automatic retrain in this episode" in held.note
     assert _act(False, promoted, now=T0 + timedelta(hours=1)).action == "close"
+    assert _act(True, None, now=T0 + timedelta(hours=2)).action == "emit"
+    failed = replace(promoted, retrain="failed")  # the other direction: an attempt that did not land is retried
+    assert _act(True, failed, now=T0 + timedelta(hours=1)).action == "re_emit"
 
 
 @pytest.mark.parametrize(

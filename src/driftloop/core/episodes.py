@@ -5,11 +5,11 @@ drift flow emits one event per retrain *attempt*, and each attempt runs at most 
 cooldown after the previous retrain, so a check firing every minute cannot start a retrain every minute.
 
 An attempt is not handled until the retrain says how it ended. If it failed, or its flow run died without
-saying, the next drifting check (after the cooldown) emits again; so does one on a version whose retrain was
-promoted and then rolled back (it is the champion again). If it was refused, or skipped because there
-were no new labels, the check emits again once enough new labels have arrived (and the cooldown has passed). If
-no retrain ever claimed it (no retrain deployment for the model, no worker, the event lost) within the retrain
-timeout, the next drifting check emits again rather than wait forever.
+saying, the next drifting check (after the cooldown) emits again. If it was promoted and later rolled back (the
+version is the champion again), no check of that episode emits again: the rollback stands. If it was refused, or
+skipped because there were no new labels, the check emits again once enough new labels have arrived (and the
+cooldown has passed). If no retrain ever claimed it (no retrain deployment for the model, no worker, the event
+lost) within the retrain timeout, the next drifting check emits again rather than wait forever.
 """
 
 from __future__ import annotations
@@ -170,12 +170,14 @@ def drift_action(
             "already_open", f"drift persists {since}; retrain running ({episode.flow_run_id}); {quiet}"
         )
     if episode.retrain == "promoted":
-        # Checks run on the champion, so this version serves again: a person rolled its retrain's version back.
-        # What that promotion did no longer stands; like a failed attempt, the next one waits out the cooldown.
-        reinstated = f"drift persists {since}; its retrain was promoted, but this version is the champion again"
-        if cooled:
-            return DriftDecision("re_emit", f"{reinstated}: event emitted again")
-        return DriftDecision("already_open", f"{reinstated}: {wait_note}; {quiet}")
+        # Checks run on the champion, so this version serves again: its retrain's version was rolled back (by a
+        # person, or a failed rollout). Retraining the same recipe would undo that decision; it stands.
+        return DriftDecision(
+            "already_open",
+            f"drift persists {since}; its retrain's version was promoted, then rolled back to this one: no "
+            f"automatic retrain in this episode, so as not to undo the rollback (a retrain run by hand from the "
+            f"retrain-model deployment still can; pin to refuse every automatic promotion); {quiet}",
+        )
     if episode.retrain in ("failed", "deferred"):
         if cooled:
             what = "failed" if episode.retrain == "failed" else "was deferred by the cooldown"
