@@ -154,6 +154,16 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
         "error: none of the 20 rows could be scored (e.g. tenure: below min 0); each is in"
     ), hopeless.stderr
     assert len(pd.read_parquet(tmp_path / "hopeless-out" / "_rejected")) == 20
+    # A line with more fields than the header (an unquoted comma) cannot be set aside as a row: one error line,
+    # naming it, and none of the workers' tracebacks above it.
+    lines = (tmp_path / "part-1.csv").read_text().splitlines()
+    lines[11] += ",stray"
+    (tmp_path / "stray.csv").write_text("\n".join(lines) + "\n")
+    stray = dl.run("score", str(tmp_path / "stray.csv"), "--out", str(tmp_path / "stray-out"), check=False)
+    assert stray.returncode == 1, stray.stdout + stray.stderr
+    assert stray.stderr.splitlines()[-1].startswith("error: a line of the CSV cannot be read: "), stray.stderr
+    assert "fields in line 12, saw" in stray.stderr
+    assert "Traceback" not in stray.stderr
     csv_scored = pd.read_parquet(tmp_path / "csv").sort_values("id", ignore_index=True)
     csv_scored["id"] = csv_scored["id"].astype(np.int64)
     expected = scored[scored["id"].isin(csv_scored["id"])].reset_index(drop=True)

@@ -12,6 +12,7 @@ Dask is the ``scale`` extra: imported by the functions that need it, not by this
 from __future__ import annotations
 
 import itertools
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -293,13 +294,31 @@ def score_with_dask(
                 for number, block in enumerate(source.csv.to_delayed())
             ]
             futures = client.compute(tasks)
+        blocks = {future.key: number for number, future in enumerate(futures)}
         for future in as_completed(futures):
-            collect(future.result(), len(futures))
+            try:
+                result = future.result()
+            except pd.errors.ParserError as error:
+                raise _unreadable_csv_line(error, blocks[future.key], out) from None
+            collect(result, len(futures))
     total = PartitionScored.combined(results, reasons=5)
     return BatchScored(
         len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
         total.first_reasons,
     )  # fmt: skip
+
+
+def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path) -> DatasetError:
+    """A CSV line pandas cannot split into the header's fields (more fields than the header: an unquoted comma).
+
+    Such a line cannot be set aside as a row: where its fields belong is unknown. pandas counts lines from the start
+    of the block it reads (``--blocksize``).
+    """
+    where = "" if block == 0 else f" (the line counted from the start of block {block + 1} of --blocksize)"
+    return DatasetError(
+        f"a line of the CSV cannot be read: {str(error).strip()}{where}. Quote the field that holds a comma or fix "
+        f"the line, then score again with --force (answers of blocks scored before it may be in {out})"
+    )
 
 
 def _score_streamed(
@@ -349,8 +368,10 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
         with client:
             yield client
         return
+    # A task's error comes back to the command, which names it in one line: the workers' own log of it (a
+    # traceback above that line) is silenced, as are their other logs below CRITICAL.
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None, preload=[WORKER_MODULE])  # fmt: skip
+                           dashboard_address=None, preload=[WORKER_MODULE], silence_logs=logging.CRITICAL)  # fmt: skip
     with cluster, Client(cluster) as client:
         yield client
 
