@@ -63,6 +63,6 @@ def _unix_socket_error(address: str) -> OSError | None:
 def _no_engine(error: Exception) -> DeployError:
     return DeployError(
         f"no Docker engine answers at {engine_address()} ({error}). Start one (`systemctl start docker`, "
-        "or as root `dockerd &`) or point DOCKER_HOST at a running engine (images are built and rolled out only "
-        "with DRIFTLOOP_DEPLOY=containers; local serving needs no engine)"
+        "or as root `dockerd &`) or point DOCKER_HOST at a running engine (with DRIFTLOOP_DEPLOY=local, the "
+        "default, training and serving need none; build-image, rollout and status always do)"
     )
