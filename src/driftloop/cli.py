@@ -1214,6 +1214,13 @@ def drift_check(
 
     declared = project_for(settings).model(settings.model_name)
     policy = {} if declared is None else declared.drift_parameters()
+    window = window_rows or policy.get("window_rows") or settings.drift_window_rows
+    least = min_rows or policy.get("min_rows") or settings.drift_min_rows
+    if window < least:
+        raise _fail(
+            f"a window of {window:,} rows (--window-rows) is below the {least:,} a check needs to judge (--min-rows): "
+            "it could never judge; raise the window or lower the minimum"
+        )
     with _flow_session(settings):
         from flows.drift import check_drift
 

@@ -477,3 +477,13 @@ def test_models_lists_each_versions_onnx_sha256_beside_its_data_hash(home: Path,
     assert header.index("data") < header.index("onnx sha256")
     assert "dddddddddddd" in result.stdout
     assert "0123456789ab" in result.stdout
+
+
+def test_a_drift_window_smaller_than_the_rows_a_check_needs_is_refused(home: Path) -> None:
+    """It ran a whole check that could only ever say 'insufficient data'."""
+    result = driftloop(home, "drift-check", "--window-rows", "10", "--min-rows", "50")
+    assert_refused_before_services(
+        result, home, "a window of 10 rows (--window-rows) is below the 50 a check needs to judge (--min-rows)"
+    )
+    defaults = driftloop(home, "drift-check", "--window-rows", "150")  # the default minimum: 200 rows
+    assert_refused_before_services(defaults, home, "a window of 150 rows (--window-rows) is below the 200 a check")
