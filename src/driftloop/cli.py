@@ -1216,10 +1216,11 @@ def drift_check(
     policy = {} if declared is None else declared.drift_parameters()
     window = window_rows or policy.get("window_rows") or settings.drift_window_rows
     least = min_rows or policy.get("min_rows") or settings.drift_min_rows
-    if window < least:
+    if window < least and window < settings.label_min_rows:
         raise _fail(
-            f"a window of {window:,} rows (--window-rows) is below the {least:,} a check needs to judge (--min-rows): "
-            "it could never judge; raise the window or lower the minimum"
+            f"a window of {window:,} rows (--window-rows) is below the {least:,} the features' check needs "
+            f"(--min-rows) and the {settings.label_min_rows:,} labelled rows the label check needs "
+            "(DRIFTLOOP_LABEL_MIN_ROWS): it could never judge; raise the window or lower the minimums"
         )
     with _flow_session(settings):
         from flows.drift import check_drift

@@ -483,7 +483,12 @@ def test_a_drift_window_smaller_than_the_rows_a_check_needs_is_refused(home: Pat
     """It ran a whole check that could only ever say 'insufficient data'."""
     result = driftloop(home, "drift-check", "--window-rows", "10", "--min-rows", "50")
     assert_refused_before_services(
-        result, home, "a window of 10 rows (--window-rows) is below the 50 a check needs to judge (--min-rows)"
-    )
-    defaults = driftloop(home, "drift-check", "--window-rows", "150")  # the default minimum: 200 rows
-    assert_refused_before_services(defaults, home, "a window of 150 rows (--window-rows) is below the 200 a check")
+        result, home, "a window of 10 rows (--window-rows) is below the 50 the features' check needs (--min-rows) and "
+        "the 100 labelled rows the label check needs (DRIFTLOOP_LABEL_MIN_ROWS)"
+    )  # fmt: skip
+    defaults = driftloop(home, "drift-check", "--window-rows", "80")  # the defaults: 200 rows, 100 labelled
+    assert_refused_before_services(defaults, home, "a window of 80 rows (--window-rows) is below the 200")
+    # 150 rows are too few for the features' check but enough for the label check: not refused here (it goes on
+    # to its flow, which finds no Prefect server at the test's address).
+    labels_only = driftloop(home, "drift-check", "--window-rows", "150")
+    assert "a window of" not in labels_only.stderr

@@ -307,6 +307,15 @@ def test_one_rare_class_of_a_real_classifier_is_named_without_the_regression_hin
         "target 'y': 1 of its 3 classes has a single row ('c'): each class needs rows on both sides of the holdout "
         "split"
     ]
+    # Two rare classes of three, or many one-row text ids, are not a number to predict: no regression hint.
+    rare = pd.DataFrame({"x": np.arange(302.0), "y": ["a"] * 300 + ["b", "c"]})
+    (problem,) = find_problems(rare, infer_schema(rare, "y", "rare").schema)
+    assert "2 of its 3 classes have a single row" in problem
+    assert "regression" not in problem
+    ids = pd.DataFrame({"x": np.arange(100.0), "y": [f"id-{i}" for i in range(100)]})
+    (problem,) = find_problems(ids, infer_schema(ids, "y", "ids", task=TaskKind.MULTICLASS).schema)
+    assert "100 of its 100 classes have a single row" in problem
+    assert "regression" not in problem
     two = pd.concat([frame, frame.tail(1)], ignore_index=True)  # a second 'c' row: both sides can have one
     assert find_problems(two, infer_schema(two, "y", "rare").schema) == []
     # A retrain's recent rows are a part: one row of a class is fine there, the champion's rows are joined to them.

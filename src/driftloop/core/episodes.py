@@ -175,7 +175,7 @@ def drift_action(
         return DriftDecision(
             "already_open",
             f"drift persists {since}; its retrain's version was promoted, then rolled back to this one: no "
-            f"automatic retrain in this episode, so as not to undo the rollback (a retrain run by hand from the "
+            "automatic retrain in this episode, so as not to undo the rollback (a retrain run by hand from the "
             f"retrain-model deployment still can; pin to refuse every automatic promotion); {quiet}",
         )
     if episode.retrain in ("failed", "deferred"):

@@ -95,7 +95,7 @@ def _regression_label(value: object) -> bool:
     """
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int of hundreds of digits, from JSON
         return False
     return abs(number) <= FLOAT32_MAX  # False for NaN and ±inf too
 

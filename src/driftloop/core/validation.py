@@ -15,6 +15,7 @@ from driftloop.errors import DatasetValidationError
 
 _EXAMPLES = 3
 _UNKNOWN_SHOWN = 5
+_NUMBER_LIKE_CLASSES = 20  # fewer classes than this are never taken for a number to predict
 
 
 def validate_snapshot(frame: pd.DataFrame, schema: DatasetSchema, dataset: str) -> None:
@@ -153,8 +154,8 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema, part: bool) -> li
 def single_row_classes(labels: pd.Series) -> str | None:
     """The problem of classes with one row, which no holdout split can put on both sides; None when there are none.
 
-    ``labels`` are a classifier's labels as text. When most classes have a single row, the target is likely a
-    number to predict, and the line says so.
+    ``labels`` are a classifier's labels as text. When they are numbers, many, and most of them have a single row,
+    the target is likely a number to predict, and the line says so.
     """
     counts = labels.value_counts()
     single = counts.index[counts.to_numpy() == 1]
@@ -166,7 +167,10 @@ def single_row_classes(labels: pd.Series) -> str | None:
         f"{len(single):,} of its {len(counts):,} classes {'has' if len(single) == 1 else 'have'} a single row "
         f"({shown}): each class needs rows on both sides of the holdout split"
     )
-    if len(single) > len(counts) / 2:
+    if (
+        _NUMBER_LIKE_CLASSES < len(counts) < 2 * len(single)
+        and pd.to_numeric(pd.Series(counts.index), errors="coerce").notna().all()
+    ):
         line += f"; {len(counts):,} classes in {len(labels):,} rows look like a number to predict (task regression)"
     return line
 

@@ -12,7 +12,6 @@ Dask is the ``scale`` extra: imported by the functions that need it, not by this
 from __future__ import annotations
 
 import itertools
-import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -312,9 +311,9 @@ def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path) ->
     """A CSV line pandas cannot split into the header's fields (more fields than the header: an unquoted comma).
 
     Such a line cannot be set aside as a row: where its fields belong is unknown. pandas counts lines from the start
-    of the block it reads (``--blocksize``).
+    of the block it reads (``--blocksize``), to which Dask adds the header as line 1.
     """
-    where = "" if block == 0 else f" (the line counted from the start of block {block + 1} of --blocksize)"
+    where = "" if block == 0 else f" (in block {block + 1} of --blocksize, whose line 1 is the header Dask puts first)"
     return DatasetError(
         f"a line of the CSV cannot be read: {str(error).strip()}{where}. Quote the field that holds a comma or fix "
         f"the line, then score again with --force (answers of blocks scored before it may be in {out})"
@@ -368,10 +367,8 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
         with client:
             yield client
         return
-    # A task's error comes back to the command, which names it in one line: the workers' own log of it (a
-    # traceback above that line) is silenced, as are their other logs below CRITICAL.
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None, preload=[WORKER_MODULE], silence_logs=logging.CRITICAL)  # fmt: skip
+                           dashboard_address=None, preload=[WORKER_MODULE])  # fmt: skip
     with cluster, Client(cluster) as client:
         yield client
 

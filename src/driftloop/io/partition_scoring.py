@@ -7,6 +7,7 @@ worker process imports only this module to run them, not MLflow or the registry,
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,21 @@ from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
 
 REJECTED_DIR = "_rejected"  # "_": Parquet readers of the output directory skip it
 ANSWER_FILES = "part-*.parquet"  # the files of one run, in the output directory and in REJECTED_DIR
+
+
+class _TaskErrorsGoBack(logging.Filter):
+    """Drops a worker's own log of a task's error (a traceback): the error goes back to the command, which names it.
+
+    Every other worker log (memory, restarts) stays.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Compute Failed")
+
+
+def dask_setup(worker: object) -> None:
+    """Called by Dask in each worker that preloads this module (``batch_scoring.dask_client``'s local cluster)."""
+    logging.getLogger("distributed.worker").addFilter(_TaskErrorsGoBack())
 
 
 def answer_file(part: tuple[int, int]) -> str:

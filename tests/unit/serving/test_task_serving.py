@@ -148,7 +148,13 @@ def test_predictions_are_logged_and_labelled_the_tasks_way(
         accepted = client.post("/feedback", json={"request_id": request_id, "row": 1, "label": good})
         refused = client.post("/feedback", json={"request_id": request_id, "label": bad})
         beyond = client.post("/feedback", json={"request_id": request_id, "label": 1e300})  # a typo's number
+        digits = client.post(  # an integer no float holds: it overflowed float() into a 500
+            "/feedback",
+            content=f'{{"request_id": "{request_id}", "label": 1{"0" * 400}}}',
+            headers={"content-type": "application/json"},
+        )
     assert (accepted.status_code, refused.status_code, beyond.status_code) == (202, 422, 422)
+    assert digits.status_code == 422, digits.text
     expected = "a finite number within float32 range" if regression else "'low' or 'mid' or 'high'"
     assert expected in refused.json()["detail"]
     assert expected in beyond.json()["detail"]
