@@ -75,13 +75,17 @@ def test_the_canary_analysis_passes_a_healthy_canary_and_fails_a_faulty_one(tmp_
         }
         with prometheus_scraping(tmp_path / "prometheus", list(targets.values()), labels=labels) as prometheus:
             records = model.records(50)
-            deadline = time.monotonic() + 20  # traffic across several scrapes: rates need two samples
-            while time.monotonic() < deadline:
-                for name, server in servers.items():
-                    for record in records[:10]:
-                        answer = httpx.post(f"{server.url}/predict", json={"features": record}, timeout=10)
-                        assert answer.status_code == (503 if name == "failing" else 200), answer.text
-                time.sleep(0.5)
+
+            def send_traffic(seconds: float) -> None:
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    for name, server in servers.items():
+                        for record in records[:10]:
+                            answer = httpx.post(f"{server.url}/predict", json={"features": record}, timeout=10)
+                            assert answer.status_code == (503 if name == "failing" else 200), answer.text
+                    time.sleep(0.5)
+
+            send_traffic(20)  # across several scrapes: rates need two samples
             for name in servers:
                 prometheus.wait_for(
                     f'sum(rate(driftloop_request_latency_seconds_count{{rollouts_pod_template_hash="{HASHES[name]}"}}'
@@ -89,6 +93,14 @@ def test_the_canary_analysis_passes_a_healthy_canary_and_fails_a_faulty_one(tmp_
                 )
 
             healthy = judged(prometheus, "canary")
+            if not all(ok for ok, _ in healthy.values()):
+                # Argo measures every 30 s and fails the analysis at a metric's second failed measurement
+                # (failureLimit: 1), so one noisy window on a busy machine is not a verdict yet (a healthy canary's
+                # p99 once read 9x the stable's, with the test suite running beside it). The next measurement, once
+                # the 1m window has moved past that traffic, decides.
+                send_traffic(65)
+                again = judged(prometheus, "canary")
+                healthy = {name: (ok or again[name][0], again[name][1]) for name, (ok, _) in healthy.items()}
             assert {name: ok for name, (ok, _) in healthy.items()} == {
                 "server-fault-rate": True,
                 "p99-latency": True,
