@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import flow
 from prefect.runtime import flow_run
 
@@ -275,13 +276,22 @@ def _gate(
         policy=policy,
         segments=segments,
         pinned_by=champion.pinned_by,
-        # Once the truth changed, the floors judge the recent rows: the old rows' labels are stale.
-        floor_metrics=None if policy.floors_on is None else recent_metrics(evaluation, split, snapshot.schema,
-                                                                            snapshot.base_rows),
-    )  # fmt: skip
+        # Once the truth changed, the floors judge the recent rows (the old rows' labels are stale), both models'.
+        floor_metrics=_on_floor_rows(evaluation.scores, split, snapshot, policy),
+        champion_floor_metrics=_on_floor_rows(champion.scores, split, snapshot, policy),
+    )
     if champion.own_rows_note:  # the champion's rows this snapshot lacks could not be compared: say so
         decision = decision.noted(champion.own_rows_note)
     return decision.with_ignored_columns(snapshot.ignored_columns)
+
+
+def _on_floor_rows(
+    scores: np.ndarray | None, split: Split, snapshot: Snapshot, policy: GatePolicy
+) -> dict[str, float] | None:
+    """A model's metrics on the rows ``policy.floors_on`` names (None when it names none, or with no scores)."""
+    if policy.floors_on is None or scores is None:
+        return None
+    return recent_metrics(scores, split, snapshot.schema, snapshot.base_rows)
 
 
 def _ordinary(snapshot: Snapshot, policy: GatePolicy) -> Snapshot | None:

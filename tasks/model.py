@@ -390,13 +390,13 @@ def _recent_rows(split: Split, base_rows: int) -> np.ndarray:
     return np.asarray(split.holdout.index >= base_rows)
 
 
-def recent_metrics(evaluation: Evaluation, split: Split, schema: DatasetSchema, base_rows: int) -> dict[str, float]:
-    """The candidate's metrics on the recent holdout rows alone; {} when there are none to measure."""
+def recent_metrics(scores: np.ndarray, split: Split, schema: DatasetSchema, base_rows: int) -> dict[str, float]:
+    """A model's metrics on the recent holdout rows alone, from its ``scores`` on the holdout; {} when none."""
     recent = _recent_rows(split, base_rows)
     if not recent.any():
         return {}
     y_true = encode_target(split.holdout[schema.target.name], schema)
-    return compute_metrics(y_true[recent], evaluation.scores[recent], schema.task).as_dict()
+    return compute_metrics(y_true[recent], scores[recent], schema.task).as_dict()
 
 
 @task(name="compare-with-champion", cache_policy=NO_CACHE, timeout_seconds=900)

@@ -6,6 +6,7 @@ test drives the same scenarios through the server, /feedback and the retrain dep
 """
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from driftloop.core import scenarios
+from driftloop.core.evaluation import compute_metrics
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.gates import (
     ALL,
@@ -65,11 +67,21 @@ def champions(churn_schema: DatasetSchema) -> Champions:
 METRICS = {"roc_auc": 0.8, "accuracy": 0.8}  # the floors are not what these tests are about
 
 
-def _decide(
-    reference: pd.DataFrame, recent_rows: pd.DataFrame, schema: DatasetSchema, champions: Champions, seed: int,
-    policies: list[GatePolicy],
-) -> list[PromotionDecision]:  # fmt: skip
-    """The champion fitted on ``reference`` and a candidate on both, each policy's decision on the same holdout."""
+@dataclass(frozen=True)
+class Scored:
+    """The champion (fitted on the reference) and a candidate (on reference and recent rows) on one holdout."""
+
+    y_true: np.ndarray
+    ours: np.ndarray
+    theirs: np.ndarray
+    segments: dict[str, np.ndarray]
+
+    def on_recent(self, scores: np.ndarray) -> dict[str, float]:
+        recent = self.segments[RECENT]
+        return compute_metrics(self.y_true[recent], scores[recent]).as_dict()
+
+
+def _score(reference: pd.DataFrame, recent_rows: pd.DataFrame, schema: DatasetSchema, champions: Champions) -> Scored:
     champion = champions.of(reference)
     split = split_holdout(pd.concat([reference, recent_rows], ignore_index=True), schema, 0.25, 42)
     candidate = champions.fit(split.train)
@@ -77,7 +89,16 @@ def _decide(
     recent = np.asarray(split.holdout.index >= len(reference))
     segments = {REFERENCE: ~recent, RECENT: recent, ALL: np.ones(recent.size, dtype=bool)}
     y_true = encode_target(split.holdout["churn"], schema)
-    theirs, ours = champion.predict_proba(holdout)[:, 1], candidate.predict_proba(holdout)[:, 1]
+    return Scored(y_true, candidate.predict_proba(holdout)[:, 1], champion.predict_proba(holdout)[:, 1], segments)
+
+
+def _decide(
+    reference: pd.DataFrame, recent_rows: pd.DataFrame, schema: DatasetSchema, champions: Champions, seed: int,
+    policies: list[GatePolicy],
+) -> list[PromotionDecision]:  # fmt: skip
+    """The champion fitted on ``reference`` and a candidate on both, each policy's decision on the same holdout."""
+    scored = _score(reference, recent_rows, schema, champions)
+    y_true, ours, theirs, segments = scored.y_true, scored.ours, scored.theirs, scored.segments
     decisions = []
     for policy in policies:
         comparisons = compare_segments(y_true, ours, theirs, segments, policy, seed)
@@ -161,3 +182,61 @@ def test_a_retrain_on_a_learnable_shift_is_promoted(
     decision = _retrain_decision(churn_frame, churn_schema, champions, seed, "competitor")
     assert decision.verdict == "promote", decision.reasons
     assert decision.reasons[0].startswith("significantly better on recent")
+
+
+def _concept_change(full: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    reference = full.sample(frac=1.0, random_state=seed).reset_index(drop=True).iloc[:5000]
+    recent_rows = scenarios.normal_traffic(full, 2000, seed=seed + 100)
+    recent_rows["churn"] = scenarios.concept_drift_labels(recent_rows, recent_rows["churn"], seed=seed, flip=0.9)
+    return reference, recent_rows
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_after_the_truth_changed_floors_the_champion_misses_further_do_not_keep_it_serving(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, champions: Champions, seed: int
+) -> None:
+    """Trial 8: the champion far below the default floors on the new truth, a retrain better there, still below."""
+    scored = _score(*_concept_change(churn_frame, seed), churn_schema, champions)
+    policy = GatePolicy(improve_on=RECENT, resamples=500, truth_changed=True)  # floors: ROC AUC, accuracy ≥ 0.7
+    comparisons = compare_segments(scored.y_true, scored.ours, scored.theirs, scored.segments, policy, seed)
+    ours, theirs = scored.on_recent(scored.ours), scored.on_recent(scored.theirs)
+    for name, floor in policy.floor_values.items():  # the case this test is about, on every seed
+        assert theirs[name] < ours[name] < floor, (name, ours, theirs)
+
+    def decide(champion_on_recent: dict[str, float] | None) -> PromotionDecision:
+        return decide_promotion(METRICS, METRICS, "1", True, "", policy, segments=comparisons, floor_metrics=ours,
+                                champion_floor_metrics=champion_on_recent)  # fmt: skip
+
+    decision = decide(theirs)
+    assert decision.verdict == "promote", decision.reasons
+    for name in policy.floor_values:
+        waived = (
+            f"{name} {ours[name]:.4f} on recent is below the floor of 0.7000, and champion v1's is {theirs[name]:.4f}"
+        )
+        assert any(reason.startswith(waived) for reason in decision.reasons), decision.reasons
+    assert decision.reasons[-1] == "the candidate passed ONNX parity"
+    # Without the champion's values on the same rows the floors are absolute, as they were before.
+    unknown = decide(None)
+    assert unknown.verdict == "refuse"
+    assert f"roc_auc {ours['roc_auc']:.4f} on recent is below the floor of 0.7000" in unknown.reasons
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_floor_the_champion_meets_still_refuses_a_candidate_below_it(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, champions: Champions, seed: int
+) -> None:
+    """An ordinary run on a snapshot half of whose labels are noise, judged on the rows whose labels are true."""
+    reference = churn_frame.sample(frac=1.0, random_state=seed).reset_index(drop=True).iloc[:5000]
+    noisy = scenarios.normal_traffic(churn_frame, 5000, seed=seed + 100)
+    noisy["churn"] = scenarios.random_labels(noisy, seed)
+    scored = _score(reference, noisy, churn_schema, champions)
+    policy = GatePolicy(resamples=500, floors={"roc_auc": 0.75})
+    on_reference = scored.segments[REFERENCE]
+    y_true = scored.y_true[on_reference]
+    ours = compute_metrics(y_true, scored.ours[on_reference]).as_dict()
+    theirs = compute_metrics(y_true, scored.theirs[on_reference]).as_dict()
+    assert ours["roc_auc"] < 0.75 <= theirs["roc_auc"], (ours, theirs)
+    decision = decide_promotion(ours, theirs, "1", True, "", policy)
+    assert decision.verdict == "refuse"
+    assert f"roc_auc {ours['roc_auc']:.4f} is below the floor of 0.7500" in decision.reasons
+    assert not any("on the same rows" in reason for reason in decision.reasons), decision.reasons

@@ -172,7 +172,10 @@ class GatePolicy:
                 f"{name} {'≥' if self.higher_is_better(name) else '≤'} {value:g}"
                 for name, value in self.floor_values.items()
             ]
-            lines.append("floors: " + ", ".join(parts))
+            lines.append(
+                "floors: " + ", ".join(parts) + " (one the champion misses too on the same rows refuses only a "
+                "candidate worse than the champion there)"
+            )
         else:
             lines.append("floors: none")
         method = interval_method(self.primary, self.kind)
@@ -440,6 +443,7 @@ def decide_promotion(
     segments: Sequence[SegmentComparison] = (),
     pinned_by: str | None = None,
     floor_metrics: Mapping[str, float] | None = None,
+    champion_floor_metrics: Mapping[str, float] | None = None,
 ) -> PromotionDecision:
     """Decide whether the candidate may become champion; every failed check becomes a reason.
 
@@ -453,14 +457,20 @@ def decide_promotion(
       ``policy.min_effect``); a segment too small to test refuses, saying so.
 
     The floors judge ``candidate`` (the whole holdout's metrics), or ``floor_metrics``: the candidate's on the
-    segment ``policy.floors_on`` names, which a policy with one requires.
+    segment ``policy.floors_on`` names, which a policy with one requires. A floor the candidate misses does not
+    refuse it when the champion misses that floor too on the same rows (``champion``, or ``champion_floor_metrics``
+    on ``policy.floors_on``) and the candidate is not worse there: a floor never keeps a worse model serving.
     """
     if (policy.floors_on is None) != (floor_metrics is None):
         raise ValueError(
             f"floor_metrics are the candidate's on {policy.floors_on or 'no segment'}: give them then only"
         )
+    if policy.floors_on is None and champion_floor_metrics is not None:
+        raise ValueError("champion_floor_metrics are the champion's on policy.floors_on, which is None: give none")
     judged = candidate if floor_metrics is None else floor_metrics
+    champion_judged = champion if floor_metrics is None else champion_floor_metrics
     on = "" if policy.floors_on is None else f" on {policy.floors_on}"
+    champion_label = f"champion v{champion_version}" if champion_version else "the champion"
     failures: list[str] = []
     if not parity_passed:
         detail = f" ({parity_summary})" if parity_summary else ""
@@ -469,15 +479,8 @@ def decide_promotion(
             "model is never promoted"
         )
 
-    for name, floor in policy.floor_values.items():
-        value = _finite(judged, name)
-        bound = "floor" if _HIGHER_IS_BETTER[name] else "ceiling"
-        if value is None:
-            failures.append(_missing_sentence(judged, name, f"candidate{on}", f"so its {bound} cannot be checked"))
-        elif _HIGHER_IS_BETTER[name] and value < floor - _EPSILON:
-            failures.append(f"{name} {value:.4f}{on} is below the floor of {floor:.4f}")
-        elif not _HIGHER_IS_BETTER[name] and value > floor + _EPSILON:
-            failures.append(f"{name} {value:.4f}{on} is above the ceiling of {floor:.4f}")
+    floor_failures, waived = _judge_floors(policy, judged, champion_judged, on, champion_label)
+    failures += floor_failures
 
     if pinned_by is not None:
         failures.append(f"champion pinned by {pinned_by}: automatic promotions are refused (the version is registered)")
@@ -489,7 +492,6 @@ def decide_promotion(
         failures.append(_missing_sentence(candidate, primary, "candidate", "so it cannot be compared"))
 
     champion_metrics = {k: float(v) for k, v in champion.items()} if champion is not None else None
-    champion_label = f"champion v{champion_version}" if champion_version else "the champion"
     comparison = ""
     segment_findings: list[str] = []
     if champion_metrics is not None:
@@ -535,16 +537,21 @@ def decide_promotion(
         reasons = tuple(failures)
     else:
         verdict = "promote"
-        values = ", ".join(f"{name} {judged[name]:.4f}" for name in policy.floor_values) if on else ""
-        floors_met = f"meets every floor{on}" + (f" ({values})" if values else "")
-        floors_met = floors_met if policy.floor_values else "has no floors to meet"
+        met = [name for name in policy.floor_values if name not in waived]
+        if met:
+            values = ", ".join(f"{name} {judged[name]:.4f}" for name in met) if on else ""
+            every = "every other floor" if waived else "every floor"
+            floors_met = f"meets {every}{on}" + (f" ({values})" if values else "") + " and "
+        else:
+            floors_met = "" if waived else "has no floors to meet and "
         if champion_metrics is None:
-            reasons = (f"no champion yet; the candidate {floors_met} and passed ONNX parity",)
+            reasons = (f"no champion yet; the candidate {floors_met}passed ONNX parity",)
         else:
             reasons = (
                 *filter(None, [comparison]),
                 *segment_findings,
-                f"the candidate {floors_met} and passed ONNX parity",
+                *waived.values(),
+                f"the candidate {floors_met}passed ONNX parity",
             )
 
     return PromotionDecision(
@@ -560,6 +567,42 @@ def decide_promotion(
         rule=_rule(policy, champion_metrics is not None),
         segments=tuple(segments) if champion_metrics is not None else (),
     )
+
+
+def _judge_floors(
+    policy: GatePolicy,
+    judged: Mapping[str, float],
+    champion_judged: Mapping[str, float] | None,
+    on: str,
+    champion_label: str,
+) -> tuple[list[str], dict[str, str]]:
+    """(failures, waived floors by metric): ``judged`` against each floor, beside the champion on the same rows.
+
+    A floor the candidate misses is waived when the champion misses it too and the candidate is not worse: the
+    floor would otherwise keep the worse of two models below it serving (a champion whose world changed).
+    """
+    failures: list[str] = []
+    waived: dict[str, str] = {}
+    for name, floor in policy.floor_values.items():
+        value = _finite(judged, name)
+        higher = _HIGHER_IS_BETTER[name]
+        bound = "floor" if higher else "ceiling"
+        if value is None:
+            failures.append(_missing_sentence(judged, name, f"candidate{on}", f"so its {bound} cannot be checked"))
+            continue
+        if (value >= floor - _EPSILON) if higher else (value <= floor + _EPSILON):
+            continue
+        missed = f"{name} {value:.4f}{on} is {'below' if higher else 'above'} the {bound} of {floor:.4f}"
+        theirs = None if champion_judged is None else _finite(champion_judged, name)
+        champion_misses = theirs is not None and (theirs < floor - _EPSILON if higher else theirs > floor + _EPSILON)
+        if theirs is not None and champion_misses and (value >= theirs if higher else value <= theirs):
+            waived[name] = (
+                f"{missed}, and {champion_label}'s is {theirs:.4f} on the same rows: the {bound} is not held "
+                "against a candidate that is not worse than a champion missing it too"
+            )
+        else:
+            failures.append(missed)
+    return failures, waived
 
 
 def _rule(policy: GatePolicy, has_champion: bool) -> str:
