@@ -84,6 +84,19 @@ def media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
 
 
+# What `curl -d` and HTML forms send unless told otherwise.
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _naming_a_form(error: InputError, content_type: str | None) -> InputError:
+    """``error``, saying the body was sent as a form when it is a JSON error on a form's content type."""
+    sent_as = media_type(content_type)
+    if error.reason != "malformed_json" or sent_as not in FORM_TYPES:
+        return error
+    hint = f"; the request said content-type {sent_as}: send JSON with content-type application/json"
+    return InputError(error.status, error.reason, error.message + hint)
+
+
 def _start(
     status: int,
     body: bytes,
@@ -234,7 +247,17 @@ class Server:
                 raw = await self.read_body(request)
             except InputError as error:
                 raw = error
-        status, body = await self.handle(endpoint, entry, model, raw, request_id, started, text, client_request_id)
+        status, body = await self.handle(
+            endpoint,
+            entry,
+            model,
+            raw,
+            request_id,
+            started,
+            text,
+            client_request_id,
+            request.headers.get("content-type"),
+        )
         headers = {REQUEST_ID_HEADER: request_id}
         if client_request_id is not None:
             headers[CLIENT_REQUEST_ID_HEADER] = client_request_id
@@ -250,12 +273,14 @@ class Server:
         started: float,
         text: str | None = None,
         client_request_id: str | None = None,
+        content_type: str | None = None,
     ) -> tuple[int, bytes]:
         """Validate, predict, count, log: the status and JSON body; bad input is a 4xx in the protocol's shape.
 
         The core of every prediction endpoint, whatever carried the request (the FastAPI routes or the ASGI
         fast path). ``raw`` is the body, or the error met reading it; ``text`` the body decoded as text (CSV),
-        otherwise the body is decoded as JSON; ``started`` is when the request arrived (perf_counter).
+        otherwise the body is decoded as JSON; ``started`` is when the request arrived (perf_counter);
+        ``content_type`` the request's header, which a JSON error names when it was a form.
         """
         try:
             if model is None:
@@ -277,7 +302,7 @@ class Server:
         except InputError as error:
             self.metrics.count_error(entry.name, endpoint.name, error.reason)
             status = endpoint.invalid_status if error.status == 422 else error.status
-            content = endpoint.error_body(error)
+            content = endpoint.error_body(_naming_a_form(error, content_type))
         except ModelNotReady:
             self.metrics.count_error(entry.name, endpoint.name, "not_ready")
             status, content = 503, endpoint.error_body(InputError(503, "not_ready", entry.not_ready_reason()))
@@ -318,7 +343,8 @@ class Server:
         client = request_id.decode("latin-1") if request_id else None
         version = b"none" if model is None else model.version.encode()
         try:
-            status, body = await self.handle(endpoint, entry, model, raw, rid, started, None, client)
+            form = None if content_type is None else content_type.decode("latin-1")
+            status, body = await self.handle(endpoint, entry, model, raw, rid, started, None, client, form)
         except Exception:
             # What Starlette's ServerErrorMiddleware does: a plain 500, then the error for the server to log.
             await send(_start(500, _SERVER_ERROR, b"text/plain; charset=utf-8", version))

@@ -254,6 +254,22 @@ def test_malformed_json_is_a_400_in_each_protocols_shape(client: TestClient) -> 
     assert empty.json() == {"detail": "empty request body; expected a JSON document", "reason": "malformed_json"}
 
 
+def test_a_form_body_is_a_400_that_says_it_came_as_a_form(client: TestClient, served_model: TrainedModel) -> None:
+    form = client.post("/predict", data={"tenure": "3"})  # what `curl -d tenure=3` sends
+    assert form.status_code == 400
+    assert form.json()["reason"] == "malformed_json"
+    assert form.json()["detail"].startswith("malformed JSON: ")
+    assert form.json()["detail"].endswith(
+        "; the request said content-type application/x-www-form-urlencoded: send JSON with content-type "
+        "application/json"
+    )
+    # JSON sent under a form's content type (curl -d without -H) is read as JSON, as before.
+    (record,) = served_model.records(1)
+    body = json.dumps({"features": record}).encode()
+    sent = client.post("/predict", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert sent.status_code == 200, sent.text
+
+
 def test_wrong_shapes_are_refused(client: TestClient, served_model: TrainedModel) -> None:
     (record,) = served_model.records(1)
     positional = [record[name] for name in served_model.schema.feature_names]
