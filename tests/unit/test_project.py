@@ -107,6 +107,14 @@ def test_a_broken_project_file_names_each_problem(tmp_path: Path, text: str, mes
         load_project(path)
     assert message in str(raised.value)
     assert str(path) in str(raised.value)
+    assert "should have at least 1 item" not in str(raised.value)  # pydantic's echo of a failed item
+
+
+def test_a_project_file_with_one_broken_model_names_that_problem_alone(tmp_path: Path) -> None:
+    path = _write(tmp_path, "models:\n  - {name: a, schema: s.yaml}")
+    with pytest.raises(ConfigError) as raised:
+        load_project(path)
+    assert str(raised.value) == f"project file {path} is invalid (1 problem(s)):\n  - model 'a': data: Field required"
 
 
 def test_without_a_project_file_the_settings_model_is_the_project(tmp_path: Path) -> None:

@@ -42,7 +42,9 @@ def load_project(path: Path) -> Project:
     try:
         return Project.model_validate({**raw, "models": models})
     except ValidationError as error:
-        problems = [_describe(problem, models) for problem in error.errors()]
+        # pydantic also counts a tuple whose items failed as too short: the list is not empty (checked above)
+        found = [p for p in error.errors() if not (tuple(p["loc"]) == ("models",) and p["type"] == "too_short")]
+        problems = [_describe(problem, models) for problem in found]
         lines = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(f"project file {path} is invalid ({len(problems)} problem(s)):\n{lines}") from None
 
