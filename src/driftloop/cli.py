@@ -625,6 +625,19 @@ def _model_name_for(settings: Settings, schema_path: Path, schema: DatasetSchema
     return schema.model_name
 
 
+def _registered_as_hint(settings: Settings, schema_name: str) -> str:
+    """Under which name ``train`` will register a model of a new schema named ``schema_name`` (_model_name_for)."""
+    if "model_name" in settings.model_fields_set and settings.model_name != schema_name:
+        return (
+            f"(DRIFTLOOP_MODEL_NAME is set: train registers it as {settings.model_name!r}; add --model-name "
+            f"{schema_name} to train, serve, drift-check, models, ... to keep it apart)"
+        )
+    return (
+        f"(its model is registered as {schema_name!r}: pass --model-name {schema_name} to serve, drift-check, "
+        "models, ...)"
+    )
+
+
 def _check_training_inputs(
     settings: Settings,
     data: Source | None,
@@ -1646,12 +1659,7 @@ def schema_infer(
         shown = str(source) if isinstance(source, Path) else f"'{_flow_data(source)[0]}' --query '...'"
         name = inferred.schema.model_name
         err.print(escape(f"check it, then: driftloop train --data {shown} --schema {output}"), highlight=False)
-        err.print(
-            escape(
-                f"(its model is registered as {name!r}: pass --model-name {name} to serve, drift-check, models, ...)"
-            ),
-            highlight=False,
-        )
+        err.print(escape(_registered_as_hint(get_settings(), name)), highlight=False)
 
 
 def _require_writable_file(path: Path, force: bool) -> None:

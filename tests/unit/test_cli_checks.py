@@ -137,6 +137,27 @@ def test_schema_infer_writes_a_schema_train_accepts(home: Path, users_csv: Path,
     assert f"wrote {out}: 19 features (6 binary, 10 categorical, 3 numeric), target 'churn'" in written.stdout
     assert f"check it, then: driftloop train --data {users_csv} --schema {out}" in written.stderr
     assert "name: customers" in out.read_text()
+    assert "(its model is registered as 'customers': pass --model-name customers to serve" in " ".join(
+        written.stderr.split()
+    )
+    named = tmp_path / "named.schema.yaml"
+    args = (
+        "schema",
+        "infer",
+        "--data",
+        str(users_csv),
+        "--target",
+        "churn",
+        "--out",
+        str(named),
+        "--name",
+        "customers",
+    )
+    elsewhere = driftloop(home, *args, extra={"DRIFTLOOP_MODEL_NAME": "tiers"})
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert (
+        "(DRIFTLOOP_MODEL_NAME is set: train registers it as 'tiers'; add --model-name customers to train, serve,"
+    ) in " ".join(elsewhere.stderr.split())
 
     again = driftloop(home, "schema", "infer", "--data", str(users_csv), "--target", "churn", "--out", str(out))
     assert (again.returncode, again.stderr.strip()) == (1, f"error: {out} exists; pass --force to overwrite it")
