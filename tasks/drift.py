@@ -31,7 +31,7 @@ from driftloop.io.check_store import open_check_store
 from driftloop.io.episode_store import EpisodeStore
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.prefect_events import emit
-from driftloop.io.prefect_runs import flow_run_state
+from driftloop.io.prefect_runs import flow_run_state, retrain_deployments
 from driftloop.io.reference import download_profile
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.window_spill import LoggedWindow, check_logged_window
@@ -211,7 +211,13 @@ def handle_episode(
         return EpisodeOutcome(decision.action, current.key if current else None, None, decision.note)
     store.save(champion.version, episode)
     event_id = emit(DRIFT_DETECTED, model_name, {**payload, "episode": episode.key, "attempt": episode.attempt})
-    return EpisodeOutcome(decision.action, episode.key, event_id, f"{decision.note} (episode {episode.key})")
+    note = f"{decision.note} (episode {episode.key})"
+    if not retrain_deployments(model_name):
+        note += (
+            f"; no retrain deployment on this Prefect server takes the events of model {model_name!r}, so no "
+            "retrain will run: add the model to the project file (driftloop.yaml) and run driftloop up"
+        )
+    return EpisodeOutcome(decision.action, episode.key, event_id, note)
 
 
 def _new_labels(predictions_url: str, model_name: str, tags: Mapping[str, str]) -> int:

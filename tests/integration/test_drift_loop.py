@@ -59,6 +59,11 @@ def test_concept_drift_with_unchanged_features_is_caught_by_labels(tmp_path, pre
     assert "verdict  no drift" in result.stdout
     assert "labels   degraded" in result.stdout
     assert "event emitted" in result.stdout
+    # Nothing was deployed on this Prefect server (no `driftloop up`): the check says no retrain will run.
+    assert (
+        "no retrain deployment on this Prefect server takes the events of model 'churn', so no retrain will run"
+        in " ".join(result.stdout.split())
+    ), result.stdout
     # The server persists events asynchronously: poll for it.
     body = {"filter": {"event": {"name": [DRIFT_EVENT]}, "occurred": {"since": started.isoformat()}}}
     deadline = time.monotonic() + 60

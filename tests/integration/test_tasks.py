@@ -211,6 +211,7 @@ def test_a_users_model_goes_round_the_whole_loop(tmp_path: Path, case: str) -> N
         check = dl.run("drift-check").stdout
         assert "labels   degraded" in check, check  # the rule changed: the model is wrong on the new rows
         assert "event emitted" in check, check
+        assert "no retrain deployment" not in check, check  # `driftloop up` deployed this model's
         (event,) = wait_for("the drift event", lambda: drift_events(dl, started), 60)
         moved = ["x1"] if spec.kind != "binary" else [f"f{i}" for i in range(20)]
         assert set(event["payload"]["drifted_columns"]) & set(moved), event["payload"]

@@ -1,4 +1,4 @@
-"""Read the state of a Prefect flow run: did a retrain that claimed an episode end without saying how?"""
+"""Reads of the Prefect server: did a retrain that claimed an episode end without saying how? Is there one to run?"""
 
 from __future__ import annotations
 
@@ -20,3 +20,21 @@ def flow_run_state(flow_run_id: str) -> str | None:
         except ObjectNotFound:
             return None
     return run.state.type.value if run.state is not None else None
+
+
+RETRAIN_FLOW = "retrain-model"  # flows/retrain.py's @flow name
+ANY_MODEL_RETRAIN = "retrain"  # a one-model stack's deployment (the compose stack's): its trigger takes any model
+
+
+def retrain_deployments(model_name: str) -> list[str]:
+    """The retrain deployments whose trigger takes ``model_name``'s drift events.
+
+    ``driftloop up`` deploys one per model of the project (``retrain-NAME``, tagged ``model:NAME``); a stack that
+    deploys prefect.yaml as it is has ``retrain``, which takes every model's.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        found = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])))
+    return [d.name for d in found if d.name == ANY_MODEL_RETRAIN or f"model:{model_name}" in (d.tags or [])]
