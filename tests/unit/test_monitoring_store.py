@@ -48,6 +48,8 @@ def test_checks_are_kept_and_read_back_oldest_first_per_model(tmp_path: Path, se
         assert latest["churn"].verdict == "drift"
         assert format_checks(records)[2]["labels"] == "80 (10%)"
         assert format_checks(records)[2]["top drifting"] == "a"
+        assert [row["features"] for row in format_checks(records)] == ["no drift", "no drift", "drift"]
+        assert format_checks(records)[2]["realized"] == "accuracy 1"  # ok: no mark
     finally:
         store.close()
 
@@ -169,3 +171,16 @@ def test_the_table_names_drifting_segments_and_rounds_coverage_down() -> None:
     assert table[2]["share"] == "-"  # nothing was tested
     assert table[2]["labels"] == "0 (-)"
     assert table[0]["share"] == f"{nearly_all.share:.2f}"
+
+
+def test_the_history_marks_a_degraded_label_check_and_estimate_beside_a_clean_feature_verdict() -> None:
+    """An episode opened by the labels reads as such: features 'no drift', the realized column 'degraded'."""
+    start = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    clean = replace(make_record(start, "churn", 1, 0.0, 80, calibrated=True), estimate="ok")  # its 0.7 as if ok
+    opened = replace(clean, labels="degraded", realized_value=0.466, estimate="degraded", action="emit")
+    row = format_checks([opened])[0]
+    assert (row["features"], row["action"]) == ("no drift", "emit")
+    assert row["realized"] == "accuracy 0.466 degraded"
+    assert row["estimated acc."].endswith(" degraded")
+    assert not format_checks([clean])[0]["realized"].endswith("degraded")
+    assert not format_checks([clean])[0]["estimated acc."].endswith("degraded")

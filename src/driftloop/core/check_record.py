@@ -143,7 +143,7 @@ def format_checks(records: list[CheckRecord]) -> list[dict[str, str]]:
             "checked (UTC)": r.ts.strftime("%Y-%m-%d %H:%M"),
             "version": r.model_version,
             "rows": f"{r.rows:,}",
-            "verdict": r.verdict,
+            "features": r.verdict,  # the feature verdict; the label and estimate columns say theirs
             "share": "-" if r.verdict == "insufficient data" else f"{r.share:.2f}",
             "weighted": _number(r.weighted_share, ".2f"),
             "top drifting": ", ".join(r.drifted_columns[:3]) or "-",
@@ -169,15 +169,23 @@ def _percent(value: float | None) -> str:
     return "<1%" if whole == 0 and value > 0 else f"{whole}%"
 
 
+DEGRADED = "degraded"  # the status of a label check or an estimate beyond its allowed drop
+
+
 def _estimate(record: CheckRecord) -> str:
     if record.estimated_accuracy is None:
         return "n/a"
     low, high = record.estimated_low, record.estimated_high
     interval = "" if low is None or high is None else f" ({low:.3f}–{high:.3f})"
-    return f"{record.estimated_accuracy:.3f}{interval}"
+    return f"{record.estimated_accuracy:.3f}{interval}" + _degraded(record.estimate)
 
 
 def _realized(record: CheckRecord) -> str:
     if record.realized_value is None:
         return "-"
-    return f"{record.realized_metric} {record.realized_value:.4g}"
+    return f"{record.realized_metric} {record.realized_value:.4g}" + _degraded(record.labels)
+
+
+def _degraded(status: str) -> str:
+    """A column's mark when its check found the model worse than on its holdout (a reason to open an episode)."""
+    return f" {DEGRADED}" if status == DEGRADED else ""
