@@ -212,7 +212,7 @@ def handle_episode(
     store.save(champion.version, episode)
     event_id = emit(DRIFT_DETECTED, model_name, {**payload, "episode": episode.key, "attempt": episode.attempt})
     note = f"{decision.note} (episode {episode.key})"
-    if not retrain_deployments(model_name):
+    if retrain_deployments(model_name) == []:
         note += (
             f"; no retrain deployment on this Prefect server takes the events of model {model_name!r}, so no "
             "retrain will run: add the model to the project file (driftloop.yaml) and run driftloop up"

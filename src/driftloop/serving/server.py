@@ -88,10 +88,12 @@ def media_type(content_type: str | None) -> str | None:
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
-def _naming_a_form(error: InputError, content_type: str | None) -> InputError:
+def _naming_a_form(error: InputError, content_type: str | bytes | None) -> InputError:
     """``error``, saying the body was sent as a form when it is a JSON error on a form's content type."""
-    sent_as = media_type(content_type)
-    if error.reason != "malformed_json" or sent_as not in FORM_TYPES:
+    if error.reason != "malformed_json":
+        return error
+    sent_as = media_type(content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type)
+    if sent_as not in FORM_TYPES:
         return error
     hint = f"; the request said content-type {sent_as}: send JSON with content-type application/json"
     return InputError(error.status, error.reason, error.message + hint)
@@ -273,14 +275,14 @@ class Server:
         started: float,
         text: str | None = None,
         client_request_id: str | None = None,
-        content_type: str | None = None,
+        content_type: str | bytes | None = None,
     ) -> tuple[int, bytes]:
         """Validate, predict, count, log: the status and JSON body; bad input is a 4xx in the protocol's shape.
 
         The core of every prediction endpoint, whatever carried the request (the FastAPI routes or the ASGI
         fast path). ``raw`` is the body, or the error met reading it; ``text`` the body decoded as text (CSV),
         otherwise the body is decoded as JSON; ``started`` is when the request arrived (perf_counter);
-        ``content_type`` the request's header, which a JSON error names when it was a form.
+        ``content_type`` the request's header (read only for an error: it names a form sent in place of JSON).
         """
         try:
             if model is None:
@@ -343,8 +345,7 @@ class Server:
         client = request_id.decode("latin-1") if request_id else None
         version = b"none" if model is None else model.version.encode()
         try:
-            form = None if content_type is None else content_type.decode("latin-1")
-            status, body = await self.handle(endpoint, entry, model, raw, rid, started, None, client, form)
+            status, body = await self.handle(endpoint, entry, model, raw, rid, started, None, client, content_type)
         except Exception:
             # What Starlette's ServerErrorMiddleware does: a plain 500, then the error for the server to log.
             await send(_start(500, _SERVER_ERROR, b"text/plain; charset=utf-8", version))
