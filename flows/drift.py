@@ -22,13 +22,13 @@ from tasks.drift import (
     champion_task,
     check_window_in_chunks,
     handle_episode,
-    holdout_rows,
     keep_check,
     label_baseline,
     load_reference,
     publish_verdict,
     read_window,
     record_check,
+    truth_baseline,
 )
 from tasks.registry import find_champion
 
@@ -122,14 +122,15 @@ def check_drift(
         min_rows=rows_needed,
         label_min_rows=settings.label_min_rows,
     )
+    baseline, baseline_rows = truth_baseline(champion.tags, task)
     labels = check_labels(
         task,
         labelled["label"].to_numpy(),  # a regressor's value as text: check_labels reads it as a number
         labelled["actual"].to_numpy(),
-        label_baseline(champion.tags, task),
+        baseline,
         settings.label_min_rows,
         settings.label_max_drop,
-        holdout_rows(champion.tags),
+        baseline_rows,
     )
     target = check_target_drift(profile, task, labelled["actual"], settings.label_min_rows)
     estimate = estimate_performance(

@@ -211,7 +211,8 @@ def train_model(
                 **provenance,
                 **recipe.to_tags(),
                 **decision.tags(),
-                **{f"{lineage.PREFIX}metric.{k}": f"{v:.6g}" for k, v in evaluation.metrics.as_dict().items()},
+                **{f"{lineage.METRIC}{k}": f"{v:.6g}" for k, v in evaluation.metrics.as_dict().items()},
+                **_truth_baseline(evaluation, split, snapshot, policy),
                 lineage.ONNX_SHA256: export.onnx_sha256,
                 lineage.PARITY: lineage.PASSED if export.parity.passed else lineage.FAILED,
                 lineage.PARITY_MAX_ABS_DIFF: f"{export.parity.max_abs_diff:.3g}",
@@ -292,6 +293,14 @@ def _on_floor_rows(
     if policy.floors_on is None or scores is None:
         return None
     return recent_metrics(scores, split, snapshot.schema, snapshot.base_rows)
+
+
+def _truth_baseline(evaluation: Evaluation, split: Split, snapshot: Snapshot, policy: GatePolicy) -> dict[str, str]:
+    """A retrain that learnt a changed truth: its metrics on that truth's holdout rows, for the label check."""
+    if not policy.truth_changed:
+        return {}
+    measured = recent_metrics(evaluation.scores, split, snapshot.schema, snapshot.base_rows)
+    return {f"{lineage.TRUTH_BASELINE}{k}": f"{v:.6g}" for k, v in measured.items()}
 
 
 def _ordinary(snapshot: Snapshot, policy: GatePolicy) -> Snapshot | None:

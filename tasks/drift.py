@@ -256,12 +256,19 @@ def _estimate_metrics(estimate: PerformanceEstimate) -> dict[str, float]:
     return metrics
 
 
-def holdout_rows(tags: Mapping[str, str]) -> int | None:
-    """How many holdout rows the version's metrics were measured on; None if not recorded."""
-    rows = float(tags.get(f"{lineage.PREFIX}metric.rows", "nan"))
-    return int(rows) if math.isfinite(rows) and rows > 0 else None
-
-
 def label_baseline(tags: Mapping[str, str], task: Task, metric: str | None = None) -> float:
-    """The version's holdout value of ``metric`` (default: the task's label-check metric); NaN if not recorded."""
-    return float(tags.get(f"{lineage.PREFIX}metric.{metric or task.label_check_metric}", "nan"))
+    """The version's whole-holdout value of ``metric`` (default: the task's label-check metric); NaN if not recorded."""
+    return float(tags.get(f"{lineage.METRIC}{metric or task.label_check_metric}", "nan"))
+
+
+def truth_baseline(tags: Mapping[str, str], task: Task) -> tuple[float, int | None]:
+    """What the label check holds live labels to: (the label-check metric's value, the rows it was measured on).
+
+    A retrain that learnt a changed truth recorded its value on the holdout rows of that truth
+    (``lineage.TRUTH_BASELINE``): its whole holdout mixes in the old truth's rows, which would lower the bar the
+    labels of live traffic are held to. Any other version: its whole holdout. Rows: None if not recorded.
+    """
+    prefix = lineage.TRUTH_BASELINE if f"{lineage.TRUTH_BASELINE}rows" in tags else lineage.METRIC
+    value = float(tags.get(f"{prefix}{task.label_check_metric}", "nan"))
+    rows = float(tags.get(f"{prefix}rows", "nan"))
+    return value, int(rows) if math.isfinite(rows) and rows > 0 else None

@@ -808,8 +808,7 @@ def _headline_metrics(tags: dict[str, str]) -> str:
     except (ValueError, AttributeError):
         kind = TaskKind.BINARY
     names = [PRIMARY_METRIC[kind], *(name for name in TASK_METRICS[kind] if name != PRIMARY_METRIC[kind])][:3]
-    shown = [f"{name} {tags[f'{lineage.PREFIX}metric.{name}']}" for name in names
-             if f"{lineage.PREFIX}metric.{name}" in tags]  # fmt: skip
+    shown = [f"{name} {tags[f'{lineage.METRIC}{name}']}" for name in names if f"{lineage.METRIC}{name}" in tags]
     return " ".join(shown) or "?"
 
 

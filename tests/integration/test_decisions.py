@@ -163,6 +163,12 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         assert json.loads(retrained.tags[lineage.PARAMS]) == {"max_iter": 80, "learning_rate": 0.08}
         assert json.loads(retrained.tags[lineage.GATE_POLICY])["floors"] == {"roc_auc": 0.6, "accuracy": 0.65}
         assert retrained.tags[lineage.RETRAIN_OF] == "1"
+        # It learnt a changed truth: its value on that truth's holdout rows (the recent ones, where the gate judged
+        # its floors) is what the label check holds live labels to next, not its whole holdout's.
+        assert 0 < int(retrained.tags[f"{lineage.TRUTH_BASELINE}rows"]) < int(retrained.tags[f"{lineage.METRIC}rows"])
+        recent_accuracy = float(retrained.tags[f"{lineage.TRUTH_BASELINE}accuracy"])
+        assert f"accuracy {recent_accuracy:.4f})" in retrained.tags[lineage.GATE_REASON]
+        assert f"{lineage.TRUTH_BASELINE}rows" not in v1
         assert retrained.tags[lineage.LABELS_THROUGH]
         assert str(registry.champion().version) == "2"
         assert _episode(dl)["retrain"] == "promoted"

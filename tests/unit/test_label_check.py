@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftloop.core import lineage
 from driftloop.core.label_check import LABELLED_COLUMNS, check_labels, labelled_rows
 from driftloop.core.task import Task, TaskKind, as_text
+from tasks.drift import label_baseline, truth_baseline
 
 BINARY = Task(TaskKind.BINARY, ("No", "Yes"))
 MULTICLASS = Task(TaskKind.MULTICLASS, ("bus", "car", "bike", "walk"))
@@ -277,3 +279,21 @@ def test_labelled_rows_keeps_the_labelled_rows_and_the_three_columns() -> None:
 def test_labelled_rows_of_an_empty_window_is_empty() -> None:
     window = pd.DataFrame({name: pd.Series([], dtype=object) for name in LABELLED_COLUMNS})
     assert labelled_rows(window).empty
+
+
+def test_after_a_retrain_learnt_a_changed_truth_live_labels_are_held_to_that_truth_s_holdout_rows() -> None:
+    """Trial 9: a retrain's whole holdout mixed the old truth's rows (0.591); on the new truth's rows it read 0.80.
+
+    Held to 0.591, live accuracy of 0.60 read 'ok' and each partial retrain lowered the bar; held to the new truth's
+    holdout rows it reads 'degraded'. A version without the record keeps its whole holdout.
+    """
+    whole = {f"{lineage.METRIC}accuracy": "0.591", f"{lineage.METRIC}rows": "800"}
+    learnt = {**whole, f"{lineage.TRUTH_BASELINE}accuracy": "0.8", f"{lineage.TRUTH_BASELINE}rows": "300"}
+    assert truth_baseline(whole, BINARY) == (0.591, 800)
+    assert truth_baseline(learnt, BINARY) == (0.8, 300)
+    assert label_baseline(learnt, BINARY, "accuracy") == 0.591  # the label-free estimate's, as its calibration's
+    predicted = np.array(["Yes"] * 400)
+    actual = np.array(["Yes"] * 240 + ["No"] * 160)  # 60% right
+    for tags, status in ((whole, "ok"), (learnt, "degraded")):
+        baseline, rows = truth_baseline(tags, BINARY)
+        assert check_labels(BINARY, predicted, actual, baseline, 50, 0.05, rows).status == status

@@ -33,6 +33,10 @@ ONNX_SHA256 = "driftloop.onnx_sha256"
 PARITY = "driftloop.parity"  # "passed" | "failed"
 PARITY_MAX_ABS_DIFF = "driftloop.parity_max_abs_diff"
 PARITY_DETAIL = "driftloop.parity_detail"
+METRIC = "driftloop.metric."  # + a metric's name (and "rows"): the version's value on its whole holdout
+# + a metric's name (and "rows"): a retrain's value on the holdout rows of the truth it learnt (its recent rows), when
+# the labels of live traffic had changed; the label check then holds live labels to it, not to the mixed holdout's.
+TRUTH_BASELINE = "driftloop.truth_baseline."
 GATE = "driftloop.gate"  # "promote" | "refuse"
 GATE_REASON = "driftloop.gate_reason"
 GATE_RULE = "driftloop.gate_rule"  # the rule the gate applied, in one sentence
