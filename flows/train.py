@@ -296,11 +296,9 @@ def _on_floor_rows(
 
 
 def _truth_baseline(evaluation: Evaluation, split: Split, snapshot: Snapshot, policy: GatePolicy) -> dict[str, str]:
-    """A retrain that learnt a changed truth: its metrics on that truth's holdout rows, for the label check."""
-    if not policy.truth_changed:
-        return {}
-    measured = recent_metrics(evaluation.scores, split, snapshot.schema, snapshot.base_rows)
-    return {f"{lineage.TRUTH_BASELINE}{k}": f"{v:.6g}" for k, v in measured.items()}
+    """A retrain that learnt a changed truth: its metrics where its floors were judged (the new truth's rows)."""
+    measured = _on_floor_rows(evaluation.scores, split, snapshot, policy)
+    return {} if measured is None else {f"{lineage.TRUTH_BASELINE}{k}": f"{v:.6g}" for k, v in measured.items()}
 
 
 def _ordinary(snapshot: Snapshot, policy: GatePolicy) -> Snapshot | None:
