@@ -222,10 +222,10 @@ def test_after_the_truth_changed_floors_the_champion_misses_further_do_not_keep_
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_a_floor_the_champion_meets_still_refuses_a_candidate_below_it(
+def test_an_ordinary_run_s_floor_refuses_a_candidate_below_it(
     churn_frame: pd.DataFrame, churn_schema: DatasetSchema, champions: Champions, seed: int
 ) -> None:
-    """An ordinary run on a snapshot half of whose labels are noise, judged on the rows whose labels are true."""
+    """A snapshot half of whose labels are noise, judged on the rows whose labels are true: its floors are absolute."""
     reference = churn_frame.sample(frac=1.0, random_state=seed).reset_index(drop=True).iloc[:5000]
     noisy = scenarios.normal_traffic(churn_frame, 5000, seed=seed + 100)
     noisy["churn"] = scenarios.random_labels(noisy, seed)

@@ -172,10 +172,13 @@ class GatePolicy:
                 f"{name} {'≥' if self.higher_is_better(name) else '≤'} {value:g}"
                 for name, value in self.floor_values.items()
             ]
-            lines.append(
-                "floors: " + ", ".join(parts) + " (one the champion misses too on the same rows refuses only a "
-                "candidate worse than the champion there)"
+            waiver = (
+                f" (judged on {self.floors_on}; one the champion misses too there refuses only a candidate worse than "
+                "the champion there)"
+                if self.floors_on
+                else ""
             )
+            lines.append("floors: " + ", ".join(parts) + waiver)
         else:
             lines.append("floors: none")
         method = interval_method(self.primary, self.kind)
@@ -457,9 +460,11 @@ def decide_promotion(
       ``policy.min_effect``); a segment too small to test refuses, saying so.
 
     The floors judge ``candidate`` (the whole holdout's metrics), or ``floor_metrics``: the candidate's on the
-    segment ``policy.floors_on`` names, which a policy with one requires. A floor the candidate misses does not
-    refuse it when the champion misses that floor too on the same rows (``champion``, or ``champion_floor_metrics``
-    on ``policy.floors_on``) and the candidate is not worse there: a floor never keeps a worse model serving.
+    segment ``policy.floors_on`` names, which a policy with one requires. There (once the truth changed), a floor
+    the candidate misses does not refuse it when the champion misses that floor too on the same rows
+    (``champion_floor_metrics``) and the candidate is not worse there: the floor must not keep the worse of two
+    models serving, the champion below it on the truth of now. An ordinary run's floors are absolute: a user who
+    raises one above the champion means it.
     """
     if (policy.floors_on is None) != (floor_metrics is None):
         raise ValueError(
@@ -468,7 +473,6 @@ def decide_promotion(
     if policy.floors_on is None and champion_floor_metrics is not None:
         raise ValueError("champion_floor_metrics are the champion's on policy.floors_on, which is None: give none")
     judged = candidate if floor_metrics is None else floor_metrics
-    champion_judged = champion if floor_metrics is None else champion_floor_metrics
     on = "" if policy.floors_on is None else f" on {policy.floors_on}"
     champion_label = f"champion v{champion_version}" if champion_version else "the champion"
     failures: list[str] = []
@@ -479,7 +483,7 @@ def decide_promotion(
             "model is never promoted"
         )
 
-    floor_failures, waived = _judge_floors(policy, judged, champion_judged, on, champion_label)
+    floor_failures, waived = _judge_floors(policy, judged, champion_floor_metrics, on, champion_label)
     failures += floor_failures
 
     if pinned_by is not None:
@@ -578,8 +582,9 @@ def _judge_floors(
 ) -> tuple[list[str], dict[str, str]]:
     """(failures, waived floors by metric): ``judged`` against each floor, beside the champion on the same rows.
 
-    A floor the candidate misses is waived when the champion misses it too and the candidate is not worse: the
-    floor would otherwise keep the worse of two models below it serving (a champion whose world changed).
+    Given ``champion_judged``, a floor the candidate misses is waived when the champion misses it too and the
+    candidate is not worse: the floor would otherwise keep the worse of two models below it serving (a champion
+    whose world changed). Without it, every floor is absolute.
     """
     failures: list[str] = []
     waived: dict[str, str] = {}
