@@ -167,7 +167,7 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         # its floors) is what the label check holds live labels to next, not its whole holdout's.
         assert 0 < int(retrained.tags[f"{lineage.TRUTH_BASELINE}rows"]) < int(retrained.tags[f"{lineage.METRIC}rows"])
         recent_accuracy = float(retrained.tags[f"{lineage.TRUTH_BASELINE}accuracy"])
-        assert f"accuracy {recent_accuracy:.4f})" in retrained.tags[lineage.GATE_REASON]
+        assert f"accuracy {recent_accuracy:.4f}" in retrained.tags[lineage.GATE_REASON]
         assert f"{lineage.TRUTH_BASELINE}rows" not in v1
         assert retrained.tags[lineage.LABELS_THROUGH]
         assert str(registry.champion().version) == "2"
