@@ -595,12 +595,15 @@ def _judge_floors(
         if value is None:
             failures.append(_missing_sentence(judged, name, f"candidate{on}", f"so its {bound} cannot be checked"))
             continue
-        if (value >= floor - _EPSILON) if higher else (value <= floor + _EPSILON):
+        if _meets(value, floor, higher):
             continue
         missed = f"{name} {value:.4f}{on} is {'below' if higher else 'above'} the {bound} of {floor:.4f}"
         theirs = None if champion_judged is None else _finite(champion_judged, name)
-        champion_misses = theirs is not None and (theirs < floor - _EPSILON if higher else theirs > floor + _EPSILON)
-        if theirs is not None and champion_misses and (value >= theirs if higher else value <= theirs):
+        if (
+            theirs is not None
+            and not _meets(theirs, floor, higher)
+            and (value >= theirs if higher else value <= theirs)
+        ):
             waived[name] = (
                 f"{missed}, and {champion_label}'s is {theirs:.4f} on the same rows: the {bound} is not held "
                 "against a candidate that is not worse than a champion missing it too"
@@ -608,6 +611,11 @@ def _judge_floors(
         else:
             failures.append(missed)
     return failures, waived
+
+
+def _meets(value: float, bound: float, higher_is_better: bool) -> bool:
+    """``value`` meets a floor (or, lower being better, a ceiling) of ``bound``, float noise absorbed."""
+    return value >= bound - _EPSILON if higher_is_better else value <= bound + _EPSILON
 
 
 def _rule(policy: GatePolicy, has_champion: bool) -> str:
