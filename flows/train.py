@@ -45,6 +45,7 @@ from tasks.model import (
     Evaluation,
     Export,
     check_estimator,
+    choose_training_rows,
     compare_with_champion,
     evaluate_candidate,
     export_candidate,
@@ -178,7 +179,14 @@ def train_model(
         # sorts release the GIL), and is waited for even when that one fails, so the run is closed after it.
         stored = store_training_snapshot.submit(uri, artifact_root, run.run_id, snapshot, source)
         try:
-            candidate = fit_candidate(split, schema, estimator, params, seed)
+            # Once the truth changed, the old rows' labels may teach the old truth: fit on the recent ones alone
+            # when that is significantly better on recent rows both fits left out.
+            fitting, window = (
+                choose_training_rows(split, schema, estimator, params, seed, snapshot.base_rows, policy)
+                if policy.truth_changed
+                else (split, None)
+            )
+            candidate = fit_candidate(fitting, schema, estimator, params, seed)
         finally:
             stored.wait()
         snapshot_uri = stored.result()
@@ -190,6 +198,8 @@ def train_model(
             reference.wait()
         reference_uri = reference.result()
         decision = _gate(evaluation, candidate, export, champion, split, snapshot, policy, seed)
+        if window is not None:
+            decision = decision.noted(window.reason, last=True)  # how it was fitted, after why it was judged so
         record_decision(uri, run.run_id, decision.markdown(), decision.tags(), decision.verdict)
         recipe = TrainingRecipe(
             estimator=estimator,
@@ -213,6 +223,7 @@ def train_model(
                 **decision.tags(),
                 **{f"{lineage.METRIC}{k}": f"{v:.6g}" for k, v in evaluation.metrics.as_dict().items()},
                 **_truth_baseline(evaluation, split, snapshot, policy),
+                **(window.tags() if window else {}),
                 lineage.ONNX_SHA256: export.onnx_sha256,
                 lineage.PARITY: lineage.PASSED if export.parity.passed else lineage.FAILED,
                 lineage.PARITY_MAX_ABS_DIFF: f"{export.parity.max_abs_diff:.3g}",

@@ -39,8 +39,18 @@ from driftloop.core.pipeline import (
 from driftloop.core.recipe import SplitSpec, TrainingRecipe
 from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
 from driftloop.core.scoring import row_problems
-from driftloop.core.snapshot import Split, row_keys, split_holdout
+from driftloop.core.snapshot import Split, after_base, row_keys, split_holdout
 from driftloop.core.task import Task, TaskKind
+from driftloop.core.training_window import (
+    VALIDATION,
+    WindowChoice,
+    choose_window,
+    lacking,
+    missing_classes,
+    recent_training_rows,
+    too_few_rows,
+    validation_split,
+)
 from driftloop.errors import DatasetError, ExportError, RegistryError
 from driftloop.io import plots, tracking
 from driftloop.io.onnx_export import export_onnx, onnx_sha256, proven_grouped_onnx
@@ -138,12 +148,49 @@ def fit_candidate(
     split: Split, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int
 ) -> Candidate:
     """Fit the pipeline on the training part. Never cached: a run always trains."""
-    pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
-    features = to_model_frame(split.train, schema)
-    target = encode_target(split.train[schema.target.name], schema)
-    with timed_step("fitting %s on %s rows × %s features", estimator, f"{len(split.train):,}", len(schema.features)):
-        pipeline.fit(features, target)
+    pipeline = _fitted(split.train, schema, estimator, params, seed)
     return Candidate(pipeline=pipeline, estimator=estimator, params=describe_pipeline(pipeline))
+
+
+def _fitted(
+    rows: pd.DataFrame, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int, what: str = ""
+) -> Pipeline:
+    pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
+    features = to_model_frame(rows, schema)
+    target = encode_target(rows[schema.target.name], schema)
+    with timed_step("fitting %s on %s rows × %s features%s", estimator, f"{len(rows):,}", len(schema.features), what):
+        pipeline.fit(features, target)
+    return pipeline
+
+
+@task(name="choose-training-rows", cache_policy=NO_CACHE, timeout_seconds=7200)
+def choose_training_rows(
+    split: Split, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int, base_rows: int,
+    policy: GatePolicy,
+) -> tuple[Split, WindowChoice]:  # fmt: skip
+    """After a changed truth: the split to fit the candidate on, all training rows or the recent ones alone, and why.
+
+    Both fits leave out a part of the recent training rows and are compared there (``core.training_window``).
+    """
+    recent = recent_training_rows(split.train, base_rows)
+    if absent := missing_classes(recent, schema):
+        return split, lacking(absent)
+    inner = validation_split(recent, schema, seed)
+    if inner is None:
+        return split, too_few_rows(len(recent))
+    everything = _fitted(split.train.drop(index=inner.holdout.index), schema, estimator, params, seed,
+                         " (to choose the rows: all of them)")  # fmt: skip
+    alone = _fitted(inner.train, schema, estimator, params, seed, " (to choose the rows: the recent ones alone)")
+    features = to_model_frame(inner.holdout, schema)
+    y_true = encode_target(inner.holdout[schema.target.name], schema)
+    alone_scores, everything_scores = (
+        schema.task.scores(_sklearn_outputs(p, features, schema.task)) for p in (alone, everything)
+    )
+    validation = {VALIDATION: np.ones(len(y_true), dtype=bool)}
+    (comparison,) = compare_segments(y_true, alone_scores, everything_scores, validation, policy, seed)
+    choice = choose_window(comparison)
+    progress("%s", choice.reason)
+    return (Split(train=recent, holdout=split.holdout) if choice.recent_only else split), choice
 
 
 @mlflow_task("evaluate-candidate", timeout_seconds=1800)
@@ -387,7 +434,7 @@ def _rows_lacking(
 
 def _recent_rows(split: Split, base_rows: int) -> np.ndarray:
     """Which holdout rows are a retrain's recent ones: the snapshot's rows after its ``base_rows``."""
-    return np.asarray(split.holdout.index >= base_rows)
+    return after_base(split.holdout.index, base_rows)
 
 
 def recent_metrics(scores: np.ndarray, split: Split, schema: DatasetSchema, base_rows: int) -> dict[str, float]:

@@ -169,6 +169,10 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         recent_accuracy = float(retrained.tags[f"{lineage.TRUTH_BASELINE}accuracy"])
         assert f"accuracy {recent_accuracy:.4f}" in retrained.tags[lineage.GATE_REASON]
         assert f"{lineage.TRUTH_BASELINE}rows" not in v1
+        # It chose the rows it fitted on, all or the recent ones alone, and says which and on what figures.
+        assert retrained.tags[lineage.TRAINING_WINDOW] in ("recent", "all")
+        assert retrained.tags[lineage.TRAINING_WINDOW_REASON].startswith("fitted on ")
+        assert lineage.TRAINING_WINDOW not in v1
         assert retrained.tags[lineage.LABELS_THROUGH]
         assert str(registry.champion().version) == "2"
         assert _episode(dl)["retrain"] == "promoted"

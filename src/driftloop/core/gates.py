@@ -314,9 +314,9 @@ class PromotionDecision:
     def with_ignored_columns(self, columns: Sequence[str]) -> PromotionDecision:
         return replace(self, ignored_columns=tuple(columns))
 
-    def noted(self, note: str) -> PromotionDecision:
-        """This decision with ``note`` first among its reasons."""
-        return replace(self, reasons=(note, *self.reasons))
+    def noted(self, note: str, *, last: bool = False) -> PromotionDecision:
+        """This decision with ``note`` first among its reasons (``last``: after them)."""
+        return replace(self, reasons=(*self.reasons, note) if last else (note, *self.reasons))
 
     def tags(self) -> dict[str, str]:
         """MLflow model-version tags recording the decision."""

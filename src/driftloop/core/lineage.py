@@ -37,6 +37,9 @@ METRIC = "driftloop.metric."  # + a metric's name (and "rows"): the version's va
 # + a metric's name (and "rows"): a retrain's value on the holdout rows of the truth it learnt (its recent rows), when
 # the labels of live traffic had changed; the label check then holds live labels to it, not to the mixed holdout's.
 TRUTH_BASELINE = "driftloop.truth_baseline."
+# "recent" | "all": the rows a retrain after a changed truth was fitted on (core.training_window)
+TRAINING_WINDOW = "driftloop.training_window"
+TRAINING_WINDOW_REASON = "driftloop.training_window_reason"  # the comparison that chose it, in one sentence
 GATE = "driftloop.gate"  # "promote" | "refuse"
 GATE_REASON = "driftloop.gate_reason"
 GATE_RULE = "driftloop.gate_rule"  # the rule the gate applied, in one sentence

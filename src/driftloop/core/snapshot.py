@@ -97,6 +97,11 @@ class Split:
     holdout: pd.DataFrame
 
 
+def after_base(index: pd.Index, base_rows: int) -> np.ndarray:
+    """Which rows of a retrain's snapshot (by original ``index``) are its recent ones: those after the base's rows."""
+    return np.asarray(index >= base_rows)
+
+
 _SHOWN_CLASSES = 10  # a split's refusal lists this many class counts at most
 
 

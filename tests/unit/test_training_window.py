@@ -1,0 +1,124 @@
+"""After a changed truth, a retrain fits on the recent rows alone only when that is significantly better.
+
+The real pipeline on the bundled churn data, five seeds each way: where the truth changed everywhere
+(``scenarios.concept_drift_labels``), the recent rows alone are chosen and the candidate learns the new truth;
+where the recent rows' labels follow the old truth, all rows are kept.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from driftloop.core import lineage, scenarios
+from driftloop.core.evaluation import compute_metrics
+from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.gates import RECENT, GatePolicy, SegmentComparison
+from driftloop.core.schema import DatasetSchema
+from driftloop.core.significance import MetricDifference
+from driftloop.core.snapshot import Split, split_holdout
+from driftloop.core.training_window import (
+    VALIDATION,
+    choose_window,
+    missing_classes,
+    recent_training_rows,
+    validation_split,
+)
+from tasks.model import choose_training_rows, fit_candidate
+
+SEEDS = [0, 1, 2, 3, 4]
+POLICY = GatePolicy(improve_on=RECENT, resamples=500, truth_changed=True)
+
+
+def _difference(low: float, high: float) -> MetricDifference:
+    return MetricDifference("roc_auc", 400, 400, 0.8, 0.6, (low + high) / 2, low, high, 0.95, 0)
+
+
+def test_the_recent_rows_alone_are_chosen_only_when_significantly_better() -> None:
+    better = choose_window(SegmentComparison(VALIDATION, 400, _difference(0.05, 0.2)))
+    assert better.recent_only
+    assert better.reason.startswith(f"fitted on the recent rows alone: on 400 {VALIDATION}")
+    assert "roc_auc 0.8000 vs 0.6000" in better.reason
+    assert better.tags()[lineage.TRAINING_WINDOW] == "recent"
+    assert better.tags()[lineage.TRAINING_WINDOW_REASON] == better.reason
+    unsure = choose_window(SegmentComparison(VALIDATION, 400, _difference(-0.01, 0.2)))
+    assert not unsure.recent_only
+    assert "was not significantly better" in unsure.reason
+    assert unsure.tags()[lineage.TRAINING_WINDOW] == "all"
+    untested = choose_window(SegmentComparison(VALIDATION, 30, None, "too few rows for a meaningful test: 30"))
+    assert not untested.recent_only
+    assert untested.reason.endswith("not compared, too few rows for a meaningful test: 30")
+
+
+def test_recent_rows_without_a_class_or_too_few_to_part_keep_all_rows(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    stayed = churn_frame[churn_frame["churn"] == "No"].head(40)
+    left = churn_frame[churn_frame["churn"] == "Yes"].head(1)
+    assert missing_classes(stayed, churn_schema) == ["Yes"]
+    assert missing_classes(pd.concat([stayed, left]), churn_schema) == []
+    # One row of a class cannot be on both sides of the rows fitted and the rows chosen on.
+    assert validation_split(pd.concat([stayed, left]), churn_schema, 0) is None
+    assert validation_split(churn_frame.head(400), churn_schema, 0) is not None
+
+
+def _old_and_recent(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """5,000 rows for the champion's snapshot and the other 2,043 as recent traffic: no row in both."""
+    shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    return shuffled.iloc[:5000], shuffled.iloc[5000:].reset_index(drop=True)
+
+
+def _retrain_split(reference: pd.DataFrame, recent_rows: pd.DataFrame, schema: DatasetSchema) -> Split:
+    return split_holdout(pd.concat([reference, recent_rows], ignore_index=True), schema, 0.25, 42)
+
+
+def _on_recent_holdout(split: Split, base_rows: int, schema: DatasetSchema, fitting: Split) -> dict[str, float]:
+    candidate = fit_candidate.fn(fitting, schema, "hist_gradient_boosting", None, 42)
+    recent = split.holdout[split.holdout.index >= base_rows]
+    scores = candidate.pipeline.predict_proba(to_model_frame(recent, schema))[:, 1]
+    return compute_metrics(encode_target(recent["churn"], schema), scores).as_dict()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_after_the_truth_changed_everywhere_the_recent_rows_alone_are_fitted(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, seed: int
+) -> None:
+    """Long-standing customers now leave: the old rows teach the opposite, and a fit on them too learns it partly."""
+    reference, recent_rows = _old_and_recent(churn_frame, seed)
+    recent_rows["churn"] = scenarios.concept_drift_labels(recent_rows, recent_rows["churn"], seed=seed, flip=0.9)
+    split = _retrain_split(reference, recent_rows, churn_schema)
+    fitting, choice = choose_training_rows.fn(split, churn_schema, "hist_gradient_boosting", None, 42, 5000, POLICY)
+    assert choice.recent_only, choice.reason
+    assert fitting.train.equals(recent_training_rows(split.train, 5000))
+    assert fitting.holdout is split.holdout  # judged on the same holdout as any candidate
+    chosen = _on_recent_holdout(split, 5000, churn_schema, fitting)
+    mixed = _on_recent_holdout(split, 5000, churn_schema, split)
+    # On the new truth's holdout rows, which neither fit saw: far better than the fit on all rows.
+    # Measured: ROC AUC 0.73-0.80 against 0.56-0.64, accuracy 0.82-0.84 against 0.42-0.45.
+    assert chosen["roc_auc"] > mixed["roc_auc"] + 0.05, (chosen, mixed)
+    assert chosen["accuracy"] > mixed["accuracy"] + 0.2, (chosen, mixed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_when_the_recent_labels_follow_the_old_truth_all_rows_are_kept(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, seed: int
+) -> None:
+    """Recent rows with their true labels: fewer rows of the same truth are not significantly better."""
+    split = _retrain_split(*_old_and_recent(churn_frame, seed), churn_schema)
+    fitting, choice = choose_training_rows.fn(split, churn_schema, "hist_gradient_boosting", None, 42, 5000, POLICY)
+    assert not choice.recent_only, choice.reason
+    assert choice.reason.startswith("fitted on all rows: on "), choice.reason
+    assert "a fit on the recent rows alone was not significantly better" in choice.reason
+    assert fitting is split
+
+
+def test_recent_rows_missing_a_class_are_not_fitted_alone(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    reference = churn_frame.iloc[:3000].reset_index(drop=True)
+    stayed = churn_frame[churn_frame["churn"] == "No"].iloc[:800].reset_index(drop=True)
+    split = _retrain_split(reference, stayed, churn_schema)
+    fitting, choice = choose_training_rows.fn(split, churn_schema, "hist_gradient_boosting", None, 42, 3000, POLICY)
+    assert fitting is split
+    assert choice.reason == "fitted on all rows: the recent training rows hold no row of class 'Yes'"
+    assert (split.train.index >= 3000).any()  # the recent rows are in the training part, yet not fitted alone
