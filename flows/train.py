@@ -10,7 +10,7 @@ DRIFTLOOP_DEPLOY=ship-deployment the same flow runs as its own deployment (its o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from tasks.model import (
     ChampionScore,
     Evaluation,
     Export,
+    champion_split_features,
     check_estimator,
     choose_training_rows,
     compare_with_champion,
@@ -155,7 +156,9 @@ def train_model(
     recent = Path(retrain.recent_data_path) if retrain and retrain.recent_data_path else None
     snapshot = load_snapshot(data, schema_file, recent, settings.sql_password)
     schema = snapshot.schema
-    split = split_snapshot(snapshot, fraction=split_spec.fraction, seed=split_spec.seed)
+    # A snapshot that adds features is split on the champion's, so its training rows stay on the training side.
+    split_spec = replace(split_spec, features=champion_split_features(name, uri, schema))
+    split = split_snapshot(snapshot, fraction=split_spec.fraction, seed=split_spec.seed, features=split_spec.features)
     champion = score_champion(name, uri, split, schema, _ordinary(snapshot, policy))
 
     provenance = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -117,8 +118,11 @@ def _validated(
 
 def _split_cache_key(_context: Any, parameters: dict[str, Any]) -> str:
     snapshot: Snapshot = parameters["snapshot"]
+    features = parameters.get("features")
+    placed_by = "all" if features is None else hashlib.sha256("\0".join(features).encode()).hexdigest()[:16]
     return (
         f"split-{snapshot.content_hash}-{snapshot.schema.fingerprint()}-{parameters['fraction']}-{parameters['seed']}"
+        f"-{placed_by}"
     )
 
 
@@ -128,9 +132,9 @@ def _split_cache_key(_context: Any, parameters: dict[str, Any]) -> str:
     cache_expiration=timedelta(days=7),
     persist_result=True,
 )
-def split_snapshot(snapshot: Snapshot, fraction: float, seed: int) -> Split:
-    """Seeded, stratified train/holdout split; cached on the content hash, so a re-run reuses it."""
-    split = split_holdout(snapshot.frame, snapshot.schema, fraction=fraction, seed=seed)
+def split_snapshot(snapshot: Snapshot, fraction: float, seed: int, features: tuple[str, ...] | None = None) -> Split:
+    """Seeded, stratified train/holdout split on ``features`` (default: all); cached on the content hash."""
+    split = split_holdout(snapshot.frame, snapshot.schema, fraction=fraction, seed=seed, features=features)
     progress("split: %s training rows, %s holdout rows", f"{len(split.train):,}", f"{len(split.holdout):,}")
     return split
 

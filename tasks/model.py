@@ -356,6 +356,26 @@ def _training_target(split: Split, schema: DatasetSchema) -> pd.Series:
     return pd.Series(names, name=schema.target.name)
 
 
+@mlflow_task("champion-split-features")
+def champion_split_features(model_name: str, tracking_uri: str, schema: DatasetSchema) -> tuple[str, ...] | None:
+    """The features this run's split hashes, so the champion's training rows stay in train; None: all of them.
+
+    A champion that recorded them (it added features, or inherited them) passes them on; one whose contract this
+    snapshot extends passes its own features, which a new column would otherwise reshuffle; one with this
+    snapshot's contract, or no champion, None.
+    """
+    registry = ModelRegistry(model_name, tracking_uri)
+    champion = registry.champion()
+    if champion is None:
+        return None
+    recorded = TrainingRecipe.from_tags(champion.tags, SplitSpec(0.5, 0)).split.features
+    if recorded is not None:
+        return recorded
+    if same_contract(champion.tags, schema):
+        return None
+    return tuple(registry.schema_of(str(champion.version)).feature_names)
+
+
 @mlflow_task("score-champion", timeout_seconds=900)
 def score_champion(
     model_name: str, tracking_uri: str, split: Split, schema: DatasetSchema, snapshot: Snapshot | None = None
@@ -419,7 +439,7 @@ def _rows_lacking(
     with tempfile.TemporaryDirectory() as tmp:
         stored = fetch_snapshot(registry.tracking_uri, recipe.snapshot_uri, Path(tmp), own, recipe.data_hash)
         theirs = with_canonical_target(pd.read_parquet(stored), own)
-    held = split_holdout(theirs, own, recipe.split.fraction, recipe.split.seed).holdout
+    held = split_holdout(theirs, own, recipe.split.fraction, recipe.split.seed, recipe.split.features).holdout
     held = held[~np.isin(row_keys(held, schema), row_keys(snapshot.frame, schema))]
     held = held[
         (row_problems(held, schema) == "").to_numpy()

@@ -4,10 +4,12 @@ scores the same holdout rows from the features it was trained on; one that drops
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from driftloop.core import lineage
@@ -27,9 +29,8 @@ def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_ref
     )
     dl = own_stack(tmp_path)
 
-    def train(schema: Path) -> subprocess.CompletedProcess[str]:
-        data = str(BUNDLED_DATA)
-        return dl.run("train", "--data", data, "--schema", str(schema), "--model-name", "evolving", check=False)
+    def train(schema: Path, data: Path = BUNDLED_DATA) -> subprocess.CompletedProcess[str]:
+        return dl.run("train", "--data", str(data), "--schema", str(schema), "--model-name", "evolving", check=False)
 
     try:
         first = train(without_tenure)
@@ -53,13 +54,36 @@ def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_ref
         assert v2[lineage.GATE_SEGMENTS]  # the paired comparison ran
         assert v2[lineage.SCHEMA_CONTRACT] != registry.get_version("1").tags[lineage.SCHEMA_CONTRACT]
         assert str(registry.champion().version) == "2", v2[lineage.GATE_REASON]  # tenure is a strong feature
+        # Its split was placed by v1's features, so v1's training rows stayed in train (a new column changes every
+        # row's hash), and later versions inherit them.
+        v1_features = list(load_schema(without_tenure).feature_names)
+        assert json.loads(v2[lineage.SPLIT])["features"] == v1_features
+        # Another added column (tenure in years, no new information): v3's split is still placed by v1's features,
+        # inherited through v2, so no row v2 trained on is in v3's holdout. (The decision this protects, in both
+        # directions: tests/unit/test_gate_decisions.py, a champion that remembers its training rows.)
+        years = tmp_path / "with_years.csv"
+        frame = pd.read_csv(BUNDLED_DATA)
+        frame["tenure_years"] = frame["tenure"] / 12
+        frame.to_csv(years, index=False)
+        tenure = next(f for f in full.features if f.name == "tenure")
+        with_years = tmp_path / "with_years.yaml"
+        with_years.write_text(
+            schema_yaml(
+                full.model_copy(
+                    update={"features": (*full.features, tenure.model_copy(update={"name": "tenure_years"}))}
+                )
+            )
+        )
+        third = train(with_years, years)
+        assert "evolving v3: promoted to champion (was v2)" in third.stdout, third.stdout + third.stderr
+        assert json.loads(registry.get_version("3").tags[lineage.SPLIT])["features"] == v1_features
 
         # Now the champion takes tenure: a snapshot without it cannot be compared, and nothing is trained.
         dropped = train(without_tenure)
         assert dropped.returncode == 1
-        assert dropped.stderr.startswith("error: champion v2 of model 'evolving': this snapshot's schema")
+        assert dropped.stderr.startswith("error: champion v3 of model 'evolving': this snapshot's schema")
         assert "removes feature(s) 'tenure'" in dropped.stderr
-        assert len(registry.versions()) == 2
+        assert len(registry.versions()) == 3
     finally:
         dl.run("down", check=False)
 

@@ -240,3 +240,39 @@ def test_an_ordinary_run_s_floor_refuses_a_candidate_below_it(
     assert decision.verdict == "refuse"
     assert f"roc_auc {ours['roc_auc']:.4f} is below the floor of 0.7500" in decision.reasons
     assert not any("on the same rows" in reason for reason in decision.reasons), decision.reasons
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_after_a_feature_is_added_the_champion_is_judged_on_rows_it_never_trained_on(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema, seed: int
+) -> None:
+    """Trial 10: a new column reshuffled the split, and a champion scored on its own training rows won.
+
+    The known truth: the candidate is the champion's recipe fitted again on the champion's rows (the new column
+    is not used), so it is exactly as good and must not be refused. A random forest remembers its training rows,
+    which is what makes a leak visible.
+    """
+    with_years = churn_frame.assign(tenure_years=churn_frame["tenure"] / 12)
+    tenure = next(f for f in churn_schema.features if f.name == "tenure")
+    added = churn_schema.model_copy(
+        update={"features": (*churn_schema.features, tenure.model_copy(update={"name": "tenure_years"}))}
+    )
+    policy = GatePolicy(resamples=500)
+
+    def fitted(rows: pd.DataFrame) -> Pipeline:
+        features, target = to_model_frame(rows, churn_schema), encode_target(rows["churn"], churn_schema)
+        return build_pipeline(churn_schema, "random_forest", seed=seed).fit(features, target)
+
+    champion = fitted(split_holdout(churn_frame, churn_schema, 0.25, seed).train)
+    verdicts = {}
+    for placed_by in ("all features", "the champion's"):
+        features = None if placed_by == "all features" else churn_schema.feature_names
+        split = split_holdout(with_years, added, 0.25, seed, features)
+        holdout = to_model_frame(split.holdout, churn_schema)
+        y_true = encode_target(split.holdout["churn"], churn_schema)
+        ours = fitted(split.train).predict_proba(holdout)[:, 1]
+        theirs = champion.predict_proba(holdout)[:, 1]
+        comparisons = compare_segments(y_true, ours, theirs, {ALL: np.ones(y_true.size, dtype=bool)}, policy, seed)
+        mine, its = compute_metrics(y_true, ours).as_dict(), compute_metrics(y_true, theirs).as_dict()
+        verdicts[placed_by] = decide_promotion(mine, its, "1", True, "", policy, segments=comparisons).verdict
+    assert verdicts == {"all features": "refuse", "the champion's": "promote"}

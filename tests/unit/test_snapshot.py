@@ -150,6 +150,27 @@ def test_rows_keep_their_side_when_the_snapshot_grows(churn_frame: pd.DataFrame,
     assert set(before.holdout.index) <= set(after.holdout.index)
 
 
+def test_rows_keep_their_side_when_a_snapshot_adds_a_feature_split_on_the_champion_s(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    """Trial 10: a new column changed every row's hash, and put the champion's training rows in the holdout."""
+    without = churn_schema.model_copy(
+        update={"features": tuple(f for f in churn_schema.features if f.name != "tenure")}
+    )
+    before = split_holdout(churn_frame, without, fraction=0.25, seed=42)
+    reshuffled = split_holdout(churn_frame, churn_schema, fraction=0.25, seed=42)
+    seen = set(before.train.index) & set(reshuffled.holdout.index)
+    assert len(seen) > 0.6 * len(reshuffled.holdout)  # the failure: most of the new holdout was trained on
+    after = split_holdout(churn_frame, churn_schema, fraction=0.25, seed=42, features=without.feature_names)
+    assert set(after.train.index) == set(before.train.index)
+    assert set(after.holdout.index) == set(before.holdout.index)
+    # Growing as well (a retrain's recent rows): the champion's rows still keep their side.
+    grown = split_holdout(
+        pd.concat([churn_frame.iloc[:3000], churn_frame]), churn_schema, 0.25, 42, features=without.feature_names
+    )
+    assert set(before.train.index) <= set(grown.train.index)
+
+
 def test_identical_rows_fall_on_the_same_side(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     doubled = pd.concat([churn_frame, churn_frame], ignore_index=True)
     split = split_holdout(doubled, churn_schema, fraction=0.25, seed=5)

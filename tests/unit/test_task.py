@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sklearn import metrics as skm
 
+from driftloop.core import lineage
 from driftloop.core.evaluation import compute_metrics, feature_importance
 from driftloop.core.features import encode_target, to_model_frame, with_canonical_target, with_default_index
 from driftloop.core.gates import GatePolicy, compare_segments, decide_promotion
@@ -167,6 +168,17 @@ def test_a_policy_recorded_on_a_version_reads_back_the_same(kind: TaskKind) -> N
     again = TrainingRecipe.from_tags(recipe.to_tags(), SplitSpec(0.25, 42))
     assert again.gate == recipe.gate
     assert again.gate.kind is kind
+
+
+def test_the_features_a_split_was_placed_by_read_back_the_same() -> None:
+    placed = TrainingRecipe(estimator="x", split=SplitSpec(0.2, 7, ("tenure", "contract")))
+    assert TrainingRecipe.from_tags(placed.to_tags(), SplitSpec(0.25, 42)).split == placed.split
+    every = TrainingRecipe(estimator="x", split=SplitSpec(0.2, 7))
+    assert "features" not in every.to_tags()[lineage.SPLIT]  # as versions recorded it before the field existed
+    assert TrainingRecipe.from_tags(every.to_tags(), SplitSpec(0.25, 42)).split == SplitSpec(0.2, 7, None)
+    with pytest.raises(ValueError, match="the split's features must be a list of names"):
+        TrainingRecipe.from_tags({**every.to_tags(), lineage.SPLIT: '{"fraction": 0.2, "seed": 7, "features": "a"}'},
+                                 SplitSpec(0.25, 42))  # fmt: skip
 
 
 def test_floors_and_metrics_are_checked_per_task() -> None:

@@ -20,8 +20,16 @@ from driftloop.core.gates import GatePolicy
 
 @dataclass(frozen=True)
 class SplitSpec:
+    """How a version's snapshot was split: the holdout fraction, the seed, and the features the row hash read.
+
+    ``features`` is None when the hash read all the version's features. It is set when a snapshot added features
+    to the champion's: its rows are then placed by the champion's features, and every later version inherits them,
+    so a row never changes side along the lineage (``core.snapshot.split_holdout``).
+    """
+
     fraction: float
     seed: int
+    features: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,10 @@ class TrainingRecipe:
             lineage.ESTIMATOR: self.estimator,
             lineage.PARAMS: json.dumps(dict(self.params), sort_keys=True, default=str),
             lineage.GATE_POLICY: json.dumps(self.gate.as_dict(), sort_keys=True),
-            lineage.SPLIT: json.dumps({"fraction": self.split.fraction, "seed": self.split.seed}),
+            lineage.SPLIT: json.dumps(
+                {"fraction": self.split.fraction, "seed": self.split.seed}
+                | ({"features": list(self.split.features)} if self.split.features is not None else {})
+            ),
         }
         optional = {
             lineage.SNAPSHOT_URI: self.snapshot_uri,
@@ -80,7 +91,7 @@ class TrainingRecipe:
             gate = json.loads(tags[lineage.GATE_POLICY]) if lineage.GATE_POLICY in tags else None
             split = json.loads(tags[lineage.SPLIT]) if lineage.SPLIT in tags else None
             policy = GatePolicy(**gate) if gate is not None else GatePolicy()
-            split_spec = SplitSpec(float(split["fraction"]), int(split["seed"])) if split else default_split
+            split_spec = _split_spec(split) if split else default_split
         except (ValueError, TypeError, KeyError) as error:
             raise ValueError(f"the version's training recipe tags are not readable: {error}") from error
         if not isinstance(params, dict):
@@ -125,3 +136,12 @@ class RetrainInput(BaseModel):
     source_hash: str | None = None
     labels_through: str | None = None
     truth_changed: bool = False
+
+
+def _split_spec(recorded: Mapping[str, Any]) -> SplitSpec:
+    features = recorded.get("features")
+    if features is not None and not (isinstance(features, list) and all(isinstance(f, str) for f in features)):
+        raise ValueError(f"the split's features must be a list of names, got {features!r}")
+    return SplitSpec(
+        float(recorded["fraction"]), int(recorded["seed"]), tuple(features) if features is not None else None
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,12 +106,16 @@ def after_base(index: pd.Index, base_rows: int) -> np.ndarray:
 _SHOWN_CLASSES = 10  # a split's refusal lists this many class counts at most
 
 
-def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, seed: int) -> Split:
+def split_holdout(
+    frame: pd.DataFrame, schema: DatasetSchema, fraction: float, seed: int, features: Sequence[str] | None = None
+) -> Split:
     """Hold out about ``fraction`` of each class (of the rows, for a regressor), row by row, from a seeded hash.
 
     A row's side depends only on its own values and the seed, never on the other rows. So when a snapshot
     grows (a retrain adds recent labelled rows to the champion's data), every row the champion trained on stays
     in train, and the champion is never scored on rows it has seen; identical rows always fall on the same side.
+    The hash reads ``features`` (default: all the schema's) and the target: a snapshot that adds a feature is split
+    on the champion's features, so the new column does not move the champion's rows (``SplitSpec.features``).
     The split is stratified in expectation (each class is cut at the same hash threshold), so holdout size and
     class shares match ``fraction`` and the data up to sampling noise (about ±1% on the bundled data). Both
     frames keep every column and the original row index and order.
@@ -121,7 +126,7 @@ def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, s
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout fraction must be between 0 and 1 (exclusive), got {fraction}")
-    in_holdout = _row_hash_fraction(frame, schema, seed) < fraction
+    in_holdout = _row_hash_fraction(frame, schema, seed, features) < fraction
     if not schema.task.is_classifier:
         held = int(np.count_nonzero(in_holdout))
         if held == 0 or held == len(frame):
@@ -146,19 +151,26 @@ def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float, s
     return Split(train=frame[~in_holdout], holdout=frame[in_holdout])
 
 
-def _row_hash_fraction(frame: pd.DataFrame, schema: DatasetSchema, seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per row, from the row's schema values and the seed only."""
-    return (row_keys(frame, schema, seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+def _row_hash_fraction(
+    frame: pd.DataFrame, schema: DatasetSchema, seed: int, features: Sequence[str] | None
+) -> np.ndarray:
+    """A uniform number in [0, 1) per row, from the row's values of ``features`` and the target, and the seed only."""
+    return (row_keys(frame, schema, seed, features) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def row_keys(frame: pd.DataFrame, schema: DatasetSchema, seed: int = 0) -> np.ndarray:
+def row_keys(
+    frame: pd.DataFrame, schema: DatasetSchema, seed: int = 0, features: Sequence[str] | None = None
+) -> np.ndarray:
     """A 64-bit hash per row of its schema values (features, then target): equal rows, equal keys, in any frame.
+
+    ``features`` narrows the features read to those (in the schema's order); default: all of them.
 
     A number is hashed as one whether it is stored as int, float, bool or objects (True/False with blanks, which
     pandas stores as objects: one blank in a retrain's recent rows must not move the champion's rows to the other
     side of the split); text is hashed as text whatever its dtype.
     """
-    columns = [*schema.feature_names, schema.target.name]
+    chosen = schema.feature_names if features is None else [f for f in schema.feature_names if f in set(features)]
+    columns = [*chosen, schema.target.name]
     kinds = _text_columns(schema)
     canonical: dict[str, np.ndarray] = {}
     for name in columns:
