@@ -501,7 +501,7 @@ def train(
             floors=floors,
             tolerance=tolerance,
         )
-    _print_outcome(settings, outcome)
+    _print_outcome(settings, outcome, named=model_name is not None)
 
 
 def _declared_model(settings: Settings, name: str | None, data: str | None, schema: Path | None) -> ProjectModel | None:
@@ -700,7 +700,7 @@ def _check_training_inputs(
     return dataset_schema, model_name
 
 
-def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
+def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = False) -> None:
     from driftloop.core.evaluation import HIGHER_IS_BETTER
 
     headline = (
@@ -743,7 +743,8 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome) -> None:
         names = " and ".join(spec.name for spec in owned)
         stay, them = ("stays", "it") if len(owned) == 1 else ("stay", "them")
         out.print(f"  ({names} {stay} up for the next commands; `driftloop down` stops {them})", highlight=False)
-    out.print("  driftloop models | driftloop history")
+    flag = f" --model-name {outcome.model_name}" if named else ""  # the next commands' default is another model
+    out.print(f"  driftloop models{flag} | driftloop history{flag}", highlight=False)
 
 
 def _v(version: str | None) -> str:
@@ -766,7 +767,13 @@ def models(model_name: ModelNameOption = None) -> None:
     registry = _registry(settings) if _has_registry(settings) else None
     versions = registry.versions() if registry is not None else []
     if registry is None or not versions:
-        out.print(f"no versions of model {settings.model_name!r} yet: run `driftloop train`")
+        from driftloop.io.registry import registered_model_names
+
+        others = (
+            [n for n in registered_model_names(settings.tracking_uri) if n != settings.model_name] if registry else []
+        )
+        hint = f"; registered here: {', '.join(others)} (pass --model-name NAME)" if others else ""
+        out.print(f"no versions of model {settings.model_name!r} yet: run `driftloop train`{hint}", highlight=False)
         return
     pin = registry.pinned()
     if pin is not None:
@@ -1283,7 +1290,7 @@ def drift_check(
 @app.command()
 def monitor(
     last: Annotated[int, typer.Option(min=1, help="How many of the newest drift checks to list")] = 20,
-    every: Annotated[str, typer.Option(help="Performance windows' length, as pandas writes it: 1h, 1D, 7D")] = "1D",
+    every: Annotated[str, typer.Option(help="Performance windows' length: 30min, 1h, 1D, 7D")] = "1D",
     days: Annotated[float, typer.Option(min=0, help="Performance windows over the predictions of the last N days")] = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
     model_name: ModelNameOption = None,
@@ -1295,11 +1302,15 @@ def monitor(
     from driftloop.core.performance_windows import format_windows, performance_by_window
 
     try:
-        length = pd.Timedelta(str(pd.tseries.frequencies.to_offset(every).nanos) + "ns")
+        length = pd.Timedelta(every)
     except (ValueError, TypeError):
         length = None
-    if length is None or length <= pd.Timedelta(0):
-        raise _fail(f"--every {every!r}: write a positive length as pandas does, such as 1h, 6h, 1D or 7D")
+    if length is None or pd.isna(length) or length <= pd.Timedelta(0):
+        raise _fail(
+            f"--every {every!r}: write a positive length such as 30min, 1h, 6h, 1D or 7D "
+            "(a month or a year is no fixed length: use days)"
+        )
+    every = f"{int(length.total_seconds())}s" if length.total_seconds() >= 1 else f"{length.value}ns"
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     from driftloop.io.check_store import open_check_store

@@ -35,6 +35,12 @@ def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_ref
     try:
         first = train(without_tenure)
         assert "evolving v1: promoted to champion (was none)" in first.stdout, first.stderr
+        # The next commands' default model is another one: the hint names this one, and so does `models`.
+        assert "driftloop models --model-name evolving | driftloop history --model-name evolving" in first.stdout
+        assert dl.run("models").stdout.strip() == (
+            "no versions of model 'churn' yet: run `driftloop train`; registered here: evolving "
+            "(pass --model-name NAME)"
+        )
         # Progress as it trains: the rows of each long step, consistent with each other.
         shown = first.stdout + first.stderr
         read = _count(r"snapshot: ([\d,]+) rows × \d+ columns read, validated and hashed", shown)
