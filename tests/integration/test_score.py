@@ -210,7 +210,7 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     assert uneven.returncode == 1
     assert (
         uneven.stderr.strip()
-        == f"error: {source} (late/part-3.parquet lacks tenure) lacks the model's feature(s) ['tenure']"
+        == f"error: {source} (late/part-3.parquet lacks tenure) lacks the model's feature(s) 'tenure'"
     )
     assert not (tmp_path / "uneven").exists()
 

@@ -82,3 +82,16 @@ def test_a_run_that_scored_no_row_of_its_input_fails_and_one_that_scored_some_do
         tmp_path
     )
     BatchScored(0, rows=0, scored=0, rejected=0, logged=0, seconds=0.0, first_reasons=()).require_scored(tmp_path)
+
+
+def test_a_line_with_a_stray_field_among_the_first_rows_is_named_without_dask_s_wrapping(tmp_path: Path) -> None:
+    """Trial 10: Dask reads the first rows to learn the columns, and wrapped pandas' message in its own."""
+    lines = ["id,city,rooms"] + [f"{n},Lyon,{n % 5}" for n in range(40)]
+    lines[5] = "4,Lyon, 2 rooms,3"  # an unquoted comma, among the 10 rows Dask reads first
+    (tmp_path / "stray.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError) as refused:
+        scoring_input(tmp_path / "stray.csv", "64MB")
+    assert str(refused.value) == (
+        "a line of the CSV cannot be read: Error tokenizing data. C error: Expected 3 fields in line 6, saw 4. "
+        "Quote the field that holds a comma or fix the line"
+    )

@@ -46,7 +46,7 @@ def require_input_columns(columns: Sequence[str], keys: Sequence[str], schema: D
         )
     absent = [name for name in schema.feature_names if name not in columns]
     if absent:
-        raise DatasetError(f"{source} lacks the model's feature(s) {absent}")
+        raise DatasetError(f"{source} lacks the model's feature(s) {', '.join(map(repr, absent))}")
     return unique
 
 

@@ -194,7 +194,10 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
     if source.stat().st_size == 0:
         raise DatasetError(f"input {source} is empty: not even a header line")
     _require_csv_rows(source)
-    frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
+    try:
+        frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
+    except pd.errors.ParserError as error:  # in the first rows, which Dask reads to learn the columns
+        raise _unreadable_csv_line(error, 0, None) from None
     return ScoringInput([str(c) for c in frame.columns], [], frame)
 
 
@@ -307,16 +310,21 @@ def score_with_dask(
     )  # fmt: skip
 
 
-def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path) -> DatasetError:
+def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path | None) -> DatasetError:
     """A CSV line pandas cannot split into the header's fields (more fields than the header: an unquoted comma).
 
     Such a line cannot be set aside as a row: where its fields belong is unknown. pandas counts lines from the start
-    of the block it reads (``--blocksize``), to which Dask adds the header as line 1.
+    of the block it reads (``--blocksize``), to which Dask adds the header as line 1. ``out``: where answers of
+    earlier blocks may be, None when nothing was scored yet.
     """
     where = "" if block == 0 else f" (in block {block + 1} of --blocksize, whose line 1 is the header Dask puts first)"
+    # Dask wraps pandas' message: "An error occurred while calling the read_csv method … Original Message: …".
+    message = str(error).split("Original Message:")[-1].strip()
+    then = (
+        "" if out is None else f", then score again with --force (answers of blocks scored before it may be in {out})"
+    )
     return DatasetError(
-        f"a line of the CSV cannot be read: {str(error).strip()}{where}. Quote the field that holds a comma or fix "
-        f"the line, then score again with --force (answers of blocks scored before it may be in {out})"
+        f"a line of the CSV cannot be read: {message}{where}. Quote the field that holds a comma or fix the line{then}"
     )
 
 

@@ -608,6 +608,8 @@ def parse_feedback(body: Any, task: Task | None, max_items: int) -> list[Feedbac
         if unknown := [key for key in entry if key not in _FEEDBACK_KEYS]:  # a typo ("lable") must not pass quietly
             named = ", ".join(repr(key) for key in unknown)
             raise InputError(400, "wrong_shape", f"{where}unknown key(s) {named}: a label has request_id, label, row")
+        if missing := [key for key in ("request_id", "label") if key not in entry]:
+            raise InputError(422, "wrong_shape", f"{where}missing key(s) {', '.join(map(repr, missing))}")
         request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
             raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")

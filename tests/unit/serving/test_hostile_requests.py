@@ -167,6 +167,26 @@ def test_feedback_with_a_key_it_does_not_read_is_refused_and_nothing_is_stored(
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"request_id": "r"}, "missing key(s) 'label'"),
+        ({"label": "No"}, "missing key(s) 'request_id'"),
+        ({"items": [{"request_id": "r", "label": "No"}, {"row": 1}]}, "item 1: missing key(s) 'request_id', 'label'"),
+    ],
+)
+def test_feedback_without_a_key_it_needs_names_it_and_stores_nothing(
+    client: TestClient, body: dict[str, object], detail: str
+) -> None:
+    """Trial 10: a body without its label answered that the label was null."""
+    answer = client.post("/feedback", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == detail
+    assert client.post("/feedback", json={"request_id": "r", "label": "No"}).json() == {
+        "accepted": 1, "already_labelled": 0,
+    }  # fmt: skip
+
+
 def test_too_many_feedback_items_is_a_413(client: TestClient, settings: Settings) -> None:
     limit = settings.max_batch_rows
     items = [{"request_id": f"r{i}", "label": "Yes"} for i in range(limit + 1)]
