@@ -23,7 +23,6 @@ from tasks.drift import (
     check_window_in_chunks,
     handle_episode,
     keep_check,
-    label_baseline,
     load_reference,
     publish_verdict,
     read_window,
@@ -138,7 +137,7 @@ def check_drift(
         task,
         window["probability"].to_numpy(),
         window["label"].to_numpy(),
-        label_baseline(champion.tags, task, "accuracy"),
+        truth_baseline(champion.tags, task, "accuracy")[0],  # the rows its calibration was fitted on
         settings.label_max_drop,
         min_rows or settings.drift_min_rows,
     )

@@ -49,6 +49,7 @@ from tasks.model import (
     choose_training_rows,
     compare_with_champion,
     evaluate_candidate,
+    evaluate_on_recent_rows,
     export_candidate,
     fit_candidate,
     recent_metrics,
@@ -194,7 +195,14 @@ def train_model(
             stored.wait()
         snapshot_uri = stored.result()
         evaluation = evaluate_candidate(candidate, split, schema, uri, run.run_id, seed)
-        reference = save_reference.submit(split, schema, uri, run.run_id, seed, evaluation)
+        # Drift is judged against the rows the model was fitted on and, once the truth changed, its answers on that
+        # truth's holdout rows: the old truth's would mute the label-free estimate and the drift weights.
+        monitored = (
+            evaluate_on_recent_rows(candidate, evaluation, split, schema, snapshot.base_rows, seed)
+            if policy.truth_changed
+            else evaluation
+        )
+        reference = save_reference.submit(fitting, schema, uri, run.run_id, seed, monitored)
         try:
             export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance, evaluation)
         finally:

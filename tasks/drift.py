@@ -256,19 +256,15 @@ def _estimate_metrics(estimate: PerformanceEstimate) -> dict[str, float]:
     return metrics
 
 
-def label_baseline(tags: Mapping[str, str], task: Task, metric: str | None = None) -> float:
-    """The version's whole-holdout value of ``metric`` (default: the task's label-check metric); NaN if not recorded."""
-    return float(tags.get(f"{lineage.METRIC}{metric or task.label_check_metric}", "nan"))
-
-
-def truth_baseline(tags: Mapping[str, str], task: Task) -> tuple[float, int | None]:
-    """What the label check holds live labels to: (the label-check metric's value, the rows it was measured on).
+def truth_baseline(tags: Mapping[str, str], task: Task, metric: str | None = None) -> tuple[float, int | None]:
+    """What live traffic is held to: (``metric``'s value, default the label check's; the rows it was measured on).
 
     A retrain that learnt a changed truth recorded its value on the holdout rows of that truth
     (``lineage.TRUTH_BASELINE``): its whole holdout mixes in the old truth's rows, which would lower the bar the
-    labels of live traffic are held to. Any other version: its whole holdout. Rows: None if not recorded.
+    labels of live traffic are held to. Its label-free estimate is calibrated on the same rows. Any other version:
+    its whole holdout. Value: NaN if not recorded; rows: None.
     """
     prefix = lineage.TRUTH_BASELINE if f"{lineage.TRUTH_BASELINE}rows" in tags else lineage.METRIC
-    value = float(tags.get(f"{prefix}{task.label_check_metric}", "nan"))
+    value = float(tags.get(f"{prefix}{metric or task.label_check_metric}", "nan"))
     rows = float(tags.get(f"{prefix}rows", "nan"))
     return value, int(rows) if math.isfinite(rows) and rows > 0 else None

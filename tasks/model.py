@@ -225,6 +225,31 @@ def evaluate_candidate(
     return Evaluation(metrics, scores, importances, fit_calibration(task, scores, y_true), outputs)
 
 
+@task(name="evaluate-on-recent-rows", cache_policy=NO_CACHE, timeout_seconds=1800)
+def evaluate_on_recent_rows(
+    candidate: Candidate, evaluation: Evaluation, split: Split, schema: DatasetSchema, base_rows: int, seed: int
+) -> Evaluation:
+    """After a changed truth: the candidate on the new truth's holdout rows (a retrain's recent ones) alone.
+
+    Its monitoring reference is built from these: the calibration behind the label-free estimate, the importances
+    that weigh drift, the predictions of prediction drift. From the whole holdout, which mixes in the old truth,
+    the estimate of a model that learnt the new one sat near chance, and its importances at zero or below.
+    """
+    recent = _recent_rows(split, base_rows)
+    task = schema.task
+    holdout = to_model_frame(split.holdout[recent], schema)
+    y_true = encode_target(split.holdout[schema.target.name], schema)[recent]
+    scores = evaluation.scores[recent]
+    progress("monitoring reference on the %s recent holdout rows (the new truth's)", f"{len(holdout):,}")
+    return Evaluation(
+        compute_metrics(y_true, scores, task),
+        scores,
+        feature_importance(candidate.pipeline, holdout, y_true, seed, task=task),
+        fit_calibration(task, scores, y_true),
+        None if evaluation.outputs is None else evaluation.outputs[recent],
+    )
+
+
 def _sklearn_outputs(pipeline: Pipeline, frame: pd.DataFrame, task: Task) -> np.ndarray:
     """The fitted pipeline's probabilities (classifiers) or predicted values (regressors)."""
     return np.asarray(pipeline.predict_proba(frame) if task.is_classifier else pipeline.predict(frame))

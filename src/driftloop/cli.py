@@ -805,7 +805,10 @@ def models(model_name: ModelNameOption = None) -> None:
 
 
 def _headline_metrics(tags: dict[str, str]) -> str:
-    """The version's primary metric and two more of its task (from its gate policy tag): ``roc_auc 0.84 f1 0.6 ...``."""
+    """The version's primary metric and two more of its task (from its gate policy tag): ``roc_auc 0.84 f1 0.6 ...``.
+
+    On its holdout, or for a retrain that learnt a changed truth, on that truth's holdout rows, which it says.
+    """
     import json
 
     from driftloop.core.task import PRIMARY_METRIC, TASK_METRICS, TaskKind
@@ -815,8 +818,11 @@ def _headline_metrics(tags: dict[str, str]) -> str:
     except (ValueError, AttributeError):
         kind = TaskKind.BINARY
     names = [PRIMARY_METRIC[kind], *(name for name in TASK_METRICS[kind] if name != PRIMARY_METRIC[kind])][:3]
-    shown = [f"{name} {tags[f'{lineage.METRIC}{name}']}" for name in names if f"{lineage.METRIC}{name}" in tags]
-    return " ".join(shown) or "?"
+    prefix, where = lineage.METRIC, ""
+    if f"{lineage.TRUTH_BASELINE}rows" in tags:  # it learnt a changed truth: its whole holdout mixes in the old one
+        prefix, where = lineage.TRUTH_BASELINE, f" (the new truth's {tags[f'{lineage.TRUTH_BASELINE}rows']} rows)"
+    shown = [f"{name} {tags[f'{prefix}{name}']}" for name in names if f"{prefix}{name}" in tags]
+    return " ".join(shown) + where if shown else "?"
 
 
 def _first_reason(reason: str, limit: int = 110) -> str:

@@ -11,7 +11,7 @@ import pytest
 from driftloop.core import lineage
 from driftloop.core.label_check import LABELLED_COLUMNS, check_labels, labelled_rows
 from driftloop.core.task import Task, TaskKind, as_text
-from tasks.drift import label_baseline, truth_baseline
+from tasks.drift import truth_baseline
 
 BINARY = Task(TaskKind.BINARY, ("No", "Yes"))
 MULTICLASS = Task(TaskKind.MULTICLASS, ("bus", "car", "bike", "walk"))
@@ -291,7 +291,11 @@ def test_after_a_retrain_learnt_a_changed_truth_live_labels_are_held_to_that_tru
     learnt = {**whole, f"{lineage.TRUTH_BASELINE}accuracy": "0.8", f"{lineage.TRUTH_BASELINE}rows": "300"}
     assert truth_baseline(whole, BINARY) == (0.591, 800)
     assert truth_baseline(learnt, BINARY) == (0.8, 300)
-    assert label_baseline(learnt, BINARY, "accuracy") == 0.591  # the label-free estimate's, as its calibration's
+    # The label-free estimate's bar: the same rows, where its calibration was fitted (trial 11).
+    assert truth_baseline(learnt, BINARY, "accuracy") == (0.8, 300)
+    unrecorded, rows = truth_baseline(learnt, REGRESSION, "rmse")
+    assert math.isnan(unrecorded)
+    assert rows == 300
     predicted = np.array(["Yes"] * 400)
     actual = np.array(["Yes"] * 240 + ["No"] * 160)  # 60% right
     for tags, status in ((whole, "ok"), (learnt, "degraded")):

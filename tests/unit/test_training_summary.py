@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.cli import _print_outcome
+from driftloop.cli import _headline_metrics, _print_outcome
+from driftloop.core import lineage
 from driftloop.settings import Settings
 from flows.train import TrainingOutcome
 
@@ -45,3 +46,15 @@ def test_the_headline_says_what_became_of_the_champion(
     lines = capsys.readouterr().out.splitlines()
     assert headline in lines
     assert not any("stays none" in line for line in lines)
+
+
+def test_models_shows_a_retrain_that_learnt_a_changed_truth_by_its_figures_on_that_truth() -> None:
+    """Trial 11: its whole holdout, mostly the old truth's rows, made the serving champion look broken."""
+    whole = {
+        f"{lineage.METRIC}{name}": value for name, value in (("roc_auc", "0.27"), ("f1", "0.3"), ("accuracy", "0.33"))
+    }
+    assert _headline_metrics(whole) == "roc_auc 0.27 f1 0.3 accuracy 0.33"
+    learnt = {**whole, **{f"{lineage.TRUTH_BASELINE}{name}": value for name, value in
+                          (("roc_auc", "0.64"), ("f1", "0.6"), ("accuracy", "0.61"), ("rows", "300"))}}  # fmt: skip
+    assert _headline_metrics(learnt) == "roc_auc 0.64 f1 0.6 accuracy 0.61 (the new truth's 300 rows)"
+    assert _headline_metrics({}) == "?"
