@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from driftloop.core.gates import (
     compare_segments,
 )
 from driftloop.core.parity import ParityReport, compare_predictions, parity_rows
-from driftloop.core.performance_estimate import Calibration, fit_calibration
+from driftloop.core.performance_estimate import MIN_CALIBRATION_ROWS, Calibration, fit_calibration
 from driftloop.core.pipeline import (
     build_pipeline,
     check_columns,
@@ -237,8 +237,12 @@ def evaluate_on_recent_rows(
     """
     recent = _recent_rows(split, base_rows)
     task = schema.task
-    holdout = to_model_frame(split.holdout[recent], schema)
     y_true = encode_target(split.holdout[schema.target.name], schema)[recent]
+    if y_true.size < MIN_CALIBRATION_ROWS or (task.is_classifier and np.unique(y_true).size < 2):
+        # Too few to calibrate or to rank features on: no estimate rather than one calibrated on the old truth.
+        progress("%s recent holdout rows: too few for a monitoring reference of their own", f"{y_true.size:,}")
+        return replace(evaluation, calibration=None)
+    holdout = to_model_frame(split.holdout[recent], schema)
     scores = evaluation.scores[recent]
     progress("monitoring reference on the %s recent holdout rows (the new truth's)", f"{len(holdout):,}")
     return Evaluation(

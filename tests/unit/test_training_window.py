@@ -162,3 +162,22 @@ def test_after_the_truth_changed_the_label_free_estimate_reads_the_new_truth(
     assert abs(estimated(monitored) - realized) < 0.06, (estimated(monitored), realized)
     assert abs(estimated(whole) - realized) > 0.2, (estimated(whole), realized)
     assert max(monitored.importances.values()) > 0.05  # drift weights exist for it
+
+
+def test_too_few_recent_holdout_rows_give_no_estimate_rather_than_the_old_truth_s(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    reference, recent_rows = churn_frame.iloc[:4000], churn_frame.iloc[4000:4080].reset_index(drop=True)
+    split = _retrain_split(reference, recent_rows, churn_schema)
+    assert 0 < int((split.holdout.index >= 4000).sum()) < 50
+    task = churn_schema.task
+    candidate = fit_candidate.fn(split, churn_schema, "hist_gradient_boosting", None, 42)
+    y_true = encode_target(split.holdout["churn"], churn_schema)
+    scores = task.scores(candidate.pipeline.predict_proba(to_model_frame(split.holdout, churn_schema)))
+    whole = Evaluation(
+        compute_metrics(y_true, scores, task), scores, {"tenure": 0.1}, fit_calibration(task, scores, y_true)
+    )
+    assert whole.calibration is not None
+    monitored = evaluate_on_recent_rows.fn(candidate, whole, split, churn_schema, 4000, 42)
+    assert monitored.calibration is None  # the estimate then says it has no calibration
+    assert monitored.scores is whole.scores
