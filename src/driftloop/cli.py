@@ -1316,7 +1316,7 @@ def monitor(
             f"--every {every!r}: write a positive length such as 30min, 1h, 6h, 1D or 7D "
             "(a month or a year is no fixed length: use days)"
         )
-    every = f"{int(length.total_seconds())}s" if length.total_seconds() >= 1 else f"{length.value}ns"
+    every = f"{length.value}ns"  # what pandas' frequencies read as that length, whatever unit it was written in
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     from driftloop.io.check_store import open_check_store

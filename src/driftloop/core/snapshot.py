@@ -169,7 +169,8 @@ def row_keys(
     pandas stores as objects: one blank in a retrain's recent rows must not move the champion's rows to the other
     side of the split); text is hashed as text whatever its dtype.
     """
-    chosen = schema.feature_names if features is None else [f for f in schema.feature_names if f in set(features)]
+    wanted = None if features is None else set(features)
+    chosen = schema.feature_names if wanted is None else [f for f in schema.feature_names if f in wanted]
     columns = [*chosen, schema.target.name]
     kinds = _text_columns(schema)
     canonical: dict[str, np.ndarray] = {}
