@@ -464,7 +464,8 @@ def _rows_lacking(
         raise DatasetError("its version records no stored training snapshot and split")
     lacking_columns = [c for c in schema.feature_names if c not in own.feature_names]
     if lacking_columns:
-        raise DatasetError(f"its data lacks this run's feature(s) {', '.join(lacking_columns)}")
+        added = ", ".join(repr(c) for c in lacking_columns)
+        raise DatasetError(f"they have no {added}, the feature(s) this run adds, so this run's model cannot score them")
     with tempfile.TemporaryDirectory() as tmp:
         stored = fetch_snapshot(registry.tracking_uri, recipe.snapshot_uri, Path(tmp), own, recipe.data_hash)
         theirs = with_canonical_target(pd.read_parquet(stored), own)

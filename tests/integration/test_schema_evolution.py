@@ -82,7 +82,10 @@ def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_ref
         )
         third = train(with_years, years)
         assert "evolving v3: promoted to champion (was v2)" in third.stdout, third.stdout + third.stderr
-        assert json.loads(registry.get_version("3").tags[lineage.SPLIT])["features"] == v1_features
+        v3 = registry.get_version("3").tags
+        assert json.loads(v3[lineage.SPLIT])["features"] == v1_features
+        # v2's holdout rows that this snapshot lacks have no tenure_years: the gate says why it skipped them.
+        assert "they have no 'tenure_years', the feature(s) this run adds" in v3[lineage.GATE_REASON]
 
         # Now the champion takes tenure: a snapshot without it cannot be compared, and nothing is trained.
         dropped = train(without_tenure)

@@ -228,8 +228,11 @@ def test_importance_predicts_shuffles_together_with_the_answer_of_one_call_per_s
     together = feature_importance(pipeline, frame, y, seed=1, task=schema.task)
     monkeypatch.setattr(evaluation, "_SHUFFLES_BYTES", 1)  # every shuffle predicted on its own
     one_by_one = feature_importance(pipeline, frame, y, seed=1, task=schema.task)
+    matrix_bytes = np.asarray(pipeline.steps[0][1].transform(frame)).nbytes
+    monkeypatch.setattr(evaluation, "_SHUFFLES_BYTES", 2 * matrix_bytes)  # two at a time, the last batch one
+    in_pairs = feature_importance(pipeline, frame, y, seed=1, task=schema.task)
 
-    assert together == one_by_one
+    assert together == one_by_one == in_pairs
     assert list(together)[0] == "signal"
     assert together["signal"] > 0.2
     assert abs(together["noise"]) < 0.05

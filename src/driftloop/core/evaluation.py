@@ -230,15 +230,20 @@ def _shuffled_drops(
     baseline = ranking.score(y, ranking.outputs(model, matrix, kind))
     rng = np.random.default_rng(seed)
     shuffles = [where for where in columns for _ in range(repeats)]
-    per_call = max(1, _SHUFFLES_BYTES // max(matrix.nbytes, 1))
+    per_call = min(len(shuffles), max(1, _SHUFFLES_BYTES // max(matrix.nbytes, 1)))
+    # One buffer of copies, each shuffled in its feature's columns and put back after its call: np.tile made
+    # fresh copies for every call at about a fortieth of a plain copy's speed (0.3-0.5 s of 61 copies of 5,000 rows).
+    stacked = np.empty((per_call * rows, matrix.shape[1]), dtype=matrix.dtype)
+    for k in range(per_call):
+        stacked[k * rows : (k + 1) * rows] = matrix
     scores = np.empty(len(shuffles))
     for first in range(0, len(shuffles), per_call):
         batch = shuffles[first : first + per_call]
-        stacked = np.tile(matrix, (len(batch), 1))
         for k, where in enumerate(batch):
             stacked[k * rows : (k + 1) * rows, where] = matrix[:, where][rng.permutation(rows)]
-        outputs = ranking.outputs(model, stacked, kind)
-        for k in range(len(batch)):
+        outputs = ranking.outputs(model, stacked[: len(batch) * rows], kind)
+        for k, where in enumerate(batch):
             scores[first + k] = ranking.score(y, outputs[k * rows : (k + 1) * rows])
+            stacked[k * rows : (k + 1) * rows, where] = matrix[:, where]
     mean: np.ndarray = (baseline - scores.reshape(len(columns), repeats)).mean(axis=1)
     return mean
