@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from driftloop.core import lineage
 from driftloop.core.drift import ColumnKind, build_profile, prediction_values
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric, importance_sample
 from driftloop.core.features import encode_target, to_model_frame, with_canonical_target
+from driftloop.core.fit_progress import fit_progress
 from driftloop.core.gates import (
     ALL,
     CHAMPION_DATA,
@@ -158,7 +160,8 @@ def _fitted(
     pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
     features = to_model_frame(rows, schema)
     target = encode_target(rows[schema.target.name], schema)
-    with timed_step("fitting %s on %s rows × %s features%s", estimator, f"{len(rows):,}", len(schema.features), what):
+    with timed_step("fitting %s on %s rows × %s features%s", estimator, f"{len(rows):,}", len(schema.features), what,
+                    done_so_far=partial(fit_progress, pipeline)):  # fmt: skip
         pipeline.fit(features, target)
     return pipeline
 

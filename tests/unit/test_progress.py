@@ -34,6 +34,26 @@ def test_a_step_longer_than_the_interval_says_it_is_still_running_then_how_long_
     assert not _heartbeats_alive()
 
 
+def test_a_step_that_can_say_how_far_along_it_is_says_it_in_each_heartbeat_and_at_the_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="driftloop.training")
+    rounds: list[int] = []
+
+    def so_far() -> str | None:
+        return f"{len(rounds)} of 100 stages" if rounds else None  # None: nothing to say yet
+
+    with timed_step("fitting boosting", every=0.02, done_so_far=so_far):
+        time.sleep(0.1)
+        rounds.extend(range(37))
+        time.sleep(0.1)
+    beats = [line for line in _lines(caplog) if "still running" in line]
+    assert any(line.endswith(" s") for line in beats), beats  # before the first round: the time alone
+    assert any(line.endswith(" s: 37 of 100 stages") for line in beats), beats
+    assert _lines(caplog)[-1].startswith("fitting boosting: done in ")
+    assert _lines(caplog)[-1].endswith(" s: 37 of 100 stages")
+
+
 def test_a_step_shorter_than_the_interval_logs_no_heartbeat(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="driftloop.training")
     with timed_step("fitting quick", every=60):
