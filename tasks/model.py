@@ -36,6 +36,7 @@ from driftloop.core.pipeline import (
     check_columns,
     describe_pipeline,
     is_driftloop_pipeline,
+    scaler_before_trees,
     sklearn_answers,
 )
 from driftloop.core.recipe import SplitSpec, TrainingRecipe
@@ -286,6 +287,10 @@ def export_candidate(
         known = None if evaluation is None or evaluation.outputs is None else evaluation.outputs[rows]
         expected = sklearn_answers(candidate.pipeline, holdout, task, known)
         parity = compare_predictions(task, expected, (onnx_first, onnx_proba), tolerance=parity_tolerance)
+        if not parity.passed and (scaler := scaler_before_trees(candidate.pipeline)):
+            parity = replace(parity, reason=f"{parity.reason}; the likely cause: {scaler} before a tree model (ONNX "
+                             "scales in float32, moving values on a split threshold to its other side; trees need no "
+                             "scaling: drop it)")  # fmt: skip
         serving_bytes = _grouped_graph(onnx_bytes, candidate.pipeline, schema, holdout, (onnx_first, onnx_proba))
         sample = holdout.head(SELFCHECK_ROWS)
         selfcheck = tracking.build_selfcheck(

@@ -229,10 +229,12 @@ def _flow_session(settings: Settings) -> Iterator[None]:
     an answer the run is given up: its MLflow run closed FAILED, one line said, exit 1. The flow run itself is
     marked Crashed by the server once it is back (the automation of ``io/unresponsive_runs``: no heartbeats).
     """
+    from driftloop.io.console_logs import brief_named_errors
     from driftloop.io.prefect_watch import watch_prefect_api
 
     _start_services(settings)
     _export_env(settings)
+    brief_named_errors()
     _ensure_crash_automation(settings)
     with watch_prefect_api(f"{settings.prefect_api}/health", settings.prefect_patience, _give_up(settings)):
         yield
@@ -703,12 +705,14 @@ def _check_training_inputs(
 def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = False) -> None:
     from driftloop.core.evaluation import HIGHER_IS_BETTER
 
+    # A refusal says so first: "there is no champion yet" alone read as the reason for a first version's refusal.
+    refused = " (refused by the gate, below)" if outcome.verdict == "refuse" else ""
     headline = (
         f"[bold green]promoted to champion[/] (was {_v(outcome.champion_version)})"
         if outcome.promoted
-        else f"[bold yellow]not promoted[/]: champion stays {_v(outcome.champion_version)}"
+        else f"[bold yellow]not promoted[/]{refused}: champion stays {_v(outcome.champion_version)}"
         if outcome.champion_version
-        else "[bold yellow]not promoted[/]: there is no champion yet"
+        else f"[bold yellow]not promoted[/]{refused}: there is no champion yet"
     )
     out.rule(f"model {outcome.model_name} v{outcome.version}")
     out.print(f"{outcome.model_name} v{outcome.version}: {headline}")
@@ -1316,7 +1320,7 @@ def monitor(
             f"--every {every!r}: write a positive length such as 30min, 1h, 6h, 1D or 7D "
             "(a month or a year is no fixed length: use days)"
         )
-    every = f"{length.value}ns"  # what pandas' frequencies read as that length, whatever unit it was written in
+    frequency = f"{length.value}ns"  # what pandas' frequencies read as that length, whatever unit it was written in
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     from driftloop.io.check_store import open_check_store
@@ -1337,7 +1341,9 @@ def monitor(
     windows = (
         []
         if task is None
-        else performance_by_window(served, task, calibrations, every, settings.label_min_rows, settings.drift_min_rows)
+        else performance_by_window(
+            served, task, calibrations, frequency, settings.label_min_rows, settings.drift_min_rows
+        )
     )
     if as_json:
         sys.stdout.write(

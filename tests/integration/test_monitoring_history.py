@@ -128,6 +128,7 @@ def test_late_labels_from_a_file_fill_in_coverage_and_confirm_the_estimate_in_th
     assert "drift checks of boundary (newest last)" in table
     assert "performance of boundary by window" in table
     assert f"{early:,} (30%)" in table, table
+    assert "windows of 1D by serving time" in table, table  # the length as written, not pandas' nanoseconds
 
     bad = pd.DataFrame({"order_id": ids[:2], "outcome": ["yes", "maybe"]})
     bad.to_csv(tmp_path / "bad.csv", index=False)

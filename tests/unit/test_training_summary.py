@@ -12,13 +12,14 @@ from driftloop.settings import Settings
 from flows.train import TrainingOutcome
 
 
-def _outcome(promoted: bool, champion: str | None) -> TrainingOutcome:
+def _outcome(promoted: bool, champion: str | None, passed: bool | None = None) -> TrainingOutcome:
+    passed = promoted if passed is None else passed
     return TrainingOutcome(
         model_name="shop",
         version="1" if champion is None else "4",
         promoted=promoted,
-        verdict="promote" if promoted else "refuse",
-        reasons=["roc_auc 0.6998 < floor 0.7"] if not promoted else ["floors met"],
+        verdict="promote" if passed else "refuse",
+        reasons=["roc_auc 0.6998 < floor 0.7"] if not passed else ["floors met"],
         metrics={"roc_auc": 0.6998},
         champion_version=champion,
         champion_metrics=None if champion is None else {"roc_auc": 0.71},
@@ -31,18 +32,21 @@ def _outcome(promoted: bool, champion: str | None) -> TrainingOutcome:
 
 
 @pytest.mark.parametrize(
-    ("promoted", "champion", "headline"),
+    ("promoted", "passed", "champion", "headline"),
     [
-        (False, None, "shop v1: not promoted: there is no champion yet"),
-        (False, "3", "shop v4: not promoted: champion stays v3"),
-        (True, None, "shop v1: promoted to champion (was none)"),
-        (True, "3", "shop v4: promoted to champion (was v3)"),
+        # Trial 12: a first version refused for its parity said "not promoted: there is no champion yet" alone.
+        (False, False, None, "shop v1: not promoted (refused by the gate, below): there is no champion yet"),
+        (False, False, "3", "shop v4: not promoted (refused by the gate, below): champion stays v3"),
+        (False, True, "3", "shop v4: not promoted: champion stays v3"),  # passed, kept out by a pin
+        (True, True, None, "shop v1: promoted to champion (was none)"),
+        (True, True, "3", "shop v4: promoted to champion (was v3)"),
     ],
 )
 def test_the_headline_says_what_became_of_the_champion(
-    promoted: bool, champion: str | None, headline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _print_outcome(Settings(home=tmp_path), _outcome(promoted, champion))
+    promoted: bool, passed: bool, champion: str | None, headline: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    _print_outcome(Settings(home=tmp_path), _outcome(promoted, champion, passed))
     lines = capsys.readouterr().out.splitlines()
     assert headline in lines
     assert not any("stays none" in line for line in lines)

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.parity import compare_outputs
-from driftloop.core.pipeline import MODEL_STEP, build_pipeline, check_columns, needs_scaling
+from driftloop.core.pipeline import MODEL_STEP, build_pipeline, check_columns, needs_scaling, scaler_before_trees
 from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError, ExportError
 from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
@@ -61,6 +61,22 @@ def whole_pipeline():
     fill, encode = SimpleImputer(strategy="median"), OneHotEncoder(handle_unknown="ignore")
     prepare = ColumnTransformer([("numbers", fill, numbers), ("texts", encode, texts)])
     return Pipeline([("prepare", prepare), ("trees", ExtraTreesClassifier(n_estimators=30, min_samples_leaf=5))])
+
+
+def logged_charges():
+    # Trial 12: fitted, then refused at export, with four tracebacks. ONNX cannot run np.log1p from Python.
+    import numpy as np
+    from sklearn.preprocessing import FunctionTransformer
+
+    logged = ColumnTransformer([("log", FunctionTransformer(np.log1p), ["monthly_charges"])])
+    return make_pipeline(logged, SGDClassifier(loss="log_loss"))
+
+
+def identity_step():
+    from sklearn.preprocessing import FunctionTransformer
+
+    passed = ColumnTransformer([("same", FunctionTransformer(), ["monthly_charges"])])  # no function: exportable
+    return make_pipeline(passed, SGDClassifier(loss="log_loss"))
 
 
 def pipeline_with_a_step_onnx_lacks():
@@ -146,6 +162,27 @@ def test_a_users_whole_pipeline_replaces_driftloops_preprocessing_and_exports_wi
         proven_grouped_onnx(onnx_bytes, churn_schema, holdout)
 
 
+def test_a_failed_parity_names_a_scaler_before_trees_as_its_likely_cause(
+    factories: str, churn_schema: DatasetSchema
+) -> None:
+    """Trial 12: StandardScaler → RandomForestRegressor failed parity, and nothing said why; without it, it passed."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    numbers = make_pipeline(SimpleImputer(), StandardScaler())
+    nested = make_pipeline(ColumnTransformer([("numbers", numbers, ["tenure"])]), RandomForestRegressor())
+    assert scaler_before_trees(nested) == "StandardScaler"
+    assert scaler_before_trees(resolve_estimator(f"{factories}:whole_pipeline")) is None  # imputer, one-hot: fine
+    assert scaler_before_trees(make_pipeline(MinMaxScaler(), GradientBoostingRegressor())) == "MinMaxScaler"
+    assert scaler_before_trees(make_pipeline(MinMaxScaler(), LogisticRegression())) is None  # linear: scale it
+    for estimator in ("random_forest", "hist_gradient_boosting", "logistic_regression"):
+        assert scaler_before_trees(build_pipeline(churn_schema, estimator)) is None  # driftloop's own
+
+
 def test_a_pipeline_selecting_a_column_the_schema_lacks_is_refused_before_fitting(
     factories: str, churn_schema: DatasetSchema
 ) -> None:
@@ -170,6 +207,7 @@ def test_params_and_the_seed_reach_the_users_estimator(factories: str) -> None:
     ("reference", "error", "message"),
     [
         (":pipeline_with_a_step_onnx_lacks", ExportError, r"Handmade cannot be exported to ONNX"),
+        (":logged_charges", ExportError, r"FunctionTransformer\(log1p\) cannot be exported to ONNX: skl2onnx converts"),
         (":raises", ConfigError, r"calling it raised ValueError: no data yet"),
         (":NOT_A_FUNCTION", ConfigError, r"has a int called 'NOT_A_FUNCTION', not a function"),
         (":missing", ConfigError, r"has nothing called 'missing'"),
@@ -183,6 +221,10 @@ def test_a_factory_that_cannot_give_an_exportable_classifier_is_refused_before_f
 ) -> None:
     with pytest.raises(error, match=message):
         resolve_estimator(f"{factories}{reference}" if reference.startswith(":") else reference)
+
+
+def test_a_function_transformer_without_a_function_is_accepted(factories: str) -> None:
+    assert resolve_estimator(f"{factories}:identity_step").steps[-1][0] == "sgdclassifier"
 
 
 def test_an_unknown_parameter_of_the_users_estimator_is_named(factories: str) -> None:

@@ -22,7 +22,7 @@ from sklearn.ensemble import (
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
 from driftloop.core.features import MISSING_CATEGORY
 from driftloop.core.schema import DatasetSchema
@@ -214,6 +214,35 @@ def needs_scaling(model: BaseEstimator) -> bool:
     if any(spec.matches(model) for spec in built_in):
         return any(spec.matches(model) and spec.linear for spec in built_in)
     return not type(model).__module__.startswith(_TREE_MODULES)
+
+
+_SCALERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
+
+
+def scaler_before_trees(pipeline: Pipeline) -> str | None:
+    """The class of a scaler that a user's ``pipeline`` applies before its tree model; None when there is none.
+
+    The likely cause when such a pipeline fails the ONNX parity check: ONNX scales in float32, which moves values
+    that sit on a split threshold to its other side (see ``build_pipeline``).
+    """
+    if needs_scaling(pipeline.steps[-1][1]):
+        return None
+    for _, step in pipeline.steps[:-1]:
+        if found := _scaler_in(step):
+            return found
+    return None
+
+
+def _scaler_in(step: object) -> str | None:
+    if isinstance(step, _SCALERS):
+        return type(step).__name__
+    if isinstance(step, Pipeline):
+        inner = [s for _, s in step.steps]
+    elif isinstance(step, ColumnTransformer):
+        inner = [s for _, s, _ in step.transformers]
+    else:
+        return None
+    return next((found for s in inner if (found := _scaler_in(s))), None)
 
 
 def build_pipeline(

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from driftloop.core.pipeline import estimator_name, is_driftloop_pipeline
@@ -56,6 +57,14 @@ def check_convertible(estimator: BaseEstimator) -> None:
     """
     register_optional_converters()
     for part in _parts(estimator):
+        if isinstance(part, FunctionTransformer) and part.func is not None:
+            # skl2onnx has a converter, which refuses at export, after the fit: ONNX cannot run a Python function.
+            function = getattr(part.func, "__name__", repr(part.func))
+            raise ExportError(
+                f"FunctionTransformer({function}) cannot be exported to ONNX: skl2onnx converts a FunctionTransformer "
+                "only without a function, as ONNX cannot run Python code. Transform the column in your data (and in "
+                "what you send to the server), or use a step skl2onnx supports (skl2onnx.supported_converters())"
+            )
         try:
             get_model_alias(type(part))
         except RuntimeError as error:
