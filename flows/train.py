@@ -222,6 +222,7 @@ def train_model(
             source=source,
             source_hash=(retrain.source_hash if retrain else None) or snapshot.content_hash,
             labels_through=retrain.labels_through if retrain else None,
+            base_rows=snapshot.base_rows if snapshot.base_rows < len(snapshot.frame) else None,
         )
         version = register_model(
             name,

@@ -200,6 +200,7 @@ def handle_episode(
         new_labels=_new_labels(predictions_url, model_name, champion.tags) if current is not None else 0,
         min_new_labels=policy.min_new_labels,
         claim_timeout_seconds=policy.retrain_timeout_seconds,
+        last_retrain_at=store.last_retrain_at() if current is None and drifted else None,
     )
     if decision.action == "emit":
         episode = Episode.start(model_name, champion.version, now)

@@ -49,8 +49,10 @@ from driftloop.core.training_window import (
     WindowChoice,
     choose_window,
     lacking,
+    learnt_a_changed_truth,
     missing_classes,
     recent_training_rows,
+    rows_of_its_truth,
     too_few_rows,
     validation_split,
 )
@@ -458,7 +460,8 @@ def _rows_lacking(
 ) -> ChampionRows | None:
     """The champion's holdout rows (its stored snapshot, split as it was) that ``snapshot`` lacks and can score.
 
-    None when it was trained on the same data, or none of its holdout rows is lacking.
+    Of a champion that learnt a changed truth (a retrain with a training window), its recent rows alone: the rows
+    of that truth. None when it was trained on the same data, or none of its holdout rows is lacking.
 
     Raises:
         DatasetError: its version records no stored training snapshot or split (registered before they were),
@@ -478,6 +481,7 @@ def _rows_lacking(
         stored = fetch_snapshot(registry.tracking_uri, recipe.snapshot_uri, Path(tmp), own, recipe.data_hash)
         theirs = with_canonical_target(pd.read_parquet(stored), own)
     held = split_holdout(theirs, own, recipe.split.fraction, recipe.split.seed, recipe.split.features).holdout
+    held = held[rows_of_its_truth(held.index, recipe.base_rows, learnt_a_changed_truth(tags))]
     held = held[~np.isin(row_keys(held, schema), row_keys(snapshot.frame, schema))]
     held = held[
         (row_problems(held, schema) == "").to_numpy()

@@ -177,9 +177,22 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         assert str(registry.champion().version) == "2"
         assert _episode(dl)["retrain"] == "promoted"
         wait_for("the server to swap to v2", lambda: _served(dl) == "2", 60)
-        models = dl.run("models").stdout
-        assert "significantly better on recent" in models
+        listing = dl.run("models").stdout
+        assert "significantly better on recent" in listing
         assert len(flow_runs(dl, "retrain-model")) == 2  # one per time the check asked, no duplicate
+
+        # `train` on the original file again (trial 12: it was promoted over a retrain that had learnt the change).
+        # It is judged on v2's holdout rows of the truth v2 learnt, its recent ones, which its base is counted off.
+        original = tmp_path / "moved-away.csv"
+        assert int(retrained.tags[lineage.BASE_ROWS]) == len(pd.read_csv(original))
+        again = dl.run(
+            "train", "--data", str(original), "--schema", str(BUNDLED_SCHEMA), "--model", f"{models}:boosting",
+            "--param", "max_iter=80", "--param", "learning_rate=0.08", "--floor", "accuracy=0.65",
+            "--floor", "roc_auc=0.6",
+        ).stdout  # fmt: skip
+        assert "churn v3: not promoted (refused by the gate, below): champion stays v2" in again, again
+        assert "significantly worse than champion v2 on rows only the champion had" in again, again
+        assert str(registry.champion().version) == "2"
 
 
 def _flow_run_pid(flow_run_id: str) -> int | None:

@@ -192,3 +192,25 @@ def test_a_deferred_attempt_is_asked_for_again_after_the_cooldown() -> None:
 
 def test_a_manual_retrain_always_runs() -> None:
     assert decide_retrain(MANUAL, 1, None, T0, T0, 600).run
+
+
+def test_an_episode_opened_within_the_cooldown_says_its_retrain_will_wait() -> None:
+    """Trial 12: "drift episode opened; event emitted", and the retrain it asked for was deferred, said nowhere."""
+
+    def opened(last_retrain_seconds_ago: float | None) -> str:
+        last = None if last_retrain_seconds_ago is None else T0 - timedelta(seconds=last_retrain_seconds_ago)
+        decision = drift_action(True, False, None, now=T0, cooldown_seconds=600, new_labels=0, min_new_labels=100,
+                                last_retrain_at=last)  # fmt: skip
+        assert decision.action == "emit"  # the event still goes out: alerts take it, and the retrain records why
+        return decision.note
+
+    waits = opened(93)
+    assert waits.startswith("drift episode opened; event emitted, but the last retrain started 93s ago")
+    assert "the first check after the cooldown (507s left) asks again" in waits
+    assert opened(600) == opened(None) == "drift episode opened; event emitted"
+    # And the retrain it asked for is deferred, then asked for again once the cooldown has passed.
+    deferral = decide_retrain(OPEN.key, 1, OPEN, T0 - timedelta(seconds=93), T0, 600)
+    assert deferral.state == "deferred"
+    deferred = replace(OPEN, retrain="deferred", claimed_attempt=1, attempt_at=T0 - timedelta(seconds=93))
+    assert _act(True, deferred, now=T0 + timedelta(seconds=506)).action == "already_open"
+    assert _act(True, deferred, now=T0 + timedelta(seconds=508)).action == "re_emit"

@@ -48,9 +48,11 @@ def test_recipe_round_trips_through_tags() -> None:
         source="/data/churn.csv",
         source_hash="s" * 64,
         labels_through="2026-11-25T12:00:00+00:00",
+        base_rows=7043,
     )
     back = TrainingRecipe.from_tags(recipe.to_tags(), SplitSpec(0.25, 42))
     assert back == recipe
+    assert recipe.to_tags()["driftloop.base_rows"] == "7043"
 
 
 def test_versions_from_before_the_recipe_get_defaults_and_their_file() -> None:
@@ -64,6 +66,7 @@ def test_versions_from_before_the_recipe_get_defaults_and_their_file() -> None:
         None,
     )
     assert recipe.gate == GatePolicy()
+    assert recipe.base_rows is None
 
 
 def test_an_unreadable_recipe_tag_is_named() -> None:
@@ -71,3 +74,5 @@ def test_an_unreadable_recipe_tag_is_named() -> None:
         TrainingRecipe.from_tags({"driftloop.gate_policy": "{not json"}, SplitSpec(0.25, 42))
     with pytest.raises(ValueError, match="must hold a JSON object"):
         TrainingRecipe.from_tags({"driftloop.params": "[1, 2]"}, SplitSpec(0.25, 42))
+    with pytest.raises(ValueError, match="training recipe tags are not readable"):
+        TrainingRecipe.from_tags({"driftloop.base_rows": "many"}, SplitSpec(0.25, 42))

@@ -126,6 +126,7 @@ def drift_action(
     new_labels: int,
     min_new_labels: int,
     claim_timeout_seconds: float = float("inf"),
+    last_retrain_at: datetime | None = None,
 ) -> DriftDecision:
     """What the drift flow does with a verdict, given the version's open episode (if any).
 
@@ -141,6 +142,8 @@ def drift_action(
         min_new_labels: New labels (since the last attempt) that justify another attempt after a refusal or a
             skip for lack of labels.
         claim_timeout_seconds: A requested attempt no retrain has claimed after this long is asked for again.
+        last_retrain_at: When the model's last retrain started (any version's): an episode opened within the
+            cooldown after it still emits its event (alerts take it), but says the retrain will wait.
     """
     if insufficient:
         return DriftDecision("none", "not judged: too few rows")
@@ -149,6 +152,15 @@ def drift_action(
             return DriftDecision("none", "no episode open")
         return DriftDecision("close", f"no drift: episode {episode.key} closed")
     if episode is None:
+        since_last = (now - last_retrain_at).total_seconds() if last_retrain_at else float("inf")
+        if since_last < cooldown_seconds:
+            # The retrain flow defers this attempt (decide_retrain); trial 12 read "event emitted" as a retrain.
+            return DriftDecision(
+                "emit",
+                f"drift episode opened; event emitted, but the last retrain started {since_last:.0f}s ago, within "
+                f"the cooldown: this retrain waits, and the first check after the cooldown "
+                f"({cooldown_seconds - since_last:.0f}s left) asks again",
+            )
         return DriftDecision("emit", "drift episode opened; event emitted")
 
     since = f"in episode {episode.key} (since {episode.started_at:%H:%M:%S})"

@@ -55,6 +55,7 @@ SNAPSHOT_URI = "driftloop.snapshot_uri"  # the training snapshot in the artifact
 SOURCE = "driftloop.source"  # where the data came from (the path or URL the user gave)
 SOURCE_HASH = "driftloop.source_hash"  # that source's content hash when it was read
 LABELS_THROUGH = "driftloop.labels_through"  # the newest label (feedback time) in its snapshot
+BASE_ROWS = "driftloop.base_rows"  # a retrain's snapshot: how many of its first rows are its base's (then: recent)
 RETRAIN_OF = "driftloop.retrain_of"  # the drifted champion version a retrain was built from
 RETRAIN_DECISION = "driftloop.retrain_decision"  # on a drifted version: what its latest retrain decided and why
 REFERENCE_URI = "driftloop.reference_uri"  # the drift reference profile saved with the version

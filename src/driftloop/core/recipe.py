@@ -47,6 +47,8 @@ class TrainingRecipe:
         source_hash: That source's content hash when it was last read.
         labels_through: The newest label (feedback time, ISO 8601) its snapshot includes; None when it
             includes none, so every labelled prediction is new to it.
+        base_rows: A retrain's: how many of its snapshot's first rows are its base's; the rest are the recent
+            labelled rows (``core.snapshot.after_base``). None for a snapshot without recent rows.
     """
 
     estimator: str
@@ -58,6 +60,7 @@ class TrainingRecipe:
     source: str | None = None
     source_hash: str | None = None
     labels_through: str | None = None
+    base_rows: int | None = None
 
     def to_tags(self) -> dict[str, str]:
         tags = {
@@ -75,6 +78,7 @@ class TrainingRecipe:
             lineage.SOURCE: self.source,
             lineage.SOURCE_HASH: self.source_hash,
             lineage.LABELS_THROUGH: self.labels_through,
+            lineage.BASE_ROWS: None if self.base_rows is None else str(self.base_rows),
         }
         tags.update({key: value for key, value in optional.items() if value is not None})
         return tags
@@ -92,6 +96,7 @@ class TrainingRecipe:
             split = json.loads(tags[lineage.SPLIT]) if lineage.SPLIT in tags else None
             policy = GatePolicy(**gate) if gate is not None else GatePolicy()
             split_spec = _split_spec(split) if split else default_split
+            base_rows = int(tags[lineage.BASE_ROWS]) if lineage.BASE_ROWS in tags else None
         except (ValueError, TypeError, KeyError) as error:
             raise ValueError(f"the version's training recipe tags are not readable: {error}") from error
         if not isinstance(params, dict):
@@ -107,6 +112,7 @@ class TrainingRecipe:
             source=tags.get(lineage.SOURCE) or tags.get(lineage.DATA_PATH),
             source_hash=tags.get(lineage.SOURCE_HASH) or tags.get(lineage.DATA_HASH),
             labels_through=tags.get(lineage.LABELS_THROUGH),
+            base_rows=base_rows,
         )
 
 

@@ -8,6 +8,7 @@ recent training rows, and the recent-only fit is kept only when it is significan
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,3 +97,20 @@ def choose_window(comparison: SegmentComparison) -> WindowChoice:
         f"fitted on all rows: on {comparison.rows:,} {VALIDATION}, a fit on the recent rows alone was not "
         f"significantly better: {difference.describe()}",
     )
+
+
+def learnt_a_changed_truth(tags: Mapping[str, str]) -> bool:
+    """Whether a version is a retrain after a changed truth (it records the rows it chose to fit on)."""
+    return lineage.TRAINING_WINDOW in tags
+
+
+def rows_of_its_truth(index: pd.Index, base_rows: int | None, changed_truth: bool) -> np.ndarray:
+    """Which of a version's snapshot rows (by ``index``) hold the truth it learnt.
+
+    All of them, but for a retrain after a changed truth whose base is recorded (``base_rows``): its recent rows.
+    Its earlier rows were labelled by the old truth, on which a model of the old data wins: judged there, a run on
+    the original file was promoted over a retrain that had learnt the change (trial 12).
+    """
+    if not changed_truth or base_rows is None:
+        return np.ones(len(index), dtype=bool)
+    return after_base(index, base_rows)
