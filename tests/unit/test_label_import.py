@@ -9,9 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.pipeline import build_pipeline
+from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task, TaskKind
 from driftloop.errors import DatasetError
 from driftloop.io.label_import import import_labels, label_texts, read_label_table
+from driftloop.io.onnx_export import export_onnx
+from driftloop.io.partition_scoring import LogSampling, ScoringModel, score_partition
 from driftloop.io.prediction_store import open_prediction_log
 from tests.support.prediction_log import T0, make_event
 
@@ -66,3 +71,33 @@ def test_the_table_s_columns_are_checked() -> None:
     table = read_label_table(frame.iloc[:2], "id", "y", None)
     assert table["id"].tolist() == ["17", "18"]
     assert table["row"].tolist() == [0, 0]
+
+
+def test_rows_scored_in_batch_with_one_key_take_late_labels_by_that_key(
+    tmp_path: Path, churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    """Trial 12: rows logged by `driftloop score --key order_id` matched no label given by order_id."""
+    pipeline = build_pipeline(churn_schema, "logistic_regression").fit(
+        to_model_frame(churn_frame.head(600), churn_schema), encode_target(churn_frame.head(600)["churn"], churn_schema)
+    )
+    model = ScoringModel("churn", "1", export_onnx(pipeline, churn_schema), churn_schema.model_dump_json())
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    batch = churn_frame.iloc[600:800].drop(columns=["churn"]).reset_index(drop=True)
+    batch.insert(0, "order_id", np.arange(5000, 5200))  # numbers, as a Parquet key column holds them
+    batch.insert(1, "region", "north")
+    for keys, out in ((["order_id"], "one"), (["order_id", "region"], "two")):
+        (tmp_path / out).mkdir()
+        done = score_partition(batch, (0, 0), model, keys, str(tmp_path / out), LogSampling(url, 1.0))
+        assert done.logged == 200
+    labels = pd.DataFrame({"order_id": [5000, 5007, 5199, 123], "churn": ["Yes", "No", "No", "Yes"]})
+    table = read_label_table(labels, "order_id", "churn", None)
+    store = open_prediction_log(url)
+    try:
+        done = import_labels(store, "churn", table["id"].tolist(), table["row"].tolist(),
+                             label_texts(table["label"], CHURN, "churn"))  # fmt: skip
+        # The one-key run logged each row as a request of its own, its key as the client's id; the two-key run
+        # logged one request of all its rows, which no single id names.
+        assert (done.accepted, done.unmatched, done.unmatched_examples) == (3, 1, ("123#0",))
+        assert store.read_window("churn")["actual"].notna().sum() == 3
+    finally:
+        store.close()

@@ -103,3 +103,13 @@ def key_columns(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise KeyError(f"key column(s) {missing} are not in the input (columns: {list(frame.columns)})")
     return frame[list(keys)]
+
+
+def id_text(value: object) -> str:
+    """An id as text, the same whether it was read as a number or as text: how late labels find their rows.
+
+    An id column of numbers read from a CSV is int64, or float64 where one is missing: 17.0 is the id "17".
+    """
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from driftloop.core.scoring import id_text
 from driftloop.core.task import Task
 from driftloop.errors import DatasetError
 from driftloop.io.prediction_store import Feedback, SqlPredictionStore, predictions
@@ -150,11 +151,4 @@ def read_label_table(frame: pd.DataFrame, id_column: str, label_column: str, row
                 f"row column {row_column!r}: row {first} is {frame[row_column].tolist()[first]!r}, "
                 "expected a row index (a whole number ≥ 0)"
             )
-    return pd.DataFrame({"id": ids.map(_id_text), "row": row_values.astype(np.int64), "label": frame[label_column]})
-
-
-def _id_text(value: object) -> str:
-    # An id column of numbers read from a CSV is int64, or float64 where one is missing: 17.0 is the id "17".
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+    return pd.DataFrame({"id": ids.map(id_text), "row": row_values.astype(np.int64), "label": frame[label_column]})

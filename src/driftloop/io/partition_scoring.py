@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from driftloop.core.features import as_numbers, to_model_frame
 from driftloop.core.schema import DatasetSchema
-from driftloop.core.scoring import REASON_COLUMN, answers_frame, key_columns, row_problems
+from driftloop.core.scoring import REASON_COLUMN, answers_frame, id_text, key_columns, row_problems
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
 
@@ -132,7 +132,9 @@ def score_partition(
         labels, probabilities = onnx.predict(model_frame)
         answers = answers_frame(key_columns(rows, keys), schema.task, labels, probabilities, model.version)
         answers.to_parquet(Path(out) / answer_file(part), index=False)
-        logged = _log_sample(model, schema, model_frame, labels, probabilities, part, sampling)
+        # One key: each logged row carries it as its client's request id, so `labels import --id-column KEY` joins.
+        ids = rows[keys[0]].to_numpy(dtype=object) if len(keys) == 1 else None
+        logged = _log_sample(model, schema, model_frame, labels, probabilities, part, sampling, ids)
     return PartitionScored(
         len(frame), int(good.sum()), int((~good).sum()), logged, time.perf_counter() - started,
         tuple(dict.fromkeys(reasons[~good].tolist()))[:3],
@@ -147,7 +149,9 @@ def _log_sample(
     probabilities: np.ndarray | None,
     part: tuple[int, int],
     sampling: LogSampling,
+    ids: np.ndarray | None = None,
 ) -> int:
+    """Log a seeded share of the scored rows: one request of them all, or, given their ``ids``, one per row."""
     if sampling.url is None or sampling.fraction <= 0:
         return 0
     picked = np.random.default_rng([sampling.seed, *part]).random(len(model_frame)) < sampling.fraction
@@ -166,18 +170,27 @@ def _log_sample(
         values = np.asarray(labels, dtype=np.float64).reshape(-1)[picked]
         names = np.array([repr(float(v)) for v in values], dtype=object)
         outputs = values.astype(np.float32).reshape(-1, 1)
-    event = PredictionEvent(
-        ts=time.time(),
-        request_id=f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}",
-        model_name=model.name,
-        model_version=model.version,
-        features=features,
-        labels=names,
-        probabilities=outputs,
-    )
+    request = f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}"
+    now = time.time()
+    if ids is None:
+        events = [PredictionEvent(now, request, model.name, model.version, features, names, outputs)]
+    else:
+        events = [
+            PredictionEvent(
+                now,
+                f"{request}-{row}",
+                model.name,
+                model.version,
+                {name: values[row : row + 1] for name, values in features.items()},
+                names[row : row + 1],
+                outputs[row : row + 1],
+                None if pd.isna(key) else id_text(key),
+            )  # fmt: skip
+            for row, key in enumerate(ids[picked])
+        ]
     store = open_prediction_log(sampling.url)
     try:
-        return store.write([event])
+        return store.write(events)
     finally:
         store.close()
 
