@@ -230,7 +230,7 @@ def _shuffled_drops(
     baseline = ranking.score(y, ranking.outputs(model, matrix, kind))
     rng = np.random.default_rng(seed)
     shuffles = [where for where in columns for _ in range(repeats)]
-    per_call = min(len(shuffles), max(1, _SHUFFLES_BYTES // max(matrix.nbytes, 1)))
+    per_call = max(1, min(len(shuffles), _SHUFFLES_BYTES // max(matrix.nbytes, 1)))
     # One buffer of copies, each shuffled in its feature's columns and put back after its call: np.tile made
     # fresh copies for every call at about a fortieth of a plain copy's speed (0.3-0.5 s of 61 copies of 5,000 rows).
     stacked = np.empty((per_call * rows, matrix.shape[1]), dtype=matrix.dtype)
