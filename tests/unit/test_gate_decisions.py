@@ -152,7 +152,7 @@ def test_after_the_truth_changed_a_retrain_that_learnt_it_is_promoted_though_wor
     # ... and once the labels of live traffic showed the change, the recent rows decide.
     assert decisions[True].verdict == "promote", decisions[True].reasons
     assert decisions[True].reasons[0].startswith("significantly better on recent")
-    assert any(r.startswith("not held to the old truth") for r in decisions[True].reasons), decisions[True].reasons
+    assert any(r.startswith("not held to the old rows") for r in decisions[True].reasons), decisions[True].reasons
     assert "the old rows (reference, all) are reported, not held to" in decisions[True].rule
 
 

@@ -60,5 +60,5 @@ def test_models_shows_a_retrain_that_learnt_a_changed_truth_by_its_figures_on_th
     assert _headline_metrics(whole) == "roc_auc 0.27 f1 0.3 accuracy 0.33"
     learnt = {**whole, **{f"{lineage.TRUTH_BASELINE}{name}": value for name, value in
                           (("roc_auc", "0.64"), ("f1", "0.6"), ("accuracy", "0.61"), ("rows", "300"))}}  # fmt: skip
-    assert _headline_metrics(learnt) == "roc_auc 0.64 f1 0.6 accuracy 0.61 (the new truth's 300 rows)"
+    assert _headline_metrics(learnt) == "roc_auc 0.64 f1 0.6 accuracy 0.61 (its 300 recent labelled rows)"
     assert _headline_metrics({}) == "?"

@@ -196,7 +196,7 @@ class GatePolicy:
                 f"retrain: must be significantly better on {self.improve_on} (interval above {self.min_effect:g})"
             )
         if self.truth_changed:
-            lines.append(f"the labels of live traffic changed: {REFERENCE} and {ALL} are reported, not held to")
+            lines.append(f"the champion fell short on live labels: {REFERENCE} and {ALL} are reported, not held to")
         return lines
 
     def as_dict(self) -> dict[str, object]:
@@ -633,7 +633,8 @@ def _rule(policy: GatePolicy, has_champion: bool) -> str:
     if policy.truth_changed:
         return (
             f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}; {tested}); "
-            f"the labels of live traffic changed, so the old rows ({REFERENCE}, {ALL}) are reported, not held to"
+            f"the champion fell short on the labels of live traffic, so the old rows ({REFERENCE}, {ALL}) are "
+            "reported, not held to"
         )
     return (
         f"retrain: significantly better on {policy.improve_on} (interval above {policy.min_effect:g}) and not "
@@ -674,6 +675,6 @@ def _judge_segments(
         c.describe() for c in others if not math.isfinite(policy.margin_on(c.segment)) and c.difference is not None
     ]
     if released:
-        findings.append("not held to the old truth (the labels of live traffic changed): " + "; ".join(released))
+        findings.append("not held to the old rows (the champion fell short on live labels): " + "; ".join(released))
     findings += [c.describe() for c in others if c.difference is None]
     return failures, findings
