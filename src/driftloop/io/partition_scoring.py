@@ -19,10 +19,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from driftloop.core.features import as_numbers, to_model_frame
+from driftloop.core.layout import FeatureLayout
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, answers_frame, id_text, key_columns, row_problems
 from driftloop.io.onnx_runtime import OnnxModel
-from driftloop.io.prediction_store import PredictionEvent, open_prediction_log
+from driftloop.io.prediction_store import Logged, PredictionEvent, PredictionRow, open_prediction_log
 
 REJECTED_DIR = "_rejected"  # "_": Parquet readers of the output directory skip it
 ANSWER_FILES = "part-*.parquet"  # the files of one run, in the output directory and in REJECTED_DIR
@@ -173,17 +174,24 @@ def _log_sample(
     request = f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}"
     now = time.time()
     if ids is None:
-        events = [PredictionEvent(now, request, model.name, model.version, features, names, outputs)]
-    else:
+        events: list[Logged] = [PredictionEvent(now, request, model.name, model.version, features, names, outputs)]
+    else:  # one-row requests, logged as the server logs its own (PredictionRow): no per-feature object per row
+        layout = FeatureLayout.of(schema)
+        numeric, categorical = (
+            np.hstack([features[name] for name in group]) if group else np.empty((len(names), 0), dtype=kind)
+            for group, kind in ((schema.numeric, np.float32), (schema.categorical, object))
+        )
         events = [
-            PredictionEvent(
+            PredictionRow(
                 now,
                 f"{request}-{row}",
                 model.name,
                 model.version,
-                {name: values[row : row + 1] for name, values in features.items()},
-                names[row : row + 1],
-                outputs[row : row + 1],
+                layout,
+                numeric[row : row + 1],
+                categorical[row : row + 1],
+                names[row],
+                outputs[row],
                 None if pd.isna(key) else id_text(key),
             )  # fmt: skip
             for row, key in enumerate(ids[picked])
