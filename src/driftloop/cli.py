@@ -1565,7 +1565,7 @@ def labels_import(
 
     if query is None and not Path(data).expanduser().exists():
         raise _fail(f"labels file {data}: no such file or directory")
-    frame = read_source(_source(data, query, "DATA"), secret_text(settings.sql_password))
+    frame = read_source(_source(data, query, "DATA"), secret_text(settings.sql_password), "label table")
     table = read_label_table(frame, id_column, label_column, row_column)
     task = _champion_task(settings)
     if task is None:

@@ -385,6 +385,9 @@ def test_a_missing_schema_file_is_one_line_like_a_missing_data_file(home: Path, 
 def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path, tmp_path: Path) -> None:
     missing = driftloop(home, "labels", "import", "nowhere.csv", "--label-column", "y")
     assert_refused_before_services(missing, home, "labels file nowhere.csv: no such file or directory")
+    (tmp_path / "labels.yaml").write_text("y: 1\n")  # trial 12: called a snapshot, which is what training reads
+    yaml = driftloop(home, "labels", "import", str(tmp_path / "labels.yaml"), "--label-column", "y")
+    assert_refused_before_services(yaml, home, f"label table {tmp_path / 'labels.yaml'} has an unsupported file type")
     scored = driftloop(home, "score", "nowhere.parquet", "--out", str(tmp_path / "out"))
     assert_refused_before_services(scored, home, "DATA nowhere.parquet: no such file or directory")
 

@@ -190,15 +190,15 @@ def describe_source(source: Source) -> str:
     return source.describe() if isinstance(source, SqlQuery) else str(source)
 
 
-def read_source(source: Source, password: str | None = None) -> pd.DataFrame:
+def read_source(source: Source, password: str | None = None, what: str = "snapshot") -> pd.DataFrame:
     """The snapshot's rows, from a file or directory (``read_snapshot``) or a database (``read_sql``).
 
-    ``password`` is the database's, used when its URL has none.
+    ``password`` is the database's, used when its URL has none; ``what`` names the file in errors.
     """
-    return read_sql(source, password) if isinstance(source, SqlQuery) else read_snapshot(source)
+    return read_sql(source, password) if isinstance(source, SqlQuery) else read_snapshot(source, what)
 
 
-def read_snapshot(path: Path) -> pd.DataFrame:
+def read_snapshot(path: Path, what: str = "snapshot") -> pd.DataFrame:
     """Read a data snapshot: a CSV (optionally compressed) or Parquet file, or a directory of Parquet files.
 
     A file's type comes from its name. A directory is a partitioned export: its parts are read in file-name order as
@@ -206,49 +206,49 @@ def read_snapshot(path: Path) -> pd.DataFrame:
 
     Raises:
         DatasetError: the path is missing, the suffix is unsupported, a directory holds no Parquet file, or a
-            file is empty or cannot be parsed.
+            file is empty or cannot be parsed; the message calls the file ``what`` ("label table").
     """
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"snapshot {path} does not exist")
+        raise DatasetError(f"{what} {path} does not exist")
     if path.is_dir():
-        return _read_parquet_directory(path)
+        return _read_parquet_directory(path, what)
     kind = _snapshot_kind(path)
     if kind is None:
-        raise DatasetError(f"snapshot {path} has an unsupported file type; use {_SUPPORTED}")
+        raise DatasetError(f"{what} {path} has an unsupported file type; use {_SUPPORTED}")
     if path.stat().st_size == 0:
-        raise DatasetError(f"snapshot {path} is empty (0 bytes)")
+        raise DatasetError(f"{what} {path} is empty (0 bytes)")
 
     try:
         if kind == "parquet":
-            refuse_repeated_columns(f"snapshot {path}", list(pq.read_schema(path).names))
+            refuse_repeated_columns(f"{what} {path}", list(pq.read_schema(path).names))
             frame = pd.read_parquet(path)
         else:
-            frame = _read_csv(path)
+            frame = _read_csv(path, what)
     except pd.errors.EmptyDataError:
-        raise DatasetError(f"snapshot {path} is empty (no columns)") from None
+        raise DatasetError(f"{what} {path} is empty (no columns)") from None
     # The parsers report a malformed file through any of these (ParserError and pyarrow's ArrowInvalid are
     # ValueErrors; a broken gzip is an OSError or EOFError).
     except (ValueError, OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"cannot parse snapshot {path} as {kind}: {exc}") from None
+        raise DatasetError(f"cannot parse {what} {path} as {kind}: {exc}") from None
     if frame.empty:
-        raise DatasetError(f"snapshot {path} has no rows ({len(frame.columns)} column(s), 0 rows)")
+        raise DatasetError(f"{what} {path} has no rows ({len(frame.columns)} column(s), 0 rows)")
     return frame
 
 
-def _read_parquet_directory(directory: Path) -> pd.DataFrame:
+def _read_parquet_directory(directory: Path, what: str) -> pd.DataFrame:
     parts = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
     if not parts:
         raise DatasetError(
-            f"snapshot directory {directory} holds no Parquet file ({', '.join(PARQUET_SUFFIXES)}); a directory "
+            f"{what} directory {directory} holds no Parquet file ({', '.join(PARQUET_SUFFIXES)}); a directory "
             "is read as the parts of one Parquet export"
         )
-    frames = [read_snapshot(part) for part in parts]
+    frames = [read_snapshot(part, what) for part in parts]
     columns = list(frames[0].columns)
     for part, frame in zip(parts[1:], frames[1:], strict=True):
         if list(frame.columns) != columns:
             raise DatasetError(
-                f"snapshot directory {directory}: {part.name} has columns {list(frame.columns)}, "
+                f"{what} directory {directory}: {part.name} has columns {list(frame.columns)}, "
                 f"but {parts[0].name} has {columns}; every part must have the same columns"
             )
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -267,7 +267,7 @@ def _snapshot_kind(path: Path) -> str | None:
     return None
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
     # pandas' default NA strings stay on: a blank cell (and "NA", "null", "NaN", "None", ...) is missing. That
     # would also swallow a category literally spelled "None" or "NA"; no schema we ship declares one, and
     # treating the common exports' null spellings as missing matters more. Only "True"/"False" spellings are
@@ -276,7 +276,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
     # pandas renames a repeated header ("tenure", "tenure.1"): the second copy would be dropped as an unknown
     # column without a word. The header as written says so.
-    refuse_repeated_columns(f"snapshot {path}", [str(name) for name in csv_first_lines(path).iloc[0]])
+    refuse_repeated_columns(f"{what} {path}", [str(name) for name in csv_first_lines(path).iloc[0]])
     return frame
 
 

@@ -104,17 +104,18 @@ def score_partition(
     keys: Sequence[str],
     out: str,
     sampling: LogSampling,
+    as_read: pd.DataFrame | None = None,
 ) -> PartitionScored:
     """Validate, score and write one batch of rows: ``out/part-TTTTT-BBBB.parquet`` (task, batch: ``answer_file``).
 
-    Bad rows go under ``_rejected/`` with their reason (their values as text, missing values kept missing).
+    Bad rows go under ``_rejected/`` with their reason (their values as text, missing values kept missing);
+    ``as_read``: the same rows before they were typed (a CSV's text), which is what is set aside then.
     """
     started = time.perf_counter()
     schema = DatasetSchema.model_validate_json(model.schema_json)
-    onnx = _session(model.sha256, model.onnx_bytes, model.schema_json)
     reasons = row_problems(frame, schema)
     good = (reasons == "").to_numpy()
-    bad = frame[~good]
+    bad = (frame if as_read is None else as_read)[~good]
     if len(bad):
         rejected = bad.assign(**{REASON_COLUMN: reasons[~good].to_numpy()})
         for column in rejected.columns:
@@ -130,7 +131,7 @@ def score_partition(
     logged = 0
     if len(rows):
         model_frame = to_model_frame(rows, schema)
-        labels, probabilities = onnx.predict(model_frame)
+        labels, probabilities = _session(model.sha256, model.onnx_bytes, model.schema_json).predict(model_frame)
         answers = answers_frame(key_columns(rows, keys), schema.task, labels, probabilities, model.version)
         answers.to_parquet(Path(out) / answer_file(part), index=False)
         # One key: each logged row carries it as its client's request id, so `labels import --id-column KEY` joins.
@@ -228,9 +229,9 @@ def score_csv_block(
     frame: pd.DataFrame, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
     schema: DatasetSchema | None,
 ) -> PartitionScored:  # fmt: skip
-    if schema is not None:
-        frame = _csv_types(frame, schema)
-    return score_partition(frame, (number, 0), model, keys, out, sampling)
+    """One block of a CSV, read as text: typed by ``schema`` to be scored; its bad rows set aside as written."""
+    typed = frame if schema is None else _csv_types(frame, schema)
+    return score_partition(typed, (number, 0), model, keys, out, sampling, as_read=frame)
 
 
 def _csv_types(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
