@@ -46,6 +46,17 @@ def test_categories_are_compared_as_the_text_the_model_is_fed() -> None:
     }
 
 
+def test_missing_values_of_a_listed_feature_are_missing_not_unlisted_whatever_their_spelling() -> None:
+    listed = Feature(name="plan", kind=FeatureKind.CATEGORICAL, categories=["basic", "pro"])
+    assert _rows(["basic", "pro", "basic"], listed) == {Rule.MISSING: [], Rule.UNLISTED: []}
+    assert _rows(["pro", None, math.nan, pd.NA, "gold", "basic"], listed) == {
+        Rule.MISSING: [1, 2, 3],
+        Rule.UNLISTED: [4],
+    }
+    nullable = Feature(name="plan", kind=FeatureKind.CATEGORICAL, categories=["basic", "pro"], nullable=True)
+    assert _rows([None, "pro", math.nan, "gold"], nullable) == {Rule.UNLISTED: [3]}
+
+
 def test_a_reason_names_the_feature_the_rule_and_its_bound() -> None:
     feature = Feature(name="tenure", kind=FeatureKind.NUMERIC, min=0.5)
     reasons = {b.rule: b.reason(feature) for b in broken_rules(pd.Series([1.0]), feature)}

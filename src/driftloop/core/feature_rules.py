@@ -53,13 +53,14 @@ def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None 
     ``numbers``: the column already through ``as_numbers``, when the caller has it. A rule is listed even when no
     row breaks it (its mask is all False).
     """
+    if feature.is_categorical and feature.refuses_unlisted:
+        missing, unlisted = _missing_and_unlisted(values, feature.categories or ())
+        return [*([] if feature.nullable else [Broken(Rule.MISSING, missing)]), Broken(Rule.UNLISTED, unlisted)]
     missing = values.isna().to_numpy()
     broken: list[Broken] = []
     if not feature.nullable:
         broken.append(Broken(Rule.MISSING, missing))
     if feature.is_categorical:
-        if feature.refuses_unlisted:
-            broken.append(Broken(Rule.UNLISTED, _unlisted(values, missing, feature.categories or ())))
         return broken
     numbers = as_numbers(values) if numbers is None else numbers
     present = numbers.notna().to_numpy()
@@ -78,13 +79,18 @@ def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None 
     return broken
 
 
-def _unlisted(values: pd.Series, missing: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
-    """Present values outside ``categories``, compared as str(value).
+def _missing_and_unlisted(values: pd.Series, categories: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(missing values, present values outside ``categories``), compared as str(value).
 
-    str(value) is the text the model is fed (``core.features.to_model_frame``).
+    str(value) is the text the model is fed (``core.features.to_model_frame``). Only the rows that are not listed
+    as they are are looked at again: a column whose values are all listed, the usual case, is read once.
     """
     listed = [str(c) for c in categories]
-    outside: np.ndarray = ~missing & ~values.isin(listed).to_numpy()
+    outside: np.ndarray = ~values.isin(listed).to_numpy()
+    missing = np.zeros(len(values), dtype=bool)
+    if outside.any():
+        missing[outside] = values[outside].isna().to_numpy()
+        outside &= ~missing
     if outside.any():  # a value that is not text (12 for "12") may still be listed as text
         outside[outside] = ~values[outside].astype(str).isin(listed).to_numpy()
-    return outside
+    return missing, outside
