@@ -20,6 +20,7 @@ from driftloop.core.drift import ColumnKind, build_profile, prediction_values
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric, importance_sample
 from driftloop.core.features import encode_target, to_model_frame, with_canonical_target
 from driftloop.core.fit_progress import fit_progress
+from driftloop.core.float32_splits import snap_fitted_pipeline
 from driftloop.core.gates import (
     ALL,
     CHAMPION_DATA,
@@ -166,6 +167,7 @@ def _fitted(
     with timed_step("fitting %s on %s rows × %s features%s", estimator, f"{len(rows):,}", len(schema.features), what,
                     done_so_far=partial(fit_progress, pipeline)):  # fmt: skip
         pipeline.fit(features, target)
+    snap_fitted_pipeline(pipeline)  # before anything scores it: sklearn and the ONNX export then split alike
     return pipeline
 
 
