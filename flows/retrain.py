@@ -89,17 +89,21 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str, truth
     work = settings.home / "snapshots" / f"{name}-v{drifted}-{flow_run.id}"
     champion = read_recipe(name, uri, drifted, SplitSpec(settings.holdout_fraction, settings.seed), work)
     recipe, schema = champion.recipe, champion.schema
-    labels = collect_new_labels(settings.predictions_url, name, schema, recipe.labels_through, work / "recent.parquet")
+    # After a changed truth, the rows served before the change carry the old one: they are left out.
+    labels = collect_new_labels(settings.predictions_url, name, schema, recipe.labels_through, work / "recent.parquet",
+                                truth_changed, settings.label_min_rows)  # fmt: skip
     source = check_source(recipe, schema, settings.sql_password)
     plan = plan_retrain(drifted, labels.rows, source.check)
-    unusable = f" ({labels.unusable} labelled rows left out: their label is not a class)" if labels.unusable else ""
+    left_out = f" ({labels.unusable} labelled rows left out: their label is not a class)" if labels.unusable else ""
+    if labels.change:
+        left_out += f"; {labels.change}: the {labels.before_change:,} labelled rows served before it are left out"
     if not plan.run:
         settle_episode(name, uri, drifted, episode, "waiting_for_labels", labels.rows)
         record_retrain_on_version(name, uri, drifted, f"skipped: {plan.reason}", _actor(), in_history=True)
         alert_without_labels(name, drifted, episode, plan.reason)
         record_retrain(
             f"# Retrain skipped: no new labelled data\n\nmodel `{name}` v{drifted}, episode `{episode}`\n\n"
-            f"- asked because: {reason}\n- decision: {plan.reason}{unusable}\n- the episode stays open; "
+            f"- asked because: {reason}\n- decision: {plan.reason}{left_out}\n- the episode stays open; "
             f"the drift check asks again once {settings.retrain_min_new_labels} new labelled rows have arrived\n",
             "skipped: no new labels",
         )
@@ -136,7 +140,7 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str, truth
     record_retrain_on_version(name, uri, drifted, f"{verdict}: {training.rule}", _actor())
     record_retrain(
         f"# Retrain: {verdict}\n\nmodel `{name}`, drifted champion v{drifted}, episode `{episode}`\n\n"
-        f"- asked because: {reason}\n- data: {plan.reason}{unusable}\n"
+        f"- asked because: {reason}\n- data: {plan.reason}{left_out}\n"
         f"- estimator: {recipe.estimator} {dict(recipe.params) or ''}\n"
         f"- gate rule: {training.rule}\n- gate: {training.verdict}: {'; '.join(training.reasons)}\n"
         f"- MLflow: {training.mlflow_version_url}\n",

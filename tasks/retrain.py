@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from driftloop.core import lineage
+from driftloop.core.change_point import describe, since_change
 from driftloop.core.episodes import MANUAL, RetrainDecision, RetrainState, decide_retrain
 from driftloop.core.features import with_canonical_target
 from driftloop.core.recipe import SplitSpec, TrainingRecipe
@@ -123,39 +124,65 @@ class NewLabels:
         rows: How many rows it holds.
         unusable: Labelled rows left out because their label is not a class of the schema.
         latest: The newest label time among them (ISO 8601), None when there are none.
+        before_change: Rows left out because they were served before the truth changed (``core.change_point``).
+        change: Where the truth changed and how the champion's errors moved there, a sentence; None: not looked
+            for, or no change stood out.
     """
 
     path: Path | None
     rows: int
     unusable: int
     latest: str | None
+    before_change: int = 0
+    change: str | None = None
 
 
 @task(name="collect-new-labels", cache_policy=NO_CACHE, timeout_seconds=900)
 def collect_new_labels(
-    predictions_url: str, model_name: str, schema: DatasetSchema, labelled_after: str | None, out: Path
+    predictions_url: str,
+    model_name: str,
+    schema: DatasetSchema,
+    labelled_after: str | None,
+    out: Path,
+    truth_changed: bool = False,
+    min_rows: int = 100,
 ) -> NewLabels:
-    """Every prediction of the model whose true class arrived after ``labelled_after`` (all of them if None)."""
+    """Every prediction of the model whose true class arrived after ``labelled_after`` (all of them if None).
+
+    ``truth_changed``: only the rows served from the point where the model's errors got significantly worse, if
+    one stands out with ``min_rows`` rows on each side; the rows before it carry the old truth.
+    """
     store = open_prediction_log(predictions_url)
     try:
         after = datetime.fromisoformat(labelled_after) if labelled_after else None
         window = store.read_window(model_name, labelled=True, labelled_after=after)
     finally:
         store.close()
-    usable = schema.task.usable_labels(window["actual"].to_numpy(dtype=object))
-    rows = window[usable]
+    task = schema.task
+    usable = task.usable_labels(window["actual"].to_numpy(dtype=object))
+    rows = window[usable].sort_values("ts", kind="stable")
     if rows.empty:
         return NewLabels(None, 0, int((~usable).sum()), None)
+    latest = rows["labelled_at"].max().isoformat()  # every new label is used up, those before a change included
+    before_change, change = 0, None
+    if truth_changed:
+        kept, point = since_change(task, rows["label"].to_numpy(dtype=object), rows["actual"].to_numpy(dtype=object),
+                                   min_rows)  # fmt: skip
+        if point is not None:
+            since = rows["ts"].to_numpy()[kept][0]
+            change = (
+                f"the truth changed at {pd.Timestamp(since).isoformat()}: {describe(point, task.label_check_metric)}"
+            )
+            before_change, rows = int((~kept).sum()), rows[kept]
     recent = pd.DataFrame({name: rows.get(name) for name in schema.feature_names})
     for feature in schema.features:
         if not feature.is_categorical:
             recent[feature.name] = pd.to_numeric(recent[feature.name])
     actual = rows["actual"]
-    recent[schema.target.name] = (actual if schema.task.is_classifier else pd.to_numeric(actual)).to_numpy()
+    recent[schema.target.name] = (actual if task.is_classifier else pd.to_numeric(actual)).to_numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     recent.to_parquet(out, index=False)
-    latest = rows["labelled_at"].max().isoformat()
-    return NewLabels(out, len(recent), int((~usable).sum()), latest)
+    return NewLabels(out, len(recent), int((~usable).sum()), latest, before_change, change)
 
 
 @dataclass(frozen=True)

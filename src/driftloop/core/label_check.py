@@ -138,22 +138,34 @@ def check_labels(
         return LabelCheck("insufficient labels", rows, min_rows, metric, None, baseline, max_drop)
 
     if task.is_classifier:
-        accuracy = float(np.mean(as_text(predicted[usable]) == as_text(actual[usable])))
+        accuracy = 1.0 - float(np.mean(row_errors(task, predicted[usable], actual[usable])))
         holdout = baseline * (1 - baseline) / baseline_rows if baseline_rows and 0 <= baseline <= 1 else 0.0
         noise = Z_ONE_SIDED_95 * math.sqrt(accuracy * (1 - accuracy) / rows + holdout)
         worse = beyond_allowance(metric, accuracy, baseline, max_drop) and baseline - accuracy > noise
         return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, accuracy, baseline, max_drop,
                           noise=noise)  # fmt: skip
 
-    errors = predicted[usable].astype(np.float64) - actual[usable].astype(np.float64)
-    squared = errors**2
+    squared = row_errors(task, predicted[usable], actual[usable])
     rmse = math.sqrt(float(np.mean(squared)))
-    mae = float(np.mean(np.abs(errors)))
+    mae = float(np.mean(np.sqrt(squared)))
     window = (float(np.std(squared)) / (2 * rmse * math.sqrt(rows))) ** 2 if rmse > 0 else 0.0
     holdout = baseline**2 / (2 * baseline_rows) if baseline_rows and math.isfinite(baseline) else 0.0
     noise = Z_ONE_SIDED_95 * math.sqrt(window + holdout)
     worse = beyond_allowance(metric, rmse, baseline, max_drop) and rmse - baseline > noise
     return LabelCheck("degraded" if worse else "ok", rows, min_rows, metric, rmse, baseline, max_drop, mae, noise)
+
+
+def row_errors(task: Task, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Each row's error as the label check counts it: 1.0 or 0.0 for a wrong or right class, or the squared error.
+
+    For rows whose values the task can use (``check_labels`` picks them).
+    """
+    predicted, actual = np.asarray(predicted, dtype=object), np.asarray(actual, dtype=object)
+    if task.is_classifier:
+        wrong: np.ndarray = np.not_equal(as_text(predicted), as_text(actual)).astype(np.float64)
+        return wrong
+    squared: np.ndarray = (predicted.astype(np.float64) - actual.astype(np.float64)) ** 2
+    return squared
 
 
 def beyond_allowance(metric: str, value: float | None, baseline: float, max_drop: float) -> bool:
