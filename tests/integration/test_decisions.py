@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from datetime import UTC, datetime
@@ -139,12 +140,14 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         assert "waiting for labels (0 new since the last retrain, need 100)" in again
         assert len(drift_events(dl, started)) == 1
 
-        # Labels arrive (a competitor's offer makes new DSL customers leave): the next check asks again, and the
-        # retrain rebuilds v1's configuration on its stored snapshot plus the new rows, and is promoted.
+        # Labels arrive: first 300 new customers' under the old truth, then (a competitor's offer makes new DSL
+        # customers leave) 600 under the new one. The next check asks again, and the retrain rebuilds v1's
+        # configuration on its stored snapshot plus the rows served since the change, and is promoted.
+        replay(dl, _new_customers(300, seed=23, labels="none"))
         replay(dl, _new_customers(600, seed=22, labels="competitor"))
-        wait_logged(dl, 1900)
+        wait_logged(dl, 2200)
         third = dl.run("drift-check").stdout
-        assert "600 new labelled rows since the last retrain: event emitted again" in third
+        assert "900 new labelled rows since the last retrain: event emitted again" in third
         second_run = finished_runs(dl, "retrain-model", 2)[-1]
         assert second_run["state_type"] == "COMPLETED", second_run
         assert second_run["parameters"]["attempt"] == 2
@@ -152,6 +155,14 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         # (a boolean parameter), which is then held to the recent rows, its floors included.
         assert "labels   degraded" in third, third
         assert second_run["parameters"]["truth_changed"] is True
+        # v1 was wrong on a third of the old-truth rows and on more than half of the new (z 5-7 offline, seeds
+        # 23-25): the rows served before the change are left out (trial 14).
+        decision = artifact(dl, second_run["id"], "retrain-decision")
+        assert "retraining on v1's training snapshot plus " in decision, decision
+        left_out = re.search(r"the truth changed at \S+: accuracy [0-9.]+ against [0-9.]+ before \(z [0-9.]+\): "
+                             r"the ([0-9,]+) labelled rows served before it are left out", decision)  # fmt: skip
+        assert left_out is not None, decision
+        assert 240 <= int(left_out.group(1).replace(",", "")) <= 310, decision
         retrained = registry.get_version("2")
         assert retrained.tags[lineage.GATE] == "promote", retrained.tags[lineage.GATE_REASON]
         assert retrained.tags[lineage.GATE_REASON].startswith("significantly better on recent")

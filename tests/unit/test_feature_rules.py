@@ -93,6 +93,17 @@ def test_numbers_parse_from_text_and_what_does_not_parse_is_nan() -> None:
     assert numbers.iloc[1:3].isna().all()
 
 
+def test_a_number_beyond_float64_in_text_is_infinite_as_in_a_typed_column_not_text() -> None:
+    """Trial 14: 1e400 in a scored CSV was "not a number"; inf in Parquet "not a finite number"."""
+    numbers = as_numbers(pd.Series(["1e400", "-1e999", "1_0", "abc", "1e38"], dtype=object))
+    assert numbers.iloc[0] == math.inf
+    assert numbers.iloc[1] == -math.inf
+    assert numbers.iloc[2:4].isna().all()  # Python's float() reads "1_0" as 10; only overflow is taken from it
+    assert numbers.iloc[4] == 1e38
+    feature = Feature(name="income", kind=FeatureKind.NUMERIC)
+    assert _rows(["1e400", "abc", "5"], feature) == {Rule.MISSING: [], Rule.NOT_A_NUMBER: [1], Rule.NOT_FINITE: [0]}
+
+
 def test_true_and_false_read_as_one_and_zero_as_pandas_csv_reader_reads_them() -> None:
     numbers = as_numbers(pd.Series(["True", "false", "TRUE", "FALSE", "yes", "1", None, True, False], dtype=object))
     assert numbers.iloc[:4].tolist() == [1.0, 0.0, 1.0, 0.0]

@@ -7,6 +7,8 @@ ONNX call, and the pipeline imputes ``""`` the same way in both. Numbers go in a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
@@ -61,8 +63,20 @@ def as_numbers(values: pd.Series) -> pd.Series:
     if unparsed.any():
         texts = objects[unparsed].astype(str)
         words = np.where(texts.isin(CSV_TRUE_WORDS), 1.0, np.where(texts.isin(CSV_FALSE_WORDS), 0.0, np.nan))
-        numbers[unparsed] = words
+        numbers[unparsed] = np.where(np.isnan(words), [_beyond_float64(text) for text in texts], words)
     return numbers
+
+
+def _beyond_float64(text: str) -> float:
+    """±inf for a number too large for float64 (``1e400``), which pandas leaves unparsed; NaN for anything else.
+
+    So such a number is refused as infinite wherever it comes from (a typed column holds it as inf), not as text.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if math.isinf(value) else math.nan
 
 
 def to_model_frame(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
