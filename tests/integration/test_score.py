@@ -292,3 +292,27 @@ def test_local_workers_start_with_the_scoring_module_and_without_mlflow() -> Non
     assert len(seen) == 2
     for imported in seen.values():
         assert imported == {WORKER_MODULE: True, "onnxruntime": True, "mlflow": False}
+
+
+def test_a_local_cluster_takes_no_taken_port_and_says_nothing_about_it() -> None:
+    """Trial 14: with another cluster's dashboard on 8787, Dask warned in four lines amid the command's output."""
+    import socket
+    import warnings
+
+    from driftloop.io.batch_scoring import dask_client
+
+    taken = socket.socket()
+    try:
+        taken.bind(("0.0.0.0", 8787))
+        taken.listen()
+    except OSError:
+        pass  # another process holds it already: the case itself
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(None, 1) as client:
+                address = client.scheduler_info()["address"]
+    finally:
+        taken.close()
+    assert address.startswith("tcp://127.0.0.1:")
+    assert [str(w.message) for w in caught if "already in use" in str(w.message)] == []

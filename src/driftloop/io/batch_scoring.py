@@ -375,8 +375,11 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
         with client:
             yield client
         return
+    # No dashboard; the scheduler's own HTTP server (health, metrics) on a free loopback port: its default, 8787,
+    # is often taken by another cluster, and Dask then warns in the middle of the command's output (trial 14).
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None, preload=[WORKER_MODULE])  # fmt: skip
+                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                           preload=[WORKER_MODULE])  # fmt: skip
     with cluster, Client(cluster) as client:
         yield client
 
