@@ -303,7 +303,7 @@ def test_a_local_cluster_takes_no_taken_port_and_says_nothing_about_it() -> None
 
     taken = socket.socket()
     try:
-        taken.bind(("0.0.0.0", 8787))
+        taken.bind(("127.0.0.1", 8787))
         taken.listen()
     except OSError:
         pass  # another process holds it already: the case itself
