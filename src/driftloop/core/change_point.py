@@ -8,8 +8,8 @@ two apart: they are as many as on its holdout before the change and more after i
 
 The split is the one with the largest two-sample z of the mean error after it against before it, with at least
 ``min_rows`` on each side; the variance is the whole sequence's (no segment's own variance of zero can make a
-split look certain). The z needed, 4.5, is above what the largest of the ~n splits' z reaches on errors that did
-not change (about 3 for a few thousand rows), so unchanged errors keep every row.
+split look certain). The z needed is 4.5: the largest of the ~n splits' z on errors that did not change reached
+3.55 once in 90 sequences of 3,000 rows, and 4.5 in none of 8,000 (200 to 10,000 rows), so such errors keep every row.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def since_change(
 
 
 def describe(point: ChangePoint, metric: str) -> str:
-    """``from row 1,012 on, accuracy 0.12 against 0.90 before (z 31.4)``: for a classifier, errors are 0/1."""
+    """``accuracy 0.14 against 0.91 before (z 34.7)``, or a regressor's RMSE: the errors after the change and before."""
     if metric == "accuracy":
         return f"accuracy {1 - point.after:.2f} against {1 - point.before:.2f} before (z {point.z:.1f})"
     return f"RMSE {math.sqrt(point.after):.4g} against {math.sqrt(point.before):.4g} before (z {point.z:.1f})"
