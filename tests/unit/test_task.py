@@ -201,6 +201,23 @@ def test_regression_parity_is_relative_above_one_and_absolute_below() -> None:
     assert not compare_with_recording(recording, "text").passed
 
 
+def test_regression_parity_scales_with_the_outputs_typical_size_so_a_value_near_zero_passes() -> None:
+    """Trial 15: durations near 40, a few near 0; the float32 graph is off by 2e-5 on every row, as float32 is
+    at 40. Both retrains were refused for the rows near 0, judged at 1e-5 absolute."""
+    rng = np.random.default_rng(15)
+    expected = np.r_[rng.normal(40, 10, 3000), [0.3, -0.2, 0.05]]
+    off = expected + rng.choice([-2e-5, 2e-5], len(expected))
+    report = compare_values(expected, off, tolerance=1e-5)
+    assert report.passed, report.reason
+    flipped = off.copy()
+    flipped[-1] += 0.01  # a branch taken differently near 0: far beyond 1e-5 × 40
+    failed = compare_values(expected, flipped, tolerance=1e-5)
+    assert not failed.passed
+    assert "median |value| 40" in failed.reason
+    small = rng.normal(0, 0.3, 3000)  # outputs that are all small stay judged at 1e-5 absolute
+    assert not compare_values(small, small + 2e-5, tolerance=1e-5).passed
+
+
 def test_a_regressors_rows_keep_their_side_of_the_split_when_whole_numbers_become_floats() -> None:
     schema = world_schema("regression")
     frame = world(400, 5, "regression")

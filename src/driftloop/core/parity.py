@@ -1,8 +1,11 @@
 """Do two models score alike? Their outputs compared: the one rule for every such comparison.
 
 Classifiers: probabilities within an absolute tolerance, and labels equal except where the two most likely classes
-are within the tie band of each other. Regressors: values within ``tolerance × max(1, |expected|)``, absolute for
-small values and relative for large ones (a float32 graph carries about 7 significant digits).
+are within the tie band of each other. Regressors: values within ``tolerance × max(1, |expected|, median |expected|)``:
+absolute for small values and relative for large ones, since a float32 graph carries about 7 significant digits of
+the magnitudes it works with. Those are the outputs' typical size even where one output is near 0 (a tree
+ensemble's sum of a base value near 40 and leaves near -40 rounds as numbers near 40 do; trial 15's retrains were
+refused for 2e-5 on a duration near 0 while every output near 40 carried the same error).
 
 It decides ONNX parity at export (scikit-learn vs ONNX on the holdout, or ``PARITY_ROWS`` of it), the server's
 self-check when it loads a version (its outputs vs those recorded at registration) and a rollout's smoke test (a
@@ -73,7 +76,8 @@ class ParityReport:
         if self.outputs == "values":
             return (
                 f"parity {verdict} on {self.rows} rows: max |Δ| {self.max_abs_diff:.2e} "
-                f"(tolerance {self.tolerance:.0e} × max(1, |value|)), mean {self.mean_abs_diff:.2e}; {self.reason}"
+                f"(tolerance {self.tolerance:.0e} × max(1, |value|, median |value|)), mean {self.mean_abs_diff:.2e}; "
+                f"{self.reason}"
             )
         return (
             f"parity {verdict} on {self.rows} rows: max |Δp| {self.max_abs_diff:.2e} "
@@ -162,7 +166,9 @@ def compare_outputs(
 
 
 def compare_values(expected: np.ndarray, actual: np.ndarray, tolerance: float = 1e-5) -> ParityReport:
-    """Compare a regressor's ``(n,)`` predictions: passes iff every ``|Δ| ≤ tolerance × max(1, |expected|)``.
+    """Compare a regressor's ``(n,)`` predictions: passes iff every ``|Δ| ≤ tolerance × max(1, |expected|, m)``.
+
+    ``m`` is the median of ``|expected|`` over the rows: the magnitude the graph works with (module docstring).
 
     Raises:
         ValueError: ``tolerance`` is negative.
@@ -184,12 +190,13 @@ def compare_values(expected: np.ndarray, actual: np.ndarray, tolerance: float = 
     if not_finite:
         return _failed(rows, tolerance, 0.0, f"{not_finite} row(s) have values that are not finite")
     diff = np.abs(v_exp - v_act)
-    over = diff > tolerance * np.maximum(1.0, np.abs(v_exp))
+    typical = float(np.median(np.abs(v_exp)))
+    over = diff > tolerance * np.maximum(max(1.0, typical), np.abs(v_exp))
     reason = "within tolerance"
     if over.any():
         reason = (
-            f"max |Δ| {float(diff.max()):.3g} beyond tolerance {tolerance:.0e} × max(1, |value|) "
-            f"on {int(over.sum())} row(s)"
+            f"max |Δ| {float(diff.max()):.3g} beyond tolerance {tolerance:.0e} × max(1, |value|, median |value| "
+            f"{typical:.3g}) on {int(over.sum())} row(s)"
         )
     return ParityReport(
         rows=rows,
