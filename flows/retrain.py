@@ -98,7 +98,7 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str, truth
     if labels.change:
         left_out += f"; {labels.change}: the {labels.before_change:,} labelled rows served before it are left out"
     if not plan.run:
-        settle_episode(name, uri, drifted, episode, "waiting_for_labels", labels.rows)
+        settle_episode(name, uri, drifted, episode, "waiting_for_labels", labels.used_up)
         record_retrain_on_version(name, uri, drifted, f"skipped: {plan.reason}", _actor(), in_history=True)
         alert_without_labels(name, drifted, episode, plan.reason)
         record_retrain(
@@ -135,7 +135,7 @@ def _retrain(name: str, uri: str, drifted: str, episode: str, reason: str, truth
         ),
     )
     state: RetrainState = "promoted" if training.promoted else "refused"
-    settle_episode(name, uri, drifted, episode, state, labels.rows)
+    settle_episode(name, uri, drifted, episode, state, labels.used_up)
     verdict = f"v{training.version} promoted" if training.promoted else f"v{training.version} refused"
     record_retrain_on_version(name, uri, drifted, f"{verdict}: {training.rule}", _actor())
     record_retrain(

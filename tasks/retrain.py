@@ -136,6 +136,11 @@ class NewLabels:
     before_change: int = 0
     change: str | None = None
 
+    @property
+    def used_up(self) -> int:
+        """The labels this retrain read, those served before a change included: the episode counts later ones as new."""
+        return self.rows + self.before_change
+
 
 @task(name="collect-new-labels", cache_policy=NO_CACHE, timeout_seconds=900)
 def collect_new_labels(
