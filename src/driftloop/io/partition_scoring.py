@@ -160,10 +160,6 @@ def _log_sample(
     if not picked.any():
         return 0
     chosen = model_frame[picked]
-    features = {
-        f.name: chosen[f.name].to_numpy(dtype=object if f.is_categorical else np.float32).reshape(-1, 1)
-        for f in schema.features
-    }
     task = schema.task
     if task.is_classifier and probabilities is not None:
         names = np.asarray(task.classes, dtype=object)[np.asarray(labels)[picked].astype(np.int64)].astype(str)
@@ -175,13 +171,15 @@ def _log_sample(
     request = f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}"
     now = time.time()
     if ids is None:
+        features = {
+            f.name: chosen[f.name].to_numpy(dtype=object if f.is_categorical else np.float32).reshape(-1, 1)
+            for f in schema.features
+        }
         events: list[Logged] = [PredictionEvent(now, request, model.name, model.version, features, names, outputs)]
     else:  # one-row requests, logged as the server logs its own (PredictionRow): no per-feature object per row
         layout = FeatureLayout.of(schema)
-        numeric, categorical = (
-            np.hstack([features[name] for name in group]) if group else np.empty((len(names), 0), dtype=kind)
-            for group, kind in ((schema.numeric, np.float32), (schema.categorical, object))
-        )
+        numeric = chosen[list(schema.numeric)].to_numpy(dtype=np.float32)
+        categorical = chosen[list(schema.categorical)].to_numpy(dtype=object)
         events = [
             PredictionRow(
                 now,
