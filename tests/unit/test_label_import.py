@@ -9,15 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.core.features import encode_target, to_model_frame
-from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task, TaskKind
 from driftloop.errors import DatasetError
 from driftloop.io.label_import import import_labels, label_texts, read_label_table
-from driftloop.io.onnx_export import export_onnx
-from driftloop.io.partition_scoring import LogSampling, ScoringModel, score_partition
+from driftloop.io.partition_scoring import LogSampling, score_partition
 from driftloop.io.prediction_store import open_prediction_log
+from tests.support.churn import scoring_model
 from tests.support.prediction_log import T0, make_event
 
 CHURN = Task(TaskKind.BINARY, ("No", "Yes"))
@@ -77,10 +75,7 @@ def test_rows_scored_in_batch_with_one_key_take_late_labels_by_that_key(
     tmp_path: Path, churn_frame: pd.DataFrame, churn_schema: DatasetSchema
 ) -> None:
     """Trial 12: rows logged by `driftloop score --key order_id` matched no label given by order_id."""
-    pipeline = build_pipeline(churn_schema, "logistic_regression").fit(
-        to_model_frame(churn_frame.head(600), churn_schema), encode_target(churn_frame.head(600)["churn"], churn_schema)
-    )
-    model = ScoringModel("churn", "1", export_onnx(pipeline, churn_schema), churn_schema.model_dump_json())
+    model = scoring_model(churn_frame, churn_schema)
     url = f"sqlite:///{tmp_path / 'predictions.db'}"
     batch = churn_frame.iloc[600:800].drop(columns=["churn"]).reset_index(drop=True)
     batch.insert(0, "order_id", np.arange(5000, 5200))  # numbers, as a Parquet key column holds them

@@ -7,21 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from driftloop.core.features import encode_target, to_model_frame
-from driftloop.core.pipeline import build_pipeline
 from driftloop.core.schema import DatasetSchema
-from driftloop.io.onnx_export import export_onnx
-from driftloop.io.partition_scoring import REJECTED_DIR, LogSampling, ScoringModel, answer_file, score_csv_block
+from driftloop.io.partition_scoring import REJECTED_DIR, LogSampling, answer_file, score_csv_block
+from tests.support.churn import scoring_model
 
 
 def test_a_csv_block_s_bad_rows_are_set_aside_as_written_and_the_rest_scored(
     tmp_path: Path, churn_frame: pd.DataFrame, churn_schema: DatasetSchema
 ) -> None:
     """Trial 12: a CSV's bad rows came back typed: tenure 6 written as "6.0", "abc" beside it."""
-    pipeline = build_pipeline(churn_schema, "logistic_regression").fit(
-        to_model_frame(churn_frame.head(600), churn_schema), encode_target(churn_frame.head(600)["churn"], churn_schema)
-    )
-    model = ScoringModel("churn", "1", export_onnx(pipeline, churn_schema), churn_schema.model_dump_json())
+    model = scoring_model(churn_frame, churn_schema)
     rows = churn_frame.iloc[600:610].drop(columns=["churn"]).reset_index(drop=True)
     rows.insert(0, "id", np.arange(7000, 7010))
     as_text = rows.astype(str).astype(object)  # what Dask's read_csv(dtype=object) gives
