@@ -20,6 +20,7 @@ from driftloop.io.batch_scoring import (
     open_scoring_input,
     require_columns,
     score_with_dask,
+    worker_memory_bytes,
 )
 from driftloop.io.datasets import describe_source, source_from_text
 from driftloop.io.partition_scoring import REJECTED_DIR, LogSampling, PartitionScored, ScoringModel
@@ -87,7 +88,9 @@ def score_on_dask(
     """
     sampling = LogSampling(log_url, log_fraction)
     source = source_from_text(data, query)
-    rows = open_scoring_input(source, secret_text(get_settings().sql_password), batch_rows=batch_rows)
+    memory = None if scheduler else worker_memory_bytes("auto", workers)  # a remote cluster's is not known here
+    rows = open_scoring_input(source, secret_text(get_settings().sql_password), batch_rows=batch_rows,
+                              workers=workers, worker_memory=memory)  # fmt: skip
     schema = DatasetSchema.model_validate_json(model.schema_json)
     keys = require_columns(rows, describe_source(source), keys or [], schema)
     progress = _Progress(model.version)

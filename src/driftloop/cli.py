@@ -316,8 +316,9 @@ def _give_up(settings: Settings) -> Callable[[float], None]:
 
 
 def _byte_size(value: str) -> str:
-    """A size as Dask reads it (64MB, 2GiB, 1e6), checked as the command line is parsed; a usage error if not."""
-    _bytes(value)
+    """``auto`` or a size as Dask reads it (64MB, 2GiB, 1e6), checked as the command line is parsed."""
+    if value != "auto":
+        _bytes(value)
     return value
 
 
@@ -1439,8 +1440,12 @@ def score(
     ] = "auto",
     blocksize: Annotated[
         str,
-        typer.Option(help="A CSV is read in blocks of about this size (Parquet: by row group)", callback=_byte_size),
-    ] = "64MB",
+        typer.Option(
+            help="A CSV is read in blocks of about this size (Parquet: by row group); auto: at most 64MB, small "
+            "enough for a worker's memory limit and for two blocks per worker",
+            callback=_byte_size,
+        ),
+    ] = "auto",
     batch_rows: Annotated[
         int, typer.Option(min=100, help="Rows read and scored at a time: of a Parquet row group, of a query")
     ] = 50_000,
@@ -1467,12 +1472,14 @@ def score(
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
     where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     _require_version(settings, version)
-    from driftloop.io.batch_scoring import load_scoring_model, open_scoring_input, require_columns
+    from driftloop.io.batch_scoring import load_scoring_model, open_scoring_input, require_columns, worker_memory_bytes
     from driftloop.io.partition_scoring import LogSampling
     from driftloop.io.sql_source import SqlQuery
 
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
-    source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows)
+    remote = dask_scheduler or settings.dask_scheduler  # its workers' memory is not known here
+    memory = None if remote else worker_memory_bytes(memory_limit, workers)
+    source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows, workers, memory)
     from driftloop.core.schema import DatasetSchema
 
     model = load_scoring_model(_registry(settings), version)

@@ -214,6 +214,25 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     )
     assert not (tmp_path / "uneven").exists()
 
+    # A CSV's blocks fit the workers' memory limit: with Dask's 64 MB block (the default before trial 16) a 40 MB
+    # file is one block, and its worker, capped at 700 MB, dies on every try: one error line says what to change.
+    big = pd.concat([parts[0]] * 250, ignore_index=True)  # 1M rows, about 40 MB of text
+    big.to_csv(tmp_path / "big.csv", index=False)
+    capped = ("--memory-limit", "700MB", "--log-fraction", "0")
+    killed = dl.run("score", str(tmp_path / "big.csv"), "--out", str(tmp_path / "killed"), *capped, "--blocksize",
+                    "64MB", check=False)  # fmt: skip
+    assert killed.returncode == 1, killed.stdout + killed.stderr
+    assert killed.stderr.splitlines()[-1].startswith("error: a Dask worker died on every try of one task"), (
+        killed.stderr
+    )
+    assert "--memory-limit" in killed.stderr
+    assert "--blocksize" in killed.stderr
+    assert "distributed." not in killed.stderr  # Dask's own logs (pausing, restarting) stay out
+    assert "Traceback" not in killed.stderr
+    fits = dl.run("score", str(tmp_path / "big.csv"), "--out", str(tmp_path / "fits"), *capped)
+    assert "scored   1,000,000 rows of" in fits.stdout, fits.stdout
+    assert len(pd.read_parquet(tmp_path / "fits", columns=["prediction"])) == 1_000_000
+
     # A version whose ONNX export failed the parity check answers no one, a batch included.
     MlflowClient(f"sqlite:///{dl.home / 'mlflow.db'}").set_model_version_tag("accounts", "1", lineage.PARITY, "failed")
     unproven = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "unproven"), "--version", "1",

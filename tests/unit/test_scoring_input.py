@@ -95,3 +95,45 @@ def test_a_line_with_a_stray_field_among_the_first_rows_is_named_without_dask_s_
         "a line of the CSV cannot be read: Error tokenizing data. C error: Expected 3 fields in line 6, saw 4. "
         "Quote the field that holds a comma or fix the line"
     )
+
+
+def test_every_part_of_a_spark_style_export_is_read_and_a_stray_file_is_refused(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    pd.DataFrame({"id": [1, 2]}).to_parquet(export / "part-00000-abc.snappy.parquet")
+    pd.DataFrame({"id": [3, 4]}).to_parquet(export / "part-00001-abc")  # Parquet with no suffix (trial 16)
+    (export / "_SUCCESS").write_text("")
+    (export / ".part-00000-abc.snappy.parquet.crc").write_bytes(b"\x00crc")
+    found = scoring_input(export, "auto")
+    assert [Path(piece.path).name for piece in found.pieces] == ["part-00000-abc.snappy.parquet", "part-00001-abc"]
+    (export / "b.csv").write_text("id\n5\n")  # its rows would have gone unscored without a word
+    with pytest.raises(DatasetError, match=r"holds 1 file\(s\) that are not Parquet \(b.csv\)"):
+        scoring_input(export, "auto")
+
+
+def test_a_corrupt_part_is_named(tmp_path: Path) -> None:
+    pd.DataFrame({"id": [1]}).to_parquet(tmp_path / "good.parquet")
+    (tmp_path / "bad.parquet").write_text("id\n1\n")
+    with pytest.raises(DatasetError, match=r"input .*bad.parquet cannot be read as Parquet: "):
+        scoring_input(tmp_path, "auto")
+
+
+def test_auto_blocks_fit_the_workers_memory_and_spread_over_the_workers(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": range(800_000), "text": ["some words of text"] * 800_000})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    size = (tmp_path / "rows.csv").stat().st_size  # about 21 MB
+    roomy = scoring_input(tmp_path / "rows.csv", "auto", workers=2, worker_memory=8 * 2**30)
+    assert roomy.tasks == 4  # two blocks per worker, none of them over 64 MB
+    tight = scoring_input(tmp_path / "rows.csv", "auto", workers=1, worker_memory=620 * 2**20)
+    assert tight.tasks is not None
+    assert tight.tasks >= size // (2 * 2**20)  # blocks of at most about 2 MB fit a 620 MB worker
+    assert scoring_input(tmp_path / "rows.csv", "64MB").tasks == 1  # a size given is kept
+
+
+def test_a_compressed_csv_is_one_block_without_dask_s_warning(tmp_path: Path) -> None:
+    import warnings
+
+    pd.DataFrame({"id": range(1000)}).to_csv(tmp_path / "rows.csv.gz", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Dask warns when told to cut a gzip file into blocks
+        assert scoring_input(tmp_path / "rows.csv.gz", "auto").tasks == 1

@@ -12,6 +12,7 @@ Dask is the ``scale`` extra: imported by the functions that need it, not by this
 from __future__ import annotations
 
 import itertools
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,11 +26,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from driftloop.core import lineage
+from driftloop.core.csv_blocks import csv_block_bytes
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
-from driftloop.io.datasets import csv_first_lines, refuse_repeated_columns
+from driftloop.io.datasets import PARQUET_SUFFIXES, csv_first_lines, parquet_parts, refuse_repeated_columns
 from driftloop.io.partition_scoring import (
     ANSWER_FILES,
     REJECTED_DIR,
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 WORKER_MODULE = score_partition.__module__  # what a worker runs: imported as it starts
 
 SCALE_EXTRA = "pip install 'driftloop[scale]'"
-PARQUET_SUFFIXES = (".parquet", ".pq")
+AUTO = "auto"  # a CSV's block size chosen for the workers (core.csv_blocks), a worker's memory as Dask's
 
 
 @lru_cache(maxsize=4)
@@ -146,19 +148,43 @@ def query_input(source: SqlQuery, password: str | None, chunk_rows: int = 50_000
 
 
 def open_scoring_input(
-    source: Path | SqlQuery, password: str | None, blocksize: str = "64MB", batch_rows: int = 50_000
+    source: Path | SqlQuery,
+    password: str | None,
+    blocksize: str = AUTO,
+    batch_rows: int = 50_000,
+    workers: int = 2,
+    worker_memory: int | None = None,
 ) -> ScoringInput:
     """A file or directory (``scoring_input``) or a database query (``query_input``) as scoring input."""
     if isinstance(source, SqlQuery):
         return query_input(source, password, batch_rows)
-    return scoring_input(source, blocksize)
+    return scoring_input(source, blocksize, workers, worker_memory)
 
 
-def scoring_input(source: Path, blocksize: str) -> ScoringInput:
+def worker_memory_bytes(memory_limit: str, workers: int) -> int:
+    """A local worker's memory in bytes, as Dask reads ``memory_limit`` (``auto`` or 0: the RAM shared by all)."""
+    from dask.utils import parse_bytes
+    from distributed.system import MEMORY_LIMIT  # the RAM, or the cgroup's limit
+
+    shared = int(MEMORY_LIMIT) // max(workers, 1)
+    if memory_limit == AUTO:
+        return shared
+    try:
+        share = float(memory_limit)
+    except ValueError:
+        return int(parse_bytes(memory_limit))
+    if share == 0:
+        return shared
+    return int(share * MEMORY_LIMIT) if share <= 1 else int(share)
+
+
+def scoring_input(source: Path, blocksize: str, workers: int = 2, worker_memory: int | None = None) -> ScoringInput:
     """The input's columns and tasks.
 
-    A CSV is read by Dask in blocks of ``blocksize``; a Parquet file or a directory of them (files under a name
-    starting with ``_`` or ``.`` skipped, as Parquet readers do) is cut into row groups.
+    A CSV is read by Dask in blocks of ``blocksize`` (``auto``: ``core.csv_blocks.csv_block_bytes`` for ``workers``
+    of ``worker_memory`` bytes, None if unknown; a compressed CSV, which cannot be cut, is one block); a Parquet
+    file or a directory of them (files under a name starting with ``_`` or ``.`` skipped, as Parquet readers do)
+    is cut into row groups (``io.datasets.parquet_parts`` says which files of a directory are its parts).
 
     Raises:
         ConfigError: The input is a CSV and Dask is not installed.
@@ -167,14 +193,8 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
     if not source.exists():
         raise DatasetError(f"input {source} does not exist")
     if source.is_dir() or source.suffix.lower() in PARQUET_SUFFIXES:
-        files = (
-            sorted(p for p in source.rglob("*") if p.suffix.lower() in PARQUET_SUFFIXES and not _hidden(p, source))
-            if source.is_dir()
-            else [source]
-        )
-        if not files:
-            raise DatasetError(f"input directory {source} holds no Parquet file")
-        metadata = {f: pq.ParquetFile(f).metadata for f in files}
+        files = parquet_parts(source, "input") if source.is_dir() else [source]
+        metadata = {f: _parquet_metadata(f) for f in files}
         if not any(meta.num_rows for meta in metadata.values()):
             raise DatasetError(f"input {source} has no row to score")
         pieces = [ParquetPiece(str(f), g) for f in files for g in range(metadata[f].num_row_groups)]
@@ -194,8 +214,13 @@ def scoring_input(source: Path, blocksize: str) -> ScoringInput:
     if source.stat().st_size == 0:
         raise DatasetError(f"input {source} is empty: not even a header line")
     _require_csv_rows(source)
+    block: str | int | None = blocksize
+    if source.suffixes[-1].lower() != ".csv":  # compressed: Dask reads it whole, and warns if given a size
+        block = None
+    elif blocksize == AUTO:
+        block = csv_block_bytes(source.stat().st_size, workers, worker_memory)
     try:
-        frame = _dask_dataframe().read_csv(str(source), blocksize=blocksize, dtype=object, keep_default_na=True)
+        frame = _dask_dataframe().read_csv(str(source), blocksize=block, dtype=object, keep_default_na=True)
     except pd.errors.ParserError as error:  # in the first rows, which Dask reads to learn the columns
         raise _unreadable_csv_line(error, 0, None) from None
     return ScoringInput([str(c) for c in frame.columns], [], frame)
@@ -241,8 +266,11 @@ def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if root.is_dir() else path.name
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
+def _parquet_metadata(path: Path) -> pq.FileMetaData:
+    try:
+        return pq.ParquetFile(path).metadata
+    except (ValueError, OSError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise DatasetError(f"input {path} cannot be read as Parquet: {error}") from None
 
 
 def score_with_dask(
@@ -264,8 +292,7 @@ def score_with_dask(
     a worker holds one batch whatever the input's size; a CSV task its block. A query's chunks are sent to the
     workers as they are read, at most two per worker in flight. Only counts come back.
     """
-    from dask import delayed
-    from distributed import as_completed
+    from distributed import KilledWorker
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -278,6 +305,29 @@ def score_with_dask(
         results.append(result)
         if progress is not None:
             progress(result, total)
+
+    try:
+        _run_tasks(client, source, model, keys, out, sampling, collect, schema, batch_rows)
+    except KilledWorker as error:
+        raise ServiceError(
+            f"a Dask worker died on every try of one task ({error.task}), most likely over its memory limit: give "
+            "each worker more (--memory-limit) or read less at a time (--blocksize for a CSV, --batch-rows for "
+            "Parquet or a query); "
+            + (f"{len(results):,} task(s) had finished, their answers are in {out}" if results else "none had finished")
+        ) from None
+    total = PartitionScored.combined(results, reasons=5)
+    return BatchScored(
+        len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
+        total.first_reasons,
+    )  # fmt: skip
+
+
+def _run_tasks(
+    client: Client, source: ScoringInput, model: ScoringModel, keys: Sequence[str], out: Path, sampling: LogSampling,
+    collect: Callable[[PartitionScored, int | None], None], schema: DatasetSchema | None, batch_rows: int,
+) -> None:  # fmt: skip
+    from dask import delayed
+    from distributed import as_completed
 
     if source.chunks is not None:
         _score_streamed(client, source.chunks, model, list(keys), str(out), sampling, collect)
@@ -303,11 +353,6 @@ def score_with_dask(
             except pd.errors.ParserError as error:
                 raise _unreadable_csv_line(error, blocks[future.key], out) from None
             collect(result, len(futures))
-    total = PartitionScored.combined(results, reasons=5)
-    return BatchScored(
-        len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
-        total.first_reasons,
-    )  # fmt: skip
 
 
 def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path | None) -> DatasetError:
@@ -377,9 +422,11 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
         return
     # No dashboard; the scheduler's own HTTP server (health, metrics) on a free loopback port: its default, 8787,
     # is often taken by another cluster, and Dask then warns in the middle of the command's output (trial 14).
+    # Dask's logs (a worker pausing near its memory limit, restarted, a task given up) stay out of the command's
+    # output: a task that fails, or a worker that dies for good, fails the run with one line (score_with_dask).
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
                            dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                           preload=[WORKER_MODULE])  # fmt: skip
+                           preload=[WORKER_MODULE], silence_logs=logging.CRITICAL)  # fmt: skip
     with cluster, Client(cluster) as client:
         yield client
 

@@ -202,7 +202,7 @@ def read_snapshot(path: Path, what: str = "snapshot") -> pd.DataFrame:
     """Read a data snapshot: a CSV (optionally compressed) or Parquet file, or a directory of Parquet files.
 
     A file's type comes from its name. A directory is a partitioned export: its parts are read in file-name order as
-    one frame (other files, such as ``_SUCCESS``, are ignored).
+    one frame (``parquet_parts``: ``_SUCCESS`` and the like are skipped, any other file that is not Parquet refused).
 
     Raises:
         DatasetError: the path is missing, the suffix is unsupported, a directory holds no Parquet file, or a
@@ -216,9 +216,12 @@ def read_snapshot(path: Path, what: str = "snapshot") -> pd.DataFrame:
     kind = _snapshot_kind(path)
     if kind is None:
         raise DatasetError(f"{what} {path} has an unsupported file type; use {_SUPPORTED}")
+    return _read_file(path, kind, what)
+
+
+def _read_file(path: Path, kind: str, what: str) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DatasetError(f"{what} {path} is empty (0 bytes)")
-
     try:
         if kind == "parquet":
             refuse_repeated_columns(f"{what} {path}", list(pq.read_schema(path).names))
@@ -236,14 +239,50 @@ def read_snapshot(path: Path, what: str = "snapshot") -> pd.DataFrame:
     return frame
 
 
-def _read_parquet_directory(directory: Path, what: str) -> pd.DataFrame:
-    parts = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
+PARQUET_MAGIC = b"PAR1"  # a Parquet file's first four bytes
+
+
+def parquet_parts(directory: Path, what: str) -> list[Path]:
+    """The Parquet files of a directory read as the parts of one export, in its sub-directories too, sorted.
+
+    As Parquet readers do, a name starting with ``_`` or ``.`` is skipped, in the directory or on the way to it
+    (``_SUCCESS``, ``.part-0.crc``). A part is a Parquet file by its suffix or by its first bytes (Spark may
+    write ``part-00001-…`` with no suffix). Any other file is refused: scoring or training on the rest would drop
+    its rows without a word (trial 16).
+
+    Raises:
+        DatasetError: No Parquet file, or a file that is not Parquet.
+    """
+    parts: list[str] = []
+    others: list[str] = []
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file() or any(p.startswith(("_", ".")) for p in path.relative_to(directory).parts):
+            continue
+        (parts if _is_parquet(path) else others).append(str(path.relative_to(directory)))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise DatasetError(
+            f"{what} directory {directory} holds {len(others):,} file(s) that are not Parquet ({shown}); a "
+            "directory is read as the parts of one Parquet export: move them out, or start their names with _"
+        )
     if not parts:
         raise DatasetError(
             f"{what} directory {directory} holds no Parquet file ({', '.join(PARQUET_SUFFIXES)}); a directory "
             "is read as the parts of one Parquet export"
         )
-    frames = [read_snapshot(part, what) for part in parts]
+    return [directory / part for part in parts]
+
+
+def _is_parquet(path: Path) -> bool:
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return True
+    with path.open("rb") as file:
+        return file.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+
+
+def _read_parquet_directory(directory: Path, what: str) -> pd.DataFrame:
+    parts = parquet_parts(directory, what)
+    frames = [_read_file(part, "parquet", what) for part in parts]
     columns = list(frames[0].columns)
     for part, frame in zip(parts[1:], frames[1:], strict=True):
         if list(frame.columns) != columns:
