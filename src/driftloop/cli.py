@@ -151,6 +151,15 @@ def _require_version(settings: Settings, version: str | None) -> None:
     if version is not None:
         registry.get_version(version)  # RegistryError naming the versions there are: one line from main()
     elif registry.champion() is None:
+        from driftloop.io.registry import registered_model_names
+
+        registered = registered_model_names(settings.tracking_uri)
+        if settings.model_name not in registered:  # the default name, on an installation that never trained it
+            known = ", ".join(registered) or "none yet"
+            raise _fail(
+                f"no model {settings.model_name!r} is registered here (known: {known}): name one with --model-name, "
+                "or train it first (driftloop train)"
+            )
         raise _fail(f"model {settings.model_name!r} has no champion: name the version (driftloop models lists them)")
 
 

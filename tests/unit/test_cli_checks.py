@@ -526,3 +526,26 @@ def test_a_drift_window_smaller_than_the_rows_a_check_needs_is_refused(home: Pat
     # to its flow, which finds no Prefect server at the test's address).
     labels_only = driftloop(home, "drift-check", "--window-rows", "150")
     assert "a window of" not in labels_only.stderr
+
+
+def test_score_without_a_model_name_on_an_installation_of_other_models_names_them(home: Path, tmp_path: Path) -> None:
+    """Trial 16: it said "model 'churn' has no champion" on an installation that never had a model 'churn'."""
+    from mlflow import MlflowClient
+
+    home.mkdir()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name in ("equip", "equipcost"):
+        client.create_registered_model(name)
+        client.create_model_version(name, source=str(tmp_path))
+    (tmp_path / "rows.csv").write_text("id,x\n1,2\n")
+    result = driftloop(home, "score", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(
+        "error: no model 'churn' is registered here (known: equip, equipcost): name one with --model-name"
+    ), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not (home / "run").exists()  # no service was started for it
+    client.create_registered_model("churn")  # registered, with no champion: the version is what is missing
+    again = driftloop(home, "score", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "out"))
+    assert again.stderr.startswith("error: model 'churn' has no champion: name the version"), again.stderr
