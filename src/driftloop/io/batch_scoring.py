@@ -15,6 +15,7 @@ import itertools
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -307,7 +308,11 @@ def score_with_dask(
             progress(result, total)
 
     try:
-        _run_tasks(client, source, model, keys, out, sampling, collect, schema, batch_rows)
+        with warnings.catch_warnings():
+            # Each task carries the model (a forest's ONNX graph: 11 MB), so a restarted worker can run it again: a
+            # scattered copy is lost with the workers holding it. Dask warns of the "large graph" (trial 16).
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            _run_tasks(client, source, model, keys, out, sampling, collect, schema, batch_rows)
     except KilledWorker as error:
         raise ServiceError(
             f"a Dask worker died on every try of one task ({error.task}), most likely over its memory limit: give "
