@@ -209,16 +209,24 @@ def handle_episode(
     else:
         if decision.action == "close":
             store.close(champion.version)
-        return EpisodeOutcome(decision.action, current.key if current else None, None, decision.note)
+        note = decision.note
+        if decision.action == "already_open" and current is not None and current.retrain == "pending":
+            note += _unclaimed(model_name)  # "retrain requested, not started yet" read as if one were coming
+        return EpisodeOutcome(decision.action, current.key if current else None, None, note)
     store.save(champion.version, episode)
     event_id = emit(DRIFT_DETECTED, model_name, {**payload, "episode": episode.key, "attempt": episode.attempt})
-    note = f"{decision.note} (episode {episode.key})"
-    if retrain_deployments(model_name) == []:
-        note += (
-            f"; no retrain deployment on this Prefect server takes the events of model {model_name!r}, so no "
-            "retrain will run: add the model to the project file (driftloop.yaml) and run driftloop up"
-        )
-    return EpisodeOutcome(decision.action, episode.key, event_id, note)
+    return EpisodeOutcome(decision.action, episode.key, event_id, f"{decision.note} (episode {episode.key})"
+                          + _unclaimed(model_name))  # fmt: skip
+
+
+def _unclaimed(model_name: str) -> str:
+    """What to add to a requested retrain's note when no deployment on the Prefect server would run it."""
+    if retrain_deployments(model_name) != []:  # None: not known (no server answered); a list: the deployments
+        return ""
+    return (
+        f"; no retrain deployment on this Prefect server takes the events of model {model_name!r}, so no "
+        "retrain will run: add the model to the project file (driftloop.yaml) and run driftloop up"
+    )
 
 
 def _new_labels(predictions_url: str, model_name: str, tags: Mapping[str, str]) -> int:
