@@ -1450,7 +1450,7 @@ def score(
     blocksize: Annotated[
         str,
         typer.Option(
-            help="A CSV is read in blocks of about this size (Parquet: by row group); auto: at most 64MB, small "
+            help="A CSV is read in blocks of at most this size (Parquet: by row group); auto: at most 64MB, small "
             "enough for a worker's memory limit and for two blocks per worker",
             callback=_byte_size,
         ),

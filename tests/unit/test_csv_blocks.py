@@ -12,6 +12,7 @@ from driftloop.core.csv_blocks import (
     SPREAD_FLOOR,
     USABLE_SHARE,
     WORKER_BASE,
+    at_most,
     csv_block_bytes,
 )
 
@@ -34,9 +35,19 @@ def test_a_roomy_worker_reads_dask_s_default_block_of_a_big_file() -> None:
 def test_a_mid_sized_file_gives_every_worker_two_blocks(workers: int) -> None:
     size = 107 * MB  # trial 16: one 64 MB block by Dask's rounding, one task for two workers
     block = csv_block_bytes(size, workers, 16 * GB)
-    assert size // block >= 2 * workers or block == SPREAD_FLOOR
+    assert at_most(size, block) == size // (2 * workers) or block == SPREAD_FLOOR  # then cut by at_most
 
 
 def test_a_small_file_is_not_cut_into_crumbs() -> None:
     assert csv_block_bytes(3 * MB, 8, 16 * GB) == SPREAD_FLOOR  # one block: 3 MB // 4 MB rounds to a single one
     assert csv_block_bytes(100 * MB, 1, WORKER_BASE) == MIN_BLOCK  # a limit below the libraries: the smallest
+
+
+@pytest.mark.parametrize(
+    ("size", "wanted"), [(116 * MB, 64 * MB), (10 * MB + 7, 3 * MB), (5 * MB, 64 * MB), (64 * MB, 64 * MB)]
+)
+def test_dask_cuts_no_block_over_the_size_asked_for(size: int, wanted: int) -> None:
+    given = at_most(size, wanted)
+    blocks = size // given  # Dask's rule: floor(size / blocksize) blocks of equal size
+    assert size / blocks <= wanted
+    assert blocks == max(-(-size // wanted), 1)  # and no more of them than that takes

@@ -137,3 +137,44 @@ def test_a_compressed_csv_is_one_block_without_dask_s_warning(tmp_path: Path) ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Dask warns when told to cut a gzip file into blocks
         assert scoring_input(tmp_path / "rows.csv.gz", "auto").tasks == 1
+
+
+def test_a_size_given_is_a_ceiling_not_dask_s_rounding(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": range(800_000), "text": ["some words of text"] * 800_000})
+    frame.to_csv(tmp_path / "rows.csv", index=False)  # about 21 MB
+    assert scoring_input(tmp_path / "rows.csv", "12MB").tasks == 2  # Dask alone: one block of 21 MB
+
+
+def test_a_part_damaged_inside_is_named_by_the_worker(tmp_path: Path) -> None:
+    import numpy as np
+
+    from driftloop.io.partition_scoring import ParquetPiece, UnreadablePart, _read_row_group
+
+    path = tmp_path / "part-00002.snappy.parquet"
+    values = np.random.default_rng(0).integers(0, 10**9, 200_000)
+    pd.DataFrame({"id": values}).to_parquet(path, compression="snappy", row_group_size=200_000)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4000] = bytes(4000)  # a page scrambled, the footer whole (trial 17)
+    path.write_bytes(bytes(data))
+    assert scoring_input(path, "auto").columns == ["id"]  # its footer reads: the damage shows only in the rows
+    with pytest.raises(UnreadablePart, match=r"part-00002.snappy.parquet \(row group 0\) cannot be read as Parquet"):
+        list(_read_row_group(ParquetPiece(str(path), 0), 50_000))
+
+
+def test_a_worker_dying_on_every_try_says_what_to_change(tmp_path: Path) -> None:
+    from driftloop.io.batch_scoring import _died_on_every_try
+    from driftloop.io.partition_scoring import ScoringModel
+
+    pd.DataFrame({"id": range(10)}).to_csv(tmp_path / "rows.csv.gz", index=False)
+    pd.DataFrame({"id": range(10)}).to_csv(tmp_path / "rows.csv", index=False)
+    forest = ScoringModel("m", "2", bytes(29 * 2**20), "{}")
+    small = ScoringModel("m", "1", bytes(1000), "{}")
+    whole = _died_on_every_try(scoring_input(tmp_path / "rows.csv.gz", "auto"), small, 0, tmp_path)
+    assert "decompress the CSV" in whole
+    assert "--blocksize" not in whole  # it cannot cut a compressed file
+    assert whole.endswith("none had finished")
+    cut = _died_on_every_try(scoring_input(tmp_path / "rows.csv", "auto"), forest, 3, tmp_path / "out")
+    assert "this version's ONNX graph alone is 29 MB" in cut
+    assert "--blocksize for a CSV" in cut
+    assert cut.endswith(f"3 task(s) had finished, their answers are in {tmp_path / 'out'}")

@@ -27,5 +27,16 @@ def csv_block_bytes(file_bytes: int, workers: int, worker_memory: int | None) ->
     block = float(MAX_BLOCK)
     if worker_memory is not None:
         block = min(block, (USABLE_SHARE * worker_memory - WORKER_BASE) / BLOCK_MEMORY_FACTOR)
-    block = min(block, max(file_bytes / (BLOCKS_PER_WORKER * max(workers, 1)), SPREAD_FLOOR))
+    spread = -(-file_bytes // (BLOCKS_PER_WORKER * max(workers, 1)))  # rounded up: not one block too many
+    block = min(block, max(spread, SPREAD_FLOOR))
     return max(int(block), MIN_BLOCK)
+
+
+def at_most(file_bytes: int, wanted: int) -> int:
+    """The size to give Dask so that no block is over ``wanted``.
+
+    Dask cuts a file into floor(size / blocksize) blocks: asked for 64 MB, a 116 MB file was one block of 116 MB
+    (trial 17). This asks for ceil(size / wanted) blocks instead.
+    """
+    blocks = max(-(-file_bytes // max(wanted, 1)), 1)
+    return max(file_bytes // blocks, 1)

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from driftloop.core import lineage
-from driftloop.core.csv_blocks import csv_block_bytes
+from driftloop.core.csv_blocks import at_most, csv_block_bytes
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
@@ -40,6 +40,7 @@ from driftloop.io.partition_scoring import (
     ParquetPiece,
     PartitionScored,
     ScoringModel,
+    UnreadablePart,
     score_csv_block,
     score_partition,
     score_piece,
@@ -119,6 +120,7 @@ class ScoringInput:
     csv: Any = None  # a Dask DataFrame of the CSV's blocks, when the input is a CSV
     chunks: Iterator[pd.DataFrame] | None = None  # a query's rows, when the input is SQL
     lacking: dict[str, list[str]] = field(default_factory=dict)  # a Parquet file → columns other files have
+    compressed: bool = False  # a compressed CSV: one block, read whole
 
     def named(self, data: str, wanted: Sequence[str]) -> str:
         """``data`` as an error about its columns names it: with the files that lack ``wanted`` columns others have."""
@@ -215,16 +217,16 @@ def scoring_input(source: Path, blocksize: str, workers: int = 2, worker_memory:
     if source.stat().st_size == 0:
         raise DatasetError(f"input {source} is empty: not even a header line")
     _require_csv_rows(source)
-    block: str | int | None = blocksize
-    if source.suffixes[-1].lower() != ".csv":  # compressed: Dask reads it whole, and warns if given a size
-        block = None
-    elif blocksize == AUTO:
-        block = csv_block_bytes(source.stat().st_size, workers, worker_memory)
+    block: int | None = None  # compressed: Dask reads it whole, and warns if given a size
+    if source.suffixes[-1].lower() == ".csv":
+        size = source.stat().st_size
+        wanted = csv_block_bytes(size, workers, worker_memory) if blocksize == AUTO else _dask_bytes(blocksize)
+        block = at_most(size, wanted)
     try:
         frame = _dask_dataframe().read_csv(str(source), blocksize=block, dtype=object, keep_default_na=True)
     except pd.errors.ParserError as error:  # in the first rows, which Dask reads to learn the columns
         raise _unreadable_csv_line(error, 0, None) from None
-    return ScoringInput([str(c) for c in frame.columns], [], frame)
+    return ScoringInput([str(c) for c in frame.columns], [], frame, compressed=block is None)
 
 
 def _require_csv_rows(source: Path) -> None:
@@ -265,6 +267,12 @@ def clear_earlier_answers(out: Path) -> int:
 
 def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if root.is_dir() else path.name
+
+
+def _dask_bytes(size: str) -> int:
+    from dask.utils import parse_bytes
+
+    return int(parse_bytes(size))
 
 
 def _parquet_metadata(path: Path) -> pq.FileMetaData:
@@ -313,18 +321,35 @@ def score_with_dask(
             # scattered copy is lost with the workers holding it. Dask warns of the "large graph" (trial 16).
             warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
             _run_tasks(client, source, model, keys, out, sampling, collect, schema, batch_rows)
-    except KilledWorker as error:
-        raise ServiceError(
-            f"a Dask worker died on every try of one task ({error.task}), most likely over its memory limit: give "
-            "each worker more (--memory-limit) or read less at a time (--blocksize for a CSV, --batch-rows for "
-            "Parquet or a query); "
-            + (f"{len(results):,} task(s) had finished, their answers are in {out}" if results else "none had finished")
+    except UnreadablePart as error:
+        raise DatasetError(
+            f"{error}; answers of the tasks scored before it may be in {out}: score again with --force once the file "
+            "is fixed or moved out"
         ) from None
+    except KilledWorker:
+        raise ServiceError(_died_on_every_try(source, model, len(results), out)) from None
     total = PartitionScored.combined(results, reasons=5)
     return BatchScored(
         len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
         total.first_reasons,
     )  # fmt: skip
+
+
+def _died_on_every_try(source: ScoringInput, model: ScoringModel, finished: int, out: Path) -> str:
+    """What to change when a worker died on every try of one task: most often, over its memory limit."""
+    graph_mb = len(model.onnx_bytes) / 2**20
+    heavy = (
+        f" (this version's ONNX graph alone is {graph_mb:,.0f} MB, held several times over)" if graph_mb >= 5 else ""
+    )
+    if source.compressed:
+        less = "decompress the CSV, which is then read in blocks (a compressed one is read whole, by one task)"
+    else:
+        less = "read less at a time (--blocksize for a CSV, --batch-rows for Parquet or a query)"
+    done = f"{finished:,} task(s) had finished, their answers are in {out}" if finished else "none had finished"
+    return (
+        f"a Dask worker died on every try of one task, most likely over its memory limit: give each worker more "
+        f"(--memory-limit){heavy} or {less}; {done}"
+    )
 
 
 def _run_tasks(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +22,7 @@ from driftloop.core.features import as_numbers, to_model_frame
 from driftloop.core.layout import FeatureLayout
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, answers_frame, id_text, key_columns, row_problems
+from driftloop.errors import DatasetError
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.prediction_store import Logged, PredictionEvent, PredictionRow, open_prediction_log
 
@@ -51,7 +52,7 @@ def answer_file(part: tuple[int, int]) -> str:
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """What a worker needs to score: the ONNX graph, its schema and version (small: sent with each task)."""
+    """What a worker needs to score: the ONNX graph, its schema and version (sent with each task)."""
 
     name: str
     version: str
@@ -202,6 +203,10 @@ def _log_sample(
         store.close()
 
 
+class UnreadablePart(DatasetError):
+    """A Parquet file of the input is damaged inside (its footer, read before any worker started, is whole)."""
+
+
 @dataclass(frozen=True)
 class ParquetPiece:
     """One row group of one Parquet file: a task's share of a Parquet input."""
@@ -214,13 +219,22 @@ def score_piece(
     piece: ParquetPiece, number: int, model: ScoringModel, keys: list[str], out: str, sampling: LogSampling,
     batch_rows: int,
 ) -> PartitionScored:  # fmt: skip
-    batches = pq.ParquetFile(piece.path).iter_batches(batch_size=batch_rows, row_groups=[piece.row_group])
-    return PartitionScored.combined(
-        [
-            score_partition(batch.to_pandas(), (number, index), model, keys, out, sampling)
-            for index, batch in enumerate(batches)
-        ]
-    )
+    results = []
+    for index, frame in enumerate(_read_row_group(piece, batch_rows)):
+        results.append(score_partition(frame, (number, index), model, keys, out, sampling))
+    return PartitionScored.combined(results)
+
+
+def _read_row_group(piece: ParquetPiece, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """The row group's rows, ``batch_rows`` at a time; a file damaged inside (its footer whole) is named."""
+    try:
+        batches = pq.ParquetFile(piece.path).iter_batches(batch_size=batch_rows, row_groups=[piece.row_group])
+        while (batch := next(batches, None)) is not None:
+            yield batch.to_pandas()
+    except (OSError, ValueError) as error:  # pyarrow's: a corrupt page ("Corrupt snappy compressed data")
+        raise UnreadablePart(
+            f"input {piece.path} (row group {piece.row_group}) cannot be read as Parquet: {error}"
+        ) from None
 
 
 def score_csv_block(
