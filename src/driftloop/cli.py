@@ -145,22 +145,28 @@ def _require_version(settings: Settings, version: str | None) -> None:
         raise _fail(f"model {settings.model_name!r} has no versions yet: train it first (driftloop train)")
     _require_mlflow_answers(settings)
     _export_env(settings)
-    from driftloop.io.registry import ModelRegistry
+    from driftloop.io.registry import ModelRegistry, registered_model_names
 
     registry = ModelRegistry(settings.model_name, settings.tracking_uri)
     if version is not None:
         registry.get_version(version)  # RegistryError naming the versions there are: one line from main()
     elif registry.champion() is None:
-        from driftloop.io.registry import registered_model_names
-
-        registered = registered_model_names(settings.tracking_uri)
-        if settings.model_name not in registered:  # the default name, on an installation that never trained it
-            known = ", ".join(registered) or "none yet"
-            raise _fail(
-                f"no model {settings.model_name!r} is registered here (known: {known}): name one with --model-name, "
-                "or train it first (driftloop train)"
-            )
+        _require_registered(settings, registered_model_names(settings.tracking_uri))
         raise _fail(f"model {settings.model_name!r} has no champion: name the version (driftloop models lists them)")
+
+
+def _require_registered(settings: Settings, registered: list[str]) -> None:
+    """The model must be among the ``registered`` ones, or the error names what is.
+
+    The default name, on an installation that never trained it, named the wrong thing missing (trial 16: "model
+    'churn' has no champion" beside models 'equip' and 'equipcost').
+    """
+    if settings.model_name not in registered:
+        known = ", ".join(registered) or "none yet"
+        raise _fail(
+            f"no model {settings.model_name!r} is registered here (known: {known}): name one with --model-name, "
+            "or train it first (driftloop train)"
+        )
 
 
 def _require_docker_engine() -> None:
@@ -1251,6 +1257,17 @@ def drift_check(
         raise _fail(f"--rule {rule!r}: choose share, weighted or either")
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
+    if model_name is None and _has_registry(settings):
+        # Only where others are registered: a declared model not trained yet is checked, and says nothing to check.
+        _require_mlflow_answers(settings)
+        _export_env(settings)
+        from driftloop.io.project import load_project
+        from driftloop.io.registry import registered_model_names
+
+        others = registered_model_names(settings.tracking_uri)
+        declared_here = load_project(settings.project_file).names if settings.project_file.is_file() else ()
+        if others and settings.model_name not in declared_here:
+            _require_registered(settings, others)
     from driftloop.io.project import project_for
 
     declared = project_for(settings).model(settings.model_name)

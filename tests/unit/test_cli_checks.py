@@ -549,3 +549,9 @@ def test_score_without_a_model_name_on_an_installation_of_other_models_names_the
     client.create_registered_model("churn")  # registered, with no champion: the version is what is missing
     again = driftloop(home, "score", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "out"))
     assert again.stderr.startswith("error: model 'churn' has no champion: name the version"), again.stderr
+    # drift-check too (trial 17: it said "model 'churn' has no champion yet: nothing to check" and exited 0)
+    client.delete_registered_model("churn")
+    check = driftloop(home, "drift-check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert check.stderr.startswith("error: no model 'churn' is registered here (known: equip, equipcost)"), check.stderr
+    assert not (home / "run").exists()
