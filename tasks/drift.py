@@ -21,7 +21,7 @@ from driftloop.core import lineage
 from driftloop.core.check_record import CheckRecord
 from driftloop.core.drift import DriftVerdict, ReferenceProfile
 from driftloop.core.drift_rule import DriftRule
-from driftloop.core.episodes import Episode, drift_action
+from driftloop.core.episodes import NO_RETRAIN, Episode, drift_action
 from driftloop.core.label_check import LabelCheck
 from driftloop.core.performance_estimate import PerformanceEstimate
 from driftloop.core.task import Task
@@ -191,6 +191,7 @@ def handle_episode(
     current = store.open_episode(champion.version)
     if current is not None and current.retrain == "running" and current.flow_run_id:
         current = current.running_ended(flow_run_state(current.flow_run_id), now, policy.retrain_timeout_seconds)
+    deployed = not drifted or retrain_deployments(model_name) != []  # None: the server did not say
     decision = drift_action(
         drifted,
         insufficient,
@@ -201,6 +202,7 @@ def handle_episode(
         min_new_labels=policy.min_new_labels,
         claim_timeout_seconds=policy.retrain_timeout_seconds,
         last_retrain_at=store.last_retrain_at() if current is None and drifted else None,
+        retrain_deployed=deployed,
     )
     if decision.action == "emit":
         episode = Episode.start(model_name, champion.version, now)
@@ -209,24 +211,13 @@ def handle_episode(
     else:
         if decision.action == "close":
             store.close(champion.version)
-        note = decision.note
-        if decision.action == "already_open" and current is not None and current.retrain == "pending":
-            note += _unclaimed(model_name)  # "retrain requested, not started yet" read as if one were coming
-        return EpisodeOutcome(decision.action, current.key if current else None, None, note)
+        return EpisodeOutcome(decision.action, current.key if current else None, None, decision.note)
     store.save(champion.version, episode)
     event_id = emit(DRIFT_DETECTED, model_name, {**payload, "episode": episode.key, "attempt": episode.attempt})
-    return EpisodeOutcome(decision.action, episode.key, event_id, f"{decision.note} (episode {episode.key})"
-                          + _unclaimed(model_name))  # fmt: skip
-
-
-def _unclaimed(model_name: str) -> str:
-    """What to add to a requested retrain's note when no deployment on the Prefect server would run it."""
-    if retrain_deployments(model_name) != []:  # None: not known (no server answered); a list: the deployments
-        return ""
-    return (
-        f"; no retrain deployment on this Prefect server takes the events of model {model_name!r}, so no "
-        "retrain will run: add the model to the project file (driftloop.yaml) and run driftloop up"
-    )
+    note = f"{decision.note} (episode {episode.key})"
+    if not deployed:
+        note += f"; {NO_RETRAIN}"
+    return EpisodeOutcome(decision.action, episode.key, event_id, note)
 
 
 def _new_labels(predictions_url: str, model_name: str, tags: Mapping[str, str]) -> int:

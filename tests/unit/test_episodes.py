@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftloop.core.episodes import MANUAL, Episode, decide_retrain, drift_action
+from driftloop.core.episodes import MANUAL, NO_RETRAIN, Episode, decide_retrain, drift_action
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 OPEN = Episode(key="churn-v1-20261125T120000Z", started_at=T0)
@@ -214,3 +214,16 @@ def test_an_episode_opened_within_the_cooldown_says_its_retrain_will_wait() -> N
     deferred = replace(OPEN, retrain="deferred", claimed_attempt=1, attempt_at=T0 - timedelta(seconds=93))
     assert _act(True, deferred, now=T0 + timedelta(seconds=506)).action == "already_open"
     assert _act(True, deferred, now=T0 + timedelta(seconds=508)).action == "re_emit"
+
+
+def test_a_requested_retrain_that_no_deployment_takes_says_none_will_run() -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    pending = Episode.start("m", "1", now - timedelta(minutes=5))
+    args = {"now": now, "cooldown_seconds": 60.0, "new_labels": 0, "min_new_labels": 100}
+    unclaimed = drift_action(True, False, pending, retrain_deployed=False, **args)
+    assert unclaimed.action == "already_open"
+    assert f"a retrain was requested, but {NO_RETRAIN}" in unclaimed.note
+    assert "not started yet" not in unclaimed.note
+    deployed = drift_action(True, False, pending, **args)
+    assert "retrain requested, not started yet" in deployed.note
+    assert NO_RETRAIN not in deployed.note

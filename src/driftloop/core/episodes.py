@@ -116,6 +116,12 @@ class DriftDecision:
     note: str
 
 
+NO_RETRAIN = (
+    "no retrain deployment on this Prefect server takes this model's events, so none will run: add the model to the "
+    "project file (driftloop.yaml) and run driftloop up"
+)
+
+
 def drift_action(
     drifted: bool,
     insufficient: bool,
@@ -127,6 +133,7 @@ def drift_action(
     min_new_labels: int,
     claim_timeout_seconds: float = float("inf"),
     last_retrain_at: datetime | None = None,
+    retrain_deployed: bool = True,
 ) -> DriftDecision:
     """What the drift flow does with a verdict, given the version's open episode (if any).
 
@@ -144,6 +151,8 @@ def drift_action(
         claim_timeout_seconds: A requested attempt no retrain has claimed after this long is asked for again.
         last_retrain_at: When the model's last retrain started (any version's): an episode opened within the
             cooldown after it still emits its event (alerts take it), but says the retrain will wait.
+        retrain_deployed: False when no retrain deployment takes the model's events: a requested retrain says
+            none will run.
     """
     if insufficient:
         return DriftDecision("none", "not judged: too few rows")
@@ -175,6 +184,10 @@ def drift_action(
                 "re_emit",
                 f"drift persists {since}; the retrain requested at {requested:%Y-%m-%d %H:%M:%S} never started (is "
                 "there a retrain deployment for this model, and a worker?): event emitted again",
+            )
+        if not retrain_deployed:  # "not started yet" read as if one were coming (trial 17)
+            return DriftDecision(
+                "already_open", f"drift persists {since}; a retrain was requested, but {NO_RETRAIN}; {quiet}"
             )
         return DriftDecision("already_open", f"drift persists {since}; retrain requested, not started yet; {quiet}")
     if episode.retrain == "running":
