@@ -88,7 +88,7 @@ def score_on_dask(
     """
     sampling = LogSampling(log_url, log_fraction)
     source = source_from_text(data, query)
-    memory = None if scheduler else worker_memory_bytes("auto", workers)  # a remote cluster's is not known here
+    memory = None if scheduler else worker_memory_bytes(None, workers)  # a remote cluster's is not known here
     rows = open_scoring_input(source, secret_text(get_settings().sql_password), batch_rows=batch_rows,
                               workers=workers, worker_memory=memory)  # fmt: skip
     schema = DatasetSchema.model_validate_json(model.schema_json)

@@ -363,12 +363,22 @@ MIN_WORKER_MEMORY = 512 * 2**20
 
 def _memory_limit(value: str) -> str:
     """``auto``, 0 (no limit), a share of the RAM (0 < x ≤ 1) or a size, as Dask's worker memory limit reads it."""
+    _memory_bytes(value)
+    return value
+
+
+def _memory_bytes(value: str) -> int | None:
+    """A worker memory limit in bytes as Dask reads ``value``: 0 for none, None for auto (or without Dask).
+
+    Raises:
+        typer.BadParameter: not a limit, or one below what a scoring worker needs.
+    """
     if value == "auto":
-        return value
+        return None
     try:
         from distributed.system import MEMORY_LIMIT  # the RAM (or cgroup limit) a share is of, as Dask reads it
     except ImportError:  # `score` then names the extra that installs Dask
-        return value
+        return None
     share = 0.0
     try:
         share = float(value)
@@ -387,7 +397,7 @@ def _memory_limit(value: str) -> str:
             f"{value!r} is {shown}{bytes_read}: a scoring worker needs at least {MIN_WORKER_MEMORY // 2**20} MiB (its "
             "libraries alone take about 350 MB)"
         )
-    return value
+    return limit
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -1504,7 +1514,7 @@ def score(
 
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     remote = dask_scheduler or settings.dask_scheduler  # its workers' memory is not known here
-    memory = None if remote else worker_memory_bytes(memory_limit, workers)
+    memory = None if remote else worker_memory_bytes(_memory_bytes(memory_limit), workers)
     source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows, workers, memory)
     from driftloop.core.schema import DatasetSchema
 

@@ -164,21 +164,11 @@ def open_scoring_input(
     return scoring_input(source, blocksize, workers, worker_memory)
 
 
-def worker_memory_bytes(memory_limit: str, workers: int) -> int:
-    """A local worker's memory in bytes, as Dask reads ``memory_limit`` (``auto`` or 0: the RAM shared by all)."""
-    from dask.utils import parse_bytes
+def worker_memory_bytes(limit: int | None, workers: int) -> int:
+    """A local worker's memory: ``limit`` bytes, or without one (None: auto, 0: none) the RAM shared by all."""
     from distributed.system import MEMORY_LIMIT  # the RAM, or the cgroup's limit
 
-    shared = int(MEMORY_LIMIT) // max(workers, 1)
-    if memory_limit == AUTO:
-        return shared
-    try:
-        share = float(memory_limit)
-    except ValueError:
-        return int(parse_bytes(memory_limit))
-    if share == 0:
-        return shared
-    return int(share * MEMORY_LIMIT) if share <= 1 else int(share)
+    return limit or int(MEMORY_LIMIT) // max(workers, 1)
 
 
 def scoring_input(source: Path, blocksize: str, workers: int = 2, worker_memory: int | None = None) -> ScoringInput:
