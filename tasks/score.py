@@ -19,6 +19,7 @@ from driftloop.io.batch_scoring import (
     load_scoring_model,
     open_scoring_input,
     require_columns,
+    require_worker_room,
     score_with_dask,
     worker_memory_bytes,
 )
@@ -88,9 +89,12 @@ def score_on_dask(
     """
     sampling = LogSampling(log_url, log_fraction)
     source = source_from_text(data, query)
-    memory = None if scheduler else worker_memory_bytes(None, workers)  # a remote cluster's is not known here
+    memory = None  # a remote cluster's is not known here
+    if not scheduler:
+        require_worker_room(None, workers, model)
+        memory = worker_memory_bytes(None, workers)
     rows = open_scoring_input(source, secret_text(get_settings().sql_password), batch_rows=batch_rows,
-                              workers=workers, worker_memory=memory)  # fmt: skip
+                              workers=workers, worker_memory=memory, graph_bytes=len(model.onnx_bytes))  # fmt: skip
     schema = DatasetSchema.model_validate_json(model.schema_json)
     keys = require_columns(rows, describe_source(source), keys or [], schema)
     progress = _Progress(model.version)

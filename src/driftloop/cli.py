@@ -1508,17 +1508,26 @@ def score(
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
     where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     _require_version(settings, version)
-    from driftloop.io.batch_scoring import load_scoring_model, open_scoring_input, require_columns, worker_memory_bytes
+    from driftloop.core.schema import DatasetSchema
+    from driftloop.io.batch_scoring import (
+        load_scoring_model,
+        open_scoring_input,
+        require_columns,
+        require_worker_room,
+        worker_memory_bytes,
+    )
     from driftloop.io.partition_scoring import LogSampling
     from driftloop.io.sql_source import SqlQuery
 
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
-    remote = dask_scheduler or settings.dask_scheduler  # its workers' memory is not known here
-    memory = None if remote else worker_memory_bytes(_memory_bytes(memory_limit), workers)
-    source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows, workers, memory)
-    from driftloop.core.schema import DatasetSchema
-
     model = load_scoring_model(_registry(settings), version)
+    remote = dask_scheduler or settings.dask_scheduler  # its workers' memory is not known here
+    limit = _memory_bytes(memory_limit)
+    if not remote:
+        require_worker_room(limit, workers, model)
+    memory = None if remote else worker_memory_bytes(limit, workers)
+    source = open_scoring_input(where, secret_text(get_settings().sql_password), blocksize, batch_rows, workers, memory,
+                                len(model.onnx_bytes))  # fmt: skip
     schema = DatasetSchema.model_validate_json(model.schema_json)
     key = require_columns(source, data, key, schema)  # every check before any worker starts
     fraction = settings.score_log_fraction if log_fraction is None else log_fraction

@@ -555,3 +555,47 @@ def test_score_without_a_model_name_on_an_installation_of_other_models_names_the
     assert check.returncode == 1, check.stdout + check.stderr
     assert check.stderr.startswith("error: no model 'churn' is registered here (known: equip, equipcost)"), check.stderr
     assert not (home / "run").exists()
+
+
+def test_score_refuses_workers_too_small_for_the_version_s_graph_before_starting_them(
+    home: Path, tmp_path: Path
+) -> None:
+    """Trial 17: a 29 MB forest died on every try under 700 MB per worker, after the workers had started."""
+    import numpy as np
+    from mlflow import MlflowClient
+    from onnx import TensorProto, helper, numpy_helper
+
+    from driftloop.core import lineage
+    from driftloop.io.datasets import load_schema
+
+    wide = 5_000_000  # a 19 MB weight: about 250 MiB in a worker, beside the libraries
+    weights = numpy_helper.from_array(np.ones((1, wide), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, wide])], [weights],
+    )  # fmt: skip
+    version = tmp_path / "version"
+    version.mkdir()
+    (version / lineage.SERVING_ONNX_FILE).write_bytes(helper.make_model(graph).SerializeToString())
+    (version / lineage.SCHEMA_FILE).write_text(load_schema(BUNDLED_SCHEMA).model_dump_json())
+    home.mkdir()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("churn")
+    client.create_model_version("churn", source=str(version), tags={lineage.PARITY: lineage.PASSED})
+    (tmp_path / "rows.csv").write_text("id,x\n1,2\n")
+    score = ("score", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "out"), "--version", "1")
+    small = driftloop(home, *score, "--memory-limit", "512MiB")
+    assert small.returncode == 1, small.stdout + small.stderr
+    assert small.stderr.startswith(
+        "error: a scoring worker's 512 MiB cannot hold churn v1: its 19.1 MB ONNX graph takes about 248 MiB in a worker"
+    ), small.stderr
+    assert "give each worker at least 556 MiB (--memory-limit)" in small.stderr
+    assert len(small.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    assert not (home / "run").exists()
+    # With room for it the command goes on to its next check, the input's columns: still before any worker.
+    roomy = driftloop(home, *score, "--memory-limit", "1GB")
+    assert roomy.returncode == 1, roomy.stdout + roomy.stderr
+    assert "lacks the model's feature(s)" in roomy.stderr, roomy.stderr

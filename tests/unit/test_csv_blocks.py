@@ -6,14 +6,18 @@ import pytest
 
 from driftloop.core.csv_blocks import (
     BLOCK_MEMORY_FACTOR,
+    GRAPH_MEMORY_FACTOR,
     MAX_BLOCK,
     MB,
     MIN_BLOCK,
     SPREAD_FLOOR,
     USABLE_SHARE,
     WORKER_BASE,
+    WORKER_LEAST,
     at_most,
     csv_block_bytes,
+    least_worker_memory,
+    worker_base,
 )
 
 GB = 2**30
@@ -51,3 +55,22 @@ def test_dask_cuts_no_block_over_the_size_asked_for(size: int, wanted: int) -> N
     blocks = size // given  # Dask's rule: floor(size / blocksize) blocks of equal size
     assert size / blocks <= wanted
     assert blocks == max(-(-size // wanted), 1)  # and no more of them than that takes
+
+
+@pytest.mark.parametrize("limit", [3 * GB // 2, 2 * GB])
+def test_a_large_graph_leaves_less_room_for_a_block(limit: int) -> None:
+    graph = 29 * MB  # trial 17's forest
+    block = csv_block_bytes(10 * GB, 2, limit, graph)
+    assert block < csv_block_bytes(10 * GB, 2, limit)
+    assert WORKER_BASE + GRAPH_MEMORY_FACTOR * graph + BLOCK_MEMORY_FACTOR * block <= USABLE_SHARE * limit
+    assert csv_block_bytes(10 * GB, 2, GB, graph) == MIN_BLOCK  # 1 GB holds the graph, with little room to spare
+
+
+def test_the_least_worker_memory_follows_the_graph_as_trial_17_found_it() -> None:
+    # A 29 MB forest died under 700 MB per worker whatever the block, and scored under 1 GB (peak 901 MB).
+    assert 700 * 10**6 < least_worker_memory(29 * MB) <= GB
+    # A 6 MB forest scored 400,000 rows of CSV under 512 MiB; a small model needs no more than the CLI's floor.
+    assert least_worker_memory(6 * MB) <= 512 * MB
+    assert least_worker_memory(MB // 2) <= 512 * MB
+    assert least_worker_memory(0) > WORKER_LEAST  # a block of rows counts too
+    assert least_worker_memory(29 * MB) < worker_base(29 * MB)  # the block rule keeps room to spare

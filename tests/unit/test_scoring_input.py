@@ -178,3 +178,25 @@ def test_a_worker_dying_on_every_try_says_what_to_change(tmp_path: Path) -> None
     assert "this version's ONNX graph alone is 29 MB" in cut
     assert "--blocksize for a CSV" in cut
     assert cut.endswith(f"3 task(s) had finished, their answers are in {tmp_path / 'out'}")
+
+
+def test_a_worker_too_small_for_the_version_s_graph_is_refused_before_it_starts() -> None:
+    from distributed.system import MEMORY_LIMIT
+
+    from driftloop.errors import ConfigError
+    from driftloop.io.batch_scoring import require_worker_room
+    from driftloop.io.partition_scoring import ScoringModel
+
+    forest = ScoringModel("equip", "2", bytes(29 * 2**20), "{}")  # trial 17's forest: died under 700 MB
+    with pytest.raises(ConfigError) as refused:
+        require_worker_room(700 * 10**6, 2, forest)
+    assert str(refused.value).startswith(
+        "a scoring worker's 668 MiB cannot hold equip v2: its 29.0 MB ONNX graph takes about 377 MiB in a worker"
+    )
+    assert str(refused.value).endswith("give each worker at least 692 MiB (--memory-limit)")
+    require_worker_room(2**30, 2, forest)  # where it scored
+    require_worker_room(0, 2, forest)  # no limit: Dask stops no worker
+    require_worker_room(512 * 2**20, 2, ScoringModel("equip", "1", bytes(6 * 2**20), "{}"))  # a 6 MB forest fits
+    many = int(MEMORY_LIMIT) // (600 * 2**20)  # without a limit the workers share the RAM: 600 MiB or less each
+    with pytest.raises(ConfigError, match=rf"\(--memory-limit\), or run fewer than {many} workers"):
+        require_worker_room(None, many, forest)

@@ -27,7 +27,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from driftloop.core import lineage
-from driftloop.core.csv_blocks import at_most, csv_block_bytes
+from driftloop.core.csv_blocks import (
+    GRAPH_MEMORY_FACTOR,
+    MB,
+    WORKER_LEAST,
+    at_most,
+    csv_block_bytes,
+    least_worker_memory,
+)
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
 WORKER_MODULE = score_partition.__module__  # what a worker runs: imported as it starts
 
 SCALE_EXTRA = "pip install 'driftloop[scale]'"
+NO_DASK = f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}"
 AUTO = "auto"  # a CSV's block size chosen for the workers (core.csv_blocks), a worker's memory as Dask's
 
 
@@ -157,25 +165,59 @@ def open_scoring_input(
     batch_rows: int = 50_000,
     workers: int = 2,
     worker_memory: int | None = None,
+    graph_bytes: int = 0,
 ) -> ScoringInput:
     """A file or directory (``scoring_input``) or a database query (``query_input``) as scoring input."""
     if isinstance(source, SqlQuery):
         return query_input(source, password, batch_rows)
-    return scoring_input(source, blocksize, workers, worker_memory)
+    return scoring_input(source, blocksize, workers, worker_memory, graph_bytes)
 
 
 def worker_memory_bytes(limit: int | None, workers: int) -> int:
-    """A local worker's memory: ``limit`` bytes, or without one (None: auto, 0: none) the RAM shared by all."""
-    from distributed.system import MEMORY_LIMIT  # the RAM, or the cgroup's limit
+    """A local worker's memory: ``limit`` bytes, or without one (None: auto, 0: none) the RAM shared by all.
 
+    Raises:
+        ConfigError: Dask is not installed.
+    """
+    try:
+        from distributed.system import MEMORY_LIMIT  # the RAM, or the cgroup's limit
+    except ImportError:
+        raise ConfigError(NO_DASK) from None
     return limit or int(MEMORY_LIMIT) // max(workers, 1)
 
 
-def scoring_input(source: Path, blocksize: str, workers: int = 2, worker_memory: int | None = None) -> ScoringInput:
+def require_worker_room(limit: int | None, workers: int, model: ScoringModel) -> None:
+    """Refuse, before any worker starts, local workers too small for the model and one block of rows.
+
+    ``limit``: each worker's, as for ``worker_memory_bytes``; 0 (none): Dask stops no worker, nothing to refuse.
+
+    Raises:
+        ConfigError: A worker's memory is below ``core.csv_blocks.least_worker_memory`` for the version's graph.
+    """
+    if limit == 0:
+        return
+    memory = worker_memory_bytes(limit, workers)
+    graph = len(model.onnx_bytes)
+    least = least_worker_memory(graph)
+    if memory >= least:
+        return
+    fewer = "" if limit else f", or run fewer than {workers} workers (without a limit they share the RAM)"
+    raise ConfigError(
+        f"a scoring worker's {memory / MB:,.0f} MiB cannot hold {model.name} v{model.version}: its {graph / MB:,.1f} "
+        f"MB ONNX graph takes about {GRAPH_MEMORY_FACTOR * graph / MB:,.0f} MiB in a worker, beside about "
+        f"{WORKER_LEAST // MB} MiB of libraries and a block of rows: give each worker at least "
+        f"{-(-least // MB):,} MiB (--memory-limit){fewer}"
+    )
+
+
+def scoring_input(
+    source: Path, blocksize: str, workers: int = 2, worker_memory: int | None = None, graph_bytes: int = 0
+) -> ScoringInput:
     """The input's columns and tasks.
 
     A CSV is read by Dask in blocks of ``blocksize`` (``auto``: ``core.csv_blocks.csv_block_bytes`` for ``workers``
-    of ``worker_memory`` bytes, None if unknown; a compressed CSV, which cannot be cut, is one block); a Parquet
+    of ``worker_memory`` bytes, None if unknown, beside a model of a ``graph_bytes`` ONNX graph; a compressed CSV,
+    which cannot be cut, is one block); a Parquet
     file or a directory of them (files under a name starting with ``_`` or ``.`` skipped, as Parquet readers do)
     is cut into row groups (``io.datasets.parquet_parts`` says which files of a directory are its parts).
 
@@ -210,7 +252,9 @@ def scoring_input(source: Path, blocksize: str, workers: int = 2, worker_memory:
     block: int | None = None  # compressed: Dask reads it whole, and warns if given a size
     if source.suffixes[-1].lower() == ".csv":
         size = source.stat().st_size
-        wanted = csv_block_bytes(size, workers, worker_memory) if blocksize == AUTO else _dask_bytes(blocksize)
+        wanted = (
+            csv_block_bytes(size, workers, worker_memory, graph_bytes) if blocksize == AUTO else _dask_bytes(blocksize)
+        )
         block = at_most(size, wanted)
     try:
         frame = _dask_dataframe().read_csv(str(source), blocksize=block, dtype=object, keep_default_na=True)
@@ -427,7 +471,7 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise ConfigError(f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}") from None
+        raise ConfigError(NO_DASK) from None
     if address:
         try:
             client = Client(address, timeout="10s")
@@ -455,5 +499,5 @@ def _dask_dataframe() -> Any:
     try:
         import dask.dataframe as dd
     except ImportError:
-        raise ConfigError(f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}") from None
+        raise ConfigError(NO_DASK) from None
     return dd
