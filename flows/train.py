@@ -48,6 +48,7 @@ from tasks.model import (
     check_estimator,
     choose_training_rows,
     compare_with_champion,
+    drift_reference_rows,
     evaluate_candidate,
     evaluate_on_recent_rows,
     export_candidate,
@@ -195,14 +196,18 @@ def train_model(
             stored.wait()
         snapshot_uri = stored.result()
         evaluation = evaluate_candidate(candidate, split, schema, uri, run.run_id, seed)
-        # Drift is judged against the rows the model was fitted on and, once the truth changed, its answers on that
-        # truth's holdout rows: the old truth's would mute the label-free estimate and the drift weights.
+        # Drift is judged against the traffic the model will serve: a retrain's recent rows, when there are enough
+        # (core.drift_reference), and its answers on them; once the truth changed, the old truth's answers would
+        # also mute the label-free estimate and the drift weights.
+        watched = drift_reference_rows(fitting, snapshot.base_rows)
         monitored = (
-            evaluate_on_recent_rows(candidate, evaluation, split, schema, snapshot.base_rows, seed)
-            if policy.truth_changed
+            evaluate_on_recent_rows(
+                candidate, evaluation, split, schema, snapshot.base_rows, seed, policy.truth_changed
+            )
+            if policy.truth_changed or len(watched.train) < len(fitting.train)
             else evaluation
         )
-        reference = save_reference.submit(fitting, schema, uri, run.run_id, seed, monitored)
+        reference = save_reference.submit(watched, schema, uri, run.run_id, seed, monitored)
         try:
             export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance, evaluation)
         finally:

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from driftloop.core import lineage
 from driftloop.core.drift import ColumnKind, build_profile, prediction_values
+from driftloop.core.drift_reference import reference_rows
 from driftloop.core.evaluation import Metrics, compute_metrics, feature_importance, importance_metric, importance_sample
 from driftloop.core.features import encode_target, to_model_frame, with_canonical_target
 from driftloop.core.fit_progress import fit_progress
@@ -235,13 +236,16 @@ def evaluate_candidate(
 
 @task(name="evaluate-on-recent-rows", cache_policy=NO_CACHE, timeout_seconds=1800)
 def evaluate_on_recent_rows(
-    candidate: Candidate, evaluation: Evaluation, split: Split, schema: DatasetSchema, base_rows: int, seed: int
-) -> Evaluation:
-    """After a changed truth: the candidate on the new truth's holdout rows (a retrain's recent ones) alone.
+    candidate: Candidate, evaluation: Evaluation, split: Split, schema: DatasetSchema, base_rows: int, seed: int,
+    truth_changed: bool = True,
+) -> Evaluation:  # fmt: skip
+    """A retrain watched against its recent rows: the candidate on its recent holdout rows alone.
 
     Its monitoring reference is built from these: the calibration behind the label-free estimate, the importances
-    that weigh drift, the predictions of prediction drift. From the whole holdout, which mixes in the old truth,
-    the estimate of a model that learnt the new one sat near chance, and its importances at zero or below.
+    that weigh drift, the predictions of prediction drift. After a changed truth, from the whole holdout, which
+    mixes in the old truth, the estimate of a model that learnt the new one sat near chance, and its importances at
+    zero or below; after a shift of the features, its predictions on the old traffic set the prediction reference.
+    Too few recent rows: no calibration after a changed truth, the whole holdout's figures otherwise.
     """
     recent = _recent_rows(split, base_rows)
     task = schema.task
@@ -249,10 +253,11 @@ def evaluate_on_recent_rows(
     if y_true.size < MIN_CALIBRATION_ROWS or (task.is_classifier and np.unique(y_true).size < 2):
         # Too few to calibrate or to rank features on: no estimate rather than one calibrated on the old truth.
         progress("%s recent holdout rows: too few for a monitoring reference of their own", f"{y_true.size:,}")
-        return replace(evaluation, calibration=None)
+        return replace(evaluation, calibration=None) if truth_changed else evaluation
     holdout = to_model_frame(split.holdout[recent], schema)
     scores = evaluation.scores[recent]
-    progress("monitoring reference on the %s recent holdout rows (the new truth's)", f"{len(holdout):,}")
+    progress("monitoring reference on the %s recent holdout rows%s", f"{len(holdout):,}",
+             " (the new truth's)" if truth_changed else "")  # fmt: skip
     return Evaluation(
         compute_metrics(y_true, scores, task),
         scores,
@@ -342,6 +347,15 @@ def _grouped_graph(
     except ExportError as error:
         get_run_logger().warning("no %s: %s", lineage.SERVING_ONNX_FILE, error)
         return None
+
+
+def drift_reference_rows(fitting: Split, base_rows: int) -> Split:
+    """The split whose training rows the drift reference is built from (``core.drift_reference.reference_rows``)."""
+    rows = reference_rows(fitting.train.index, base_rows)
+    if rows.all():
+        return fitting
+    progress("drift reference: the %s recent training rows alone, like the traffic served since", f"{rows.sum():,}")
+    return Split(train=fitting.train[rows], holdout=fitting.holdout)
 
 
 # No timeout: the flow runs it on a thread beside export, where Prefect could not interrupt it (it warns so).

@@ -175,8 +175,10 @@ def collect_new_labels(
                                    min_rows)  # fmt: skip
         if point is not None:
             since = rows["ts"].to_numpy()[kept][0]
+            # "errors rose", not "the truth changed": features moved to where the champion errs read the same (trial 18)
             change = (
-                f"the truth changed at {pd.Timestamp(since).isoformat()}: {describe(point, task.label_check_metric)}"
+                f"the champion's errors rose from {pd.Timestamp(since).isoformat()}: "
+                f"{describe(point, task.label_check_metric)}"
             )
             before_change, rows = int((~kept).sum()), rows[kept]
     recent = pd.DataFrame({name: rows.get(name) for name in schema.feature_names})

@@ -139,7 +139,7 @@ def test_a_retrain_after_a_changed_truth_collects_only_the_labels_served_since(t
     assert since.rows == 400 - since.before_change
     assert len(pd.read_parquet(tmp_path / "since.parquet")) == since.rows
     assert since.change is not None
-    assert since.change.startswith("the truth changed at 2026-09-21T14:1")
+    assert since.change.startswith("the champion's errors rose from 2026-09-21T14:1")
     assert since.latest == everything.latest  # the labels before the change are used up too
     # and counted as seen by the episode (trial 15: "1600 new labelled rows since the last retrain" after 800)
     assert since.used_up == everything.used_up == 400
