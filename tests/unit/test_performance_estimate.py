@@ -144,8 +144,28 @@ def test_regressors_and_versions_without_calibration_say_why_not() -> None:
     assert estimate.status == "not available"
     assert "regressor" in estimate.summary()
     older = estimate_performance(None, BINARY, np.zeros(300), np.zeros(300), 0.9, MAX_DROP, 200)
-    assert "no calibration: its holdout had fewer than 50 rows, or it was trained before" in older.summary()
+    assert "no calibration: its holdout had fewer than 50 rows, or fewer than 10 wrong answers to learn its " in (
+        older.summary()
+    )
     assert fit_calibration(BINARY, np.linspace(0, 1, 20), np.arange(20) % 2) is None  # too few holdout rows
+
+
+@pytest.mark.parametrize("task", [BINARY, MULTICLASS])
+def test_a_holdout_with_too_few_errors_calibrates_nothing(task: Task) -> None:
+    """Trial 18: a holdout answered without error calibrated every confidence to 1.0, and the estimate said "ok,
+    accuracy 1.000 (95% 1.000-1.000)" on traffic the labels then showed 75% right."""
+    rng = np.random.default_rng(0)
+    rows = 300
+    y = rng.integers(0, len(task.classes), rows)
+    confident = np.full((rows, len(task.classes)), 0.02)
+    confident[np.arange(rows), y] = 1 - 0.02 * (len(task.classes) - 1)
+    scores = confident[:, 1] if task.kind is TaskKind.BINARY else confident
+    assert fit_calibration(task, scores, y) is None  # every answer right
+    wrong = y.copy()
+    wrong[:9] = (y[:9] + 1) % len(task.classes)
+    assert fit_calibration(task, scores, wrong) is None  # 9 wrong: still too few
+    wrong[:10] = (y[:10] + 1) % len(task.classes)
+    assert fit_calibration(task, scores, wrong) is not None  # 10: enough to learn from
 
 
 def test_too_few_rows_are_not_estimated() -> None:
