@@ -136,10 +136,12 @@ def _has_registry(settings: Settings) -> bool:
     return store is None or store.is_file()
 
 
-def _require_version(settings: Settings, version: str | None) -> None:
+def _require_version(settings: Settings, version: str | None, use: str | None = None) -> None:
     """VERSION (or, without one, a champion) must exist before any service or flow starts for it.
 
-    Checked only where the registry can be read without starting anything (as ``_require_known_model``).
+    Checked only where the registry can be read without starting anything (as ``_require_known_model``). With
+    ``use`` ("be rolled out"), a VERSION whose ONNX export failed its parity check is refused too: the flow would
+    refuse it after starting (trial 18), and a champion passed it to become one.
     """
     if not _has_registry(settings):
         raise _fail(f"model {settings.model_name!r} has no versions yet: train it first (driftloop train)")
@@ -149,7 +151,10 @@ def _require_version(settings: Settings, version: str | None) -> None:
 
     registry = ModelRegistry(settings.model_name, settings.tracking_uri)
     if version is not None:
-        registry.get_version(version)  # RegistryError naming the versions there are: one line from main()
+        registered = registry.get_version(version)  # RegistryError naming the versions there are: one line
+        refusal = None if use is None else lineage.parity_refusal(registered.tags, settings.model_name, version, use)
+        if refusal is not None:
+            raise _fail(refusal)
     elif registry.champion() is None:
         _require_registered(settings, registered_model_names(settings.tracking_uri))
         raise _fail(f"model {settings.model_name!r} has no champion: name the version (driftloop models lists them)")
@@ -503,6 +508,8 @@ def train(
 
     if model is not None and estimator is not None:
         raise _fail("--model and --estimator both name the estimator: give one")
+    if model is not None and ":" not in model:  # read as a built-in's name, it was called unknown (trial 18)
+        raise _fail(f"--model {model!r} names no function: give path/to/models.py:factory or package.module:factory")
     from driftloop.io.user_model import canonical_reference
 
     if data is None and query:
@@ -1046,7 +1053,7 @@ def rollout(
         raise typer.BadParameter(f"{strategy!r}: use blue-green or canary", param_hint="--strategy")
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
-    _require_version(settings, version)
+    _require_version(settings, version, "be rolled out")
     _require_docker_engine()
     from driftloop.errors import RolloutRolledBack
 
@@ -1143,11 +1150,13 @@ def _up(settings: Settings) -> Settings:
     """Start the services, deploy the project's deployments and start the worker; the settings the server got."""
     from driftloop.io import services
     from driftloop.io.deployments import deploy_project
-    from driftloop.io.project import project_for
+    from driftloop.io.project import missing_schema_files, project_for
     from driftloop.io.provenance import PROJECT_DIR
 
     _refuse_unauthenticated_prefect(settings)
     project = project_for(settings)
+    if lacking := missing_schema_files(project):  # its train deployment could never run (trial 18)
+        raise _fail(f"project file {settings.project_file}: {'; '.join(lacking)}")
     # DRIFTLOOP_SERVE_MODELS' names are served too, though only the project's models get deployments.
     served = project.served_beside(settings.model_name, settings.serve_models)
     settings = settings.model_copy(update={"serve_models": served})
@@ -1167,8 +1176,10 @@ def _up(settings: Settings) -> Settings:
             )
     _start_services(settings, with_model_server=settings.deploy == "local")
     _export_env(settings)  # Prefect calls below (alerts) must reach this server, never an ephemeral one
-    deployed = deploy_project(settings, PROJECT_DIR, project)
+    deployed, removed = deploy_project(settings, PROJECT_DIR, project)
     out.print(f"  deployments     {', '.join(deployed)} (pool {settings.work_pool})")
+    if removed:  # a model the project no longer declares: its loop stops (trial 18 saw them go without a word)
+        out.print(f"  removed         {', '.join(removed)} (not in the project now)", highlight=False)
     _ensure_crash_automation(settings)  # the worker's flow runs send heartbeats too (Settings.process_env)
     if settings.alert_webhook_url:
         from driftloop.io.alerts import install_alerts
@@ -1615,8 +1626,9 @@ def labels_import(
     from driftloop.io.datasets import read_source
     from driftloop.io.label_import import import_labels, label_texts, read_label_table
     from driftloop.io.prediction_store import open_prediction_log
+    from driftloop.io.sql_source import is_database_url
 
-    if query is None and not Path(data).expanduser().exists():
+    if query is None and not is_database_url(data) and not Path(data).expanduser().exists():
         raise _fail(f"labels file {data}: no such file or directory")
     frame = read_source(_source(data, query, "DATA"), secret_text(settings.sql_password), "label table")
     table = read_label_table(frame, id_column, label_column, row_column)

@@ -244,6 +244,15 @@ def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestR
     assert status.proxy.answers
     assert status.serving[0].model["version"] == "1"
     assert "blue" in status.table()
+    # A body over nginx's limit (the server's, and 64 KiB of headroom) gets JSON as the server words it, not
+    # nginx's HTML page (trial 18).
+    oversized = b" " * (stage.settings.max_body_bytes + 128 * 1024)
+    too_large = httpx.post(stage.url + "/predict", content=oversized, timeout=30,
+                           headers={"content-type": "application/json"})  # fmt: skip
+    assert too_large.status_code == 413
+    assert too_large.headers["content-type"] == "application/json"
+    assert too_large.json()["reason"] == "body_too_large"
+    assert too_large.json()["detail"].startswith("request body exceeds the limit of ")
 
 
 def test_canary_under_load_fails_no_request(images: Images, run: DockerTestRun, tmp_path: Path) -> None:

@@ -355,6 +355,14 @@ def test_up_on_a_loopback_prefect_or_with_a_credential_goes_on(home: Path, tmp_p
     ):
         result = driftloop(home, "up", extra=extra)
         assert_refused_before_services(result, home, f"project file {tmp_path / 'driftloop.yaml'} is invalid")
+    # A valid file whose schema file is not there: its train deployment could never run (trial 18: deployed).
+    (tmp_path / "driftloop.yaml").write_text("models:\n  - {name: a, data: x.csv, schema: s.yaml}\n")
+    lacking = driftloop(home, "up", extra={"PREFECT_API_URL": None})
+    assert_refused_before_services(
+        lacking,
+        home,
+        f"project file {tmp_path / 'driftloop.yaml'}: model 'a': schema file {tmp_path / 's.yaml'} does not exist",
+    )
 
 
 @pytest.mark.parametrize("every", ["0h", "-1h", "1x", "hourly", "", "NaT", "1M"])
@@ -385,6 +393,11 @@ def test_a_missing_schema_file_is_one_line_like_a_missing_data_file(home: Path, 
 def test_labels_import_names_a_missing_file_and_score_a_missing_input(home: Path, tmp_path: Path) -> None:
     missing = driftloop(home, "labels", "import", "nowhere.csv", "--label-column", "y")
     assert_refused_before_services(missing, home, "labels file nowhere.csv: no such file or directory")
+    # A database without its query (trial 18: "labels file sqlite:///labels.db: no such file or directory").
+    database = driftloop(home, "labels", "import", f"sqlite:///{tmp_path / 'labels.db'}", "--label-column", "y")
+    assert_refused_before_services(
+        database, home, f"DATA sqlite:///{tmp_path / 'labels.db'} is a database: give the rows' SQL with --query"
+    )
     (tmp_path / "labels.yaml").write_text("y: 1\n")  # trial 12: called a snapshot, which is what training reads
     yaml = driftloop(home, "labels", "import", str(tmp_path / "labels.yaml"), "--label-column", "y")
     assert_refused_before_services(yaml, home, f"label table {tmp_path / 'labels.yaml'} has an unsupported file type")
@@ -480,11 +493,14 @@ def test_building_or_rolling_out_without_a_docker_engine_is_one_line_before_any_
     """The flow used to start and fail inside, printing Prefect's tracebacks above the error."""
     from mlflow import MlflowClient
 
+    from driftloop.core import lineage
+
     home.mkdir()
     uri = f"sqlite:///{home / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("churn")
-    client.create_model_version("churn", source=str(tmp_path))  # a version is all the command checks first
+    # A version whose export passed its parity check is all the command checks first.
+    client.create_model_version("churn", source=str(tmp_path), tags={lineage.PARITY: lineage.PASSED})
     nowhere = f"unix://{tmp_path}/no-engine.sock"
     result = driftloop(home, *command, extra={"DOCKER_HOST": nowhere})
     assert result.returncode == 1, result.stdout + result.stderr
@@ -599,3 +615,33 @@ def test_score_refuses_workers_too_small_for_the_version_s_graph_before_starting
     roomy = driftloop(home, *score, "--memory-limit", "1GB")
     assert roomy.returncode == 1, roomy.stdout + roomy.stderr
     assert "lacks the model's feature(s)" in roomy.stderr, roomy.stderr
+
+
+def test_a_model_reference_without_its_function_says_so(home: Path, users_csv: Path) -> None:
+    """Trial 18: `--model my_models.py` said "unknown estimator 'my_models.py' … choose one of: …"."""
+    result = driftloop(
+        home, "train", "--data", str(users_csv), "--schema", str(BUNDLED_SCHEMA), "--model", "my_models.py"
+    )
+    assert_refused_before_services(
+        result, home, "--model 'my_models.py' names no function: give path/to/models.py:factory or package.module:"
+    )
+
+
+def test_rolling_out_a_version_that_failed_parity_is_refused_before_any_flow(home: Path, tmp_path: Path) -> None:
+    """Trial 18: the refusal came from the ship flow, after a Prefect ERROR line and a flow run (6.1 s)."""
+    from mlflow import MlflowClient
+
+    from driftloop.core import lineage
+
+    home.mkdir()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("churn")
+    client.create_model_version("churn", source=str(tmp_path), tags={lineage.PARITY: lineage.FAILED})
+    result = driftloop(home, "rollout", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        "error: version 1 of 'churn' has driftloop.parity=failed: only a version whose ONNX export passed the "
+        "parity check may be rolled out\n"
+    )
+    assert not (home / "run").exists()  # no service, no flow

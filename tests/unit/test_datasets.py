@@ -152,6 +152,7 @@ def test_missing_snapshot(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist") as caught:
         read_snapshot(path)
     assert str(path) in str(caught.value)
+    assert str(caught.value) == str(caught.value).strip()  # one line: pandas' own message ends in a newline
 
 
 def test_a_directory_of_parquet_parts_is_one_snapshot(tmp_path: Path, churn_frame: pd.DataFrame) -> None:
@@ -180,6 +181,7 @@ def test_unsupported_snapshot_suffix(tmp_path: Path, name: str) -> None:
     with pytest.raises(DatasetError, match="unsupported file type") as caught:
         read_snapshot(path)
     assert str(path) in str(caught.value)
+    assert str(caught.value) == str(caught.value).strip()  # one line: pandas' own message ends in a newline
 
 
 @pytest.mark.parametrize("name", ["empty.csv", "empty.parquet", "empty.csv.gz"])
@@ -211,6 +213,7 @@ def test_snapshot_with_a_header_but_no_rows(tmp_path: Path, fmt: str) -> None:
         ("broken.csv.gz", b"not gzip data"),
         ("truncated.csv.gz", gzip.compress(b"a,b\n" + b"1,2\n" * 1000, mtime=0)[:40]),
         ("ragged.csv", b'a,b\n1,2\n3,"unclosed\n'),
+        ("stray.csv", b"a,b\n1,2\n3,4,5\n"),
         ("binary.csv", b"\xff\xfe\x00\x81\x00garbage"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
@@ -221,6 +224,7 @@ def test_unparsable_snapshot(tmp_path: Path, name: str, content: bytes) -> None:
     with pytest.raises(DatasetError, match="cannot parse snapshot") as caught:
         read_snapshot(path)
     assert str(path) in str(caught.value)
+    assert str(caught.value) == str(caught.value).strip()  # one line: pandas' own message ends in a newline
 
 
 def test_bundled_csv_reads_with_blanks_as_missing_and_strings_kept(churn_frame: pd.DataFrame) -> None:

@@ -160,6 +160,8 @@ def test_render_uses_the_limits() -> None:
         "proxy_send_timeout 4000ms;",
         "proxy_next_upstream_timeout 2500ms;",
         "client_max_body_size 1234;",
+        "error_page 413 @body_too_large;",
+        """return 413 '{"detail": "request body exceeds the limit of 1234 bytes", "reason": "body_too_large"}';""",
         "client_header_timeout 1500ms;",
         "client_body_timeout 7000ms;",
     ):

@@ -87,6 +87,23 @@ def test_a_task_recorded_on_a_version_reads_back_the_same(task: Task) -> None:
     assert Task.from_record(task.record()) == task
 
 
+def test_classes_written_as_numbers_are_the_text_a_snapshot_s_numbers_are_read_as() -> None:
+    """Trial 18: `classes: [1, 2]` was refused with "Input should be a valid string (got 1)"."""
+    schema = DatasetSchema.model_validate(
+        {
+            "name": "grades",
+            "target": {"name": "grade", "classes": [1, 2], "positive": 2},
+            "features": [{"name": "x", "kind": "numeric"}],
+        }
+    )
+    assert schema.task.classes == ("1", "2")
+    assert schema.target.positive == "2"
+    snapshot = with_canonical_target(pd.DataFrame({"x": [0.1, 0.2, 0.3], "grade": [2, 1, 2]}), schema)
+    assert encode_target(snapshot["grade"], schema).tolist() == [1, 0, 1]
+    three = Target(name="grade", kind=TaskKind.MULTICLASS, classes=(1.5, 2.5, 3.5))  # type: ignore[arg-type]
+    assert three.classes == ("1.5", "2.5", "3.5")
+
+
 def test_targets_are_encoded_by_class_order_or_as_numbers() -> None:
     assert MULTICLASS.encode(pd.Series(["high", "low", "mid", "other"])).tolist() == [2, 0, 1, -1]
     assert REGRESSION.encode(pd.Series([1, 2.5, -3])).tolist() == [1.0, 2.5, -3.0]

@@ -147,6 +147,11 @@ class Feature(BaseModel):
         return dumped
 
 
+def _class_text(value: object) -> object:
+    """A YAML number or boolean as its text (``str``, as pandas' ``astype(str)`` spells it); anything else as is."""
+    return str(value) if isinstance(value, int | float) else value
+
+
 class Target(BaseModel):
     """The label column and its task: binary (default), multiclass or regression.
 
@@ -160,6 +165,14 @@ class Target(BaseModel):
     kind: TaskKind = TaskKind.BINARY
     classes: tuple[str, ...] | None = None
     positive: str | None = None
+
+    @field_validator("classes", "positive", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: object) -> object:
+        """``classes: [1, 2]`` as the text a snapshot's 1 and 2 are read as (``with_canonical_target``)."""
+        if isinstance(value, list | tuple):
+            return [_class_text(v) for v in value]
+        return _class_text(value)
 
     @model_validator(mode="after")
     def _classes_fit_kind(self) -> Target:

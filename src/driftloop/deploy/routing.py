@@ -186,6 +186,11 @@ def _free_pair(start: int, held: set[int], in_use: Callable[[int], bool]) -> tup
     raise DeployError(f"no two free ports from {start} up for another model's slots: set DRIFTLOOP_SLOT_PORTS lower")
 
 
+def _too_large(limit: int) -> dict[str, str]:
+    """The body of a 413 for a request body over ``limit`` bytes, as the model server words it."""
+    return {"detail": f"request body exceeds the limit of {limit} bytes", "reason": "body_too_large"}
+
+
 def render_nginx_config(
     routings: Sequence[Routing], listen_port: int, limits: ProxyLimits | None = None, *, default: str | None = None
 ) -> str:
@@ -230,6 +235,12 @@ def render_nginx_config(
         f"  listen {listen_port};",
         "  server_name _;",
         f"  client_max_body_size {limits.max_body_bytes};",
+        # nginx's own answer to a body over the limit is an HTML page (trial 18): the server's JSON instead.
+        "  error_page 413 @body_too_large;",
+        "  location @body_too_large {",
+        "    default_type application/json;",
+        f"    return 413 '{json.dumps(_too_large(limits.max_body_bytes))}';",
+        "  }",
         f"  client_header_timeout {_duration(limits.client_header)};",
         f"  client_body_timeout {_duration(limits.client_body)};",
         f"  location = {PROXY_HEALTH} {{",

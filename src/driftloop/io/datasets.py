@@ -233,7 +233,7 @@ def _read_file(path: Path, kind: str, what: str) -> pd.DataFrame:
     # The parsers report a malformed file through any of these (ParserError and pyarrow's ArrowInvalid are
     # ValueErrors; a broken gzip is an OSError or EOFError).
     except (ValueError, OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"cannot parse {what} {path} as {kind}: {exc}") from None
+        raise DatasetError(f"cannot parse {what} {path} as {kind}: {str(exc).strip()}") from None  # pandas ends in \n
     if frame.empty:
         raise DatasetError(f"{what} {path} has no rows ({len(frame.columns)} column(s), 0 rows)")
     return frame

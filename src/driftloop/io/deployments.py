@@ -102,14 +102,14 @@ def deploy_all(
     return _deploy(settings, project_dir, source, pool_type)
 
 
-def deploy_project(settings: Settings, project_dir: Path, project: Project) -> list[str]:
+def deploy_project(settings: Settings, project_dir: Path, project: Project) -> tuple[list[str], list[str]]:
     """Create the work pool if needed and deploy prefect.yaml's deployments for every model of ``project``.
 
     Deployments of driftloop's flows that the project no longer has (a model removed, or the one-model names
     of prefect.yaml deployed by hand) are deleted, so no stale trigger retrains a model twice.
 
     Returns:
-        The deployment names Prefect reported (``flow/deployment``).
+        The deployment names Prefect reported, and those deleted (``flow/deployment``).
 
     Raises:
         ServiceError: prefect.yaml is missing, or Prefect refused the pool or the deployments.
@@ -121,8 +121,7 @@ def deploy_project(settings: Settings, project_dir: Path, project: Project) -> l
     header = "# Written by `driftloop up` from prefect.yaml and the project's models; edit those, not this.\n"
     generated.write_text(header + yaml.safe_dump(model_deployments(template, project), sort_keys=False))
     deployed = _deploy(settings, project_dir, generated)
-    _delete_stale(settings, template, set(deployed))
-    return deployed
+    return deployed, _delete_stale(settings, template, set(deployed))
 
 
 def _prefect_file(project_dir: Path, relative: Path) -> Path:
@@ -157,8 +156,8 @@ def _deploy(settings: Settings, project_dir: Path, prefect_file: Path, pool_type
     ]
 
 
-def _delete_stale(settings: Settings, template: dict[str, Any], keep: set[str]) -> None:
-    """Delete deployments of prefect.yaml's flows that are not in ``keep`` (``flow/deployment`` names)."""
+def _delete_stale(settings: Settings, template: dict[str, Any], keep: set[str]) -> list[str]:
+    """Delete deployments of prefect.yaml's flows that are not in ``keep`` (``flow/deployment`` names); their names."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
@@ -166,9 +165,13 @@ def _delete_stale(settings: Settings, template: dict[str, Any], keep: set[str]) 
     with get_client(sync_client=True) as client:
         found = client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=flows)))
         names = {flow.id: flow.name for flow in found}
+        deleted = []
         for deployment in client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=flows))):
-            if f"{names.get(deployment.flow_id)}/{deployment.name}" not in keep:
+            name = f"{names.get(deployment.flow_id)}/{deployment.name}"
+            if name not in keep:
                 client.delete_deployment(deployment.id)
+                deleted.append(name)
+    return sorted(deleted)
 
 
 def _flow_name(entrypoint: str) -> str:

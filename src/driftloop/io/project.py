@@ -65,6 +65,15 @@ def project_for(settings: Settings) -> Project:
     return default_project(settings)
 
 
+def missing_schema_files(project: Project) -> list[str]:
+    """Each model whose schema file is not there, as ``model 'a': schema file /abs/a.yaml does not exist``."""
+    return [
+        f"model {model.name!r}: schema file {model.schema_path} does not exist"
+        for model in project.models
+        if not Path(model.schema_path).is_file()
+    ]
+
+
 def _resolved(entry: dict[str, Any], base: Path) -> dict[str, Any]:
     """``entry`` with its relative paths (its score job's too) made absolute against ``base``; URLs left as they are."""
     resolved = dict(entry)

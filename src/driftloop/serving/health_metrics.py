@@ -79,11 +79,12 @@ class ModelHealthMetrics(Collector):
             labels = [record.model_name, record.model_version]
             families["checked"].add_metric(labels, record.ts.timestamp())
             families["rows"].add_metric(labels, record.rows)
-            families["share"].add_metric(labels, record.share)
             families["detected"].add_metric(labels, 1.0 if record.verdict == "drift" else 0.0)
             families["episode"].add_metric(labels, 1.0 if record.opened_episode else 0.0)
-            if record.weighted_share is not None:
-                families["weighted"].add_metric(labels, record.weighted_share)
+            if record.verdict in _JUDGED:  # a check on too few rows tested nothing: no share, not a share of 0
+                families["share"].add_metric(labels, record.share)
+                if record.weighted_share is not None:
+                    families["weighted"].add_metric(labels, record.weighted_share)
             for column in record.columns:
                 if column.get("strength") is not None:
                     families["strength"].add_metric([*labels, column["column"]], column["strength"])
@@ -97,6 +98,9 @@ class ModelHealthMetrics(Collector):
             if record.label_coverage is not None:
                 families["coverage"].add_metric(labels, record.label_coverage)
         yield from families.values()
+
+
+_JUDGED = ("drift", "no drift")  # the verdicts of a check that tested the features
 
 
 def _gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:

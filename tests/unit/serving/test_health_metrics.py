@@ -87,3 +87,20 @@ def test_the_store_is_read_once_per_refresh_and_a_broken_store_keeps_the_last_fi
         assert 'driftloop_drift_detected{model="churn",model_version="3"} 1.0' in after
     finally:
         store.close()
+
+
+def test_a_check_that_judged_nothing_exports_no_share() -> None:
+    """Trial 18: after "insufficient data on 0 rows", /metrics said driftloop_drift_share 0.0: read as no drift."""
+    from dataclasses import replace
+
+    judged = make_record(T, "churn", seed=1, shift=2.0, labelled=0)
+    unjudged = replace(judged, verdict="insufficient data", rows=0)
+    registry = CollectorRegistry()
+    registry.register(ModelHealthMetrics(lambda: {"churn": unjudged}, ["churn"], refresh_seconds=3600))
+    text = generate_latest(registry).decode()
+    assert "driftloop_drift_share{" not in text
+    assert "driftloop_drift_weighted_share{" not in text
+    assert 'driftloop_drift_check_rows{model="churn"' in text  # when it ran, and on how few rows, still show
+    registry = CollectorRegistry()
+    registry.register(ModelHealthMetrics(lambda: {"churn": judged}, ["churn"], refresh_seconds=3600))
+    assert "driftloop_drift_share{" in generate_latest(registry).decode()
