@@ -201,7 +201,9 @@ def handle_episode(
         new_labels=_new_labels(predictions_url, model_name, champion.tags) if current is not None else 0,
         min_new_labels=policy.min_new_labels,
         claim_timeout_seconds=policy.retrain_timeout_seconds,
-        last_retrain_at=store.last_retrain_at() if current is None and drifted else None,
+        last_retrain_at=store.last_retrain_at()
+        if drifted and (current is None or current.retrain == "pending")
+        else None,
         retrain_deployed=deployed,
     )
     if decision.action == "emit":

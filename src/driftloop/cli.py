@@ -1311,7 +1311,10 @@ def drift_check(
             drift_rule=rule or policy.get("drift_rule"),
             opens_episode=policy.get("opens_episode"),
         )
-    out.rule(f"drift check of {outcome.model_name} v{outcome.version or '-'}")
+    if outcome.version is None:  # no champion: the note says so, under no header of a version "v-" (trial 18)
+        out.print(outcome.note, highlight=False)
+        return
+    out.rule(f"drift check of {outcome.model_name} v{outcome.version}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
     # The verdict is Evidently's rule on the features alone; the labels and the outputs are judged apart, and any
     # of them can open an episode (the action line says what was done).

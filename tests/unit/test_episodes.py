@@ -226,4 +226,11 @@ def test_a_requested_retrain_that_no_deployment_takes_says_none_will_run() -> No
     assert "not started yet" not in unclaimed.note
     deployed = drift_action(True, False, pending, **args)
     assert "retrain requested, not started yet" in deployed.note
+    # Asked for within the cooldown after the last retrain: later checks say it waits, as the first did (trial 18).
+    cooling = drift_action(True, False, pending, last_retrain_at=now - timedelta(seconds=20), **args)
+    assert cooling.action == "already_open"
+    assert "retrain requested, within the cooldown after the last retrain: it waits" in cooling.note
+    assert "the first check after the cooldown (40s left) asks again; no new event" in cooling.note
+    cooled = drift_action(True, False, pending, last_retrain_at=now - timedelta(seconds=61), **args)
+    assert "retrain requested, not started yet" in cooled.note
     assert NO_RETRAIN not in deployed.note

@@ -128,6 +128,11 @@ def test_a_regressors_windows_show_realized_rmse_and_no_estimated_accuracy_colum
     assert "estimated accuracy" not in row
     classifier = performance_by_window(_served(4, 1, 200, coverage=[1.0], accuracy=[0.9]), BINARY, {}, "1h", 100, 100)
     assert format_windows(classifier)[0]["estimated accuracy"] == "-"
+    assert format_windows(classifier)[0]["coverage"] == "100%"
+    # Rounded down as in the checks table: 800 labelled of 802 is 99% (trial 18 saw 99% there, 100% here).
+    almost = performance_by_window(_served(4, 1, 802, coverage=[0.998], accuracy=[0.9]), BINARY, {}, "1h", 100, 100)
+    assert almost[0].labelled < 802
+    assert format_windows(almost)[0]["coverage"] == "99%"
 
 
 def test_a_bad_window_length_is_refused() -> None:

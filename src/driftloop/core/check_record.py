@@ -150,7 +150,7 @@ def format_checks(records: list[CheckRecord]) -> list[dict[str, str]]:
             "drifting segments": ", ".join(s["segment"] for s in r.segments if s.get("verdict") == "drift") or "-",
             "estimated acc.": _estimate(r),
             "realized": _realized(r),
-            "labels": f"{r.labelled_rows:,} ({_percent(r.label_coverage)})",
+            "labels": f"{r.labelled_rows:,} ({share_of_rows(r.label_coverage)})",
             "action": r.action,
         }
         for r in records
@@ -161,7 +161,7 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _percent(value: float | None) -> str:
+def share_of_rows(value: float | None) -> str:
     """Whole percents rounded down, so that 100% means every row and 0% none: 999 of 1,000 is 99%."""
     if value is None:
         return "-"

@@ -189,6 +189,14 @@ def drift_action(
             return DriftDecision(
                 "already_open", f"drift persists {since}; a retrain was requested, but {NO_RETRAIN}; {quiet}"
             )
+        since_last = (now - last_retrain_at).total_seconds() if last_retrain_at else float("inf")
+        if since_last < cooldown_seconds:  # the first check named the cooldown, the next ones did not (trial 18)
+            return DriftDecision(
+                "already_open",
+                f"drift persists {since}; retrain requested, within the cooldown after the last retrain: it waits, "
+                f"and the first check after the cooldown ({cooldown_seconds - since_last:.0f}s left) asks again; "
+                f"{quiet}",
+            )
         return DriftDecision("already_open", f"drift persists {since}; retrain requested, not started yet; {quiet}")
     if episode.retrain == "running":
         return DriftDecision(

@@ -124,4 +124,8 @@ class ModelEntry:
             return f"no model is serving: version {holder.last_failure.version} failed: {holder.last_failure.error}"
         if holder.last_check_error is not None:
             return f"no model yet: cannot read the model source: {holder.last_check_error}"
-        return f"no model yet: model {self.name!r} has no champion (run `driftloop train`)"
+        # Its versions may exist and have been refused (the gate, the parity check): `models` says why (trial 18).
+        return (
+            f"no model yet: model {self.name!r} has no champion (`driftloop models` lists its versions and why none "
+            "was promoted; `driftloop train` trains one)"
+        )
