@@ -342,52 +342,77 @@ def _v2_routes(app: FastAPI, server: Server) -> None:
 
     @app.get("/v2/models/{name}", tags=["v2"])
     async def v2_metadata(name: str) -> Response:
-        model = _v2_model(server, name)
-        if isinstance(model, Response):
-            return model
-        return _json(protocols.v2_model_metadata(model.info.name, model.version, model.parser.schema))
+        return _v2_metadata(server, name)
+
+    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"])
+    async def v2_version_metadata(name: str, version: str) -> Response:
+        return _v2_metadata(server, name, version)
 
     @app.get("/v2/models/{name}/ready", tags=["v2"])
     async def v2_model_ready(name: str) -> Response:
         model = _v2_model(server, name)
         return model if isinstance(model, Response) else _json({"name": name, "ready": True})
 
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"])
+    async def v2_version_ready(name: str, version: str) -> Response:
+        model = _v2_model(server, name, version)
+        return model if isinstance(model, Response) else _json({"name": name, "ready": True})
+
     @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=request_body("v2_infer"))
     async def v2_infer(name: str, request: Request) -> Response:
         """Open Inference Protocol inference (JSON tensors; the binary extension is not supported)."""
-        entry = server.entry(name)
-        model = _v2_model(server, name)
-        if isinstance(model, Response) or entry is None:
-            return model if isinstance(model, Response) else _json(protocols.v2_error("unknown model"), 404)
-        if protocols.V2_BINARY_HEADER in request.headers:
-            error = InputError(400, "unsupported", "binary tensor data is not supported; use binary_data=False")
-            server.metrics.count_error(entry.name, "v2_infer", error.reason)
-            return _json(protocols.v2_error(error.message), error.status)
-        # What the request asked for, captured while parsing for use when responding.
-        requested: list[list[str] | None] = [None]
-        body_id: list[Any] = [None]
+        return await _v2_infer(server, name, request)
 
-        def parse(body: Any, parser: FeatureParser) -> FeatureBatch:
-            batch, outputs = protocols.parse_v2_infer(body, parser)
-            requested[0] = outputs
-            body_id[0] = body.get("id") if isinstance(body, dict) else None
-            return batch
-
-        def respond(labels: np.ndarray, proba: np.ndarray | None, served: ServingModel) -> Any:
-            return protocols.v2_infer_response(
-                served.info.name, served.version, labels, proba, requested[0], body_id[0]
-            )
-
-        return await server.serve(request, Endpoint("v2_infer", parse, respond, v2_error), entry=entry)
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], openapi_extra=request_body("v2_infer"))
+    async def v2_version_infer(name: str, version: str, request: Request) -> Response:
+        """The same, for the version this server serves of the model (another one: 404)."""
+        return await _v2_infer(server, name, request, version)
 
 
-def _v2_model(server: Server, name: str) -> ServingModel | Response:
+def _v2_metadata(server: Server, name: str, version: str | None = None) -> Response:
+    model = _v2_model(server, name, version)
+    if isinstance(model, Response):
+        return model
+    return _json(protocols.v2_model_metadata(model.info.name, model.version, model.parser.schema))
+
+
+async def _v2_infer(server: Server, name: str, request: Request, version: str | None = None) -> Response:
+    """Open Inference Protocol inference on the model ``name`` (with ``version``: only the one it serves)."""
+    entry = server.entry(name)
+    model = _v2_model(server, name, version)
+    if isinstance(model, Response) or entry is None:
+        return model if isinstance(model, Response) else _json(protocols.v2_error("unknown model"), 404)
+    if protocols.V2_BINARY_HEADER in request.headers:
+        error = InputError(400, "unsupported", "binary tensor data is not supported; use binary_data=False")
+        server.metrics.count_error(entry.name, "v2_infer", error.reason)
+        return _json(protocols.v2_error(error.message), error.status)
+    # What the request asked for, captured while parsing for use when responding.
+    requested: list[list[str] | None] = [None]
+    body_id: list[Any] = [None]
+
+    def parse(body: Any, parser: FeatureParser) -> FeatureBatch:
+        batch, outputs = protocols.parse_v2_infer(body, parser)
+        requested[0] = outputs
+        body_id[0] = body.get("id") if isinstance(body, dict) else None
+        return batch
+
+    def respond(labels: np.ndarray, proba: np.ndarray | None, served: ServingModel) -> Any:
+        return protocols.v2_infer_response(served.info.name, served.version, labels, proba, requested[0], body_id[0])
+
+    return await server.serve(request, Endpoint("v2_infer", parse, respond, v2_error), entry=entry)
+
+
+def _v2_model(server: Server, name: str, version: str | None = None) -> ServingModel | Response:
+    """The model ``name`` serves now; with ``version``, only if that is the one it serves (a KServe client's path)."""
     entry = server.entry(name)
     if entry is None:
         return _json(protocols.v2_error(server.unknown_model(name).message), 404)
     model = entry.holder.model
     if model is None:
         return _json(protocols.v2_error(entry.not_ready_reason()), 503)
+    if version is not None and version != model.version:
+        message = f"model {name!r} serves version {model.version} here, not {version} (/v2/models/{name} is it)"
+        return _json(protocols.v2_error(message), 404)
     return model
 
 

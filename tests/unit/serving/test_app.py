@@ -218,6 +218,19 @@ def test_v2_routes(client: TestClient, served_model: TrainedModel) -> None:
     label, proba = body["outputs"]
     assert label["data"] == [int(served_model.labels[0])]
     np.testing.assert_allclose(proba["data"], served_model.probabilities[0], rtol=1e-6)
+    # A KServe client's versioned paths reach the version served (trial 18: a generic 404), and only that one.
+    assert client.get("/v2/models/churn/versions/1").json() == metadata
+    assert client.get("/v2/models/churn/versions/1/ready").json() == {"name": "churn", "ready": True}
+    versioned = client.post("/v2/models/churn/versions/1/infer", json=infer)
+    assert versioned.status_code == 200, versioned.text
+    assert versioned.json() == body
+    other = client.post("/v2/models/churn/versions/3/infer", json=infer)
+    assert (other.status_code, other.json()) == (
+        404,
+        {"error": "model 'churn' serves version 1 here, not 3 (/v2/models/churn is it)"},
+    )
+    assert client.get("/v2/models/churn/versions/3").status_code == 404
+    assert client.get("/v2/models/churn/versions/3/ready").status_code == 404
 
 
 def test_v2_refusals(client: TestClient, served_model: TrainedModel) -> None:
