@@ -1156,7 +1156,8 @@ def _up(settings: Settings) -> Settings:
     _refuse_unauthenticated_prefect(settings)
     project = project_for(settings)
     if lacking := missing_schema_files(project):  # its train deployment could never run (trial 18)
-        raise _fail(f"project file {settings.project_file}: {'; '.join(lacking)}")
+        where = f"project file {settings.project_file}" if settings.project_file.is_file() else "DRIFTLOOP_SCHEMA_PATH"
+        raise _fail(f"{where}: {'; '.join(lacking)}")
     # DRIFTLOOP_SERVE_MODELS' names are served too, though only the project's models get deployments.
     served = project.served_beside(settings.model_name, settings.serve_models)
     settings = settings.model_copy(update={"serve_models": served})

@@ -363,6 +363,11 @@ def test_up_on_a_loopback_prefect_or_with_a_credential_goes_on(home: Path, tmp_p
         home,
         f"project file {tmp_path / 'driftloop.yaml'}: model 'a': schema file {tmp_path / 's.yaml'} does not exist",
     )
+    (tmp_path / "driftloop.yaml").unlink()  # no project: the settings' one model, and its schema
+    unset = driftloop(home, "up", extra={"PREFECT_API_URL": None, "DRIFTLOOP_SCHEMA_PATH": str(tmp_path / "no.yaml")})
+    assert_refused_before_services(
+        unset, home, f"DRIFTLOOP_SCHEMA_PATH: model 'churn': schema file {tmp_path / 'no.yaml'} does not exist"
+    )
 
 
 @pytest.mark.parametrize("every", ["0h", "-1h", "1x", "hourly", "", "NaT", "1M"])
