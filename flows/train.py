@@ -239,7 +239,7 @@ def train_model(
                 **recipe.to_tags(),
                 **decision.tags(),
                 **{f"{lineage.METRIC}{k}": f"{v:.6g}" for k, v in evaluation.metrics.as_dict().items()},
-                **_truth_baseline(evaluation, split, snapshot, policy),
+                **_truth_baseline(evaluation, monitored, split, snapshot, policy),
                 **(window.tags() if window else {}),
                 lineage.ONNX_SHA256: export.onnx_sha256,
                 lineage.PARITY: lineage.PASSED if export.parity.passed else lineage.FAILED,
@@ -323,9 +323,19 @@ def _on_floor_rows(
     return recent_metrics(scores, split, snapshot.schema, snapshot.base_rows)
 
 
-def _truth_baseline(evaluation: Evaluation, split: Split, snapshot: Snapshot, policy: GatePolicy) -> dict[str, str]:
-    """A retrain that learnt a changed truth: its metrics where its floors were judged (the new truth's rows)."""
+def _truth_baseline(
+    evaluation: Evaluation, monitored: Evaluation, split: Split, snapshot: Snapshot, policy: GatePolicy
+) -> dict[str, str]:
+    """What a retrain's live labels and label-free estimate are held to, where not its whole holdout's metrics.
+
+    After a changed truth: its metrics where its floors were judged (the new truth's rows). Watched against its
+    recent rows after a shift of the features (``monitored``, from ``evaluate_on_recent_rows``): its metrics on
+    the recent holdout rows its calibration was fitted on; the whole holdout, mostly the old traffic, would hold the
+    new traffic to another bar.
+    """
     measured = _on_floor_rows(evaluation.scores, split, snapshot, policy)
+    if measured is None and monitored is not evaluation:
+        measured = monitored.metrics.as_dict()
     return {} if measured is None else {f"{lineage.TRUTH_BASELINE}{k}": f"{v:.6g}" for k, v in measured.items()}
 
 

@@ -6,6 +6,8 @@ traffic. Five seeds each way, on the drift check's own statistics (``core.drift`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,3 +64,48 @@ def test_a_first_training_or_a_retrain_with_few_recent_rows_is_watched_against_e
     enough = reference_rows(index, 1000 - 2 * MIN_REFERENCE_ROWS)
     assert enough.sum() == MIN_REFERENCE_ROWS
     assert enough.tolist() == (index >= 1000 - 2 * MIN_REFERENCE_ROWS).tolist()
+
+
+def test_a_retrain_watched_against_its_recent_rows_is_held_to_its_figures_on_them(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    """Its labels and label-free estimate are judged against the recent holdout rows its calibration was fitted on.
+
+    The whole holdout, mostly the base file's traffic, would hold the new traffic to another bar.
+    """
+    from driftloop.core import lineage, scenarios
+    from driftloop.core.evaluation import compute_metrics
+    from driftloop.core.features import encode_target, to_model_frame, with_canonical_target
+    from driftloop.core.gates import GatePolicy
+    from driftloop.core.performance_estimate import fit_calibration
+    from flows.train import _truth_baseline
+    from tasks.data import Snapshot
+    from tasks.model import Evaluation, drift_reference_rows, evaluate_on_recent_rows, fit_candidate
+
+    base = churn_frame.sample(2000, random_state=0).reset_index(drop=True)
+    task = churn_schema.task
+    for recent_count, watched_recent in ((800, True), (100, False)):
+        recent = scenarios.new_customers(churn_frame, recent_count, seed=1)
+        frame = with_canonical_target(pd.concat([base, recent], ignore_index=True), churn_schema)
+        snapshot = Snapshot(Path("snapshot.csv"), frame, churn_schema, "hash", len(base))
+        split = split_holdout(frame, churn_schema, 0.2, 42)
+        watched = drift_reference_rows(split, len(base))
+        assert (len(watched.train) < len(split.train)) is watched_recent
+        candidate = fit_candidate.fn(split, churn_schema, "hist_gradient_boosting", None, 42)
+        y_true = encode_target(split.holdout["churn"], churn_schema)
+        scores = task.scores(candidate.pipeline.predict_proba(to_model_frame(split.holdout, churn_schema)))
+        whole = Evaluation(compute_metrics(y_true, scores, task), scores, {}, fit_calibration(task, scores, y_true))
+        monitored = (
+            evaluate_on_recent_rows.fn(candidate, whole, split, churn_schema, len(base), 42, False)
+            if watched_recent
+            else whole
+        )
+        tags = _truth_baseline(whole, monitored, split, snapshot, GatePolicy(improve_on="recent"))
+        if watched_recent:
+            recent_rows = int((split.holdout.index >= len(base)).sum())
+            assert tags[f"{lineage.TRUTH_BASELINE}rows"] == str(recent_rows)
+            assert float(tags[f"{lineage.TRUTH_BASELINE}accuracy"]) == pytest.approx(
+                monitored.metrics["accuracy"], abs=1e-6
+            )
+        else:
+            assert tags == {}  # too few recent rows: watched against every row, held to the whole holdout
