@@ -261,10 +261,10 @@ def _estimate_metrics(estimate: PerformanceEstimate) -> dict[str, float]:
 def truth_baseline(tags: Mapping[str, str], task: Task, metric: str | None = None) -> tuple[float, int | None]:
     """What live traffic is held to: (``metric``'s value, default the label check's; the rows it was measured on).
 
-    A retrain that learnt a changed truth recorded its value on the holdout rows of that truth
-    (``lineage.TRUTH_BASELINE``): its whole holdout mixes in the old truth's rows, which would lower the bar the
-    labels of live traffic are held to. Its label-free estimate is calibrated on the same rows. Any other version:
-    its whole holdout. Value: NaN if not recorded; rows: None.
+    A retrain that learnt a changed truth, or is watched against its recent rows after a shift of the features
+    (``core.drift_reference``), recorded its value on its recent holdout rows (``lineage.TRUTH_BASELINE``): its
+    whole holdout mixes in the older rows, which would hold live traffic to another bar. Its label-free estimate is
+    calibrated on the same rows. Any other version: its whole holdout. Value: NaN if not recorded; rows: None.
     """
     prefix = lineage.TRUTH_BASELINE if f"{lineage.TRUTH_BASELINE}rows" in tags else lineage.METRIC
     value = float(tags.get(f"{prefix}{metric or task.label_check_metric}", "nan"))

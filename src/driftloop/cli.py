@@ -857,8 +857,8 @@ def _headline_metrics(tags: dict[str, str]) -> str:
         kind = TaskKind.BINARY
     names = [PRIMARY_METRIC[kind], *(name for name in TASK_METRICS[kind] if name != PRIMARY_METRIC[kind])][:3]
     prefix, where = lineage.METRIC, ""
-    if f"{lineage.TRUTH_BASELINE}rows" in tags:  # a retrain on live labels the champion fell short on: its whole
-        # holdout mixes in the older rows, where a changed truth makes it look broken
+    if f"{lineage.TRUTH_BASELINE}rows" in tags:  # a retrain held to its recent rows: its whole holdout mixes in
+        # the older rows, where a changed truth makes it look broken and other traffic sets another bar
         prefix, where = lineage.TRUTH_BASELINE, f" (its {tags[f'{lineage.TRUTH_BASELINE}rows']} recent labelled rows)"
     shown = [f"{name} {tags[f'{prefix}{name}']}" for name in names if f"{prefix}{name}" in tags]
     return " ".join(shown) + where if shown else "?"
