@@ -209,17 +209,20 @@ def run_demo(settings: Settings, say: Say, up: Callable[[Settings], object], tra
     demo.wait_served(outcome.version)
     demo.step("serve v1", f"{settings.serve_url}/predict answers with v{outcome.version}")
 
-    normal_since = datetime.now(UTC)
     ok, failed = demo.replay(scenarios.normal_traffic(pd.read_csv(reference), NORMAL_ROWS, SEED), schema_target)
+    # A check started during the replay judges part of it (too few rows, or a window of the wrong traffic): the
+    # next one, started after the last request, is the one to show.
+    normal_since = datetime.now(UTC)
     demo.step("normal traffic", f"{ok} predictions ({failed} failed) + their true labels")
     check = demo.wait_run("check-drift", normal_since, 150, "waiting for the scheduled drift check (every minute)")
     demo.report.links["drift check (normal)"] = demo.run_url(check)
     demo.step("drift check", verdict_line(demo.artifact(check["id"], "drift-verdict")))
 
-    drift_since = datetime.now(UTC)
     drifted = scenarios.new_customers(full, DRIFTED_ROWS, SEED)
     drifted[schema_target] = scenarios.competitor_offer_labels(drifted, SEED)
+    replay_started = datetime.now(UTC)  # a check during the replay may already ask for the retrain
     ok, failed = demo.replay(drifted, schema_target)
+    drift_since = datetime.now(UTC)
     demo.step("drifted traffic", f"{ok} predictions from new customers (tenure ≤ 12) ({failed} failed); a competitor's "
                                  "offer makes those on DSL leave: their outcomes come back as labels")  # fmt: skip
     check = demo.wait_run("check-drift", drift_since, 150, "waiting for the scheduled drift check")
@@ -227,7 +230,7 @@ def run_demo(settings: Settings, say: Say, up: Callable[[Settings], object], tra
     demo.report.links["drift check (drifted)"] = demo.run_url(check)
     demo.step("drift check", verdict_line(demo.artifact(check["id"], "drift-verdict")))
 
-    retrain = demo.wait_run("retrain-model", drift_since, 300, "waiting for the automation to start the retrain")
+    retrain = demo.wait_run("retrain-model", replay_started, 300, "waiting for the automation to start the retrain")
     decision = demo.artifact(retrain["id"], "retrain-decision")
     demo.report.links["retrain"] = demo.run_url(retrain)
     demo.report.retrain_verdict = verdict_line(decision)
