@@ -361,8 +361,9 @@ def _bytes(value: str) -> int | None:
     return size
 
 
-# Below this a scoring worker (Python, pandas, pyarrow, onnxruntime: about 350 MB before any row) is over its limit
-# as it starts, and Dask restarts it for ever instead of failing.
+# Below this a scoring worker (Python, pandas, pyarrow, onnxruntime: 175 MB as it starts, about 260 MB once it has
+# scored its first rows of a small model) has no room left for its blocks of rows. A large graph needs more
+# (batch_scoring.require_worker_room, once the version is known).
 MIN_WORKER_MEMORY = 512 * 2**20
 
 
@@ -399,8 +400,8 @@ def _memory_bytes(value: str) -> int | None:
         shown = f"{limit / 2**20:,.0f} MiB" if limit >= 2**20 else f"{limit:,} bytes"
         bytes_read = " (a number above 1 counts bytes: a share of the RAM is at most 1)" if share > 1 else ""
         raise typer.BadParameter(
-            f"{value!r} is {shown}{bytes_read}: a scoring worker needs at least {MIN_WORKER_MEMORY // 2**20} MiB (its "
-            "libraries alone take about 350 MB)"
+            f"{value!r} is {shown}{bytes_read}: a scoring worker needs at least {MIN_WORKER_MEMORY // 2**20} MiB "
+            "(about 260 MB once it has scored its first rows, before its blocks of rows)"
         )
     return limit
 
