@@ -1316,11 +1316,13 @@ def drift_check(
     if outcome.version is None:  # no champion: the note says so, under no header of a version "v-" (trial 18)
         out.print(outcome.note, highlight=False)
         return
+    from driftloop.core.drift_rule import JUDGED
+
     out.rule(f"drift check of {outcome.model_name} v{outcome.version}")
     colour = {"drift": "bold red", "no drift": "green"}.get(outcome.verdict, "yellow")
     # The verdict is Evidently's rule on the features alone; the labels and the outputs are judged apart, and any
     # of them can open an episode (the action line says what was done).
-    share = f": drifted share {outcome.share:.2f} of the features" if outcome.verdict in ("drift", "no drift") else ""
+    share = f": drifted share {outcome.share:.2f} of the features" if outcome.verdict in JUDGED else ""
     if outcome.weighted_share is not None and share:
         share += f", importance-weighted {outcome.weighted_share:.2f}"
     out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows{share}")

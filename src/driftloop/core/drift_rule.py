@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 DriftStatus = Literal["drift", "no drift", "insufficient data"]
+JUDGED: tuple[DriftStatus, ...] = ("drift", "no drift")  # a check that tested the features; its share means something
 DriftRule = Literal["share", "weighted", "either"]
 DRIFT_RULES: tuple[DriftRule, ...] = ("share", "weighted", "either")
 # What may open a drift episode: the features' verdict (by the rule), the estimate without labels, the label check.

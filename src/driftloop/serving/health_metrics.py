@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from driftloop.core.check_record import CheckRecord
+from driftloop.core.drift_rule import JUDGED
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ModelHealthMetrics(Collector):
             families["rows"].add_metric(labels, record.rows)
             families["detected"].add_metric(labels, 1.0 if record.verdict == "drift" else 0.0)
             families["episode"].add_metric(labels, 1.0 if record.opened_episode else 0.0)
-            if record.verdict in _JUDGED:  # a check on too few rows tested nothing: no share, not a share of 0
+            if record.verdict in JUDGED:  # a check on too few rows tested nothing: no share, not a share of 0
                 families["share"].add_metric(labels, record.share)
                 if record.weighted_share is not None:
                     families["weighted"].add_metric(labels, record.weighted_share)
@@ -98,9 +99,6 @@ class ModelHealthMetrics(Collector):
             if record.label_coverage is not None:
                 families["coverage"].add_metric(labels, record.label_coverage)
         yield from families.values()
-
-
-_JUDGED = ("drift", "no drift")  # the verdicts of a check that tested the features
 
 
 def _gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:
