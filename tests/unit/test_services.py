@@ -124,3 +124,27 @@ def test_the_local_mlflow_server_starts_without_its_job_runner(tmp_path: Path) -
     spec = services.mlflow_ui_spec(Settings(home=tmp_path))
     assert spec.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert spec.env["MLFLOW_TRACKING_URI"].startswith("sqlite:")
+
+
+def test_a_service_just_launched_is_known_as_ours_while_its_exec_completes(
+    tmp_path: Path, cleanup: list[services.ServiceSpec]
+) -> None:
+    """Right after Popen returns, /proc/PID/cmdline is often still empty (the exec has not set it up yet).
+
+    A start that read it then took the earlier launch for a stranger's process and launched a second copy (CI 59).
+    Each launch here is checked at once, as the next CLI's start does; it was empty for a quarter of reads on an
+    idle machine and nearly all under load.
+    """
+    spec = make_spec(tmp_path, free_port(), boot_seconds=30)
+    cleanup.append(spec)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        for _ in range(20):
+            pid = services.launch(spec)
+            assert pid is not None
+            assert services._runs(spec, pid)
+            services.stop(spec, grace=1.0)
+        assert not services._runs(dataclasses.replace(spec, argv=("not-python", *spec.argv[1:])), stranger.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()

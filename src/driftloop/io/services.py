@@ -308,14 +308,25 @@ def _serves(pid: int, url: str) -> bool:
     return any(owner == pid or (_proc_ids(owner) or (0, 0))[1] == pid for owner in listeners)
 
 
-def _runs(spec: ServiceSpec, pid: int) -> bool:
-    """The live process ``pid`` runs this service's program (not a stranger that reused a stale pid); Linux only."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return not Path("/proc/self").exists()  # no /proc: trust the pid file
-    program = Path(spec.argv[0]).name
-    return any(Path(os.fsdecode(arg)).name == program for arg in argv if arg)
+def _runs(spec: ServiceSpec, pid: int, settle: float = 2.0) -> bool:
+    """The live process ``pid`` runs this service's program (not a stranger that reused a stale pid); Linux only.
+
+    A process caught in its exec has an empty command line for a moment: the parent's Popen has returned, the new
+    program's arguments are not in place yet. It is read again for up to ``settle`` seconds, then trusted. Under
+    load most reads right after a Popen came back empty, and a start seeing one launched the service a second time.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            argv = [arg for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if arg]
+        except OSError:
+            return not Path("/proc/self").exists()  # no /proc: trust the pid file
+        if argv:
+            program = Path(spec.argv[0]).name
+            return any(Path(os.fsdecode(arg)).name == program for arg in argv)
+        if time.monotonic() >= deadline or not _alive(pid):
+            return _alive(pid)
+        time.sleep(0.01)
 
 
 def launch(spec: ServiceSpec) -> int | None:
