@@ -114,7 +114,7 @@ def test_a_listed_feature_sending_unseen_values_to_other_gets_the_bucket_only_wh
 def test_validation_refuses_unlisted_values_only_where_the_schema_says_error() -> None:
     frame = pd.DataFrame({"x": 0.0, "shop": ["a", "zz", "zz", "a"], "y": [0, 1, 0, 1]})
     refused = find_problems(frame, shop_schema(categories=["a", "b"]), min_rows=1)
-    assert refused == ["column 'shop': 2 value(s): 'zz' (2) outside the declared categories"]
+    assert refused == ["column 'shop': 2 value(s): 'zz' (2) outside the declared categories (data rows 2, 3)"]
     assert find_problems(frame, shop_schema(categories=["a", "b"], unseen="other"), min_rows=1) == []
     assert find_problems(frame, shop_schema(categories="learn"), min_rows=1) == []
     empty = frame.assign(shop=None)

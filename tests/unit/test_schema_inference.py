@@ -254,7 +254,7 @@ def test_a_numeric_column_with_a_few_stray_texts_is_numeric_and_the_note_names_t
     assert "'area' inferred numeric: 1,998 of 2,000 values are numbers, 2 are not (e.g. 'unknown', '12,5')" in notes
     # Then training names the same rows, so the user fixes them before any fit.
     problems = find_problems(frame, inferred.schema)
-    assert problems == ["column 'area': 2 non-numeric value(s) (e.g. 'unknown', '12,5')"]
+    assert problems == ["column 'area': 2 non-numeric value(s) (e.g. 'unknown', '12,5'; data rows 6, 701)"]
 
 
 def test_true_false_with_blanks_is_a_nullable_binary_feature_from_csv_and_parquet(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_text_in_numeric_column_names_the_values(churn_frame: pd.DataFrame, chur
     tenure[[3, 8, 9]] = ["abc", "twelve", "abc"]
     churn_frame["tenure"] = tenure
     assert find_problems(churn_frame, churn_schema) == [
-        "column 'tenure': 3 non-numeric value(s) (e.g. 'abc', 'twelve')"
+        "column 'tenure': 3 non-numeric value(s) (e.g. 'abc', 'twelve'; data rows 4, 9, 10)"
     ]
 
 
@@ -73,24 +73,32 @@ def test_text_in_a_binary_or_numeric_column(churn_frame: pd.DataFrame, churn_sch
     values = churn_frame[column].astype(object)
     values[0] = "Yes"
     churn_frame[column] = values
-    assert find_problems(churn_frame, churn_schema) == [f"column '{column}': 1 non-numeric value(s) (e.g. 'Yes')"]
+    assert find_problems(churn_frame, churn_schema) == [
+        f"column '{column}': 1 non-numeric value(s) (e.g. 'Yes'; data row 1)"
+    ]
 
 
 def test_binary_values_other_than_zero_and_one(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     churn_frame.loc[[5, 6, 7], "female"] = [2, -1, 2]
-    assert find_problems(churn_frame, churn_schema) == ["column 'female': 3 value(s) other than 0/1 (e.g. 2, -1)"]
+    assert find_problems(churn_frame, churn_schema) == [
+        "column 'female': 3 value(s) other than 0/1 (e.g. 2, -1; data rows 6, 7, 8)"
+    ]
 
 
 @pytest.mark.parametrize(
     ("column", "values", "expected"),
     [
-        ("tenure", [130, 999, 500, 130], "column 'tenure': 4 value(s) above max 120 (e.g. 130, 999, 500)"),
-        ("tenure", [-1, -3], "column 'tenure': 2 value(s) below min 0 (e.g. -1, -3)"),
-        ("monthly_charges", [-5.5], "column 'monthly_charges': 1 value(s) below min 0 (e.g. -5.5)"),
+        (
+            "tenure",
+            [130, 999, 500, 130],
+            "column 'tenure': 4 value(s) above max 120 (e.g. 130, 999, 500; data rows 11, 12, 13)",
+        ),
+        ("tenure", [-1, -3], "column 'tenure': 2 value(s) below min 0 (e.g. -1, -3; data rows 11, 12)"),
+        ("monthly_charges", [-5.5], "column 'monthly_charges': 1 value(s) below min 0 (e.g. -5.5; data row 11)"),
         (
             "total_charges",
             [250000.25],
-            "column 'total_charges': 1 value(s) above max 100000 (e.g. 250000.25)",
+            "column 'total_charges': 1 value(s) above max 100000 (e.g. 250000.25; data row 11)",
         ),
     ],
 )
@@ -106,7 +114,8 @@ def test_infinite_numbers_are_refused_before_the_fit_sees_them(
 ) -> None:
     churn_frame.loc[churn_frame.index[3:5], "monthly_charges"] = [np.inf, 1e300]
     assert find_problems(churn_frame, churn_schema) == [
-        "column 'monthly_charges': 2 value(s) that are not finite numbers within float32 range (e.g. inf, 1e+300)"
+        "column 'monthly_charges': 2 value(s) that are not finite numbers within float32 range "
+        "(e.g. inf, 1e+300; data rows 4, 5)"
     ]
 
 
@@ -119,7 +128,7 @@ def test_nulls_in_a_non_nullable_feature(
 ) -> None:
     churn_frame.loc[[4, 17, 99, 1000], column] = empty
     assert find_problems(churn_frame, churn_schema) == [
-        f"column '{column}': 4 missing value(s) but the feature is not nullable (rows 4, 17, 99)"
+        f"column '{column}': 4 missing value(s) but the feature is not nullable (data rows 5, 18, 100)"
     ]
 
 
@@ -173,7 +182,7 @@ def test_true_false_words_are_a_binary_feature_but_not_a_regression_target() -> 
 def test_unknown_categories_are_listed_with_counts(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     churn_frame.loc[[1, 2, 3], "contract"] = ["Weekly", "Daily", "Weekly"]
     assert find_problems(churn_frame, churn_schema) == [
-        "column 'contract': 3 value(s): 'Weekly' (2), 'Daily' (1) outside the declared categories"
+        "column 'contract': 3 value(s): 'Weekly' (2), 'Daily' (1) outside the declared categories (data rows 2, 3, 4)"
     ]
 
 
@@ -181,18 +190,18 @@ def test_many_unknown_categories_are_summarised(churn_frame: pd.DataFrame, churn
     churn_frame.loc[0:7, "payment_method"] = [f"coin {i}" for i in range(8)]
     (problem,) = find_problems(churn_frame, churn_schema)
     assert problem.startswith("column 'payment_method': 8 value(s): 'coin 0' (1),")
-    assert problem.endswith(", and 3 more distinct outside the declared categories")
+    assert problem.endswith(", and 3 more distinct outside the declared categories (data rows 1, 2, 3)")
 
 
 def test_missing_labels(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     churn_frame.loc[[7, 8], "churn"] = np.nan
-    assert find_problems(churn_frame, churn_schema) == ["target 'churn': 2 missing label(s) (rows 7, 8)"]
+    assert find_problems(churn_frame, churn_schema) == ["target 'churn': 2 missing label(s) (data rows 8, 9)"]
 
 
 def test_labels_outside_the_classes(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     churn_frame.loc[[0, 1, 2], "churn"] = ["Maybe", "yes", "Maybe"]
     assert find_problems(churn_frame, churn_schema) == [
-        "target 'churn': 3 value(s): 'Maybe' (2), 'yes' (1) outside the classes 'No', 'Yes'"
+        "target 'churn': 3 value(s): 'Maybe' (2), 'yes' (1) outside the classes 'No', 'Yes' (data rows 1, 2, 3)"
     ]
 
 
@@ -225,13 +234,13 @@ def test_every_problem_is_reported_in_one_error(churn_frame: pd.DataFrame, churn
     assert error.problems == [
         "missing feature column(s): 'dependents'",
         "only 300 row(s); the schema requires at least 500",
-        "column 'senior_citizen': 1 value(s) other than 0/1 (e.g. 3)",
-        "column 'tenure': 1 non-numeric value(s) (e.g. 'ten')",
-        "column 'tenure': 1 value(s) above max 120 (e.g. 500)",
-        "column 'multiple_lines': 1 missing value(s) but the feature is not nullable (rows 3)",
-        "column 'internet_service': 1 value(s): 'Satellite' (1) outside the declared categories",
-        "target 'churn': 1 missing label(s) (rows 6)",
-        "target 'churn': 1 value(s): 'Perhaps' (1) outside the classes 'No', 'Yes'",
+        "column 'senior_citizen': 1 value(s) other than 0/1 (e.g. 3; data row 3)",
+        "column 'tenure': 1 non-numeric value(s) (e.g. 'ten'; data row 1)",
+        "column 'tenure': 1 value(s) above max 120 (e.g. 500; data row 2)",
+        "column 'multiple_lines': 1 missing value(s) but the feature is not nullable (data row 4)",
+        "column 'internet_service': 1 value(s): 'Satellite' (1) outside the declared categories (data row 5)",
+        "target 'churn': 1 missing label(s) (data row 7)",
+        "target 'churn': 1 value(s): 'Perhaps' (1) outside the classes 'No', 'Yes' (data row 6)",
     ]
     message = str(error)
     assert "'churn-2024-06' failed validation (9 problem(s))" in message
@@ -249,3 +258,17 @@ def test_stays_fast_on_a_hundred_thousand_rows(churn_frame: pd.DataFrame, churn_
     assert len(problems) == 2
     # Vectorised checks take ~0.1 s here; a per-row Python loop would take several seconds.
     assert elapsed < 3.0
+
+
+def test_rows_are_named_by_position_from_one_whatever_the_index(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    """Data row N is the N-th row of data (a CSV's line N + 1), not the frame's index label (trial 18: line 10
+    was named "rows 8")."""
+    frame = churn_frame.head(600).set_axis(range(5000, 5600)).iloc[::-1]
+    frame.loc[frame.index[[9, 41]], "tenure"] = [-2, -7]
+    frame.loc[frame.index[2], "churn"] = "Perhaps"
+    assert find_problems(frame, churn_schema) == [
+        "column 'tenure': 2 value(s) below min 0 (e.g. -2, -7; data rows 10, 42)",
+        "target 'churn': 1 value(s): 'Perhaps' (1) outside the classes 'No', 'Yes' (data row 3)",
+    ]

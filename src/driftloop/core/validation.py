@@ -83,22 +83,24 @@ def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
         count = int(rows.sum())
         match broken.rule:
             case Rule.MISSING:
-                problem = (
-                    f"{count} missing value(s) but the feature is not nullable (rows {_examples(values.index[rows])})"
-                )
+                problem = f"{count} missing value(s) but the feature is not nullable ({_data_rows(rows)})"
             case Rule.UNLISTED:
-                problem = f"{_counted(values[rows].astype(object).astype(str))} outside the declared categories"
+                unlisted = _counted(values[rows].astype(object).astype(str))
+                problem = f"{unlisted} outside the declared categories ({_data_rows(rows)})"
             case Rule.NOT_FINITE:
                 shown = values if numbers is None else numbers
                 problem = (
-                    f"{count} value(s) that are not finite numbers within float32 range ({_distinct(shown[rows])})"
+                    f"{count} value(s) that are not finite numbers within float32 range ({_distinct(shown[rows])}; "
+                    f"{_data_rows(rows)})"
                 )
             case Rule.NOT_BINARY:
-                problem = f"{count} value(s) other than 0/1 ({_distinct(values[rows])})"
+                problem = f"{count} value(s) other than 0/1 ({_distinct(values[rows])}; {_data_rows(rows)})"
             case Rule.BELOW_MIN | Rule.ABOVE_MAX:
                 bound = feature.min if broken.rule is Rule.BELOW_MIN else feature.max
                 shown = values if numbers is None else numbers
-                problem = f"{count} value(s) {broken.rule} {_show(bound)} ({_distinct(shown[rows])})"
+                problem = (
+                    f"{count} value(s) {broken.rule} {_show(bound)} ({_distinct(shown[rows])}; {_data_rows(rows)})"
+                )
         problems.append(f"{column}: {problem}")
     if feature.is_categorical and feature.learn and values.isna().all():  # then no other rule has a row to name
         problems.append(f"{column}: no values to learn its categories from")
@@ -111,7 +113,8 @@ def _stored_as_text(values: pd.Series, numbers: pd.Series) -> str | None:
         return None
     not_numbers = values.notna() & numbers.isna()
     if not_numbers.any():
-        return f"{int(not_numbers.sum())} non-numeric value(s) ({_distinct(values[not_numbers])})"
+        examples = f"{_distinct(values[not_numbers])}; {_data_rows(not_numbers)}"
+        return f"{int(not_numbers.sum())} non-numeric value(s) ({examples})"
     return f"numbers stored as {values.dtype}, not a numeric dtype ({_distinct(values.dropna())})"
 
 
@@ -121,7 +124,7 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema, part: bool) -> li
     problems: list[str] = []
     missing = labels.isna()
     if missing.any():
-        problems.append(f"{column}: {int(missing.sum())} missing label(s) (rows {_examples(labels.index[missing])})")
+        problems.append(f"{column}: {int(missing.sum())} missing label(s) ({_data_rows(missing)})")
     if target.kind is TaskKind.REGRESSION:
         numbers = as_numbers(labels)
         wrong = _stored_as_text(labels, numbers)
@@ -129,8 +132,7 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema, part: bool) -> li
             problems.append(f"{column}: {wrong}; a regression target must be numbers")
         infinite = np.isinf(numbers)
         if infinite.any():
-            rows = _examples(labels.index[infinite])
-            problems.append(f"{column}: {int(infinite.sum())} infinite value(s) (rows {rows})")
+            problems.append(f"{column}: {int(infinite.sum())} infinite value(s) ({_data_rows(infinite)})")
         if numbers.dropna().nunique() < 2:
             problems.append(f"{column}: a regression target needs at least two distinct values")
         return problems
@@ -139,7 +141,11 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema, part: bool) -> li
     text = labels[~missing].astype(str)
     outside = ~text.isin(classes)
     if outside.any():
-        problems.append(f"{column}: {_counted(text[outside])} outside the classes {_names(classes)}")
+        where = np.zeros(len(labels), dtype=bool)
+        where[np.flatnonzero(~missing.to_numpy())[outside.to_numpy()]] = True
+        problems.append(
+            f"{column}: {_counted(text[outside])} outside the classes {_names(classes)} ({_data_rows(where)})"
+        )
     seen = set(text[~outside].unique())
     absent = [c for c in classes if c not in seen]
     if absent:
@@ -182,6 +188,15 @@ def _counted(values: pd.Series) -> str:
     more = len(counts) - _UNKNOWN_SHOWN
     suffix = f", and {more} more distinct" if more > 0 else ""
     return f"{len(values)} value(s): {shown}{suffix}"
+
+
+def _data_rows(where: pd.Series | np.ndarray) -> str:
+    """``data rows 9, 12, 40``: the first few rows ``where`` marks, by position from 1, whatever the frame's index.
+
+    Row 1 is the first row of data: in a CSV, the line after the header (data row N is line N + 1).
+    """
+    positions = np.flatnonzero(np.asarray(where)) + 1
+    return f"data row{'s' if len(positions) > 1 else ''} {_examples(positions)}"
 
 
 def _distinct(values: pd.Series) -> str:
