@@ -134,6 +134,16 @@ class InputError(DriftloopError):
         self.reason = reason
         self.message = message
 
+    @classmethod
+    def body_too_large(cls, limit: int, size: int | None = None) -> InputError:
+        """A 413 for a body over ``limit`` bytes (of ``size`` bytes, when declared), as the server and nginx word it."""
+        of = "" if size is None else f"of {size} bytes "
+        return cls(413, "body_too_large", f"request body {of}exceeds the limit of {limit} bytes")
+
+    def detail(self) -> dict[str, str]:
+        """The JSON body of the refusal: its message and its reason label."""
+        return {"detail": self.message, "reason": self.reason}
+
     def __repr__(self) -> str:
         return f"InputError({self.status}, {self.reason!r}, {self.message!r})"
 

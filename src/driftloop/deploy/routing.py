@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from driftloop.core.lineage import MODEL_NAME
-from driftloop.errors import DeployError
+from driftloop.errors import DeployError, InputError
 
 SlotName = Literal["blue", "green"]
 SLOTS: tuple[SlotName, SlotName] = ("blue", "green")
@@ -186,11 +186,6 @@ def _free_pair(start: int, held: set[int], in_use: Callable[[int], bool]) -> tup
     raise DeployError(f"no two free ports from {start} up for another model's slots: set DRIFTLOOP_SLOT_PORTS lower")
 
 
-def _too_large(limit: int) -> dict[str, str]:
-    """The body of a 413 for a request body over ``limit`` bytes, as the model server words it."""
-    return {"detail": f"request body exceeds the limit of {limit} bytes", "reason": "body_too_large"}
-
-
 def render_nginx_config(
     routings: Sequence[Routing], listen_port: int, limits: ProxyLimits | None = None, *, default: str | None = None
 ) -> str:
@@ -239,7 +234,7 @@ def render_nginx_config(
         "  error_page 413 @body_too_large;",
         "  location @body_too_large {",
         "    default_type application/json;",
-        f"    return 413 '{json.dumps(_too_large(limits.max_body_bytes))}';",
+        f"    return 413 '{json.dumps(InputError.body_too_large(limits.max_body_bytes).detail())}';",
         "  }",
         f"  client_header_timeout {_duration(limits.client_header)};",
         f"  client_body_timeout {_duration(limits.client_body)};",

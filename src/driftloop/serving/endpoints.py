@@ -35,7 +35,7 @@ class Endpoint:
 
 
 def error_detail(error: InputError) -> dict[str, Any]:
-    return {"detail": error.message, "reason": error.reason}
+    return error.detail()
 
 
 def _predict_response(labels: np.ndarray, proba: np.ndarray | None, model: ServingModel) -> Any:

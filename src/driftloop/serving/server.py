@@ -362,7 +362,7 @@ class Server:
         """
         limit = self.settings.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return InputError(413, "body_too_large", f"request body of {declared} bytes exceeds the limit of {limit}")
+            return InputError.body_too_large(limit, int(declared))
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -372,7 +372,7 @@ class Server:
                 if chunk:
                     size += len(chunk)
                     if size > limit:
-                        return InputError(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
+                        return InputError.body_too_large(limit)
                     chunks.append(chunk)
                 if not message.get("more_body", False):
                     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -329,7 +329,7 @@ def test_a_body_over_the_limit_is_a_413_read_or_not(client: TestClient, settings
 
     assert declared.status_code == streamed.status_code == csv.status_code == 413
     assert declared.json() == {
-        "detail": f"request body of {len(big)} bytes exceeds the limit of {settings.max_body_bytes}",
+        "detail": f"request body of {len(big)} bytes exceeds the limit of {settings.max_body_bytes} bytes",
         "reason": "body_too_large",
     }
     assert streamed.json()["detail"] == f"request body exceeds the limit of {settings.max_body_bytes} bytes"
