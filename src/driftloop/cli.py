@@ -1519,11 +1519,15 @@ def score(
 ) -> None:
     """Score a table with a model version's ONNX graph on Dask, writing Parquet; bad rows are set aside."""
     settings = _use_model(model_name)
-    _require_known_model(settings, model_name)
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {out} is a file: give a directory for the scored Parquet files")
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
+    if not (dask_scheduler or settings.dask_scheduler):
+        from driftloop.io.worker_template import start_worker_template
+
+        start_worker_template()  # imports what the workers run, beside this process reading the registry
+    _require_known_model(settings, model_name)
     where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     _require_version(settings, version)
     from driftloop.core.schema import DatasetSchema

@@ -299,18 +299,37 @@ def test_score_a_postgresql_query_streamed_in_chunks(tmp_path: Path, prefect_ser
 
 
 def test_local_workers_start_with_the_scoring_module_and_without_mlflow() -> None:
-    """A worker imports what it runs as it starts (preload), and not MLflow: it starts scoring sooner."""
+    """A worker has what it runs imported as it starts, and not MLflow: it starts scoring sooner.
+
+    It is forked from the forkserver (worker_template), not spawned by this process: its parent is that server,
+    and this process has MLflow imported (the registry), which the workers must not inherit.
+    """
+    import os
     import sys
 
-    from driftloop.io.batch_scoring import WORKER_MODULE, dask_client
+    import mlflow  # noqa: F401  (as the command has, reading the registry)
 
-    modules = (WORKER_MODULE, "onnxruntime", "mlflow")
+    from driftloop.io.batch_scoring import dask_client
+    from driftloop.io.partition_scoring import score_partition
+    from driftloop.io.worker_template import SCORING_WORKER_MODULE
+
+    assert score_partition.__module__ == SCORING_WORKER_MODULE
+    modules = (SCORING_WORKER_MODULE, "onnxruntime", "mlflow")
     with dask_client(None, 2) as client:
         # A lambda travels by value: a function of this module would make the worker import it, and MLflow with it.
         seen = client.run(lambda: {module: module in sys.modules for module in modules})
+        parents = set(client.run(os.getppid).values())
+        (forkserver,) = parents
+        # Dask's environment for a worker, which must be there as its process starts (malloc reads its trimming
+        # threshold then; OpenBLAS its threads as numpy is imported): the server's, which the workers inherit.
+        started_with = dict(
+            entry.split("=", 1) for entry in Path(f"/proc/{forkserver}/environ").read_text().split("\0") if "=" in entry
+        )
     assert len(seen) == 2
     for imported in seen.values():
-        assert imported == {WORKER_MODULE: True, "onnxruntime": True, "mlflow": False}
+        assert imported == {SCORING_WORKER_MODULE: True, "onnxruntime": True, "mlflow": False}
+    assert forkserver != os.getpid()
+    assert (started_with.get("MALLOC_TRIM_THRESHOLD_"), started_with.get("OMP_NUM_THREADS")) == ("65536", "1")
 
 
 def test_a_local_cluster_takes_no_taken_port_and_says_nothing_about_it() -> None:

@@ -55,11 +55,11 @@ from driftloop.io.partition_scoring import (
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.sql_source import SqlQuery, read_sql_chunks
+from driftloop.io.worker_template import SCORING_WORKER_MODULE, start_worker_template
 
 if TYPE_CHECKING:
     from distributed import Client
 
-WORKER_MODULE = score_partition.__module__  # what a worker runs: imported as it starts
 
 SCALE_EXTRA = "pip install 'driftloop[scale]'"
 NO_DASK = f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}"
@@ -462,13 +462,15 @@ def _score_streamed(
 def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Client]:
     """A client of the Dask scheduler at ``address``, or of a local cluster of ``workers`` processes (closed after).
 
-    A local cluster's workers import ``partition_scoring`` as they start (Dask's preload), not at their first task.
+    A local cluster's workers are forked from ``worker_template``'s process, which has imported ``partition_scoring``
+    (their preload), where the platform allows; else spawned.
 
     Raises:
         ConfigError: Dask is not installed.
         ServiceError: No scheduler answers at ``address``.
     """
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(NO_DASK) from None
@@ -488,11 +490,13 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
     # is often taken by another cluster, and Dask then warns in the middle of the command's output (trial 14).
     # Dask's logs (a worker pausing near its memory limit, restarted, a task given up) stay out of the command's
     # output: a task that fails, or a worker that dies for good, fails the run with one line (score_with_dask).
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                           preload=[WORKER_MODULE], silence_logs=logging.CRITICAL)  # fmt: skip
-    with cluster, Client(cluster) as client:
-        yield client
+    # The method holds while the cluster runs: a worker restarted (over its memory limit) is forked the same way.
+    with dask.config.set({"distributed.worker.multiprocessing-method": start_worker_template()}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                               dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                               preload=[SCORING_WORKER_MODULE], silence_logs=logging.CRITICAL)  # fmt: skip
+        with cluster, Client(cluster) as client:
+            yield client
 
 
 def _dask_dataframe() -> Any:
