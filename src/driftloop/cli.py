@@ -1523,12 +1523,12 @@ def score(
         raise _fail(f"--out {out} is a file: give a directory for the scored Parquet files")
     if out.exists() and any(out.iterdir()) and not force:
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
+    _require_known_model(settings, model_name)
+    where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     if not (dask_scheduler or settings.dask_scheduler):
         from driftloop.io.worker_template import start_worker_template
 
         start_worker_template()  # imports what the workers run, beside this process reading the registry
-    _require_known_model(settings, model_name)
-    where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     _require_version(settings, version)
     from driftloop.core.schema import DatasetSchema
     from driftloop.io.batch_scoring import (
