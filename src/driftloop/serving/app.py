@@ -378,10 +378,10 @@ def _v2_metadata(server: Server, name: str, version: str | None = None) -> Respo
 
 async def _v2_infer(server: Server, name: str, request: Request, version: str | None = None) -> Response:
     """Open Inference Protocol inference on the model ``name`` (with ``version``: only the one it serves)."""
-    entry = server.entry(name)
     model = _v2_model(server, name, version)
-    if isinstance(model, Response) or entry is None:
-        return model if isinstance(model, Response) else _json(protocols.v2_error("unknown model"), 404)
+    if isinstance(model, Response):
+        return model
+    entry = server.models[name]  # _v2_model found it: the models are fixed when the server starts
     if protocols.V2_BINARY_HEADER in request.headers:
         error = InputError(400, "unsupported", "binary tensor data is not supported; use binary_data=False")
         server.metrics.count_error(entry.name, "v2_infer", error.reason)
