@@ -401,7 +401,8 @@ def _memory_bytes(value: str) -> int | None:
         bytes_read = " (a number above 1 counts bytes: a share of the RAM is at most 1)" if share > 1 else ""
         raise typer.BadParameter(
             f"{value!r} is {shown}{bytes_read}: a scoring worker needs at least {MIN_WORKER_MEMORY // 2**20} MiB "
-            "(about 260 MB once it has scored its first rows, before its blocks of rows)"
+            "(its libraries and a small model take about 260 MB of it once it has scored its first rows; the rest "
+            "holds its blocks of rows)"
         )
     return limit
 

@@ -193,7 +193,8 @@ def _counted(values: pd.Series) -> str:
 def _data_rows(where: pd.Series | np.ndarray) -> str:
     """``data rows 9, 12, 40``: the first few rows ``where`` marks, by position from 1, whatever the frame's index.
 
-    Row 1 is the first row of data: in a CSV, the line after the header (data row N is line N + 1).
+    Row 1 is the first row of data: in a CSV, the line after the header. Data row N is the CSV's line N + 1 unless
+    blank lines (which readers skip) or quoted fields holding line breaks come before it.
     """
     positions = np.flatnonzero(np.asarray(where)) + 1
     return f"data row{'s' if len(positions) > 1 else ''} {_examples(positions)}"
