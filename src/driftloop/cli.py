@@ -1526,7 +1526,8 @@ def score(
         raise _fail(f"--out {out} holds files already; choose an empty directory or pass --force")
     _require_known_model(settings, model_name)
     where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
-    if not (dask_scheduler or settings.dask_scheduler):
+    remote = dask_scheduler or settings.dask_scheduler  # its workers' memory is not known here
+    if not remote:
         from driftloop.io.worker_template import start_worker_template
 
         start_worker_template()  # imports what the workers run, beside this process reading the registry
@@ -1544,7 +1545,6 @@ def score(
 
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     model = load_scoring_model(_registry(settings), version)
-    remote = dask_scheduler or settings.dask_scheduler  # its workers' memory is not known here
     limit = _memory_bytes(memory_limit)
     if not remote:
         require_worker_room(limit, workers, model)

@@ -138,20 +138,19 @@ def _target_problems(labels: pd.Series, schema: DatasetSchema, part: bool) -> li
         return problems
     classes = target.task.classes
     # Labels are compared as text, the way core.task.Task.encode reads them.
-    text = labels[~missing].astype(str)
-    outside = ~text.isin(classes)
+    text = labels.astype(str)
+    outside = ~missing & ~text.isin(classes)
     if outside.any():
-        where = np.zeros(len(labels), dtype=bool)
-        where[np.flatnonzero(~missing.to_numpy())[outside.to_numpy()]] = True
         problems.append(
-            f"{column}: {_counted(text[outside])} outside the classes {_names(classes)} ({_data_rows(where)})"
+            f"{column}: {_counted(text[outside])} outside the classes {_names(classes)} ({_data_rows(outside)})"
         )
-    seen = set(text[~outside].unique())
+    listed = text[~missing & ~outside]
+    seen = set(listed.unique())
     absent = [c for c in classes if c not in seen]
     if absent:
         every = "both classes" if len(classes) == 2 else f"all {len(classes)} classes"
         problems.append(f"{column}: {every} {_names(classes)} are needed; no rows of {_names(absent)}")
-    single = None if part else single_row_classes(text[~outside])  # a retrain's part joins the champion's rows
+    single = None if part else single_row_classes(listed)  # a retrain's part joins the champion's rows
     if single is not None:
         problems.append(f"{column}: {single}")
     return problems
