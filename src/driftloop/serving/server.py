@@ -57,6 +57,15 @@ Send = Callable[[dict[str, Any]], Any]
 _SERVER_ERROR = b"Internal Server Error"
 
 
+def _not_utf8(body: bytes) -> str | None:
+    """Where ``body`` stops being UTF-8, or None if it is: orjson says only "not valid UTF-8 … (char 0)"."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"the body is not UTF-8: byte 0x{body[error.start]:02x} at byte {error.start} ({error.reason})"
+    return None
+
+
 def _all_text(document: Any) -> bool:
     """False when a string (key or value) of a parsed JSON document holds a lone surrogate.
 
@@ -221,7 +230,7 @@ class Server:
                         # orjson refuses a lone surrogate ("\ud800"); json.loads takes it: the same answer either way.
                         raise InputError(400, "malformed_json", "malformed JSON: a string holds a lone surrogate")
                     return document
-            raise InputError(400, "malformed_json", f"malformed JSON: {error}") from None
+            raise InputError(400, "malformed_json", f"malformed JSON: {_not_utf8(body) or error}") from None
 
     @staticmethod
     def new_request_id() -> str:

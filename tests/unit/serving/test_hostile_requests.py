@@ -243,3 +243,24 @@ def test_with_a_token_labels_need_it(tmp_path: Path, bundle_dir: Path) -> None:
 )
 def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"features": {"a": "\xff"}}', "byte 0xff at byte 20 (invalid start byte)"),
+        (b'\xfe{"features": {}}', "byte 0xfe at byte 0 (invalid start byte)"),
+        (b'{"features": {"a": "ok\xc3"}}', "byte 0xc3 at byte 22 (invalid continuation byte)"),
+        (b'{"request_id": "\xff", "note": NaN}', "byte 0xff at byte 16 (invalid start byte)"),  # via json.loads
+    ],
+    ids=["invalid-start", "first-byte", "cut-sequence", "with-nan"],
+)
+def test_a_body_that_is_not_utf8_is_a_400_naming_the_byte(
+    client: TestClient, path: str, body: bytes, where: str
+) -> None:
+    # orjson's own message put every such body at "char 0", wherever the bad byte was.
+    answer = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert f"malformed JSON: the body is not UTF-8: {where}" in answer.text
+    assert "char 0" not in answer.text
