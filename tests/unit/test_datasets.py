@@ -227,6 +227,24 @@ def test_unparsable_snapshot(tmp_path: Path, name: str, content: bytes) -> None:
     assert str(caught.value) == str(caught.value).strip()  # one line: pandas' own message ends in a newline
 
 
+@pytest.mark.parametrize("name", ["deep.csv", "deep.csv.gz"])
+def test_a_snapshot_that_is_not_utf8_is_refused_naming_the_line_of_its_first_bad_byte(
+    tmp_path: Path, name: str
+) -> None:
+    """Trial 20: the codec's "position 53201" is in a buffer of pandas, not the file; the bad byte was on line 1,502."""
+    rows = [b"id,city,price\n"] + [f"{n},Lyon,{n % 7}.5\n".encode() for n in range(3000)]
+    rows[1501] = b"1500,Montr\xe9al,3.5\n"
+    content = b"".join(rows)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(content, mtime=0) if name.endswith(".gz") else content)
+    with pytest.raises(DatasetError) as caught:
+        read_snapshot(path)
+    assert str(caught.value) == (
+        f"cannot parse snapshot {path} as csv: not UTF-8 text: byte 0xe9 at line 1,502, offset 10 "
+        "(invalid continuation byte); save it as UTF-8"
+    )
+
+
 def test_bundled_csv_reads_with_blanks_as_missing_and_strings_kept(churn_frame: pd.DataFrame) -> None:
     assert churn_frame.shape == (7043, 20)
     assert churn_frame["total_charges"].isna().sum() == 11

@@ -48,7 +48,7 @@ def test_a_csv_with_a_repeated_column_no_row_or_no_text_is_refused_before_any_wo
     with pytest.raises(DatasetError, match="header.csv has a header but no row to score"):
         scoring_input(tmp_path / "header.csv", "64MB")
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81\n\x90")
-    with pytest.raises(DatasetError, match="binary.csv cannot be read as CSV: 'utf-8' codec"):
+    with pytest.raises(DatasetError, match="binary.csv cannot be read as CSV: not UTF-8 text: byte 0xff at line 1, "):
         scoring_input(tmp_path / "binary.csv", "64MB")
     (tmp_path / "fine.csv").write_text("id,rooms\n1,3\n")
     assert scoring_input(tmp_path / "fine.csv", "64MB").columns == ["id", "rooms"]
@@ -94,6 +94,19 @@ def test_a_line_with_a_stray_field_among_the_first_rows_is_named_without_dask_s_
     assert str(refused.value) == (
         "a line of the CSV cannot be read: Error tokenizing data. C error: Expected 3 fields in line 6, saw 4. "
         "Quote the field that holds a comma or fix the line"
+    )
+
+
+def test_a_byte_that_is_not_utf8_among_the_rows_dask_samples_is_named_by_line(tmp_path: Path) -> None:
+    """Trial 20: it ended as "UnicodeDecodeError: UnicodeDecodeError"; the codec's own position is in a buffer."""
+    lines = [b"id,city,rooms\n"] + [f"{n},Lyon,{n % 5}\n".encode() for n in range(300)]
+    lines[120] = b"119,Montr\xe9al,4\n"  # Latin-1: past the two lines read first, within Dask's sample
+    (tmp_path / "latin1.csv").write_bytes(b"".join(lines))
+    with pytest.raises(DatasetError) as refused:
+        scoring_input(tmp_path / "latin1.csv", "64MB")
+    assert str(refused.value) == (
+        f"input {tmp_path / 'latin1.csv'} cannot be read as CSV: not UTF-8 text: byte 0xe9 at line 121, offset 9 "
+        "(invalid continuation byte); save it as UTF-8"
     )
 
 

@@ -39,7 +39,13 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
-from driftloop.io.datasets import PARQUET_SUFFIXES, csv_first_lines, parquet_parts, refuse_repeated_columns
+from driftloop.io.datasets import (
+    PARQUET_SUFFIXES,
+    csv_first_lines,
+    not_utf8_message,
+    parquet_parts,
+    refuse_repeated_columns,
+)
 from driftloop.io.partition_scoring import (
     ANSWER_FILES,
     REJECTED_DIR,
@@ -129,6 +135,7 @@ class ScoringInput:
     chunks: Iterator[pd.DataFrame] | None = None  # a query's rows, when the input is SQL
     lacking: dict[str, list[str]] = field(default_factory=dict)  # a Parquet file → columns other files have
     compressed: bool = False  # a compressed CSV: one block, read whole
+    csv_path: Path | None = None  # the CSV's file, when the input is a CSV
 
     def named(self, data: str, wanted: Sequence[str]) -> str:
         """``data`` as an error about its columns names it: with the files that lack ``wanted`` columns others have."""
@@ -260,7 +267,9 @@ def scoring_input(
         frame = _dask_dataframe().read_csv(str(source), blocksize=block, dtype=object, keep_default_na=True)
     except pd.errors.ParserError as error:  # in the first rows, which Dask reads to learn the columns
         raise _unreadable_csv_line(error, 0, None) from None
-    return ScoringInput([str(c) for c in frame.columns], [], frame, compressed=block is None)
+    except UnicodeDecodeError as error:  # the same
+        raise DatasetError(f"input {source} cannot be read as CSV: {not_utf8_message(source, error)}") from None
+    return ScoringInput([str(c) for c in frame.columns], [], frame, compressed=block is None, csv_path=source)
 
 
 def _require_csv_rows(source: Path) -> None:
@@ -270,7 +279,9 @@ def _require_csv_rows(source: Path) -> None:
     """
     try:
         head = csv_first_lines(source, 2)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"input {source} cannot be read as CSV: {not_utf8_message(source, error)}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DatasetError(f"input {source} cannot be read as CSV: {error}") from error
     refuse_repeated_columns(f"input {source}", [str(name) for name in head.iloc[0]])
     if len(head) < 2:
@@ -416,6 +427,13 @@ def _run_tasks(
                 result = future.result()
             except pd.errors.ParserError as error:
                 raise _unreadable_csv_line(error, blocks[future.key], out) from None
+            except UnicodeDecodeError as error:  # past the first rows, which open_scoring_input read
+                if source.csv_path is None:
+                    raise
+                raise DatasetError(
+                    f"input {source.csv_path} cannot be read as CSV: {not_utf8_message(source.csv_path, error)}, "
+                    f"then score again with --force (answers of blocks scored before it may be in {out})"
+                ) from None
             collect(result, len(futures))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from driftloop.core.schema import LEARN, DatasetSchema, repeated_names
+from driftloop.core.text_encoding import NotUtf8, first_line_not_utf8
 from driftloop.errors import ConfigError, DatasetError
 from driftloop.io.sql_source import SqlQuery, is_database_url, read_sql
 
@@ -230,6 +232,8 @@ def _read_file(path: Path, kind: str, what: str) -> pd.DataFrame:
             frame = _read_csv(path, what)
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{what} {path} is empty (no columns)") from None
+    except UnicodeDecodeError as error:  # a ValueError: before the others
+        raise DatasetError(f"cannot parse {what} {path} as {kind}: {not_utf8_message(path, error)}") from None
     # The parsers report a malformed file through any of these (ParserError and pyarrow's ArrowInvalid are
     # ValueErrors; a broken gzip is an OSError or EOFError).
     except (ValueError, OSError, EOFError, zlib.error) as exc:
@@ -317,6 +321,24 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
     # column without a word. The header as written says so.
     refuse_repeated_columns(f"{what} {path}", [str(name) for name in csv_first_lines(path).iloc[0]])
     return frame
+
+
+def csv_not_utf8(path: Path) -> NotUtf8 | None:
+    """The first byte of a CSV (plain or gzip) that is not UTF-8, with its line.
+
+    None if every byte is, or if the file is compressed otherwise: then the codec's own message has to do.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".gz"):
+        return None
+    with gzip.open(path, "rb") if suffix == ".gz" else path.open("rb") as lines:
+        return first_line_not_utf8(lines)
+
+
+def not_utf8_message(path: Path, error: UnicodeDecodeError) -> str:
+    """Where a CSV stops being UTF-8, and what to do; the codec's position is in a buffer of pandas, not the file."""
+    found = csv_not_utf8(path)
+    return f"not UTF-8 text: {found.describe() if found else error}; save it as UTF-8"
 
 
 def csv_first_lines(path: Path, lines: int = 1) -> pd.DataFrame:

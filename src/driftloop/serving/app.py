@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from driftloop.core.text_encoding import first_line_not_utf8
 from driftloop.errors import InputError
 from driftloop.serving import protocols
 from driftloop.serving.docs_page import install_docs
@@ -198,14 +199,22 @@ def _model_info(entry: ModelEntry) -> Response:
     return _json(content, 200 if model else 503)
 
 
+def _csv_text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        found = first_line_not_utf8(body.splitlines(keepends=True))  # the codec's position is not one a person can find
+        where = found.describe() if found else str(error)
+        raise InputError(400, "malformed_csv", f"the CSV body is not UTF-8: {where}") from None
+
+
 async def _invocations(server: Server, request: Request, entry: ModelEntry) -> Response:
     """MLflow's scoring protocol: JSON (the fast path's, when it came through a proxy's root_path) or CSV."""
     content_type = media_type(request.headers.get("content-type", JSON))
     if content_type == "text/csv":
         try:
-            text = (await server.read_body(request)).decode("utf-8")
-        except (InputError, UnicodeDecodeError) as error:
-            reason = error if isinstance(error, InputError) else InputError(400, "malformed_csv", str(error))
+            text = _csv_text(await server.read_body(request))
+        except InputError as reason:
             server.metrics.count_error(entry.name, "invocations", reason.reason)
             return _json(protocols.mlflow_error(reason), reason.status)
         return await server.serve(request, INVOCATIONS_CSV, text=text, entry=entry)

@@ -21,6 +21,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
+from driftloop.core.text_encoding import not_utf8
 from driftloop.errors import InputError, ModelNotReady
 from driftloop.io.check_store import CheckStore
 from driftloop.io.onnx_runtime import Outputs
@@ -55,15 +56,6 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 _SERVER_ERROR = b"Internal Server Error"
-
-
-def _not_utf8(body: bytes) -> str | None:
-    """Where ``body`` stops being UTF-8, or None if it is: orjson says only "not valid UTF-8 … (char 0)"."""
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return f"the body is not UTF-8: byte 0x{body[error.start]:02x} at byte {error.start} ({error.reason})"
-    return None
 
 
 def _all_text(document: Any) -> bool:
@@ -230,7 +222,9 @@ class Server:
                         # orjson refuses a lone surrogate ("\ud800"); json.loads takes it: the same answer either way.
                         raise InputError(400, "malformed_json", "malformed JSON: a string holds a lone surrogate")
                     return document
-            raise InputError(400, "malformed_json", f"malformed JSON: {_not_utf8(body) or error}") from None
+            found = not_utf8(body)  # orjson says only "not valid UTF-8 … (char 0)", wherever the byte is
+            problem = f"the body is not UTF-8: {found.describe()}" if found else error
+            raise InputError(400, "malformed_json", f"malformed JSON: {problem}") from None
 
     @staticmethod
     def new_request_id() -> str:

@@ -249,10 +249,10 @@ def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        (b'{"features": {"a": "\xff"}}', "byte 0xff at byte 20 (invalid start byte)"),
-        (b'\xfe{"features": {}}', "byte 0xfe at byte 0 (invalid start byte)"),
-        (b'{"features": {"a": "ok\xc3"}}', "byte 0xc3 at byte 22 (invalid continuation byte)"),
-        (b'{"request_id": "\xff", "note": NaN}', "byte 0xff at byte 16 (invalid start byte)"),  # via json.loads
+        (b'{"features": {"a": "\xff"}}', "byte 0xff at offset 20 (invalid start byte)"),
+        (b'\xfe{"features": {}}', "byte 0xfe at offset 0 (invalid start byte)"),
+        (b'{"features": {"a": "ok\xc3"}}', "byte 0xc3 at offset 22 (invalid continuation byte)"),
+        (b'{"request_id": "\xff", "note": NaN}', "byte 0xff at offset 16 (invalid start byte)"),  # via json.loads
     ],
     ids=["invalid-start", "first-byte", "cut-sequence", "with-nan"],
 )
@@ -264,3 +264,13 @@ def test_a_body_that_is_not_utf8_is_a_400_naming_the_byte(
     assert answer.status_code == 400, answer.text
     assert f"malformed JSON: the body is not UTF-8: {where}" in answer.text
     assert "char 0" not in answer.text
+
+
+def test_a_csv_body_that_is_not_utf8_is_a_400_naming_its_line(client: TestClient) -> None:
+    body = b"a,b\n1,x\n2,caf\xe9\n"  # Latin-1: the codec said "position 15", of the whole body
+    answer = client.post("/invocations", content=body, headers={"content-type": "text/csv"})
+    assert answer.status_code == 400, answer.text
+    assert (
+        answer.json()["message"]
+        == "the CSV body is not UTF-8: byte 0xe9 at line 3, offset 5 (invalid continuation byte)"
+    )
