@@ -86,17 +86,23 @@ def _use_model(name: str | None, project_default: bool = True) -> Settings:
     name is set in this process's environment, so the flows and clients started from it use the same model.
     """
     settings = get_settings()
-    unnamed = name is None and "model_name" not in settings.model_fields_set
-    if unnamed and project_default and settings.project_file.is_file():
-        from driftloop.io.project import load_project
-
-        name = load_project(settings.project_file).default.name
+    if name is None and project_default:
+        name = _project_default(settings)
     if name is not None:
         if not lineage.MODEL_NAME.fullmatch(name):
             raise _fail(f"--model-name {name!r}: a model name has only letters, digits, '_', '.' and '-'")
         os.environ["DRIFTLOOP_MODEL_NAME"] = name
         get_settings.cache_clear()
     return get_settings()
+
+
+def _project_default(settings: Settings) -> str | None:
+    """The project file's first model, when there is a project file and DRIFTLOOP_MODEL_NAME does not choose."""
+    if "model_name" in settings.model_fields_set or not settings.project_file.is_file():
+        return None
+    from driftloop.io.project import load_project
+
+    return load_project(settings.project_file).default.name
 
 
 def _require_known_model(settings: Settings, given: str | None) -> None:
@@ -483,6 +489,7 @@ def train(
     if schema is not None and not schema.is_file():  # checked here: typer's own check is a boxed usage error
         raise _fail(f"--schema {schema}: " + ("a directory, not a schema file" if schema.is_dir() else "no such file"))
     settings = get_settings()
+    unnamed_default = _project_default(settings) or settings.model_name  # what the next commands are about
     declared = _declared_model(settings, project_model, data, schema)
     floors_from = "--floor"
     if declared is not None:
@@ -539,7 +546,7 @@ def train(
             floors=floors,
             tolerance=tolerance,
         )
-    _print_outcome(settings, outcome, named=model_name is not None)
+    _print_outcome(settings, outcome, named=outcome.model_name != unnamed_default)
 
 
 def _declared_model(settings: Settings, name: str | None, data: str | None, schema: Path | None) -> ProjectModel | None:
@@ -739,6 +746,7 @@ def _check_training_inputs(
 
 
 def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = False) -> None:
+    """The outcome, and where to look; ``named``: the commands shown need --model-name, as their default is another."""
     from driftloop.core.evaluation import HIGHER_IS_BETTER
 
     # A refusal says so first: "there is no champion yet" alone read as the reason for a first version's refusal.
@@ -783,7 +791,7 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = F
         names = " and ".join(spec.name for spec in owned)
         stay, them = ("stays", "it") if len(owned) == 1 else ("stay", "them")
         out.print(f"  ({names} {stay} up for the next commands; `driftloop down` stops {them})", highlight=False)
-    flag = f" --model-name {outcome.model_name}" if named else ""  # the next commands' default is another model
+    flag = f" --model-name {outcome.model_name}" if named else ""
     out.print(f"  driftloop models{flag} | driftloop history{flag}", highlight=False)
 
 
@@ -1848,7 +1856,7 @@ def _main() -> None:
     except Exception as error:  # noqa: BLE001 (anything else still ends as one line; --debug shows where)
         if _show_tracebacks:
             err.print_exception()
-        err.print(f"[bold red]error:[/] {escape(_describe_unexpected(error))}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(_describe_unexpected(error, _show_tracebacks))}", highlight=False)
         sys.exit(1)
 
 
@@ -1882,8 +1890,11 @@ def _run_app() -> None:
         sys.exit(code)
 
 
-def _describe_unexpected(error: Exception) -> str:
-    """One line for an error driftloop did not phrase itself: what failed, on which file, and where to look."""
+def _describe_unexpected(error: Exception, traceback_shown: bool = False) -> str:
+    """One line for an error driftloop did not phrase itself: what failed, on which file, and where to look.
+
+    ``traceback_shown``: --debug printed the traceback above it, so the line does not ask for it again.
+    """
     refusal = _mlflow_refusal(error)
     if refusal is not None:
         return refusal
@@ -1893,4 +1904,4 @@ def _describe_unexpected(error: Exception) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     if len(text) > 300:
         text = text[:299] + "…"
-    return f"{type(error).__name__}: {text} (run with --debug for the traceback)"
+    return f"{type(error).__name__}: {text}" + ("" if traceback_shown else " (run with --debug for the traceback)")

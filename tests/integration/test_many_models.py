@@ -83,6 +83,9 @@ def test_three_models_share_one_installation_and_one_server(tmp_path: Path) -> N
         for name in NAMES:
             trained = dl.run("train", name).stdout
             assert f"{name} v1: promoted to champion" in trained, trained
+            # The next commands are about the project's first model: the others' need their name (trial 20).
+            flag = "" if name == NAMES[0] else f" --model-name {name}"
+            assert f"  driftloop models{flag} | driftloop history{flag}\n" in trained, trained
         assert ModelRegistry("wine", dl.tracking_uri).get_version("1").tags[lineage.ESTIMATOR] == "random_forest"
         base = server_url(dl)
         wait_for("all three served", lambda: _ready(base) == dict.fromkeys(NAMES, "1"), 60)

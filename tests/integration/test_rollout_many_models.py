@@ -70,9 +70,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectSer
         schema_yaml(world_schema("regression").model_copy(update={"name": "houses"}))
     )
     dl = make_driftloop(tmp, prefect_server)
-    dl.run("train")
-    # No --model-name: the model is named after the schema.
-    dl.run("train", "--data", str(tmp / "houses.csv"), "--schema", str(tmp / "houses.schema.yaml"))
+    first = dl.run("train").stdout
+    assert "  driftloop models | driftloop history\n" in first  # churn: what the next commands are about
+    # No --model-name: the model is named after the schema, and the next commands need its name (trial 20).
+    houses_out = dl.run("train", "--data", str(tmp / "houses.csv"), "--schema", str(tmp / "houses.schema.yaml")).stdout
+    assert "driftloop models --model-name houses | driftloop history --model-name houses" in houses_out
     dl.run("train", "--data", str(tmp / "houses.csv"), "--schema", str(tmp / "houses.schema.yaml"),
            "--estimator", "random_forest")  # fmt: skip
     prefix = f"dltest{uuid.uuid4().hex[:8]}"

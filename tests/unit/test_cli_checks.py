@@ -650,3 +650,12 @@ def test_rolling_out_a_version_that_failed_parity_is_refused_before_any_flow(hom
         "parity check may be rolled out\n"
     )
     assert not (home / "run").exists()  # no service, no flow
+
+
+def test_an_unexpected_errors_line_asks_for_debug_only_when_the_traceback_is_not_shown() -> None:
+    from driftloop.cli import _describe_unexpected
+
+    error = RuntimeError("the   worker\nfailed")
+    assert _describe_unexpected(error) == "RuntimeError: the worker failed (run with --debug for the traceback)"
+    # --debug printed the traceback just above: the line asked for it again (trial 20).
+    assert _describe_unexpected(error, traceback_shown=True) == "RuntimeError: the worker failed"
