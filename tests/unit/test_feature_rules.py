@@ -147,3 +147,21 @@ def test_a_binary_features_text_is_said_as_what_the_feature_takes() -> None:
     assert reasons[Rule.NOT_BINARY] == "member: not 0 or 1 (or true/false)"  # 2
     numeric = Feature(name="age", kind=FeatureKind.NUMERIC)
     assert Broken(Rule.NOT_A_NUMBER, np.ones(1, dtype=bool)).reason(numeric) == "age: not a number"
+
+
+def test_booleans_break_a_numeric_features_number_rule_and_are_a_binary_features_1_and_0() -> None:
+    numeric = Feature(name="price", kind=FeatureKind.NUMERIC, nullable=True)
+    binary = Feature(name="garden", kind=FeatureKind.BINARY, nullable=True)
+    columns = [
+        pd.Series([True, False, True]),  # a bool dtype
+        pd.Series([True, None, False], dtype=object),  # Parquet booleans with a null
+        pd.Series(["True", "false", None], dtype=object),  # a CSV read as text
+        pd.Series([np.True_, 2.5, None], dtype=object),
+    ]
+    for values in columns:
+        flags = values.map(lambda v: isinstance(v, bool | np.bool_) or v in ("True", "false")).to_numpy(dtype=bool)
+        rules = {b.rule: b.rows for b in broken_rules(values, numeric)}
+        assert rules[Rule.NOT_A_NUMBER].tolist() == flags.tolist(), values
+        assert not any(b.rows.any() for b in broken_rules(values, binary) if b.rule is not Rule.NOT_BINARY)
+    assert as_numbers(pd.Series([True, False]), booleans=False).isna().all()
+    assert as_numbers(pd.Series([1, 2])).tolist() == as_numbers(pd.Series([1, 2]), booleans=False).tolist()

@@ -179,6 +179,24 @@ def test_true_false_words_are_a_binary_feature_but_not_a_regression_target() -> 
     assert [p for p in find_problems(words, schema) if p.startswith("target 'price'")], find_problems(words, schema)
 
 
+def test_booleans_are_a_binary_features_values_but_not_a_numeric_features(
+    churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    """Trial 20: the server refuses `true` for a numeric feature; a snapshot's booleans there were read as 1/0."""
+    flags = churn_frame.assign(partner=churn_frame["partner"] == 1)  # binary: a bool dtype is its 1 and 0
+    assert find_problems(flags, churn_schema) == []
+    wrong = flags.assign(tenure=churn_frame["tenure"] > 12)
+    assert find_problems(wrong, churn_schema) == [
+        "column 'tenure': 7043 boolean value(s) (e.g. False, True; data rows 1, 2, 3) in a numeric "
+        "feature: declare it binary, or give numbers"
+    ]
+    mixed = churn_frame["tenure"].astype(object)
+    mixed[[2, 5]] = [True, "False"]  # among numbers: not numbers, whatever their spelling
+    assert find_problems(churn_frame.assign(tenure=mixed), churn_schema) == [
+        "column 'tenure': 2 non-numeric value(s) (e.g. True, 'False'; data rows 3, 6)"
+    ]
+
+
 def test_unknown_categories_are_listed_with_counts(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
     churn_frame.loc[[1, 2, 3], "contract"] = ["Weekly", "Daily", "Weekly"]
     assert find_problems(churn_frame, churn_schema) == [

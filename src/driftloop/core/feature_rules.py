@@ -15,7 +15,7 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
-from driftloop.core.features import as_numbers
+from driftloop.core.features import feature_numbers
 from driftloop.core.schema import Feature, FeatureKind
 from driftloop.core.task import FLOAT32_MAX
 
@@ -50,7 +50,7 @@ class Broken:
 def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None = None) -> list[Broken]:
     """Every rule of ``feature`` and the rows of ``values`` that break it, in the order they are reported.
 
-    ``numbers``: the column already through ``as_numbers``, when the caller has it. A rule is listed even when no
+    ``numbers``: the column already through ``feature_numbers``, when the caller has it. A rule is listed even when no
     row breaks it (its mask is all False).
     """
     if feature.is_categorical and feature.refuses_unlisted:
@@ -62,7 +62,7 @@ def broken_rules(values: pd.Series, feature: Feature, numbers: pd.Series | None 
         broken.append(Broken(Rule.MISSING, missing))
     if feature.is_categorical:
         return broken
-    numbers = as_numbers(values) if numbers is None else numbers
+    numbers = feature_numbers(values, feature) if numbers is None else numbers
     present = numbers.notna().to_numpy()
     numeric = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     broken.append(Broken(Rule.NOT_A_NUMBER, ~missing & ~present))

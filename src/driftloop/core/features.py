@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
-from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema
+from driftloop.core.schema import MISSING_CATEGORY, DatasetSchema, Feature, FeatureKind
 
 __all__ = [
     "MISSING_CATEGORY",
@@ -50,21 +50,44 @@ def only_booleans(values: pd.Series) -> bool:
     return kind == "string" and len(present) > 0 and bool(present.isin((*CSV_TRUE_WORDS, *CSV_FALSE_WORDS)).all())
 
 
-def as_numbers(values: pd.Series) -> pd.Series:
+# What infer_dtype calls a column that holds no boolean: such a column is not searched for one.
+_NO_BOOLEANS = frozenset({"string", "floating", "integer", "mixed-integer-float", "decimal", "empty"})
+
+
+def as_numbers(values: pd.Series, booleans: bool = True) -> pd.Series:
     """The column as float64; a value that does not parse as a number becomes NaN.
 
-    Booleans, and pandas' words for them (``CSV_TRUE_WORDS``, ``CSV_FALSE_WORDS``), are 1 and 0.
+    Booleans, and pandas' words for them (``CSV_TRUE_WORDS``, ``CSV_FALSE_WORDS``), are 1 and 0; with ``booleans``
+    False they are not numbers either (``feature_numbers``).
     """
+    if not booleans and pd.api.types.is_bool_dtype(values.dtype):
+        return pd.Series(np.nan, index=values.index, dtype="float64")
     if pd.api.types.is_numeric_dtype(values.dtype):
         return values.astype("float64")
     objects = values.astype(object)
-    numbers = pd.to_numeric(objects, errors="coerce").astype("float64")
+    numbers = pd.to_numeric(objects, errors="coerce").astype("float64")  # True is 1.0 here
+    if not booleans and infer_dtype(objects, skipna=True) not in _NO_BOOLEANS:
+        flags = np.fromiter((isinstance(v, bool | np.bool_) for v in objects), dtype=bool, count=len(objects))
+        numbers[flags] = np.nan
     unparsed = (numbers.isna() & objects.notna()).to_numpy()
     if unparsed.any():
         texts = objects[unparsed].astype(str)
-        words = np.where(texts.isin(CSV_TRUE_WORDS), 1.0, np.where(texts.isin(CSV_FALSE_WORDS), 0.0, np.nan))
+        words = (
+            np.where(texts.isin(CSV_TRUE_WORDS), 1.0, np.where(texts.isin(CSV_FALSE_WORDS), 0.0, np.nan))
+            if booleans
+            else np.full(len(texts), np.nan)
+        )
         numbers[unparsed] = np.where(np.isnan(words), [_beyond_float64(text) for text in texts], words)
     return numbers
+
+
+def feature_numbers(values: pd.Series, feature: Feature) -> pd.Series:
+    """A numeric or binary feature's column as numbers (``as_numbers``).
+
+    True/False are a binary feature's 1/0, as for the server, which refuses ``true`` for a numeric feature: a
+    boolean column where a quantity was declared is most likely a wrong column (trial 20).
+    """
+    return as_numbers(values, booleans=feature.kind is FeatureKind.BINARY)
 
 
 def _beyond_float64(text: str) -> float:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from driftloop.core.feature_rules import Rule, broken_rules
-from driftloop.core.features import as_numbers, only_booleans
-from driftloop.core.schema import DatasetSchema, Feature
+from driftloop.core.features import as_numbers, feature_numbers, only_booleans
+from driftloop.core.schema import DatasetSchema, Feature, FeatureKind
 from driftloop.core.task import TaskKind
 from driftloop.errors import DatasetValidationError
 
@@ -71,11 +71,11 @@ def find_problems(
 def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
     column = f"column {feature.name!r}"
     problems: list[str] = []
-    numbers = None if feature.is_categorical else as_numbers(values)
+    numbers = None if feature.is_categorical else feature_numbers(values, feature)
     for broken in broken_rules(values, feature, numbers):
         rows = broken.rows
         if broken.rule is Rule.NOT_A_NUMBER:  # said of the whole column, with its dtype
-            stored = None if numbers is None or only_booleans(values) else _stored_as_text(values, numbers)
+            stored = None if numbers is None else _stored_as_text(values, numbers, feature)
             problems.extend([f"{column}: {stored}"] if stored else [])
             continue
         if not rows.any():
@@ -107,8 +107,19 @@ def _feature_problems(values: pd.Series, feature: Feature) -> list[str]:
     return problems
 
 
-def _stored_as_text(values: pd.Series, numbers: pd.Series) -> str | None:
-    """What is wrong with a numeric column whose dtype is not numeric: values that are not numbers, or none."""
+def _stored_as_text(values: pd.Series, numbers: pd.Series, feature: Feature | None = None) -> str | None:
+    """What is wrong with a numeric column whose dtype is not numeric: values that are not numbers, or none.
+
+    A numeric ``feature``'s booleans are not numbers (``core.features.feature_numbers``): said as what to change.
+    """
+    if feature is not None and only_booleans(values):
+        if feature.kind is not FeatureKind.NUMERIC:
+            return None  # a binary feature's 1 and 0
+        flags = values.notna()
+        return (
+            f"{int(flags.sum())} boolean value(s) ({_distinct(values[flags])}; {_data_rows(flags)}) in a numeric "
+            "feature: declare it binary, or give numbers"
+        )
     if pd.api.types.is_numeric_dtype(values.dtype):
         return None
     not_numbers = values.notna() & numbers.isna()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from driftloop.core.features import as_numbers, to_model_frame
+from driftloop.core.features import feature_numbers, to_model_frame
 from driftloop.core.layout import FeatureLayout
 from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, answers_frame, id_text, key_columns, row_problems
@@ -249,13 +249,13 @@ def score_csv_block(
 def _csv_types(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     """A CSV partition read as text: numeric features as numbers where they parse, the rest kept as written.
 
-    Parsed by ``as_numbers``, so True/False become 1/0 as training's pandas reader makes them; what does not parse
-    is flagged by the rules, not lost.
+    Parsed by ``feature_numbers``, so a binary feature's True/False become 1/0 as training's pandas reader makes
+    them; what does not parse (a numeric feature's True) is flagged by the rules, not lost.
     """
     out = frame.copy()
     for feature in schema.features:
         if feature.name in out.columns and not feature.is_categorical:
-            numbers = as_numbers(out[feature.name])
+            numbers = feature_numbers(out[feature.name], feature)
             unparsed = out[feature.name].notna() & numbers.isna()
             out[feature.name] = numbers.astype(object).where(~unparsed, out[feature.name])
     return out
