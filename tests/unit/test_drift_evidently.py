@@ -181,3 +181,16 @@ def test_report_takes_a_true_false_feature_of_the_training_snapshot(tmp_path: Pa
     html = path.read_text(encoding="utf-8")
     assert "member" in html
     assert "Verdict on the full data" in html
+
+
+def test_report_on_a_window_of_identical_rows_is_built_without_numpys_warnings(tmp_path: Path) -> None:
+    """Trial 20: a load test's 1,000 copies of one request: Evidently's correlations divide by a zero spread.
+
+    pytest turns every warning into an error here; drift-check printed four of numpy's.
+    """
+    rng = np.random.default_rng(4)
+    reference = pd.DataFrame({"visits": rng.poisson(3, 600) * 1.0, "spend": rng.normal(50, 9, 600)})
+    current = pd.DataFrame({"visits": [2.0] * 1000, "spend": [41.5] * 1000})
+    profile = build_profile(reference, ["visits", "spend"], [], sample_rows=600)
+    path = build_report(profile, current, tmp_path / "report.html", max_rows=500, verdict=our_check(profile, current))
+    assert "Verdict on the full data" in path.read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.container import MetricContainer
@@ -86,10 +87,13 @@ def build_report(
     )
     report = Report([note, DataDriftPreset(drift_share=drift_share), DataSummaryPreset()], include_tests=True)
     definition = _definition(profile.kinds, kept)
-    snapshot = report.run(
-        current_data=Dataset.from_pandas(window[kept], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[kept], data_definition=definition),
-    )
+    # A column of one value (a load test's copies of one request) has no spread: Evidently's correlations divide by
+    # it, numpy warns on the terminal, and the report shows the correlation as missing, which is what it is.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snapshot = report.run(
+            current_data=Dataset.from_pandas(window[kept], data_definition=definition),
+            reference_data=Dataset.from_pandas(reference[kept], data_definition=definition),
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(snapshot.get_html_str(as_iframe=False), encoding="utf-8")
