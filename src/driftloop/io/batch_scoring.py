@@ -268,7 +268,7 @@ def scoring_input(
     except pd.errors.ParserError as error:  # in the first rows, which Dask reads to learn the columns
         raise _unreadable_csv_line(error, 0, None) from None
     except UnicodeDecodeError as error:  # the same
-        raise DatasetError(f"input {source} cannot be read as CSV: {not_utf8_message(source, error)}") from None
+        raise _not_utf8_csv(source, error, None) from None
     return ScoringInput([str(c) for c in frame.columns], [], frame, compressed=block is None, csv_path=source)
 
 
@@ -280,7 +280,7 @@ def _require_csv_rows(source: Path) -> None:
     try:
         head = csv_first_lines(source, 2)
     except UnicodeDecodeError as error:
-        raise DatasetError(f"input {source} cannot be read as CSV: {not_utf8_message(source, error)}") from None
+        raise _not_utf8_csv(source, error, None) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DatasetError(f"input {source} cannot be read as CSV: {error}") from error
     refuse_repeated_columns(f"input {source}", [str(name) for name in head.iloc[0]])
@@ -430,11 +430,16 @@ def _run_tasks(
             except UnicodeDecodeError as error:  # past the first rows, which open_scoring_input read
                 if source.csv_path is None:
                     raise
-                raise DatasetError(
-                    f"input {source.csv_path} cannot be read as CSV: {not_utf8_message(source.csv_path, error)}, "
-                    f"then score again with --force (answers of blocks scored before it may be in {out})"
-                ) from None
+                raise _not_utf8_csv(source.csv_path, error, out) from None
             collect(result, len(futures))
+
+
+def _not_utf8_csv(source: Path, error: UnicodeDecodeError, out: Path | None) -> DatasetError:
+    """A CSV to score that is not UTF-8, named by its first bad byte's line; ``out`` as in ``_unreadable_csv_line``."""
+    then = (
+        "" if out is None else f", then score again with --force (answers of blocks scored before it may be in {out})"
+    )
+    return DatasetError(f"input {source} cannot be read as CSV: {not_utf8_message(source, error)}{then}")
 
 
 def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path | None) -> DatasetError:
