@@ -297,7 +297,9 @@ def test_noise_is_refused_and_a_failed_or_killed_retrain_is_asked_for_again(tmp_
         fourth = _episode(dl)
         # The automation may already have started the fourth retrain by now.
         assert (fourth["attempt"], fourth["retrain"] in ("pending", "running")) == (4, True), fourth
-        assert sorted(e["payload"]["attempt"] for e in drift_events(dl, started)) == [1, 2, 3, 4]
+        # The server persists an event a little after it acts on it: wait for the fourth before reading all four.
+        stored = wait_for("the fourth drift event to be stored", lambda: (e := drift_events(dl, started))[3:] and e, 60)
+        assert sorted(e["payload"]["attempt"] for e in stored) == [1, 2, 3, 4]
         assert str(registry.champion().version) == "1"
 
 
