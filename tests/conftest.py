@@ -34,25 +34,43 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # `make test` runs the suite on pytest-xdist workers that each take a whole module at a time, in collection order
 # (--dist loadfile --no-loadscope-reorder): a module's tests share module-scoped fixtures (a trained registry, built
 # images, a running server). The longest modules go first, so no worker starts one of them last while the others
-# sit idle. Longest first, as measured one after another on a 2-core machine.
+# sit idle; the short ones fill in at the end. A module missing here only runs later: when a new module takes more
+# than a minute in CI's --durations, put it in its place. Seconds as measured in `.ci/run` (three workers on a busy
+# 2-core machine, setup included), 2026-12-06.
 LONGEST_MODULES_FIRST = (
-    "test_decisions",  # ~700 s
-    "test_compose_stack",  # ~480 s on a fresh machine (builds the stack's images)
-    "test_drift_loop",  # ~360 s
-    "test_promotion_race",  # ~350 s
-    "test_training_flow",  # ~350 s
-    "test_serving",  # ~280 s
-    "test_ship",  # ~260 s
-    "test_rollout",  # ~250 s
-    "test_champion_guard",  # ~230 s
-    "test_image",  # ~130 s
+    "integration/test_decisions",  # ~750 s
+    "integration/test_compose_stack",  # ~530 s
+    "integration/test_drift_loop",  # ~460 s
+    "integration/test_training_flow",  # ~380 s
+    "integration/test_many_models",  # ~320 s
+    "integration/test_gate_other_data",  # ~300 s
+    "integration/test_ship",  # ~300 s
+    "integration/test_tasks",  # ~290 s
+    "integration/test_promotion_race",  # ~280 s
+    "integration/test_prefect_lost",  # ~270 s
+    "unit/test_cli_checks",  # ~250 s
+    "integration/test_serving",  # ~250 s
+    "integration/test_rollout",  # ~190 s
+    "integration/test_monitoring_history",  # ~180 s
+    "integration/test_score",  # ~180 s
+    "integration/test_control_plane_auth",  # ~180 s
+    "integration/test_champion_guard",  # ~170 s
+    "integration/test_performance_estimate",  # ~130 s
+    "integration/test_drift_weighted",  # ~130 s
+    "integration/test_k8s_analysis",  # ~120 s
+    "integration/test_rollout_many_models",  # ~110 s
+    "integration/test_schema_evolution",  # ~110 s
+    "integration/test_score_deployment",  # ~80 s
+    "integration/test_big_window",  # ~70 s
+    "integration/test_concurrent_start",  # ~60 s
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: position for position, name in enumerate(LONGEST_MODULES_FIRST)}
+    tests = Path(__file__).parent
     # A stable sort: tests keep their order within a module, and the other modules theirs after these.
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).with_suffix("").as_posix(), len(rank)))
 
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
