@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -631,15 +632,13 @@ def _as_json(value: Any) -> str:
 def _feedback_label(label: Any, task: Task | None, where: str) -> str:
     """The label as the prediction log keeps it (text); a regressor's must be a number it can be scored against."""
     if task is not None and not task.is_classifier:
-        if (
-            isinstance(label, bool)
-            or not isinstance(label, int | float)
-            or not task.usable_labels(np.asarray([label], dtype=object))[0]
-        ):
+        is_number = isinstance(label, int | float) and not isinstance(label, bool)
+        if not is_number or not task.usable_labels(np.asarray([label], dtype=object))[0]:
+            # The reasons a feature's value gets for the same faults: a regressor has no labels to be unknown.
+            finite = is_number and (isinstance(label, int) or math.isfinite(label))
+            reason = "wrong_type" if not is_number else "out_of_range" if finite else "non_finite"
             raise InputError(
-                422,
-                "unknown_label",
-                f"{where}label must be a finite number within float32 range, got {_as_json(label)}",
+                422, reason, f"{where}label must be a finite number within float32 range, got {_as_json(label)}"
             )
         return repr(float(label))
     classes = task.classes if task is not None else None

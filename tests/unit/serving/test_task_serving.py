@@ -153,8 +153,23 @@ def test_predictions_are_logged_and_labelled_the_tasks_way(
             content=f'{{"request_id": "{request_id}", "label": 1{"0" * 400}}}',
             headers={"content-type": "application/json"},
         )
+        not_numbers = [  # Python's json.dumps and tritonclient write these literals; the server reads them
+            client.post(
+                "/feedback",
+                content=f'{{"request_id": "{request_id}", "label": {literal}}}',
+                headers={"content-type": "application/json"},
+            )
+            for literal in ("NaN", "-Infinity")
+        ]
     assert (accepted.status_code, refused.status_code, beyond.status_code) == (202, 422, 422)
     assert digits.status_code == 422, digits.text
+    # A regressor's label gets the reason a feature's value would: a class name it does not know is a classifier's.
+    reasons = [response.json()["reason"] for response in (refused, beyond, digits, *not_numbers)]
+    assert reasons == (
+        ["wrong_type", "out_of_range", "out_of_range", "non_finite", "non_finite"]
+        if regression
+        else ["unknown_label"] * 5
+    ), [response.text for response in not_numbers]
     expected = "a finite number within float32 range" if regression else "'low' or 'mid' or 'high'"
     assert expected in refused.json()["detail"]
     assert expected in beyond.json()["detail"]
