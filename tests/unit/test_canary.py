@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy.stats import binom
 
-from driftloop.deploy.canary import Thresholds, Window, histogram_quantile, judge, parse_metrics, window
+from driftloop.deploy.canary import (
+    SoFar,
+    Thresholds,
+    Window,
+    chance_of_at_least,
+    histogram_quantile,
+    judge,
+    judge_step,
+    parse_metrics,
+    pooled,
+    slower_than,
+    window,
+)
 from driftloop.errors import DeployError
 from driftloop.serving.metrics import ServingMetrics
 from driftloop.settings import Settings
@@ -135,10 +149,17 @@ def test_rejected_client_input_is_not_the_candidates_fault() -> None:
     assert "rejected input 30.00%" in verdict.detail
 
 
-def test_too_few_requests_are_not_judged_even_with_faults() -> None:
+def test_too_few_requests_alarm_only_on_faults_beyond_chance() -> None:
+    # 2 faults in 5 requests: a candidate within 1% does that with chance 1e-3, too likely to roll it back for ...
     verdict = judge(make_window(5, errors=2), make_window(400), THRESHOLDS)
     assert verdict.alarm is None
     assert "too few to judge" in verdict.detail
+    # ... 3 in 5 with chance 1e-5, and every one of 8 far less: a candidate that fails that much is caught however
+    # little traffic it gets.
+    for requests, errors in ((5, 3), (8, 8), (19, 4)):
+        alarm = judge(make_window(requests, errors=errors), make_window(400), THRESHOLDS).alarm
+        assert alarm is not None
+        assert alarm.startswith(f"server faults on {errors} of {requests} requests (internal {errors})"), alarm
 
 
 def test_absolute_p99_alarm() -> None:
@@ -163,7 +184,7 @@ def test_relative_alarm_needs_enough_requests_in_both_windows() -> None:
     busy_old = make_window(554, seconds_each=0.004)
     verdict = judge(cold, busy_old, THRESHOLDS)
     assert verdict.alarm is None
-    assert "the ratio needs 100" in verdict.detail
+    assert "too few to compare p99s (that needs 100" in verdict.detail
     # The same slowdown on every request of a window big enough to measure a p99 is an alarm ...
     slow = judge(make_window(150, seconds_each=0.016), busy_old, THRESHOLDS)
     assert slow.alarm is not None
@@ -177,9 +198,112 @@ def test_relative_alarm_needs_enough_requests_in_both_windows() -> None:
 def test_relative_alarm_ignores_noise_below_the_floor_and_tiny_windows() -> None:
     # 4 ms against 0.2 ms is 20×, but both are well under the 10 ms floor.
     assert judge(make_window(100, seconds_each=0.004), make_window(100, seconds_each=0.0002), THRESHOLDS).alarm is None
-    few = judge(make_window(5, seconds_each=0.4), None, THRESHOLDS)
+    few = judge(make_window(5, slowest=(0.4,)), None, THRESHOLDS)
     assert few.alarm is None
     assert "too few" in few.detail
+
+
+def test_a_candidate_too_slow_to_get_many_requests_is_still_caught() -> None:
+    """The rollout that promoted a candidate throttled to 1% of a CPU: it held its clients so long that each window
+    got fewer requests than the point rules need (41, 17, 8: those numbers are from that run)."""
+    old = make_window(347, seconds_each=0.002, slowest=(0.005,) * 4)
+    # 10%: 41 requests, a quarter of them over 3× the old p99, none over 250 ms: the ratio's count.
+    verdict = judge(make_window(41, slowest=(0.15,) * 10), old, THRESHOLDS)
+    assert verdict.alarm is not None
+    assert verdict.alarm.startswith("10 of 41 requests slower than "), verdict
+    assert "(3× the old version's p99 of " in verdict.alarm
+    # 50%: 17 requests, 6 of them over 250 ms: the absolute limit's count; 100%: 8, every one over it.
+    for requests, slow in ((17, 6), (8, 8)):
+        alarm = judge(make_window(requests, slowest=(0.9,) * slow), None, THRESHOLDS).alarm
+        assert alarm is not None
+        assert alarm.startswith(f"{slow} of {requests} requests slower than 250 ms: a p99 within 250 ms"), alarm
+    # A count within chance is not enough: 2 of 41 over the ratio's limit (a new container's first requests).
+    assert judge(make_window(41, slowest=(0.15,) * 2), old, THRESHOLDS).alarm is None
+
+
+@pytest.mark.parametrize("requests", [5, 8, 12, 17, 41, 62, 99, 150])
+def test_on_data_whose_truth_is_known_healthy_candidates_pass_and_slow_ones_are_caught(requests: int) -> None:
+    """The old version and a healthy candidate answer alike (median 4 ms, p99 about 13 ms), the candidate with up
+    to two cold first requests of up to 200 ms (one from 100 requests on: two of 150 would be its p99). A slow
+    candidate answers 30 times slower, as the throttled one did. Over 100 seeds: no healthy candidate raises an
+    alarm at any size; every slow one is caught from 12 requests on, and most on 5 or 8."""
+    rng = np.random.default_rng(requests)
+    caught = 0
+    for _ in range(100):
+        old = make_window_of(rng.lognormal(math.log(0.004), 0.5, size=350))
+        healthy = rng.lognormal(math.log(0.004), 0.5, size=requests)
+        cold = rng.uniform(0.01, 0.2, size=rng.integers(0, 3 if requests < 100 else 2))
+        healthy[: len(cold)] = cold
+        verdict = judge(make_window_of(healthy), old, THRESHOLDS)
+        assert verdict.alarm is None, verdict
+        slow = make_window_of(30 * rng.lognormal(math.log(0.004), 0.5, size=requests))
+        caught += judge(slow, old, THRESHOLDS).alarm is not None
+    assert caught == 100 if requests >= 12 else caught >= 75, caught
+
+
+def test_a_step_is_judged_alone_and_with_the_steps_before_it() -> None:
+    """Windows too small to judge add up: 15 requests with 2 over 250 ms are within chance, 30 with 4 are a p99
+    over it. The old version's requests so far are the baseline, also at 100%, where it gets none."""
+    thresholds = THRESHOLDS
+    old = make_window(350, slowest=(0.004,) * 4)
+    starved = make_window(15, slowest=(0.9, 0.9))
+    so_far = SoFar().add(starved, old)
+    first = judge_step(starved, so_far, thresholds)
+    assert first.alarm is None
+    assert "15 requests are too few to judge" in first.detail
+    so_far = so_far.add(starved, None)  # 100%: the old version got nothing this step
+    second = judge_step(starved, so_far, thresholds)
+    assert second.alarm is not None
+    assert second.alarm.startswith("over the canary's steps so far (30 requests): p99 "), second.alarm
+    assert second.alarm.endswith("> 250 ms")
+    assert "old version: 350 requests" in second.detail
+    # Healthy steps stay healthy together.
+    healthy = make_window(15)
+    assert judge_step(healthy, SoFar().add(healthy, old).add(healthy, old), thresholds).alarm is None
+    # A step's own alarm is reported as its own.
+    faulty = make_window(30, errors=10)
+    own = judge_step(faulty, SoFar().add(healthy, old).add(faulty, old), thresholds).alarm
+    assert own is not None
+    assert own.startswith("server fault rate 33.33% > 1.00%"), own
+
+
+def make_window_of(latencies: np.ndarray) -> Window:
+    metrics = ServingMetrics()
+    before = scrape(metrics, 0)
+    serve(metrics, latencies.tolist())
+    return window(before, scrape(metrics, 5))
+
+
+def test_windows_pool_into_one_baseline() -> None:
+    first, second = make_window(100, errors=1), make_window(50, seconds_each=0.02)
+    both = pooled(first, second)
+    assert both is not None
+    assert (both.requests, both.seconds, both.errors) == (150, 10, {"internal": 1})
+    assert both.buckets[math.inf] == 150
+    assert both.buckets[0.0025] == 100  # the first window's 2 ms requests; the second's 20 ms ones are above
+    assert pooled(None, second) is second
+    assert pooled(first, None) is first
+    assert pooled(None, None) is None
+
+
+def test_slower_than_counts_only_requests_certainly_over() -> None:
+    buckets = make_window(10, seconds_each=0.002, slowest=(0.03, 0.3, 3.0)).buckets
+    assert slower_than(buckets, 0.025) == 3  # 0.025 is a bound: all three are above it
+    assert slower_than(buckets, 0.02) == 3  # the first bound at or past 0.02 is 0.025
+    assert slower_than(buckets, 0.04) == 2  # 0.03 is in (0.025, 0.05]: maybe under 0.04, not counted
+    assert slower_than(buckets, 2.5) == 1
+    assert slower_than(buckets, 10.0) == 0  # past the last bound nothing is certain
+    assert slower_than({}, 0.1) == 0
+
+
+@pytest.mark.parametrize("p", [0.0001, 0.01, 0.3])
+def test_chance_of_at_least_is_the_binomial_tail(p: float) -> None:
+    for n in (1, 7, 41, 350, 20_000):
+        for k in sorted({0, 1, 2, 3, n // 100, n // 10, n // 2, n, n + 1}):
+            expected = float(binom.sf(k - 1, n, p)) if k > 0 else 1.0
+            assert chance_of_at_least(k, n, p) == pytest.approx(expected, rel=1e-9, abs=1e-300), (k, n, p)
+    assert chance_of_at_least(1, 10, 0.0) == 0.0
+    assert chance_of_at_least(10, 10, 1.0) == 1.0
 
 
 def test_thresholds_from_settings() -> None:

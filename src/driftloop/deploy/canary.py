@@ -5,6 +5,13 @@ subtracts, and decides. Every request a slot handles is timed in ``driftloop_req
 endpoint, errors included) and every rejected or failed one is counted in ``driftloop_request_errors_total``,
 so the fault rate = server faults / requests and p99 comes from the latency buckets, summed over endpoints.
 Rejected input (a 4xx) is the client's doing, not the candidate's: only ``SERVER_FAULTS`` count against it.
+
+A window is a sample, and a small one says little through a rate or a p99: on 20 requests p99 is the slowest one.
+So each limit is also a significance test that holds at any size. A candidate within a fault-rate limit r fails a
+request with chance at most r, and one whose p99 is within a latency limit answers slower than it with chance at
+most 1%: k such requests out of n happen with chance at most P(Binomial(n, r) ≥ k). Below ``BEYOND_CHANCE`` the
+candidate is over the limit, whatever the window's size. A candidate slow enough to starve its own window of
+requests is still caught.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ PREDICTIONS = "driftloop_predictions"
 MODEL_INFO = "driftloop_model_info"
 # Error reasons that are the server's fault (500: an unexpected error; 503: no model loaded).
 SERVER_FAULTS = frozenset({"internal", "not_ready"})
+# A window's count over a limit with less chance than this, for a candidate within the limit, is an alarm.
+BEYOND_CHANCE = 1e-4
+P99_EXCEEDANCE = 0.01  # the share of requests slower than its p99
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,23 @@ class Window:
         )
 
 
+def pooled(first: Window | None, second: Window | None) -> Window | None:
+    """Two windows of the same slot as one: the old version's requests over a rollout's steps, as one baseline."""
+    if first is None or second is None:
+        return first or second
+    return Window(
+        seconds=first.seconds + second.seconds,
+        requests=first.requests + second.requests,
+        errors={
+            r: first.errors.get(r, 0.0) + second.errors.get(r, 0.0) for r in set(first.errors) | set(second.errors)
+        },
+        buckets={
+            b: first.buckets.get(b, 0.0) + second.buckets.get(b, 0.0) for b in set(first.buckets) | set(second.buckets)
+        },
+        predictions=first.predictions + second.predictions,
+    )
+
+
 def window(before: Scrape, after: Scrape) -> Window:
     """The difference of two scrapes of the same slot; a counter that went down (a restart) counts from zero."""
     if after.requests < before.requests:
@@ -169,16 +196,61 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
     return bounds[-2] if len(bounds) > 1 else None
 
 
+def slower_than(buckets: dict[float, float], seconds: float) -> float:
+    """How many requests certainly took longer than ``seconds``: those above the first bucket bound at or past it.
+
+    A bucket that straddles ``seconds`` is not counted, so the count errs low: it can only make an alarm rarer.
+    """
+    if not buckets:
+        return 0.0
+    total = max(buckets.values())
+    within = min((count for bound, count in buckets.items() if bound >= seconds), default=total)
+    return max(0.0, total - within)
+
+
+def chance_of_at_least(k: float, n: float, p: float) -> float:
+    """P(Binomial(n, p) ≥ k): how likely ``k`` or more of ``n`` requests are over a limit each passes with chance p."""
+    hits, trials = math.ceil(k), round(n)
+    if hits <= 0:
+        return 1.0
+    if hits > trials:
+        return 0.0
+    if p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+
+    def log_pmf(i: int) -> float:
+        return (
+            math.lgamma(trials + 1)
+            - math.lgamma(i + 1)
+            - math.lgamma(trials - i + 1)
+            + i * log_p
+            + (trials - i) * log_q
+        )
+
+    if hits > trials * p:  # the upper tail, summed from k until its terms no longer count
+        tail = 0.0
+        for i in range(hits, trials + 1):
+            term = math.exp(log_pmf(i))
+            tail += term
+            if term < tail * 1e-17:
+                break
+        return min(1.0, tail)
+    return max(0.0, 1.0 - sum(math.exp(log_pmf(i)) for i in range(hits)))
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a candidate's window raises an alarm.
 
-    ``min_requests``: fewer requests than this in the candidate's window say nothing (no alarm, and the
-    decision record says so). ``relative_floor_ms``: the ratio to the old p99 applies only above this, because
-    1 ms against 0.3 ms is scheduling noise on a busy host, not a regression. ``min_requests_for_ratio``: the
-    ratio needs this many requests in both windows; with fewer, a p99 is the slowest request or two (a new
-    container's first, cold ones), and a healthy candidate was rolled back for 15.7 ms against 4.6 ms measured on
-    62 requests. The absolute ``max_p99_ms`` still applies to small windows.
+    A window's fault rate and p99 are compared with ``max_error_rate`` and ``max_p99_ms`` from ``min_requests``
+    requests on. Its p99 is compared with ``max_p99_ratio`` × the old version's only from ``min_requests_for_ratio``
+    on, in both windows: with fewer, a p99 is the slowest request or two (a new container's first, cold ones), and
+    a healthy candidate was rolled back for 15.7 ms against 4.6 ms measured on 62 requests. Smaller windows alarm
+    on a count beyond chance (the module's docstring). ``relative_floor_ms``: the ratio applies only above this,
+    because 1 ms against 0.3 ms is scheduling noise on a busy host, not a regression.
     """
 
     max_error_rate: float
@@ -206,33 +278,112 @@ class Judgement:
 
 
 def judge(candidate: Window, baseline: Window | None, thresholds: Thresholds) -> Judgement:
-    """Error rate and p99 of the candidate against absolute thresholds and against the old version (``baseline``)."""
-    seen = f"candidate: {candidate.describe()}; old: {baseline.describe() if baseline else 'none'}"
+    """Error rate and p99 of the candidate against absolute thresholds and against the old version (``baseline``).
+
+    Each limit alarms when the candidate's figure is over it on enough requests, or when its count of requests
+    over it is beyond chance on any number of them.
+    """
+    seen = f"candidate: {candidate.describe()}; old version: {baseline.describe() if baseline else 'none'}"
     if candidate.requests <= 0:
         return Judgement(None, f"no alarm: the candidate got no traffic, nothing to judge ({seen})")
-    if candidate.requests < thresholds.min_requests:
-        return Judgement(None, f"no alarm: {candidate.requests:.0f} requests are too few to judge ({seen})")
-    rate = candidate.fault_rate or 0.0
-    if rate > thresholds.max_error_rate:
-        reasons = ", ".join(f"{reason} {count:.0f}" for reason, count in sorted(candidate.faults.items()))
-        return Judgement(f"server fault rate {rate:.2%} > {thresholds.max_error_rate:.2%} ({reasons})", seen)
-    p99 = candidate.p99_ms
-    if p99 is not None and p99 > thresholds.max_p99_ms:
-        return Judgement(f"p99 {p99:.1f} ms > {thresholds.max_p99_ms:g} ms", seen)
     enough = thresholds.min_requests_for_ratio
     old_p99 = baseline.p99_ms if baseline is not None and baseline.requests >= enough else None
-    if p99 is not None and old_p99 is not None and old_p99 > 0 and p99 > thresholds.relative_floor_ms:
-        ratio = p99 / old_p99
-        if ratio > thresholds.max_p99_ratio and candidate.requests >= enough:
-            return Judgement(
-                f"p99 {p99:.1f} ms is {ratio:.1f}× the old version's {old_p99:.1f} ms "
-                f"(limit {thresholds.max_p99_ratio:g}×)",
-                seen,
-            )
-        if ratio > thresholds.max_p99_ratio:
-            return Judgement(
-                None,
-                f"no alarm: p99 {ratio:.1f}× the old version's, but on {candidate.requests:.0f} requests (the ratio "
-                f"needs {enough}: fewer make p99 the slowest one or two) ({seen})",
-            )
+    alarm = (
+        _fault_alarm(candidate, thresholds)
+        or _p99_alarm(candidate, thresholds)
+        or (_ratio_alarm(candidate, old_p99, thresholds) if old_p99 else None)
+    )
+    if alarm is not None:
+        return Judgement(alarm, seen)
+    requests = f"{candidate.requests:.0f} requests"
+    if candidate.requests < thresholds.min_requests:
+        return Judgement(
+            None, f"no alarm: {requests} are too few to judge, and none is over a limit beyond chance ({seen})"
+        )
+    if old_p99 and candidate.requests < enough:
+        return Judgement(
+            None,
+            f"no alarm: {requests} are too few to compare p99s (that needs {enough}: fewer make a p99 the slowest "
+            f"one or two), and not enough are over {thresholds.max_p99_ratio:g}× the old version's to be beyond "
+            f"chance ({seen})",
+        )
     return Judgement(None, f"no alarm ({seen})")
+
+
+@dataclass(frozen=True)
+class SoFar:
+    """The candidate's and the old version's requests over a canary's steps so far, each pooled into one window."""
+
+    candidate: Window | None = None
+    old: Window | None = None
+
+    def add(self, candidate: Window, old: Window | None) -> SoFar:
+        return SoFar(pooled(self.candidate, candidate), pooled(self.old, old))
+
+
+def judge_step(this_step: Window, so_far: SoFar, thresholds: Thresholds) -> Judgement:
+    """A canary step's verdict: its own window, then the candidate's windows of every step so far as one.
+
+    Both are judged against the old version's requests so far: at 100% it gets none of its own. A candidate slow
+    enough to hold its clients gets few requests in each window, too few to judge; together they may be enough.
+    """
+    verdict = judge(this_step, so_far.old, thresholds)
+    whole = so_far.candidate
+    if verdict.alarm is not None or whole is None or whole.requests <= this_step.requests:
+        return verdict
+    overall = judge(whole, so_far.old, thresholds)
+    if overall.alarm is None:
+        return verdict
+    return Judgement(f"over the canary's steps so far ({whole.requests:.0f} requests): {overall.alarm}", verdict.detail)
+
+
+def _beyond_chance(over: float, requests: float, share: float) -> float | None:
+    """The chance of ``over`` of ``requests`` over a limit each passes with chance ``share``; None if not beyond it."""
+    chance = chance_of_at_least(over, requests, share)
+    return chance if chance < BEYOND_CHANCE else None
+
+
+def _fault_alarm(candidate: Window, thresholds: Thresholds) -> str | None:
+    faults = sum(candidate.faults.values())
+    rate = faults / candidate.requests
+    limit = thresholds.max_error_rate
+    reasons = ", ".join(f"{reason} {count:.0f}" for reason, count in sorted(candidate.faults.items()))
+    if candidate.requests >= thresholds.min_requests and rate > limit:
+        return f"server fault rate {rate:.2%} > {limit:.2%} ({reasons})"
+    chance = _beyond_chance(faults, candidate.requests, limit)
+    if chance is not None:
+        return (
+            f"server faults on {faults:.0f} of {candidate.requests:.0f} requests ({reasons}): a fault rate within "
+            f"{limit:.2%} does that with chance {chance:.1e}"
+        )
+    return None
+
+
+def _p99_alarm(candidate: Window, thresholds: Thresholds) -> str | None:
+    p99, limit = candidate.p99_ms, thresholds.max_p99_ms
+    if candidate.requests >= thresholds.min_requests and p99 is not None and p99 > limit:
+        return f"p99 {p99:.1f} ms > {limit:g} ms"
+    over = slower_than(candidate.buckets, limit / 1000)
+    chance = _beyond_chance(over, candidate.requests, P99_EXCEEDANCE)
+    if chance is not None:
+        return (
+            f"{over:.0f} of {candidate.requests:.0f} requests slower than {limit:g} ms: a p99 within {limit:g} ms "
+            f"does that with chance {chance:.1e}"
+        )
+    return None
+
+
+def _ratio_alarm(candidate: Window, old_p99: float, thresholds: Thresholds) -> str | None:
+    ratio_limit = thresholds.max_p99_ratio
+    limit_ms = max(ratio_limit * old_p99, thresholds.relative_floor_ms)
+    p99 = candidate.p99_ms
+    if candidate.requests >= thresholds.min_requests_for_ratio and p99 is not None and p99 > limit_ms:
+        return f"p99 {p99:.1f} ms is {p99 / old_p99:.1f}× the old version's {old_p99:.1f} ms (limit {ratio_limit:g}×)"
+    over = slower_than(candidate.buckets, limit_ms / 1000)
+    chance = _beyond_chance(over, candidate.requests, P99_EXCEEDANCE)
+    if chance is not None:
+        return (
+            f"{over:.0f} of {candidate.requests:.0f} requests slower than {limit_ms:.1f} ms ({ratio_limit:g}× the "
+            f"old version's p99 of {old_p99:.1f} ms): a p99 within that does it with chance {chance:.1e}"
+        )
+    return None

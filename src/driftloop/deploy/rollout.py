@@ -28,7 +28,7 @@ from docker.errors import DockerException
 from driftloop import events
 from driftloop.core import lineage
 from driftloop.deploy import proxy
-from driftloop.deploy.canary import Judgement, Scrape, Thresholds, judge, parse_metrics, window
+from driftloop.deploy.canary import Judgement, Scrape, SoFar, Thresholds, judge_step, parse_metrics, window
 from driftloop.deploy.engine import docker_client
 from driftloop.deploy.routing import Routing, SlotName, SlotRoute, idle_slot, other_slot
 from driftloop.deploy.slots import Slots, port_in_use, registry_selfcheck
@@ -120,7 +120,7 @@ class RolloutResult:
                 "",
                 "## Windows judged",
                 "",
-                "| candidate % | seconds | candidate | old version | verdict |",
+                "| candidate % | seconds | candidate | old version in this step | verdict |",
                 "|---|---|---|---|---|",
             ]
             lines += [
@@ -427,11 +427,12 @@ def _canary(
     settings: Settings, slots: Slots, result: RolloutResult, clock: _Clock, candidate: SlotRoute, old: SlotRoute
 ) -> None:
     thresholds = Thresholds.from_settings(settings)
+    so_far = SoFar()
     for percent in settings.canary_steps:
         routes = (_at(candidate, percent),) if percent == 100 else (_at(old, 100 - percent), _at(candidate, percent))
         applied = proxy.apply(slots.client, settings, Routing(settings.model_name, routes))
         clock.step(f"canary {percent}%", _applied_note(applied))
-        judged = _bake(settings, slots, candidate.slot, old.slot, percent, thresholds)
+        judged, so_far = _bake(settings, slots, candidate.slot, old.slot, percent, thresholds, so_far)
         result.windows.append(judged)
         clock.step(f"bake {percent}%", judged.alarm or judged.detail)
         if judged.alarm:
@@ -439,9 +440,18 @@ def _canary(
 
 
 def _bake(
-    settings: Settings, slots: Slots, slot: SlotName, old_slot: SlotName, percent: int, thresholds: Thresholds
-) -> JudgedWindow:
-    """Scrape both slots, watch the candidate for ``canary_bake_seconds``, scrape again, judge the window."""
+    settings: Settings,
+    slots: Slots,
+    slot: SlotName,
+    old_slot: SlotName,
+    percent: int,
+    thresholds: Thresholds,
+    so_far: SoFar,
+) -> tuple[JudgedWindow, SoFar]:
+    """Scrape both slots, watch the candidate for ``canary_bake_seconds``, scrape again, judge the step.
+
+    Returns the verdict and the requests of the steps so far, this one's added (``canary.judge_step``).
+    """
     with httpx.Client(timeout=5) as http:
         before = (_scrape(http, slots, slot, percent), _scrape_old(http, slots, old_slot, percent))
         deadline = time.monotonic() + settings.canary_bake_seconds
@@ -454,8 +464,9 @@ def _bake(
     candidate = window(before[0], after[0])
     # The old slot's figures are only a comparison: if it cannot be read, the candidate is judged on thresholds.
     baseline = window(before[1], after[1]) if before[1] is not None and after[1] is not None else None
-    verdict: Judgement = judge(candidate, baseline, thresholds)
-    return JudgedWindow(
+    so_far = so_far.add(candidate, baseline)
+    verdict: Judgement = judge_step(candidate, so_far, thresholds)
+    judged = JudgedWindow(
         percent=percent,
         seconds=candidate.seconds,
         candidate=candidate.describe(),
@@ -463,6 +474,7 @@ def _bake(
         alarm=verdict.alarm,
         detail=verdict.detail,
     )
+    return judged, so_far
 
 
 def _scrape(http: httpx.Client, slots: Slots, slot: SlotName, percent: int) -> Scrape:
