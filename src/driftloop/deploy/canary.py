@@ -7,11 +7,12 @@ so the fault rate = server faults / requests and p99 comes from the latency buck
 Rejected input (a 4xx) is the client's doing, not the candidate's: only ``SERVER_FAULTS`` count against it.
 
 A window is a sample, and a small one says little through a rate or a p99: on 20 requests p99 is the slowest one.
-So each limit is also a significance test that holds at any size. A candidate within a fault-rate limit r fails a
-request with chance at most r, and one whose p99 is within a latency limit answers slower than it with chance at
-most 1%: k such requests out of n happen with chance at most P(Binomial(n, r) ≥ k). Below ``BEYOND_CHANCE`` the
-candidate is over the limit, whatever the window's size. A candidate slow enough to starve its own window of
-requests is still caught.
+So every window is also judged by counts. A candidate within a fault-rate limit r fails a request with chance at
+most r, and one whose p99 is within a latency limit answers slower than it with chance at most 1%: k such requests
+out of n happen with chance at most P(Binomial(n, r) ≥ k). Below ``BEYOND_CHANCE`` the candidate is over the
+limit, whatever the window's size, so a candidate slow enough to starve its own windows of requests is still
+caught. The chance assumes requests independent of each other. A stall that delays several at once makes such
+counts likelier, and that is why the bar is 1 in 10,000 and not 1 in 100.
 """
 
 from __future__ import annotations
@@ -277,11 +278,15 @@ class Judgement:
     detail: str
 
 
-def judge(candidate: Window, baseline: Window | None, thresholds: Thresholds) -> Judgement:
+def judge(
+    candidate: Window, baseline: Window | None, thresholds: Thresholds, *, ratio_of_p99s: bool = True
+) -> Judgement:
     """Error rate and p99 of the candidate against absolute thresholds and against the old version (``baseline``).
 
     Each limit alarms when the candidate's figure is over it on enough requests, or when its count of requests
-    over it is beyond chance on any number of them.
+    over it is beyond chance on any number of them. ``ratio_of_p99s=False`` leaves out the comparison of the two
+    p99s and keeps the count over the ratio's limit: for windows pooled over steps, which keep a new container's
+    cold first requests in every step's judgement.
     """
     seen = f"candidate: {candidate.describe()}; old version: {baseline.describe() if baseline else 'none'}"
     if candidate.requests <= 0:
@@ -291,21 +296,19 @@ def judge(candidate: Window, baseline: Window | None, thresholds: Thresholds) ->
     alarm = (
         _fault_alarm(candidate, thresholds)
         or _p99_alarm(candidate, thresholds)
-        or (_ratio_alarm(candidate, old_p99, thresholds) if old_p99 else None)
+        or (_ratio_alarm(candidate, old_p99, thresholds, ratio_of_p99s) if old_p99 else None)
     )
     if alarm is not None:
         return Judgement(alarm, seen)
     requests = f"{candidate.requests:.0f} requests"
+    counts = "no count over a limit is beyond chance"
     if candidate.requests < thresholds.min_requests:
-        return Judgement(
-            None, f"no alarm: {requests} are too few to judge, and none is over a limit beyond chance ({seen})"
-        )
+        return Judgement(None, f"no alarm: {requests} are too few for a rate or a p99, and {counts} ({seen})")
     if old_p99 and candidate.requests < enough:
         return Judgement(
             None,
             f"no alarm: {requests} are too few to compare p99s (that needs {enough}: fewer make a p99 the slowest "
-            f"one or two), and not enough are over {thresholds.max_p99_ratio:g}× the old version's to be beyond "
-            f"chance ({seen})",
+            f"one or two), and {counts} ({seen})",
         )
     return Judgement(None, f"no alarm ({seen})")
 
@@ -321,20 +324,27 @@ class SoFar:
         return SoFar(pooled(self.candidate, candidate), pooled(self.old, old))
 
 
-def judge_step(this_step: Window, so_far: SoFar, thresholds: Thresholds) -> Judgement:
-    """A canary step's verdict: its own window, then the candidate's windows of every step so far as one.
+def judge_step(this_step: Window, old_this_step: Window | None, so_far: SoFar, thresholds: Thresholds) -> Judgement:
+    """A canary step's verdict (``so_far`` includes this step): its own window, then every step so far as one.
 
-    Both are judged against the old version's requests so far: at 100% it gets none of its own. A candidate slow
-    enough to hold its clients gets few requests in each window, too few to judge; together they may be enough.
+    The step is compared with the old version's requests of the same step when they are enough for a p99, and
+    otherwise with the old version's requests so far: at 100% it gets none, and a slow candidate can hold the
+    clients until it gets few. A candidate slow enough to hold its clients gets few requests in each window, too
+    few to judge alone; the steps pooled are judged by every rule but the comparison of p99s (``judge``).
     """
-    verdict = judge(this_step, so_far.old, thresholds)
+    enough = thresholds.min_requests_for_ratio
+    same_time = old_this_step is not None and old_this_step.requests >= enough
+    verdict = judge(this_step, old_this_step if same_time else so_far.old, thresholds)
     whole = so_far.candidate
     if verdict.alarm is not None or whole is None or whole.requests <= this_step.requests:
         return verdict
-    overall = judge(whole, so_far.old, thresholds)
+    overall = judge(whole, so_far.old, thresholds, ratio_of_p99s=False)
     if overall.alarm is None:
         return verdict
-    return Judgement(f"over the canary's steps so far ({whole.requests:.0f} requests): {overall.alarm}", verdict.detail)
+    return Judgement(
+        f"over the canary's steps so far ({whole.requests:.0f} requests): {overall.alarm}",
+        f"steps so far: {overall.detail}; this step's candidate: {this_step.describe()}",
+    )
 
 
 def _beyond_chance(over: float, requests: float, share: float) -> float | None:
@@ -373,17 +383,23 @@ def _p99_alarm(candidate: Window, thresholds: Thresholds) -> str | None:
     return None
 
 
-def _ratio_alarm(candidate: Window, old_p99: float, thresholds: Thresholds) -> str | None:
+def _ratio_alarm(candidate: Window, old_p99: float, thresholds: Thresholds, ratio_of_p99s: bool) -> str | None:
     ratio_limit = thresholds.max_p99_ratio
     limit_ms = max(ratio_limit * old_p99, thresholds.relative_floor_ms)
     p99 = candidate.p99_ms
-    if candidate.requests >= thresholds.min_requests_for_ratio and p99 is not None and p99 > limit_ms:
+    enough = candidate.requests >= thresholds.min_requests_for_ratio
+    if ratio_of_p99s and enough and p99 is not None and p99 > limit_ms:
         return f"p99 {p99:.1f} ms is {p99 / old_p99:.1f}× the old version's {old_p99:.1f} ms (limit {ratio_limit:g}×)"
     over = slower_than(candidate.buckets, limit_ms / 1000)
     chance = _beyond_chance(over, candidate.requests, P99_EXCEEDANCE)
-    if chance is not None:
-        return (
-            f"{over:.0f} of {candidate.requests:.0f} requests slower than {limit_ms:.1f} ms ({ratio_limit:g}× the "
-            f"old version's p99 of {old_p99:.1f} ms): a p99 within that does it with chance {chance:.1e}"
-        )
-    return None
+    if chance is None:
+        return None
+    limit = (
+        f"{ratio_limit:g}× the old version's p99 of {old_p99:.1f} ms"
+        if limit_ms > thresholds.relative_floor_ms
+        else f"the ratio's floor; {ratio_limit:g}× the old version's p99 of {old_p99:.1f} ms is below it"
+    )
+    return (
+        f"{over:.0f} of {candidate.requests:.0f} requests slower than {limit_ms:.1f} ms ({limit}): a p99 within "
+        f"{limit_ms:.1f} ms does that with chance {chance:.1e}"
+    )

@@ -465,7 +465,7 @@ def _bake(
     # The old slot's figures are only a comparison: if it cannot be read, the candidate is judged on thresholds.
     baseline = window(before[1], after[1]) if before[1] is not None and after[1] is not None else None
     so_far = so_far.add(candidate, baseline)
-    verdict: Judgement = judge_step(candidate, so_far, thresholds)
+    verdict: Judgement = judge_step(candidate, baseline, so_far, thresholds)
     judged = JudgedWindow(
         percent=percent,
         seconds=candidate.seconds,
