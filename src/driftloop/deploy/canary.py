@@ -135,7 +135,7 @@ class Window:
 
 
 def pooled(first: Window | None, second: Window | None) -> Window | None:
-    """Two windows of the same slot as one: the old version's requests over a rollout's steps, as one baseline."""
+    """Two windows of the same slot as one: a canary's steps so far, for the candidate or the old version."""
     if first is None or second is None:
         return first or second
     return Window(
@@ -249,8 +249,8 @@ class Thresholds:
     A window's fault rate and p99 are compared with ``max_error_rate`` and ``max_p99_ms`` from ``min_requests``
     requests on. Its p99 is compared with ``max_p99_ratio`` × the old version's only from ``min_requests_for_ratio``
     on, in both windows: with fewer, a p99 is the slowest request or two (a new container's first, cold ones), and
-    a healthy candidate was rolled back for 15.7 ms against 4.6 ms measured on 62 requests. Smaller windows alarm
-    on a count beyond chance (the module's docstring). ``relative_floor_ms``: the ratio applies only above this,
+    a healthy candidate was rolled back for 15.7 ms against 4.6 ms measured on 62 requests. Every window also
+    alarms on a count beyond chance (the module's docstring). ``relative_floor_ms``: the ratio applies only above this,
     because 1 ms against 0.3 ms is scheduling noise on a busy host, not a regression.
     """
 
@@ -328,9 +328,9 @@ def judge_step(this_step: Window, old_this_step: Window | None, so_far: SoFar, t
     """A canary step's verdict (``so_far`` includes this step): its own window, then every step so far as one.
 
     The step is compared with the old version's requests of the same step when they are enough for a p99, and
-    otherwise with the old version's requests so far: at 100% it gets none, and a slow candidate can hold the
-    clients until it gets few. A candidate slow enough to hold its clients gets few requests in each window, too
-    few to judge alone; the steps pooled are judged by every rule but the comparison of p99s (``judge``).
+    otherwise with the old version's requests so far: at 100% it gets none, and beside a slow candidate that
+    holds the clients it may get few. Such a candidate's own windows may each be too small to judge; the steps
+    pooled are judged by every rule but the comparison of p99s (``judge``).
     """
     enough = thresholds.min_requests_for_ratio
     same_time = old_this_step is not None and old_this_step.requests >= enough
