@@ -277,13 +277,14 @@ def test_a_step_is_judged_alone_and_with_the_steps_before_it() -> None:
     first = judge_step(starved, old, so_far, THRESHOLDS)
     assert first.alarm is None
     assert "15 requests are too few for a rate or a p99, and no count over a limit is beyond chance" in first.detail
+    assert "; old version in this step: 350 requests" in first.detail
     so_far = so_far.add(starved, None)  # 100%: the old version got nothing this step
     second = judge_step(starved, None, so_far, THRESHOLDS)
     assert second.alarm is not None
     assert second.alarm.startswith("over the canary's steps so far (30 requests): p99 "), second.alarm
     assert second.alarm.endswith("> 250 ms")
     assert second.detail.startswith("steps so far: candidate: 30 requests in 10.0s")
-    assert "old version: 350 requests" in second.detail
+    assert "old version over the steps so far: 350 requests" in second.detail
     assert second.detail.endswith("this step's candidate: " + starved.describe())
     # A step's own alarm is reported as its own.
     healthy = make_window(15)
@@ -314,7 +315,9 @@ def test_a_step_is_compared_with_the_old_version_at_the_same_time_when_it_can_be
     slow_host_old = make_window(300, seconds_each=0.03)
     slow_host_candidate = make_window(150, seconds_each=0.03)
     so_far = SoFar().add(make_window(150), earlier_old).add(slow_host_candidate, slow_host_old)
-    assert judge_step(slow_host_candidate, slow_host_old, so_far, THRESHOLDS).alarm is None
+    verdict = judge_step(slow_host_candidate, slow_host_old, so_far, THRESHOLDS)
+    assert verdict.alarm is None
+    assert "; old version in this step: 300 requests" in verdict.detail
     assert judge(slow_host_candidate, earlier_old, THRESHOLDS).alarm is not None  # against the earlier, faster ones
 
 

@@ -279,7 +279,12 @@ class Judgement:
 
 
 def judge(
-    candidate: Window, baseline: Window | None, thresholds: Thresholds, *, ratio_of_p99s: bool = True
+    candidate: Window,
+    baseline: Window | None,
+    thresholds: Thresholds,
+    *,
+    ratio_of_p99s: bool = True,
+    baseline_name: str = "old version",
 ) -> Judgement:
     """Error rate and p99 of the candidate against absolute thresholds and against the old version (``baseline``).
 
@@ -288,7 +293,7 @@ def judge(
     p99s and keeps the count over the ratio's limit: for windows pooled over steps, which keep a new container's
     cold first requests in every step's judgement.
     """
-    seen = f"candidate: {candidate.describe()}; old version: {baseline.describe() if baseline else 'none'}"
+    seen = f"candidate: {candidate.describe()}; {baseline_name}: {baseline.describe() if baseline else 'none'}"
     if candidate.requests <= 0:
         return Judgement(None, f"no alarm: the candidate got no traffic, nothing to judge ({seen})")
     enough = thresholds.min_requests_for_ratio
@@ -334,11 +339,15 @@ def judge_step(this_step: Window, old_this_step: Window | None, so_far: SoFar, t
     """
     enough = thresholds.min_requests_for_ratio
     same_time = old_this_step is not None and old_this_step.requests >= enough
-    verdict = judge(this_step, old_this_step if same_time else so_far.old, thresholds)
+    so_far_name = "old version over the steps so far"
+    if same_time:
+        verdict = judge(this_step, old_this_step, thresholds, baseline_name="old version in this step")
+    else:
+        verdict = judge(this_step, so_far.old, thresholds, baseline_name=so_far_name)
     whole = so_far.candidate
     if verdict.alarm is not None or whole is None or whole.requests <= this_step.requests:
         return verdict
-    overall = judge(whole, so_far.old, thresholds, ratio_of_p99s=False)
+    overall = judge(whole, so_far.old, thresholds, ratio_of_p99s=False, baseline_name=so_far_name)
     if overall.alarm is None:
         return verdict
     return Judgement(
