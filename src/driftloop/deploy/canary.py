@@ -382,14 +382,7 @@ def _p99_alarm(candidate: Window, thresholds: Thresholds) -> str | None:
     p99, limit = candidate.p99_ms, thresholds.max_p99_ms
     if candidate.requests >= thresholds.min_requests and p99 is not None and p99 > limit:
         return f"p99 {p99:.1f} ms > {limit:g} ms"
-    over = slower_than(candidate.buckets, limit / 1000)
-    chance = _beyond_chance(over, candidate.requests, P99_EXCEEDANCE)
-    if chance is not None:
-        return (
-            f"{over:.0f} of {candidate.requests:.0f} requests slower than {limit:g} ms: a p99 within {limit:g} ms "
-            f"does that with chance {chance:.1e}"
-        )
-    return None
+    return _slow_requests_alarm(candidate, limit, f"{limit:g}")
 
 
 def _ratio_alarm(candidate: Window, old_p99: float, thresholds: Thresholds, ratio_of_p99s: bool) -> str | None:
@@ -399,16 +392,21 @@ def _ratio_alarm(candidate: Window, old_p99: float, thresholds: Thresholds, rati
     enough = candidate.requests >= thresholds.min_requests_for_ratio
     if ratio_of_p99s and enough and p99 is not None and p99 > limit_ms:
         return f"p99 {p99:.1f} ms is {p99 / old_p99:.1f}× the old version's {old_p99:.1f} ms (limit {ratio_limit:g}×)"
-    over = slower_than(candidate.buckets, limit_ms / 1000)
-    chance = _beyond_chance(over, candidate.requests, P99_EXCEEDANCE)
-    if chance is None:
-        return None
     limit = (
         f"{ratio_limit:g}× the old version's p99 of {old_p99:.1f} ms"
         if limit_ms > thresholds.relative_floor_ms
         else f"the ratio's floor; {ratio_limit:g}× the old version's p99 of {old_p99:.1f} ms is below it"
     )
+    return _slow_requests_alarm(candidate, limit_ms, f"{limit_ms:.1f}", f" ({limit})")
+
+
+def _slow_requests_alarm(candidate: Window, limit_ms: float, shown: str, why: str = "") -> str | None:
+    """The count of requests slower than ``limit_ms`` (written ``shown``), if beyond chance for a p99 within it."""
+    over = slower_than(candidate.buckets, limit_ms / 1000)
+    chance = _beyond_chance(over, candidate.requests, P99_EXCEEDANCE)
+    if chance is None:
+        return None
     return (
-        f"{over:.0f} of {candidate.requests:.0f} requests slower than {limit_ms:.1f} ms ({limit}): a p99 within "
-        f"{limit_ms:.1f} ms does that with chance {chance:.1e}"
+        f"{over:.0f} of {candidate.requests:.0f} requests slower than {shown} ms{why}: a p99 within {shown} ms "
+        f"does that with chance {chance:.1e}"
     )
