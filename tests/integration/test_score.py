@@ -325,7 +325,7 @@ def test_local_workers_start_with_the_scoring_module_and_without_mlflow() -> Non
 
     from driftloop.io.batch_scoring import dask_client
     from driftloop.io.partition_scoring import score_partition
-    from driftloop.io.worker_template import SCORING_WORKER_MODULE
+    from driftloop.io.worker_template import MMAP_THRESHOLD_BYTES, MMAP_THRESHOLD_VARIABLE, SCORING_WORKER_MODULE
 
     assert score_partition.__module__ == SCORING_WORKER_MODULE
     modules = (SCORING_WORKER_MODULE, "onnxruntime", "mlflow")
@@ -344,6 +344,7 @@ def test_local_workers_start_with_the_scoring_module_and_without_mlflow() -> Non
         assert imported == {SCORING_WORKER_MODULE: True, "onnxruntime": True, "mlflow": False}
     assert forkserver != os.getpid()
     assert (started_with.get("MALLOC_TRIM_THRESHOLD_"), started_with.get("OMP_NUM_THREADS")) == ("65536", "1")
+    assert started_with.get(MMAP_THRESHOLD_VARIABLE) == str(MMAP_THRESHOLD_BYTES)  # each batch's arrays off mmap
 
 
 def test_a_local_cluster_takes_no_taken_port_and_says_nothing_about_it() -> None:
