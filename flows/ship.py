@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 
 from driftloop.errors import RegistryError, RolloutRolledBack
 from driftloop.settings import RolloutStrategy, Settings, get_settings
-from tasks.deploy import build_image, restore_champion, roll_out
+from tasks.deploy import admit_version, build_image, restore_champion, roll_out
 from tasks.registry import find_champion
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def ship_model(
     rebuild: bool = False,
     canary_steps: list[int] | None = None,
     canary_bake_seconds: float | None = None,
+    reason: str | None = None,
 ) -> ShipOutcome:
     """Put a version (default: the champion) into service: its image (built unless it exists), then the rollout.
 
@@ -54,22 +55,26 @@ def ship_model(
         rebuild: Build the image even when the version already has one in the engine.
         canary_steps: Candidate traffic % at each canary step, ending at 100; default: settings (10, 50, 100).
         canary_bake_seconds: Watch time at each canary step; default: settings.
+        reason: Why this version is shipped, kept in the decision record and the alias history; required for a
+            version its promotion gate refused, unless it is the champion already.
 
     Raises:
         RolloutRolledBack: The candidate failed (not ready, smoke test, canary alarm) and was rolled back.
         DeployError: No Docker engine, a failed build, or a rollout refused before it began (no proxy, a lock
-            held too long). On any such failure the alias goes back if it had moved to this version.
+            held too long, a version its gate refused and no reason). On any such failure the alias goes back if
+            it had moved to this version.
     """
     settings = _settings(model_name, canary_steps, canary_bake_seconds)
     version = version or _champion(settings)
     actor = f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
+    admit_version(settings, version, reason)  # nothing built, nothing moved for a version refused here
     try:
         image = build_image(settings, version, reuse=not rebuild)
     except Exception as error:
         restore_champion(settings, version, f"no serving image for v{version}: {error}", actor)
         raise
     try:
-        result = roll_out(settings, version, image.image.tag, strategy, actor)
+        result = roll_out(settings, version, image.image.tag, strategy, actor, reason)
     except Exception as error:  # refused before any traffic moved: no engine, no proxy, registry unreachable
         restore_champion(settings, version, f"v{version} could not be rolled out: {error}", actor)
         raise

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
 from driftloop.deploy.image_build import VersionImage, build_image_for_version, image_for_version
-from driftloop.deploy.rollout import RolloutResult, Strategy, rollout
+from driftloop.deploy.rollout import RolloutResult, Strategy, check_admissible, rollout
 from driftloop.errors import RegistryError
 from driftloop.events import ROLLOUT_ROLLED_BACK
 from driftloop.io.prefect_events import emit
@@ -73,7 +73,9 @@ def build_image(settings: Settings, version: str, reuse: bool = False) -> Versio
 
 
 @task(name="rollout", cache_policy=NO_CACHE, timeout_seconds=3600)
-def roll_out(settings: Settings, version: str, image_tag: str, strategy: Strategy | None, actor: str) -> RolloutResult:
+def roll_out(
+    settings: Settings, version: str, image_tag: str, strategy: Strategy | None, actor: str, reason: str | None = None
+) -> RolloutResult:
     """Blue-green or canary behind nginx; rolls back by itself. The decision record becomes an artifact."""
     logger = get_run_logger()
     result = rollout(
@@ -84,6 +86,7 @@ def roll_out(settings: Settings, version: str, image_tag: str, strategy: Strateg
         emit=emit,
         actor=actor,
         on_step=lambda step: logger.info("%-22s %6.2fs  %s", step.name, step.seconds, step.detail),
+        reason=reason,
     )
     create_markdown_artifact(
         key="rollout-decision",
@@ -91,6 +94,12 @@ def roll_out(settings: Settings, version: str, image_tag: str, strategy: Strateg
         description=f"rollout of v{version}: {result.outcome} ({result.reason})",
     )
     return result
+
+
+@task(name="check-admissible", cache_policy=NO_CACHE, timeout_seconds=120)
+def admit_version(settings: Settings, version: str, reason: str | None) -> None:
+    """Refuse, before any image is built, a version that may not get traffic (``deploy.rollout.check_admissible``)."""
+    check_admissible(settings, version, reason)
 
 
 @task(name="restore-champion", cache_policy=NO_CACHE, timeout_seconds=300)

@@ -1056,6 +1056,13 @@ def rollout(
         str | None, typer.Option(help="blue-green | canary [default: DRIFTLOOP_ROLLOUT_STRATEGY]")
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Build the image again even if the version has one")] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            help="Why: kept in the decision record and the alias history; required for a version its promotion "
+            "gate refused"
+        ),
+    ] = None,
     model_name: ModelNameOption = None,
 ) -> None:
     """Put VERSION's serving image into service behind nginx; a failing candidate is rolled back by itself."""
@@ -1064,6 +1071,10 @@ def rollout(
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
     _require_version(settings, version, "be rolled out")
+    if version is not None:  # the champion needs no reason: it became one past its gate, or over it with one
+        from driftloop.deploy.rollout import check_admissible
+
+        check_admissible(settings, version, reason)
     _require_docker_engine()
     from driftloop.errors import RolloutRolledBack
 
@@ -1071,7 +1082,7 @@ def rollout(
         with _flow_session(settings):
             from flows.ship import ship_model
 
-            shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild)
+            shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild, reason=reason)
     except RolloutRolledBack as rolled_back:
         out.print(rolled_back.result.markdown(), highlight=False)
         raise _fail(str(rolled_back)) from None

@@ -25,12 +25,14 @@ import httpx
 import pytest
 
 from driftloop import events
+from driftloop.core import lineage
 from driftloop.deploy import proxy
 from driftloop.deploy.image_build import build_image_for_version, image_for_version
 from driftloop.deploy.rollout import RolloutResult, Step, rollout
 from driftloop.deploy.routing import Routing, SlotRoute
 from driftloop.deploy.slots import Slots
 from driftloop.deploy.status import deployment_status
+from driftloop.errors import DeployError
 from driftloop.io.registry import ModelRegistry
 from driftloop.settings import Settings
 from tests.support.churn import sample_rows
@@ -51,6 +53,9 @@ from tests.support.proxy_image import PROXY_IMAGE, ensure_proxy_image
 pytestmark = pytest.mark.integration
 
 ACTOR = "pytest@test_rollout"
+# v2 (hist gradient boosting) scores below v1 (logistic regression) on the churn holdout: its gate refused it, so a
+# rollout of it needs a reason (the fixture checks the verdict).
+V2_REASON = "test: v2, which its gate refused, is the candidate"
 
 
 # ------------------------------------------------------------------------------------------------- load
@@ -78,6 +83,7 @@ def images(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServ
     dl = make_driftloop(tmp_path_factory.mktemp("rollout"), prefect_server)
     dl.run("train")
     dl.run("train", "--estimator", "hist_gradient_boosting")
+    assert ModelRegistry("churn", dl.tracking_uri).get_version("2").tags[lineage.GATE] == "refuse"
     prefix = f"dltest{uuid.uuid4().hex[:8]}"
     settings = Settings(home=dl.home, image_prefix=prefix)
     tags: list[str] = []
@@ -202,10 +208,13 @@ def running_slot_containers(stage: Stage) -> list[str]:
 def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestRun, tmp_path: Path) -> None:
     stage = make_stage(images, run, tmp_path)
     first_rollout_of_v1(stage, images)
+    with pytest.raises(DeployError, match="version 2 of 'churn' was refused by its promotion gate"):
+        stage.rollout("2", images.v2)  # no reason: refused before any container starts
+    assert running_slot_containers(stage) == [stage.slots.container_name("blue")]
     steps: list[Step] = []
     with PredictLoad(stage.url, sample_rows(50), keep_alive=False) as load:
         time.sleep(1)
-        to_v2 = stage.rollout("2", images.v2, on_step=steps.append)
+        to_v2 = stage.rollout("2", images.v2, on_step=steps.append, reason=V2_REASON)
         time.sleep(1)
         back_to_v1 = stage.rollout("1", images.v1)
         time.sleep(1)
@@ -236,6 +245,12 @@ def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestR
     record = to_v2.record_path.read_text()
     assert "Rollout of churn v2: rolled out" in record
     assert "switched 100%" in record
+    # v2, which its gate refused, got traffic only with a reason: in its record, its event and the alias history.
+    assert f"- **asked for because**: {V2_REASON}" in record
+    assert "asked for because" not in back_to_v1.record_path.read_text()
+    assert (stage.emitted[1][2]["given_reason"], stage.emitted[2][2]["given_reason"]) == (V2_REASON, None)
+    to_v2_move = stage.registry.history()[-2]
+    assert (to_v2_move.to_version, to_v2_move.reason) == ("2", f"rolled out (blue-green): {V2_REASON}")
     # What the ship flow reuses instead of building again: the image build-image recorded on the version.
     assert image_for_version(stage.settings, "1").image.tag == images.v1
     assert image_for_version(stage.settings, "2").image.tag == images.v2
@@ -260,7 +275,7 @@ def test_canary_under_load_fails_no_request(images: Images, run: DockerTestRun, 
     first_rollout_of_v1(stage, images)
     with PredictLoad(stage.url, sample_rows(50), keep_alive=False) as load:
         time.sleep(1)
-        result = stage.rollout("2", images.v2, "canary")
+        result = stage.rollout("2", images.v2, "canary", reason=V2_REASON)
         time.sleep(1)
     assert result.ok, result.markdown()
     assert load.report.failed == 0, load.report
@@ -304,7 +319,7 @@ def test_a_bad_candidate_is_rolled_back(kind: str, images: Images, run: DockerTe
     first_rollout_of_v1(stage, images)
     make_champion(stage, "2")  # what the training flow's gate did before the rollout
     with PredictLoad(stage.url, sample_rows(50), 3, keep_alive=False) as load:
-        result = stage.rollout("2", bad.image, bad.strategy)
+        result = stage.rollout("2", bad.image, bad.strategy, reason=V2_REASON)
     assert result.outcome == "rolled_back", result.markdown()
     assert result.reason.startswith(bad.reason), result.reason
     assert load.report.failed == 0, load.report
@@ -331,7 +346,7 @@ def test_a_slow_canary_trips_the_p99_alarm(images: Images, run: DockerTestRun, t
 
     with PredictLoad(stage.url, sample_rows(50), 6, keep_alive=False) as load:
         time.sleep(1)
-        result = stage.rollout("2", images.v2, "canary", on_step=throttle_at_first_step)
+        result = stage.rollout("2", images.v2, "canary", on_step=throttle_at_first_step, reason=V2_REASON)
     assert throttled, "the canary never started"
     assert result.outcome == "rolled_back", result.markdown()
     assert result.reason.startswith("canary alarm at"), result.reason
@@ -380,7 +395,7 @@ def test_a_split_left_by_an_interrupted_canary_is_recovered(images: Images, run:
 
     with PredictLoad(stage.url, sample_rows(50), keep_alive=False) as load:
         time.sleep(1)
-        result = stage.rollout("2", images.v2)
+        result = stage.rollout("2", images.v2, reason=V2_REASON)
         time.sleep(1)
     assert result.ok, result.markdown()
     names = [step.name for step in result.steps]

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from driftloop.core import lineage
 from driftloop.deploy import proxy
 from driftloop.deploy.image_build import build_image_for_version
 from driftloop.deploy.rollout import RolloutResult, rollout
@@ -77,6 +78,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectSer
     assert "driftloop models --model-name houses | driftloop history --model-name houses" in houses_out
     dl.run("train", "--data", str(tmp / "houses.csv"), "--schema", str(tmp / "houses.schema.yaml"),
            "--estimator", "random_forest")  # fmt: skip
+    assert ModelRegistry("houses", dl.tracking_uri).get_version("2").tags[lineage.GATE] == "refuse"
     prefix = f"dltest{uuid.uuid4().hex[:8]}"
     tags: dict[str, str] = {}
     try:
@@ -114,7 +116,10 @@ class Proxy:
 
     def rollout(self, model: str, version: str, image: str, **overrides: Any) -> RolloutResult:
         settings = self.settings(model, **overrides)
-        return rollout(settings, version, image, "blue-green", actor=ACTOR, slots=self.slots(settings))
+        # houses v2 (a random forest) scores below v1 on its holdout: its gate refused it (the fixture checks).
+        refused_by_its_gate = (model, version) == ("houses", "2")
+        reason = "test: houses v2, which its gate refused, is the candidate" if refused_by_its_gate else None
+        return rollout(settings, version, image, "blue-green", actor=ACTOR, slots=self.slots(settings), reason=reason)
 
     @property
     def url(self) -> str:

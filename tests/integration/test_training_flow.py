@@ -19,11 +19,13 @@ from mlflow import MlflowClient
 from driftloop.core import lineage
 from driftloop.core.features import to_model_frame
 from driftloop.core.snapshot import split_holdout
+from driftloop.deploy.rollout import check_admissible
+from driftloop.errors import DeployError
 from driftloop.io.datasets import load_schema, read_snapshot
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.tracking import use_tracking_uri
-from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF
+from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF, Settings
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.loans import write_loans
 
@@ -174,6 +176,21 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     assert json.loads(registry.get_version("3").tags[lineage.GATE_POLICY])["floors"] == {"roc_auc": 0.99, "f1": 0.3}
     assert str(registry.champion().version) == "2"
 
+    # Nor does it get traffic by hand without a reason: refused in one line, before Docker is looked for.
+    refused_rollout = driftloop.run("rollout", "3", check=False)
+    assert refused_rollout.returncode == 1
+    assert refused_rollout.stderr.startswith("error: version 3 of 'churn' was refused by its promotion gate ("), (
+        refused_rollout.stderr
+    )
+    assert "--reason" in refused_rollout.stderr
+    assert len(refused_rollout.stderr.strip().splitlines()) == 1
+    assert str(registry.champion().version) == "2"
+    settings = Settings(home=driftloop.home)
+    check_admissible(settings, "3", "the floors were set for another dataset")  # a reason given: admitted
+    check_admissible(settings, "2", None)  # its gate promoted it
+    with pytest.raises(DeployError, match="refused by its promotion gate"):
+        check_admissible(settings, "3", "  ")
+
     rolled = driftloop.run("rollback", "--reason", "v2 misbehaves in production")
     assert "v2 → v1" in rolled.stdout
     assert str(registry.champion().version) == "1"
@@ -191,6 +208,10 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     listing = driftloop.run("models").stdout
     assert "champion" in listing
     assert "refuse" in listing
+
+    # Made champion over its gate, with the reason in the alias history: a rollout of it needs none again.
+    driftloop.run("promote", "3", "--reason", "the floors were set for another dataset")
+    check_admissible(settings, "3", None)
 
 
 def test_second_dataset_trains_through_the_same_flow(driftloop: Driftloop, tmp_path: Path) -> None:

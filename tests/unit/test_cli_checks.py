@@ -652,6 +652,33 @@ def test_rolling_out_a_version_that_failed_parity_is_refused_before_any_flow(hom
     assert not (home / "run").exists()  # no service, no flow
 
 
+def test_rolling_out_a_version_its_gate_refused_without_a_reason_is_refused_before_any_flow(
+    home: Path, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from driftloop.core import lineage
+
+    home.mkdir()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("churn")
+    tags = {lineage.PARITY: lineage.PASSED, lineage.GATE: "refuse", lineage.GATE_REASON: "roc_auc 0.61 < floor 0.70"}
+    client.create_model_version("churn", source=str(tmp_path), tags=tags)
+    result = driftloop(home, "rollout", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        "error: version 1 of 'churn' was refused by its promotion gate (roc_auc 0.61 < floor 0.70): to put it into "
+        "service anyway, give the reason (driftloop rollout --reason; the ship-model flow's reason parameter), "
+        "which the alias history keeps\n"
+    )
+    assert not (home / "run").exists()  # no service, no flow
+    # With a reason it is admitted, and goes on to the next check: the engine (none here).
+    nowhere = f"unix://{tmp_path}/no-engine.sock"
+    given = driftloop(home, "rollout", "1", "--reason", "floors of another dataset", extra={"DOCKER_HOST": nowhere})
+    assert given.stderr.startswith(f"error: no Docker engine answers at {nowhere} "), given.stderr
+
+
 def test_an_unexpected_errors_line_asks_for_debug_only_when_the_traceback_is_not_shown() -> None:
     from driftloop.cli import _describe_unexpected
 

@@ -526,3 +526,18 @@ def test_after_the_truth_changed_the_champion_is_held_to_the_floors_on_the_same_
     )
     with pytest.raises(ValueError, match="champion_floor_metrics are the champion's on policy.floors_on"):
         decide_promotion(CHAMPION, CHAMPION, "3", True, "ok", GatePolicy(), champion_floor_metrics=CHAMPION)
+
+
+def test_a_version_its_gate_refused_needs_a_reason_to_get_traffic_and_one_it_promoted_does_not() -> None:
+    """``lineage.gate_refusal`` reads the tags the gate itself writes: the refusal names the gate's own reason."""
+    refused = _decide({"roc_auc": 0.75, "accuracy": 0.79}).tags()
+    promoted = _decide({"roc_auc": 0.82, "accuracy": 0.79}).tags()
+
+    message = lineage.gate_refusal(refused, "churn", "4")
+
+    assert message is not None
+    assert message.startswith("version 4 of 'churn' was refused by its promotion gate (")
+    assert refused[lineage.GATE_REASON].split("\n", 1)[0] in message
+    assert "--reason" in message
+    assert lineage.gate_refusal(promoted, "churn", "4") is None
+    assert lineage.gate_refusal({}, "churn", "4") is None  # no gate ran (a version registered by hand)

@@ -41,6 +41,7 @@ TRUTH_BASELINE = "driftloop.truth_baseline."
 TRAINING_WINDOW = "driftloop.training_window"
 TRAINING_WINDOW_REASON = "driftloop.training_window_reason"  # the comparison that chose it, in one sentence
 GATE = "driftloop.gate"  # "promote" | "refuse"
+REFUSED = "refuse"  # GATE's value for a version its gate refused
 GATE_REASON = "driftloop.gate_reason"
 GATE_RULE = "driftloop.gate_rule"  # the rule the gate applied, in one sentence
 GATE_SEGMENTS = "driftloop.gate_segments"  # JSON: per holdout segment, both models' metric and the interval
@@ -109,4 +110,20 @@ def parity_refusal(tags: Mapping[str, str], model_name: str, version: str, use: 
     return (
         f"version {version} of {model_name!r} has {PARITY}={parity or 'unset'}: only a version whose ONNX export "
         f"passed the parity check may {use}"
+    )
+
+
+def gate_refusal(tags: Mapping[str, str], model_name: str, version: str) -> str | None:
+    """Why a version its promotion gate refused may not get traffic without a reason given; None if it passed.
+
+    A person may overrule the gate (a metric the gate does not weigh, a known bad holdout), as ``promote`` lets them:
+    then the reason goes into the alias history beside the move.
+    """
+    if tags.get(GATE) != REFUSED:
+        return None
+    why = tags.get(GATE_REASON, "").split("\n", 1)[0] or "no reason recorded"
+    return (
+        f"version {version} of {model_name!r} was refused by its promotion gate ({why}): to put it into service "
+        "anyway, give the reason (driftloop rollout --reason; the ship-model flow's reason parameter), which the "
+        "alias history keeps"
     )

@@ -81,6 +81,7 @@ class RolloutResult:
     seconds: float = 0.0
     record_path: Path | None = None
     routed: bool = False  # the proxy was told to send the candidate traffic (a rollback must re-route)
+    given_reason: str = ""  # why the person or flow that asked for this rollout wanted it (``rollout(reason=...)``)
 
     @property
     def ok(self) -> bool:
@@ -104,6 +105,7 @@ class RolloutResult:
             f"- **champion alias**: {self.champion or 'unchanged'}",
             f"- **event**: {self.event or 'none'}",
             f"- **started**: {self.started_at.isoformat(timespec='seconds')}",
+            *([f"- **asked for because**: {self.given_reason}"] if self.given_reason else []),
             "",
             *_details(self.reason),
             "## Steps",
@@ -138,6 +140,7 @@ class RolloutResult:
             "outcome": self.outcome,
             "reason": self.summary,
             "detail": self.reason,
+            "given_reason": self.given_reason or None,
             "slot": self.slot,
             "previous_version": self.previous.version if self.previous else None,
             "seconds": round(self.seconds, 3),
@@ -187,6 +190,7 @@ def rollout(
     on_step: Callable[[Step], None] | None = None,
     actor: str | None = None,
     slots: Slots | None = None,
+    reason: str | None = None,
 ) -> RolloutResult:
     """Roll ``image_tag`` (the serving image of ``version``) out behind the proxy; roll back on any failure.
 
@@ -199,13 +203,15 @@ def rollout(
         on_step: called with each step as it ends (progress output).
         actor: who moves the champion alias (default ``user@host via driftloop rollout``).
         slots: the slots to use (tests pass one with a name prefix and labels); default: the engine's.
+        reason: why this version is rolled out, kept in the record and the alias history; required for a version
+            its promotion gate refused (unless it is the champion: someone overruled the gate already).
 
     Returns:
         The result, completed or rolled back, with its decision record written under ``<home>/rollouts/``.
 
     Raises:
         DeployError: Before anything changed: no engine, the proxy cannot start, another rollout holds the lock,
-            an unknown strategy, or a version whose ONNX parity did not pass.
+            an unknown strategy, a version whose ONNX parity did not pass, or one its gate refused and no reason.
         RegistryError: No such version.
     """
     strategy = strategy or settings.rollout_strategy
@@ -215,11 +221,11 @@ def rollout(
         from driftloop.io.provenance import local_actor
 
         actor = local_actor("driftloop rollout")
-    _check_parity(settings, version)
+    check_admissible(settings, version, reason)
     own_client = slots is None
     slots = slots or Slots(settings, docker_client())
     try:
-        return _rollout(settings, version, image_tag, strategy, slots, emit, on_step, actor)
+        return _rollout(settings, version, image_tag, strategy, slots, emit, on_step, actor, reason or "")
     finally:
         if own_client:
             slots.client.close()
@@ -269,8 +275,10 @@ def _rollout(
     emit: Emit | None,
     on_step: Callable[[Step], None] | None,
     actor: str,
+    given_reason: str,
 ) -> RolloutResult:
     result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC))
+    result.given_reason = given_reason
     clock = _Clock(result, on_step)
     with _rollout_lock(settings), UNDERWAY.running():
         admitted = proxy.admit(settings, port_in_use, _declared_default(settings))
@@ -313,11 +321,18 @@ def _rollout(
     return result
 
 
-def _check_parity(settings: Settings, version: str) -> None:
+def check_admissible(settings: Settings, version: str, reason: str | None) -> None:
+    """Refuse a version whose ONNX parity failed, and one its gate refused unless a reason is given."""
     from driftloop.io.registry import ModelRegistry
 
-    registered = ModelRegistry(settings.model_name, settings.tracking_uri).get_version(str(version))
+    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
+    registered = registry.get_version(str(version))
     refusal = lineage.parity_refusal(registered.tags, settings.model_name, str(version), "be rolled out")
+    if refusal is None and not (reason and reason.strip()):
+        refusal = lineage.gate_refusal(registered.tags, settings.model_name, str(version))
+        champion = registry.champion() if refusal is not None else None
+        if champion is not None and str(champion.version) == str(version):
+            refusal = None  # made champion over its gate already, with a reason in the alias history
     if refusal is not None:
         raise DeployError(refusal)
 
@@ -562,7 +577,8 @@ def _settle_champion(settings: Settings, result: RolloutResult, actor: str) -> N
             if champion == result.version:
                 result.champion = f"already v{result.version}"
                 return
-            registry.promote(result.version, reason=f"rolled out ({result.strategy})", actor=actor)
+            given = f": {result.given_reason}" if result.given_reason else ""
+            registry.promote(result.version, reason=f"rolled out ({result.strategy}){given}", actor=actor)
             result.champion = f"moved v{champion} → v{result.version} (rolled out)"
             return
         old = result.previous.version if result.previous else None
