@@ -221,11 +221,12 @@ def rollout(
         from driftloop.io.provenance import local_actor
 
         actor = local_actor("driftloop rollout")
-    check_admissible(settings, version, reason)
+    given_reason = (reason or "").strip()
+    check_admissible(settings, version, given_reason)
     own_client = slots is None
     slots = slots or Slots(settings, docker_client())
     try:
-        return _rollout(settings, version, image_tag, strategy, slots, emit, on_step, actor, reason or "")
+        return _rollout(settings, version, image_tag, strategy, slots, emit, on_step, actor, given_reason)
     finally:
         if own_client:
             slots.client.close()

@@ -16,11 +16,11 @@ import os
 
 SCORING_WORKER_MODULE = "driftloop.io.partition_scoring"  # what a scoring worker runs (its preload)
 _IMPORTED = ("distributed", SCORING_WORKER_MODULE)
-# Dask's MALLOC_TRIM_THRESHOLD_ (above) also fixes glibc's threshold for serving an allocation by mmap at its
-# 128 KB default, so each batch's arrays (50,000 rows: 0.2-3 MB apiece) were mapped and unmapped anew, page-faulting
-# every time: with 2 workers on 2 cores, 1M rows scored in 5.2-5.5 s. Below 4 MB they come from the heap, which the
-# trim threshold keeps small between batches: 4.8-4.9 s, each worker's peak 362 → 366-379 MB (unset trim: 4.8 s,
-# 396-418 MB). A value already in the environment is kept.
+# Dask's MALLOC_TRIM_THRESHOLD_ (which start_worker_template passes on) also fixes glibc's threshold for serving an
+# allocation by mmap at its 128 KB default, so each batch's arrays (50,000 rows: 0.2-3 MB apiece) were mapped and
+# unmapped anew, page-faulting every time: with 2 workers on 2 cores, 1M rows scored in 5.2-5.5 s. Below 4 MB they
+# come from the heap, which the trim threshold keeps small between batches: 4.8-4.9 s, each worker's peak
+# 362 → 366-379 MB (unset trim: 4.8 s, 396-418 MB). A value already in the environment is kept.
 MMAP_THRESHOLD_VARIABLE = "MALLOC_MMAP_THRESHOLD_"
 MMAP_THRESHOLD_BYTES = 4 * 2**20
 _FORKSERVER = "forkserver"
