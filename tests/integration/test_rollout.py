@@ -245,12 +245,20 @@ def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestR
     record = to_v2.record_path.read_text()
     assert "Rollout of churn v2: rolled out" in record
     assert "switched 100%" in record
-    # v2, which its gate refused, got traffic only with a reason: in its record, its event and the alias history.
+    # v2, which its gate refused, got traffic only with a reason: in its record, its event and the alias history,
+    # each saying the gate was overruled and why it had refused.
+    gate_reason = stage.registry.get_version("2").tags[lineage.GATE_REASON].split("\n", 1)[0]
     assert f"- **asked for because**: {V2_REASON}" in record
-    assert "asked for because" not in back_to_v1.record_path.read_text()
+    assert f"- **gate overruled**: its promotion gate had refused it ({gate_reason})" in record
+    back_record = back_to_v1.record_path.read_text()
+    assert "asked for because" not in back_record
+    assert "gate overruled" not in back_record
     assert (stage.emitted[1][2]["given_reason"], stage.emitted[2][2]["given_reason"]) == (V2_REASON, None)
+    assert (stage.emitted[1][2]["gate_overruled"], stage.emitted[2][2]["gate_overruled"]) == (gate_reason, None)
     to_v2_move = stage.registry.history()[-2]
-    assert (to_v2_move.to_version, to_v2_move.reason) == ("2", f"rolled out (blue-green): {V2_REASON}")
+    assert (to_v2_move.to_version, to_v2_move.reason) == (
+        "2", f"rolled out (blue-green), its gate's refusal overruled: {V2_REASON}"
+    )  # fmt: skip
     # What the ship flow reuses instead of building again: the image build-image recorded on the version.
     assert image_for_version(stage.settings, "1").image.tag == images.v1
     assert image_for_version(stage.settings, "2").image.tag == images.v2

@@ -182,12 +182,14 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     assert refused_rollout.stderr.startswith("error: version 3 of 'churn' was refused by its promotion gate ("), (
         refused_rollout.stderr
     )
-    assert "--reason" in refused_rollout.stderr
+    assert 'driftloop rollout 3 --reason "WHY"' in refused_rollout.stderr
     assert len(refused_rollout.stderr.strip().splitlines()) == 1
     assert str(registry.champion().version) == "2"
     settings = Settings(home=driftloop.home)
-    check_admissible(settings, "3", "the floors were set for another dataset")  # a reason given: admitted
-    check_admissible(settings, "2", None)  # its gate promoted it
+    gate_reason = registry.get_version("3").tags[lineage.GATE_REASON].split("\n", 1)[0]
+    # A reason given: admitted, and what it overrules is returned for the record.
+    assert check_admissible(settings, "3", "the floors were set for another dataset") == gate_reason
+    assert check_admissible(settings, "2", None) is None  # its gate promoted it
     with pytest.raises(DeployError, match="refused by its promotion gate"):
         check_admissible(settings, "3", "  ")
 
@@ -211,7 +213,7 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
 
     # Made champion over its gate, with the reason in the alias history: a rollout of it needs none again.
     driftloop.run("promote", "3", "--reason", "the floors were set for another dataset")
-    check_admissible(settings, "3", None)
+    assert check_admissible(settings, "3", None) is None
 
 
 def test_second_dataset_trains_through_the_same_flow(driftloop: Driftloop, tmp_path: Path) -> None:

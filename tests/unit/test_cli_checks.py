@@ -669,8 +669,8 @@ def test_rolling_out_a_version_its_gate_refused_without_a_reason_is_refused_befo
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr == (
         "error: version 1 of 'churn' was refused by its promotion gate (roc_auc 0.61 < floor 0.70): to put it into "
-        "service anyway, give the reason (driftloop rollout --reason; the ship-model flow's reason parameter), "
-        "which the alias history keeps\n"
+        'service anyway, give the reason (driftloop rollout 1 --reason "WHY"; the ship-model flow\'s reason '
+        "parameter), which the alias history keeps\n"
     )
     assert not (home / "run").exists()  # no service, no flow
     # With a reason it is admitted, and goes on to the next check: the engine (none here).

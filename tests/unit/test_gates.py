@@ -538,6 +538,6 @@ def test_a_version_its_gate_refused_needs_a_reason_to_get_traffic_and_one_it_pro
     assert message is not None
     assert message.startswith("version 4 of 'churn' was refused by its promotion gate (")
     assert refused[lineage.GATE_REASON].split("\n", 1)[0] in message
-    assert "--reason" in message
+    assert 'driftloop rollout 4 --reason "WHY"' in message  # the version too: without it, the champion is rolled out
     assert lineage.gate_refusal(promoted, "churn", "4") is None
     assert lineage.gate_refusal({}, "churn", "4") is None  # no gate ran (a version registered by hand)

@@ -113,17 +113,24 @@ def parity_refusal(tags: Mapping[str, str], model_name: str, version: str, use: 
     )
 
 
+def refused_by_gate(tags: Mapping[str, str]) -> str | None:
+    """The first line of the gate's reasons when it refused the version; None when it did not (or never ran)."""
+    if tags.get(GATE) != REFUSED:
+        return None
+    return tags.get(GATE_REASON, "").split("\n", 1)[0] or "no reason recorded"
+
+
 def gate_refusal(tags: Mapping[str, str], model_name: str, version: str) -> str | None:
     """Why a version its promotion gate refused may not get traffic without a reason given; None if it passed.
 
     A person may overrule the gate (a metric the gate does not weigh, a known bad holdout), as ``promote`` lets them:
     then the reason goes into the alias history beside the move.
     """
-    if tags.get(GATE) != REFUSED:
+    why = refused_by_gate(tags)
+    if why is None:
         return None
-    why = tags.get(GATE_REASON, "").split("\n", 1)[0] or "no reason recorded"
     return (
         f"version {version} of {model_name!r} was refused by its promotion gate ({why}): to put it into service "
-        "anyway, give the reason (driftloop rollout --reason; the ship-model flow's reason parameter), which the "
-        "alias history keeps"
+        f'anyway, give the reason (driftloop rollout {version} --reason "WHY"; the ship-model flow\'s reason '
+        "parameter), which the alias history keeps"
     )

@@ -82,6 +82,7 @@ class RolloutResult:
     record_path: Path | None = None
     routed: bool = False  # the proxy was told to send the candidate traffic (a rollback must re-route)
     given_reason: str = ""  # why the person or flow that asked for this rollout wanted it (``rollout(reason=...)``)
+    overruled_gate: str = ""  # the version's promotion gate refused it for this; the given reason overruled it
 
     @property
     def ok(self) -> bool:
@@ -106,6 +107,11 @@ class RolloutResult:
             f"- **event**: {self.event or 'none'}",
             f"- **started**: {self.started_at.isoformat(timespec='seconds')}",
             *([f"- **asked for because**: {self.given_reason}"] if self.given_reason else []),
+            *(
+                [f"- **gate overruled**: its promotion gate had refused it ({self.overruled_gate})"]
+                if self.overruled_gate
+                else []
+            ),
             "",
             *_details(self.reason),
             "## Steps",
@@ -141,6 +147,7 @@ class RolloutResult:
             "reason": self.summary,
             "detail": self.reason,
             "given_reason": self.given_reason or None,
+            "gate_overruled": self.overruled_gate or None,
             "slot": self.slot,
             "previous_version": self.previous.version if self.previous else None,
             "seconds": round(self.seconds, 3),
@@ -222,11 +229,11 @@ def rollout(
 
         actor = local_actor("driftloop rollout")
     given_reason = (reason or "").strip()
-    check_admissible(settings, version, given_reason)
+    overruled = check_admissible(settings, version, given_reason) or ""
     own_client = slots is None
     slots = slots or Slots(settings, docker_client())
     try:
-        return _rollout(settings, version, image_tag, strategy, slots, emit, on_step, actor, given_reason)
+        return _rollout(settings, version, image_tag, strategy, slots, emit, on_step, actor, given_reason, overruled)
     finally:
         if own_client:
             slots.client.close()
@@ -277,9 +284,10 @@ def _rollout(
     on_step: Callable[[Step], None] | None,
     actor: str,
     given_reason: str,
+    overruled_gate: str,
 ) -> RolloutResult:
     result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC))
-    result.given_reason = given_reason
+    result.given_reason, result.overruled_gate = given_reason, overruled_gate
     clock = _Clock(result, on_step)
     with _rollout_lock(settings), UNDERWAY.running():
         admitted = proxy.admit(settings, port_in_use, _declared_default(settings))
@@ -322,20 +330,25 @@ def _rollout(
     return result
 
 
-def check_admissible(settings: Settings, version: str, reason: str | None) -> None:
-    """Refuse a version whose ONNX parity failed, and one its gate refused unless a reason is given."""
+def check_admissible(settings: Settings, version: str, reason: str | None) -> str | None:
+    """Refuse a version whose ONNX parity failed, and one its gate refused unless a reason is given.
+
+    Returns the gate's refusal that ``reason`` overrules, for the record; None when there is none.
+    """
     from driftloop.io.registry import ModelRegistry
 
     registry = ModelRegistry(settings.model_name, settings.tracking_uri)
     registered = registry.get_version(str(version))
     refusal = lineage.parity_refusal(registered.tags, settings.model_name, str(version), "be rolled out")
-    if refusal is None and not (reason and reason.strip()):
-        refusal = lineage.gate_refusal(registered.tags, settings.model_name, str(version))
-        champion = registry.champion() if refusal is not None else None
-        if champion is not None and str(champion.version) == str(version):
-            refusal = None  # made champion over its gate already, with a reason in the alias history
     if refusal is not None:
         raise DeployError(refusal)
+    refused_because = lineage.refused_by_gate(registered.tags)
+    if refused_because is None or (reason and reason.strip()):
+        return refused_because
+    champion = registry.champion()
+    if champion is not None and str(champion.version) == str(version):
+        return None  # made champion over its gate already, with a reason in the alias history
+    raise DeployError(lineage.gate_refusal(registered.tags, settings.model_name, str(version)) or refused_because)
 
 
 @contextmanager
@@ -578,8 +591,9 @@ def _settle_champion(settings: Settings, result: RolloutResult, actor: str) -> N
             if champion == result.version:
                 result.champion = f"already v{result.version}"
                 return
+            overruled = ", its gate's refusal overruled" if result.overruled_gate else ""
             given = f": {result.given_reason}" if result.given_reason else ""
-            registry.promote(result.version, reason=f"rolled out ({result.strategy}){given}", actor=actor)
+            registry.promote(result.version, reason=f"rolled out ({result.strategy}){overruled}{given}", actor=actor)
             result.champion = f"moved v{champion} → v{result.version} (rolled out)"
             return
         old = result.previous.version if result.previous else None
