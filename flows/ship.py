@@ -45,6 +45,7 @@ def ship_model(
     canary_steps: list[int] | None = None,
     canary_bake_seconds: float | None = None,
     reason: str | None = None,
+    requested_by: str | None = None,
 ) -> ShipOutcome:
     """Put a version (default: the champion) into service: its image (built unless it exists), then the rollout.
 
@@ -57,6 +58,8 @@ def ship_model(
         canary_bake_seconds: Watch time at each canary step; default: settings.
         reason: Why this version is shipped, kept in the decision record and the alias history; required for a
             version its promotion gate refused, unless it is the champion already.
+        requested_by: Who asked for this run, named in the alias history beside the flow run (the CLI passes
+            ``user@host via driftloop rollout``); default: the flow run alone.
 
     Raises:
         RolloutRolledBack: The candidate failed (not ready, smoke test, canary alarm) and was rolled back.
@@ -66,7 +69,8 @@ def ship_model(
     """
     settings = _settings(model_name, canary_steps, canary_bake_seconds)
     version = version or _champion(settings)
-    actor = f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
+    run = f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
+    actor = f"{requested_by} ({run})" if requested_by else run
     admit_version(settings, version, reason)  # nothing built, nothing moved for a version refused here
     try:
         image = build_image(settings, version, reuse=not rebuild)

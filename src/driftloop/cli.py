@@ -1077,12 +1077,14 @@ def rollout(
         check_admissible(settings, version, reason)
     _require_docker_engine()
     from driftloop.errors import RolloutRolledBack
+    from driftloop.io.provenance import local_actor
 
     try:
         with _flow_session(settings):
             from flows.ship import ship_model
 
-            shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild, reason=reason)
+            shipped = ship_model(version=version, strategy=strategy, rebuild=rebuild, reason=reason,
+                                 requested_by=local_actor("driftloop rollout"))  # fmt: skip
     except RolloutRolledBack as rolled_back:
         out.print(rolled_back.result.markdown(), highlight=False)
         raise _fail(str(rolled_back)) from None

@@ -7,6 +7,7 @@ DOCKER_HOST names a socket nobody listens on.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,9 @@ def test_a_promotion_is_built_and_rolled_out_behind_nginx(shipping: Driftloop) -
     assert predicted_version(dl) == "1"
     assert str(registry.champion().version) == "1"
     assert registry.history()[-1].reason == "rolled out (canary)"
+    # Who asked, as for promote and rollback by hand, and the flow run that did it.
+    assert re.fullmatch(r"\S+@\S+ via driftloop rollout \(prefect flow run ship-model/\S+ \(\S+\)\)",
+                        registry.history()[-1].actor), registry.history()[-1].actor  # fmt: skip
 
 
 def test_without_a_docker_engine_the_alias_goes_back_and_nothing_is_lost(shipping: Driftloop) -> None:
