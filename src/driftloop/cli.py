@@ -142,12 +142,10 @@ def _has_registry(settings: Settings) -> bool:
     return store is None or store.is_file()
 
 
-def _require_version(settings: Settings, version: str | None, use: str | None = None) -> None:
+def _require_version(settings: Settings, version: str | None) -> None:
     """VERSION (or, without one, a champion) must exist before any service or flow starts for it.
 
-    Checked only where the registry can be read without starting anything (as ``_require_known_model``). With
-    ``use`` ("be rolled out"), a VERSION whose ONNX export failed its parity check is refused too: the flow would
-    refuse it after starting (trial 18), and a champion passed it to become one.
+    Checked only where the registry can be read without starting anything (as ``_require_known_model``).
     """
     if not _has_registry(settings):
         raise _fail(f"model {settings.model_name!r} has no versions yet: train it first (driftloop train)")
@@ -157,10 +155,7 @@ def _require_version(settings: Settings, version: str | None, use: str | None = 
 
     registry = ModelRegistry(settings.model_name, settings.tracking_uri)
     if version is not None:
-        registered = registry.get_version(version)  # RegistryError naming the versions there are: one line
-        refusal = None if use is None else lineage.parity_refusal(registered.tags, settings.model_name, version, use)
-        if refusal is not None:
-            raise _fail(refusal)
+        registry.get_version(version)  # RegistryError naming the versions there are: one line
     elif registry.champion() is None:
         _require_registered(settings, registered_model_names(settings.tracking_uri))
         raise _fail(f"model {settings.model_name!r} has no champion: name the version (driftloop models lists them)")
@@ -1070,11 +1065,11 @@ def rollout(
         raise typer.BadParameter(f"{strategy!r}: use blue-green or canary", param_hint="--strategy")
     settings = _use_model(model_name)
     _require_known_model(settings, model_name)
-    _require_version(settings, version, "be rolled out")
-    if version is not None:  # the champion needs no reason: it became one past its gate, or over it with one
+    _require_version(settings, version)
+    if version is not None:  # the flow would refuse it after starting (trial 18); a champion passed both checks
         from driftloop.deploy.rollout import check_admissible
 
-        check_admissible(settings, version, reason)
+        check_admissible(settings, version, reason)  # its ONNX parity, and its gate's verdict unless a reason
     _require_docker_engine()
     from driftloop.errors import RolloutRolledBack
     from driftloop.io.provenance import local_actor

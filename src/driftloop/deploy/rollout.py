@@ -286,8 +286,8 @@ def _rollout(
     given_reason: str,
     overruled_gate: str,
 ) -> RolloutResult:
-    result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC))
-    result.given_reason, result.overruled_gate = given_reason, overruled_gate
+    result = RolloutResult(settings.model_name, str(version), image_tag, strategy, datetime.now(UTC),
+                           given_reason=given_reason, overruled_gate=overruled_gate)  # fmt: skip
     clock = _Clock(result, on_step)
     with _rollout_lock(settings), UNDERWAY.running():
         admitted = proxy.admit(settings, port_in_use, _declared_default(settings))
