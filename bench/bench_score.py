@@ -28,6 +28,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -101,21 +102,32 @@ def score(home: Path, directory: Path, out: Path, workers: int, memory: str = "a
     argv += ["--workers", str(workers), "--memory-limit", memory, "--log-fraction", "0.01"]
     started = time.perf_counter()
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root = psutil.Process(process.pid)
-    peak = 0.0
-    while process.poll() is None:
-        try:
-            family = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in family if p.is_running()) / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
+    peaks: list[float] = []
+    sampler = threading.Thread(target=_sample_peak, args=(process, peaks), daemon=True)
+    sampler.start()
+    # The end is the command's own: waited for here, not seen by the sampler up to 0.2 s late. Its output is read
+    # after, so the command must not fill the pipe: it prints a few lines.
+    process.wait()
     seconds = time.perf_counter() - started
+    sampler.join()
+    peak = max(peaks, default=0.0)
     stdout, stderr = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"driftloop score failed ({process.returncode}):\n{stderr[-3000:]}")
     line = next((x for x in stdout.splitlines() if x.startswith("scored")), stdout.strip())
     return seconds, peak, line
+
+
+def _sample_peak(process: subprocess.Popen[str], peaks: list[float]) -> None:
+    """The largest resident memory of ``process`` and its children together, sampled every 0.2 s until it ends."""
+    root = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            family = [root, *root.children(recursive=True)]
+            peaks.append(sum(p.memory_info().rss for p in family if p.is_running()) / 2**20)
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
 
 
 def main() -> None:

@@ -15,7 +15,14 @@ import sqlalchemy as sa
 from driftloop.io.prediction_store import SqlPredictionStore, open_prediction_log
 from driftloop.serving.prediction_log import PredictionLogger
 from tests.support.postgres import running_postgres
-from tests.support.prediction_log import T0, check_first_label_wins, check_round_trip, check_windows, make_event
+from tests.support.prediction_log import (
+    T0,
+    check_first_label_wins,
+    check_forget_requests,
+    check_round_trip,
+    check_windows,
+    make_event,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +65,10 @@ def test_round_trip_keeps_values_and_missing(store: SqlPredictionStore, model: s
 
 def test_windows_filter_and_order(store: SqlPredictionStore, model: str) -> None:
     check_windows(store, model)
+
+
+def test_a_failed_runs_requests_are_forgotten_and_nothing_else(store: SqlPredictionStore, model: str) -> None:
+    check_forget_requests(store, model)
 
 
 def test_a_second_store_on_the_same_database_sees_the_rows(

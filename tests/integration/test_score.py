@@ -369,3 +369,58 @@ def test_a_local_cluster_takes_no_taken_port_and_says_nothing_about_it() -> None
         taken.close()
     assert address.startswith("tcp://127.0.0.1:")
     assert [str(w.message) for w in caught if "already in use" in str(w.message)] == []
+
+
+def test_a_run_that_fails_takes_back_what_it_logged_and_one_that_succeeds_keeps_it(
+    tmp_path: Path, churn_frame: pd.DataFrame, churn_schema: DatasetSchema
+) -> None:
+    """A failed run logged the rows of its finished tasks: scoring again after the fix logged them twice.
+
+    Two workers over three good files, every scored row logged: all are in the log. Then the same files and a
+    fourth damaged inside (its footer whole): the run fails, the answers of its finished tasks are on disk, and not
+    one of its rows is in the log, while the first run's rows all are.
+    """
+    from driftloop.errors import DatasetError
+    from driftloop.io.batch_scoring import dask_client, score_with_dask, scoring_input
+    from driftloop.io.partition_scoring import LogSampling
+    from tests.support.churn import scoring_model
+
+    model = scoring_model(churn_frame, churn_schema)
+    rows = churn_frame.drop(columns=["churn"]).reset_index(drop=True)
+    good = tmp_path / "good"
+    good.mkdir()
+    for number in range(3):
+        part = rows.sample(20_000, replace=True, random_state=number).reset_index(drop=True)
+        part.insert(0, "id", np.arange(number * 20_000, (number + 1) * 20_000))
+        part.to_parquet(good / f"part-{number}.parquet", index=False)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in good.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    broken = damaged / "part-3.parquet"
+    part.to_parquet(broken, index=False, compression="snappy")
+    data = bytearray(broken.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4000] = bytes(4000)  # a page scrambled: only the worker reading it finds out
+    broken.write_bytes(bytes(data))
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    sampling = LogSampling(url, 1.0)
+
+    with dask_client(None, 2) as client:
+        done = score_with_dask(client, scoring_input(good, "auto"), model, ["id"], tmp_path / "first", sampling,
+                               batch_rows=5_000)  # fmt: skip
+        assert (done.scored, done.logged) == (60_000, 60_000)
+        with pytest.raises(DatasetError, match=r"part-3.parquet \(row group 0\) cannot be read as Parquet"):
+            score_with_dask(client, scoring_input(damaged, "auto"), model, ["id"], tmp_path / "second", sampling,
+                            batch_rows=5_000)  # fmt: skip
+
+    answered = pd.read_parquet(tmp_path / "second")
+    assert len(answered) > 0  # tasks of the failed run finished, and logged their rows before it failed
+    store = open_prediction_log(url)
+    try:
+        logged = pd.read_sql("SELECT request_id, client_request_id FROM predictions", store.engine)
+    finally:
+        store.close()
+    assert len(logged) == 60_000
+    assert logged["request_id"].str.rsplit("-", n=4).str[0].nunique() == 1  # one run's rows: the first's
+    assert sorted(logged["client_request_id"].astype(int)) == list(range(60_000))

@@ -141,3 +141,22 @@ def check_first_label_wins(store: PredictionStore, model: str) -> None:
     many = [Feedback(f"other{i}", 0, "Yes") for i in range(1_500)]  # more request ids than one IN list holds
     assert store.write_feedback(model, many) == FeedbackWritten(accepted=1_500, already_labelled=0)
     assert store.write_feedback(model, many) == FeedbackWritten(accepted=0, already_labelled=1_500)
+
+
+def check_forget_requests(store: PredictionStore, model: str) -> None:
+    """Only the model's rows from ``since`` on whose request id starts with the prefix go; a LIKE wildcard is text."""
+    store.write(
+        [
+            make_event(T0, "batch-run1-00000-0000", rows=3, model=model),
+            make_event(T0 + 5, "batch-run1-00001-0000", rows=2, model=model),
+            make_event(T0 + 5, "batch-run2-00000-0000", rows=4, model=model),  # another run
+            make_event(T0 + 5, "batch-run1_x", model=model),  # not the prefix: "_" is not "-"
+            make_event(T0 + 5, "batch-run1-00002-0000", model=f"{model}-other"),  # another model
+            make_event(T0 - 60, "batch-run1-old", model=model),  # before the run began
+        ]
+    )
+    assert store.forget_requests(model, "batch-run1-", at(-1)) == 5
+    left = store.read_window(model)
+    assert sorted(left["request_id"].unique()) == ["batch-run1-old", "batch-run1_x", "batch-run2-00000-0000"]
+    assert store.count(f"{model}-other") == 1
+    assert store.forget_requests(model, "batch-run_-", at(-1)) == 0  # the prefix is text, not a pattern

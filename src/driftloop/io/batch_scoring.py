@@ -15,16 +15,19 @@ import itertools
 import logging
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
+from sqlalchemy.exc import SQLAlchemyError
 
 from driftloop.core import lineage
 from driftloop.core.csv_blocks import (
@@ -64,12 +67,17 @@ from driftloop.io.sql_source import SqlQuery, read_sql_chunks
 from driftloop.io.worker_template import SCORING_WORKER_MODULE, start_worker_template
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future
 
 
 SCALE_EXTRA = "pip install 'driftloop[scale]'"
 NO_DASK = f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}"
 AUTO = "auto"  # a CSV's block size chosen for the workers (core.csv_blocks), a worker's memory as Dask's
+# A failed run deletes the rows it logged from its start on, less this: a remote worker's clock may be behind.
+CLOCK_SKEW = timedelta(hours=1)
+IN_FLIGHT_PATIENCE_SECONDS = 300  # how long a failed run waits for its tasks in flight to end
+
+logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
@@ -343,16 +351,23 @@ def score_with_dask(
     ``total`` is None while a query's number of chunks is unknown.
 
     A Parquet task reads its row group ``batch_rows`` rows at a time and scores, writes and forgets each batch, so
-    a worker holds one batch whatever the input's size; a CSV task its block. A query's chunks are sent to the
-    workers as they are read, at most two per worker in flight. Only counts come back.
+    a worker holds one batch whatever the input's size; a CSV task its block; a query's chunks are read by the
+    client. At most two tasks per worker thread are in flight. Only counts come back.
+
+    A run that fails logs nothing for the drift check: once the tasks in flight have ended, the rows its tasks had
+    logged are deleted again (their request ids start with the run's own ``LogSampling.request_prefix``), so that
+    scoring again does not log them twice. Its answers stay in ``out``, for ``--force`` to replace.
     """
     from distributed import KilledWorker
 
     started = time.perf_counter()
+    began = datetime.now(UTC)
     out.mkdir(parents=True, exist_ok=True)
-    if sampling.url is not None and sampling.fraction > 0:
+    logs = sampling.url is not None and sampling.fraction > 0
+    if logs:
         # Its tables are created here, once: workers creating them at the same time in a new SQLite file race.
-        open_prediction_log(sampling.url).close()
+        open_prediction_log(str(sampling.url)).close()
+    sampling = sampling if sampling.run else replace(sampling, run=uuid.uuid4().hex[:12])
     results: list[PartitionScored] = []
 
     def collect(result: PartitionScored, total: int | None) -> None:
@@ -361,23 +376,45 @@ def score_with_dask(
             progress(result, total)
 
     try:
-        with warnings.catch_warnings():
-            # Each task carries the model (a forest's ONNX graph: 11 MB), so a restarted worker can run it again: a
-            # scattered copy is lost with the workers holding it. Dask warns of the "large graph" (trial 16).
-            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
-            _run_tasks(client, source, model, keys, out, sampling, collect, schema, batch_rows)
-    except UnreadablePart as error:
-        raise DatasetError(
-            f"{error}; answers of the tasks scored before it may be in {out}: score again with --force once the file "
-            "is fixed or moved out"
-        ) from None
-    except KilledWorker:
-        raise ServiceError(_died_on_every_try(source, model, len(results), out)) from None
+        try:
+            with warnings.catch_warnings():
+                # Each task carries the model (a forest's ONNX graph: 11 MB), so a restarted worker can run it again:
+                # a scattered copy is lost with the workers holding it. Dask warns of the "large graph" (trial 16).
+                warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+                _run_tasks(client, source, model, keys, out, sampling, collect, schema, batch_rows)
+        except UnreadablePart as error:
+            raise DatasetError(
+                f"{error}; answers of the tasks scored before it may be in {out}: score again with --force once the "
+                "file is fixed or moved out"
+            ) from None
+        except KilledWorker:
+            raise ServiceError(_died_on_every_try(source, model, len(results), out)) from None
+    except BaseException:
+        if logs:
+            _take_back_logged(sampling, model.name, began - CLOCK_SKEW)
+        raise
     total = PartitionScored.combined(results, reasons=5)
     return BatchScored(
         len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
         total.first_reasons,
     )  # fmt: skip
+
+
+def _take_back_logged(sampling: LogSampling, model_name: str, since: datetime) -> None:
+    """Delete what a failed run logged; if that fails too, say which rows are left rather than hide the first error."""
+    try:
+        store = open_prediction_log(str(sampling.url))
+        try:
+            store.forget_requests(model_name, sampling.request_prefix, since)
+        finally:
+            store.close()
+    except (DriftloopError, SQLAlchemyError) as error:
+        logger.warning(
+            "the rows this failed run logged for the drift check could not be deleted (%s): their request_id "
+            "starts with %s",
+            error,
+            sampling.request_prefix,
+        )
 
 
 def _died_on_every_try(source: ScoringInput, model: ScoringModel, finished: int, out: Path) -> str:
@@ -402,36 +439,72 @@ def _run_tasks(
     collect: Callable[[PartitionScored, int | None], None], schema: DatasetSchema | None, batch_rows: int,
 ) -> None:  # fmt: skip
     from dask import delayed
-    from distributed import as_completed
 
-    if source.chunks is not None:
-        _score_streamed(client, source.chunks, model, list(keys), str(out), sampling, collect)
-    else:
-        if source.csv is None:
-            futures = [
-                client.submit(
-                    score_piece, piece, number, model, list(keys), str(out), sampling, batch_rows, pure=False
-                )  # fmt: skip
-                for number, piece in enumerate(source.pieces)
-            ]
+    keys, where = list(keys), str(out)
+    numbers: dict[str, int] = {}  # a task's key → its number, which names a CSV block in errors
+
+    def submissions() -> Iterator[Future]:
+        if source.chunks is not None:
+            for number, chunk in enumerate(source.chunks):
+                yield client.submit(score_partition, client.scatter(chunk), (number, 0), model, keys, where, sampling,
+                                    pure=False)  # fmt: skip
+        elif source.csv is None:
+            for number, piece in enumerate(source.pieces):
+                yield client.submit(score_piece, piece, number, model, keys, where, sampling, batch_rows, pure=False)
         else:
             score = delayed(score_csv_block, pure=False)
-            tasks = [
-                score(block, number, model, list(keys), str(out), sampling, schema)
-                for number, block in enumerate(source.csv.to_delayed())
-            ]
-            futures = client.compute(tasks)
-        blocks = {future.key: number for number, future in enumerate(futures)}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except pd.errors.ParserError as error:
-                raise _unreadable_csv_line(error, blocks[future.key], out) from None
-            except UnicodeDecodeError as error:  # past the first rows, which open_scoring_input read
-                if source.csv_path is None:
-                    raise
-                raise _not_utf8_csv(source.csv_path, error, out) from None
-            collect(result, len(futures))
+            for number, block in enumerate(source.csv.to_delayed()):
+                future = client.compute(score(block, number, model, keys, where, sampling, schema))
+                numbers[future.key] = number
+                yield future
+
+    def done(future: Future) -> None:
+        try:
+            result = future.result()
+        except pd.errors.ParserError as error:
+            raise _unreadable_csv_line(error, numbers.get(future.key, 0), out) from None
+        except UnicodeDecodeError as error:  # past the first rows, which open_scoring_input read
+            if source.csv_path is None:
+                raise
+            raise _not_utf8_csv(source.csv_path, error, out) from None
+        collect(result, source.tasks)
+
+    _in_flight(client, submissions(), done)
+
+
+def _in_flight(client: Client, submissions: Iterator[Future], done: Callable[[Future], None]) -> None:
+    """Each future of ``submissions`` as it comes, two per worker thread waiting at most; each finished one to ``done``.
+
+    The client holds a few tasks (a query's chunks among them) whatever the input's size. On an error, a task's or
+    ``done``'s, the tasks in flight are waited for before it is raised: none is left running, to log rows after the
+    run has deleted what it logged.
+    """
+    from distributed import wait
+
+    workers = client.scheduler_info().get("workers", {}).values()
+    limit = 2 * max(1, sum(int(worker.get("nthreads", 1)) for worker in workers))
+    pending: set[Future] = set()
+
+    def settle() -> None:
+        nonlocal pending
+        finished = wait(pending, return_when="FIRST_COMPLETED")
+        pending = set(finished.not_done)
+        for future in finished.done:
+            done(future)
+
+    try:
+        for future in submissions:
+            pending.add(future)
+            if len(pending) >= limit:
+                settle()
+        while pending:
+            settle()
+    except BaseException:
+        # What they raise is not looked at: the first error is the run's. A task that has not ended in the time a
+        # task takes many times over (a cluster gone) is not waited for longer.
+        with suppress(Exception):
+            wait(pending, timeout=IN_FLIGHT_PATIENCE_SECONDS)
+        raise
 
 
 def _not_utf8_csv(source: Path, error: UnicodeDecodeError, out: Path | None) -> DatasetError:
@@ -458,27 +531,6 @@ def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path | N
     return DatasetError(
         f"a line of the CSV cannot be read: {message}{where}. Quote the field that holds a comma or fix the line{then}"
     )
-
-
-def _score_streamed(
-    client: Client, chunks: Iterator[pd.DataFrame], model: ScoringModel, keys: list[str], out: str,
-    sampling: LogSampling, collect: Callable[[PartitionScored, int | None], None],
-) -> None:  # fmt: skip
-    """Each chunk to a worker as it is read; no more than two per worker wait, so the client holds a few chunks."""
-    from distributed import wait
-
-    limit = 2 * max(1, len(client.scheduler_info().get("workers", {})))
-    pending: set[Any] = set()
-    for number, chunk in enumerate(chunks):
-        if len(pending) >= limit:
-            finished = wait(pending, return_when="FIRST_COMPLETED")
-            pending = set(finished.not_done)
-            for future in finished.done:
-                collect(future.result(), None)
-        data = client.scatter(chunk)
-        pending.add(client.submit(score_partition, data, (number, 0), model, keys, out, sampling, pure=False))
-    for future in wait(pending).done:
-        collect(future.result(), None)
 
 
 @contextmanager

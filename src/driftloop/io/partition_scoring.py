@@ -91,11 +91,20 @@ class PartitionScored:
 
 @dataclass(frozen=True)
 class LogSampling:
-    """Which scored rows go to the prediction log: a seeded fraction, at ``url``; no URL: none."""
+    """Which scored rows go to the prediction log: a seeded fraction, at ``url``; no URL: none.
+
+    ``run``: the scoring run's id, which every request id it logs starts with (``request_prefix``), so that a run
+    that fails can take back what it logged.
+    """
 
     url: str | None
     fraction: float
     seed: int = 0
+    run: str = ""
+
+    @property
+    def request_prefix(self) -> str:
+        return f"batch-{self.run}-" if self.run else "batch-"
 
 
 def score_partition(
@@ -169,7 +178,7 @@ def _log_sample(
         values = np.asarray(labels, dtype=np.float64).reshape(-1)[picked]
         names = np.array([repr(float(v)) for v in values], dtype=object)
         outputs = values.astype(np.float32).reshape(-1, 1)
-    request = f"batch-{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}"
+    request = f"{sampling.request_prefix}{model.sha256[:8]}-{part[0]:05d}-{part[1]:04d}-{time.time_ns()}"
     now = time.time()
     if ids is None:
         features = {

@@ -204,6 +204,8 @@ class PredictionStore(Protocol):
 
     def count_labelled(self, model_name: str, labelled_after: datetime | None = None) -> int: ...
 
+    def forget_requests(self, model_name: str, prefix: str, since: datetime) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -672,6 +674,20 @@ class SqlPredictionStore:
             query = query.where(feedback.c.ts > _as_utc(labelled_after))
         with self._engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def forget_requests(self, model_name: str, prefix: str, since: datetime) -> int:
+        """Delete ``model_name``'s rows logged from ``since`` on whose request id starts with ``prefix``; how many.
+
+        What a batch scoring run that failed had logged (``batch_scoring.score_with_dask``): scoring again would
+        log its rows a second time. ``since`` keeps the search to the index's recent end.
+        """
+        query = predictions.delete().where(
+            predictions.c.model_name == model_name,
+            predictions.c.ts >= _as_utc(since),
+            predictions.c.request_id.startswith(prefix, autoescape=True),
+        )
+        with self._engine.begin() as connection:
+            return int(connection.execute(query).rowcount)
 
     def close(self) -> None:
         self._engine.dispose()

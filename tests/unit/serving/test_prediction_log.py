@@ -33,7 +33,14 @@ from driftloop.io.prediction_store import (
     open_prediction_log,
 )
 from driftloop.serving.prediction_log import NullPredictionLogger, PredictionLogger
-from tests.support.prediction_log import T0, check_first_label_wins, check_round_trip, check_windows, make_event
+from tests.support.prediction_log import (
+    T0,
+    check_first_label_wins,
+    check_forget_requests,
+    check_round_trip,
+    check_windows,
+    make_event,
+)
 
 
 @pytest.fixture
@@ -86,6 +93,10 @@ def test_round_trip_keeps_values_and_missing(store: SqlPredictionStore) -> None:
 
 def test_windows_filter_and_order(store: SqlPredictionStore) -> None:
     check_windows(store, "churn")
+
+
+def test_a_failed_runs_requests_are_forgotten_and_nothing_else(store: SqlPredictionStore) -> None:
+    check_forget_requests(store, "churn")
 
 
 def test_empty_window_has_the_fixed_columns(store: SqlPredictionStore) -> None:
