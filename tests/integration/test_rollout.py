@@ -278,6 +278,50 @@ def test_blue_green_under_load_fails_no_request(images: Images, run: DockerTestR
     assert too_large.json()["detail"].startswith("request body exceeds the limit of ")
 
 
+def test_rolling_out_the_version_already_serving_changes_nothing_unless_its_image_changed(
+    images: Images, run: DockerTestRun, tmp_path: Path
+) -> None:
+    """Trial 20: `driftloop rollout` of the version serving started a second container of it and swapped slots.
+
+    The same image (by id) serving all traffic, ready: nothing is started or routed, no event goes out, the record
+    says why. The same version from an image built again (another id): rolled out as any other candidate.
+    """
+    stage = make_stage(images, run, tmp_path)
+    first_rollout_of_v1(stage, images)
+    serving = stage.slots.find("blue")
+    assert serving is not None
+    steps: list[Step] = []
+    again = stage.rollout("1", images.v1, "canary", on_step=steps.append)
+    assert again.ok, again.markdown()
+    assert (again.outcome, again.slot) == ("unchanged", "blue")
+    assert again.reason.startswith("v1 serves all traffic already, from slot blue running this image"), again.reason
+    assert [s.name for s in steps] == ["proxy ready", "nothing to roll out"]
+    assert running_slot_containers(stage) == [stage.slots.container_name("blue")]
+    assert stage.slots.find("blue").id == serving.id  # the very container, not a new one
+    assert proxy.read_routing(stage.settings).weights() == {"blue": 100}
+    assert [e[0] for e in stage.emitted] == [events.ROLLOUT_COMPLETED]  # the first rollout's only
+    assert again.windows == []
+    record = again.record_path.read_text()
+    assert "Rollout of churn v1: nothing to roll out" in record
+    assert "- **event**: none: nothing changed" in record
+    assert str(stage.registry.champion().version) == "1"
+    assert stage.served_version() == "1"
+
+    rebuilt = build_derived(stage.slots.client, f"FROM {images.v1}\nLABEL driftloop.test.rebuilt=1\n",
+                            f"{images.v1.rsplit(':', 1)[0]}:v1-rebuilt")  # fmt: skip
+    try:
+        replaced = stage.rollout("1", rebuilt)
+        assert replaced.ok, replaced.markdown()
+        assert (replaced.outcome, replaced.slot) == ("completed", "green")
+        assert running_slot_containers(stage) == [stage.slots.container_name("green")]
+        assert proxy.read_routing(stage.settings).weights() == {"green": 100}
+        assert [e[0] for e in stage.emitted] == [events.ROLLOUT_COMPLETED] * 2
+        assert stage.served_version() == "1"
+    finally:
+        stage.slots.stop("green")
+        remove_test_image(stage.slots.client, rebuilt)
+
+
 def test_canary_under_load_fails_no_request(images: Images, run: DockerTestRun, tmp_path: Path) -> None:
     stage = make_stage(images, run, tmp_path)
     first_rollout_of_v1(stage, images)

@@ -36,7 +36,12 @@ from driftloop.errors import CanaryAlarm, DeployError, DriftloopError, Promotion
 from driftloop.settings import RolloutStrategy, Settings
 
 Strategy = RolloutStrategy
-Outcome = Literal["completed", "rolled_back"]
+Outcome = Literal["completed", "unchanged", "rolled_back"]
+_TITLES: dict[Outcome, str] = {
+    "completed": "rolled out",
+    "unchanged": "nothing to roll out",
+    "rolled_back": "ROLLED BACK",
+}
 Emit = Callable[[str, str, Mapping[str, Any]], object]
 STRATEGIES: tuple[Strategy, ...] = ("blue-green", "canary")
 WATCH_SECONDS = 0.25
@@ -86,7 +91,7 @@ class RolloutResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "completed"
+        return self.outcome != "rolled_back"
 
     @property
     def summary(self) -> str:
@@ -94,7 +99,7 @@ class RolloutResult:
         return self.reason.split("\n", 1)[0]
 
     def markdown(self) -> str:
-        title = "rolled out" if self.ok else "ROLLED BACK"
+        title = _TITLES[self.outcome]
         old = f"v{self.previous.version} on {self.previous.slot}" if self.previous else "nothing (first rollout)"
         lines = [
             f"# Rollout of {self.model_name} v{self.version}: {title}",
@@ -300,6 +305,10 @@ def _rollout(
             clock.step("default model moved", f"the unnamed routes serve {admitted.default_moved_to} now")
         result.previous = _serving_baseline(slots, previous_routing)
         clock.step("proxy ready", _baseline_note(result.previous, previous_routing))
+        if result.previous is not None and _serves_already(
+            slots, result.previous, previous_routing, image_tag, str(version)
+        ):
+            return _unchanged(settings, result, result.previous, clock, emit, actor)
         selfcheck = registry_selfcheck(settings, str(version))
         clock.step("self-check sample", f"{len(selfcheck.get('records', []))} rows from the registry")
         slot = other_slot(result.previous.slot) if result.previous else idle_slot(previous_routing)
@@ -327,6 +336,34 @@ def _rollout(
         result.record_path.write_text(result.markdown())
         if interrupted is not None:
             raise interrupted
+    return result
+
+
+def _serves_already(slots: Slots, serving: SlotRoute, routing: Routing | None, image_tag: str, version: str) -> bool:
+    """The version takes all the traffic already, from a ready container of this very image: nothing to roll out."""
+    return (
+        routing is not None
+        and [route.slot for route in routing.live()] == [serving.slot]
+        and serving.version == version
+        and slots.serves_already(serving.slot, image_tag, version)
+    )
+
+
+def _unchanged(
+    settings: Settings, result: RolloutResult, serving: SlotRoute, clock: _Clock, emit: Emit | None, actor: str
+) -> RolloutResult:
+    """Record that nothing was rolled out; the alias follows the version serving, as after a rollout."""
+    result.outcome, result.slot = "unchanged", serving.slot
+    result.reason = (
+        f"v{result.version} serves all traffic already, from slot {result.slot} running this image "
+        f"({result.image}) and ready: no candidate started, routing untouched"
+    )
+    clock.step("nothing to roll out", f"v{result.version} on {result.slot} (100%), ready, same image")
+    result.seconds = time.monotonic() - clock.origin
+    _settle_champion(settings, result, actor)
+    result.record_path = _record_path(settings, result)
+    _emit(emit, result)
+    result.record_path.write_text(result.markdown())
     return result
 
 
@@ -593,8 +630,9 @@ def _settle_champion(settings: Settings, result: RolloutResult, actor: str) -> N
                 return
             overruled = ", its gate's refusal overruled" if result.overruled_gate else ""
             given = f": {result.given_reason}" if result.given_reason else ""
-            registry.promote(result.version, reason=f"rolled out ({result.strategy}){overruled}{given}", actor=actor)
-            result.champion = f"moved v{champion} → v{result.version} (rolled out)"
+            done = "serves all traffic already" if result.outcome == "unchanged" else f"rolled out ({result.strategy})"
+            registry.promote(result.version, reason=f"{done}{overruled}{given}", actor=actor)
+            result.champion = f"moved v{champion} → v{result.version} ({done})"
             return
         old = result.previous.version if result.previous else None
         if old is None or champion != result.version or old == champion:
@@ -611,6 +649,9 @@ def _settle_champion(settings: Settings, result: RolloutResult, actor: str) -> N
 
 
 def _emit(emit: Emit | None, result: RolloutResult) -> None:
+    if result.outcome == "unchanged":  # nothing happened that anyone listening would act on
+        result.event = "none: nothing changed"
+        return
     name = events.ROLLOUT_COMPLETED if result.ok else events.ROLLOUT_ROLLED_BACK
     if emit is None:
         result.event = f"{name} (not emitted: no emitter)"

@@ -251,6 +251,26 @@ class Slots:
         container = self.find(slot)
         return container is not None and container.status == "running"
 
+    def serves_already(self, slot: SlotName, image: str, version: str) -> bool:
+        """Whether the slot's container runs the image ``image`` names now (by its id) and is ready for ``version``.
+
+        An image built again under the same tag is another image: its container would be replaced.
+        """
+        container = self.find(slot)
+        if container is None or container.status != "running":
+            return False
+        try:
+            wanted = self.client.images.get(image).id
+        except DockerException:
+            return False
+        if container.attrs.get("Image") != wanted:
+            return False
+        try:
+            answer = httpx.get(self.url(slot) + "/ready", timeout=2)
+            return answer.status_code == 200 and str(answer.json().get("model_version")) == str(version)
+        except (httpx.HTTPError, ValueError):
+            return False
+
 
 def registry_selfcheck(settings: Settings, version: str) -> dict[str, Any]:
     """The self-check sample stored with ``version`` in the registry (not the image's copy)."""
