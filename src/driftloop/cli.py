@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from driftloop.core import lineage
-from driftloop.errors import DriftloopError
+from driftloop.errors import DriftloopError, Interrupted
 from driftloop.settings import RolloutStrategy, Settings, get_settings, secret_text
 
 if TYPE_CHECKING:
@@ -270,6 +270,7 @@ def _ensure_crash_automation(settings: Settings) -> None:
         ensure_crash_automation()
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 ROLLBACK_GRACE_SECONDS = 60.0  # how long a rollout interrupted by a give-up has to roll back
 _GIVING_UP = threading.Event()  # set once the watcher gives up: it, not the main thread, ends the process
 
@@ -1593,14 +1594,20 @@ def _run_scoring(
     where = f"the Dask scheduler at {address}" if address else f"a local Dask cluster of {workers} worker process(es)"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("tasks, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
-    with dask_client(address, workers, memory_limit) as client, Progress(*columns, console=err) as bar:
-        task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
+    try:
+        with dask_client(address, workers, memory_limit) as client, Progress(*columns, console=err) as bar:
+            task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
 
-        def advance(result: Any, total: int | None) -> None:
-            bar.update(task, advance=1, rows=bar.tasks[task].fields["rows"] + result.rows)
+            def advance(result: Any, total: int | None) -> None:
+                bar.update(task, advance=1, rows=bar.tasks[task].fields["rows"] + result.rows)
 
-        done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
-                               batch_rows=batch_rows)  # fmt: skip
+            done = score_with_dask(client, source, model, keys, destination, sampling, advance, schema=schema,
+                                   batch_rows=batch_rows)  # fmt: skip
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"answers of the tasks that had finished may be in {destination} (score again with --force); nothing "
+            "this run scored stays in the prediction log"
+        ) from None
     rate = done.rows / done.seconds if done.seconds > 0 else 0.0
     answers = f"{done.scored:,} → {destination}/{ANSWER_FILES}" if done.scored else "none scored, no file written"
     out.print(
@@ -1847,6 +1854,9 @@ def _main() -> None:
             _run_app()
         finally:
             _hold_while_giving_up()
+    except Interrupted as stopped:
+        err.print(f"interrupted: {escape(str(stopped))}", highlight=False)
+        sys.exit(INTERRUPTED_EXIT)
     except DriftloopError as error:
         if _show_tracebacks:
             err.print_exception()
@@ -1860,7 +1870,7 @@ def _main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT)
     except Exception as error:  # noqa: BLE001 (anything else still ends as one line; --debug shows where)
         if _show_tracebacks:
             err.print_exception()
@@ -1894,6 +1904,8 @@ def _run_app() -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(1)
+    if code == INTERRUPTED_EXIT:  # typer's answer to Ctrl-C in a command, which it otherwise ends in silence
+        err.print("interrupted")
     if isinstance(code, int) and code != 0:  # typer.Exit(code), as typer returns it without standalone mode
         sys.exit(code)
 

@@ -34,6 +34,10 @@ class DriftloopError(Exception):
     """Base class: a failure driftloop can explain."""
 
 
+class Interrupted(DriftloopError):
+    """A command stopped by Ctrl-C; the message says what it left behind. The CLI exits 130, as for SIGINT."""
+
+
 class ConfigError(DriftloopError):
     """A settings value or a schema file is invalid."""
 
@@ -165,4 +169,5 @@ class RolloutRolledBack(DeployError):
 
     def __init__(self, result: RolloutResult) -> None:
         self.result = result
-        super().__init__(f"rollout of v{result.version} rolled back: {result.reason} (record: {result.record_path})")
+        # The reason's first line: the rest (the candidate's last log lines) is in the record, printed above it.
+        super().__init__(f"rollout of v{result.version} rolled back: {result.summary} (record: {result.record_path})")

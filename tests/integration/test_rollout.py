@@ -284,7 +284,8 @@ def test_rolling_out_the_version_already_serving_changes_nothing_unless_its_imag
     """Trial 20: `driftloop rollout` of the version serving started a second container of it and swapped slots.
 
     The same image (by id) serving all traffic, ready: nothing is started or routed, no event goes out, the record
-    says why. The same version from an image built again (another id): rolled out as any other candidate.
+    says why. The same version from an image built again (another id), or with its container stopped: rolled out
+    as any other candidate.
     """
     stage = make_stage(images, run, tmp_path)
     first_rollout_of_v1(stage, images)
@@ -317,7 +318,19 @@ def test_rolling_out_the_version_already_serving_changes_nothing_unless_its_imag
         assert proxy.read_routing(stage.settings).weights() == {"green": 100}
         assert [e[0] for e in stage.emitted] == [events.ROLLOUT_COMPLETED] * 2
         assert stage.served_version() == "1"
+        # The routed container stopped (trial 21: the record then said "first rollout"): replaced, and said so.
+        stage.slots.find("green").stop(timeout=5)
+        restarted = stage.rollout("1", rebuilt)
+        assert (restarted.outcome, restarted.slot) == ("completed", "blue"), restarted.markdown()
+        assert restarted.reason.startswith(
+            "nothing served (slot green (v1) was routed, its container not running): candidate ready"
+        ), restarted.reason
+        assert "- **was serving**: nothing: slot green (v1) was routed, its container not running" in (
+            restarted.record_path.read_text()
+        )
+        assert stage.served_version() == "1"
     finally:
+        stage.slots.stop("blue")
         stage.slots.stop("green")
         remove_test_image(stage.slots.client, rebuilt)
 

@@ -247,6 +247,23 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     assert "scored   1,000,000 rows of" in fits.stdout, fits.stdout
     assert len(pd.read_parquet(tmp_path / "fits", columns=["prediction"])) == 1_000_000
 
+    # Ctrl-C once a block is scored: one line saying what is left where, exit 130, and the prediction log as it was
+    # (typer ended an interrupted command in silence, trial 21).
+    store = open_prediction_log(f"sqlite:///{dl.home / 'predictions.db'}")
+    try:
+        before = store.count("accounts")
+        stopped = _interrupted_once_answers_appear(dl, tmp_path / "big.csv", tmp_path / "stopped")
+        assert stopped.returncode == 130, stopped.stderr
+        assert stopped.stderr.splitlines()[-1] == (
+            f"interrupted: answers of the tasks that had finished may be in {tmp_path / 'stopped'} (score again "
+            "with --force); nothing this run scored stays in the prediction log"
+        ), stopped.stderr
+        assert "Traceback" not in stopped.stderr
+        assert list((tmp_path / "stopped").glob("part-*.parquet"))  # tasks had finished, and logged, before it
+        assert store.count("accounts") == before
+    finally:
+        store.close()
+
     # A version whose ONNX export failed the parity check answers no one, a batch included.
     MlflowClient(f"sqlite:///{dl.home / 'mlflow.db'}").set_model_version_tag("accounts", "1", lineage.PARITY, "failed")
     unproven = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "unproven"), "--version", "1",
@@ -257,6 +274,23 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
         "parity check may score"
     )
     assert not (tmp_path / "unproven").exists()
+
+
+def _interrupted_once_answers_appear(dl: Driftloop, data: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """`driftloop score DATA` sent SIGINT (Ctrl-C) as soon as its first answer file is written."""
+    import signal
+
+    process = subprocess.Popen(
+        [str(VENV_BIN / "driftloop"), "score", str(data), "--out", str(out), "--log-fraction", "0.2"],
+        env=dl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a test runner's child may ignore it
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(out.glob("part-*.parquet")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def _wait_for_workers(port: int, count: int) -> None:

@@ -87,6 +87,7 @@ class RolloutResult:
     record_path: Path | None = None
     routed: bool = False  # the proxy was told to send the candidate traffic (a rollback must re-route)
     given_reason: str = ""  # why the person or flow that asked for this rollout wanted it (``rollout(reason=...)``)
+    dead_route: str = ""  # with nothing serving: the slot the proxy still routed to, its container not running
     overruled_gate: str = ""  # the version's promotion gate refused it for this; the given reason overruled it
 
     @property
@@ -100,7 +101,13 @@ class RolloutResult:
 
     def markdown(self) -> str:
         title = _TITLES[self.outcome]
-        old = f"v{self.previous.version} on {self.previous.slot}" if self.previous else "nothing (first rollout)"
+        old = (
+            f"v{self.previous.version} on {self.previous.slot}"
+            if self.previous
+            else f"nothing: {self.dead_route} was routed, its container not running"
+            if self.dead_route
+            else "nothing (first rollout)"
+        )
         lines = [
             f"# Rollout of {self.model_name} v{self.version}: {title}",
             "",
@@ -304,6 +311,9 @@ def _rollout(
             proxy.apply(slots.client, settings, previous_routing or Routing(settings.model_name))
             clock.step("default model moved", f"the unnamed routes serve {admitted.default_moved_to} now")
         result.previous = _serving_baseline(slots, previous_routing)
+        routed = previous_routing.primary() if previous_routing else None
+        if result.previous is None and routed is not None:
+            result.dead_route = f"slot {routed.slot} (v{routed.version})"
         clock.step("proxy ready", _baseline_note(result.previous, previous_routing))
         if result.previous is not None and _serves_already(
             slots, result.previous, previous_routing, image_tag, str(version)
@@ -447,7 +457,12 @@ def _deploy(
     if old is None:
         applied = proxy.apply(slots.client, settings, Routing(settings.model_name, (_at(candidate, 100),)))
         clock.step("routed 100%", _applied_note(applied))
-        result.reason = "first rollout: candidate ready and smoke-tested, routed 100%"
+        result.reason = (
+            f"nothing served ({result.dead_route} was routed, its container not running): candidate ready and "
+            "smoke-tested, routed 100%"
+            if result.dead_route
+            else "first rollout: candidate ready and smoke-tested, routed 100%"
+        )
     elif strategy == "blue-green":
         applied = proxy.apply(slots.client, settings, Routing(settings.model_name, (_at(candidate, 100),)))
         clock.step("switched 100%", _applied_note(applied))
