@@ -340,10 +340,7 @@ def _rollout(
             interrupted = failure
         finally:
             result.seconds = time.monotonic() - clock.origin
-        _settle_champion(settings, result, actor)
-        result.record_path = _record_path(settings, result)
-        _emit(emit, result)
-        result.record_path.write_text(result.markdown())
+        _settle_and_record(settings, result, emit, actor)
         if interrupted is not None:
             raise interrupted
     return result
@@ -370,11 +367,16 @@ def _unchanged(
     )
     clock.step("nothing to roll out", f"v{result.version} on {result.slot} (100%), ready, same image")
     result.seconds = time.monotonic() - clock.origin
+    _settle_and_record(settings, result, emit, actor)
+    return result
+
+
+def _settle_and_record(settings: Settings, result: RolloutResult, emit: Emit | None, actor: str) -> None:
+    """However a rollout ended: the alias settled, the event out, the decision record written."""
     _settle_champion(settings, result, actor)
     result.record_path = _record_path(settings, result)
     _emit(emit, result)
     result.record_path.write_text(result.markdown())
-    return result
 
 
 def check_admissible(settings: Settings, version: str, reason: str | None) -> str | None:

@@ -179,17 +179,10 @@ class Slots:
                         f"slot {slot} ({container.name}) exited with code {code} before it was ready:\n"
                         f"{logs_tail(container)}",
                     )
-                try:
-                    answer = http.get(self.url(slot) + "/ready")
-                    if answer.status_code == 200:
-                        served = str(answer.json().get("model_version"))
-                        if served == str(version):
-                            return time.monotonic() - started
-                        last = f"ready, but serving version {served} instead of {version}"
-                    else:
-                        last = f"{answer.status_code}: {answer.json().get('reason', answer.text)}"
-                except (httpx.HTTPError, ValueError) as error:
-                    last = f"no answer ({type(error).__name__})"
+                not_ready = self._not_ready(http, slot, version)
+                if not_ready is None:
+                    return time.monotonic() - started
+                last = not_ready
                 if time.monotonic() - started > timeout:
                     raise SlotFailed(
                         "not_ready",
@@ -197,6 +190,17 @@ class Slots:
                         f"{logs_tail(container)}",
                     )
                 time.sleep(POLL_SECONDS)
+
+    def _not_ready(self, http: httpx.Client, slot: SlotName, version: str) -> str | None:
+        """What the slot's ``/ready`` says against serving ``version`` now; None when it answers 200 for it."""
+        try:
+            answer = http.get(self.url(slot) + "/ready")
+            if answer.status_code != 200:
+                return f"{answer.status_code}: {answer.json().get('reason', answer.text)}"
+            served = str(answer.json().get("model_version"))
+        except (httpx.HTTPError, ValueError) as error:
+            return f"no answer ({type(error).__name__})"
+        return None if served == str(version) else f"ready, but serving version {served} instead of {version}"
 
     def smoke_test(self, slot: SlotName, selfcheck: Mapping[str, Any]) -> SmokeResult:
         """POST the registry's self-check sample to the slot; its outputs must match the recorded ones.
@@ -265,11 +269,8 @@ class Slots:
             return False
         if container.attrs.get("Image") != wanted:
             return False
-        try:
-            answer = httpx.get(self.url(slot) + "/ready", timeout=2)
-            return answer.status_code == 200 and str(answer.json().get("model_version")) == str(version)
-        except (httpx.HTTPError, ValueError):
-            return False
+        with httpx.Client(timeout=2) as http:
+            return self._not_ready(http, slot, version) is None
 
 
 def registry_selfcheck(settings: Settings, version: str) -> dict[str, Any]:

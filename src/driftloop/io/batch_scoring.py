@@ -462,7 +462,7 @@ def _run_tasks(
         try:
             result = future.result()
         except pd.errors.ParserError as error:
-            raise _unreadable_csv_line(error, numbers.get(future.key, 0), out) from None
+            raise _unreadable_csv_line(error, numbers[future.key], out) from None
         except UnicodeDecodeError as error:  # past the first rows, which open_scoring_input read
             if source.csv_path is None:
                 raise
