@@ -189,7 +189,8 @@ def main() -> None:  # noqa: C901 (one linear script)
             versions_seen = ", ".join(f"v{k} {v}" for k, v in sorted(stats.ok.items()))
             print(f"  {kind:<12} served {served:>7,}  failed {failed:>3} ({detail})  [{versions_seen}]")
     finally:
-        for container in client.containers.list(all=True, filters={"label": f"driftloop.bench_run={run_id}"}):
+        bench_labels = {"label": f"driftloop.bench_run={run_id}"}
+        for container in client.containers.list(all=True, ignore_removed=True, filters=bench_labels):
             with contextlib.suppress(DockerException):
                 container.remove(force=True)
         for tag in images.values():

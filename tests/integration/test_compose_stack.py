@@ -9,6 +9,7 @@ Needs a Docker engine, a local python:3.11-slim and docker-compose: skipped with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -98,7 +99,8 @@ class Stack:
         return "driftloop-reader", self.env["MLFLOW_READER_PASSWORD"]
 
     def containers(self) -> list[docker.models.containers.Container]:
-        return self.client.containers.list(all=True, filters={"label": f"com.docker.compose.project={self.project}"})
+        filters = {"label": f"com.docker.compose.project={self.project}"}
+        return self.client.containers.list(all=True, ignore_removed=True, filters=filters)
 
     def container(self, service: str) -> docker.models.containers.Container:
         (found,) = [c for c in self.containers() if c.labels.get("com.docker.compose.service") == service]
@@ -119,16 +121,20 @@ class Stack:
 
     def model_containers(self) -> list[docker.models.containers.Container]:
         model = self.env["DRIFTLOOP_MODEL_NAME"]
-        return self.client.containers.list(all=True, filters={"label": f"driftloop.model.name={model}"})
+        filters = {"label": f"driftloop.model.name={model}"}
+        return self.client.containers.list(all=True, ignore_removed=True, filters=filters)
 
     def flow_containers(self) -> list[docker.models.containers.Container]:
         """Containers the Docker worker started for this stack's flow runs (they all mount its home volume)."""
-        return self.client.containers.list(all=True, filters={"volume": self.env["DRIFTLOOP_HOME_VOLUME"]})
+        # A flow run's container may be removed between Docker's listing and its inspection.
+        filters = {"volume": self.env["DRIFTLOOP_HOME_VOLUME"]}
+        return self.client.containers.list(all=True, ignore_removed=True, filters=filters)
 
     def down(self) -> None:
         for container in [*self.model_containers(), *self.flow_containers()]:
             if not container.labels.get("com.docker.compose.project"):
-                container.remove(force=True)
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
         self.compose("down", "-v", "--remove-orphans", "-t", "10", check=False, timeout=300)
 
 

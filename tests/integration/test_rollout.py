@@ -199,7 +199,7 @@ def running_slot_containers(stage: Stage) -> list[str]:
     filters = {
         "label": [f"driftloop.test_run={stage.slots.labels['driftloop.test_run']}", "driftloop.role=serving-slot"]
     }
-    return sorted(c.name for c in stage.slots.client.containers.list(filters=filters))
+    return sorted(c.name for c in stage.slots.client.containers.list(filters=filters, ignore_removed=True))
 
 
 # ------------------------------------------------------------------------------------------------- tests

@@ -53,7 +53,7 @@ def shipping(
         yield dl
     finally:
         names = [f"{model}-proxy", f"driftloop-{model}-blue", f"driftloop-{model}-green"]
-        for container in docker_engine.containers.list(all=True, filters={"name": model}):
+        for container in docker_engine.containers.list(all=True, ignore_removed=True, filters={"name": model}):
             if container.name in names:
                 container.remove(force=True)
         for image in docker_engine.images.list(name=f"driftloop/{model}-serving"):

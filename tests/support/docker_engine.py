@@ -85,7 +85,7 @@ def remove_test_containers(client: docker.DockerClient, run_id: str) -> list[str
     """
     filters = {"label": [f"{MANAGED_LABEL}=true", f"{TEST_RUN_LABEL}={run_id}"]}
     removed = []
-    for container in client.containers.list(all=True, filters=filters):
+    for container in client.containers.list(all=True, ignore_removed=True, filters=filters):
         try:
             container.remove(force=True)
         except NotFound:
