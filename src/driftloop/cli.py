@@ -746,13 +746,13 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = F
     from driftloop.core.evaluation import HIGHER_IS_BETTER
 
     # A refusal says so first: "there is no champion yet" alone read as the reason for a first version's refusal.
-    refused = " (refused by the gate, below)" if outcome.verdict == "refuse" else ""
+    refused = ": refused by the gate (see its line below);" if outcome.verdict == "refuse" else ":"
     headline = (
         f"[bold green]promoted to champion[/] (was {_v(outcome.champion_version)})"
         if outcome.promoted
-        else f"[bold yellow]not promoted[/]{refused}: champion stays {_v(outcome.champion_version)}"
+        else f"[bold yellow]not promoted[/]{refused} champion stays {_v(outcome.champion_version)}"
         if outcome.champion_version
-        else f"[bold yellow]not promoted[/]{refused}: there is no champion yet"
+        else f"[bold yellow]not promoted[/]{refused} there is no champion yet"
     )
     out.rule(f"model {outcome.model_name} v{outcome.version}")
     out.print(f"{outcome.model_name} v{outcome.version}: {headline}")

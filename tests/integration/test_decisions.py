@@ -202,7 +202,7 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
             "--param", "max_iter=80", "--param", "learning_rate=0.08", "--floor", "accuracy=0.65",
             "--floor", "roc_auc=0.6",
         ).stdout  # fmt: skip
-        assert "churn v3: not promoted (refused by the gate, below): champion stays v2" in again, again
+        assert "churn v3: not promoted: refused by the gate (see its line below); champion stays v2" in again, again
         assert "significantly worse than champion v2 on rows only the champion had" in again, again
         assert str(registry.champion().version) == "2"
 

@@ -296,6 +296,7 @@ def test_rolling_out_the_version_already_serving_changes_nothing_unless_its_imag
     assert again.ok, again.markdown()
     assert (again.outcome, again.slot) == ("unchanged", "blue")
     assert again.reason.startswith("v1 serves all traffic already, from slot blue running this image"), again.reason
+    assert f"id {serving.attrs['Image'][:19]})" in again.reason  # as `driftloop build-image` prints it
     assert [s.name for s in steps] == ["proxy ready", "nothing to roll out"]
     assert running_slot_containers(stage) == [stage.slots.container_name("blue")]
     assert stage.slots.find("blue").id == serving.id  # the very container, not a new one

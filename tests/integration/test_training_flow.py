@@ -170,7 +170,7 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
 
     # A policy this model cannot meet → registered, refused, the champion stays.
     third = driftloop.run("train", "--floor", "roc_auc=0.99", "--floor", "f1=0.3", "--floor", "accuracy=none")
-    assert "churn v3: not promoted (refused by the gate, below): champion stays v2" in third.stdout
+    assert "churn v3: not promoted: refused by the gate (see its line below); champion stays v2" in third.stdout
     registry = ModelRegistry("churn", driftloop.tracking_uri)
     assert registry.get_version("3").tags[lineage.GATE] == "refuse"
     assert json.loads(registry.get_version("3").tags[lineage.GATE_POLICY])["floors"] == {"roc_auc": 0.99, "f1": 0.3}

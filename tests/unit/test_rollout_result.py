@@ -22,13 +22,15 @@ def test_a_rollback_is_one_error_line_and_the_candidate_s_log_stays_in_the_recor
     result = _result("rolled_back", f"candidate crashed: slot green stopped during the 10% bake:\n{logs}")
     message = str(RolloutRolledBack(result))
     assert message == (
-        "rollout of v2 rolled back: candidate crashed: slot green stopped during the 10% bake: "
+        "rollout of v2 rolled back: candidate crashed: slot green stopped during the 10% bake "
         "(record: /home/rollouts/20261206T000000-churn-v2-rolled_back.md)"
     )
     assert "\n" not in message
     record = result.markdown()
     assert "# Rollout of churn v2: ROLLED BACK" in record
     assert "Started server process [1]" in record
+    one_line = _result("rolled_back", "smoke test: outputs differ: label 'yes' vs 'no'")
+    assert one_line.summary == "smoke test: outputs differ: label 'yes' vs 'no'"
 
 
 def test_a_rollout_with_nothing_to_do_says_so_and_is_no_failure() -> None:

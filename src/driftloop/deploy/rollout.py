@@ -96,8 +96,9 @@ class RolloutResult:
 
     @property
     def summary(self) -> str:
-        """The reason's first line (the rest, if any, is the candidate's log tail)."""
-        return self.reason.split("\n", 1)[0]
+        """The reason's first line, without the colon that introduced the candidate's log tail if one follows."""
+        first, _, tail = self.reason.partition("\n")
+        return first.rstrip().removesuffix(":") if tail else first
 
     def markdown(self) -> str:
         title = _TITLES[self.outcome]
@@ -315,10 +316,9 @@ def _rollout(
         if result.previous is None and routed is not None:
             result.dead_route = f"slot {routed.slot} (v{routed.version})"
         clock.step("proxy ready", _baseline_note(result.previous, previous_routing))
-        if result.previous is not None and _serves_already(
-            slots, result.previous, previous_routing, image_tag, str(version)
-        ):
-            return _unchanged(settings, result, result.previous, clock, emit, actor)
+        serving_image = _serving_image(slots, result.previous, previous_routing, image_tag, str(version))
+        if result.previous is not None and serving_image is not None:
+            return _unchanged(settings, result, result.previous, serving_image, clock, emit, actor)
         selfcheck = registry_selfcheck(settings, str(version))
         clock.step("self-check sample", f"{len(selfcheck.get('records', []))} rows from the registry")
         slot = other_slot(result.previous.slot) if result.previous else idle_slot(previous_routing)
@@ -346,24 +346,32 @@ def _rollout(
     return result
 
 
-def _serves_already(slots: Slots, serving: SlotRoute, routing: Routing | None, image_tag: str, version: str) -> bool:
-    """The version takes all the traffic already, from a ready container of this very image: nothing to roll out."""
-    return (
-        routing is not None
-        and [route.slot for route in routing.live()] == [serving.slot]
-        and serving.version == version
-        and slots.serves_already(serving.slot, image_tag, version)
-    )
+def _serving_image(
+    slots: Slots, serving: SlotRoute | None, routing: Routing | None, image_tag: str, version: str
+) -> str | None:
+    """The image's id if the version takes all the traffic already, from a ready container of it: nothing to do."""
+    if serving is None or routing is None or serving.version != version:
+        return None
+    if [route.slot for route in routing.live()] != [serving.slot]:
+        return None
+    return slots.serving_image_id(serving.slot, image_tag, version)
 
 
 def _unchanged(
-    settings: Settings, result: RolloutResult, serving: SlotRoute, clock: _Clock, emit: Emit | None, actor: str
+    settings: Settings,
+    result: RolloutResult,
+    serving: SlotRoute,
+    image_id: str,
+    clock: _Clock,
+    emit: Emit | None,
+    actor: str,
 ) -> RolloutResult:
     """Record that nothing was rolled out; the alias follows the version serving, as after a rollout."""
     result.outcome, result.slot = "unchanged", serving.slot
+    # The id (as `driftloop build-image` prints it) shows a user who built again that the contents were the same.
     result.reason = (
         f"v{result.version} serves all traffic already, from slot {result.slot} running this image "
-        f"({result.image}) and ready: no candidate started, routing untouched"
+        f"({result.image}, id {image_id[:19]}) and ready: no candidate started, routing untouched"
     )
     clock.step("nothing to roll out", f"v{result.version} on {result.slot} (100%), ready, same image")
     result.seconds = time.monotonic() - clock.origin

@@ -255,22 +255,23 @@ class Slots:
         container = self.find(slot)
         return container is not None and container.status == "running"
 
-    def serves_already(self, slot: SlotName, image: str, version: str) -> bool:
-        """Whether the slot's container runs the image ``image`` names now (by its id) and is ready for ``version``.
+    def serving_image_id(self, slot: SlotName, image: str, version: str) -> str | None:
+        """The id of the image ``image`` names now, if the slot's container runs it and is ready for ``version``.
 
-        An image built again under the same tag is another image: its container would be replaced.
+        An image built again under the same tag with other contents is another image: its container would be
+        replaced. Built again from the same contents, it keeps its id (Docker's build cache).
         """
         container = self.find(slot)
         if container is None or container.status != "running":
-            return False
+            return None
         try:
             wanted = self.client.images.get(image).id
         except DockerException:
-            return False
-        if container.attrs.get("Image") != wanted:
-            return False
+            return None
+        if wanted is None or container.attrs.get("Image") != wanted:
+            return None
         with httpx.Client(timeout=2) as http:
-            return self._not_ready(http, slot, version) is None
+            return wanted if self._not_ready(http, slot, version) is None else None
 
 
 def registry_selfcheck(settings: Settings, version: str) -> dict[str, Any]:

@@ -595,8 +595,11 @@ def parse_feedback(body: Any, task: Task | None, max_items: int) -> list[Feedbac
         others = ", ".join(repr(key) for key in body if key != "items")
         raise InputError(400, "wrong_shape", f"unknown key(s) {others}: the body holds 'items' alone")
     entries = body.get("items") if isinstance(body, dict) and "items" in body else [body]
-    if not isinstance(entries, list) or not entries:
-        raise InputError(422, "wrong_shape", 'expected {"request_id", "label"} or {"items": [...]} with items')
+    if not isinstance(entries, list):
+        raise InputError(400, "wrong_shape", f'expected {{"request_id", "label"}} or {{"items": [...]}}, got items of '
+                         f"{json_type(entries)}")  # fmt: skip
+    if not entries:
+        raise InputError(422, "empty_batch", "no feedback items; send at least one")
     if len(entries) > max_items:
         raise InputError(
             413, "too_many_items", f"{len(entries)} feedback items in one request; the limit is {max_items}"
@@ -604,13 +607,14 @@ def parse_feedback(body: Any, task: Task | None, max_items: int) -> list[Feedbac
     items = []
     for index, entry in enumerate(entries):
         where = f"item {index}: " if len(entries) > 1 else ""
+        # The keys are the envelope, as /predict's "features" (400); what they hold is checked below (422).
         if not isinstance(entry, dict):
-            raise InputError(422, "wrong_shape", f"{where}expected an object with request_id and label")
+            raise InputError(400, "wrong_shape", f"{where}expected an object with request_id and label")
         if unknown := [key for key in entry if key not in _FEEDBACK_KEYS]:  # a typo ("lable") must not pass quietly
             named = ", ".join(repr(key) for key in unknown)
             raise InputError(400, "wrong_shape", f"{where}unknown key(s) {named}: a label has request_id, label, row")
         if missing := [key for key in ("request_id", "label") if key not in entry]:
-            raise InputError(422, "wrong_shape", f"{where}missing key(s) {', '.join(map(repr, missing))}")
+            raise InputError(400, "wrong_shape", f"{where}missing key(s) {', '.join(map(repr, missing))}")
         request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
             raise InputError(422, "wrong_type", f"{where}request_id must be a non-empty string (≤ 128 characters)")

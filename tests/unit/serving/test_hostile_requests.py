@@ -173,18 +173,27 @@ def test_feedback_with_a_key_it_does_not_read_is_refused_and_nothing_is_stored(
         ({"request_id": "r"}, "missing key(s) 'label'"),
         ({"label": "No"}, "missing key(s) 'request_id'"),
         ({"items": [{"request_id": "r", "label": "No"}, {"row": 1}]}, "item 1: missing key(s) 'request_id', 'label'"),
+        ({"items": [{"request_id": "r", "label": "No"}, "r"]}, "item 1: expected an object with request_id and label"),
+        ({"items": "r"}, 'expected {"request_id", "label"} or {"items": [...]}, got items of a string'),
     ],
 )
 def test_feedback_without_a_key_it_needs_names_it_and_stores_nothing(
     client: TestClient, body: dict[str, object], detail: str
 ) -> None:
-    """Trial 10: a body without its label answered that the label was null."""
+    """Trial 10: a body without its label answered that the label was null. A missing key is a 400, as /predict
+    without "features" and /feedback with a key it does not read (it was a 422)."""
     answer = client.post("/feedback", json=body)
-    assert answer.status_code == 422, answer.text
+    assert answer.status_code == 400, answer.text
     assert answer.json()["detail"] == detail
     assert client.post("/feedback", json={"request_id": "r", "label": "No"}).json() == {
         "accepted": 1, "already_labelled": 0,
     }  # fmt: skip
+
+
+def test_no_feedback_items_is_a_422_that_says_so(client: TestClient) -> None:
+    answer = client.post("/feedback", json={"items": []})
+    assert (answer.status_code, answer.json()["reason"]) == (422, "empty_batch"), answer.text
+    assert answer.json()["detail"] == "no feedback items; send at least one"
 
 
 def test_too_many_feedback_items_is_a_413(client: TestClient, settings: Settings) -> None:
