@@ -36,9 +36,11 @@ def _outcome(promoted: bool, champion: str | None, passed: bool | None = None) -
     [
         # Trial 12: a first version refused for its parity said "not promoted: there is no champion yet" alone.
         (
-            False, False, None,
+            False,
+            False,
+            None,
             "shop v1: not promoted: refused by the gate (see its line below); there is no champion yet",
-        ),  # fmt: skip
+        ),
         (False, False, "3", "shop v4: not promoted: refused by the gate (see its line below); champion stays v3"),
         (False, True, "3", "shop v4: not promoted: champion stays v3"),  # passed, kept out by a pin
         (True, True, None, "shop v1: promoted to champion (was none)"),
