@@ -127,6 +127,21 @@ def default_sources(settings: Settings) -> list[ModelSource]:
     return [RegistryModelSource(name, settings.tracking_uri, cache / name) for name in settings.served_model_names]
 
 
+_SHOWN_BYTES = 40
+
+
+def _not_json(body: bytes, error: orjson.JSONDecodeError) -> str:
+    """The parser's complaint; a body that is no JSON from its first character says so, and how it begins.
+
+    For ``not json`` orjson says "invalid literal, expected 'null'", true only of a body starting with an n.
+    """
+    if error.pos != len(body) - len(body.lstrip()):
+        return str(error)
+    start = body.lstrip()[:_SHOWN_BYTES].decode("utf-8", errors="replace")
+    more = "…" if len(body.lstrip()) > _SHOWN_BYTES else ""
+    return f"the body is not a JSON document: it begins {start!r}{more}"
+
+
 class Server:
     """The state one app instance owns: the models it serves, metrics, the prediction logger.
 
@@ -223,7 +238,7 @@ class Server:
                         raise InputError(400, "malformed_json", "malformed JSON: a string holds a lone surrogate")
                     return document
             found = not_utf8(body)  # orjson says only "not valid UTF-8 … (char 0)", wherever the byte is
-            problem = f"the body is not UTF-8: {found.describe()}" if found else error
+            problem = f"the body is not UTF-8: {found.describe()}" if found else _not_json(body, error)
             raise InputError(400, "malformed_json", f"malformed JSON: {problem}") from None
 
     @staticmethod

@@ -267,6 +267,18 @@ def test_malformed_json_is_a_400_in_each_protocols_shape(client: TestClient) -> 
     assert empty.json() == {"detail": "empty request body; expected a JSON document", "reason": "malformed_json"}
 
 
+def test_a_body_that_is_no_json_at_all_says_how_it_begins(client: TestClient) -> None:
+    """Trial 21: `not json` answered orjson's "invalid literal, expected 'null'", true only of its first letter."""
+    text = client.post("/predict", content=b"  not json", headers={"content-type": "application/json"})
+    assert (text.status_code, text.json()["reason"]) == (400, "malformed_json")
+    assert text.json()["detail"] == "malformed JSON: the body is not a JSON document: it begins 'not json'"
+    long = client.post("/predict", content=b"x" * 100, headers={"content-type": "application/json"})
+    assert long.json()["detail"].endswith(f"it begins '{'x' * 40}'…")
+    # Broken further in, the parser's own words say where.
+    cut = client.post("/predict", content=b'{"features": [1, 2', headers={"content-type": "application/json"})
+    assert cut.json()["detail"] == "malformed JSON: unexpected end of data: line 1 column 19 (char 18)"
+
+
 def test_a_form_body_is_a_400_that_says_it_came_as_a_form(client: TestClient, served_model: TrainedModel) -> None:
     form = client.post("/predict", data={"tenure": "3"})  # what `curl -d tenure=3` sends
     assert form.status_code == 400
