@@ -7,6 +7,8 @@ cannot be built, or whose rollout is rolled back, does not keep it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,7 @@ from prefect.runtime import flow_run
 
 from driftloop.errors import RegistryError, RolloutRolledBack
 from driftloop.settings import RolloutStrategy, Settings, get_settings
-from tasks.deploy import admit_version, build_image, restore_champion, roll_out
+from tasks.deploy import admit_version, build_image, check_proxy, restore_champion, roll_out
 from tasks.registry import find_champion
 
 if TYPE_CHECKING:
@@ -72,19 +74,27 @@ def ship_model(
     run = f"prefect flow run {flow_run.flow_name}/{flow_run.name} ({flow_run.id})"
     actor = f"{requested_by} ({run})" if requested_by else run
     admit_version(settings, version, reason)  # nothing built, nothing moved for a version refused here
-    try:
+    # Each failure below leaves the version without traffic: the champion alias does not stay on it.
+    with _alias_given_back(settings, version, actor, f"v{version} could not be rolled out"):
+        check_proxy(settings)  # before the build, which a proxy that cannot start would waste
+    with _alias_given_back(settings, version, actor, f"no serving image for v{version}"):
         image = build_image(settings, version, reuse=not rebuild)
-    except Exception as error:
-        restore_champion(settings, version, f"no serving image for v{version}: {error}", actor)
-        raise
-    try:
+    # Refused before any traffic moved: no engine, no proxy, registry unreachable.
+    with _alias_given_back(settings, version, actor, f"v{version} could not be rolled out"):
         result = roll_out(settings, version, image.image.tag, strategy, actor, reason)
-    except Exception as error:  # refused before any traffic moved: no engine, no proxy, registry unreachable
-        restore_champion(settings, version, f"v{version} could not be rolled out: {error}", actor)
-        raise
     if not result.ok:
         raise RolloutRolledBack(result)
     return ShipOutcome(image, result)
+
+
+@contextmanager
+def _alias_given_back(settings: Settings, version: str, actor: str, why: str) -> Iterator[None]:
+    """On a failure inside, the champion alias leaves ``version`` if it holds it (``restore_champion``), then raise."""
+    try:
+        yield
+    except Exception as error:
+        restore_champion(settings, version, f"{why}: {error}", actor)
+        raise
 
 
 def _settings(

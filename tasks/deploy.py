@@ -5,6 +5,7 @@ Or all of that handed to the ship deployment's own flow run (``ship_by_deploymen
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import TYPE_CHECKING, Any, cast
 
 from prefect import get_run_logger, task
@@ -12,7 +13,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
+from driftloop.deploy.engine import docker_client
 from driftloop.deploy.image_build import VersionImage, build_image_for_version, image_for_version
+from driftloop.deploy.proxy import require_proxy_image
 from driftloop.deploy.rollout import RolloutResult, Strategy, check_admissible, rollout
 from driftloop.errors import RegistryError
 from driftloop.events import ROLLOUT_ROLLED_BACK
@@ -100,6 +103,13 @@ def roll_out(
 def admit_version(settings: Settings, version: str, reason: str | None) -> None:
     """Refuse, before any image is built, a version that may not get traffic (``deploy.rollout.check_admissible``)."""
     check_admissible(settings, version, reason)
+
+
+@task(name="check-proxy", cache_policy=NO_CACHE, timeout_seconds=120)
+def check_proxy(settings: Settings) -> None:
+    """Refuse, before an image is built, a rollout whose nginx proxy could not start (``proxy.require_proxy_image``)."""
+    with closing(docker_client()) as client:
+        require_proxy_image(client, settings)
 
 
 @task(name="restore-champion", cache_policy=NO_CACHE, timeout_seconds=300)

@@ -182,6 +182,17 @@ def _require_docker_engine() -> None:
     docker_client(timeout=30).close()
 
 
+def _require_proxy_image(settings: Settings) -> None:
+    """A rollout's nginx proxy must be able to start before a flow builds an image for it (trial 22)."""
+    from contextlib import closing
+
+    from driftloop.deploy.engine import docker_client
+    from driftloop.deploy.proxy import require_proxy_image
+
+    with closing(docker_client(timeout=30)) as client:
+        require_proxy_image(client, settings)
+
+
 def _require_mlflow_answers(settings: Settings) -> None:
     """A remote MLflow server must answer before anything reads it: its client retries for many minutes."""
     from driftloop.io.services import is_healthy
@@ -1071,7 +1082,7 @@ def rollout(
         from driftloop.deploy.rollout import check_admissible
 
         check_admissible(settings, version, reason)  # its ONNX parity, and its gate's verdict unless a reason
-    _require_docker_engine()
+    _require_proxy_image(settings)  # and a Docker engine that answers
     from driftloop.errors import RolloutRolledBack
     from driftloop.io.provenance import local_actor
 

@@ -126,7 +126,7 @@ def test_without_a_docker_engine_the_alias_goes_back_and_nothing_is_lost(shippin
     assert str(registry.champion().version) == "1"
     last = registry.history()[-1]
     assert (last.action, last.from_version, last.to_version) == ("rollback", "2", "1")
-    assert "no serving image for v2" in last.reason
+    assert last.reason.startswith("v2 could not be rolled out: no Docker engine answers at "), last.reason
     assert predicted_version(dl) == "1"  # v1 never stopped serving
 
     status = dl.run("status", check=False)
@@ -134,7 +134,10 @@ def test_without_a_docker_engine_the_alias_goes_back_and_nothing_is_lost(shippin
     assert "no Docker engine" in status.stderr
 
 
-def test_a_missing_proxy_image_is_never_pulled_and_the_alias_goes_back(shipping: Driftloop) -> None:
+def test_a_missing_proxy_image_is_never_pulled_and_the_alias_goes_back(
+    shipping: Driftloop,
+    docker_engine: docker.DockerClient,  # noqa: F811
+) -> None:
     dl = shipping
     model = dl.env["DRIFTLOOP_MODEL_NAME"]
     dl.run("train")  # v1 ships behind the real proxy
@@ -154,6 +157,19 @@ def test_a_missing_proxy_image_is_never_pulled_and_the_alias_goes_back(shipping:
     last = registry.history()[-1]
     assert (last.action, last.from_version, last.to_version) == ("rollback", "2", "1")
     assert "could not be rolled out" in last.reason
+    # Checked before the build (trial 22: the image was built, then the proxy refused): v2 got no image.
+    assert lineage.IMAGE_ID not in registry.get_version("2").tags
+    assert docker_engine.images.list(name=f"driftloop/{model}-serving") == [
+        docker_engine.images.get(registry.get_version("1").tags[lineage.IMAGE_ID])
+    ]
+    # By hand: one line, before any flow run starts, and nothing moves.
+    by_hand = dl.run("rollout", "2", "--reason", "test: the proxy check comes first", check=False)
+    assert by_hand.returncode == 1
+    assert by_hand.stderr.startswith(f"error: proxy image 'driftloop/{model}-no-such-nginx:1' is not in the local "
+                                     "engine and is never pulled: build the substitute"), by_hand.stderr  # fmt: skip
+    assert len(by_hand.stderr.strip().splitlines()) == 1, by_hand.stderr
+    assert lineage.IMAGE_ID not in registry.get_version("2").tags
+    assert registry.history()[-1] == last
 
 
 def test_a_ship_deployment_that_cannot_run_gives_the_alias_back(shipping: Driftloop) -> None:

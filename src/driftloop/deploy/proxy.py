@@ -171,6 +171,28 @@ def find_proxy(client: docker.DockerClient, settings: Settings) -> Container | N
         return None
 
 
+def require_proxy_image(client: docker.DockerClient, settings: Settings) -> None:
+    """Refuse, before anything is built, a rollout whose proxy could not start: no container and no local image.
+
+    Raises:
+        DeployError: The proxy container does not exist and ``settings.proxy_image`` is not in the local engine.
+    """
+    if find_proxy(client, settings) is not None:
+        return
+    try:
+        client.images.get(settings.proxy_image)
+    except ImageNotFound:
+        raise DeployError(_missing_proxy_image(settings)) from None
+
+
+def _missing_proxy_image(settings: Settings) -> str:
+    return (
+        f"proxy image {settings.proxy_image!r} is not in the local engine and is never pulled: build the "
+        "substitute (docker build --network host -t driftloop/nginx:local deployments/substitutes/nginx) and "
+        "set DRIFTLOOP_PROXY_IMAGE=driftloop/nginx:local, or `docker pull` the image where a registry is reachable"
+    )
+
+
 def ensure_proxy(client: docker.DockerClient, settings: Settings, labels: Mapping[str, str] | None = None) -> Container:
     """The running proxy container: started from ``settings.proxy_image`` (never pulled) if it is not running.
 
@@ -202,11 +224,7 @@ def ensure_proxy(client: docker.DockerClient, settings: Settings, labels: Mappin
             )
             container.start()
     except ImageNotFound:
-        raise DeployError(
-            f"proxy image {settings.proxy_image!r} is not in the local engine and is never pulled: build the "
-            "substitute (docker build --network host -t driftloop/nginx:local deployments/substitutes/nginx) and "
-            "set DRIFTLOOP_PROXY_IMAGE=driftloop/nginx:local, or `docker pull` the image where a registry is reachable"
-        ) from None
+        raise DeployError(_missing_proxy_image(settings)) from None
     except APIError as error:
         raise DeployError(f"cannot start the proxy {settings.proxy_container}: {error.explanation or error}") from None
     _wait_for_proxy(container, settings)
