@@ -1238,6 +1238,27 @@ def _down(settings: Settings) -> None:
     for spec in specs:
         stopped = services.stop(spec)
         out.print(f"  {spec.name:<15} {'stopped' if stopped else 'was not running'}")
+    if containers := _routed_containers(settings):
+        out.print(f"  {'docker':<15} left running, as they carry the traffic: {' '.join(containers)} "
+                  "(docker rm -f NAME… removes them)", highlight=False)  # fmt: skip
+
+
+def _routed_containers(settings: Settings) -> list[str]:
+    """The Docker mode's proxy and the slots it routes to, from this home's routing files.
+
+    Empty when no rollout was made from here, or the files cannot be read. Trial 22: `down` left them running
+    without a word.
+    """
+    from driftloop.deploy.proxy import read_routings
+    from driftloop.deploy.slots import slot_container_name
+    from driftloop.errors import DeployError
+
+    try:
+        routings = read_routings(settings)
+    except (DeployError, OSError):
+        return []
+    slots = [slot_container_name(model, route.slot) for model, routing in routings.items() for route in routing.live()]
+    return [settings.proxy_container, *slots] if slots else []
 
 
 @app.command()

@@ -686,3 +686,29 @@ def test_an_unexpected_errors_line_asks_for_debug_only_when_the_traceback_is_not
     assert _describe_unexpected(error) == "RuntimeError: the worker failed (run with --debug for the traceback)"
     # --debug printed the traceback just above: the line asked for it again (trial 20).
     assert _describe_unexpected(error, traceback_shown=True) == "RuntimeError: the worker failed"
+
+
+def test_down_names_the_docker_containers_it_leaves_serving_and_says_nothing_without_them(home: Path) -> None:
+    """Trial 22: after a rollout, `driftloop down` said "stopped" four times while nginx and a slot served on."""
+    from driftloop.deploy.proxy import routing_path
+    from driftloop.deploy.routing import Routing, SlotRoute
+    from driftloop.settings import Settings
+
+    home.mkdir()
+    quiet = driftloop(home, "down")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "docker" not in quiet.stdout
+    settings = Settings(home=home)
+    routings = {
+        "churn": Routing("churn", (SlotRoute("blue", "127.0.0.1:8101"), SlotRoute("green", "127.0.0.1:8102", 100, "2"))),
+        "loans": Routing("loans", (SlotRoute("blue", "127.0.0.1:8103", 90, "1"), SlotRoute("green", "x:1", 10, "2"))),
+    }
+    for model, routing in routings.items():
+        routing_path(settings, model).parent.mkdir(parents=True, exist_ok=True)
+        routing_path(settings, model).write_text(routing.to_json())
+    told = driftloop(home, "down")
+    assert told.returncode == 0, told.stderr
+    assert told.stdout.splitlines()[-1] == (
+        "  docker          left running, as they carry the traffic: driftloop-proxy driftloop-churn-green "
+        "driftloop-loans-blue driftloop-loans-green (docker rm -f NAME… removes them)"
+    )

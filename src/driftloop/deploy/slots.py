@@ -61,6 +61,13 @@ HARDENING: dict[str, Any] = {
 }
 
 
+DEFAULT_NAME_PREFIX = "driftloop"
+
+
+def slot_container_name(model_name: str, slot: SlotName, prefix: str = DEFAULT_NAME_PREFIX) -> str:
+    return f"{prefix}-{model_name}-{slot}"
+
+
 @dataclass
 class Slots:
     """The two slots of ``settings.model_name`` on one engine, on ``ports`` (default ``settings.slot_ports``).
@@ -70,7 +77,7 @@ class Slots:
 
     settings: Settings
     client: docker.DockerClient
-    name_prefix: str = "driftloop"
+    name_prefix: str = DEFAULT_NAME_PREFIX
     labels: Mapping[str, str] = field(default_factory=dict)
     ports: tuple[int, int] | None = None
 
@@ -84,7 +91,7 @@ class Slots:
         return f"http://{self.address(slot)}"
 
     def container_name(self, slot: SlotName) -> str:
-        return f"{self.name_prefix}-{self.settings.model_name}-{slot}"
+        return slot_container_name(self.settings.model_name, slot, self.name_prefix)
 
     def find(self, slot: SlotName) -> Container | None:
         try:
