@@ -700,8 +700,8 @@ def test_down_names_the_docker_containers_it_leaves_serving_and_says_nothing_wit
     assert "docker" not in quiet.stdout
     settings = Settings(home=home)
     routings = {
-        "churn": Routing("churn", (SlotRoute("blue", "127.0.0.1:8101"), SlotRoute("green", "127.0.0.1:8102", 100, "2"))),
-        "loans": Routing("loans", (SlotRoute("blue", "127.0.0.1:8103", 90, "1"), SlotRoute("green", "x:1", 10, "2"))),
+        "churn": Routing("churn", (SlotRoute("blue", "x:1"), SlotRoute("green", "x:2", 100, "2"))),
+        "loans": Routing("loans", (SlotRoute("blue", "x:3", 90, "1"), SlotRoute("green", "x:4", 10, "2"))),
     }
     for model, routing in routings.items():
         routing_path(settings, model).parent.mkdir(parents=True, exist_ok=True)
