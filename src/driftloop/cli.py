@@ -767,19 +767,22 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = F
     )
     out.rule(f"model {outcome.model_name} v{outcome.version}")
     out.print(f"{outcome.model_name} v{outcome.version}: {headline}")
+    rows = outcome.metrics.get("rows")
+    # The gate may compare other rows too (the champion's own, recent ones): its line below says which.
+    out.print(f"on this run's holdout ({rows:,.0f} rows)" if rows else "on this run's holdout", highlight=False)
     table = Table(box=None, show_header=True, header_style="bold")
-    for column in ("metric", "candidate", "champion", "delta"):
+    for column in ("metric", "candidate", "champion", "change"):
         table.add_column(column)
     for metric in (name for name in outcome.metrics if name in HIGHER_IS_BETTER):
         value = outcome.metrics[metric]
         base = (outcome.champion_metrics or {}).get(metric)
         table.add_row(
             metric, f"{value:.4f}", "—" if base is None else f"{base:.4f}",
-            "—" if base is None else f"{value - base:+.4f}",
+            "—" if base is None else _change(value - base, HIGHER_IS_BETTER[metric]),
         )  # fmt: skip
     out.print(table)
     out.print(f"gate     {outcome.verdict}: " + "; ".join(outcome.reasons), highlight=False)
-    out.print(f"rule     {outcome.rule}", highlight=False)
+    out.print(f"rule     to pass: {outcome.rule}", highlight=False)  # stated as a condition, met or not
     out.print(f"parity   {outcome.parity}", highlight=False)
     out.print(f"data     sha256 {outcome.data_hash}")
     if outcome.ignored_columns:
@@ -800,6 +803,13 @@ def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = F
         out.print(f"  ({names} {stay} up for the next commands; `driftloop down` stops {them})", highlight=False)
     flag = f" --model-name {outcome.model_name}" if named else ""
     out.print(f"  driftloop models{flag} | driftloop history{flag}", highlight=False)
+
+
+def _change(delta: float, higher_is_better: bool) -> str:
+    """A metric's change, and whether that is better for it (lower is better for a loss or an error)."""
+    if abs(delta) < 5e-5:  # the same to the 4 decimals shown
+        return f"{delta:+.4f} same"
+    return f"{delta:+.4f} " + ("better" if (delta > 0) == higher_is_better else "worse")
 
 
 def _v(version: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,25 @@ def test_the_headline_says_what_became_of_the_champion(
     lines = capsys.readouterr().out.splitlines()
     assert headline in lines
     assert not any("stays none" in line for line in lines)
+
+
+def test_the_table_says_on_which_rows_and_whether_each_change_is_better(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trial 22: a refused candidate's table showed accuracy +0.1333 and log_loss -0.1993 with nothing to say that
+    both were better, on rows the gate's own line did not quote."""
+    outcome = _outcome(False, "3")
+    metrics = {"roc_auc": 0.6998, "accuracy": 0.7, "log_loss": 0.5, "rmse": 2.0, "rows": 1984.0}
+    champion = {"roc_auc": 0.71, "accuracy": 0.7, "log_loss": 0.6, "rmse": 1.5}
+    _print_outcome(Settings(home=tmp_path), replace(outcome, metrics=metrics, champion_metrics=champion))
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert "on this run's holdout (1,984 rows)" in lines
+    changes = {line.split()[0]: line.split()[-2:] for line in lines if line.split()[:1] and line.split()[0] in champion}
+    assert changes == {
+        "roc_auc": ["-0.0102", "worse"], "accuracy": ["+0.0000", "same"], "log_loss": ["-0.1000", "better"],
+        "rmse": ["+0.5000", "worse"],
+    }  # fmt: skip
+    assert any(line.startswith("rule     to pass:") for line in lines)  # the rule, not a claim that it was met
 
 
 def test_models_shows_a_retrain_that_learnt_a_changed_truth_by_its_figures_on_that_truth() -> None:
