@@ -282,6 +282,7 @@ def _ensure_crash_automation(settings: Settings) -> None:
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+REFUSED_EXIT = 3  # `train --fail-if-refused`: the run worked, and its candidate was refused (1 is an error)
 ROLLBACK_GRACE_SECONDS = 60.0  # how long a rollout interrupted by a give-up has to roll back
 _GIVING_UP = threading.Event()  # set once the watcher gives up: it, not the main thread, ends the process
 
@@ -487,6 +488,13 @@ def train(
             help="Allowed drop of the primary metric (ROC AUC, one-vs-rest ROC AUC, R²) vs champion [default: 0.005]"
         ),
     ] = None,
+    fail_if_refused: Annotated[
+        bool,
+        typer.Option(
+            help=f"Exit with code {REFUSED_EXIT} when the gate refuses the candidate (for scripts and CI); it is "
+            "registered either way"
+        ),
+    ] = False,
 ) -> None:
     """Run the training flow: validate, train, gate, export ONNX, register, maybe promote.
 
@@ -554,6 +562,8 @@ def train(
             tolerance=tolerance,
         )
     _print_outcome(settings, outcome, named=outcome.model_name != unnamed_default)
+    if fail_if_refused and outcome.verdict == "refuse":
+        raise typer.Exit(code=REFUSED_EXIT)
 
 
 def _declared_model(settings: Settings, name: str | None, data: str | None, schema: Path | None) -> ProjectModel | None:

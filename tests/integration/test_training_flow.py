@@ -164,12 +164,15 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     first = driftloop.run("train")
     assert "churn v1: promoted to champion" in first.stdout
 
-    # Same data, same seed: a tie with the champion, within the default tolerance → promoted.
-    second = driftloop.run("train")
+    # Same data, same seed: a tie with the champion, within the default tolerance → promoted (exit 0 for a script).
+    second = driftloop.run("train", "--fail-if-refused")
     assert "churn v2: promoted to champion (was v1)" in second.stdout
 
-    # A policy this model cannot meet → registered, refused, the champion stays.
-    third = driftloop.run("train", "--floor", "roc_auc=0.99", "--floor", "f1=0.3", "--floor", "accuracy=none")
+    # A policy this model cannot meet → registered, refused, the champion stays; exit 3 when a script asks.
+    floors = ("--floor", "roc_auc=0.99", "--floor", "f1=0.3", "--floor", "accuracy=none")
+    third = driftloop.run("train", *floors, "--fail-if-refused", check=False)
+    assert third.returncode == 3, third.stderr[-3000:]
+    assert not [line for line in third.stderr.splitlines() if line.startswith("error:")], third.stderr[-3000:]
     assert "churn v3: not promoted: refused by the gate (see its line below); champion stays v2" in third.stdout
     registry = ModelRegistry("churn", driftloop.tracking_uri)
     assert registry.get_version("3").tags[lineage.GATE] == "refuse"
