@@ -135,10 +135,11 @@ def _not_json(body: bytes, error: orjson.JSONDecodeError) -> str:
 
     For ``not json`` orjson says "invalid literal, expected 'null'", true only of a body starting with an n.
     """
-    if error.pos != len(body) - len(body.lstrip()):
+    text = body.lstrip()
+    if error.pos != len(body) - len(text):
         return str(error)
-    start = body.lstrip()[:_SHOWN_BYTES].decode("utf-8", errors="replace")
-    more = "…" if len(body.lstrip()) > _SHOWN_BYTES else ""
+    start = text[:_SHOWN_BYTES].decode("utf-8", errors="replace")
+    more = "…" if len(text) > _SHOWN_BYTES else ""
     return f"the body is not a JSON document: it begins {start!r}{more}"
 
 
