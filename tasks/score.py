@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import cast
 from uuid import UUID
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -34,8 +34,11 @@ PROGRESS_EVERY_SECONDS = 2.0  # the progress artifact is rewritten at most this 
 
 @mlflow_task("load-scoring-model", timeout_seconds=600)
 def load_model_for_scoring(model_name: str, tracking_uri: str, version: str | None) -> ScoringModel:
-    """The version's (default: the champion's) ONNX graph and schema."""
-    return load_scoring_model(ModelRegistry(model_name, tracking_uri), version)
+    """The version's (default: the champion's) ONNX graph and schema; a version its gate refused is said so."""
+    model = load_scoring_model(ModelRegistry(model_name, tracking_uri), version)
+    if note := model.gate_note():
+        get_run_logger().warning(note)
+    return model
 
 
 class _Progress:

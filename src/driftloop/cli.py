@@ -1614,6 +1614,8 @@ def score(
 
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     model = load_scoring_model(_registry(settings), version)
+    if note := model.gate_note():
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
     limit = _memory_bytes(memory_limit)
     if not remote:
         require_worker_room(limit, workers, model)

@@ -202,6 +202,7 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
         "score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "twice"), "--key", "id", "--key", "id"
     )
     assert "scored   4,000 rows of" in twice.stdout
+    assert "note:" not in twice.stderr, twice.stderr  # the champion, promoted by its gate: nothing to say
     assert list(pd.read_parquet(tmp_path / "twice").columns)[:2] == ["id", "prediction"]  # the key kept once
     missing = dl.run("score", str(tmp_path / "nothere.csv"), "--out", str(tmp_path / "none"), check=False)
     assert missing.stderr.strip() == f"error: DATA {tmp_path / 'nothere.csv'}: no such file or directory"
@@ -264,8 +265,19 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
     finally:
         store.close()
 
+    # A version its gate refused is scored when named, as a comparison offline may need, and the command says so.
+    registry = MlflowClient(f"sqlite:///{dl.home / 'mlflow.db'}")
+    registry.set_model_version_tag("accounts", "1", lineage.GATE, lineage.REFUSED)
+    registry.set_model_version_tag("accounts", "1", lineage.GATE_REASON, "roc_auc 0.61 below the floor 0.7\nmore")
+    noted = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "noted"), "--version", "1")
+    assert "scored   4,000 rows of" in noted.stdout
+    assert noted.stderr.splitlines()[0] == (
+        "note: v1 of 'accounts' was refused by its promotion gate (roc_auc 0.61 below the floor 0.7); scoring it "
+        "as asked: each answer's model_version column names it"
+    ), noted.stderr
+
     # A version whose ONNX export failed the parity check answers no one, a batch included.
-    MlflowClient(f"sqlite:///{dl.home / 'mlflow.db'}").set_model_version_tag("accounts", "1", lineage.PARITY, "failed")
+    registry.set_model_version_tag("accounts", "1", lineage.PARITY, "failed")
     unproven = dl.run("score", str(tmp_path / "part-1.csv"), "--out", str(tmp_path / "unproven"), "--version", "1",
                       check=False)  # fmt: skip
     assert unproven.returncode == 1

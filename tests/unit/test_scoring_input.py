@@ -213,3 +213,14 @@ def test_a_worker_too_small_for_the_version_s_graph_is_refused_before_it_starts(
     many = int(MEMORY_LIMIT) // (600 * 2**20)  # without a limit the workers share the RAM: 600 MiB or less each
     with pytest.raises(ConfigError, match=rf"\(--memory-limit\), or run fewer than {many} workers"):
         require_worker_room(None, many, forest)
+
+
+def test_only_a_version_its_gate_refused_gets_a_note_naming_the_gates_reason() -> None:
+    from driftloop.io.partition_scoring import ScoringModel
+
+    assert ScoringModel("equip", "3", b"", "{}").gate_note() is None
+    refused = ScoringModel("equip", "3", b"", "{}", refused_by_gate="rmse 4.1 above the champion's 3.2")
+    assert refused.gate_note() == (
+        "v3 of 'equip' was refused by its promotion gate (rmse 4.1 above the champion's 3.2); scoring it as asked: "
+        "each answer's model_version column names it"
+    )

@@ -82,7 +82,7 @@ logger = logging.getLogger(__name__)
 
 @lru_cache(maxsize=4)
 def load_scoring_model(registry: ModelRegistry, version: str | None) -> ScoringModel:
-    """A version's (default: the champion's) serving ONNX graph and schema, read once for every worker.
+    """A version's (default: the champion's) serving ONNX graph, schema and gate refusal, read once for all workers.
 
     Raises:
         RegistryError: There is no champion and no version was named, the version does not exist, or its ONNX
@@ -93,7 +93,8 @@ def load_scoring_model(registry: ModelRegistry, version: str | None) -> ScoringM
         if champion is None:
             raise RegistryError(f"model {registry.model_name!r} has no champion yet: train one, or name a version")
         version = str(champion.version)
-    refusal = lineage.parity_refusal(registry.get_version(version).tags, registry.model_name, version, "score")
+    tags = registry.get_version(version).tags
+    refusal = lineage.parity_refusal(tags, registry.model_name, version, "score")
     if refusal is not None:
         raise RegistryError(refusal)
     with tempfile.TemporaryDirectory(prefix="driftloop-score-") as tmp:
@@ -103,7 +104,7 @@ def load_scoring_model(registry: ModelRegistry, version: str | None) -> ScoringM
         except DriftloopError:
             graph = find_model_file(directory, lineage.ONNX_FILE)
         schema = find_model_file(directory, lineage.SCHEMA_FILE).read_text()
-        return ScoringModel(registry.model_name, version, graph.read_bytes(), schema)
+        return ScoringModel(registry.model_name, version, graph.read_bytes(), schema, lineage.refused_by_gate(tags))
 
 
 @dataclass(frozen=True)

@@ -52,12 +52,28 @@ def answer_file(part: tuple[int, int]) -> str:
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """What a worker needs to score: the ONNX graph, its schema and version (sent with each task)."""
+    """What a worker needs to score: the ONNX graph, its schema and version (sent with each task).
+
+    ``refused_by_gate``: the first line of the gate's reasons when its promotion gate refused the version.
+    """
 
     name: str
     version: str
     onnx_bytes: bytes
     schema_json: str
+    refused_by_gate: str | None = None
+
+    def gate_note(self) -> str | None:
+        """What a person scoring a version its gate refused should know; None for any other version.
+
+        Scoring it is a fair use (a comparison offline, a second opinion), so it is said, not refused.
+        """
+        if self.refused_by_gate is None:
+            return None
+        return (
+            f"v{self.version} of {self.name!r} was refused by its promotion gate ({self.refused_by_gate}); scoring "
+            "it as asked: each answer's model_version column names it"
+        )
 
     @property
     def sha256(self) -> str:
