@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ from driftloop.core.pipeline import (
     sklearn_answers,
 )
 from driftloop.core.recipe import SplitSpec, TrainingRecipe
-from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
+from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import row_problems
 from driftloop.core.snapshot import Split, after_base, row_keys, split_holdout
 from driftloop.core.task import Task, TaskKind
@@ -69,9 +69,6 @@ from driftloop.io.user_model import resolve_estimator
 from tasks.data import Snapshot
 from tasks.policies import mlflow_task
 from tasks.progress import progress, timed_step
-
-if TYPE_CHECKING:
-    from mlflow.entities.model_registry import ModelVersion
 
 SELFCHECK_ROWS = 16
 REFERENCE_ARTIFACTS = "reference"
@@ -427,29 +424,11 @@ def champion_split_features(model_name: str, tracking_uri: str, schema: DatasetS
     if champion is None:
         return None
     # A snapshot the champion cannot be compared with fails here, before its rows are split by features it lacks.
-    own = _champion_schema(registry, champion, schema)
+    own = registry.comparison_schema(champion, schema)
     recorded = TrainingRecipe.from_tags(champion.tags, SplitSpec(0.5, 0)).split.features
     if recorded is not None:
         return recorded
     return None if own is schema else tuple(own.feature_names)
-
-
-def _champion_schema(registry: ModelRegistry, champion: ModelVersion, schema: DatasetSchema) -> DatasetSchema:
-    """The schema the champion scores this snapshot's rows from: ``schema``, or the champion's own.
-
-    ``schema`` itself when it keeps the champion's contract; else the champion's own, to which ``schema`` may only
-    add features.
-
-    Raises:
-        RegistryError: ``schema`` removes or retypes a feature of the champion's, or changes the target.
-    """
-    if same_contract(champion.tags, schema):
-        return schema
-    own = registry.schema_of(str(champion.version))
-    problem = evolution_problem(own, schema)
-    if problem is not None:
-        raise RegistryError(f"champion v{champion.version} of model {registry.model_name!r}: {problem}")
-    return own
 
 
 @mlflow_task("score-champion", timeout_seconds=900)
@@ -469,7 +448,7 @@ def score_champion(
     if champion is None:
         return ChampionScore(version=None, metrics=None, pinned_by=pinned_by)
     version = str(champion.version)
-    own = _champion_schema(registry, champion, schema)
+    own = registry.comparison_schema(champion, schema)
     model = OnnxModel.from_bytes(registry.onnx_bytes(version), own)
     first, proba = model.predict(to_model_frame(split.holdout, own))
     y_true = encode_target(split.holdout[schema.target.name], schema)

@@ -744,21 +744,22 @@ def _check_training_inputs(
     store = _local_store(settings)
     if store is not None and store.is_file():
         # A local store is read without a server: a champion this snapshot cannot be compared with is named now.
-        from driftloop.core.schema import evolution_problem, same_contract
+        from driftloop.errors import RegistryError
         from driftloop.io.registry import ModelRegistry
 
         registry = ModelRegistry(model_name, settings.tracking_uri)
         champion = registry.champion()
-        if champion is not None and not same_contract(champion.tags, dataset_schema):
-            problem = evolution_problem(registry.schema_of(str(champion.version)), dataset_schema)
-            if problem is not None:
-                bundled = (
-                    f" (this run would train the bundled churn sample, the default data: give {model_name!r} its "
-                    "data with --data and --schema, or declare it in driftloop.yaml)"
-                    if data_path == BUNDLED_DATA
-                    else ""
-                )
-                raise ConfigError(f"champion v{champion.version} of model {model_name!r}: {problem}{bundled}")
+        try:
+            if champion is not None:
+                registry.comparison_schema(champion, dataset_schema)
+        except RegistryError as error:
+            bundled = (
+                f" (this run would train the bundled churn sample, the default data: give {model_name!r} its "
+                "data with --data and --schema, or declare it in driftloop.yaml)"
+                if data_path == BUNDLED_DATA
+                else ""
+            )
+            raise ConfigError(f"{error}{bundled}") from None
     return dataset_schema, model_name
 
 
@@ -1225,10 +1226,21 @@ def _up(settings: Settings) -> Settings:
                 f"  model-server    served {', '.join(serving)}; "
                 + ("restarting it for the project's models" if stopped else "it was not started by this data directory")
             )
+    clashing = _champion_beyond_default_data(settings)
     _start_services(settings, with_model_server=settings.deploy == "local")
     _export_env(settings)  # Prefect calls below (alerts) must reach this server, never an ephemeral one
-    deployed, removed = deploy_project(settings, PROJECT_DIR, project)
+    untrained = frozenset({settings.model_name} if clashing else ())
+    deployed, removed = deploy_project(settings, PROJECT_DIR, project, untrained)
     out.print(f"  deployments     {', '.join(deployed)} (pool {settings.work_pool})")
+    if clashing:  # its train deployment would train another model's data, and fail after the fit (trial 43)
+        out.print(
+            f"  [yellow]note[/]            no train deployment for {settings.model_name!r}: with no project file it "
+            f"would train the default data, DRIFTLOOP_DATA_PATH ({settings.data_path}), {clashing}. Declare "
+            "the model's data and schema in driftloop.yaml to train it from Prefect; its drift checks and retrains "
+            "use the data its versions recorded",
+            highlight=False,
+            soft_wrap=True,
+        )
     if removed:  # a model the project no longer declares: its loop stops (trial 18 saw them go without a word)
         out.print(f"  removed         {', '.join(removed)} (not in the project now)", highlight=False)
     _ensure_crash_automation(settings)  # the worker's flow runs send heartbeats too (Settings.process_env)
@@ -1242,6 +1254,31 @@ def _up(settings: Settings) -> Settings:
     verb = f"started in {status.seconds:.1f}s" if status.started_now else status.note or "already running"
     out.print(f"  {status.name:<15} {status.url}  [green]{verb}[/]")
     return settings
+
+
+def _champion_beyond_default_data(settings: Settings) -> str | None:
+    """Why the model's champion cannot be gated against a version trained on the default data, None when it can.
+
+    Only without a project file, whose models declare their own data, and with a local store, read without a
+    server; None when there is no champion.
+    """
+    store = _local_store(settings)
+    if settings.project_file.is_file() or store is None or not store.is_file():
+        return None
+    from driftloop.errors import RegistryError
+    from driftloop.io.datasets import load_schema
+    from driftloop.io.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
+    champion = registry.champion()
+    if champion is None:
+        return None
+    default = load_schema(settings.schema_path)
+    try:
+        registry.comparison_schema(champion, default)
+    except RegistryError:
+        return f"whose schema {default.name!r} its champion v{champion.version} cannot be compared with"
+    return None
 
 
 @app.command()

@@ -103,6 +103,29 @@ def test_an_added_feature_is_gated_against_the_champion_and_a_dropped_one_is_ref
         assert str(refused.value).startswith("champion v3 of model 'evolving': this snapshot's schema"), refused.value
         assert "removes feature(s) 'tenure'" in str(refused.value)
         assert champion_split_features.fn("evolving", dl.tracking_uri, load_schema(with_years)) == tuple(v1_features)
+
+        # `up` with no project file pairs the model with the default data. The default model (no champion yet) gets
+        # its train deployment; `evolving`, whose champion that data cannot be gated against, gets none, and a note
+        # says why, while its drift check and retrain are deployed (trial 43: its train deployment trained churn).
+        plain = dl.run("up").stdout
+        assert "train-churn" in plain, plain
+        assert "no train deployment" not in plain, plain
+        dl.env["DRIFTLOOP_MODEL_NAME"] = "evolving"
+        up = dl.run("up").stdout
+        deployments = next(line for line in up.splitlines() if line.strip().startswith("deployments"))
+        assert "drift-check-evolving" in deployments, up
+        assert "retrain-evolving" in deployments, up
+        assert "train-evolving" not in deployments.replace("retrain-evolving", ""), up
+        assert (
+            f"note            no train deployment for 'evolving': with no project file it would train the default "
+            f"data, DRIFTLOOP_DATA_PATH ({BUNDLED_DATA}), whose schema '{full.name}' its champion v3 cannot be "
+            "compared with. Declare the model's data and schema in driftloop.yaml"
+        ) in up, up
+        # Its own data as the default: its train deployment again, and `up` removes nothing it needs.
+        dl.env.update({"DRIFTLOOP_DATA_PATH": str(years), "DRIFTLOOP_SCHEMA_PATH": str(with_years)})
+        own = dl.run("up").stdout
+        assert "train-evolving" in own.replace("retrain-evolving", ""), own
+        assert "no train deployment" not in own, own
     finally:
         dl.run("down", check=False)
 

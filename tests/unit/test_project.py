@@ -189,6 +189,15 @@ def test_prefect_yaml_is_deployed_once_per_model_keyed_by_it(tmp_path: Path) -> 
     assert template == yaml.safe_load((ROOT / "prefect.yaml").read_text())
 
 
+def test_a_model_whose_data_is_unknown_gets_every_deployment_but_train(tmp_path: Path) -> None:
+    template = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    project = load_project(_write(tmp_path, THREE))
+    every = {d["name"] for d in model_deployments(template, project)["deployments"]}
+    without = {d["name"] for d in model_deployments(template, project, frozenset({"wine"}))["deployments"]}
+    assert every - without == {"train-wine"}
+    assert {"drift-check-wine", "retrain-wine", "score-wine", "train-churn", "train-houses"} <= without
+
+
 def test_a_deployment_of_an_unknown_flow_is_refused(tmp_path: Path) -> None:
     template = {"deployments": [{"name": "explain", "entrypoint": "flows/explain.py:explain"}]}
     project = Project.model_validate({"models": [{"name": "a", "data": "x.csv", "schema": "s.yaml"}]})

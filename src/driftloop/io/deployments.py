@@ -35,8 +35,12 @@ def deployment_name(template: str, model: str) -> str:
     return f"{template}-{model}"
 
 
-def model_deployments(template: dict[str, Any], project: Project) -> dict[str, Any]:
+def model_deployments(
+    template: dict[str, Any], project: Project, untrained: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """prefect.yaml (``template``, parsed) with each of its deployments repeated for every model of ``project``.
+
+    The models named in ``untrained`` get no train deployment: their data is not known here.
 
     Raises:
         ServiceError: a deployment of prefect.yaml runs a flow this function does not know how to key by model.
@@ -45,6 +49,8 @@ def model_deployments(template: dict[str, Any], project: Project) -> dict[str, A
     deployments: list[dict[str, Any]] = []
     for model in project.models:
         for base in template.get("deployments", []):
+            if base.get("entrypoint") == TRAIN and model.name in untrained:
+                continue
             deployment = _for_model(base, model)
             if deployment is not None:
                 deployments.append(deployment)
@@ -102,8 +108,12 @@ def deploy_all(
     return _deploy(settings, project_dir, source, pool_type)
 
 
-def deploy_project(settings: Settings, project_dir: Path, project: Project) -> tuple[list[str], list[str]]:
+def deploy_project(
+    settings: Settings, project_dir: Path, project: Project, untrained: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
     """Create the work pool if needed and deploy prefect.yaml's deployments for every model of ``project``.
+
+    The models named in ``untrained`` get no train deployment (``model_deployments``).
 
     Deployments of driftloop's flows that the project no longer has (a model removed, or the one-model names
     of prefect.yaml deployed by hand) are deleted, so no stale trigger retrains a model twice.
@@ -119,7 +129,7 @@ def deploy_project(settings: Settings, project_dir: Path, project: Project) -> t
     generated.parent.mkdir(parents=True, exist_ok=True)
     template = yaml.safe_load(source.read_text(encoding="utf-8"))
     header = "# Written by `driftloop up` from prefect.yaml and the project's models; edit those, not this.\n"
-    generated.write_text(header + yaml.safe_dump(model_deployments(template, project), sort_keys=False))
+    generated.write_text(header + yaml.safe_dump(model_deployments(template, project, untrained), sort_keys=False))
     deployed = _deploy(settings, project_dir, generated)
     return deployed, _delete_stale(settings, template, set(deployed))
 

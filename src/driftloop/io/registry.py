@@ -38,7 +38,7 @@ from driftloop.core.history import (
     pin_after,
     rollback_target,
 )
-from driftloop.core.schema import DatasetSchema
+from driftloop.core.schema import DatasetSchema, evolution_problem, same_contract
 from driftloop.core.task import Task
 from driftloop.errors import BundleError, ChampionMoved, ChampionPinned, PromotionRefused, RegistryError
 from driftloop.io.bundle import EXTRA_FILES_DIR, find_model_file
@@ -394,6 +394,23 @@ class ModelRegistry:
         if lineage.TASK in tags:
             return Task.from_record(tags[lineage.TASK])
         return self.schema_of(version).task
+
+    def comparison_schema(self, champion: ModelVersion, schema: DatasetSchema) -> DatasetSchema:
+        """The schema ``champion`` scores a snapshot of ``schema`` from: ``schema``, or the champion's own.
+
+        ``schema`` itself when it keeps the champion's contract; else the champion's own, to which ``schema`` may
+        only add features.
+
+        Raises:
+            RegistryError: ``schema`` removes or retypes a feature of the champion's, or changes the target.
+        """
+        if same_contract(champion.tags, schema):
+            return schema
+        own = self.schema_of(str(champion.version))
+        problem = evolution_problem(own, schema)
+        if problem is not None:
+            raise RegistryError(f"champion v{champion.version} of model {self.model_name!r}: {problem}")
+        return own
 
     def schema_of(self, version: str) -> DatasetSchema:
         """The schema the version was trained on (its model directory's ``schema.json``, read alone)."""
