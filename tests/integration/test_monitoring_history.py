@@ -135,7 +135,7 @@ def test_late_labels_from_a_file_fill_in_coverage_and_confirm_the_estimate_in_th
     refused = dl.run("labels", "import", str(tmp_path / "bad.csv"), "--id-column", "order_id",
                      "--label-column", "outcome", check=False)  # fmt: skip
     assert refused.returncode == 1
-    assert "error: label column 'outcome': row 1 is 'maybe', expected one of 'no', 'yes'" in refused.stderr
+    assert "error: label column 'outcome': data row 2 is 'maybe', expected one of 'no', 'yes'" in refused.stderr
 
 
 def _predicted(dl: object, client_ids: list[str]) -> np.ndarray:

@@ -48,11 +48,12 @@ def test_server_and_client_ids_both_join_partial_tables_fill_in(tmp_path: Path) 
 
 
 def test_a_label_the_model_cannot_use_is_refused_naming_its_row() -> None:
-    with pytest.raises(DatasetError, match=r"label column 'y': row 2 is 'maybe', expected one of 'No', 'Yes' \(1 such"):
+    expected = r"label column 'y': data row 3 is 'maybe', expected one of 'No', 'Yes' \(1 such"
+    with pytest.raises(DatasetError, match=expected):
         label_texts(pd.Series(["Yes", None, "maybe"]), CHURN, "y")
     regressor = Task(TaskKind.REGRESSION)
     assert label_texts(pd.Series([1.5, np.nan, 3]), regressor, "v") == ["1.5", None, "3.0"]
-    with pytest.raises(DatasetError, match="row 0 is 'abc', expected a finite number"):
+    with pytest.raises(DatasetError, match="data row 1 is 'abc', expected a finite number"):
         label_texts(pd.Series(["abc", 1.0]), regressor, "v")
     # A CSV column of class numbers with a gap reads as floats: 1.0 is the class "1".
     assert label_texts(pd.Series([1.0, 0.0, np.nan]), Task(TaskKind.BINARY, ("0", "1")), "y") == ["1", "0", None]
@@ -62,9 +63,9 @@ def test_the_table_s_columns_are_checked() -> None:
     frame = pd.DataFrame({"id": [17.0, 18.0, np.nan], "y": ["Yes", "No", "No"], "row": [0, 1.5, 0]})
     with pytest.raises(DatasetError, match="the labels table has no column 'label'"):
         read_label_table(frame, "id", "label", None)
-    with pytest.raises(DatasetError, match="id column 'id': row 2 has no id"):
+    with pytest.raises(DatasetError, match="id column 'id': data row 3 has no id"):
         read_label_table(frame, "id", "y", None)
-    with pytest.raises(DatasetError, match="row column 'row': row 1 is 1.5, expected a row index"):
+    with pytest.raises(DatasetError, match="row column 'row': data row 2 is 1.5, expected a row index"):
         read_label_table(frame.iloc[:2], "id", "y", "row")
     table = read_label_table(frame.iloc[:2], "id", "y", None)
     assert table["id"].tolist() == ["17", "18"]

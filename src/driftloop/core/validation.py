@@ -200,6 +200,11 @@ def _counted(values: pd.Series) -> str:
     return f"{len(values)} value(s): {shown}{suffix}"
 
 
+def data_row(position: int) -> str:
+    """``data row 12``: the row at ``position`` (counted from 0) as ``_data_rows`` names rows, from 1."""
+    return f"data row {position + 1}"
+
+
 def _data_rows(where: pd.Series | np.ndarray) -> str:
     """``data rows 9, 12, 40``: the first few rows ``where`` marks, by position from 1, whatever the frame's index.
 

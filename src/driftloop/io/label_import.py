@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from driftloop.core.scoring import id_text
 from driftloop.core.task import Task
+from driftloop.core.validation import data_row
 from driftloop.errors import DatasetError
 from driftloop.io.prediction_store import Feedback, SqlPredictionStore, predictions
 
@@ -55,7 +56,7 @@ def label_texts(values: pd.Series, task: Task, column: str) -> list[str | None]:
         )
         bad = int(np.count_nonzero(~usable))
         raise DatasetError(
-            f"label column {column!r}: row {first} is {values.tolist()[first]!r}, expected {expected} "
+            f"label column {column!r}: {data_row(first)} is {values.tolist()[first]!r}, expected {expected} "
             f"({bad:,} such row(s)); nothing was imported"
         )
     return texts
@@ -139,7 +140,7 @@ def read_label_table(frame: pd.DataFrame, id_column: str, label_column: str, row
     ids = frame[id_column]
     empty = ids.isna() | (ids.astype(str).str.strip() == "")
     if empty.any():
-        raise DatasetError(f"id column {id_column!r}: row {int(np.flatnonzero(empty)[0])} has no id")
+        raise DatasetError(f"id column {id_column!r}: {data_row(int(np.flatnonzero(empty)[0]))} has no id")
     if row_column is None:
         row_values = pd.Series(0, index=frame.index)
     else:
@@ -148,7 +149,7 @@ def read_label_table(frame: pd.DataFrame, id_column: str, label_column: str, row
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise DatasetError(
-                f"row column {row_column!r}: row {first} is {frame[row_column].tolist()[first]!r}, "
+                f"row column {row_column!r}: {data_row(first)} is {frame[row_column].tolist()[first]!r}, "
                 "expected a row index (a whole number ≥ 0)"
             )
     return pd.DataFrame({"id": ids.map(id_text), "row": row_values.astype(np.int64), "label": frame[label_column]})
