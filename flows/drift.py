@@ -48,6 +48,7 @@ class DriftCheckOutcome:
     note: str
     report_url: str | None
     prediction_drift: bool | None = None  # the model's output drifted (None: not tested); not in ``share``
+    prediction_detail: str = ""  # its test's figures (``ColumnDrift.detail``)
     weighted_share: float | None = None  # the drifted features' importance weight (None: no weights)
     decided_by: str = ""  # the rule and what fired under it (``DriftVerdict.decided_by``)
     estimate: str = "not available"  # the performance estimated without labels: degraded, ok, not available
@@ -235,13 +236,14 @@ def check_drift(
         note=episode.note,
         report_url=report_url,
         prediction_drift=verdict.prediction_drift,
+        prediction_detail="" if verdict.prediction is None else verdict.prediction.detail(),
         label_check=labels.summary(),
         weighted_share=None if verdict.weighted_share is None else float(np.round(verdict.weighted_share, 4)),
         decided_by=verdict.decided_by(),
         estimate=estimate.status,
         estimate_detail=estimate.detail(),
         target_drift=None if target is None else target.drifted,
-        target_detail="" if target is None else f"{target.method} {target.score:.4g}, threshold {target.threshold:g}",
+        target_detail="" if target is None else target.detail(),
         segments=tuple(segment.summary() for segment in segments),
         report_file=None if recorded.report_path is None else str(recorded.report_path),
         fired=reasons,

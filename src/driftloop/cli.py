@@ -1445,7 +1445,9 @@ def drift_check(
             highlight=False,
         )
     if outcome.prediction_drift is not None:
-        out.print(f"outputs  {'drifted' if outcome.prediction_drift else 'no drift'} (the model's predictions)")
+        verdict = "drifted" if outcome.prediction_drift else "no drift"
+        detail = outcome.prediction_detail
+        out.print(f"outputs  {verdict} (the model's predictions vs its predictions at training: {detail})")
     if outcome.target_drift is not None:
         verdict = "drifted" if outcome.target_drift else "no drift"
         out.print(f"targets  {verdict} (the labels that came back vs training: {outcome.target_detail})")

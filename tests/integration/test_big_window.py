@@ -69,6 +69,7 @@ def test_a_window_read_in_chunks_gets_the_in_memory_verdict(tmp_path: Path, pref
     assert line(in_memory, "verdict  drift on 4000 rows: drifted share 0.67") == line(chunked, "verdict  ")
     assert line(in_memory, "drifted  ") == line(chunked, "drifted  ")
     assert line(in_memory, "outputs  ") == line(chunked, "outputs  ")
+    assert "(the model's predictions vs its predictions at training: " in line(in_memory, "outputs  ")  # the test
     # The estimate is computed on the seeded sample of about DRIFTLOOP_DRIFT_CHUNK_ROWS rows, and says so.
     sampled = int(line(chunked, "estimate ").split(" on ")[1].split(" rows")[0].replace(",", ""))
     assert 700 < sampled < 1300, line(chunked, "estimate ")

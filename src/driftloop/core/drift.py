@@ -206,6 +206,10 @@ class ColumnDrift:
             return self.threshold / self.score if self.score > 0 else math.inf
         return self.score / self.threshold
 
+    def detail(self) -> str:
+        """``chisquare 0.0074, threshold 0.05``: the test, its score and the threshold it is judged by."""
+        return f"{self.method} {self.score:.4g}, threshold {self.threshold:g}"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "column": self.column,
