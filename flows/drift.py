@@ -42,7 +42,7 @@ class DriftCheckOutcome:
     concept: str
     share: float
     drifted_columns: list[str]
-    rows: int
+    rows: int  # of this version's predictions in the window
     action: str
     episode: str | None
     note: str
@@ -59,6 +59,7 @@ class DriftCheckOutcome:
     segments: tuple[str, ...] = ()  # each segment's figures in a line (``SegmentCheck.summary``); not judged
     report_file: str | None = None  # the Evidently HTML report as a local file, to open in a browser
     fired: tuple[str, ...] = ()  # which of the policy's episode triggers fired (features, estimate, labels)
+    min_rows: int = 0  # the rows the features' check needs
     triggers: tuple[str, ...] = ()  # the policy's episode triggers
 
 
@@ -231,6 +232,7 @@ def check_drift(
         share=float(np.round(verdict.share, 4)),
         drifted_columns=verdict.drifted_columns,
         rows=verdict.rows,
+        min_rows=verdict.min_rows,
         action=episode.action,
         episode=episode.episode,
         note=episode.note,

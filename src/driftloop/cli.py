@@ -1410,6 +1410,14 @@ def drift_check(
             f"(--min-rows) and the {settings.label_min_rows:,} labelled rows the label check needs "
             "(DRIFTLOOP_LABEL_MIN_ROWS): it could never judge; raise the window or lower the minimums"
         )
+    standing = policy.get("drift_rule") or settings.drift_rule
+    if rule is not None and rule != standing:  # trial 43: the next scheduled check closed this one's episode
+        err.print(
+            f"[yellow]note:[/] --rule {rule} judges this check only; the scheduled checks judge by {standing} (the "
+            "project's drift policy, else DRIFTLOOP_DRIFT_RULE), and the first of them to find no drift closes an "
+            "episode this one opens",
+            highlight=False,
+        )
     with _flow_session(settings):
         from flows.drift import check_drift
 
@@ -1432,6 +1440,8 @@ def drift_check(
     share = f": drifted share {outcome.share:.2f} of the features" if outcome.verdict in JUDGED else ""
     if outcome.weighted_share is not None and share:
         share += f", importance-weighted {outcome.weighted_share:.2f}"
+    if outcome.verdict == "insufficient data":
+        share = f" of v{outcome.version}'s predictions (the features' check needs {outcome.min_rows:,})"
     out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows{share}")
     if outcome.decided_by and share:
         out.print(f"decision {outcome.decided_by}", highlight=False)

@@ -67,12 +67,19 @@ def test_the_weighted_rule_ignores_drift_the_model_does_not_use_and_catches_drif
         assert "decision rule weighted: nothing reached drift_share" in noise.stdout
         assert "drifted  " in noise.stdout  # the columns did drift: the rule chose not to act on them
         assert "event emitted" not in noise.stdout
+        # The rule given judges this check only, and the command says the scheduled ones keep theirs (trial 43).
+        assert noise.stderr.startswith(
+            "note: --rule weighted judges this check only; the scheduled checks judge by share (the project's drift "
+            "policy, else DRIFTLOOP_DRIFT_RULE), and the first of them to find no drift closes an episode this one "
+            "opens"
+        ), noise.stderr
 
         replay(dl, _world(WINDOW, seed=13, moved=("x1",)), target="y", labels=False)
         wait_logged(dl, 2 * WINDOW)
         plain = dl.run("drift-check", "--model-name", "world", "--rule", "share")
         assert "verdict  no drift" in plain.stdout, plain.stdout  # 1 of 5 columns: Evidently's share is 0.2
         assert "drifted  x1" in plain.stdout
+        assert "note:" not in plain.stderr, plain.stderr  # the standing rule, given: nothing to say
         weighted = dl.run("drift-check", "--model-name", "world", "--rule", "weighted")
         assert "verdict  drift" in weighted.stdout, weighted.stdout
         assert "decision rule weighted: weighted share" in weighted.stdout

@@ -108,7 +108,7 @@ def format_windows(windows: list[WindowPerformance]) -> list[dict[str, str]]:
     rows = []
     for w in windows:
         row = {
-            "served from (UTC)": w.start.strftime("%Y-%m-%d %H:%M"),
+            "window from (UTC)": w.start.strftime("%Y-%m-%d %H:%M"),
             "version": w.version,
             "rows": f"{w.rows:,}",
             "labelled": f"{w.labelled:,}",
