@@ -1440,9 +1440,10 @@ def drift_check(
     share = f": drifted share {outcome.share:.2f} of the features" if outcome.verdict in JUDGED else ""
     if outcome.weighted_share is not None and share:
         share += f", importance-weighted {outcome.weighted_share:.2f}"
+    counted = share
     if outcome.verdict == "insufficient data":
-        share = f" of v{outcome.version}'s predictions (the features' check needs {outcome.min_rows:,})"
-    out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows{share}")
+        counted = f" of v{outcome.version}'s predictions (the features' check needs {outcome.min_rows:,})"
+    out.print(f"verdict  [{colour}]{outcome.verdict}[/] on {outcome.rows} rows{counted}")
     if outcome.decided_by and share:
         out.print(f"decision {outcome.decided_by}", highlight=False)
     if outcome.drifted_columns:

@@ -97,6 +97,7 @@ def test_no_labels_skips_keeps_the_episode_open_and_alerts_then_new_labels_retra
         # emits an event (the one event counted below is the drift's).
         empty = dl.run("drift-check").stdout
         assert "verdict  insufficient data on 0 rows of v1's predictions (the features' check needs " in empty, empty
+        assert "decision " not in empty, empty  # no rule applied: no line about one
         replay(dl, like_the_reference, labels=False)
         wait_logged(dl, 300)
         assert "verdict  no drift" in dl.run("drift-check").stdout
