@@ -741,26 +741,38 @@ def _check_training_inputs(
     problems = find_problems(read_source(data_path, secret_text(settings.sql_password)), dataset_schema)
     if problems:
         raise DatasetValidationError(describe_source(data_path), problems)
-    store = _local_store(settings)
-    if store is not None and store.is_file():
-        # A local store is read without a server: a champion this snapshot cannot be compared with is named now.
-        from driftloop.errors import RegistryError
-        from driftloop.io.registry import ModelRegistry
-
-        registry = ModelRegistry(model_name, settings.tracking_uri)
-        champion = registry.champion()
-        try:
-            if champion is not None:
-                registry.comparison_schema(champion, dataset_schema)
-        except RegistryError as error:
-            bundled = (
-                f" (this run would train the bundled churn sample, the default data: give {model_name!r} its "
-                "data with --data and --schema, or declare it in driftloop.yaml)"
-                if data_path == BUNDLED_DATA
-                else ""
-            )
-            raise ConfigError(f"{error}{bundled}") from None
+    if clash := _champion_clash(settings, model_name, dataset_schema):
+        bundled = (
+            f" (this run would train the bundled churn sample, the default data: give {model_name!r} its "
+            "data with --data and --schema, or declare it in driftloop.yaml)"
+            if data_path == BUNDLED_DATA
+            else ""
+        )
+        raise ConfigError(f"{clash[1]}{bundled}")
     return dataset_schema, model_name
+
+
+def _champion_clash(settings: Settings, model_name: str, schema: DatasetSchema) -> tuple[str, str] | None:
+    """The champion's version and why a snapshot of ``schema`` cannot be gated against it; None when it can.
+
+    Read only from a local store, without a server (None otherwise), so a mistake is named before anything starts;
+    the training flow checks again (``ModelRegistry.comparison_schema``). None when there is no champion.
+    """
+    store = _local_store(settings)
+    if store is None or not store.is_file():
+        return None
+    from driftloop.errors import RegistryError
+    from driftloop.io.registry import ModelRegistry
+
+    registry = ModelRegistry(model_name, settings.tracking_uri)
+    champion = registry.champion()
+    if champion is None:
+        return None
+    try:
+        registry.comparison_schema(champion, schema)
+    except RegistryError as error:
+        return str(champion.version), str(error)
+    return None
 
 
 def _print_outcome(settings: Settings, outcome: TrainingOutcome, named: bool = False) -> None:
@@ -1259,25 +1271,15 @@ def _up(settings: Settings) -> Settings:
 def _champion_beyond_default_data(settings: Settings) -> str | None:
     """Why the model's champion cannot be gated against a version trained on the default data, None when it can.
 
-    Only without a project file, whose models declare their own data, and with a local store, read without a
-    server; None when there is no champion.
+    Only without a project file, whose models declare their own data; as ``_champion_clash``, from a local store.
     """
-    store = _local_store(settings)
-    if settings.project_file.is_file() or store is None or not store.is_file():
+    if settings.project_file.is_file():
         return None
-    from driftloop.errors import RegistryError
     from driftloop.io.datasets import load_schema
-    from driftloop.io.registry import ModelRegistry
 
-    registry = ModelRegistry(settings.model_name, settings.tracking_uri)
-    champion = registry.champion()
-    if champion is None:
-        return None
     default = load_schema(settings.schema_path)
-    try:
-        registry.comparison_schema(champion, default)
-    except RegistryError:
-        return f"whose schema {default.name!r} its champion v{champion.version} cannot be compared with"
+    if clash := _champion_clash(settings, settings.model_name, default):
+        return f"whose schema {default.name!r} its champion v{clash[0]} cannot be compared with"
     return None
 
 
