@@ -164,7 +164,7 @@ def check_drift(
         estimate,
         profile,
         window,
-        with_report=drifted,  # the HTML report only when there is something to look at (it is slow)
+        with_report=drifted and settings.drift_report,  # only when there is something to look at (it is slow)
         reports_dir=settings.home / "reports",
     )
     report_url = recorded.run_url

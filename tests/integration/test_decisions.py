@@ -257,7 +257,11 @@ def test_noise_is_refused_and_a_failed_or_killed_retrain_is_asked_for_again(tmp_
         # meant to help, so it is refused even if it scores higher on a pooled holdout.
         replay(dl, _new_customers(600, seed=31, labels="random"))
         wait_logged(dl, 600)
-        assert "event emitted" in dl.run("drift-check").stdout
+        opened = dl.run("drift-check").stdout
+        assert "event emitted" in opened, opened
+        # The stack is set up without Evidently's report (DRIFTLOOP_DRIFT_REPORT=false): the check says so.
+        assert "report   not built (DRIFTLOOP_DRIFT_REPORT=false)" in opened, opened
+        assert not (dl.home / "reports").exists()
         (first,) = finished_runs(dl, "retrain-model", 1)
         assert first["state_type"] == "COMPLETED"
         refused = registry.get_version("2").tags

@@ -67,6 +67,7 @@ def test_late_labels_from_a_file_fill_in_coverage_and_confirm_the_estimate_in_th
         drift_window_rows=str(WINDOW),
         drift_min_rows="200",
         label_min_rows="200",
+        drift_report="true",
     )
     dl.run("train", "--data", str(data), "--schema", str(schema_file))
     empty = dl.run("monitor")
