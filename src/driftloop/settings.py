@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     drift_report: bool = Field(
         default=True,
         description="A check that opens a drift episode also writes Evidently's HTML report (about 13 s of CPU on a "
-        "2-core machine, most of it importing Evidently); false: the verdict, metrics and summaries only.",
+        "2-core machine, about half of it importing Evidently); false: the verdict, metrics and summaries only.",
     )
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Dataset drift ⇔ drifted column share ≥ this.")
     drift_rule: DriftRule = Field(
