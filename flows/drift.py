@@ -58,6 +58,7 @@ class DriftCheckOutcome:
     label_check: str = ""  # the label check's figures (``LabelCheck.summary``)
     segments: tuple[str, ...] = ()  # each segment's figures in a line (``SegmentCheck.summary``); not judged
     report_file: str | None = None  # the Evidently HTML report as a local file, to open in a browser
+    report_left_out: bool = False  # the check had something to report, and DRIFTLOOP_DRIFT_REPORT=false skipped it
     fired: tuple[str, ...] = ()  # which of the policy's episode triggers fired (features, estimate, labels)
     min_rows: int = 0  # the rows the features' check needs
     triggers: tuple[str, ...] = ()  # the policy's episode triggers
@@ -153,6 +154,7 @@ def check_drift(
         labels=labels.status == "degraded",
     )
     drifted = bool(reasons)
+    report_left_out = drifted and not settings.drift_report
     recorded = record_check(
         uri,
         settings.mlflow_artifacts if settings.uses_local_mlflow else None,
@@ -164,7 +166,7 @@ def check_drift(
         estimate,
         profile,
         window,
-        with_report=drifted and settings.drift_report,  # only when there is something to look at (it is slow)
+        with_report=drifted and not report_left_out,  # only when there is something to look at (it is slow)
         reports_dir=settings.home / "reports",
     )
     report_url = recorded.run_url
@@ -248,6 +250,7 @@ def check_drift(
         target_detail="" if target is None else target.detail(),
         segments=tuple(segment.summary() for segment in segments),
         report_file=None if recorded.report_path is None else str(recorded.report_path),
+        report_left_out=report_left_out,
         fired=reasons,
         triggers=opens_episode or settings.drift_opens_episode,
     )

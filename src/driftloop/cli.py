@@ -1472,7 +1472,7 @@ def drift_check(
     out.print(f"action   {outcome.note}")
     if outcome.report_file:
         out.print(f"report   {Path(outcome.report_file).as_uri()}", highlight=False, soft_wrap=True)
-    elif outcome.fired and not settings.drift_report:
+    elif outcome.report_left_out:
         out.print("report   not built (DRIFTLOOP_DRIFT_REPORT=false)")
     if outcome.report_url:
         out.print(f"MLflow   {outcome.report_url}")
