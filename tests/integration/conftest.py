@@ -12,8 +12,16 @@ import pytest
 
 from driftloop.io import services
 from driftloop.settings import TELEMETRY_OFF
+from tests.support import prefect_db
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.host import VENV_BIN, free_port
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prefect_database_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> None:
+    """New Prefect servers start from one migrated, empty database (tests/support/prefect_db.py says why)."""
+    base = tmp_path_factory.getbasetemp()
+    prefect_db.share_under(base if worker_id == "master" else base.parent)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +30,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
+    prefect_db.seed(home / "prefect")
     spec = services.ServiceSpec(
         name="prefect-server",
         argv=(str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)),

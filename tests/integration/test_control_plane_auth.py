@@ -23,6 +23,7 @@ import pytest
 from driftloop.io import services
 from driftloop.io.mlflow_accounts import LOOP_ACCOUNT, READER_ACCOUNT
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF, Settings
+from tests.support import prefect_db
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.host import VENV_BIN, free_port
 from tests.support.stack import forged_drift_event
@@ -136,6 +137,7 @@ def prefect_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pre
     home = tmp_path_factory.mktemp("prefect-auth")
     auth_string = f"ops:{uuid.uuid4().hex}"
     settings = Settings(home=home, prefect_port=free_port(), prefect_api_auth_string=auth_string)
+    prefect_db.seed(settings.prefect_home)
     spec = services.prefect_server_spec(settings)
     assert spec.env["PREFECT_SERVER_API_AUTH_STRING"] == auth_string
     services.start_all([spec], timeout=180)

@@ -22,6 +22,7 @@ from driftloop.core import lineage
 from driftloop.io import services
 from driftloop.io.unresponsive_runs import AUTOMATION_NAME, MISSED_HEARTBEATS
 from driftloop.settings import FLOW_HEARTBEAT_SECONDS, Settings
+from tests.support import prefect_db
 from tests.support.cli import PrefectServer, make_driftloop
 from tests.support.host import VENV_BIN, free_port
 
@@ -35,6 +36,7 @@ HANG = 300  # seconds after the kill at which the command counts as hung (Prefec
 def prefect(tmp_path: Path) -> Iterator[tuple[services.ServiceSpec, PrefectServer]]:
     """A Prefect server of this test's own: it is killed and started again."""
     settings = Settings(home=tmp_path / "prefect", prefect_port=free_port())
+    prefect_db.seed(settings.prefect_home)
     spec = services.prefect_server_spec(settings)
     services.start_all([spec], timeout=180)
     try:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from driftloop.events import DRIFT_DETECTED, model_resource
 from driftloop.settings import TELEMETRY_OFF
+from tests.support import prefect_db
 from tests.support.cli import Driftloop
 from tests.support.host import VENV_BIN, free_port
 from tests.support.serving import wait_until
@@ -55,6 +56,7 @@ def own_stack(tmp_path: Path, **settings: str) -> Driftloop:
         }
     )
     env.update({f"DRIFTLOOP_{key.upper()}": value for key, value in settings.items()})
+    prefect_db.seed(tmp_path / "home" / "prefect")  # where `driftloop up` keeps its Prefect server's database
     return Driftloop(home=tmp_path / "home", env=env)
 
 
