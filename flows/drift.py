@@ -31,6 +31,8 @@ from tasks.drift import (
 )
 from tasks.registry import find_champion
 
+REPORT_LEFT_OUT = "not built (DRIFTLOOP_DRIFT_REPORT=false)"  # where a drifting check's report would be linked
+
 
 @dataclass(frozen=True)
 class DriftCheckOutcome:
@@ -222,7 +224,9 @@ def check_drift(
     publish_verdict(
         f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n\n"
         + (f"**Segments** (reported, not judged):\n\n{by_segment}\n" if by_segment else "")
-        + f"**Action**: {episode.note}\n\n[MLflow run]({report_url})\n",
+        + f"**Action**: {episode.note}\n\n"
+        + (f"**Report**: {REPORT_LEFT_OUT}\n\n" if report_left_out else "")
+        + f"[MLflow run]({report_url})\n",
         _headline(verdict.status, labels.status, estimate.status),
         report_url,
     )

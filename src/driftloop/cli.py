@@ -1421,7 +1421,7 @@ def drift_check(
             highlight=False,
         )
     with _flow_session(settings):
-        from flows.drift import check_drift
+        from flows.drift import REPORT_LEFT_OUT, check_drift
 
         outcome = check_drift(
             window_rows=window_rows or policy.get("window_rows"),
@@ -1473,7 +1473,7 @@ def drift_check(
     if outcome.report_file:
         out.print(f"report   {Path(outcome.report_file).as_uri()}", highlight=False, soft_wrap=True)
     elif outcome.report_left_out:
-        out.print("report   not built (DRIFTLOOP_DRIFT_REPORT=false)")
+        out.print(f"report   {REPORT_LEFT_OUT}")
     if outcome.report_url:
         out.print(f"MLflow   {outcome.report_url}")
 
