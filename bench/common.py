@@ -89,6 +89,7 @@ def train_versions(home: Path, estimators: Sequence[str], runs: Sequence[Sequenc
         RuntimeError: A training run failed (the message ends with the log's tail).
     """
     env = {**os.environ, **TELEMETRY_OFF, "DRIFTLOOP_HOME": str(home), "DRIFTLOOP_START_MLFLOW_UI": "false"}
+    env["DRIFTLOOP_LOG_SKLEARN_MODEL"] = "true"  # bench_serving.py serves the tutorial's way from the pipeline
     env["DRIFTLOOP_PREFECT_PORT"] = str(free_port())
     env.pop("PREFECT_API_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)

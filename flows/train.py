@@ -209,7 +209,9 @@ def train_model(
         )
         reference = save_reference.submit(watched, schema, uri, run.run_id, seed, monitored)
         try:
-            export = export_candidate(candidate, split, schema, uri, run.run_id, parity_tolerance, evaluation)
+            export = export_candidate(
+                candidate, split, schema, uri, run.run_id, parity_tolerance, evaluation, settings.log_sklearn_model
+            )
         finally:
             reference.wait()
         reference_uri = reference.result()
@@ -245,7 +247,7 @@ def train_model(
                 lineage.PARITY: lineage.PASSED if export.parity.passed else lineage.FAILED,
                 lineage.PARITY_MAX_ABS_DIFF: f"{export.parity.max_abs_diff:.3g}",
                 lineage.PARITY_DETAIL: export.parity.summary(),
-                lineage.SKLEARN_MODEL_URI: export.sklearn_model_uri,
+                **({lineage.SKLEARN_MODEL_URI: export.sklearn_model_uri} if export.sklearn_model_uri else {}),
                 lineage.REFERENCE_URI: reference_uri,
                 lineage.DATA_PATH: describe_source(snapshot.source),
             },

@@ -90,7 +90,7 @@ class Export:
     onnx_sha256: str
     parity: ParityReport
     onnx_model_uri: str
-    sklearn_model_uri: str
+    sklearn_model_uri: str | None  # None: not logged (DRIFTLOOP_LOG_SKLEARN_MODEL=false)
 
 
 @dataclass(frozen=True)
@@ -281,10 +281,12 @@ def export_candidate(
     run_id: str,
     parity_tolerance: float,
     evaluation: Evaluation | None = None,
+    log_sklearn: bool = True,
 ) -> Export:
-    """Convert to ONNX, check parity on the holdout (at most ``PARITY_ROWS`` of it), log both models to the run.
+    """Convert to ONNX, check parity on the holdout (at most ``PARITY_ROWS`` of it), log the models to the run.
 
     Given the candidate's ``evaluation``, its holdout outputs stand for the pipeline's answers in the comparison.
+    The ONNX model is always logged; the scikit-learn pipeline too when ``log_sklearn``.
     """
     tracking.use_tracking_uri(tracking_uri)
     rows = parity_rows(len(split.holdout))
@@ -309,7 +311,7 @@ def export_candidate(
             parity_tolerance,
             value_buckets=None if task.is_classifier else _deciles(onnx_first),
         )
-        sklearn_uri = tracking.log_sklearn_model(run_id, candidate.pipeline, holdout)
+        sklearn_uri = tracking.log_sklearn_model(run_id, candidate.pipeline, holdout) if log_sklearn else None
         onnx_uri = tracking.log_onnx_model(run_id, onnx_bytes, schema, holdout, selfcheck, serving_bytes)
     return Export(
         onnx_sha256=onnx_sha256(onnx_bytes),

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
 
     seed: int = 42
     holdout_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
+    log_sklearn_model: bool = Field(
+        default=True,
+        description="Each training run also logs the fitted scikit-learn pipeline (skops format) for inspection "
+        "and reproduction: about 2.3 s of CPU on a 2-core machine, and its size in the artifact store; false: the "
+        "ONNX model only, which is all that serving, scoring and the checks load.",
+    )
 
     # The model server.
     serve_host: str = "127.0.0.1"

@@ -24,7 +24,7 @@ from driftloop.errors import DeployError
 from driftloop.io.datasets import load_schema, read_snapshot
 from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.registry import ModelRegistry
-from driftloop.io.tracking import use_tracking_uri
+from driftloop.io.tracking import ONNX_MODEL_NAME, use_tracking_uri
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, TELEMETRY_OFF, Settings
 from tests.support.cli import Driftloop, PrefectServer, make_driftloop
 from tests.support.loans import write_loans
@@ -66,8 +66,8 @@ def artifact_keys(prefect: PrefectServer, flow_run_id: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServer) -> Driftloop:
-    """One data directory with one training run of the bundled data (v1, champion)."""
-    dl = make_driftloop(tmp_path_factory.mktemp("trained"), prefect_server)
+    """One data directory with one training run of the bundled data (v1, champion), its pipeline logged too."""
+    dl = make_driftloop(tmp_path_factory.mktemp("trained"), prefect_server, log_sklearn_model="true")
     dl.run("train")
     return dl
 
@@ -117,7 +117,7 @@ def test_registered_onnx_matches_sklearn_on_the_holdout(trained: Driftloop) -> N
 
     onnx_labels, onnx_proba = OnnxModel.from_bytes(registry.onnx_bytes(str(version.version)), schema).predict(frame)
     use_tracking_uri(trained.tracking_uri)  # not mlflow.set_tracking_uri: it leaves MLFLOW_TRACKING_URI set
-    sklearn_model = mlflow.sklearn.load_model(version.tags[lineage.SKLEARN_MODEL_URI])
+    sklearn_model = mlflow.sklearn.load_model(version.tags[lineage.SKLEARN_MODEL_URI])  # logged: the fixture asks
     sk_proba = sklearn_model.predict_proba(frame)
     assert np.max(np.abs(sk_proba - onnx_proba)) <= 1e-5
     decided = np.abs(sk_proba[:, 1] - 0.5) > 1e-5
@@ -176,6 +176,13 @@ def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     assert "churn v3: not promoted: refused by the gate (see its line below); champion stays v2" in third.stdout
     registry = ModelRegistry("churn", driftloop.tracking_uri)
     assert registry.get_version("3").tags[lineage.GATE] == "refuse"
+    # The test settings leave the scikit-learn pipeline out (DRIFTLOOP_LOG_SKLEARN_MODEL=false): the ONNX model only.
+    assert lineage.SKLEARN_MODEL_URI not in registry.get_version("1").tags
+    run = registry.get_version("1").run_id
+    client = MlflowClient(tracking_uri=driftloop.tracking_uri, registry_uri=driftloop.tracking_uri)
+    experiment = client.get_run(run).info.experiment_id
+    logged = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run}'")
+    assert [model.name for model in logged] == [ONNX_MODEL_NAME]
     assert json.loads(registry.get_version("3").tags[lineage.GATE_POLICY])["floors"] == {"roc_auc": 0.99, "f1": 0.3}
     assert str(registry.champion().version) == "2"
 
