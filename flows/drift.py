@@ -18,6 +18,7 @@ from driftloop.core.performance_estimate import estimate_performance
 from driftloop.core.segments import check_segments, drifted_segments
 from driftloop.settings import get_settings
 from tasks.drift import (
+    REPORT_LEFT_OUT,
     EpisodePolicy,
     champion_task,
     check_window_in_chunks,
@@ -30,8 +31,6 @@ from tasks.drift import (
     truth_baseline,
 )
 from tasks.registry import find_champion
-
-REPORT_LEFT_OUT = "not built (DRIFTLOOP_DRIFT_REPORT=false)"  # where a drifting check's report would be linked
 
 
 @dataclass(frozen=True)
@@ -170,6 +169,7 @@ def check_drift(
         window,
         with_report=drifted and not report_left_out,  # only when there is something to look at (it is slow)
         reports_dir=settings.home / "reports",
+        report_left_out=report_left_out,
     )
     report_url = recorded.run_url
     payload = {

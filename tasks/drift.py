@@ -44,6 +44,7 @@ REPORT_SKIPPED = (
     "The Evidently HTML report was skipped: it needs the report extra (pip install 'driftloop[report]'). "
     "The verdict does not: driftloop's tests reproduce Evidently's."
 )
+REPORT_LEFT_OUT = "not built (DRIFTLOOP_DRIFT_REPORT=false)"  # where a drifting check's report would be
 
 
 @task(name="read-prediction-window", cache_policy=NO_CACHE, timeout_seconds=600)
@@ -103,11 +104,13 @@ def record_check(
     window: pd.DataFrame,
     with_report: bool,
     reports_dir: Path | None = None,
+    report_left_out: bool = False,
 ) -> CheckRecorded:
     """An MLflow run per check (verdict metrics, the summaries, the Evidently HTML report).
 
     The report is also written under ``reports_dir`` (when given), to open in a browser: MLflow serves every
-    artifact as a download, and its preview cannot run the report's scripts.
+    artifact as a download, and its preview cannot run the report's scripts. A check that would have built one
+    but for the setting (``report_left_out``) says so in its summaries.
     """
     client = tracking.use_tracking_uri(tracking_uri)
     experiment_id = tracking.ensure_experiment(client, MONITORING_EXPERIMENT, artifact_root)
@@ -128,7 +131,9 @@ def record_check(
         tracking.log_metrics(client, run_id, _estimate_metrics(estimate))
         summaries = f"{verdict.markdown()}\n\n{labels.summary()}\n\n{estimate.summary()}\n"
         report_path = None
-        if with_report and find_spec("evidently") is None:
+        if report_left_out:
+            summaries += f"\n**Report**: {REPORT_LEFT_OUT}\n"
+        elif with_report and find_spec("evidently") is None:
             summaries += f"\n{REPORT_SKIPPED}\n"
         elif with_report:
             # Evidently takes seconds of CPU to import: only a drifting check, which builds its report, pays that.

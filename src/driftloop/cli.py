@@ -1421,7 +1421,8 @@ def drift_check(
             highlight=False,
         )
     with _flow_session(settings):
-        from flows.drift import REPORT_LEFT_OUT, check_drift
+        from flows.drift import check_drift
+        from tasks.drift import REPORT_LEFT_OUT
 
         outcome = check_drift(
             window_rows=window_rows or policy.get("window_rows"),

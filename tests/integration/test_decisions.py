@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from driftloop.core import lineage, scenarios
 from driftloop.events import DRIFT_WITHOUT_LABELS
@@ -266,6 +267,11 @@ def test_noise_is_refused_and_a_failed_or_killed_retrain_is_asked_for_again(tmp_
         # is already listed, not yet run).
         check_run = [run for run in flow_runs(dl, "check-drift") if run["state_type"] == "COMPLETED"][-1]
         assert "**Report**: not built (DRIFTLOOP_DRIFT_REPORT=false)" in artifact(dl, check_run["id"], "drift-verdict")
+        # And so does the check's MLflow run, whose verdict.md stands where the report would.
+        (check_mlflow_run,) = re.findall(r"^MLflow +\S+/runs/([0-9a-f]{32})$", opened, re.MULTILINE)
+        client = MlflowClient(tracking_uri=dl.tracking_uri)
+        verdict_md = Path(client.download_artifacts(check_mlflow_run, "verdict.md", str(tmp_path))).read_text()
+        assert "**Report**: not built (DRIFTLOOP_DRIFT_REPORT=false)" in verdict_md, verdict_md
         (first,) = finished_runs(dl, "retrain-model", 1)
         assert first["state_type"] == "COMPLETED"
         refused = registry.get_version("2").tags
