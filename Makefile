@@ -17,8 +17,8 @@ install: $(BIN)/driftloop      ## only set up .venv (what `run` and `test` do fi
 run: $(BIN)/driftloop          ## set up, then the whole loop once (services stay up to explore)
 	$(BIN)/driftloop demo --keep-running
 
-test: lint                     ## lint, then the whole test suite (unit + integration), four modules at a time
-	$(BIN)/pytest -n 4 --dist loadfile --no-loadscope-reorder --durations=25 tests/unit tests/integration
+test: lint                     ## lint, then the whole test suite (unit + integration), three modules at a time
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25 tests/unit tests/integration
 
 # A minimal install (no extras: no Evidently) on pandas 3, in .venv-minimal, and the unit tests that need no
 # extra (Evidently's agreement, LightGBM/XGBoost, Triton's client, the dev tools' own tests are left out).
