@@ -417,8 +417,8 @@ def test_a_slow_canary_trips_the_p99_alarm(images: Images, run: DockerTestRun, t
     assert result.outcome == "rolled_back", result.markdown()
     assert result.reason.startswith("canary alarm at"), result.reason
     # At 1% of a CPU the candidate's p99 trips the ratio alarm, or, on a loaded machine, its /metrics does not even
-    # answer within the scrape timeout: either is the latency alarm, and either rolls back.
-    assert "p99" in result.reason or "/metrics did not answer within" in result.reason, result.reason
+    # answer within the scrape timeout or drops the connection: each is the latency alarm, and each rolls back.
+    assert "p99" in result.reason or "/metrics did not answer" in result.reason, result.reason
     if "p99" in result.reason:  # a window was judged and holds the alarm; a scrape that timed out judged none
         assert result.windows[-1].alarm is not None
     assert load.report.failed == 0, load.report

@@ -10,7 +10,13 @@ from typing import Any
 
 import httpx
 
+from driftloop.deploy.routing import ProxyLimits
+
 KEPT_FAILURES = 50
+# A client waits on an answer as long as the proxy waits on a slot, and a little longer: a request that fails is then
+# the proxy's answer (504 after its read timeout), not this client's impatience. A starved canary's few requests
+# took over 30 s on a loaded CI machine before the rollback took it out.
+CLIENT_TIMEOUT = ProxyLimits().read + 10
 
 
 @dataclass
@@ -53,7 +59,7 @@ class PredictLoad:
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
     def _run(self, index: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=30, limits=self._limits) as client:
+        with httpx.Client(base_url=self.url, timeout=CLIENT_TIMEOUT, limits=self._limits) as client:
             n = index
             while not self._stop.is_set():
                 n += 1
@@ -89,4 +95,4 @@ class PredictLoad:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=60)
+            thread.join(timeout=CLIENT_TIMEOUT + 10)

@@ -549,7 +549,7 @@ def _bake(
         container = slots.find(slot)
         while time.monotonic() < deadline:
             if container is None or _exited(container):
-                raise SlotFailed("crashed", f"slot {slot} stopped during the {percent}% bake:\n{_logs(container)}")
+                raise _stopped(slot, percent, container)
             time.sleep(min(WATCH_SECONDS, max(0.0, deadline - time.monotonic())))
         after = (_scrape(http, slots, slot, percent), _scrape_old(http, slots, old_slot, percent))
     candidate = window(before[0], after[0])
@@ -574,11 +574,18 @@ def _scrape(http: httpx.Client, slots: Slots, slot: SlotName, percent: int) -> S
         answer.raise_for_status()
     except httpx.TimeoutException:
         # Still running but too slow to answer its own metrics: an overloaded candidate, which is what a canary
-        # alarm is for (a refused connection or an error status is a crash).
+        # alarm is for.
         raise CanaryAlarm(
             f"canary alarm at {percent}%: slot {slot}'s /metrics did not answer within {http.timeout.read:g}s"
         ) from None
-    except httpx.HTTPError as error:
+    except httpx.TransportError as error:
+        # A crash is a container that stopped. One still running that drops the connection is overloaded (a
+        # candidate starved of CPU had its connections reset, seen in CI): the same alarm as a timeout.
+        container = slots.find(slot)
+        if container is None or _exited(container):
+            raise _stopped(slot, percent, container) from None
+        raise CanaryAlarm(f"canary alarm at {percent}%: slot {slot}'s /metrics did not answer: {error}") from None
+    except httpx.HTTPError as error:  # an error status: the server runs and says it is broken
         raise SlotFailed("crashed", f"slot {slot}: /metrics did not answer: {error}") from None
     return parse_metrics(answer.text, time.monotonic())
 
@@ -588,6 +595,10 @@ def _scrape_old(http: httpx.Client, slots: Slots, slot: SlotName, percent: int) 
         return _scrape(http, slots, slot, percent)
     except DriftloopError:
         return None
+
+
+def _stopped(slot: SlotName, percent: int, container: Any) -> SlotFailed:
+    return SlotFailed("crashed", f"slot {slot} stopped during the {percent}% bake:\n{_logs(container)}")
 
 
 def _exited(container: Any) -> bool:
