@@ -10,6 +10,7 @@ a version, send an event or create a flow run.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -260,3 +261,30 @@ def test_anonymous_callers_cannot_send_events_or_create_flow_runs(prefect_auth: 
     with httpx.Client(base_url=prefect.api_url, timeout=30, auth=(user, password)) as authenticated:
         assert authenticated.post("/flow_runs/filter", json={}).status_code == 200
         assert authenticated.post("/events", json=[drift_event]).status_code in {200, 204}
+
+
+def test_a_cached_sign_in_never_outlives_a_wrong_or_changed_password(mlflow_auth: AuthenticatedMlflow) -> None:
+    # The stack's MLflow keeps a successful password check for a while (mlflow-basic-auth.ini): this server, one
+    # worker, runs with that setting.
+    ttl = re.search(r"^auth_cache_ttl_seconds = (\d+)$", AUTH_INI.read_text(), re.MULTILINE)
+    assert ttl is not None, "the stack's MLflow caches no sign-in: nothing to test here"
+    assert int(ttl.group(1)) > 0
+    admin = mlflow_auth.credentials("admin")
+    user, first, second = f"rotating-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex, uuid.uuid4().hex
+    created = httpx.post(mlflow_auth.api("users/create"), json={"username": user, "password": first}, auth=admin)
+    assert created.status_code == 200, created.text
+
+    def search(password: str) -> int:
+        return httpx.get(mlflow_auth.api("registered-models/search"), auth=(user, password)).status_code
+
+    assert search(first) == 200  # now cached
+    assert search("not-the-password") == 401
+    changed = httpx.patch(
+        mlflow_auth.api("users/update-password"), json={"username": user, "password": second}, auth=admin
+    )
+    assert changed.status_code == 200, changed.text
+    assert search(first) == 401
+    assert search(second) == 200
+    deleted = httpx.request("DELETE", mlflow_auth.api("users/delete"), json={"username": user}, auth=admin)
+    assert deleted.status_code == 200, deleted.text
+    assert search(second) == 401
