@@ -8,6 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One build at a time on this machine: a second call (the compose tests, while .ci/run's early build still runs)
+# waits, then finds every layer built, instead of building the same layers beside it.
+exec 9>"${TMPDIR:-/tmp}/driftloop-stack-images.lock"
+flock 9
+
 what="${1:-all}"
 docker image inspect python:3.11-slim >/dev/null 2>&1 \
   || { echo "stack-images: no local python:3.11-slim image (see deployments/README.md)" >&2; exit 1; }
