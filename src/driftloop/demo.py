@@ -23,6 +23,7 @@ import httpx
 import pandas as pd
 
 from driftloop.core import scenarios
+from driftloop.io.prefect_http import prefect_api_client
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA, Settings
 
 Say = Callable[[str], None]
@@ -81,7 +82,7 @@ class Demo:
         self.settings = settings
         self.say = say
         self.report = DemoReport()
-        self.api = httpx.Client(base_url=settings.prefect_api, timeout=30)
+        self.api = prefect_api_client(settings.prefect_api)
         self.server = httpx.Client(base_url=settings.serve_url, timeout=30)
         self._clock = time.monotonic()
 

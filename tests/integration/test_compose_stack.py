@@ -26,6 +26,7 @@ import pytest
 import redis
 
 from driftloop.io.datasets import read_snapshot
+from driftloop.io.prefect_http import prefect_api_client
 from driftloop.settings import BUNDLED_DATA, BUNDLED_SCHEMA
 from tests.support.compose import SECRETS, compose_command
 from tests.support.docker_engine import remove_test_image, require_base_image, require_docker
@@ -293,7 +294,7 @@ def sample_row() -> dict[str, object]:
 
 def test_only_the_ship_job_is_given_the_docker_socket(stack: Stack) -> None:
     api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
-    with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
+    with prefect_api_client(api, auth=stack.prefect_auth) as prefect:
         pool = prefect.get("/work_pools/driftloop-docker")
         assert pool.status_code == 200, f"no Docker work pool:\n{stack.logs('prefect-worker')}"
         assert pool.json()["type"] == "docker"
@@ -320,7 +321,7 @@ def test_training_in_the_stack_rolls_the_model_out_behind_nginx(stack: Stack) ->
     """On the Docker pool: train (a container) → register → the ship run (another container) → image → rollout."""
     api = f"http://127.0.0.1:{stack.port('PREFECT_PORT')}/api"
     model = stack.env["DRIFTLOOP_MODEL_NAME"]
-    with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
+    with prefect_api_client(api, auth=stack.prefect_auth) as prefect:
         deployment = prefect.get("/deployments/name/train-model/train")
         assert deployment.status_code == 200, f"no train deployment:\n{stack.logs('prefect-worker')}"
         # The user's own files, as the flow container sees the host's DRIFTLOOP_DATA_DIR.
@@ -413,7 +414,7 @@ def test_drift_check_retrain_and_score_each_run_in_their_own_flow_container(stac
     full.drop(columns=["churn"]).reset_index(names="customer").to_parquet(table)
     table.chmod(0o644)
 
-    with httpx.Client(base_url=api, timeout=30, auth=stack.prefect_auth) as prefect:
+    with prefect_api_client(api, auth=stack.prefect_auth) as prefect:
         # A low drift share: this test is about where the check runs; test_decisions.py is about its verdicts.
         parameters = {"min_rows": 200, "window_rows": 600, "drift_share": 0.2}
         check_id = run_deployment(prefect, "check-drift", "drift-check", parameters)

@@ -9,13 +9,13 @@ import subprocess
 import time
 from datetime import UTC, datetime
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
 from driftloop.core import scenarios
 from driftloop.io.prediction_store import Feedback, PredictionEvent, open_prediction_log
+from driftloop.io.prefect_http import prefect_api_client
 from driftloop.settings import BUNDLED_DATA, TELEMETRY_OFF
 from tests.support.host import VENV_BIN
 from tests.support.stack import DRIFT_EVENT
@@ -75,7 +75,7 @@ def test_concept_drift_with_unchanged_features_is_caught_by_labels(tmp_path, pre
     body = {"filter": {"event": {"name": [DRIFT_EVENT]}, "occurred": {"since": started.isoformat()}}}
     deadline = time.monotonic() + 60
     kinds: list[str] = []
-    with httpx.Client(base_url=prefect_server.api_url, timeout=30) as client:
+    with prefect_api_client(prefect_server.api_url) as client:
         while time.monotonic() < deadline and not kinds:
             events = client.post("/events/filter", json=body).json()["events"]
             kinds = [e["payload"]["kind"] for e in events if e["payload"]["episode"].startswith("churn-v1")]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import subprocess
 import time
 
-import httpx
 import pytest
 
 from driftloop.core import lineage
+from driftloop.io.prefect_http import prefect_api_client
 from driftloop.io.registry import ModelRegistry
 from tests.support.cli import Driftloop, PrefectServer
 from tests.support.host import VENV_BIN
@@ -35,7 +35,7 @@ def _finish(process: subprocess.Popen[str], timeout: float = 600) -> str:
 
 def _flow_runs_started(prefect: PrefectServer, task_name: str, after: str) -> bool:
     body = {"task_runs": {"name": {"like_": task_name}, "start_time": {"after_": after}}}
-    with httpx.Client(base_url=prefect.api_url, timeout=30) as client:
+    with prefect_api_client(prefect.api_url) as client:
         return bool(client.post("/task_runs/filter", json=body).json())
 
 

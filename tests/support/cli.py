@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from driftloop.io.prefect_http import prefect_api_client
 from driftloop.settings import TELEMETRY_OFF
 from tests.support.host import VENV_BIN
 
@@ -20,7 +21,7 @@ class PrefectServer:
     home: Path
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=30)
+        return prefect_api_client(self.api_url)
 
 
 @dataclass(frozen=True)

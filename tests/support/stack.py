@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.events import DRIFT_DETECTED, model_resource
+from driftloop.io.prefect_http import prefect_api_client
 from driftloop.settings import TELEMETRY_OFF
 from tests.support import prefect_db
 from tests.support.cli import Driftloop
@@ -92,7 +93,7 @@ def alerts(dl: Driftloop) -> list[dict[str, Any]]:
 
 
 def api(dl: Driftloop) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{dl.env['DRIFTLOOP_PREFECT_PORT']}/api", timeout=30)
+    return prefect_api_client(f"http://127.0.0.1:{dl.env['DRIFTLOOP_PREFECT_PORT']}/api")
 
 
 def server_url(dl: Driftloop) -> str:
