@@ -548,7 +548,7 @@ def _bake(
         deadline = time.monotonic() + settings.canary_bake_seconds
         container = slots.find(slot)
         while time.monotonic() < deadline:
-            if container is None or _exited(container):
+            if _exited(container):
                 raise _stopped(slot, percent, container)
             time.sleep(min(WATCH_SECONDS, max(0.0, deadline - time.monotonic())))
         after = (_scrape(http, slots, slot, percent), _scrape_old(http, slots, old_slot, percent))
@@ -582,7 +582,7 @@ def _scrape(http: httpx.Client, slots: Slots, slot: SlotName, percent: int) -> S
         # A crash is a container that stopped. One still running that drops the connection is overloaded (a
         # candidate starved of CPU had its connections reset, seen in CI): the same alarm as a timeout.
         container = slots.find(slot)
-        if container is None or _exited(container):
+        if _exited(container):
             raise _stopped(slot, percent, container) from None
         raise CanaryAlarm(f"canary alarm at {percent}%: slot {slot}'s /metrics did not answer: {error}") from None
     except httpx.HTTPError as error:  # an error status: the server runs and says it is broken
@@ -601,7 +601,10 @@ def _stopped(slot: SlotName, percent: int, container: Any) -> SlotFailed:
     return SlotFailed("crashed", f"slot {slot} stopped during the {percent}% bake:\n{_logs(container)}")
 
 
-def _exited(container: Any) -> bool:
+def _exited(container: Any | None) -> bool:
+    """The slot's container has stopped, or is gone (None: it was not found)."""
+    if container is None:
+        return True
     try:
         container.reload()
     except DockerException:
