@@ -7,7 +7,9 @@ import json
 import os
 import re
 import subprocess
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,7 @@ def test_every_long_running_service_has_a_healthcheck_and_restarts(config: dict[
         assert test, name
         assert test[0] in {"CMD", "CMD-SHELL"}, name
         assert "curl" not in json.dumps(test), f"{name}: slim images have no curl"
+        assert "python" not in test[1:2], f"{name}: a probe every few seconds must not start Python (0.2 s of CPU)"
 
 
 def test_dependencies_wait_for_health_and_the_preflight_check(config: dict[str, Any]) -> None:
@@ -214,6 +217,43 @@ def test_compose_refuses_an_unset_password(tmp_path: Path, missing: str) -> None
     result = run_config(env_file, COMPOSE)
     assert result.returncode != 0
     assert f"set {missing} in .env" in result.stderr
+
+
+class _Health(BaseHTTPRequestHandler):
+    """/health answers 200, anything else 404."""
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def http_ok(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"]}  # no secrets: the probe checks none
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT), "http-ok", *args], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_the_health_probe_passes_only_on_a_200_from_the_port() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = str(server.server_address[1])
+    try:
+        assert http_ok(port, "/health").returncode == 0
+        assert http_ok(port, "/missing").returncode == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert http_ok(port, "/health").returncode != 0  # nothing listens any more
+    wrong = http_ok(port)
+    assert wrong.returncode == 1
+    assert "usage: http-ok PORT PATH" in wrong.stderr
 
 
 def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
