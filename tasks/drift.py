@@ -196,7 +196,8 @@ def handle_episode(
     current = store.open_episode(champion.version)
     if current is not None and current.retrain == "running" and current.flow_run_id:
         current = current.running_ended(flow_run_state(current.flow_run_id), now, policy.retrain_timeout_seconds)
-    deployed = not drifted or retrain_deployments(model_name) != []  # None: the server did not say
+    found = retrain_deployments(model_name) if drifted else None  # None: not asked, or the server did not say
+    deployed = found != []
     decision = drift_action(
         drifted,
         insufficient,
@@ -210,6 +211,7 @@ def handle_episode(
         if drifted and (current is None or current.retrain == "pending")
         else None,
         retrain_deployed=deployed,
+        retrain_deployed_at=min((d.created for d in found or [] if d.created is not None), default=None),
     )
     if decision.action == "emit":
         episode = Episode.start(model_name, champion.version, now)

@@ -82,6 +82,25 @@ def test_concept_drift_with_unchanged_features_is_caught_by_labels(tmp_path, pre
             time.sleep(1)
     assert kinds == ["concept"]
 
+    # The user deploys a retrain for the model (as `driftloop up` does; no worker here, so none starts): the
+    # request came before anything listened, so the next check asks again at once, not after the claim timeout of
+    # hours (trial 52), and the one after that waits for the new request.
+    with prefect_api_client(prefect_server.api_url) as client:
+        flow = client.post("/flows/", json={"name": "retrain-model"})
+        flow.raise_for_status()
+        deployment = client.post(
+            "/deployments/", json={"name": "retrain-churn", "flow_id": flow.json()["id"], "tags": ["model:churn"]}
+        )
+        deployment.raise_for_status()
+        try:
+            heard = " ".join(dl.run("drift-check").stdout.split())
+            assert "came before any retrain deployment took this model's events" in heard, heard
+            assert "event emitted again" in heard, heard
+            waits = " ".join(dl.run("drift-check").stdout.split())
+            assert "retrain requested, not started yet (asked for again if none has started by" in waits, waits
+        finally:
+            client.delete(f"/deployments/{deployment.json()['id']}").raise_for_status()
+
 
 def test_demo_runs_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "MLFLOW_", "PREFECT_"))}

@@ -234,3 +234,32 @@ def test_a_requested_retrain_that_no_deployment_takes_says_none_will_run() -> No
     cooled = drift_action(True, False, pending, last_retrain_at=now - timedelta(seconds=61), **args)
     assert "retrain requested, not started yet" in cooled.note
     assert NO_RETRAIN not in deployed.note
+
+
+def test_a_retrain_requested_before_any_deployment_listened_is_asked_for_again_once_one_does() -> None:
+    """Trial 52: a check asked for a retrain, said none would run, the user ran `driftloop up`: the next check said
+    "not started yet" and would have waited out the claim timeout (2 h), as the first event had no listener."""
+    now = datetime(2026, 12, 7, 16, 40, tzinfo=UTC)
+    requested_at = now - timedelta(minutes=2)
+    pending = Episode.start("m", "1", requested_at)
+    args = {"now": now, "cooldown_seconds": 60.0, "new_labels": 0, "min_new_labels": 100}
+    args["claim_timeout_seconds"] = 7200.0
+    deployed_after = drift_action(True, False, pending, retrain_deployed_at=now - timedelta(minutes=1), **args)
+    assert deployed_after.action == "re_emit"
+    assert "the retrain requested at 2026-12-07 16:38:00 came before any retrain deployment" in deployed_after.note
+    assert "(the first was created at 2026-12-07 16:39:00): event emitted again" in deployed_after.note
+    # Deployed before the request (heard), or when it was deployed is unknown: the request stands, and the check
+    # says when it will be asked for again.
+    for deployed_at in (requested_at - timedelta(seconds=1), None):
+        waiting = drift_action(True, False, pending, retrain_deployed_at=deployed_at, **args)
+        assert waiting.action == "already_open"
+        assert "retrain requested, not started yet (asked for again if none has started by 18:38:00)" in waiting.note
+    # Once the claim timeout has passed, it is asked for again whenever it was deployed.
+    late = {**args, "now": requested_at + timedelta(seconds=7201)}
+    assert drift_action(True, False, pending, retrain_deployed_at=requested_at - timedelta(hours=1), **late).action == (
+        "re_emit"
+    )
+    # Nothing deployed: it still says none will run, whatever the times.
+    unheard = drift_action(True, False, pending, retrain_deployed=False, **args)
+    assert unheard.action == "already_open"
+    assert NO_RETRAIN in unheard.note

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 DriftAction = Literal["emit", "re_emit", "already_open", "close", "none"]
@@ -134,6 +134,7 @@ def drift_action(
     claim_timeout_seconds: float = float("inf"),
     last_retrain_at: datetime | None = None,
     retrain_deployed: bool = True,
+    retrain_deployed_at: datetime | None = None,
 ) -> DriftDecision:
     """What the drift flow does with a verdict, given the version's open episode (if any).
 
@@ -153,6 +154,9 @@ def drift_action(
             cooldown after it still emits its event (alerts take it), but says the retrain will wait.
         retrain_deployed: False when no retrain deployment takes the model's events: a requested retrain says
             none will run.
+        retrain_deployed_at: When the first retrain deployment that takes the model's events was created (None:
+            unknown). A retrain requested before it was heard by none (a trigger does not act on past events), so
+            it is asked for again at once rather than after ``claim_timeout_seconds``.
     """
     if insufficient:
         return DriftDecision("none", "not judged: too few rows")
@@ -189,6 +193,15 @@ def drift_action(
             return DriftDecision(
                 "already_open", f"drift persists {since}; a retrain was requested, but {NO_RETRAIN}; {quiet}"
             )
+        if requested is not None and retrain_deployed_at is not None and requested < retrain_deployed_at:
+            # Asked while nothing listened, then the model was deployed (`driftloop up`): waiting out the claim
+            # timeout would leave the drift unanswered for hours.
+            return DriftDecision(
+                "re_emit",
+                f"drift persists {since}; the retrain requested at {requested:%Y-%m-%d %H:%M:%S} came before any "
+                f"retrain deployment took this model's events (the first was created at "
+                f"{retrain_deployed_at:%Y-%m-%d %H:%M:%S}): event emitted again",
+            )
         since_last = (now - last_retrain_at).total_seconds() if last_retrain_at else float("inf")
         if since_last < cooldown_seconds:  # the first check named the cooldown, the next ones did not (trial 18)
             return DriftDecision(
@@ -197,7 +210,14 @@ def drift_action(
                 f"and the first check after the cooldown ({cooldown_seconds - since_last:.0f}s left) asks again; "
                 f"{quiet}",
             )
-        return DriftDecision("already_open", f"drift persists {since}; retrain requested, not started yet; {quiet}")
+        again = (
+            f" (asked for again if none has started by {requested + timedelta(seconds=claim_timeout_seconds):%H:%M:%S})"
+            if requested is not None and claim_timeout_seconds != float("inf")
+            else ""
+        )
+        return DriftDecision(
+            "already_open", f"drift persists {since}; retrain requested, not started yet{again}; {quiet}"
+        )
     if episode.retrain == "running":
         return DriftDecision(
             "already_open", f"drift persists {since}; retrain running ({episode.flow_run_id}); {quiet}"

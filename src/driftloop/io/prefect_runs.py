@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 
 def flow_run_state(flow_run_id: str) -> str | None:
@@ -26,7 +28,13 @@ RETRAIN_FLOW = "retrain-model"  # flows/retrain.py's @flow name
 ANY_MODEL_RETRAIN = "retrain"  # a one-model stack's deployment (the compose stack's): its trigger takes any model
 
 
-def retrain_deployments(model_name: str) -> list[str] | None:
+@dataclass(frozen=True)
+class RetrainDeployment:
+    name: str
+    created: datetime | None  # as the server recorded it
+
+
+def retrain_deployments(model_name: str) -> list[RetrainDeployment] | None:
     """The retrain deployments whose trigger takes ``model_name``'s drift events; None if the server did not say.
 
     ``driftloop up`` deploys one per model of the project (``retrain-NAME``, tagged ``model:NAME``); a stack that
@@ -41,4 +49,8 @@ def retrain_deployments(model_name: str) -> list[str] | None:
             found = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])))
     except httpx.HTTPError:  # only a note depends on it: the check that asked must not fail for it
         return None
-    return [d.name for d in found if d.name == ANY_MODEL_RETRAIN or f"model:{model_name}" in (d.tags or [])]
+    return [
+        RetrainDeployment(d.name, d.created)
+        for d in found
+        if d.name == ANY_MODEL_RETRAIN or f"model:{model_name}" in (d.tags or [])
+    ]
