@@ -56,6 +56,7 @@ from tasks.model import (
     recent_metrics,
     save_reference,
     score_champion,
+    trial_export,
 )
 from tasks.registry import promote_model, register_model
 from tasks.reporting import link_mlflow, record_decision, record_metrics, update_decision
@@ -161,6 +162,7 @@ def train_model(
     # A snapshot that adds features is split on the champion's, so its training rows stay on the training side.
     split_spec = replace(split_spec, features=champion_split_features(name, uri, schema))
     split = split_snapshot(snapshot, fraction=split_spec.fraction, seed=split_spec.seed, features=split_spec.features)
+    trial_export(split, schema, estimator, params, seed)  # a user's model that cannot export fails before its fit
     champion = score_champion(name, uri, split, schema, _ordinary(snapshot, policy))
 
     provenance = {

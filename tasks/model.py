@@ -65,7 +65,7 @@ from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.snapshots import fetch_snapshot
-from driftloop.io.user_model import resolve_estimator
+from driftloop.io.user_model import check_export_on_sample, is_factory_reference, resolve_estimator
 from tasks.data import Snapshot
 from tasks.policies import mlflow_task
 from tasks.progress import progress, timed_step
@@ -148,6 +148,20 @@ def check_estimator(estimator: str, params: dict[str, Any] | None, seed: int, sc
     A user's Pipeline must also select only the schema's features.
     """
     check_columns(estimator, resolve_estimator(estimator, params, seed, schema.task), schema)
+
+
+@task(name="trial-export", cache_policy=NO_CACHE, timeout_seconds=600)
+def trial_export(split: Split, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int) -> None:
+    """A user's model (``--model``) fitted on a sample of the training rows and exported, before the full fit.
+
+    The built-in estimators skip it: their export is tested.
+    """
+    if not is_factory_reference(estimator):
+        return
+    with timed_step("trial export: %s fitted on a sample of the training rows, then exported", estimator):
+        used = check_export_on_sample(split.train, schema, estimator, params, seed)
+    if used is None:
+        get_run_logger().info("trial export skipped: %s could not be fitted on so few rows", estimator)
 
 
 @task(name="fit-candidate", cache_policy=NO_CACHE, timeout_seconds=3600)

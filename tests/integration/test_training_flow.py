@@ -160,6 +160,37 @@ def test_corrupted_snapshot_fails_with_every_problem_and_changes_nothing(trained
     assert registry_state(trained) == before
 
 
+def test_a_users_model_that_cannot_be_exported_fails_before_its_full_fit_and_changes_nothing(
+    trained: Driftloop, tmp_path: Path
+) -> None:
+    """Trial 52: a converter existed for every step, the full fit ran, then the export refused, three times."""
+    models = tmp_path / "models.py"
+    models.write_text(
+        "from sklearn.compose import ColumnTransformer\n"
+        "from sklearn.ensemble import ExtraTreesClassifier\n"
+        "from sklearn.impute import SimpleImputer\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from sklearn.preprocessing import OneHotEncoder\n\n\n"
+        "def texts_filled():\n"
+        "    fill = make_pipeline(SimpleImputer(strategy='constant', fill_value='none'), OneHotEncoder())\n"
+        "    prepare = ColumnTransformer([('texts', fill, ['contract', 'payment_method'])])\n"
+        "    return make_pipeline(prepare, ExtraTreesClassifier(n_estimators=20))\n"
+    )
+    before = registry_state(trained)
+
+    result = trained.run("train", "--model", f"{models}:texts_filled", check=False)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert 'impute text columns with SimpleImputer(missing_values="", ...)' in errors[0]
+    assert "found before the full fit" in errors[0]
+    assert "fitting " not in output  # the full fit never started
+    assert "Retry" not in output
+    assert registry_state(trained) == before
+
+
 def test_gate_second_runs_and_rollback(driftloop: Driftloop) -> None:
     first = driftloop.run("train")
     assert "churn v1: promoted to champion" in first.stdout

@@ -24,7 +24,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.errors import ConfigError, ExportError
 from driftloop.io.onnx_export import export_onnx, proven_grouped_onnx
 from driftloop.io.onnx_runtime import OnnxModel
-from driftloop.io.user_model import canonical_reference, resolve_estimator
+from driftloop.io.user_model import TRIAL_ROWS, canonical_reference, check_export_on_sample, resolve_estimator
 
 FACTORIES = """
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -61,6 +61,30 @@ def whole_pipeline():
     fill, encode = SimpleImputer(strategy="median"), OneHotEncoder(handle_unknown="ignore")
     prepare = ColumnTransformer([("numbers", fill, numbers), ("texts", encode, texts)])
     return Pipeline([("prepare", prepare), ("trees", ExtraTreesClassifier(n_estimators=30, min_samples_leaf=5))])
+
+
+def texts_imputed_as_if_missing_were_nan():
+    # Trial 52: skl2onnx has a converter for every step, so it passed the check before reading the data; the export
+    # refused the imputer after the fit: text with missing_values=nan.
+    texts = ["contract", "internet_service", "payment_method"]
+    fill = make_pipeline(SimpleImputer(strategy="constant", fill_value="none"), OneHotEncoder(handle_unknown="ignore"))
+    return make_pipeline(ColumnTransformer([("texts", fill, texts)]), ExtraTreesClassifier(n_estimators=10))
+
+
+def texts_imputed_as_served():
+    texts = ["contract", "internet_service", "payment_method"]
+    fill = make_pipeline(
+        SimpleImputer(strategy="constant", missing_values="", fill_value="none"), OneHotEncoder(handle_unknown="ignore")
+    )
+    return make_pipeline(ColumnTransformer([("texts", fill, texts)]), ExtraTreesClassifier(n_estimators=10))
+
+
+def more_components_than_a_sample_has_rows():
+    from sklearn.decomposition import PCA
+
+    numbers = ["tenure", "monthly_charges", "total_charges"]
+    imputed = ColumnTransformer([("n", SimpleImputer(), numbers)])
+    return make_pipeline(imputed, PCA(n_components=1500), SGDClassifier(loss="log_loss"))
 
 
 def logged_charges():
@@ -250,3 +274,26 @@ def test_a_factory_in_a_file_is_loaded_by_its_path_from_anywhere(
     broken.write_text("import no_such_dependency\n")
     with pytest.raises(ConfigError, match=r"loading .*broken.py raised ModuleNotFoundError"):
         resolve_estimator(f"{broken}:f")
+
+
+def test_a_model_that_converters_exist_for_but_cannot_export_is_refused_after_a_fit_on_a_sample(
+    factories: str, churn_schema: DatasetSchema, churn_frame: pd.DataFrame
+) -> None:
+    """Trial 52: the export failed after the full fit; a fit on a sample finds it first, and the hint says why."""
+    broken = f"{factories}:texts_imputed_as_if_missing_were_nan"
+    resolve_estimator(broken)  # every step has a converter: nothing to see before a fit
+    with pytest.raises(ExportError) as refused:
+        check_export_on_sample(churn_frame, churn_schema, broken, None, seed=3)
+    message = str(refused.value)
+    assert "NotImplementedError: The converter is implemented when the missing values are string" in message
+    assert 'impute text columns with SimpleImputer(missing_values="", ...)' in message
+    assert f"found before the full fit: {broken} fitted on {TRIAL_ROWS:,} of the training rows" in message
+    # Imputing "" as the served graph gets it: exported. Two churners in 7,043 rows: a plain sample of 1,000 would
+    # likely hold none, and a model that never saw a class is refused at export; the sample keeps one of them.
+    rare = churn_frame.assign(churn="No")
+    rare.loc[rare.index[[10, 5000]], "churn"] = "Yes"
+    served = f"{factories}:texts_imputed_as_served"
+    assert check_export_on_sample(rare, churn_schema, served, None, seed=3) == TRIAL_ROWS + 1  # seed 3's held none
+    # A model that cannot be fitted on so few rows proves nothing: its full fit goes ahead.
+    few = f"{factories}:more_components_than_a_sample_has_rows"
+    assert check_export_on_sample(churn_frame, churn_schema, few, None, seed=3) is None

@@ -42,6 +42,8 @@ from driftloop.io.onnx_runtime import (
 )
 
 _PROTOBUF_HINT = "Expected an int, got a boolean"
+# skl2onnx's SimpleImputer converter on a text column whose missing_values is not text.
+_TEXT_IMPUTER_HINT = "missing values are string"
 # io.user_model loads a --model file as a module of this prefix.
 USER_MODULE_PREFIX = "driftloop_user_model_"
 _ESTIMATOR_PREFIX = "driftloop_model_"
@@ -192,6 +194,11 @@ def _convert(
         cause = f"{type(exc).__name__}: {exc}"
         if _PROTOBUF_HINT in cause or _PROTOBUF_HINT in str(exc.__cause__):
             cause += " (skl2onnx 1.20 needs protobuf<7 for tree ensembles)"
+        if _TEXT_IMPUTER_HINT in cause:
+            cause = cause.rstrip(".") + (
+                '. A Pipeline gets a categorical feature\'s missing values as "" (the empty string), as the served '
+                'graph does: impute text columns with SimpleImputer(missing_values="", ...)'
+            )
         raise ExportError(f"cannot export the {name} pipeline to ONNX: {cause}") from exc
     outputs = [o.name for o in converted.graph.output]
     if not task.is_classifier:

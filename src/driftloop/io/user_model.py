@@ -22,12 +22,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
 from sklearn.base import BaseEstimator
 
-from driftloop.core.pipeline import configure_estimator, make_estimator
+from driftloop.core.features import encode_target, to_model_frame
+from driftloop.core.float32_splits import snap_fitted_pipeline
+from driftloop.core.pipeline import build_pipeline, configure_estimator, make_estimator
+from driftloop.core.sampling import sample_positions, sample_positions_by_label
+from driftloop.core.schema import DatasetSchema
 from driftloop.core.task import Task
-from driftloop.errors import ConfigError
-from driftloop.io.onnx_export import USER_MODULE_PREFIX, check_convertible
+from driftloop.errors import ConfigError, ExportError
+from driftloop.io.onnx_export import USER_MODULE_PREFIX, check_convertible, export_onnx
 
 _MODULE_REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _FILE_REFERENCE = re.compile(r"^(?P<path>.+\.py):(?P<name>[A-Za-z_]\w*)$")
@@ -61,6 +66,44 @@ def resolve_estimator(
         model = configure_estimator(estimator, _call_factory(estimator), params, seed, task)
     check_convertible(model)
     return model
+
+
+TRIAL_ROWS = 1_000  # enough to fit most models, few enough to take seconds
+
+
+def check_export_on_sample(
+    rows: pd.DataFrame, schema: DatasetSchema, estimator: str, params: Mapping[str, Any] | None, seed: int
+) -> int | None:
+    """Fit a user's model on at most ``TRIAL_ROWS`` of ``rows`` (a classifier's every class kept) and export it.
+
+    skl2onnx has a converter for a step that still refuses how it is configured (a ``SimpleImputer`` filling text
+    with ``missing_values=nan``), which ``check_convertible`` cannot see before a fit: found here, it fails in
+    seconds rather than after the full fit (trial 52). Returns the rows it was fitted on, or None when it could
+    not be fitted on so few (proving nothing: the full fit goes ahead).
+
+    Raises:
+        ExportError: The model fitted on the sample cannot be exported to ONNX.
+    """
+    target = encode_target(rows[schema.target.name], schema)
+    positions = (
+        sample_positions_by_label(target, TRIAL_ROWS, seed, floor=1)
+        if schema.task.is_classifier
+        else sample_positions(len(rows), TRIAL_ROWS, seed)
+    )
+    pipeline = build_pipeline(schema, resolve_estimator(estimator, dict(params or {}), seed, schema.task), seed=seed)
+    try:
+        pipeline.fit(to_model_frame(rows.iloc[positions], schema), target[positions])
+    except Exception:  # a model that needs more rows than the sample: its own fit will say what is wrong
+        return None
+    snap_fitted_pipeline(pipeline)
+    try:
+        export_onnx(pipeline, schema)
+    except ExportError as error:
+        raise ExportError(
+            f"{error} (found before the full fit: {estimator} fitted on {len(positions):,} of the training rows, "
+            "then exported)"
+        ) from None
+    return len(positions)
 
 
 def _call_factory(reference: str) -> Any:
