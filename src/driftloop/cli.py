@@ -528,17 +528,17 @@ def train(
     # --min-roc-auc and --min-accuracy are the older spelling of two floors; --floor wins where both name one.
     older = {"roc_auc": min_roc_auc, "accuracy": min_accuracy}
     overrides = _parse_floors([f"{name}={value}" for name, value in older.items() if value is not None] + floor)
-    from driftloop.core.pipeline import default_estimator
-
     if model is not None and estimator is not None:
         raise _fail("--model and --estimator both name the estimator: give one")
     if model is not None and ":" not in model:  # read as a built-in's name, it was called unknown (trial 18)
         raise _fail(f"--model {model!r} names no function: give path/to/models.py:factory or package.module:factory")
-    from driftloop.io.user_model import canonical_reference
-
     if data is None and query:
         raise _fail("--query needs --data to be a database URL (dialect://user@host/db)")
     source = None if data is None else _source(data, query)
+    # After the data's checks: scikit-learn and skl2onnx take 1.5 s to import, which a missing file need not wait for.
+    from driftloop.core.pipeline import default_estimator
+    from driftloop.io.user_model import canonical_reference
+
     # Again: a password taken out of --data's URL is a setting now.
     settings = _use_model(model_name, project_default=False)
     dataset_schema, name = _check_training_inputs(settings, source, schema, model or estimator, params)
@@ -568,10 +568,10 @@ def train(
 
 def _declared_model(settings: Settings, name: str | None, data: str | None, schema: Path | None) -> ProjectModel | None:
     """The project file's model a `train` run is about: NAME's, or the first when neither NAME nor data is given."""
-    from driftloop.io.project import project_for
-
     if name is None and (data is not None or schema is not None or not settings.project_file.is_file()):
         return None
+    from driftloop.io.project import project_for  # here: reading a project costs scikit-learn's import (0.8 s)
+
     project = project_for(settings)
     if name is None:
         return project.default

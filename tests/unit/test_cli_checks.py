@@ -712,3 +712,21 @@ def test_down_names_the_docker_containers_it_leaves_serving_and_says_nothing_wit
         "  docker          left running, as they carry the traffic: driftloop-proxy driftloop-churn-green "
         "driftloop-loans-blue driftloop-loans-green (docker rm -f NAME… removes them)"
     )
+
+
+def test_a_missing_data_file_is_refused_before_the_modelling_libraries_are_imported(home: Path) -> None:
+    """`train --data` with no such file waited 3 s for scikit-learn and skl2onnx to import before saying so."""
+    # The console script's own main(), watched from an exit handler (driftloop's exit runs them, then os._exit).
+    watch = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('imported:', sorted({'sklearn', 'skl2onnx'} & set(sys.modules)), flush=True))\n"
+        "from driftloop.cli import main\n"
+        "sys.argv = ['driftloop', 'train', '--data', 'nowhere.csv']\n"
+        "main()\n"
+    )
+    env = {**TELEMETRY_OFF, "PATH": str(VENV_BIN), "HOME": str(home.parent), "DRIFTLOOP_HOME": str(home)}
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", watch], env=env, cwd=home.parent, capture_output=True, text=True, timeout=120
+    )
+    assert_refused_before_services(result, home, "--data nowhere.csv: no such file or directory")
+    assert "imported: []" in result.stdout, result.stdout
