@@ -34,7 +34,6 @@ from driftloop.core.gates import (
 from driftloop.core.parity import ParityReport, compare_predictions, parity_rows
 from driftloop.core.performance_estimate import MIN_CALIBRATION_ROWS, Calibration, fit_calibration
 from driftloop.core.pipeline import (
-    build_pipeline,
     check_columns,
     describe_pipeline,
     is_driftloop_pipeline,
@@ -65,7 +64,12 @@ from driftloop.io.onnx_runtime import OnnxModel
 from driftloop.io.reference import save_profile
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.snapshots import fetch_snapshot
-from driftloop.io.user_model import check_export_on_sample, is_factory_reference, resolve_estimator
+from driftloop.io.user_model import (
+    candidate_pipeline,
+    check_export_on_sample,
+    is_factory_reference,
+    resolve_estimator,
+)
 from tasks.data import Snapshot
 from tasks.policies import mlflow_task
 from tasks.progress import progress, timed_step
@@ -176,7 +180,7 @@ def fit_candidate(
 def _fitted(
     rows: pd.DataFrame, schema: DatasetSchema, estimator: str, params: dict[str, Any] | None, seed: int, what: str = ""
 ) -> Pipeline:
-    pipeline = build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
+    pipeline = candidate_pipeline(schema, estimator, params, seed)
     features = to_model_frame(rows, schema)
     target = encode_target(rows[schema.target.name], schema)
     with timed_step("fitting %s on %s rows × %s features%s", estimator, f"{len(rows):,}", len(schema.features), what,

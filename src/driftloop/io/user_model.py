@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
 
 from driftloop.core.features import encode_target, to_model_frame
 from driftloop.core.float32_splits import snap_fitted_pipeline
@@ -68,6 +69,11 @@ def resolve_estimator(
     return model
 
 
+def candidate_pipeline(schema: DatasetSchema, estimator: str, params: Mapping[str, Any] | None, seed: int) -> Pipeline:
+    """The unfitted pipeline a run fits: the schema's preprocessing and ``estimator``, or the user's whole Pipeline."""
+    return build_pipeline(schema, resolve_estimator(estimator, params, seed, schema.task), seed=seed)
+
+
 TRIAL_ROWS = 1_000  # enough to fit most models, few enough to take seconds
 
 
@@ -90,7 +96,7 @@ def check_export_on_sample(
         if schema.task.is_classifier
         else sample_positions(len(rows), TRIAL_ROWS, seed)
     )
-    pipeline = build_pipeline(schema, resolve_estimator(estimator, dict(params or {}), seed, schema.task), seed=seed)
+    pipeline = candidate_pipeline(schema, estimator, params, seed)
     try:
         pipeline.fit(to_model_frame(rows.iloc[positions], schema), target[positions])
     except Exception:  # a model that needs more rows than the sample: its own fit will say what is wrong
