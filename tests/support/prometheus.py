@@ -34,9 +34,10 @@ class Prometheus:
         _write_config(self.config, targets, interval, labels)
         assert httpx.post(f"{self.url}/-/reload", timeout=10).status_code == 200
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """The instant vector of ``expr`` now; fails the test if Prometheus refuses the query."""
-        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """The instant vector of ``expr`` now, or at the Unix time ``at``; fails the test if Prometheus refuses it."""
+        params: dict[str, str | float] = {"query": expr} if at is None else {"query": expr, "time": at}
+        answer = httpx.get(f"{self.url}/api/v1/query", params=params, timeout=10).json()
         assert answer["status"] == "success", f"{expr}: {answer}"
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
