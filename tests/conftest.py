@@ -36,33 +36,33 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # images, a running server). The longest modules go first, so no worker starts one of them last while the others
 # sit idle; the short ones fill in at the end. A module missing here only runs later: when a new module takes more
 # than a minute in CI's --durations, put it in its place. Seconds as measured in `.ci/run` (three workers on a busy
-# 2-core machine, setup included), 2026-12-06.
+# 2-core machine, setup included), 2026-12-07.
 LONGEST_MODULES_FIRST = (
-    "integration/test_decisions",  # ~750 s
-    "integration/test_compose_stack",  # ~530 s
-    "integration/test_drift_loop",  # ~460 s
-    "integration/test_training_flow",  # ~380 s
-    "integration/test_many_models",  # ~320 s
-    "integration/test_gate_other_data",  # ~300 s
-    "integration/test_ship",  # ~300 s
-    "integration/test_tasks",  # ~290 s
-    "integration/test_promotion_race",  # ~280 s
-    "integration/test_prefect_lost",  # ~270 s
-    "unit/test_cli_checks",  # ~250 s
-    "integration/test_serving",  # ~250 s
-    "integration/test_rollout",  # ~190 s
-    "integration/test_monitoring_history",  # ~180 s
-    "integration/test_score",  # ~180 s
-    "integration/test_control_plane_auth",  # ~180 s
-    "integration/test_champion_guard",  # ~170 s
-    "integration/test_performance_estimate",  # ~130 s
-    "integration/test_drift_weighted",  # ~130 s
-    "integration/test_k8s_analysis",  # ~120 s
+    "integration/test_decisions",  # ~620 s
+    "integration/test_training_flow",  # ~450 s
+    "integration/test_tasks",  # ~440 s
+    "integration/test_drift_loop",  # ~420 s
+    "integration/test_compose_stack",  # ~390 s
+    "integration/test_many_models",  # ~350 s
+    "integration/test_score",  # ~340 s
+    "integration/test_ship",  # ~330 s
+    "unit/test_cli_checks",  # ~320 s
+    "integration/test_monitoring_history",  # ~270 s
+    "integration/test_prefect_lost",  # ~260 s
+    "integration/test_gate_other_data",  # ~250 s
+    "integration/test_schema_evolution",  # ~220 s
+    "integration/test_promotion_race",  # ~220 s
+    "integration/test_champion_guard",  # ~220 s
+    "integration/test_serving",  # ~210 s
+    "integration/test_rollout",  # ~210 s
+    "integration/test_control_plane_auth",  # ~120 s
+    "integration/test_score_deployment",  # ~110 s
     "integration/test_rollout_many_models",  # ~110 s
-    "integration/test_schema_evolution",  # ~110 s
-    "integration/test_score_deployment",  # ~80 s
-    "integration/test_big_window",  # ~70 s
-    "integration/test_concurrent_start",  # ~60 s
+    "integration/test_performance_estimate",  # ~110 s
+    "integration/test_drift_weighted",  # ~90 s
+    "unit/test_training_window",  # ~60 s
+    "integration/test_big_window",  # ~60 s
+    "integration/test_concurrent_start",  # ~50 s
 )
 
 
