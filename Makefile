@@ -9,7 +9,10 @@ $(BIN)/driftloop: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit("driftloop needs Python 3.11 or 3.12, found " + sys.version.split()[0]) if sys.version_info[:2] not in ((3, 11), (3, 12)) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt uv
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -c constraints.txt -e ".[dev]" \
+	  || { echo "uv could not install them (above: uv reads no pip.conf; UV_INDEX_URL names a mirror); with pip:"; \
+	       $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"; }
 	touch $@
 
 install: $(BIN)/driftloop      ## only set up .venv (what `run` and `test` do first)
