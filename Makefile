@@ -11,7 +11,7 @@ $(BIN)/driftloop: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -c constraints.txt -e ".[dev]" \
-	  || { echo "uv could not install them (above: uv reads no pip.conf; UV_INDEX_URL names a mirror); with pip:"; \
+	  || { echo "uv could not install the dependencies (above; it reads no pip.conf: UV_INDEX_URL sets a mirror): pip will"; \
 	       $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"; }
 	touch $@
 
