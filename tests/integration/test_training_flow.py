@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -387,3 +388,50 @@ def test_a_run_left_running_is_closed_by_the_next_training_unless_its_flow_still
     assert closed.data.tags[lineage.CLOSED_LATE].endswith("its flow run is unknown to Prefect")
     assert client.get_run(running.info.run_id).info.status == "RUNNING"  # its flow is still going
     assert lineage.CLOSED_LATE not in client.get_run(running.info.run_id).data.tags
+
+
+# The retrain flow runs the training flow with its recent labelled rows (flows/retrain.py); run the same call here.
+_RETRAIN_ON_RECENT_ROWS = """
+import sys
+from driftloop.core.recipe import RetrainInput
+from flows.train import train_model
+outcome = train_model(data_path=sys.argv[1], schema_path=sys.argv[2], model_name="tickets",
+                      retrain=RetrainInput(drifted_version="1", recent_data_path=sys.argv[3]))
+print("outcome", outcome.version, outcome.verdict, outcome.reasons[0])
+"""
+
+
+def test_a_retrain_whose_recent_labels_lack_a_class_is_refused_not_failed(driftloop: Driftloop, tmp_path: Path) -> None:
+    """Trial 53: one label of a three-class model came back, and its retrain failed validating the recent rows ("all
+    3 classes are needed"). They join the champion's rows, which hold every class: the gate judges the run, and
+    with no recent segment to test it refuses, saying so."""
+    rng = np.random.default_rng(53)
+    rows = 3000
+    tickets = pd.DataFrame(
+        {
+            "wait": rng.exponential(10, rows),
+            "size": rng.normal(5, 2, rows),
+            "channel": rng.choice(["phone", "chat", "mail"], rows),
+        }
+    )
+    urgency = tickets["wait"] / 10 + (tickets["channel"] == "phone") + rng.normal(0, 0.5, rows)
+    tickets["priority"] = np.where(urgency > 2, "high", np.where(urgency > 1, "medium", "low"))
+    data, schema, recent = tmp_path / "tickets.csv", tmp_path / "tickets.yaml", tmp_path / "recent.parquet"
+    tickets.to_csv(data, index=False)
+    schema.write_text(
+        "name: tickets\nmin_rows: 100\ntarget: {name: priority, kind: multiclass, classes: [high, low, medium]}\n"
+        "features:\n  - {name: wait, kind: numeric}\n  - {name: size, kind: numeric}\n"
+        "  - {name: channel, kind: categorical, categories: [phone, chat, mail]}\n"
+    )
+    tickets.head(1).assign(priority="low").to_parquet(recent, index=False)
+    driftloop.run("train", "--data", str(data), "--schema", str(schema), "--model-name", "tickets")
+
+    retrain = subprocess.run(
+        [sys.executable, "-c", _RETRAIN_ON_RECENT_ROWS, str(data), str(schema), str(recent)],
+        env=driftloop.env, cwd=driftloop.home.parent, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert retrain.returncode == 0, retrain.stdout[-3000:] + retrain.stderr[-3000:]
+    assert "outcome 2 refuse no recent segment to test the improvement on" in retrain.stdout, retrain.stdout
+    registry = ModelRegistry("tickets", driftloop.tracking_uri)
+    assert str(registry.champion().version) == "1"
+    assert registry.get_version("2").tags[lineage.GATE] == "refuse"

@@ -230,6 +230,11 @@ def test_fewer_than_two_classes(
     churn_frame["churn"] = labels
     problems = find_problems(churn_frame, churn_schema)
     assert problems[-1] == f"target 'churn': both classes 'No', 'Yes' are needed; no rows of {absent}"
+    # A retrain's recent rows join the champion's, which hold both (trial 53); labels outside the classes do not.
+    recent = find_problems(churn_frame.head(3), churn_schema, 1, part=True)
+    assert recent == ([] if labels != "unknown" else [
+        "target 'churn': 3 value(s): 'unknown' (3) outside the classes 'No', 'Yes' (data rows 1, 2, 3)"
+    ])  # fmt: skip
 
 
 def test_every_problem_is_reported_in_one_error(churn_frame: pd.DataFrame, churn_schema: DatasetSchema) -> None:
