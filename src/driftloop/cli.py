@@ -1651,7 +1651,11 @@ def score(
     _require_known_model(settings, model_name)
     where = _source(data, query, "DATA")  # a file is checked here; a database is opened only after the version
     remote = dask_scheduler or settings.dask_scheduler  # its workers' memory is not known here
-    if not remote:
+    if remote:
+        from driftloop.io.dask_scheduler import require_scheduler
+
+        require_scheduler(remote)  # before the registry's 3 s: a wrong address is the likelier mistake
+    else:
         from driftloop.io.worker_template import start_worker_template
 
         start_worker_template()  # imports what the workers run, beside this process reading the registry

@@ -42,6 +42,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
+from driftloop.io.dask_scheduler import NO_DASK, SCHEDULER_ANSWER_SECONDS, require_scheduler
 from driftloop.io.datasets import (
     PARQUET_SUFFIXES,
     csv_first_lines,
@@ -70,8 +71,6 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 
-SCALE_EXTRA = "pip install 'driftloop[scale]'"
-NO_DASK = f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}"
 AUTO = "auto"  # a CSV's block size chosen for the workers (core.csv_blocks), a worker's memory as Dask's
 # A failed run deletes the rows it logged from its start on, less this: a remote worker's clock may be behind.
 CLOCK_SKEW = timedelta(hours=1)
@@ -543,7 +542,7 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
 
     Raises:
         ConfigError: Dask is not installed.
-        ServiceError: No scheduler answers at ``address``.
+        ServiceError: No scheduler answers at ``address`` (``dask_scheduler.require_scheduler``).
     """
     try:
         import dask
@@ -551,14 +550,11 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
     except ImportError:
         raise ConfigError(NO_DASK) from None
     if address:
+        require_scheduler(address)  # Client's own timeout does not bound the handshake
         try:
-            client = Client(address, timeout="10s")
-        except OSError as error:
+            client = Client(address, timeout=f"{SCHEDULER_ANSWER_SECONDS}s")
+        except OSError as error:  # gone since it answered
             raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
-        except ValueError as error:  # distributed's parse of the address
-            raise ConfigError(
-                f"{address!r} is not a Dask scheduler address such as tcp://host:8786 ({error})"
-            ) from None
         with client:
             yield client
         return

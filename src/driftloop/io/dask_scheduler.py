@@ -1,0 +1,86 @@
+"""Whether a Dask scheduler answers at an address: asked once, within a bound, before any client is made.
+
+distributed's ``Client(address, timeout=...)`` bounds the TCP connect, not the handshake after it: pointed at a port
+that accepts connections but does not speak Dask (the dashboard's 8787 beside the scheduler's 8786, any web server)
+it waits for the handshake's answer forever, and bytes that are not a Dask frame can be read as a frame length of
+exabytes (a MemoryError). This asks the scheduler its identity over one connection, the whole exchange bounded.
+
+Dask is the ``scale`` extra: imported by ``require_scheduler``, not by this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from driftloop.errors import ConfigError, ServiceError
+
+SCHEDULER_ANSWER_SECONDS = 10.0
+SCALE_EXTRA = "pip install 'driftloop[scale]'"
+NO_DASK = f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}"
+_SCHEDULER = "Scheduler"
+
+
+def require_scheduler(address: str, timeout: float = SCHEDULER_ANSWER_SECONDS) -> None:
+    """Return once a Dask scheduler at ``address`` has said what it is, within ``timeout`` seconds.
+
+    Raises:
+        ConfigError: ``address`` is not an address Dask can connect to, or Dask is not installed.
+        ServiceError: Nothing answers at ``address``, something that is not a Dask scheduler does (it sends no
+            Dask handshake, or a handshake that is not one), or a Dask server that is not a scheduler (a worker).
+    """
+    _require_address(address)
+    # In a thread of its own: the caller may be on a running event loop (a flow's task), where asyncio.run refuses.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-scheduler-probe") as pool:
+        identity = pool.submit(asyncio.run, _identity(address, timeout)).result()
+    kind = identity.get("type") if isinstance(identity, dict) else None
+    if kind != _SCHEDULER:
+        what = f"a Dask {kind.lower()}" if isinstance(kind, str) and kind else "a Dask server of an unknown kind"
+        raise ServiceError(f"{what} answers at {address}, not a scheduler: give the scheduler's address")
+
+
+def _require_address(address: str) -> None:
+    """ConfigError unless Dask can connect to ``address`` as written (``host:port`` is TCP, as Dask reads it)."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        raise ConfigError(NO_DASK) from None
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as error:
+        raise ConfigError(f"{address!r} is not a Dask scheduler address such as tcp://host:8786 ({error})") from None
+
+
+async def _identity(address: str, timeout: float) -> Any:
+    """The server's reply to ``identity``; ServiceError when there is none within ``timeout`` seconds."""
+    from distributed.comm import connect
+
+    bound = timeout + 2  # past connect's own timeout, which ends the retries of a port that refuses (an OSError)
+    try:
+        return await asyncio.wait_for(_ask_identity(connect, address, timeout), bound)
+    except TimeoutError:  # before OSError, its base: connected, then no answer
+        raise ServiceError(
+            f"something accepts connections at {address} but sends no Dask handshake within {bound:g} s: not a "
+            "Dask scheduler (its dashboard's port? a scheduler listens on 8786 unless told otherwise)"
+        ) from None
+    except OSError as error:
+        raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
+    except Exception as error:  # noqa: BLE001  (bytes that are not Dask's protocol fail in many ways)
+        raise ServiceError(
+            f"something answers at {address} that does not speak Dask's protocol ({type(error).__name__}): not a "
+            "Dask scheduler"
+        ) from None
+
+
+async def _ask_identity(connect: Any, address: str, timeout: float) -> Any:
+    comm = await connect(address, timeout=timeout)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()

@@ -1,0 +1,141 @@
+"""`--dask-scheduler` pointed at what is not a scheduler: one error line, within a bound, before the registry is read.
+
+distributed's Client bounds the TCP connect, not the handshake: at a port that accepts and then says nothing (a
+dashboard, any web server) `driftloop score` waited forever. Every peer here is real: a `dask scheduler` with its
+dashboard's HTTP server, a `dask worker`, a TCP server that answers with bytes of another protocol, a closed port.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from driftloop.errors import ConfigError, ServiceError
+from driftloop.io.dask_scheduler import require_scheduler
+from tests.support.cli import PrefectServer, make_driftloop
+from tests.support.host import VENV_BIN, free_port
+
+pytestmark = pytest.mark.integration
+
+
+class DaskCluster:
+    """A real scheduler (TCP and dashboard ports) and one worker listening on a port of its own."""
+
+    def __init__(self) -> None:
+        self.scheduler_port, self.dashboard_port, self.worker_port = free_port(), free_port(), free_port()
+
+    @property
+    def scheduler(self) -> str:
+        return f"tcp://127.0.0.1:{self.scheduler_port}"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[DaskCluster]:
+    from distributed import Client
+
+    ports = DaskCluster()
+    scheduler = subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                                  str(ports.scheduler_port), "--dashboard-address",
+                                  f"127.0.0.1:{ports.dashboard_port}"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen([str(VENV_BIN / "dask"), "worker", ports.scheduler, "--no-nanny", "--nthreads", "1",
+                               "--listen-address", f"tcp://127.0.0.1:{ports.worker_port}", "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(ports.scheduler, timeout="5s") as client:
+                    client.wait_for_workers(1, timeout=60)
+                break
+            except (OSError, TimeoutError):
+                assert time.monotonic() < deadline, "the Dask cluster did not come up within 60 s"
+                time.sleep(0.5)
+        yield ports
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+            process.wait(timeout=60)
+
+
+@pytest.fixture
+def other_protocol() -> Iterator[int]:
+    """A TCP server on a free port that greets each connection as an SSH server does, then hangs up."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)  # accept() returns now and then to see the test is over
+    port = int(server.getsockname()[1])
+    over = threading.Event()
+
+    def serve() -> None:
+        while not over.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        over.set()
+        thread.join(timeout=10)
+        server.close()
+
+
+def test_a_scheduler_is_told_from_what_is_not_one(cluster: DaskCluster, other_protocol: int) -> None:
+    require_scheduler(cluster.scheduler)
+    require_scheduler(f"127.0.0.1:{cluster.scheduler_port}")  # no scheme: TCP, as Dask reads it
+
+    with pytest.raises(ServiceError, match=r"^a Dask worker answers at tcp://127\.0\.0\.1:\d+, not a scheduler"):
+        require_scheduler(f"tcp://127.0.0.1:{cluster.worker_port}")
+
+    dashboard = f"tcp://127.0.0.1:{cluster.dashboard_port}"
+    with pytest.raises(ServiceError, match=f"^something accepts connections at {dashboard} but sends no Dask"):
+        require_scheduler(dashboard, timeout=2)  # before, Client waited here forever
+
+    with pytest.raises(ServiceError, match="does not speak Dask's protocol"):
+        require_scheduler(f"tcp://127.0.0.1:{other_protocol}", timeout=2)
+
+    closed = free_port()
+    with pytest.raises(ServiceError, match=f"^no Dask scheduler answers at tcp://127.0.0.1:{closed}"):
+        require_scheduler(f"tcp://127.0.0.1:{closed}", timeout=1)
+
+    for address, problem in [
+        ("nonsense", "missing port number"),
+        ("ftp://host:8786", "unknown address scheme 'ftp'"),
+        ("tcp://host:port", "invalid literal"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^{address!r} is not a Dask scheduler address.*{problem}"):
+            require_scheduler(address)
+
+
+def test_score_refuses_a_dashboard_address_before_the_registry(
+    tmp_path: Path, prefect_server: PrefectServer, cluster: DaskCluster
+) -> None:
+    """An installation with nothing trained: the scheduler's error comes first, so it was checked first."""
+    dl = make_driftloop(tmp_path, prefect_server)
+    data = tmp_path / "rows.csv"
+    data.write_text("id,x\n1,2.0\n")
+    dashboard = f"tcp://127.0.0.1:{cluster.dashboard_port}"
+    refused = dl.run("score", str(data), "--out", str(tmp_path / "out"), "--dask-scheduler", dashboard, check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.splitlines() == [
+        f"error: something accepts connections at {dashboard} but sends no Dask handshake within 12 s: not a Dask "
+        "scheduler (its dashboard's port? a scheduler listens on 8786 unless told otherwise)"
+    ], refused.stderr
+    assert not (tmp_path / "out").exists()
+
+    # The same installation at the scheduler itself: past that check, to the registry's.
+    untrained = dl.run("score", str(data), "--out", str(tmp_path / "out"), "--dask-scheduler", cluster.scheduler,
+                       check=False)  # fmt: skip
+    assert untrained.returncode == 1
+    assert untrained.stderr.startswith("error: model 'churn' has no versions yet"), untrained.stderr
