@@ -139,3 +139,46 @@ def test_score_refuses_a_dashboard_address_before_the_registry(
                        check=False)  # fmt: skip
     assert untrained.returncode == 1
     assert untrained.stderr.startswith("error: model 'churn' has no versions yet"), untrained.stderr
+
+
+def test_a_tls_scheduler_is_asked_with_dasks_tls_configuration(tmp_path: Path) -> None:
+    """As a Client made without ``security``: distributed.comm.tls.* from Dask's configuration, else a clear error."""
+    import dask.config
+    from distributed.security import Security
+
+    secrets = Security.temporary()  # PEM text: written to files, as a user's certificates are
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    files["ca"].write_text(str(secrets.tls_ca_file))
+    files["cert"].write_text(str(secrets.tls_scheduler_cert))
+    files["key"].write_text(str(secrets.tls_scheduler_key))
+    port = free_port()
+    scheduler = subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+                                  "--port", str(port), "--tls-ca-file", str(files["ca"]), "--tls-cert",
+                                  str(files["cert"]), "--tls-key", str(files["key"]), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    address = f"tls://127.0.0.1:{port}"
+    tls = {
+        "distributed.comm.tls.ca-file": str(files["ca"]),
+        "distributed.comm.tls.client.cert": str(files["cert"]),
+        "distributed.comm.tls.client.key": str(files["key"]),
+    }
+    try:
+        with pytest.raises(ConfigError, match=f"^{address} is a TLS address, and Dask's configuration has no TLS"):
+            require_scheduler(address)
+        _wait_for_listener(port)
+        with dask.config.set(tls):
+            require_scheduler(address)
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=60)
+
+
+def _wait_for_listener(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port} after 60 s"
+            time.sleep(0.2)

@@ -30,18 +30,27 @@ def require_scheduler(address: str, timeout: float = SCHEDULER_ANSWER_SECONDS) -
         ServiceError: Nothing answers at ``address``, something that is not a Dask scheduler does (it sends no
             Dask handshake, or a handshake that is not one), or a Dask server that is not a scheduler (a worker).
     """
-    _require_address(address)
+    scheme = _require_address(address)
+    from distributed.security import Security
+
+    # TLS as Dask's configuration sets it up (distributed.comm.tls.*), as a Client made without `security` reads it.
+    connection_args = Security().get_connection_args("client")
+    if scheme == "tls" and connection_args.get("ssl_context") is None:
+        raise ConfigError(
+            f"{address} is a TLS address, and Dask's configuration has no TLS for a client: set "
+            "distributed.comm.tls.ca-file, .client.cert and .client.key (DASK_DISTRIBUTED__COMM__TLS__CA_FILE, ...)"
+        )
     # In a thread of its own: the caller may be on a running event loop (a flow's task), where asyncio.run refuses.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-scheduler-probe") as pool:
-        identity = pool.submit(asyncio.run, _identity(address, timeout)).result()
+        identity = pool.submit(asyncio.run, _identity(address, timeout, connection_args)).result()
     kind = identity.get("type") if isinstance(identity, dict) else None
     if kind != _SCHEDULER:
         what = f"a Dask {kind.lower()}" if isinstance(kind, str) and kind else "a Dask server of an unknown kind"
         raise ServiceError(f"{what} answers at {address}, not a scheduler: give the scheduler's address")
 
 
-def _require_address(address: str) -> None:
-    """ConfigError unless Dask can connect to ``address`` as written (``host:port`` is TCP, as Dask reads it)."""
+def _require_address(address: str) -> str:
+    """``address``'s scheme; ConfigError unless Dask can connect to it as written (``host:port`` is TCP to Dask)."""
     try:
         from distributed.comm.addressing import parse_address, parse_host_port
         from distributed.comm.registry import get_backend
@@ -54,15 +63,16 @@ def _require_address(address: str) -> None:
             parse_host_port(location)
     except ValueError as error:
         raise ConfigError(f"{address!r} is not a Dask scheduler address such as tcp://host:8786 ({error})") from None
+    return str(scheme)
 
 
-async def _identity(address: str, timeout: float) -> Any:
+async def _identity(address: str, timeout: float, connection_args: dict[str, Any]) -> Any:
     """The server's reply to ``identity``; ServiceError when there is none within ``timeout`` seconds."""
     from distributed.comm import connect
 
     bound = timeout + 2  # past connect's own timeout, which ends the retries of a port that refuses (an OSError)
     try:
-        return await asyncio.wait_for(_ask_identity(connect, address, timeout), bound)
+        return await asyncio.wait_for(_ask_identity(connect, address, timeout, connection_args), bound)
     except TimeoutError:  # before OSError, its base: connected, then no answer
         raise ServiceError(
             f"something accepts connections at {address} but sends no Dask handshake within {bound:g} s: not a "
@@ -77,8 +87,8 @@ async def _identity(address: str, timeout: float) -> Any:
         ) from None
 
 
-async def _ask_identity(connect: Any, address: str, timeout: float) -> Any:
-    comm = await connect(address, timeout=timeout)
+async def _ask_identity(connect: Any, address: str, timeout: float, connection_args: dict[str, Any]) -> Any:
+    comm = await connect(address, timeout=timeout, **connection_args)
     try:
         await comm.write({"op": "identity", "reply": True})
         return await comm.read()
