@@ -101,7 +101,8 @@ def score_on_dask(
     schema = DatasetSchema.model_validate_json(model.schema_json)
     keys = require_columns(rows, describe_source(source), keys or [], schema)
     progress = _Progress(model.version)
-    with dask_client(scheduler, workers) as client:
+    with dask_client(scheduler, workers, worker_wait=get_settings().dask_worker_wait,
+                     waiting=get_run_logger().info) as client:  # fmt: skip
         done = score_with_dask(client, rows, model, keys, out, sampling, progress.advance, schema=schema,
                                batch_rows=batch_rows)  # fmt: skip
     progress.finish()

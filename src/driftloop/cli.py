@@ -1674,7 +1674,7 @@ def score(
     data = where.describe() if isinstance(where, SqlQuery) else str(where)
     model = load_scoring_model(_registry(settings), version)
     if note := model.gate_note():
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        _note(note)
     limit = _memory_bytes(memory_limit)
     if not remote:
         require_worker_room(limit, workers, model)
@@ -1708,7 +1708,10 @@ def _run_scoring(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("tasks, {task.fields[rows]:,} rows"), TimeElapsedColumn())  # fmt: skip
     try:
-        with dask_client(address, workers, memory_limit) as client, Progress(*columns, console=err) as bar:
+        with (
+            dask_client(address, workers, memory_limit, worker_wait=settings.dask_worker_wait, waiting=_note) as client,
+            Progress(*columns, console=err) as bar,
+        ):
             task = bar.add_task(f"scoring with v{model.version}", total=source.tasks, rows=0)
 
             def advance(result: Any, total: int | None) -> None:
@@ -1738,6 +1741,10 @@ def _run_scoring(
         )
     out.print(f"logged   {_rows(done.logged)} for the drift check", highlight=False)
     done.require_scored(destination)
+
+
+def _note(text: str) -> None:
+    err.print(f"[yellow]note:[/] {text}", highlight=False)
 
 
 def _rows(count: int) -> str:
@@ -1890,7 +1897,7 @@ def schema_infer(
             f"wrote {output}: {len(kinds)} features ({counted}), target {target!r} ({inferred.schema.target.kind})"
         )
     for note in inferred.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        _note(note)
     if output is not None:
         shown = str(source) if isinstance(source, Path) else f"'{_flow_data(source)[0]}' --query '...'"
         name = inferred.schema.model_name

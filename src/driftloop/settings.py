@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = Field(
         default=None, description="A Dask scheduler's address (tcp://host:8786) to score on; unset: a local cluster."
     )
+    dask_worker_wait: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds `driftloop score` waits for a worker to join a Dask scheduler that has none (an "
+        "adaptive cluster scaled to zero); then it fails.",
+    )
     score_log_fraction: float = Field(
         default=0.01, ge=0, le=1, description="The share of batch-scored rows logged for the drift check."
     )

@@ -1,25 +1,33 @@
-"""`--dask-scheduler` pointed at what is not a scheduler: one error line, within a bound, before the registry is read.
+"""`--dask-scheduler` pointed at what is not a scheduler, or at a cluster that cannot run driftloop's tasks.
 
 distributed's Client bounds the TCP connect, not the handshake: at a port that accepts and then says nothing (a
-dashboard, any web server) `driftloop score` waited forever. Every peer here is real: a `dask scheduler` with its
-dashboard's HTTP server, a `dask worker`, a TCP server that answers with bytes of another protocol, a closed port.
+dashboard, any web server) `driftloop score` waited forever; it is one error line now, before the registry is read.
+A scheduler without driftloop failed on "Error during deserialization of the task graph", and one without workers
+waited forever. Every peer here is real: a `dask scheduler` with its dashboard's HTTP server, `dask worker`s, a
+Python environment without driftloop, a TCP server that answers with bytes of another protocol, a closed port.
 """
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from driftloop.errors import ConfigError, ServiceError
-from driftloop.io.dask_scheduler import require_scheduler
+from driftloop.io.dask_scheduler import require_scheduler, require_scoring_cluster
 from tests.support.cli import PrefectServer, make_driftloop
 from tests.support.host import VENV_BIN, free_port
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +190,98 @@ def _wait_for_listener(port: int) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"nothing listens on port {port} after 60 s"
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def python_without_driftloop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with this one's packages (Dask, pandas, ...) but not driftloop: as a cluster's machines
+    where it was never installed."""
+    root = tmp_path_factory.mktemp("no-driftloop")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+    ours = Path(next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()))
+    shared = root / "site-packages"
+    shared.mkdir()
+    for entry in ours.iterdir():  # every package but driftloop's own (its .pth and metadata); no .pth is read here
+        if not entry.name.lower().startswith(("driftloop", "_driftloop", "__editable__")) and entry.suffix != ".pth":
+            (shared / entry.name).symlink_to(entry)
+    python = root / "venv" / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    Path(site, "shared.pth").write_text(f"{shared}\n")
+    probe = "import importlib.util, distributed; print(importlib.util.find_spec('driftloop') is None)"
+    assert subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=root).stdout.strip() == "True"  # fmt: skip
+    return python
+
+
+def _start(python: Path, command: str, *args: str) -> subprocess.Popen[bytes]:
+    """``dask scheduler`` or ``dask worker`` under ``python``, from a directory without driftloop's sources."""
+    module = {"scheduler": "distributed.cli.dask_scheduler", "worker": "distributed.cli.dask_worker"}[command]
+    return subprocess.Popen([str(python), "-m", module, *args], cwd=python.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _client_of(address: str, workers: int) -> Client:
+    from distributed import Client
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = Client(address, timeout="5s")
+            break
+        except OSError:
+            assert time.monotonic() < deadline, f"no Dask scheduler at {address} after 60 s"
+            time.sleep(0.5)
+    if workers:
+        client.wait_for_workers(workers, timeout=60)
+    return client
+
+
+def test_a_cluster_without_driftloop_or_workers_is_refused_before_any_task(
+    cluster: DaskCluster, python_without_driftloop: Path
+) -> None:
+    notes: list[str] = []
+    with _client_of(cluster.scheduler, 1) as client:
+        require_scoring_cluster(client, cluster.scheduler, 60, notes.append)  # this driftloop everywhere: no word
+    assert notes == []
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = _start(Path(sys.executable), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+    processes = [scheduler]
+    try:
+        with _client_of(address, 0) as client:
+            # No worker yet: said, waited for, then refused.
+            with pytest.raises(ServiceError, match=f"^no worker joined the Dask scheduler at {address} within 1 s"):
+                require_scoring_cluster(client, address, 1, notes.append)
+            assert notes == [
+                f"the Dask scheduler at {address} has no worker yet: waiting up to 1 s for one to join "
+                "(DRIFTLOOP_DASK_WORKER_WAIT)"
+            ]
+            # A worker where driftloop was never installed.
+            processes.append(_start(python_without_driftloop, "worker", address, "--nthreads", "1", "--no-nanny",
+                                    "--no-dashboard"))  # fmt: skip
+            client.wait_for_workers(1, timeout=60)
+            with pytest.raises(ConfigError, match=r"scoring tasks: worker tcp://127\.0\.0\.1:\d+ has no driftloop\. "):
+                require_scoring_cluster(client, address, 60, notes.append)
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=60)
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = _start(python_without_driftloop, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                       "--no-dashboard")  # fmt: skip
+    try:
+        with _client_of(address, 0) as client, pytest.raises(ConfigError) as refused:
+            require_scoring_cluster(client, address, 60, notes.append)  # before waiting for a worker
+        ours = version("driftloop")
+        assert str(refused.value) == (
+            f"the Dask cluster at {address} cannot run driftloop {ours}'s scoring tasks: its scheduler has no "
+            f"driftloop. Install driftloop {ours} with its scale extra on its scheduler and every worker"
+        )
+        assert len(notes) == 1  # the first scheduler's wait only
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=60)

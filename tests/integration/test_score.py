@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,28 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
         assert f"on the Dask scheduler at tcp://127.0.0.1:{port}: 11,987" in remote.stdout, remote.stdout
         again = pd.read_parquet(tmp_path / "remote").sort_values("id", ignore_index=True)
         pd.testing.assert_frame_equal(again, scored)
+        # The workers gone (an adaptive cluster scaled to zero): waited for as DRIFTLOOP_DASK_WORKER_WAIT says, then
+        # one error line; before, the tasks waited forever.
+        worker.terminate()
+        worker.wait(timeout=60)
+        _wait_for_workers(port, 0)
+        alone = replace(dl, env={**dl.env, "DRIFTLOOP_DASK_WORKER_WAIT": "2"}).run(
+            "score",
+            str(source),
+            "--out",
+            str(tmp_path / "alone"),
+            "--dask-scheduler",
+            f"tcp://127.0.0.1:{port}",
+            check=False,
+        )
+        assert alone.returncode == 1, alone.stdout + alone.stderr
+        address = f"tcp://127.0.0.1:{port}"
+        assert alone.stderr.splitlines() == [
+            f"note: the Dask scheduler at {address} has no worker yet: waiting up to 2 s for one to join "
+            "(DRIFTLOOP_DASK_WORKER_WAIT)",
+            f"error: no worker joined the Dask scheduler at {address} within 2 s: start one (dask worker {address}), "
+            "or wait longer (DRIFTLOOP_DASK_WORKER_WAIT)",
+        ], alone.stderr
     finally:
         for process in (worker, scheduler):
             process.terminate()
@@ -306,13 +329,19 @@ def _interrupted_once_answers_appear(dl: Driftloop, data: Path, out: Path) -> su
 
 
 def _wait_for_workers(port: int, count: int) -> None:
+    """Until the scheduler on ``port`` answers with ``count`` workers (0: once the last one has left it)."""
     from distributed import Client
 
     deadline = time.monotonic() + 60
     while True:
         try:
             with Client(f"tcp://127.0.0.1:{port}", timeout="5s") as client:
-                client.wait_for_workers(count, timeout=60)
+                if count:
+                    client.wait_for_workers(count, timeout=60)
+                    return
+                while client.scheduler_info(n_workers=1)["workers"]:
+                    assert time.monotonic() < deadline, "the Dask workers did not leave within 60 s"
+                    time.sleep(0.2)
                 return
         except (OSError, TimeoutError):
             assert time.monotonic() < deadline, "the Dask cluster did not come up within 60 s"
@@ -375,7 +404,7 @@ def test_local_workers_start_with_the_scoring_module_and_without_mlflow() -> Non
 
     assert score_partition.__module__ == SCORING_WORKER_MODULE
     modules = (SCORING_WORKER_MODULE, "onnxruntime", "mlflow")
-    with dask_client(None, 2) as client:
+    with dask_client(None, 2, worker_wait=0) as client:
         # A lambda travels by value: a function of this module would make the worker import it, and MLflow with it.
         seen = client.run(lambda: {module: module in sys.modules for module in modules})
         parents = set(client.run(os.getppid).values())
@@ -409,7 +438,7 @@ def test_a_local_cluster_takes_no_taken_port_and_says_nothing_about_it() -> None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with dask_client(None, 1) as client:
+            with dask_client(None, 1, worker_wait=0) as client:
                 address = client.scheduler_info()["address"]
     finally:
         taken.close()
@@ -452,7 +481,7 @@ def test_a_run_that_fails_takes_back_what_it_logged_and_one_that_succeeds_keeps_
     url = f"sqlite:///{tmp_path / 'predictions.db'}"
     sampling = LogSampling(url, 1.0)
 
-    with dask_client(None, 2) as client:
+    with dask_client(None, 2, worker_wait=0) as client:
         done = score_with_dask(client, scoring_input(good, "auto"), model, ["id"], tmp_path / "first", sampling,
                                batch_rows=5_000)  # fmt: skip
         assert (done.scored, done.logged) == (60_000, 60_000)

@@ -42,7 +42,7 @@ from driftloop.core.schema import DatasetSchema
 from driftloop.core.scoring import REASON_COLUMN, require_input_columns
 from driftloop.errors import ConfigError, DatasetError, DriftloopError, RegistryError, ServiceError
 from driftloop.io.bundle import find_model_file
-from driftloop.io.dask_scheduler import NO_DASK, SCHEDULER_ANSWER_SECONDS, require_scheduler
+from driftloop.io.dask_scheduler import NO_DASK, SCHEDULER_ANSWER_SECONDS, require_scheduler, require_scoring_cluster
 from driftloop.io.datasets import (
     PARQUET_SUFFIXES,
     csv_first_lines,
@@ -534,15 +534,23 @@ def _unreadable_csv_line(error: pd.errors.ParserError, block: int, out: Path | N
 
 
 @contextmanager
-def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -> Iterator[Client]:
+def dask_client(
+    address: str | None,
+    workers: int,
+    memory_limit: str = "auto",
+    *,
+    worker_wait: float,
+    waiting: Callable[[str], None] = logger.info,
+) -> Iterator[Client]:
     """A client of the Dask scheduler at ``address``, or of a local cluster of ``workers`` processes (closed after).
 
     A local cluster's workers are forked from ``worker_template``'s process, which has imported ``partition_scoring``
-    (their preload), where the platform allows; else spawned.
+    (their preload), where the platform allows; else spawned. A scheduler's cluster must be able to run the tasks,
+    with ``worker_wait`` seconds (DRIFTLOOP_DASK_WORKER_WAIT) for a first worker to join, which ``waiting`` is told.
 
     Raises:
-        ConfigError: Dask is not installed.
-        ServiceError: No scheduler answers at ``address`` (``dask_scheduler.require_scheduler``).
+        ConfigError: Dask is not installed; the cluster at ``address`` lacks driftloop (``dask_scheduler``).
+        ServiceError: No scheduler answers at ``address``, or no worker joins it in time (``dask_scheduler``).
     """
     try:
         import dask
@@ -556,6 +564,7 @@ def dask_client(address: str | None, workers: int, memory_limit: str = "auto") -
         except OSError as error:  # gone since it answered
             raise ServiceError(f"no Dask scheduler answers at {address} ({error})") from None
         with client:
+            require_scoring_cluster(client, address, worker_wait, waiting)
             yield client
         return
     # No dashboard; the scheduler's own HTTP server (health, metrics) on a free loopback port: its default, 8787,

@@ -1,9 +1,13 @@
-"""Whether a Dask scheduler answers at an address: asked once, within a bound, before any client is made.
+"""A Dask scheduler given by its address: whether one answers there, and whether its cluster can run driftloop's tasks.
 
 distributed's ``Client(address, timeout=...)`` bounds the TCP connect, not the handshake after it: pointed at a port
 that accepts connections but does not speak Dask (the dashboard's 8787 beside the scheduler's 8786, any web server)
 it waits for the handshake's answer forever, and bytes that are not a Dask frame can be read as a frame length of
 exabytes (a MemoryError). This asks the scheduler its identity over one connection, the whole exchange bounded.
+
+A cluster that answers may still not run a scoring task: without driftloop on its scheduler the task graph does not
+unpickle ("Error during deserialization of the task graph"), and with no worker the tasks wait forever. Both are
+asked of the connected client before any task is sent.
 
 Dask is the ``scale`` extra: imported by ``require_scheduler``, not by this module.
 """
@@ -11,15 +15,20 @@ Dask is the ``scale`` extra: imported by ``require_scheduler``, not by this modu
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftloop.errors import ConfigError, ServiceError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 SCHEDULER_ANSWER_SECONDS = 10.0
 SCALE_EXTRA = "pip install 'driftloop[scale]'"
 NO_DASK = f"driftloop score runs on Dask, which is not installed: {SCALE_EXTRA}"
 _SCHEDULER = "Scheduler"
+_PACKAGE = "driftloop"  # what a scoring task unpickles into (driftloop.io.partition_scoring), on every machine
 
 
 def require_scheduler(address: str, timeout: float = SCHEDULER_ANSWER_SECONDS) -> None:
@@ -94,3 +103,47 @@ async def _ask_identity(connect: Any, address: str, timeout: float, connection_a
         return await comm.read()
     finally:
         comm.abort()
+
+
+def require_scoring_cluster(client: Client, address: str, wait_seconds: float, waiting: Callable[[str], None]) -> None:
+    """The cluster of ``client`` can run driftloop's scoring tasks: this driftloop on its scheduler and workers.
+
+    It needs one worker at least: a scheduler with none (an adaptive cluster scaled to zero) is given
+    ``wait_seconds`` for one to join, which ``waiting`` is told first. Workers that join after this are not asked.
+
+    Raises:
+        ConfigError: The scheduler or a worker has no driftloop, or another version of it.
+        ServiceError: No worker joined within ``wait_seconds``.
+    """
+    _require_driftloop(client.get_versions(packages=[_PACKAGE]), address, "scheduler")
+    if not client.scheduler_info(n_workers=1)["workers"]:
+        waiting(
+            f"the Dask scheduler at {address} has no worker yet: waiting up to {wait_seconds:g} s for one to join "
+            "(DRIFTLOOP_DASK_WORKER_WAIT)"
+        )
+        try:
+            client.wait_for_workers(1, timeout=wait_seconds)
+        except TimeoutError:
+            raise ServiceError(
+                f"no worker joined the Dask scheduler at {address} within {wait_seconds:g} s: start one (dask worker "
+                f"{address}), or wait longer (DRIFTLOOP_DASK_WORKER_WAIT)"
+            ) from None
+    _require_driftloop(client.get_versions(packages=[_PACKAGE]), address, "workers")
+
+
+def _require_driftloop(versions: dict[str, Any], address: str, part: str) -> None:
+    """ConfigError unless the scheduler (``part``: "scheduler") or each worker ("workers") has this driftloop."""
+    ours = versions["client"]["packages"].get(_PACKAGE)
+    found = (
+        {"its scheduler": versions["scheduler"]["packages"].get(_PACKAGE)}
+        if part == "scheduler"
+        else {f"worker {worker}": info["packages"].get(_PACKAGE) for worker, info in versions["workers"].items()}
+    )
+    wrong = [f"{where} has {f'driftloop {theirs}' if theirs else 'no driftloop'}" for where, theirs in found.items()
+             if theirs != ours]  # fmt: skip
+    if wrong:
+        more = f" (and {len(wrong) - 3} more workers)" if len(wrong) > 3 else ""
+        raise ConfigError(
+            f"the Dask cluster at {address} cannot run driftloop {ours}'s scoring tasks: {'; '.join(wrong[:3])}{more}. "
+            f"Install driftloop {ours} with its scale extra on its scheduler and every worker"
+        )
