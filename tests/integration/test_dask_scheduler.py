@@ -9,6 +9,9 @@ Python environment without driftloop, a TCP server that answers with bytes of an
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +25,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from driftloop.errors import ConfigError, ServiceError
+from driftloop.io.batch_scoring import ScoringInput, require_workers_see
 from driftloop.io.dask_scheduler import require_scheduler, require_scoring_cluster
+from driftloop.io.partition_scoring import LogSampling, ParquetPiece
+from driftloop.io.prediction_store import open_prediction_log
 from tests.support.cli import PrefectServer, make_driftloop
 from tests.support.host import VENV_BIN, free_port
 
@@ -285,3 +291,63 @@ def test_a_cluster_without_driftloop_or_workers_is_refused_before_any_task(
     finally:
         scheduler.terminate()
         scheduler.wait(timeout=60)
+
+
+@pytest.fixture
+def private_mounts() -> str:
+    """`unshare`, which runs a process in a mount namespace of its own (root): a worker that sees other files."""
+    unshare = shutil.which("unshare")
+    works = unshare is not None and subprocess.run([unshare, "--mount", "true"], capture_output=True).returncode == 0
+    if not works:
+        if os.environ.get("CI") == "true":
+            pytest.fail("`unshare --mount` does not work here: CI runs as root on Linux, where it must")
+        pytest.skip("`unshare --mount` does not work here (it needs root on Linux)")
+    return str(unshare)
+
+
+def test_workers_that_do_not_see_the_input_out_or_log_are_refused_before_any_task(
+    tmp_path: Path, cluster: DaskCluster, private_mounts: str
+) -> None:
+    """A worker whose machine lacks this one's files, as another machine's: a tmpfs over a directory, in its mounts."""
+    theirs, ours = tmp_path / "not-on-the-worker", tmp_path / "shared"
+    for directory in (theirs, ours):
+        directory.mkdir()
+    for where in (theirs, ours):
+        Path(where, "rows.parquet").write_bytes(b"PAR1")  # opened by the workers only to see that they can
+    log_url = f"sqlite:///{theirs / 'predictions.db'}"
+    open_prediction_log(log_url).close()
+    (theirs / "out").mkdir()
+    everything_theirs = ScoringInput(["x"], [ParquetPiece(str(theirs / "rows.parquet"), 0)])
+    logged = LogSampling(log_url, 0.1)
+
+    with _client_of(cluster.scheduler, 1) as client:  # workers on this machine's files: nothing to say
+        require_workers_see(client, everything_theirs, theirs / "out", logged)
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = _start(Path(sys.executable), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+    worker = subprocess.Popen([private_mounts, "--mount", "sh", "-c", f"mount -t tmpfs none {theirs} && exec "
+                               f"{VENV_BIN / 'dask'} worker {address} --nthreads 1 --no-nanny --no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with _client_of(address, 1) as client:
+            with pytest.raises(ConfigError) as refused:
+                require_workers_see(client, everything_theirs, theirs / "out", logged)
+            assert re.fullmatch(
+                rf"Dask worker tcp://127\.0\.0\.1:\d+ cannot read {re.escape(str(theirs / 'rows.parquet'))} \(and 2 "
+                r"more path\(s\)\), which this machine can: a cluster's workers read the input, write --out and log "
+                r"the sample themselves, so each must be at the same path on every worker \(a shared filesystem; for "
+                r"the prediction log, a database server: DRIFTLOOP_PREDICTIONS_URL, or --log-fraction 0\)",
+                str(refused.value),
+            ), refused.value
+            # Input it sees, no sample logged: --out alone, and no word of the log.
+            with pytest.raises(ConfigError, match=f"cannot write in {re.escape(str(theirs / 'out'))}, which") as out:
+                require_workers_see(client, ScoringInput(["x"], [ParquetPiece(str(ours / "rows.parquet"), 0)]),
+                                    theirs / "out", LogSampling(log_url, 0.0))  # fmt: skip
+            assert "DRIFTLOOP_PREDICTIONS_URL" not in str(out.value)
+            require_workers_see(client, ScoringInput(["x"], [ParquetPiece(str(ours / "rows.parquet"), 0)]), ours,
+                                LogSampling(None, 0.1))  # fmt: skip
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+            process.wait(timeout=60)

@@ -61,6 +61,7 @@ from driftloop.io.partition_scoring import (
     score_csv_block,
     score_partition,
     score_piece,
+    unseen_paths,
 )
 from driftloop.io.prediction_store import open_prediction_log
 from driftloop.io.registry import ModelRegistry
@@ -367,6 +368,7 @@ def score_with_dask(
     if logs:
         # Its tables are created here, once: workers creating them at the same time in a new SQLite file race.
         open_prediction_log(str(sampling.url)).close()
+    require_workers_see(client, source, out, sampling)
     sampling = sampling if sampling.run else replace(sampling, run=uuid.uuid4().hex[:12])
     results: list[PartitionScored] = []
 
@@ -398,6 +400,49 @@ def score_with_dask(
         len(results), total.rows, total.scored, total.rejected, total.logged, time.perf_counter() - started,
         total.first_reasons,
     )  # fmt: skip
+
+
+def require_workers_see(client: Client, source: ScoringInput, out: Path, sampling: LogSampling) -> None:
+    """Every worker of ``client`` sees the input's files, ``out`` and a SQLite prediction log as this machine does.
+
+    A Dask scheduler's workers may be other machines: without the files there they failed on "cannot be read as
+    Parquet: No such file", or wrote their answers and logged rows where no one looks.
+
+    Raises:
+        ConfigError: A worker cannot: the first one, with what it cannot and what to do.
+    """
+    reads = sorted({piece.path for piece in source.pieces})
+    if source.csv_path is not None:
+        reads.append(str(source.csv_path))
+    writes = [str(out)]
+    log_file = _sqlite_file(sampling.url) if sampling.url is not None and sampling.fraction > 0 else None
+    if log_file is not None:
+        reads.append(str(log_file))
+        writes.append(str(log_file.parent))
+    seen: dict[str, list[str]] = client.run(unseen_paths, reads, writes)
+    wrong = sorted((worker, problems) for worker, problems in seen.items() if problems)
+    if not wrong:
+        return
+    worker, problems = wrong[0]
+    more = f" (and {len(problems) - 1} more path(s))" if len(problems) > 1 else ""
+    others = f"; so do {len(wrong) - 1} other worker(s)" if len(wrong) > 1 else ""
+    log = log_file is not None and any(str(log_file) in problem for problem in problems)
+    hint = "; for the prediction log, a database server: DRIFTLOOP_PREDICTIONS_URL, or --log-fraction 0" if log else ""
+    raise ConfigError(
+        f"Dask worker {worker} {problems[0]}{more}, which this machine can{others}: a cluster's workers read the "
+        "input, write --out and log the sample themselves, so each must be at the same path on every worker (a "
+        f"shared filesystem{hint})"
+    )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for a database server's (or SQLite in memory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
 
 
 def _take_back_logged(sampling: LogSampling, model_name: str, since: datetime) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,15 @@ class _TaskErrorsGoBack(logging.Filter):
 def dask_setup(worker: object) -> None:
     """Called by Dask in each worker that preloads this module (``batch_scoring.dask_client``'s local cluster)."""
     logging.getLogger("distributed.worker").addFilter(_TaskErrorsGoBack())
+
+
+def unseen_paths(reads: Sequence[str], writes: Sequence[str]) -> list[str]:
+    """Run on each worker: which of the files it must read it cannot, and which directories it must write it cannot.
+
+    A Dask scheduler's workers may be on other machines, where the client's paths need not exist.
+    """
+    problems = [f"cannot read {path}" for path in reads if not os.access(path, os.R_OK)]
+    return problems + [f"cannot write in {path}" for path in writes if not os.access(path, os.W_OK | os.X_OK)]
 
 
 def answer_file(part: tuple[int, int]) -> str:
