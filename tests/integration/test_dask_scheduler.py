@@ -182,6 +182,11 @@ def test_a_tls_scheduler_is_asked_with_dasks_tls_configuration(tmp_path: Path) -
         _wait_for_listener(port)
         with dask.config.set(tls):
             require_scheduler(address)
+        with (
+            dask.config.set({**tls, "distributed.comm.require-encryption": True}),
+            pytest.raises(ConfigError, match="is not a TLS address, and Dask's configuration requires encryption"),
+        ):
+            require_scheduler(f"tcp://127.0.0.1:{port}")
     finally:
         scheduler.terminate()
         scheduler.wait(timeout=60)

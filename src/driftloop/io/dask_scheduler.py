@@ -49,6 +49,11 @@ def require_scheduler(address: str, timeout: float = SCHEDULER_ANSWER_SECONDS) -
             f"{address} is a TLS address, and Dask's configuration has no TLS for a client: set "
             "distributed.comm.tls.ca-file, .client.cert and .client.key (DASK_DISTRIBUTED__COMM__TLS__CA_FILE, ...)"
         )
+    if scheme != "tls" and connection_args.get("require_encryption"):
+        raise ConfigError(
+            f"{address} is not a TLS address, and Dask's configuration requires encryption "
+            "(distributed.comm.require-encryption): give the scheduler's tls:// address"
+        )
     # In a thread of its own: the caller may be on a running event loop (a flow's task), where asyncio.run refuses.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-scheduler-probe") as pool:
         identity = pool.submit(asyncio.run, _identity(address, timeout, connection_args)).result()
