@@ -226,6 +226,20 @@ def test_a_broken_project_file_stops_every_command_that_reads_it(home: Path, tmp
         assert "model 'a b': name:" in result.stderr
 
 
+def test_a_project_file_named_but_missing_stops_every_command_that_reads_it(home: Path, tmp_path: Path) -> None:
+    """Unset, no ./driftloop.yaml is the default project (every other test here); named, it must exist."""
+    missing = tmp_path / "elsewhere" / "driftloop.yaml"
+    for command in (
+        ("train", "deliveries"),
+        ("train",),
+        ("models",),
+        ("drift-check",),
+        ("score", "x.csv", "--out", "o"),
+    ):
+        result = driftloop(home, *command, extra={"DRIFTLOOP_PROJECT_FILE": str(missing)})
+        assert_refused_before_services(result, home, f"DRIFTLOOP_PROJECT_FILE {missing}: no such file")
+
+
 @pytest.mark.parametrize("command", ["models", "history", "drift-check", "serve", "status"])
 def test_every_model_command_refuses_a_bad_model_name(home: Path, command: str) -> None:
     result = driftloop(home, command, "--model-name", "a/b")
