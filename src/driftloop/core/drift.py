@@ -716,7 +716,8 @@ def _two_sample_chi_square_p_value(ref_counts: np.ndarray, cur_counts: np.ndarra
     reference's proportions), which takes those proportions as exact. From a small reference they are not: on
     unchanged traffic of 1,000 rows it flagged a 5-value column in 34% of 2,000 simulated windows against 918
     reference rows and 70% against 300 (a retrain's recent rows: trial 54), where 5% is the test's level. This one
-    counts both samples' noise: 4-5% at either size (``tests/unit/test_drift.py``).
+    counts both samples' noise: 4-5% of those windows at either size (``tests/unit/test_drift.py`` holds 40 of
+    each, in both directions).
     """
     # Every value has a count on one side at least (the keys are both sides' values): no expected count is 0.
     return float(stats.chi2_contingency(np.vstack([ref_counts, cur_counts]), correction=False).pvalue)
