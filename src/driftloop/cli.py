@@ -85,7 +85,7 @@ def _use_model(name: str | None, project_default: bool = True) -> Settings:
     Else, with ``project_default``, a project file and no DRIFTLOOP_MODEL_NAME: for the project's first model. The
     name is set in this process's environment, so the flows and clients started from it use the same model.
     """
-    settings = _settings_with_their_project()
+    settings = get_settings()
     if name is None and project_default:
         name = _project_default(settings)
     if name is not None:
@@ -94,18 +94,6 @@ def _use_model(name: str | None, project_default: bool = True) -> Settings:
         os.environ["DRIFTLOOP_MODEL_NAME"] = name
         get_settings.cache_clear()
     return get_settings()
-
-
-def _settings_with_their_project() -> Settings:
-    """The settings; a project file they name (DRIFTLOOP_PROJECT_FILE) must exist.
-
-    Unset, a missing ./driftloop.yaml is the default project. Named, a missing file is a mistake: trial 54's
-    `train deliveries` went on to the bundled sample's model, and its error said nothing of the file.
-    """
-    settings = get_settings()
-    if "project_file" in settings.model_fields_set and not settings.project_file.is_file():
-        raise _fail(f"DRIFTLOOP_PROJECT_FILE {settings.project_file}: no such file")
-    return settings
 
 
 def _project_default(settings: Settings) -> str | None:
@@ -515,7 +503,7 @@ def train(
     """
     if schema is not None and not schema.is_file():  # checked here: typer's own check is a boxed usage error
         raise _fail(f"--schema {schema}: " + ("a directory, not a schema file" if schema.is_dir() else "no such file"))
-    settings = _settings_with_their_project()
+    settings = get_settings()
     unnamed_default = _project_default(settings) or settings.model_name  # what the next commands are about
     declared = _declared_model(settings, project_model, data, schema)
     floors_from = "--floor"
@@ -589,7 +577,12 @@ def _declared_model(settings: Settings, name: str | None, data: str | None, sche
         return project.default
     declared = project.model(name)
     if declared is None:
-        where = settings.project_file if settings.project_file.is_file() else "the default project (no driftloop.yaml)"
+        # The path looked at: DRIFTLOOP_PROJECT_FILE may name a file that is not there (trial 54).
+        where = (
+            settings.project_file
+            if settings.project_file.is_file()
+            else f"the default project (no project file at {settings.project_file})"
+        )
         raise _fail(f"no model {name!r} in {where}: it declares {', '.join(project.names)}")
     return declared
 
