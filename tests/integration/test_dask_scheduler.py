@@ -51,8 +51,6 @@ class DaskCluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[DaskCluster]:
-    from distributed import Client
-
     ports = DaskCluster()
     scheduler = subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
                                   str(ports.scheduler_port), "--dashboard-address",
@@ -62,15 +60,7 @@ def cluster() -> Iterator[DaskCluster]:
                                "--listen-address", f"tcp://127.0.0.1:{ports.worker_port}", "--no-dashboard"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(ports.scheduler, timeout="5s") as client:
-                    client.wait_for_workers(1, timeout=60)
-                break
-            except (OSError, TimeoutError):
-                assert time.monotonic() < deadline, "the Dask cluster did not come up within 60 s"
-                time.sleep(0.5)
+        _client_of(ports.scheduler, 1).close()  # once the worker has joined
         yield ports
     finally:
         for process in (worker, scheduler):

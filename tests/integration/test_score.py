@@ -143,17 +143,11 @@ def test_score_a_parquet_directory_on_two_worker_processes(tmp_path: Path, prefe
         worker.terminate()
         worker.wait(timeout=60)
         _wait_for_workers(port, 0)
+        address = f"tcp://127.0.0.1:{port}"
         alone = replace(dl, env={**dl.env, "DRIFTLOOP_DASK_WORKER_WAIT": "2"}).run(
-            "score",
-            str(source),
-            "--out",
-            str(tmp_path / "alone"),
-            "--dask-scheduler",
-            f"tcp://127.0.0.1:{port}",
-            check=False,
+            "score", str(source), "--out", str(tmp_path / "alone"), "--dask-scheduler", address, check=False
         )
         assert alone.returncode == 1, alone.stdout + alone.stderr
-        address = f"tcp://127.0.0.1:{port}"
         assert alone.stderr.splitlines() == [
             f"note: the Dask scheduler at {address} has no worker yet: waiting up to 2 s for one to join "
             "(DRIFTLOOP_DASK_WORKER_WAIT)",

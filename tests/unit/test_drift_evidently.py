@@ -126,11 +126,11 @@ def test_same_method_threshold_and_flag_per_column(
 def test_same_scores(results: dict[str, tuple[DriftVerdict, EvidentlyDrift]], case: str) -> None:
     """Every score but the chi-square's: ours is the two-sample test, Evidently's the goodness-of-fit one."""
     ours, theirs = results[case]
+    data = make_cases()[case]
     for column in ours.columns:
         score = theirs.columns[column.column][2]
         if column.method == CHI_SQUARE:
-            reference, current = make_cases()[case].reference, make_cases()[case].current
-            score = _two_sample_chi_square(reference[column.column], current[column.column])
+            score = _two_sample_chi_square(data.reference[column.column], data.current[column.column])
         assert math.isclose(column.score, score, rel_tol=REL_TOL, abs_tol=ABS_TOL), (column.column, column.score, score)
 
 

@@ -63,7 +63,7 @@ from driftloop.io.partition_scoring import (
     score_piece,
     unseen_paths,
 )
-from driftloop.io.prediction_store import open_prediction_log
+from driftloop.io.prediction_store import open_prediction_log, sqlite_file
 from driftloop.io.registry import ModelRegistry
 from driftloop.io.sql_source import SqlQuery, read_sql_chunks
 from driftloop.io.worker_template import SCORING_WORKER_MODULE, start_worker_template
@@ -415,7 +415,7 @@ def require_workers_see(client: Client, source: ScoringInput, out: Path, samplin
     if source.csv_path is not None:
         reads.append(str(source.csv_path))
     writes = [str(out)]
-    log_file = _sqlite_file(sampling.url) if sampling.url is not None and sampling.fraction > 0 else None
+    log_file = sqlite_file(sampling.url) if sampling.url is not None and sampling.fraction > 0 else None
     if log_file is not None:
         reads.append(str(log_file))
         writes.append(str(log_file.parent))
@@ -433,16 +433,6 @@ def require_workers_see(client: Client, source: ScoringInput, out: Path, samplin
         "input, write --out and log the sample themselves, so each must be at the same path on every worker (a "
         f"shared filesystem{hint})"
     )
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL; None for a database server's (or SQLite in memory)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(str(parsed.database))
 
 
 def _take_back_logged(sampling: LogSampling, model_name: str, since: datetime) -> None:

@@ -120,8 +120,9 @@ def require_scoring_cluster(client: Client, address: str, wait_seconds: float, w
         ConfigError: The scheduler or a worker has no driftloop, or another version of it.
         ServiceError: No worker joined within ``wait_seconds``.
     """
-    _require_driftloop(client.get_versions(packages=[_PACKAGE]), address, "scheduler")
-    if not client.scheduler_info(n_workers=1)["workers"]:
+    versions = client.get_versions(packages=[_PACKAGE])
+    _require_driftloop(versions, address, "scheduler")
+    if not versions["workers"]:
         waiting(
             f"the Dask scheduler at {address} has no worker yet: waiting up to {wait_seconds:g} s for one to join "
             "(DRIFTLOOP_DASK_WORKER_WAIT)"
@@ -133,7 +134,8 @@ def require_scoring_cluster(client: Client, address: str, wait_seconds: float, w
                 f"no worker joined the Dask scheduler at {address} within {wait_seconds:g} s: start one (dask worker "
                 f"{address}), or wait longer (DRIFTLOOP_DASK_WORKER_WAIT)"
             ) from None
-    _require_driftloop(client.get_versions(packages=[_PACKAGE]), address, "workers")
+        versions = client.get_versions(packages=[_PACKAGE])
+    _require_driftloop(versions, address, "workers")
 
 
 def _require_driftloop(versions: dict[str, Any], address: str, part: str) -> None:

@@ -705,8 +705,15 @@ def _add_missing_columns(engine: Engine) -> None:
 
 def open_prediction_log(url: str) -> SqlPredictionStore:
     """A ``SqlPredictionStore``, creating the directory of a SQLite file first."""
+    if (database := sqlite_file(url)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    return SqlPredictionStore(url)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for a database server's, SQLite in memory or a ``file:`` URI."""
     parsed: URL = make_url(url)
     database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    return SqlPredictionStore(url)
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
